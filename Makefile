@@ -1,0 +1,67 @@
+# ticketstream: `make run` brings the whole system up, `make test` installs what is missing and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+INSTALLED := $(VENV)/.installed
+KAFKA_JARS := .local/kafka/libs/.verified
+
+# What the local system runs with; tests pick their own broker and data directories.
+run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
+run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
+
+.PHONY: install run demo test bench lint schemas lock kafka clean
+
+install: $(INSTALLED) $(KAFKA_JARS)
+
+$(INSTALLED): requirements.lock pyproject.toml shared/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
+	$(UV) pip install --python $(PY) -q -r requirements.lock
+	$(UV) pip install --python $(PY) -q --no-deps -e shared -e .
+	touch $@
+
+# The official Apache Kafka jars from Maven Central, resolved once into .local/kafka and checked against
+# deploy/kafka/artifacts.sha256.
+$(KAFKA_JARS): deploy/kafka/pom.xml deploy/kafka/artifacts.sha256 | $(INSTALLED)
+	$(PY) -m deploy.kafka.launcher resolve
+
+.local/dev-keys.json: | $(INSTALLED)
+	$(PY) -m ticketstream_shared.runtime.auth .local
+
+run: install .local/dev-keys.json
+	@echo "ticketstream is starting; Ctrl-C stops everything. Data is kept under .local/."
+	@echo "  intake      http://127.0.0.1:8001/docs"
+	@echo "  sla         http://127.0.0.1:8002/docs"
+	@echo "  assignment  http://127.0.0.1:8003/docs"
+	@echo "  reporting   http://127.0.0.1:8004/docs   (dashboard: http://127.0.0.1:8004/dashboard)"
+	@echo "  kafka       $$KAFKA_BOOTSTRAP_SERVERS"
+	@echo "  API keys    .local/dev-keys.json  (send 'Authorization: Bearer <key>')"
+	$(VENV)/bin/honcho -f deploy/Procfile -d . start kafka intake sla assignment reporting
+
+demo: install .local/dev-keys.json
+	@echo "ticketstream with a simulated help-desk day; the dashboard: http://127.0.0.1:8004/dashboard"
+	$(VENV)/bin/honcho -f deploy/Procfile -d . start
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check shared services tests bench deploy
+
+schemas: install
+	$(PY) -m ticketstream_shared.contract.schema shared/schemas
+
+lock: $(INSTALLED)
+	$(UV) pip compile -q requirements.in -o requirements.lock --python-version 3.11
+
+kafka: install
+	$(PY) -m deploy.kafka.launcher run --data-dir .local/kafka/data --port 9092
+
+clean:
+	rm -rf .local $(VENV)

@@ -1,0 +1,1 @@
+"""A local single-node Kafka built from Maven Central jars; see launcher.py."""

@@ -1,0 +1,77 @@
+"""Projects tickets.events into the reporting tables, one consumer batch at a time.
+
+The shared EventConsumer reads, decodes and dead-letters what is not an event; it commits a batch only once
+project() has returned, that is once the batch is in ClickHouse. A crash therefore means redelivery, never loss,
+and the tables collapse redelivered rows (see processors.py), so redelivery never double-counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from prometheus_client import Histogram
+
+from ticketstream_shared.contract import Envelope, UnknownEventType, decode_ticket_event
+from ticketstream_shared.runtime.consumer import Delivery
+
+from .processors import Row, process
+
+log = logging.getLogger(__name__)
+
+INSERT_SECONDS = Histogram(
+    "ticketstream_reporting_insert_seconds",
+    "Time to insert one batch of projected rows into ClickHouse",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+#: While ClickHouse refuses a batch, try again after this long, doubling up to the cap.
+FIRST_RETRY_SECONDS = 0.5
+LAST_RETRY_SECONDS = 30.0
+
+
+def decode(raw: bytes) -> Envelope:
+    """The event, or for an event type this contract does not know yet its envelope, which the raw table keeps
+    so that a later version can report on it. Raises InvalidEvent (the message goes to the DLQ) otherwise."""
+    try:
+        return decode_ticket_event(raw)
+    except UnknownEventType:
+        return Envelope.model_validate_json(raw)
+
+
+class RowStore(Protocol):
+    """Where projected rows go: the Warehouse, or a fake in tests."""
+
+    async def insert(self, rows: Mapping[str, Sequence[Row]]) -> None: ...
+
+
+class Projector:
+    """The batch handler of the reporting consumer."""
+
+    def __init__(self, store: RowStore, *, first_retry_seconds: float = FIRST_RETRY_SECONDS) -> None:
+        self._store = store
+        self._first_retry_seconds = first_retry_seconds
+
+    async def project(self, batch: list[Delivery]) -> None:
+        """Insert the rows of every event of `batch`, one insert per table; returns once they are stored.
+
+        A failed insert is retried rather than raised: raising would stop the consumer, and skipping would
+        commit events that never reached the tables. On shutdown the wait is cancelled and nothing is committed.
+        """
+        rows: dict[str, list[Row]] = defaultdict(list)
+        for delivery in batch:
+            for table, table_rows in process(delivery.event, delivery.partition, delivery.offset).items():
+                rows[table].extend(table_rows)
+        retry_in = self._first_retry_seconds
+        while True:
+            try:
+                with INSERT_SECONDS.time():
+                    await self._store.insert(rows)
+                return
+            except Exception:
+                log.exception("ClickHouse refused a batch; trying again", extra={"retry_in_s": retry_in})
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, LAST_RETRY_SECONDS)

@@ -1,0 +1,92 @@
+"""The reports managers ask for: their parameters, checked before anything reaches ClickHouse, and their shapes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+
+from ticketstream_shared.contract.events import Identifier
+
+#: Days ClickHouse's DateTime64 and Date32 hold comfortably; outside them a date is a typo, not a question.
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: Any) -> Any:
+    if isinstance(value, str) and not _ISO_DAY.match(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+def _within_range(day: date) -> date:
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"must be between {EARLIEST_DAY.isoformat()} and {LATEST_DAY.isoformat()}")
+    return day
+
+
+Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_within_range)]
+
+
+class Granularity(StrEnum):
+    """Periods a report can be split into; a week starts on Monday (ISO 8601)."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class HoursPerClientQuery(BaseModel):
+    """Hours worked per client on the UTC days from..to (both included), by the worklogs' performed_at."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    from_: Day = Field(alias="from", description="First UTC day, included (YYYY-MM-DD).")
+    to: Day = Field(description="Last UTC day, included (YYYY-MM-DD).")
+    granularity: Granularity | None = Field(default=None, description="Adds a period column: day, week or month.")
+    client_id: Identifier | None = Field(default=None, description="Only this client.")
+
+    @field_validator("to")
+    @classmethod
+    def _not_before_from(cls, to: date, info: ValidationInfo) -> date:
+        start = info.data.get("from_")
+        if start is not None and to < start:
+            raise ValueError(f"must not be before from ({start.isoformat()})")
+        return to
+
+    def utc_interval(self) -> tuple[datetime, datetime]:
+        """[start, end) in UTC: midnight of `from` to midnight after `to`."""
+        start = datetime.combine(self.from_, time(), tzinfo=UTC)
+        end = datetime.combine(self.to + timedelta(days=1), time(), tzinfo=UTC)
+        return start, end
+
+
+class ReportsUnavailable(RuntimeError):
+    """The reporting database cannot answer now (not the caller's fault: try again later)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """A table of results: named columns, rows in that order."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def csv(self) -> str:
+        """CSV with a header row; dates as YYYY-MM-DD."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self.rows)
+        return out.getvalue()

@@ -1,0 +1,10 @@
+"""The sla service's configuration, from environment variables only."""
+
+from pydantic import Field
+
+from ticketstream_shared.runtime.settings import ServiceSettings
+
+
+class SlaSettings(ServiceSettings):
+    http_port: int = Field(default=8002, ge=1, le=65535)
+    consumer_group: str = "sla"

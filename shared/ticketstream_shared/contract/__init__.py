@@ -1,0 +1,39 @@
+"""The ticketstream event contract: models, topic names and codec. Depends on pydantic only."""
+
+from .codec import InvalidEvent, UnknownEventType, decode_ticket_event, encode
+from .events import (
+    Channel,
+    CommentAdded,
+    CsatRecorded,
+    Envelope,
+    Priority,
+    Role,
+    TicketCreated,
+    TicketEvent,
+    TicketStatus,
+    TicketStatusChanged,
+    TicketUpdated,
+    WorklogRecorded,
+)
+from .topics import TOPICS, dead_letter_topic
+
+__all__ = [
+    "TOPICS",
+    "Channel",
+    "CommentAdded",
+    "CsatRecorded",
+    "Envelope",
+    "InvalidEvent",
+    "Priority",
+    "Role",
+    "TicketCreated",
+    "TicketEvent",
+    "TicketStatus",
+    "TicketStatusChanged",
+    "TicketUpdated",
+    "UnknownEventType",
+    "WorklogRecorded",
+    "dead_letter_topic",
+    "decode_ticket_event",
+    "encode",
+]

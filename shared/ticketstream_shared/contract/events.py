@@ -1,0 +1,197 @@
+"""The ticket events: the public, versioned contract other systems produce against and consume.
+
+Every event is a frozen pydantic model: the envelope of product.md plus a typed `data`. Event types are named in
+the past tense; a new shape of an existing type comes with a new `schema_version` and an upcaster (see codec.py),
+never an edit in place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+#: A moment with a time zone, normalised to UTC (RFC 3339 on the wire).
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    WAITING_ON_CUSTOMER = "waiting_on_customer"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Channel(StrEnum):
+    PORTAL = "portal"
+    EMAIL = "email"
+    PHONE = "phone"
+    CHAT = "chat"
+    MONITORING = "monitoring"
+    API = "api"
+
+
+class Role(StrEnum):
+    """Who acts: the roles of API keys, also recorded on comments."""
+
+    ADMIN = "admin"
+    MANAGER = "manager"
+    TECHNICIAN = "technician"
+    REQUESTER = "requester"
+    INTEGRATION = "integration"
+
+
+class Frozen(BaseModel):
+    # Tolerant reader: fields added later within a schema_version must not break older consumers.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Envelope(Frozen):
+    """What every event on every topic carries (product.md, "Events")."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: UtcDatetime
+    ticket_id: Identifier
+    client_id: Identifier
+    aggregate_version: int | None = Field(
+        default=None, ge=1, description="tickets.events only: 1, 2, 3... per ticket, no gaps."
+    )
+    producer: str = Field(min_length=1, description="The service that wrote the event, e.g. 'intake'.")
+    correlation_id: str = Field(min_length=1, description="Carried from the request that caused the event.")
+    request_id: str | None = Field(
+        default=None,
+        description="The Idempotency-Key or tickets.inbound request_id of the command that produced the event.",
+    )
+
+
+class TicketEvent(Envelope):
+    """An event of the ticket aggregate, written by intake only, to tickets.events."""
+
+    aggregate_version: int = Field(ge=1)
+
+
+# --- data of the ticket events ----------------------------------------------------------------------------------
+
+
+class TicketCreatedData(Frozen):
+    requester_id: Identifier
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    category: Identifier
+    priority: Priority
+    channel: Channel = Channel.API
+    status: Literal[TicketStatus.NEW] = TicketStatus.NEW
+
+
+class WorklogRecordedData(Frozen):
+    worklog_id: uuid.UUID
+    technician_id: Identifier
+    minutes: int = Field(gt=0, le=24 * 60)
+    billable: bool
+    note: str = Field(default="", max_length=2_000)
+    performed_at: UtcDatetime
+
+
+class TicketFields(Frozen):
+    """The fields of a ticket that can be changed after creation."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    category: Identifier | None = None
+    priority: Priority | None = None
+
+
+class TicketUpdatedData(Frozen):
+    changes: TicketFields
+    previous: TicketFields
+
+
+class StatusChangedData(Frozen):
+    from_status: TicketStatus
+    to_status: TicketStatus
+    reason: str = Field(default="", max_length=2_000)
+
+
+class CommentAddedData(Frozen):
+    comment_id: uuid.UUID
+    author_id: Identifier
+    author_role: Role
+    body: str = Field(min_length=1, max_length=20_000)
+    public: bool
+
+
+class CsatRecordedData(Frozen):
+    rating: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=2_000)
+
+
+class TicketCreated(TicketEvent):
+    event_type: Literal["ticket.created"] = "ticket.created"
+    schema_version: Literal[1] = 1
+    data: TicketCreatedData
+
+
+class WorklogRecorded(TicketEvent):
+    event_type: Literal["ticket.worklog_recorded"] = "ticket.worklog_recorded"
+    schema_version: Literal[1] = 1
+    data: WorklogRecordedData
+
+
+class TicketUpdated(TicketEvent):
+    event_type: Literal["ticket.updated"] = "ticket.updated"
+    schema_version: Literal[1] = 1
+    data: TicketUpdatedData
+
+
+class TicketStatusChanged(TicketEvent):
+    event_type: Literal["ticket.status_changed"] = "ticket.status_changed"
+    schema_version: Literal[1] = 1
+    data: StatusChangedData
+
+
+class CommentAdded(TicketEvent):
+    event_type: Literal["ticket.comment_added"] = "ticket.comment_added"
+    schema_version: Literal[1] = 1
+    data: CommentAddedData
+
+
+class CsatRecorded(TicketEvent):
+    event_type: Literal["ticket.csat_recorded"] = "ticket.csat_recorded"
+    schema_version: Literal[1] = 1
+    data: CsatRecordedData
+
+
+#: Every event type of tickets.events this version of the contract knows, told apart by `event_type`.
+TicketEventUnion = Annotated[
+    TicketCreated | TicketUpdated | TicketStatusChanged | CommentAdded | WorklogRecorded | CsatRecorded,
+    Field(discriminator="event_type"),
+]
+
+TICKET_EVENT_TYPES: tuple[type[TicketEvent], ...] = (
+    TicketCreated,
+    TicketUpdated,
+    TicketStatusChanged,
+    CommentAdded,
+    WorklogRecorded,
+    CsatRecorded,
+)

@@ -1,0 +1,42 @@
+"""Topic names and their settings: the one place every service and the launcher read them from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TICKETS_EVENTS = "tickets.events"
+TICKETS_INBOUND = "tickets.inbound"
+SLA_EVENTS = "sla.events"
+ASSIGNMENT_EVENTS = "assignment.events"
+
+#: Partitions of the ticket-keyed topics. They must agree, so that a ticket's events, commands and
+#: downstream decisions share one partition number everywhere.
+TICKET_PARTITIONS = 6
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where unreadable messages of `topic` go, with the reason and the original bytes."""
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+_DLQ = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+
+#: Every topic the system uses. Created explicitly; the broker never auto-creates topics.
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(TICKETS_EVENTS, TICKET_PARTITIONS, _FOREVER),
+    TopicSpec(TICKETS_INBOUND, TICKET_PARTITIONS),
+    TopicSpec(SLA_EVENTS, TICKET_PARTITIONS, _FOREVER),
+    TopicSpec(ASSIGNMENT_EVENTS, TICKET_PARTITIONS, _FOREVER),
+    *(
+        TopicSpec(dead_letter_topic(name), 1, _DLQ)
+        for name in (TICKETS_EVENTS, TICKETS_INBOUND, SLA_EVENTS, ASSIGNMENT_EVENTS)
+    ),
+)

@@ -1,0 +1,133 @@
+"""API keys: who is calling, in which role, scoped to which client.
+
+The services read only SHA-256 hashes of the keys (API_KEYS_FILE), so the keys file holds no secret; the
+plaintext keys go to the people and systems that call. `python -m ticketstream_shared.runtime.auth DIR` writes
+a development pair into DIR: dev-keys.json (role -> key, for people) and api-keys.json (hashes, for services).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict
+
+from ticketstream_shared.contract import Role
+
+
+class ApiKeyEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    sha256: str
+    role: Role
+    client_id: str | None = None
+    requester_id: str | None = None
+
+
+class ApiKeysFile(BaseModel):
+    keys: list[ApiKeyEntry]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller behind a key. client_id None means every client."""
+
+    name: str
+    role: Role
+    client_id: str | None = None
+    requester_id: str | None = None
+
+    def may_see_client(self, client_id: str) -> bool:
+        return self.client_id is None or self.client_id == client_id
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeys:
+    """The registry of known keys, by hash."""
+
+    def __init__(self, entries: list[ApiKeyEntry]) -> None:
+        self._by_hash = {
+            entry.sha256: Principal(entry.name, entry.role, entry.client_id, entry.requester_id)
+            for entry in entries
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> ApiKeys:
+        return cls(ApiKeysFile.model_validate_json(path.read_bytes()).keys)
+
+    def identify(self, key: str) -> Principal | None:
+        return self._by_hash.get(hash_key(key))
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authenticated(keys: ApiKeys) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the caller's Principal, or 401."""
+
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        found = keys.identify(key.strip())
+        if found is None:
+            raise _unauthorized("unknown API key")
+        return found
+
+    return principal
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        allowed = ", ".join(role.value for role in roles)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role.value} may not do this ({allowed} may)")
+
+
+def require_client(principal: Principal, client_id: str) -> None:
+    if not principal.may_see_client(client_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key is scoped to client {principal.client_id}")
+
+
+#: The development keys of `make run` (product.md): one per role, the requester scoped to client acme.
+DEV_SCOPES: dict[Role, dict[str, str]] = {
+    Role.ADMIN: {},
+    Role.MANAGER: {},
+    Role.TECHNICIAN: {},
+    Role.REQUESTER: {"client_id": "acme", "requester_id": "acme-requester"},
+    Role.INTEGRATION: {},
+}
+
+
+def write_dev_keys(directory: Path) -> tuple[Path, Path]:
+    """Create (once; kept across runs) dev-keys.json and the matching api-keys.json in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dev_keys_path, api_keys_path = directory / "dev-keys.json", directory / "api-keys.json"
+    if dev_keys_path.exists():
+        dev_keys = json.loads(dev_keys_path.read_text())
+    else:
+        dev_keys = {role.value: f"ts_{secrets.token_urlsafe(32)}" for role in DEV_SCOPES}
+        dev_keys_path.write_text(json.dumps(dev_keys, indent=2) + "\n")
+        dev_keys_path.chmod(0o600)
+    entries = [
+        ApiKeyEntry(name=f"dev-{role.value}", sha256=hash_key(dev_keys[role.value]), role=role, **scope)
+        for role, scope in DEV_SCOPES.items()
+    ]
+    api_keys_path.write_text(ApiKeysFile(keys=entries).model_dump_json(indent=2) + "\n")
+    return dev_keys_path, api_keys_path
+
+
+if __name__ == "__main__":
+    for written in write_dev_keys(Path(sys.argv[1])):
+        print(written)

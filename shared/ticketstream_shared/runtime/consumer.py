@@ -1,0 +1,172 @@
+"""The consuming side every service shares: read in a group, decode, dead-letter the unreadable, hand batches to
+the service, and commit only after the service has finished with them (at-least-once; handlers dedup on
+event_id, so the effect is once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter
+
+from ticketstream_shared.contract import Envelope, InvalidEvent, UnknownEventType
+
+from .kafka import dead_letter, make_consumer, make_producer, start_when_reachable, wait_for_topics
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+EVENTS_HANDLED = Counter("ticketstream_events_handled_total", "Events handed to the service", ["topic"])
+EVENTS_DEAD_LETTERED = Counter("ticketstream_events_dead_lettered_total", "Messages sent to a DLQ", ["topic"])
+EVENTS_SKIPPED = Counter(
+    "ticketstream_events_skipped_total", "Well-formed events of types this version does not know", ["topic"]
+)
+
+
+#: How long stopping may wait for the broker to take the last commit and the leave-group request.
+LEAVE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An event with the place in the log it was read from."""
+
+    event: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+Decoder = Callable[[bytes], Envelope]
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+class _Assignment(ConsumerRebalanceListener):
+    def __init__(self) -> None:
+        self.assigned = False
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        self.assigned = False
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.assigned = True
+
+
+class EventConsumer:
+    """One consumer-group member. A batch ends at `max_batch` events or `max_wait_s` after its first event."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        service: str,
+        group_id: str,
+        decoders: dict[str, Decoder],
+        handle: BatchHandler,
+        max_batch: int = 500,
+        max_wait_s: float = 0.05,
+    ) -> None:
+        self._settings = settings
+        self._service = service
+        self._group_id = group_id
+        self._decoders = decoders
+        self._handle = handle
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._assignment = _Assignment()
+        self._stopping = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._dead_letters: AIOKafkaProducer | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.consumer is not None and self._assignment.assigned
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit it and leave the group."""
+        self._stopping.set()
+
+    @asynccontextmanager
+    async def running(self, drain_timeout_s: float = 15.0) -> AsyncIterator[None]:
+        """Consume while the context is open (a service's lifespan); on exit, drain and leave the group."""
+        task = asyncio.create_task(self.run(), name=f"{self._service}-consumer")
+        try:
+            yield
+        finally:
+            self.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), drain_timeout_s)
+            except TimeoutError:  # still waiting for a broker that never answered
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def run(self) -> None:
+        self._dead_letters = await start_when_reachable(
+            lambda: make_producer(self._settings, f"{self._service}-dlq"), "dead-letter producer"
+        )
+        self.consumer = await start_when_reachable(
+            lambda: make_consumer(self._settings, group_id=self._group_id, client_id=self._service), "consumer"
+        )
+        await wait_for_topics(self.consumer, self._decoders)
+        self.consumer.subscribe(list(self._decoders), listener=self._assignment)
+        try:
+            while not self._stopping.is_set():
+                batch = await self._next_batch(self.consumer)
+                if batch:
+                    await self._handle(batch)
+                    for delivery in batch:
+                        EVENTS_HANDLED.labels(delivery.topic).inc()
+                # Also after a batch of only dead letters or skipped events: they are done with too.
+                await self.consumer.commit()
+        finally:
+            # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at
+            # shutdown the broker may already be gone (then the group notices by itself, and nothing is lost:
+            # what was not committed is delivered again).
+            for closing in (self.consumer.stop(), self._dead_letters.stop()):
+                try:
+                    await asyncio.wait_for(closing, LEAVE_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning("Kafka did not answer while leaving; stopped anyway")
+
+    async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Delivery]:
+        batch: list[Delivery] = []
+        deadline: float | None = None
+        while len(batch) < self._max_batch and not self._stopping.is_set():
+            timeout = 0.5 if deadline is None else deadline - time.monotonic()
+            if timeout <= 0:
+                break
+            fetched = await consumer.getmany(
+                timeout_ms=int(timeout * 1000), max_records=self._max_batch - len(batch)
+            )
+            for records in fetched.values():
+                for record in records:
+                    delivery = await self._decode(record)
+                    if delivery is not None:
+                        batch.append(delivery)
+            if fetched and deadline is None:
+                deadline = time.monotonic() + self._max_wait_s
+            if not fetched and deadline is None:
+                break  # idle: commit whatever was dead-lettered and look again
+        return batch
+
+    async def _decode(self, record: ConsumerRecord) -> Delivery | None:
+        topic = record.topic
+        try:
+            event = self._decoders[topic](record.value or b"")
+        except UnknownEventType:
+            EVENTS_SKIPPED.labels(topic).inc()
+            return None
+        except InvalidEvent as error:
+            assert self._dead_letters is not None
+            await dead_letter(self._dead_letters, record, error.reason, self._service)
+            EVENTS_DEAD_LETTERED.labels(topic).inc()
+            return None
+        return Delivery(event, topic, record.partition, record.offset)

@@ -1,0 +1,152 @@
+"""The HTTP edge every service shares: health, readiness, metrics, API keys and error shapes.
+
+(No postponed annotations in this module: FastAPI must see the per-app `principal` dependency of /metrics.)
+"""
+
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticketstream_shared.contract import Role
+
+from .auth import ApiKeys, Principal, authenticated, require_role
+from .consumer import EventConsumer
+from .logging import configure_logging, correlation_id
+from .settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+#: Each check names a dependency and says whether it is usable now.
+ReadinessCheck = Callable[[], Mapping[str, bool] | Awaitable[Mapping[str, bool]]]
+
+REQUESTS = Counter("ticketstream_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+LATENCY = Histogram(
+    "ticketstream_http_request_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class _RequestMetrics:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): latency and counts by route template, plus the
+    correlation id of the request (X-Correlation-Id, or a new one) for logs and events."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+        incoming = dict(scope["headers"]).get(b"x-correlation-id")
+        token = correlation_id.set(incoming.decode("latin-1")[:128] if incoming else str(uuid.uuid4()))
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+            REQUESTS.labels(scope["method"], template, str(status_code)).inc()
+            correlation_id.reset(token)
+
+
+def _field_errors(error: RequestValidationError) -> list[dict[str, str]]:
+    fields = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        if location and location[0] in ("body", "query", "path", "header"):
+            location = location[1:]
+        fields.append({"field": ".".join(location) or "(body)", "message": str(item.get("msg", "invalid"))})
+    return fields
+
+
+async def _invalid_request(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": _field_errors(error)})
+
+
+def create_service_app(
+    *,
+    service: str,
+    keys: ApiKeys,
+    readiness: ReadinessCheck,
+    lifespan: Any = None,
+) -> FastAPI:
+    """A FastAPI app with the endpoints every service has; the service adds its own routers."""
+    app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan)
+    app.add_middleware(_RequestMetrics)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    principal = authenticated(keys)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive", "service": service}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        checks = readiness()
+        if inspect.isawaitable(checks):
+            checks = await checks
+        ready = all(checks.values())
+        return JSONResponse(
+            status_code=200 if ready else 503,
+            content={"status": "ready" if ready else "not ready", "checks": dict(checks)},
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics(caller: Annotated[Principal, Depends(principal)]) -> Response:
+        require_role(caller, Role.ADMIN, Role.MANAGER, Role.INTEGRATION)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.principal = principal
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run `app` until SIGTERM or Ctrl-C; uvicorn then stops accepting, finishes requests in flight and runs the
+    app's lifespan shutdown (where each service drains its consumers and producers)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10)
+
+
+def consumer_service_app(*, service: str, keys: ApiKeys, consumer: EventConsumer) -> FastAPI:
+    """The app of a service whose work is consuming: ready once it holds partitions of its group."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with consumer.running():
+            yield
+
+    return create_service_app(
+        service=service, keys=keys, readiness=lambda: {"kafka": consumer.ready}, lifespan=lifespan
+    )
+
+
+def run_service(
+    service: str, settings_class: type[S], build_app: Callable[[S, ApiKeys], FastAPI]
+) -> None:
+    """A service's `__main__`: settings from the environment (failing fast, naming the variable), JSON logs,
+    the API keys, then serve until SIGTERM."""
+    settings = settings_class()
+    configure_logging(service, settings.log_level)
+    serve(build_app(settings, ApiKeys.load(settings.api_keys_file)), settings.http_host, settings.http_port)

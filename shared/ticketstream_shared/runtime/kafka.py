@@ -1,0 +1,108 @@
+"""Kafka clients as every service configures them, and the dead-letter path for unreadable messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import ConsumerRecord
+
+from ticketstream_shared.contract import dead_letter_topic
+
+from .logging import correlation_id
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "correlation_id"
+
+T = TypeVar("T")
+
+
+def make_producer(settings: ServiceSettings, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+    """Durable by default: a send is acknowledged only once every in-sync replica has it, without duplicates."""
+    options: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 1,
+        "client_id": client_id,
+        **settings.kafka_client_config(),
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(
+    settings: ServiceSettings, *topics: str, group_id: str | None, client_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    """Offsets are committed by the service after its work is durable, never automatically."""
+    options: dict[str, Any] = {
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        **settings.kafka_client_config(),
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def correlation_headers() -> list[tuple[str, bytes]]:
+    current = correlation_id.get()
+    return [(CORRELATION_HEADER, current.encode())] if current else []
+
+
+def header(record: ConsumerRecord, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, reason: str, consumer: str) -> None:
+    """Park `record` in its topic's DLQ with the reason and the original bytes; returns once Kafka has it, so
+    the caller may then commit past the original offset without losing anything."""
+    headers = [
+        ("dlq.reason", reason.encode()[:4096]),
+        ("dlq.topic", record.topic.encode()),
+        ("dlq.partition", str(record.partition).encode()),
+        ("dlq.offset", str(record.offset).encode()),
+        ("dlq.consumer", consumer.encode()),
+    ]
+    await producer.send_and_wait(
+        dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+    )
+    log.warning(
+        "dead-lettered a message",
+        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
+    )
+
+
+async def start_when_reachable(make_client: Callable[[], T], what: str, max_delay_s: float = 5.0) -> T:
+    """Start a fresh client until the broker answers: a service comes up (and says 'not ready') before its
+    broker does, instead of dying and taking its process group down with it."""
+    delay = 0.2
+    while True:
+        client = make_client()
+        try:
+            await client.start()  # type: ignore[attr-defined]
+            return client
+        except KafkaConnectionError as error:
+            log.warning("Kafka not reachable yet", extra={"client": what, "error": str(error), "retry_in_s": delay})
+            await client.stop()  # type: ignore[attr-defined]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
+async def wait_for_topics(consumer: AIOKafkaConsumer, topics: Iterable[str], max_delay_s: float = 5.0) -> None:
+    """Topics are created explicitly (the launcher, or the operator), never by the broker on first use: wait for
+    them rather than subscribe to nothing."""
+    delay = 0.2
+    while missing := set(topics) - await consumer.topics():
+        log.warning("waiting for topics to be created", extra={"missing": sorted(missing), "retry_in_s": delay})
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)

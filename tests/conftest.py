@@ -1,0 +1,92 @@
+"""Fixtures shared by every test directory.
+
+`kafka_bootstrap` gives the whole session one broker with every ticketstream topic created: the one
+named by KAFKA_BOOTSTRAP_SERVERS, else an apache/kafka container when a Docker engine answers (and
+testcontainers is installed), else a LocalKafka from deploy/kafka (Java + Maven only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
+from importlib.util import find_spec
+
+import pytest
+
+from deploy.kafka.launcher import LocalKafka, free_ports
+from ticketstream_shared.runtime.kafka_admin import ensure_topics, wait_for_broker
+
+#: The same release as deploy/kafka/pom.xml, so both paths test against one broker version.
+KAFKA_IMAGE = "apache/kafka:4.4.0"
+
+
+def _docker_engine_answers() -> bool:
+    """True only if an engine responds: the docker CLI is often installed without one."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return subprocess.run([docker, "info"], capture_output=True, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _answering(bootstrap: str) -> str:
+    """The external broker, or one clear failure instead of every Kafka test timing out on its own."""
+    try:
+        asyncio.run(wait_for_broker(bootstrap, timeout_s=15))
+    except TimeoutError as exc:
+        message = f"KAFKA_BOOTSTRAP_SERVERS is set but {exc}; unset it to get a LocalKafka"
+    else:
+        return bootstrap
+    pytest.fail(message, pytrace=False)
+
+
+def _start_container(stack: ExitStack) -> str:
+    """A single-node KRaft apache/kafka container configured like LocalKafka.
+
+    testcontainers' KafkaContainer drives Confluent images only, hence a plain DockerContainer.
+    """
+    from testcontainers.core.container import DockerContainer
+
+    (port,) = free_ports(1)
+    container = DockerContainer(KAFKA_IMAGE).with_bind_ports(9092, port)
+    for key, value in {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    }.items():
+        container.with_env(key, value)
+    stack.enter_context(container)
+    bootstrap = f"127.0.0.1:{port}"
+    asyncio.run(wait_for_broker(bootstrap, timeout_s=120))
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a broker on which every topic of TOPICS exists; stopped at session end."""
+    with ExitStack() as stack:
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            bootstrap = _answering(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+        elif find_spec("testcontainers") and _docker_engine_answers():
+            bootstrap = _start_container(stack)
+        else:
+            bootstrap = stack.enter_context(LocalKafka(tmp_path_factory.mktemp("kafka"))).bootstrap_servers
+        asyncio.run(ensure_topics(bootstrap))
+        yield bootstrap

@@ -1,0 +1,22 @@
+"""API keys for tests: one per role, a requester and a manager scoped to client acme."""
+
+from ticketstream_shared.contract import Role
+from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
+
+ADMIN, MANAGER, TECHNICIAN, INTEGRATION = "key-admin", "key-manager", "key-technician", "key-integration"
+REQUESTER = "key-requester-acme"  # alice of acme
+ACME_MANAGER = "key-manager-acme"
+
+_ENTRIES = [
+    ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role=Role.ADMIN),
+    ApiKeyEntry(name="manager", sha256=hash_key(MANAGER), role=Role.MANAGER),
+    ApiKeyEntry(name="technician", sha256=hash_key(TECHNICIAN), role=Role.TECHNICIAN),
+    ApiKeyEntry(name="integration", sha256=hash_key(INTEGRATION), role=Role.INTEGRATION),
+    ApiKeyEntry(name="alice", sha256=hash_key(REQUESTER), role=Role.REQUESTER, client_id="acme", requester_id="alice"),
+    ApiKeyEntry(name="acme-manager", sha256=hash_key(ACME_MANAGER), role=Role.MANAGER, client_id="acme"),
+]
+TEST_KEYS = ApiKeys(_ENTRIES)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

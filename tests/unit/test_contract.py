@@ -1,0 +1,79 @@
+"""The event contract: round trips, clear reasons for bad messages, schemas in step with the models."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.builders import a_ticket_created, a_worklog_recorded
+from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+from ticketstream_shared.contract.schema import generate_schemas
+
+SCHEMAS = Path(__file__).parents[2] / "shared" / "schemas"
+
+
+def test_events_survive_the_wire_unchanged():
+    created = a_ticket_created()
+    worklog = a_worklog_recorded(created.ticket_id, 2, minutes=90)
+    for event in (created, worklog):
+        assert decode_ticket_event(encode(event)) == event
+
+
+def test_times_are_normalised_to_utc_on_the_wire():
+    from datetime import datetime, timedelta, timezone
+
+    berlin_morning = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    event = a_ticket_created(occurred_at=berlin_morning)
+    assert b'"occurred_at":"2026-03-02T09:00:00Z"' in encode(event)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"x" * (MAX_EVENT_BYTES + 1), "oversized"),
+        (b'{"event_type": "ticket.created"}', "event_id: Field required"),
+    ],
+)
+def test_unreadable_messages_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidEvent) as refused:
+        decode_ticket_event(raw)
+    assert reason in refused.value.reason
+
+
+def test_a_field_of_the_wrong_shape_is_named():
+    bad = encode(a_ticket_created()).replace(b'"P2"', b'"P9"')
+    with pytest.raises(InvalidEvent) as refused:
+        decode_ticket_event(bad)
+    assert "data.priority" in refused.value.reason
+
+
+def test_a_newer_event_type_is_told_apart_from_garbage():
+    newer = encode(a_ticket_created()).replace(b'"ticket.created"', b'"ticket.merged"')
+    with pytest.raises(UnknownEventType):
+        decode_ticket_event(newer)
+
+
+def test_fields_added_later_do_not_break_older_readers():
+    event = a_ticket_created()
+    extended = encode(event).replace(b'"producer"', b'"added_later":1,"producer"')
+    assert decode_ticket_event(extended) == event
+
+
+def test_checked_in_schemas_match_the_models():
+    """Fails when a model changed without `make schemas`: the published contract must not drift."""
+    generated = generate_schemas()
+    checked_in = {path.name: path.read_text() for path in SCHEMAS.glob("*.json")}
+    assert checked_in == generated
+
+
+def test_the_contract_installs_with_pydantic_alone():
+    """Other systems import the contract without our service plumbing."""
+    plumbing = "{'aiokafka', 'fastapi', 'pydantic_settings', 'prometheus_client'}"
+    loaded = "{m.split('.')[0] for m in sys.modules}"
+    probe = f"import sys, ticketstream_shared.contract; print(sorted({loaded} & {plumbing}))"
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert found.strip() == "[]"

@@ -1,0 +1,77 @@
+"""The projector's batch handler: one insert per table per batch, retried until ClickHouse takes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from reporting.processors import Row
+from reporting.projector import Projector, decode
+from tests.builders import a_ticket_created, a_worklog_recorded
+from ticketstream_shared.contract import Envelope, InvalidEvent, TicketCreated, encode
+from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.runtime.consumer import Delivery
+
+
+class FlakyStore:
+    """Refuses the first `failures` inserts, as a ClickHouse being restarted would, then keeps what it gets."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.inserts: list[dict[str, list[Row]]] = []
+
+    async def insert(self, rows: Mapping[str, Sequence[Row]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("ClickHouse is restarting")
+        self.inserts.append({table: list(table_rows) for table, table_rows in rows.items()})
+
+
+def a_batch() -> list[Delivery]:
+    created = a_ticket_created("T-7")
+    events: list[Envelope] = [created, a_worklog_recorded("T-7", 2, minutes=90), a_ticket_created("T-8")]
+    return [Delivery(event, TICKETS_EVENTS, 3, offset) for offset, event in enumerate(events, start=100)]
+
+
+def test_a_batch_is_one_insert_per_table() -> None:
+    store = FlakyStore()
+
+    asyncio.run(Projector(store).project(a_batch()))
+
+    (inserted,) = store.inserts
+    assert {table: len(rows) for table, rows in inserted.items()} == {
+        "ticket_events": 3,
+        "ticket_changes": 3,
+        "worklogs": 1,
+    }
+    assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102]
+
+
+def test_a_refused_insert_is_tried_again_not_dropped() -> None:
+    store = FlakyStore(failures=2)
+
+    asyncio.run(Projector(store, first_retry_seconds=0).project(a_batch()))
+
+    assert len(store.inserts) == 1 and store.failures == 0
+
+
+def test_an_unknown_event_type_decodes_to_its_envelope() -> None:
+    payload = json.loads(encode(a_ticket_created("T-7")))
+    payload.update(event_type="ticket.merged", data={"into": "T-1"})
+
+    event = decode(json.dumps(payload).encode())
+
+    assert type(event) is Envelope and event.event_type == "ticket.merged"
+
+
+@pytest.mark.parametrize("raw", [b"", b"[]", b'{"event_type": "ticket.created"}'])
+def test_anything_else_is_invalid(raw: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        decode(raw)
+
+
+def test_a_known_event_decodes_to_its_model() -> None:
+    assert isinstance(decode(encode(a_ticket_created("T-7"))), TicketCreated)

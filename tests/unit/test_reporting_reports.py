@@ -1,0 +1,162 @@
+"""Hours per client: parameters checked before ClickHouse sees them, roles and client scoping, JSON and CSV."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from reporting.api import reports_router
+from reporting.reports import Granularity, HoursPerClientQuery, Report, ReportsUnavailable
+from reporting.warehouse import hours_per_client_sql
+from tests.keys import ACME_MANAGER, ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from ticketstream_shared.runtime.http import create_service_app
+
+URL = "/v1/reports/hours-per-client"
+MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
+
+
+class FakeWarehouse:
+    """Answers with a fixed report and remembers the queries it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[HoursPerClientQuery] = []
+        self.down = False
+
+    async def hours_per_client(self, query: HoursPerClientQuery) -> Report:
+        self.asked.append(query)
+        if self.down:
+            raise ReportsUnavailable("ClickHouse does not answer: connection refused")
+        return Report(
+            ("client_id", "period", "hours", "billable_hours", "tickets", "worklogs"),
+            [("acme", date(2026, 3, 2), 1.5, 1.0, 1, 2), ("globex", date(2026, 3, 2), 0.25, 0.0, 1, 1)],
+        )
+
+
+@pytest.fixture
+def warehouse() -> FakeWarehouse:
+    return FakeWarehouse()
+
+
+@pytest.fixture
+def http(warehouse: FakeWarehouse) -> TestClient:
+    app = create_service_app(service="reporting", keys=TEST_KEYS, readiness=lambda: {})
+    app.include_router(reports_router(warehouse, app.state.principal))
+    return TestClient(app)
+
+
+def test_a_query_covers_whole_utc_days() -> None:
+    query = HoursPerClientQuery.model_validate({"from": "2026-03-01", "to": "2026-03-01"})
+
+    assert query.utc_interval() == (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"from": "2026-03-31", "to": "2026-03-01"}, "to", "must not be before from (2026-03-31)"),
+        ({"from": "2026-02-30", "to": "2026-03-01"}, "from", "day value is outside expected range"),
+        ({"from": "1/3/2026", "to": "2026-03-01"}, "from", "must be a date as YYYY-MM-DD"),
+        ({"from": "1700000000", "to": "2026-03-01"}, "from", "must be a date as YYYY-MM-DD"),
+        ({"from": "0001-01-01", "to": "2026-03-01"}, "from", "must be between 1970-01-01 and 2199-12-31"),
+        ({"from": "2026-03-01", "to": "2026-03-31", "granularity": "hour"}, "granularity", "'day', 'week' or"),
+        ({"from": "2026-03-01", "to": "2026-03-31", "client_id": "a b"}, "client_id", "should match pattern"),
+        ({"to": "2026-03-01"}, "from", "Field required"),
+    ],
+)
+def test_invalid_parameters_are_named(params: dict[str, str], field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        HoursPerClientQuery.model_validate(params)
+
+    (error,) = raised.value.errors()
+    assert error["loc"] == (field,)
+    assert message in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "2026-03-31", "to": "2026-03-01"},
+        {"from": "yesterday", "to": "2026-03-01"},
+        {**MARCH, "granularity": "fortnight"},
+        {**MARCH, "format": "xlsx"},
+        {},
+    ],
+)
+def test_bad_input_is_a_422_with_field_messages_never_a_500(http: TestClient, params: dict[str, str]) -> None:
+    response = http.get(URL, params=params, headers=bearer(MANAGER))
+
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert errors and all(error["field"] and error["message"] for error in errors)
+
+
+def test_rows_carry_hours_as_decimals(http: TestClient, warehouse: FakeWarehouse) -> None:
+    response = http.get(URL, params={**MARCH, "granularity": "day"}, headers=bearer(ADMIN))
+
+    assert response.status_code == 200
+    assert response.json()["rows"][0] == {
+        "client_id": "acme",
+        "period": "2026-03-02",
+        "hours": 1.5,
+        "billable_hours": 1.0,
+        "tickets": 1,
+        "worklogs": 2,
+    }
+    assert warehouse.asked == [HoursPerClientQuery.model_validate({**MARCH, "granularity": Granularity.DAY})]
+
+
+def test_csv_has_a_header_row(http: TestClient) -> None:
+    response = http.get(URL, params={**MARCH, "format": "csv"}, headers=bearer(INTEGRATION))
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.text.splitlines() == [
+        "client_id,period,hours,billable_hours,tickets,worklogs",
+        "acme,2026-03-02,1.5,1.0,1,2",
+        "globex,2026-03-02,0.25,0.0,1,1",
+    ]
+
+
+@pytest.mark.parametrize("key", [TECHNICIAN, REQUESTER])
+def test_technicians_and_requesters_may_not_read_it(http: TestClient, key: str) -> None:
+    assert http.get(URL, params=MARCH, headers=bearer(key)).status_code == 403
+    assert http.get(URL, params={"from": "bad"}, headers=bearer(key)).status_code == 403
+
+
+def test_a_key_is_needed(http: TestClient) -> None:
+    assert http.get(URL, params=MARCH).status_code == 401
+
+
+def test_a_key_scoped_to_a_client_sees_only_that_client(http: TestClient, warehouse: FakeWarehouse) -> None:
+    assert http.get(URL, params=MARCH, headers=bearer(ACME_MANAGER)).status_code == 200
+    assert http.get(URL, params={**MARCH, "client_id": "acme"}, headers=bearer(ACME_MANAGER)).status_code == 200
+    assert http.get(URL, params={**MARCH, "client_id": "globex"}, headers=bearer(ACME_MANAGER)).status_code == 403
+
+    assert [query.client_id for query in warehouse.asked] == ["acme", "acme"]
+
+
+def test_the_sql_groups_by_period_and_binds_every_value() -> None:
+    query = HoursPerClientQuery.model_validate({**MARCH, "granularity": "week", "client_id": "acme"})
+
+    sql, parameters = hours_per_client_sql(query)
+
+    assert "toMonday(performed_at) AS period" in sql
+    assert "GROUP BY client_id, period" in sql
+    assert "acme" not in sql
+    assert parameters == {
+        "start": datetime(2026, 3, 1, tzinfo=UTC),
+        "end": datetime(2026, 4, 1, tzinfo=UTC),
+        "client_id": "acme",
+    }
+
+
+def test_a_database_outage_is_a_503_not_a_500(http: TestClient, warehouse: FakeWarehouse) -> None:
+    warehouse.down = True
+
+    response = http.get(URL, params=MARCH, headers=bearer(MANAGER))
+
+    assert response.status_code == 503
+    assert "ClickHouse does not answer" in response.json()["detail"]
