@@ -12,7 +12,7 @@ run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
 run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
 
-.PHONY: install run demo test bench lint schemas lock kafka clean
+.PHONY: install run demo test bench schemas lock kafka clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -46,13 +46,11 @@ demo: install .local/dev-keys.json
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start
 
 test: install
+	$(VENV)/bin/ruff check shared services tests bench deploy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m bench
-
-lint: install
-	$(VENV)/bin/ruff check shared services tests bench deploy
 
 schemas: install
 	$(PY) -m ticketstream_shared.contract.schema shared/schemas

@@ -19,6 +19,7 @@ import ctypes
 import fcntl
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -150,13 +151,31 @@ def _jar_problems(libs_dir: Path, expected: dict[str, str]) -> list[str]:
     ]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_ports(count: int) -> list[int]:
-    """Ports the OS considers free on 127.0.0.1, distinct because all sockets stay open until the end."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+    """Ports free on 127.0.0.1 now, distinct, and outside the kernel's ephemeral range: a port from that range
+    can be taken as the source port of any outgoing connection between a broker's stop and its restart."""
+    low, high = _ephemeral_range()
+    candidates = [port for port in range(10_000, 30_000) if not low <= port <= high]
+    random.shuffle(candidates)
+    chosen: list[int] = []
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise KafkaLauncherError(f"no {count} free ports on 127.0.0.1")
 
 
 def _java() -> str:

@@ -8,8 +8,13 @@ from pydantic import Field, field_validator
 
 from ticketstream_shared.runtime.settings import ServiceSettings
 
-#: deploy/clickhouse of this checkout: the numbered SQL migrations applied at start-up.
-DEFAULT_MIGRATIONS = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
+
+
+def _default_migrations() -> Path:
+    """deploy/clickhouse (the numbered SQL migrations applied at start-up) of the source tree this module runs
+    from; for an installed package, as in the image, deploy/clickhouse under the working directory."""
+    checkout = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
+    return checkout if checkout.is_dir() else Path("deploy/clickhouse").resolve()
 
 
 class ReportingSettings(ServiceSettings):
@@ -23,7 +28,7 @@ class ReportingSettings(ServiceSettings):
         default=Path(".local/clickhouse"),
         description="Directory of the embedded chDB engine; relative paths resolve against the working directory.",
     )
-    clickhouse_migrations_dir: Path = DEFAULT_MIGRATIONS
+    clickhouse_migrations_dir: Path = Field(default_factory=_default_migrations)
 
     consumer_group: str = Field(default="reporting", min_length=1)
     batch_size: int = Field(default=20_000, ge=1, description="Events per insert, at most.")

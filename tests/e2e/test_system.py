@@ -4,7 +4,6 @@ real broker, driven over HTTP only."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.kafka.launcher import free_ports
 from tests.polling import eventually
 from ticketstream_shared.runtime.auth import write_dev_keys
 
@@ -22,12 +22,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[2]
 SERVICES = ("intake", "sla", "assignment", "reporting")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def processes_marked(marker: str) -> list[int]:
@@ -47,7 +41,7 @@ def system(kafka_bootstrap, tmp_path_factory):
     """Yields (base URL per service, dev keys); on exit stops honcho as Ctrl-C would and checks nothing is left."""
     local = tmp_path_factory.mktemp("local")
     dev_keys_path, api_keys_path = write_dev_keys(local)
-    ports = {service: free_port() for service in SERVICES}
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     marker = f"TICKETSTREAM_E2E_RUN={uuid.uuid4()}"
     environment = {
         **os.environ,

@@ -49,8 +49,6 @@ def test_reporting_uses_the_clickhouse_server_of_the_compose_file():
 
 
 def test_the_compose_broker_runs_the_kafka_version_the_local_launcher_pins():
-    import re
-
     pinned = re.search(r"<kafka.version>([^<]+)</kafka.version>", (ROOT / "deploy/kafka/pom.xml").read_text())
     assert pinned is not None
     assert COMPOSE["services"]["kafka"]["image"] == f"apache/kafka:{pinned.group(1)}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reporting.migrations import read_migrations, split_statements
-from reporting.settings import DEFAULT_MIGRATIONS
+from reporting.settings import ReportingSettings
 
 
 def test_statements_end_with_a_semicolon_at_the_end_of_a_line() -> None:
@@ -27,7 +27,7 @@ def test_statements_end_with_a_semicolon_at_the_end_of_a_line() -> None:
 
 
 def test_the_checked_in_migrations_are_read_in_version_order() -> None:
-    migrations = read_migrations(DEFAULT_MIGRATIONS)
+    migrations = read_migrations(ReportingSettings(api_keys_file=Path("keys.json")).clickhouse_migrations_dir)
 
     assert [migration.version for migration in migrations] == list(range(1, len(migrations) + 1))
     assert all(migration.statements for migration in migrations)
