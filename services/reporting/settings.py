@@ -9,7 +9,6 @@ from pydantic import Field, field_validator
 from ticketstream_shared.runtime.settings import ServiceSettings
 
 
-
 def _default_migrations() -> Path:
     """deploy/clickhouse (the numbered SQL migrations applied at start-up) of the source tree this module runs
     from; for an installed package, as in the image, deploy/clickhouse under the working directory."""

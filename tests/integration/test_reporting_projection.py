@@ -26,7 +26,7 @@ from reporting.settings import ReportingSettings
 from reporting.warehouse import Warehouse
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.polling import eventually
-from ticketstream_shared.contract import Role, TicketStatusChanged, encode
+from ticketstream_shared.contract import Envelope, Role, TicketStatusChanged, encode
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS, dead_letter_topic
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
 from ticketstream_shared.runtime.kafka import make_producer
@@ -84,6 +84,11 @@ def reporting_settings(bootstrap: str, clickhouse: dict[str, Any], group: str) -
         batch_max_wait_seconds=0.2,
         **clickhouse,
     )
+
+
+def message(event: Envelope) -> tuple[bytes, bytes]:
+    """The event as intake writes it: keyed by its ticket."""
+    return event.ticket_id.encode(), encode(event)
 
 
 async def _publish(settings: ReportingSettings, messages: list[tuple[bytes, bytes]]) -> None:
@@ -182,11 +187,9 @@ def desk(kafka_bootstrap: str, clickhouse: dict[str, Any]) -> Iterator[Desk]:
     unknown.update(event_type="ticket.merged", aggregate_version=4, data={"into": "T-1"})
     invalid_key = f"invalid-{RUN}".encode()
     messages = [
-        *((event.ticket_id.encode(), encode(event)) for event in (printer, laptop, vpn)),
-        (printer.ticket_id.encode(), encode(printer_worklog)),
-        (printer.ticket_id.encode(), encode(printer_worklog)),  # redelivered at once: same event, same bytes
-        (printer.ticket_id.encode(), encode(printer_resolved)),
-        *((event.ticket_id.encode(), encode(event)) for event in (laptop_worklog, vpn_worklog)),
+        *map(message, (printer, laptop, vpn, printer_worklog)),
+        message(printer_worklog),  # redelivered at once: same event, same bytes, likely the same insert
+        *map(message, (printer_resolved, laptop_worklog, vpn_worklog)),
         (printer.ticket_id.encode(), json.dumps(unknown).encode()),
         (invalid_key, b'{"event_type": "ticket.worklog_recorded", "ticket_id": "T-9"}'),
     ]
@@ -197,7 +200,7 @@ def desk(kafka_bootstrap: str, clickhouse: dict[str, Any]) -> Iterator[Desk]:
             http,
             settings,
             printer.ticket_id,
-            (printer.ticket_id.encode(), encode(printer_worklog)),
+            message(printer_worklog),
             uuid.UUID(unknown["event_id"]),
             invalid_key,
         )

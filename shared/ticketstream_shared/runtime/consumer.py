@@ -83,11 +83,13 @@ class EventConsumer:
         self._assignment = _Assignment()
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
         self._dead_letters: AIOKafkaProducer | None = None
 
     @property
     def ready(self) -> bool:
-        return self.consumer is not None and self._assignment.assigned
+        running = self._task is not None and not self._task.done()
+        return running and self.consumer is not None and self._assignment.assigned
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit it and leave the group."""
@@ -96,7 +98,7 @@ class EventConsumer:
     @asynccontextmanager
     async def running(self, drain_timeout_s: float = 15.0) -> AsyncIterator[None]:
         """Consume while the context is open (a service's lifespan); on exit, drain and leave the group."""
-        task = asyncio.create_task(self.run(), name=f"{self._service}-consumer")
+        task = self._task = asyncio.create_task(self.run(), name=f"{self._service}-consumer")
         try:
             yield
         finally:
@@ -119,13 +121,13 @@ class EventConsumer:
         self.consumer.subscribe(list(self._decoders), listener=self._assignment)
         try:
             while not self._stopping.is_set():
-                batch = await self._next_batch(self.consumer)
+                batch, read_any = await self._next_batch(self.consumer)
                 if batch:
                     await self._handle(batch)
                     for delivery in batch:
                         EVENTS_HANDLED.labels(delivery.topic).inc()
-                # Also after a batch of only dead letters or skipped events: they are done with too.
-                await self.consumer.commit()
+                if read_any:  # also a batch of only dead letters or skipped events: they are done with too
+                    await self.consumer.commit()
         finally:
             # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at
             # shutdown the broker may already be gone (then the group notices by itself, and nothing is lost:
@@ -136,8 +138,10 @@ class EventConsumer:
                 except TimeoutError:
                     log.warning("Kafka did not answer while leaving; stopped anyway")
 
-    async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Delivery]:
+    async def _next_batch(self, consumer: AIOKafkaConsumer) -> tuple[list[Delivery], bool]:
+        """The events to hand over, and whether any message at all was read (and so needs committing)."""
         batch: list[Delivery] = []
+        read_any = False
         deadline: float | None = None
         while len(batch) < self._max_batch and not self._stopping.is_set():
             timeout = 0.5 if deadline is None else deadline - time.monotonic()
@@ -152,10 +156,11 @@ class EventConsumer:
                     if delivery is not None:
                         batch.append(delivery)
             if fetched and deadline is None:
+                read_any = True
                 deadline = time.monotonic() + self._max_wait_s
             if not fetched and deadline is None:
-                break  # idle: commit whatever was dead-lettered and look again
-        return batch
+                break  # idle: look again
+        return batch, read_any
 
     async def _decode(self, record: ConsumerRecord) -> Delivery | None:
         topic = record.topic

@@ -1,0 +1,337 @@
+"""Reporting benchmark: how fast tickets.events reaches the reporting tables, and how fresh the report is.
+
+    .venv/bin/python bench/bench_reporting.py [--events 200000] [--latency-samples 50]
+
+On a broker started here by LocalKafka and a fresh chDB directory, it measures:
+  (a) projection throughput: EVENTS events produced first, then the reporting service (built by its composition
+      root, in this process) consumes, decodes, processes and inserts them all; the clock runs from the moment its
+      consumer holds its partitions until its group has committed the last offset (commits follow inserts).
+      Baselines from the same run: consuming alone (aiokafka getmany) and decoding + processing alone (in memory).
+  (b) event-to-report latency: one worklog produced, the hours-per-client report polled until it counts it;
+      once with the default batch wait and once with a short one, to show what the wait costs.
+Prints a table and writes bench/results/reporting.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from aiokafka.errors import GroupCoordinatorNotAvailableError  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from prometheus_client import REGISTRY  # noqa: E402
+
+from deploy.kafka.launcher import LocalKafka  # noqa: E402
+from reporting.app import build_app  # noqa: E402
+from reporting.processors import process  # noqa: E402
+from reporting.projector import decode  # noqa: E402
+from reporting.settings import ReportingSettings  # noqa: E402
+from ticketstream_shared.contract import (  # noqa: E402
+    CommentAdded,
+    Role,
+    TicketCreated,
+    TicketEvent,
+    TicketStatusChanged,
+    WorklogRecorded,
+    encode,
+)
+from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key  # noqa: E402
+from ticketstream_shared.runtime.kafka import make_producer  # noqa: E402
+from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "reporting.json"
+KEY = "bench-manager"
+KEYS = ApiKeys([ApiKeyEntry(name="bench", sha256=hash_key(KEY), role=Role.MANAGER)])
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+REPORT = "/v1/reports/hours-per-client"
+DAY = datetime(2026, 3, 2, 8, tzinfo=UTC)
+CLIENTS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell")
+WORKLOGS_PER_TICKET = 6
+#: created, in progress, 6 worklogs, a comment, resolved.
+EVENTS_PER_TICKET = WORKLOGS_PER_TICKET + 4
+PARTITIONS = [TopicPartition(TICKETS_EVENTS, number) for number in range(TICKET_PARTITIONS)]
+
+
+def _envelope(ticket_id: str, client_id: str, version: int, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4(),
+        "occurred_at": at,
+        "ticket_id": ticket_id,
+        "client_id": client_id,
+        "aggregate_version": version,
+        "producer": "intake",
+        "correlation_id": f"bench-{ticket_id}",
+    }
+
+
+def a_ticket_day(number: int) -> Iterator[TicketEvent]:
+    """One ticket's life in EVENTS_PER_TICKET events: opened, worked on six times, answered, resolved."""
+    ticket, client = f"T-{number}", CLIENTS[number % len(CLIENTS)]
+    at = DAY + timedelta(minutes=number % 600)
+    yield TicketCreated.model_validate(
+        {
+            **_envelope(ticket, client, 1, at),
+            "data": {"requester_id": f"req-{number % 97}", "title": "VPN drops every hour", "category": "network",
+                     "priority": "P3", "description": "Since the update the VPN client disconnects hourly."},
+        }
+    )  # fmt: skip
+    status = {"from_status": "new", "to_status": "in_progress"}
+    yield TicketStatusChanged.model_validate({**_envelope(ticket, client, 2, at), "data": status})
+    for version in range(3, 3 + WORKLOGS_PER_TICKET):
+        yield WorklogRecorded.model_validate(
+            {
+                **_envelope(ticket, client, version, at),
+                "data": {"worklog_id": uuid.uuid4(), "technician_id": f"tech-{number % 13}", "minutes": 15,
+                         "billable": version % 2 == 0, "performed_at": at, "note": "Checked the tunnel logs."},
+            }
+        )  # fmt: skip
+    comment = {"comment_id": uuid.uuid4(), "author_id": "tech-1", "author_role": "technician",
+               "body": "Rolled back the client; please confirm.", "public": True}  # fmt: skip
+    yield CommentAdded.model_validate({**_envelope(ticket, client, 3 + WORKLOGS_PER_TICKET, at), "data": comment})
+    resolved = {"from_status": "in_progress", "to_status": "resolved"}
+    yield TicketStatusChanged.model_validate(
+        {**_envelope(ticket, client, 4 + WORKLOGS_PER_TICKET, at), "data": resolved}
+    )
+
+
+async def produce(settings: ReportingSettings, messages: list[tuple[bytes, bytes]]) -> float:
+    """Send all messages, keeping many in flight; returns messages per second."""
+    producer = make_producer(settings, client_id="bench-intake", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for first in range(0, len(messages), 10_000):
+            sent = [await producer.send(TICKETS_EVENTS, value=v, key=k) for k, v in messages[first : first + 10_000]]
+            await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def consume_only(bootstrap: str, expected: int) -> float:
+    """Baseline: read every message of tickets.events with aiokafka getmany, doing nothing with it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(PARTITIONS)
+        await consumer.seek_to_beginning(*PARTITIONS)
+        started, seen = time.perf_counter(), 0
+        while seen < expected:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).values():
+                seen += len(records)
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def decode_and_process(messages: list[tuple[bytes, bytes]]) -> float:
+    """Baseline: the pure part of the projection (contract decoding + processors) on bytes in memory."""
+    started = time.perf_counter()
+    for offset, (_, value) in enumerate(messages):
+        process(decode(value), 0, offset)
+    return len(messages) / (time.perf_counter() - started)
+
+
+class CommitWatch:
+    """How far a consumer group has committed, with its clients kept open so that watching costs little."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self._group = group
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+
+    @classmethod
+    async def started(cls, bootstrap: str, group: str) -> CommitWatch:
+        watch = cls(bootstrap, group)
+        await watch._admin.start()
+        await watch._reader.start()
+        return watch
+
+    async def caught_up(self) -> bool:
+        """Whether the group has committed every message of tickets.events there is."""
+        try:
+            committed = await self._admin.list_consumer_group_offsets(self._group)
+        except GroupCoordinatorNotAvailableError:  # the group's first moments on a fresh broker
+            return False
+        ends = await self._reader.end_offsets(PARTITIONS)
+        return all(p in committed and committed[p].offset == ends[p] for p in PARTITIONS)
+
+    async def stop(self) -> None:
+        await self._reader.stop()
+        await self._admin.close()
+
+
+def wait_until(probe: Any, timeout_s: float, interval_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := probe():
+            return found
+        time.sleep(interval_s)
+    raise TimeoutError(f"not within {timeout_s}s: {what}")
+
+
+def project_all(settings: ReportingSettings, expected_hours: float) -> dict[str, float]:
+    """(a): time the service from holding its partitions to having committed the last event."""
+    with asyncio.Runner() as runner:
+        watch = runner.run(CommitWatch.started(settings.kafka_bootstrap_servers, settings.consumer_group))
+        with TestClient(build_app(settings, KEYS)) as http:
+            wait_until(lambda: http.get("/readyz").status_code == 200, 60, 0.01, "the service ready")
+            started = time.perf_counter()
+            wait_until(lambda: runner.run(watch.caught_up()), 600, 0.25, "projection")
+            elapsed = time.perf_counter() - started
+            inserting = REGISTRY.get_sample_value("ticketstream_reporting_insert_seconds_sum") or 0.0
+            figures = report_figures(http, expected_hours)
+        runner.run(watch.stop())
+    return {"seconds": elapsed, "inserting_seconds": inserting, **figures}
+
+
+def report_figures(http: TestClient, expected_hours: float) -> dict[str, float]:
+    """Check that the report adds up after the projection, then time the by-day query over everything."""
+    rows = http.get(REPORT, params={"from": "2026-03-01", "to": "2026-03-31"}, headers=HEADERS).json()["rows"]
+    total = round(sum(row["hours"] for row in rows), 2)
+    if total != expected_hours:
+        raise AssertionError(f"the report shows {total} hours, {expected_hours} were recorded")
+    query_ms = []
+    for _ in range(20):
+        began = time.perf_counter()
+        params = {"from": "2026-03-01", "to": "2026-03-31", "granularity": "day"}
+        assert http.get(REPORT, params=params, headers=HEADERS).status_code == 200
+        query_ms.append((time.perf_counter() - began) * 1000)
+    return {"report_query_p50_ms": statistics.median(query_ms)}
+
+
+def latency(settings: ReportingSettings, samples: int) -> dict[str, float]:
+    """(b): produce one worklog at a time and poll the report until it is counted. The service joins the group
+    that has projected everything already, so each worklog is the only news it has."""
+    client = f"latency-{uuid.uuid4().hex[:6]}"
+    ticket = f"L-{client}"
+    params = {"from": "2026-03-01", "to": "2026-03-31", "client_id": client}
+    seconds = []
+    with TestClient(build_app(settings, KEYS)) as http, asyncio.Runner() as runner:
+        wait_until(lambda: http.get("/readyz").status_code == 200, 60, 0.01, "the service ready")
+        producer = runner.run(started_producer(settings))
+
+        def counted() -> int:
+            rows = http.get(REPORT, params=params, headers=HEADERS).json()["rows"]
+            return rows[0]["worklogs"] if rows else 0
+
+        try:
+            for sample in range(1, samples + 1):
+                worklog = WorklogRecorded.model_validate(
+                    {
+                        **_envelope(ticket, client, sample, DAY),
+                        "data": {"worklog_id": uuid.uuid4(), "technician_id": "tech-1", "minutes": 5,
+                                 "billable": True, "performed_at": DAY},
+                    }
+                )  # fmt: skip
+                began = time.perf_counter()
+                runner.run(producer.send_and_wait(TICKETS_EVENTS, value=encode(worklog), key=ticket.encode()))
+                wait_until(lambda s=sample: counted() >= s, 30, 0.005, f"worklog {sample} in the report")
+                seconds.append(time.perf_counter() - began)
+        finally:
+            runner.run(producer.stop())
+    seconds.sort()
+    return {
+        "p50_ms": 1000 * statistics.median(seconds),
+        "p99_ms": 1000 * seconds[min(len(seconds) - 1, round(0.99 * (len(seconds) - 1)))],
+        "max_ms": 1000 * seconds[-1],
+    }
+
+
+async def started_producer(settings: ReportingSettings) -> AIOKafkaProducer:
+    producer = make_producer(settings, client_id="bench-intake")
+    await producer.start()
+    return producer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--latency-samples", type=int, default=50)
+    args = parser.parse_args()
+    tickets = max(1, args.events // EVENTS_PER_TICKET)
+    events = [event for number in range(tickets) for event in a_ticket_day(number)]
+    messages = [(event.ticket_id.encode(), encode(event)) for event in events]
+    expected_hours = round(sum(e.data.minutes for e in events if isinstance(e, WorklogRecorded)) / 60, 2)
+
+    with tempfile.TemporaryDirectory(prefix="bench-reporting-") as scratch, LocalKafka(Path(scratch, "kafka")) as kafka:
+        bootstrap = kafka.bootstrap_servers
+        asyncio.run(ensure_topics(bootstrap))
+        settings = ReportingSettings(
+            kafka_bootstrap_servers=bootstrap,
+            api_keys_file=Path(scratch, "unused.json"),
+            clickhouse_url=None,
+            chdb_path=Path(scratch, "chdb"),
+            consumer_group="bench-projection",
+        )
+        produced_per_s = asyncio.run(produce(settings, messages))
+        consumed_per_s = asyncio.run(consume_only(bootstrap, len(messages)))
+        processed_per_s = decode_and_process(messages)
+        projection = project_all(settings, expected_hours)
+        waits = (settings.batch_max_wait_seconds, 0.05)
+        latencies = {
+            wait: latency(settings.model_copy(update={"batch_max_wait_seconds": wait}), args.latency_samples)
+            for wait in waits
+        }
+
+    projected_per_s = len(messages) / projection["seconds"]
+    result = {
+        "events": len(messages),
+        "mean_event_bytes": round(sum(len(v) for _, v in messages) / len(messages)),
+        "batch_size": settings.batch_size,
+        "produce_events_per_s": round(produced_per_s),
+        "baseline_consume_only_events_per_s": round(consumed_per_s),
+        "baseline_decode_and_process_events_per_s": round(processed_per_s),
+        "projection_events_per_s": round(projected_per_s),
+        "projection_seconds": round(projection["seconds"], 2),
+        "projection_seconds_inserting": round(projection["inserting_seconds"], 2),
+        "projection_vs_consume_only": round(projected_per_s / consumed_per_s, 3),
+        "report_query_p50_ms": round(projection["report_query_p50_ms"], 1),
+        "latency": {
+            f"batch_max_wait_{wait}s": {k: round(v, 1) for k, v in lat.items()} for wait, lat in latencies.items()
+        },
+        "latency_samples": args.latency_samples,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+    rows = [
+        ("events (mean bytes)", f"{result['events']:,} ({result['mean_event_bytes']} B)"),
+        ("produce (aiokafka, in flight)", f"{result['produce_events_per_s']:,} events/s"),
+        ("baseline: consume only", f"{result['baseline_consume_only_events_per_s']:,} events/s"),
+        ("baseline: decode + process only", f"{result['baseline_decode_and_process_events_per_s']:,} events/s"),
+        ("projection into chDB (a)", f"{result['projection_events_per_s']:,} events/s "
+                                     f"({result['projection_vs_consume_only']:.2f}x consume only)"),
+        ("  of which inserting into chDB",
+         f"{result['projection_seconds_inserting']} s of {result['projection_seconds']} s"),
+        ("hours-per-client by day, p50", f"{result['report_query_p50_ms']} ms over {result['events']:,} events"),
+        *(
+            (f"event-to-report (b), wait {wait}s", f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms")
+            for wait, lat in latencies.items()
+        ),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    print(f"\nreporting benchmark ({args.latency_samples} latency samples per setting)")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
