@@ -1,6 +1,14 @@
 """The ticketstream event contract: models, topic names and codec. Depends on pydantic only."""
 
-from .codec import InvalidEvent, UnknownEventType, decode_ticket_event, encode
+from .codec import (
+    InvalidEvent,
+    UnknownEventType,
+    decode_assignment_event,
+    decode_event,
+    decode_sla_event,
+    decode_ticket_event,
+    encode,
+)
 from .events import (
     Channel,
     CommentAdded,
@@ -13,7 +21,9 @@ from .events import (
     TicketStatus,
     TicketStatusChanged,
     TicketUpdated,
+    WorklogCorrected,
     WorklogRecorded,
+    WorklogVoided,
 )
 from .topics import TOPICS, dead_letter_topic
 
@@ -32,8 +42,13 @@ __all__ = [
     "TicketStatusChanged",
     "TicketUpdated",
     "UnknownEventType",
+    "WorklogCorrected",
     "WorklogRecorded",
+    "WorklogVoided",
     "dead_letter_topic",
+    "decode_assignment_event",
+    "decode_event",
+    "decode_sla_event",
     "decode_ticket_event",
     "encode",
 ]

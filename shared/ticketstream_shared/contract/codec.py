@@ -8,7 +8,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .events import Envelope, TicketEvent, TicketEventUnion
+from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
+from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
+from .sla import SLA_EVENT_TYPES, SlaEvent, SlaEventUnion
+from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 
 #: Larger messages are refused rather than parsed: nothing legitimate in this contract comes near it.
 MAX_EVENT_BYTES = 256 * 1024
@@ -64,23 +67,45 @@ def upcast(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-_TICKET_EVENT = TypeAdapter(TicketEventUnion)
-_TICKET_EVENT_TYPES = {
-    member.model_fields["event_type"].default for member in TicketEvent.__subclasses__()
+#: Every event type of the contract, by the topic it travels on (its one writer's topic).
+EVENT_TYPES_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {
+    TICKETS_EVENTS: TICKET_EVENT_TYPES,
+    SLA_EVENTS: SLA_EVENT_TYPES,
+    ASSIGNMENT_EVENTS: ASSIGNMENT_EVENT_TYPES,
+}
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    TICKETS_EVENTS: TypeAdapter(TicketEventUnion),
+    SLA_EVENTS: TypeAdapter(SlaEventUnion),
+    ASSIGNMENT_EVENTS: TypeAdapter(AssignmentEventUnion),
+}
+_KNOWN_TYPES = {
+    topic: {model.model_fields["event_type"].default for model in models}
+    for topic, models in EVENT_TYPES_BY_TOPIC.items()
 }
 
 
-def decode_ticket_event(raw: bytes) -> TicketEvent:
-    """Decode one message of tickets.events; raises InvalidEvent (or UnknownEventType) with the reason."""
+def decode_event(topic: str, raw: bytes) -> Envelope:
+    """Decode one message of an event topic; raises InvalidEvent (or UnknownEventType) with the reason."""
     payload = upcast(_parse(raw))
-    event_type = payload.get("event_type")
-    if event_type not in _TICKET_EVENT_TYPES:
+    if payload.get("event_type") not in _KNOWN_TYPES[topic]:
         try:
             Envelope.model_validate({key: value for key, value in payload.items() if key != "data"})
         except ValidationError as error:
             raise InvalidEvent(describe_validation_error(error)) from None
-        raise UnknownEventType(f"unknown event_type {event_type!r}")
+        raise UnknownEventType(f"unknown event_type {payload.get('event_type')!r} on {topic}")
     try:
-        return _TICKET_EVENT.validate_python(payload)  # type: ignore[return-value]
+        return _ADAPTERS[topic].validate_python(payload)  # type: ignore[no-any-return]
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None
+
+
+def decode_ticket_event(raw: bytes) -> TicketEvent:
+    return decode_event(TICKETS_EVENTS, raw)  # type: ignore[return-value]
+
+
+def decode_sla_event(raw: bytes) -> SlaEvent:
+    return decode_event(SLA_EVENTS, raw)  # type: ignore[return-value]
+
+
+def decode_assignment_event(raw: bytes) -> AssignmentEvent:
+    return decode_event(ASSIGNMENT_EVENTS, raw)  # type: ignore[return-value]

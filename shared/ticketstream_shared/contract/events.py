@@ -113,6 +113,23 @@ class WorklogRecordedData(Frozen):
     performed_at: UtcDatetime
 
 
+class WorklogCorrectedData(Frozen):
+    """The worklog's complete values after the correction (not a diff), so readers replace, never patch."""
+
+    worklog_id: uuid.UUID
+    technician_id: Identifier
+    minutes: int = Field(gt=0, le=24 * 60)
+    billable: bool
+    note: str = Field(default="", max_length=2_000)
+    performed_at: UtcDatetime
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
+class WorklogVoidedData(Frozen):
+    worklog_id: uuid.UUID
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
 class TicketFields(Frozen):
     """The fields of a ticket that can be changed after creation."""
 
@@ -157,6 +174,18 @@ class WorklogRecorded(TicketEvent):
     data: WorklogRecordedData
 
 
+class WorklogCorrected(TicketEvent):
+    event_type: Literal["ticket.worklog_corrected"] = "ticket.worklog_corrected"
+    schema_version: Literal[1] = 1
+    data: WorklogCorrectedData
+
+
+class WorklogVoided(TicketEvent):
+    event_type: Literal["ticket.worklog_voided"] = "ticket.worklog_voided"
+    schema_version: Literal[1] = 1
+    data: WorklogVoidedData
+
+
 class TicketUpdated(TicketEvent):
     event_type: Literal["ticket.updated"] = "ticket.updated"
     schema_version: Literal[1] = 1
@@ -183,7 +212,14 @@ class CsatRecorded(TicketEvent):
 
 #: Every event type of tickets.events this version of the contract knows, told apart by `event_type`.
 TicketEventUnion = Annotated[
-    TicketCreated | TicketUpdated | TicketStatusChanged | CommentAdded | WorklogRecorded | CsatRecorded,
+    TicketCreated
+    | TicketUpdated
+    | TicketStatusChanged
+    | CommentAdded
+    | WorklogRecorded
+    | WorklogCorrected
+    | WorklogVoided
+    | CsatRecorded,
     Field(discriminator="event_type"),
 ]
 
@@ -193,5 +229,7 @@ TICKET_EVENT_TYPES: tuple[type[TicketEvent], ...] = (
     TicketStatusChanged,
     CommentAdded,
     WorklogRecorded,
+    WorklogCorrected,
+    WorklogVoided,
     CsatRecorded,
 )

@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-from .events import TICKET_EVENT_TYPES
+from .codec import EVENT_TYPES_BY_TOPIC
 
 
 def generate_schemas() -> dict[str, str]:
     """File name -> JSON Schema text, one file per event type and schema version."""
     schemas = {}
-    for model in TICKET_EVENT_TYPES:
+    for model in (model for models in EVENT_TYPES_BY_TOPIC.values() for model in models):
         event_type = model.model_fields["event_type"].default
         version = model.model_fields["schema_version"].default
         schema = model.model_json_schema(mode="serialization")
