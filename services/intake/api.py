@@ -1,76 +1,78 @@
-"""Intake's HTTP routes: decode the request, check the caller, build a command, hand it to the ledger.
+"""Intake's HTTP routes: decode the request, check the caller, build a command, hand it to the desk.
 
 Nothing else happens here; domain errors map to status codes in one table (`STATUS_OF`). (No postponed
 annotations in this module: FastAPI must see the `Caller` dependency, which is made per app.)
 """
 
-
+import base64
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from ticketstream_shared.contract import Channel, Priority, Role
-from ticketstream_shared.contract.events import Identifier, UtcDatetime
+from ticketstream_shared.contract import CommentAdded, Priority, Role, TicketStatus
+from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 from ticketstream_shared.runtime.logging import correlation_id
 
+from .bodies import (
+    CommentBody,
+    CorrectionBody,
+    CreateTicketBody,
+    CsatBody,
+    StatusBody,
+    UpdateTicketBody,
+    VoidBody,
+    WorklogBody,
+)
+from .desk import Desk
 from .domain import (
+    STAFF,
+    Actor,
+    AddComment,
+    ChangeStatus,
+    Command,
     CommandContext,
+    CorrectWorklog,
     CreateTicket,
     DomainError,
     IdempotencyKeyReused,
+    IllegalTransition,
     InvalidCommand,
+    LifecycleRules,
+    NotPermitted,
+    RecordCsat,
     RecordWorklog,
     Ticket,
     TicketNotFound,
+    UpdateTicket,
     VersionConflict,
+    VoidWorklog,
     Worklog,
+    child_id_for,
     evolve,
 )
-from .ledger import NotReady, TicketLedger
+from .ledger import NotReady
+from .timeline import timeline
 
 STATUS_OF: dict[type[DomainError], int] = {
     NotReady: status.HTTP_503_SERVICE_UNAVAILABLE,
     TicketNotFound: status.HTTP_404_NOT_FOUND,
     VersionConflict: status.HTTP_409_CONFLICT,
     IdempotencyKeyReused: status.HTTP_409_CONFLICT,
+    IllegalTransition: status.HTTP_409_CONFLICT,
+    NotPermitted: status.HTTP_403_FORBIDDEN,
 }
-
-STAFF = (Role.ADMIN, Role.MANAGER, Role.TECHNICIAN, Role.INTEGRATION)
-
-
-class CreateTicketBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    client_id: Identifier
-    requester_id: Identifier
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=20_000)
-    category: Identifier
-    priority: Priority
-    channel: Channel = Channel.API
-
-
-class WorklogBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    technician_id: Identifier
-    minutes: int = Field(gt=0, le=24 * 60)
-    billable: bool
-    note: str = Field(default="", max_length=2_000)
-    performed_at: UtcDatetime | None = None
 
 
 RequestKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", pattern=r'^(W/)?"?[0-9]{1,12}"?$')]
 
 
-def ticket_view(ticket: Ticket) -> dict[str, Any]:
+def ticket_view(ticket: Ticket, assignee_id: str | None) -> dict[str, Any]:
     return {
         "id": ticket.ticket_id,
         "client_id": ticket.client_id,
@@ -81,11 +83,13 @@ def ticket_view(ticket: Ticket) -> dict[str, Any]:
         "priority": ticket.priority,
         "channel": ticket.channel,
         "status": ticket.status,
-        "assignee_id": ticket.assignee_id,
+        "assignee_id": assignee_id,
         "version": ticket.version,
         "created_at": ticket.created_at.isoformat(),
         "updated_at": ticket.updated_at.isoformat(),
+        "resolved_at": ticket.resolved_at.isoformat() if ticket.resolved_at else None,
         "worklog_minutes": ticket.worklog_minutes,
+        "csat": ticket.csat,
     }
 
 
@@ -99,6 +103,21 @@ def worklog_view(ticket: Ticket, worklog: Worklog) -> dict[str, Any]:
         "note": worklog.note,
         "performed_at": worklog.performed_at.isoformat(),
         "recorded_at": worklog.recorded_at.isoformat(),
+        "voided": worklog.voided,
+        "corrections": worklog.corrections,
+        "version": ticket.version,
+    }
+
+
+def comment_view(event: CommentAdded) -> dict[str, Any]:
+    return {
+        "id": str(event.data.comment_id),
+        "ticket_id": event.ticket_id,
+        "author_id": event.data.author_id,
+        "author_role": event.data.author_role,
+        "body": event.data.body,
+        "public": event.data.public,
+        "created_at": event.occurred_at.isoformat(),
     }
 
 
@@ -106,28 +125,49 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(if_match.removeprefix("W/").strip('"')) if if_match else None
 
 
-def _answer(body: dict[str, Any], version: int, replayed: bool, code: int = status.HTTP_201_CREATED) -> JSONResponse:
+def _answer(body: Any, version: int, replayed: bool = False, code: int = status.HTTP_200_OK) -> JSONResponse:
     headers = {"ETag": f'"{version}"'}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(body, status_code=code, headers=headers)
 
 
-def install(app: FastAPI, ledger: TicketLedger, clock: Callable[[], datetime]) -> None:
+def _encode_cursor(ticket: Ticket) -> str:
+    return base64.urlsafe_b64encode(f"{ticket.created_at.isoformat()}|{ticket.ticket_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, _, ticket_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment, ticket_id
+    except ValueError:
+        raise InvalidCommand("cursor", "is not a cursor this API gave out") from None
+
+
+def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: LifecycleRules) -> None:
     """Add intake's routes and its domain-error mapping to `app`."""
     Caller = Annotated[Principal, Depends(app.state.principal)]
     router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
-    def context(request_key: str | None, scope: str) -> CommandContext:
-        return CommandContext(
+    async def execute(command: Command, principal: Principal, request_key: str | None) -> tuple[Ticket, bool]:
+        """Run `command` for `principal`; returns the ticket after it and whether it was a replay."""
+        scope = f"{principal.name}\x00{command.ticket_id}"
+        context = CommandContext(
             now=clock(),
             correlation_id=correlation_id.get() or str(uuid.uuid4()),
             command_id=f"{scope}\x00{request_key}" if request_key else str(uuid.uuid4()),
+            actor=Actor(principal.role, principal.requester_id),
             request_key=request_key,
+            rules=rules,
         )
+        ticket, events = await desk.execute(command, context)
+        return ticket, not events
 
     def visible_ticket(ticket_id: str, principal: Principal) -> Ticket:
-        ticket = ledger.get(ticket_id)
+        ticket = desk.get(ticket_id)
         if ticket is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
         require_client(principal, ticket.client_id)
@@ -135,47 +175,174 @@ def install(app: FastAPI, ledger: TicketLedger, clock: Callable[[], datetime]) -
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters see only their own tickets")
         return ticket
 
+    def view(ticket: Ticket) -> dict[str, Any]:
+        return ticket_view(ticket, desk.assignee_of(ticket.ticket_id))
+
     @router.post("", status_code=status.HTTP_201_CREATED)
-    async def create_ticket(
-        body: CreateTicketBody, principal: Caller, request_key: RequestKey = None
-    ) -> JSONResponse:
+    async def create_ticket(body: CreateTicketBody, principal: Caller, request_key: RequestKey = None) -> JSONResponse:
         require_client(principal, body.client_id)
         if principal.role is Role.REQUESTER and principal.requester_id not in (None, body.requester_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters open tickets only in their own name")
-        command = CreateTicket(
-            ticket_id=CreateTicket.ticket_id_for(principal.name, request_key), **body.model_dump()
-        )
-        ticket, events = await ledger.execute(command, context(request_key, principal.name))
+        command = CreateTicket(ticket_id=CreateTicket.ticket_id_for(principal.name, request_key), **body.model_dump())
+        ticket, replayed = await execute(command, principal, request_key)
         first = evolve(ticket.creation, None)
         assert first is not None
-        return _answer(ticket_view(first), first.version, replayed=not events)
+        return _answer(view(first), first.version, replayed, status.HTTP_201_CREATED)
+
+    @router.get("")
+    async def list_tickets(
+        principal: Caller,
+        client_id: Identifier | None = None,
+        status_: Annotated[TicketStatus | None, Query(alias="status")] = None,
+        assignee_id: Identifier | None = None,
+        priority: Priority | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> JSONResponse:
+        if principal.client_id is not None:
+            if client_id not in (None, principal.client_id):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key is scoped to client {principal.client_id}")
+            client_id = principal.client_id
+        requester_id = principal.requester_id if principal.role is Role.REQUESTER else None
+        after = _decode_cursor(cursor) if cursor else None
+        page = desk.find(
+            client_id=client_id,
+            status=status_,
+            assignee_id=assignee_id,
+            priority=priority,
+            requester_id=requester_id,
+            after=after,
+            limit=limit + 1,
+        )
+        more = len(page) > limit
+        page = page[:limit]
+        return JSONResponse(
+            {"tickets": [view(t) for t in page], "next_cursor": _encode_cursor(page[-1]) if more else None}
+        )
 
     @router.get("/{ticket_id}")
     async def get_ticket(ticket_id: str, principal: Caller) -> JSONResponse:
         ticket = visible_ticket(ticket_id, principal)
-        return _answer(ticket_view(ticket), ticket.version, replayed=False, code=status.HTTP_200_OK)
+        return _answer(view(ticket), ticket.version)
+
+    @router.patch("/{ticket_id}")
+    async def update_ticket(
+        ticket_id: str,
+        body: UpdateTicketBody,
+        principal: Caller,
+        request_key: RequestKey = None,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        visible_ticket(ticket_id, principal)
+        if not body.model_fields_set:
+            raise InvalidCommand("(body)", "name at least one of title, category, priority")
+        command = UpdateTicket(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
+        ticket, replayed = await execute(command, principal, request_key)
+        return _answer(view(ticket), ticket.version, replayed)
+
+    @router.post("/{ticket_id}/status")
+    async def change_status(
+        ticket_id: str, body: StatusBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
+    ) -> JSONResponse:
+        visible_ticket(ticket_id, principal)
+        command = ChangeStatus(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
+        ticket, replayed = await execute(command, principal, request_key)
+        return _answer(view(ticket), ticket.version, replayed)
+
+    @router.post("/{ticket_id}/comments", status_code=status.HTTP_201_CREATED)
+    async def add_comment(
+        ticket_id: str, body: CommentBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
+    ) -> JSONResponse:
+        visible_ticket(ticket_id, principal)
+        if principal.role is Role.REQUESTER and body.author_id != principal.requester_id:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters comment only in their own name")
+        comment_id = child_id_for(ticket_id, request_key)
+        command = AddComment(
+            ticket_id=ticket_id,
+            comment_id=comment_id,
+            expected_version=_expected_version(if_match),
+            **body.model_dump(),
+        )
+        ticket, replayed = await execute(command, principal, request_key)
+        added = next(e for e in ticket.history if isinstance(e, CommentAdded) and e.data.comment_id == comment_id)
+        return _answer(comment_view(added), ticket.version, replayed, status.HTTP_201_CREATED)
+
+    @router.get("/{ticket_id}/comments")
+    async def list_comments(ticket_id: str, principal: Caller) -> JSONResponse:
+        ticket = visible_ticket(ticket_id, principal)
+        internal_too = principal.role in STAFF
+        comments = [
+            comment_view(e) for e in ticket.history if isinstance(e, CommentAdded) and (e.data.public or internal_too)
+        ]
+        return _answer({"comments": comments}, ticket.version)
 
     @router.post("/{ticket_id}/worklogs", status_code=status.HTTP_201_CREATED)
     async def record_worklog(
+        ticket_id: str, body: WorklogBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
+    ) -> JSONResponse:
+        require_role(principal, *STAFF)
+        visible_ticket(ticket_id, principal)
+        worklog_id = child_id_for(ticket_id, request_key)
+        command = RecordWorklog(
+            ticket_id=ticket_id,
+            worklog_id=worklog_id,
+            expected_version=_expected_version(if_match),
+            **body.model_dump(),
+        )
+        ticket, replayed = await execute(command, principal, request_key)
+        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed, 201)
+
+    @router.post("/{ticket_id}/worklogs/{worklog_id}/correction")
+    async def correct_worklog(
         ticket_id: str,
-        body: WorklogBody,
+        worklog_id: uuid.UUID,
+        body: CorrectionBody,
         principal: Caller,
         request_key: RequestKey = None,
         if_match: IfMatch = None,
     ) -> JSONResponse:
         require_role(principal, *STAFF)
         visible_ticket(ticket_id, principal)
-        worklog_id = RecordWorklog.worklog_id_for(ticket_id, request_key)
-        fields = body.model_dump(exclude={"performed_at"})
-        command = RecordWorklog(
+        command = CorrectWorklog(
             ticket_id=ticket_id,
             worklog_id=worklog_id,
-            performed_at=body.performed_at or clock(),
             expected_version=_expected_version(if_match),
-            **fields,
+            **body.model_dump(),
         )
-        ticket, events = await ledger.execute(command, context(request_key, f"{principal.name}:{ticket_id}"))
-        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed=not events)
+        ticket, replayed = await execute(command, principal, request_key)
+        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
+
+    @router.post("/{ticket_id}/worklogs/{worklog_id}/void")
+    async def void_worklog(
+        ticket_id: str,
+        worklog_id: uuid.UUID,
+        body: VoidBody,
+        principal: Caller,
+        request_key: RequestKey = None,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        require_role(principal, *STAFF)
+        visible_ticket(ticket_id, principal)
+        command = VoidWorklog(
+            ticket_id=ticket_id,
+            worklog_id=worklog_id,
+            expected_version=_expected_version(if_match),
+            **body.model_dump(),
+        )
+        ticket, replayed = await execute(command, principal, request_key)
+        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
+
+    @router.post("/{ticket_id}/csat", status_code=status.HTTP_201_CREATED)
+    async def rate(ticket_id: str, body: CsatBody, principal: Caller, request_key: RequestKey = None) -> JSONResponse:
+        visible_ticket(ticket_id, principal)
+        ticket, replayed = await execute(RecordCsat(ticket_id=ticket_id, **body.model_dump()), principal, request_key)
+        return _answer(view(ticket), ticket.version, replayed, status.HTTP_201_CREATED)
+
+    @router.get("/{ticket_id}/timeline")
+    async def get_timeline(ticket_id: str, principal: Caller) -> JSONResponse:
+        ticket = visible_ticket(ticket_id, principal)
+        entries = [{"at": entry.at.isoformat(), "text": entry.text} for entry in timeline(ticket.history)]
+        return _answer({"ticket_id": ticket_id, "status": ticket.status, "timeline": entries}, ticket.version)
 
     app.include_router(router)
 

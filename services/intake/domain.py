@@ -1,7 +1,8 @@
-"""The ticket aggregate as pure functions: `decide(state, command) -> events`, `evolve(state, event) -> state`.
+"""The ticket aggregate as pure functions: `decide(ticket, command, context) -> events` and
+`evolve(event, ticket) -> ticket`.
 
-No I/O here: the clock, the ids and the correlation of a command come in through `CommandContext`, so the same
-command in the same state always decides the same events (event ids included).
+No I/O here: the clock, the caller, the request key and the lifecycle rules come in through `CommandContext`,
+so the same command in the same state always decides the same events (event ids included).
 """
 
 from __future__ import annotations
@@ -12,23 +13,58 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import singledispatch
 from types import MappingProxyType
+from typing import Any
 
 from ticketstream_shared.contract import (
     Channel,
+    CommentAdded,
+    CsatRecorded,
     Priority,
+    Role,
     TicketCreated,
     TicketEvent,
     TicketStatus,
+    TicketStatusChanged,
+    TicketUpdated,
+    WorklogCorrected,
     WorklogRecorded,
+    WorklogVoided,
 )
-from ticketstream_shared.contract.events import TicketCreatedData, WorklogRecordedData
+from ticketstream_shared.contract.events import (
+    CommentAddedData,
+    CsatRecordedData,
+    StatusChangedData,
+    TicketCreatedData,
+    TicketFields,
+    TicketUpdatedData,
+    WorklogCorrectedData,
+    WorklogRecordedData,
+    WorklogVoidedData,
+)
 
 PRODUCER = "intake"
 
 #: uuid5 namespaces: ids derived from a request key are the same on every retry, so a retry finds its first outcome.
 TICKET_IDS = uuid.UUID("4d0a3f52-7a0c-4b57-9b1e-1f3c0f6d2a01")
-WORKLOG_IDS = uuid.UUID("8a6b1c0e-2f4d-4e8a-9c3b-5d7e9f1a2b02")
+CHILD_IDS = uuid.UUID("8a6b1c0e-2f4d-4e8a-9c3b-5d7e9f1a2b02")
 EVENT_IDS = uuid.UUID("c2e4f6a8-1b3d-4f5a-8c7e-9d0b2a4c6e03")
+
+S = TicketStatus
+
+#: Every status change a ticket may make. Anything else is refused (409).
+TRANSITIONS: Mapping[TicketStatus, frozenset[TicketStatus]] = MappingProxyType(
+    {
+        S.NEW: frozenset({S.OPEN, S.IN_PROGRESS, S.WAITING_ON_CUSTOMER, S.RESOLVED, S.CLOSED}),
+        S.OPEN: frozenset({S.IN_PROGRESS, S.WAITING_ON_CUSTOMER, S.RESOLVED, S.CLOSED}),
+        S.IN_PROGRESS: frozenset({S.OPEN, S.WAITING_ON_CUSTOMER, S.RESOLVED, S.CLOSED}),
+        S.WAITING_ON_CUSTOMER: frozenset({S.OPEN, S.IN_PROGRESS, S.RESOLVED, S.CLOSED}),
+        S.RESOLVED: frozenset({S.OPEN, S.IN_PROGRESS, S.CLOSED}),
+        S.CLOSED: frozenset({S.OPEN}),
+    }
+)
+#: What a requester may do with their own ticket: reopen it, or confirm a resolution by closing it.
+REQUESTER_TRANSITIONS = frozenset({(S.RESOLVED, S.OPEN), (S.CLOSED, S.OPEN), (S.RESOLVED, S.CLOSED)})
+STAFF = frozenset({Role.ADMIN, Role.MANAGER, Role.TECHNICIAN, Role.INTEGRATION})
 
 
 # --- errors: each maps to one HTTP status at the edge -------------------------------------------------------------
@@ -50,6 +86,14 @@ class IdempotencyKeyReused(DomainError):
     """A request key came back with a different request than the one it first named."""
 
 
+class IllegalTransition(DomainError):
+    """The command does not fit where the ticket is in its lifecycle."""
+
+
+class NotPermitted(DomainError):
+    """The caller's role may not do this to this ticket."""
+
+
 class InvalidCommand(DomainError):
     """A command whose field is well-formed but not acceptable now (e.g. a worklog dated in the future)."""
 
@@ -57,10 +101,6 @@ class InvalidCommand(DomainError):
         super().__init__(f"{field_name}: {message}")
         self.field_name = field_name
         self.message = message
-
-
-#: How far ahead of our clock a caller's timestamp may be (clock skew), before it is refused.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 # --- state -----------------------------------------------------------------------------------------------------
@@ -75,6 +115,8 @@ class Worklog:
     note: str
     performed_at: datetime
     recorded_at: datetime
+    voided: bool = False
+    corrections: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,15 +136,36 @@ class Ticket:
     created_at: datetime
     updated_at: datetime
     creation: TicketCreated
-    assignee_id: str | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    csat: int | None = None
     worklogs: Mapping[uuid.UUID, Worklog] = field(default_factory=lambda: MappingProxyType({}))
+    comment_ids: frozenset[uuid.UUID] = frozenset()
+    request_keys: frozenset[str] = frozenset()
+    #: Every event of the ticket, oldest first: the timeline is rendered from it.
+    history: tuple[TicketEvent, ...] = ()
 
     @property
     def worklog_minutes(self) -> int:
-        return sum(worklog.minutes for worklog in self.worklogs.values())
+        """Time spent: corrected entries count with their latest values, voided ones not at all."""
+        return sum(worklog.minutes for worklog in self.worklogs.values() if not worklog.voided)
 
 
 # --- commands --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who issues a command: the role of their key and, for requesters, who they are."""
+
+    role: Role
+    actor_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleRules:
+    reopen_window: timedelta = timedelta(days=14)
+    clock_skew: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -112,10 +175,17 @@ class CommandContext:
     now: datetime
     correlation_id: str
     command_id: str
+    actor: Actor = Actor(Role.ADMIN)
     request_key: str | None = None
+    rules: LifecycleRules = LifecycleRules()
 
     def event_id(self, ticket_id: str, index: int) -> uuid.UUID:
         return uuid.uuid5(EVENT_IDS, f"{ticket_id}\x00{self.command_id}\x00{index}")
+
+
+def child_id_for(ticket_id: str, request_key: str | None) -> uuid.UUID:
+    """The id of a worklog or comment: fresh, or the same for every retry of one keyed request."""
+    return uuid.uuid4() if request_key is None else uuid.uuid5(CHILD_IDS, f"{ticket_id}\x00{request_key}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +198,7 @@ class CreateTicket:
     priority: Priority
     description: str = ""
     channel: Channel = Channel.API
+    occurred_at: datetime | None = None
 
     @staticmethod
     def ticket_id_for(scope: str, request_key: str | None) -> str:
@@ -138,45 +209,131 @@ class CreateTicket:
 
 
 @dataclass(frozen=True)
+class ChangeStatus:
+    ticket_id: str
+    status: TicketStatus
+    reason: str = ""
+    expected_version: int | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UpdateTicket:
+    ticket_id: str
+    title: str | None = None
+    category: str | None = None
+    priority: Priority | None = None
+    expected_version: int | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AddComment:
+    ticket_id: str
+    comment_id: uuid.UUID
+    author_id: str
+    body: str
+    public: bool
+    expected_version: int | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RecordWorklog:
     ticket_id: str
     worklog_id: uuid.UUID
     technician_id: str
     minutes: int
     billable: bool
-    performed_at: datetime
+    performed_at: datetime | None = None
     note: str = ""
     expected_version: int | None = None
-
-    @staticmethod
-    def worklog_id_for(ticket_id: str, request_key: str | None) -> uuid.UUID:
-        if request_key is None:
-            return uuid.uuid4()
-        return uuid.uuid5(WORKLOG_IDS, f"{ticket_id}\x00{request_key}")
+    occurred_at: datetime | None = None
 
 
-Command = CreateTicket | RecordWorklog
+@dataclass(frozen=True)
+class CorrectWorklog:
+    ticket_id: str
+    worklog_id: uuid.UUID
+    technician_id: str
+    minutes: int
+    billable: bool
+    performed_at: datetime
+    reason: str
+    note: str = ""
+    expected_version: int | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VoidWorklog:
+    ticket_id: str
+    worklog_id: uuid.UUID
+    reason: str
+    expected_version: int | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordCsat:
+    ticket_id: str
+    rating: int
+    comment: str = ""
+    occurred_at: datetime | None = None
+
+
+Command = (
+    CreateTicket | ChangeStatus | UpdateTicket | AddComment | RecordWorklog | CorrectWorklog | VoidWorklog | RecordCsat
+)
 
 
 # --- decide ----------------------------------------------------------------------------------------------------
 
 
-def _envelope(ticket: Ticket | None, command: Command, context: CommandContext, index: int, client_id: str) -> dict:
-    return {
-        "event_id": context.event_id(command.ticket_id, index),
-        "occurred_at": context.now,
-        "ticket_id": command.ticket_id,
-        "client_id": client_id,
-        "aggregate_version": (ticket.version if ticket else 0) + index + 1,
-        "producer": PRODUCER,
-        "correlation_id": context.correlation_id,
-        "request_id": context.request_key,
-    }
+class _Decision:
+    """Builds the envelopes of the events one command causes: consecutive versions, ids derived from the command."""
+
+    def __init__(self, ticket: Ticket | None, command: Command, context: CommandContext, client_id: str) -> None:
+        self._base = ticket.version if ticket else 0
+        self._command = command
+        self._context = context
+        self._client_id = client_id
+        self.events: list[TicketEvent] = []
+
+    def add(self, event_class: type[TicketEvent], data: Any) -> None:
+        index = len(self.events)
+        self.events.append(
+            event_class(
+                event_id=self._context.event_id(self._command.ticket_id, index),
+                occurred_at=_occurred_at(self._command, self._context),
+                ticket_id=self._command.ticket_id,
+                client_id=self._client_id,
+                aggregate_version=self._base + index + 1,
+                producer=PRODUCER,
+                correlation_id=self._context.correlation_id,
+                request_id=self._context.request_key,
+                data=data,
+            )
+        )
+
+
+def _occurred_at(command: Command, context: CommandContext) -> datetime:
+    """When it happened: now, or earlier for imports of past history (never later than our clock allows)."""
+    if command.occurred_at is None:
+        return context.now
+    if command.occurred_at > context.now + context.rules.clock_skew:
+        raise InvalidCommand("occurred_at", "may not be in the future")
+    return command.occurred_at
 
 
 def _check_version(ticket: Ticket, expected: int | None) -> None:
     if expected is not None and expected != ticket.version:
         raise VersionConflict(f"ticket {ticket.ticket_id} is at version {ticket.version}, not {expected}")
+
+
+def _require_staff(context: CommandContext, what: str) -> None:
+    if context.actor.role not in STAFF:
+        raise NotPermitted(f"only staff may {what}")
 
 
 def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> list[TicketEvent]:
@@ -185,7 +342,15 @@ def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> 
         return _decide_create(ticket, command, context)
     if ticket is None:
         raise TicketNotFound(f"no ticket {command.ticket_id}")
-    return _decide_worklog(ticket, command, context)
+    if context.request_key is not None and context.request_key in ticket.request_keys:
+        if isinstance(command, RecordWorklog):
+            _check_same_worklog(ticket, command)
+        return []
+    if context.actor.role is Role.REQUESTER and context.actor.actor_id != ticket.requester_id:
+        raise NotPermitted("requesters act only on their own tickets")
+    decision = _Decision(ticket, command, context, ticket.client_id)
+    _DECIDERS[type(command)](ticket, command, context, decision)
+    return decision.events
 
 
 def _decide_create(ticket: Ticket | None, command: CreateTicket, context: CommandContext) -> list[TicketEvent]:
@@ -199,46 +364,186 @@ def _decide_create(ticket: Ticket | None, command: CreateTicket, context: Comman
     )
     if ticket is not None:
         if ticket.creation.data != data or ticket.client_id != command.client_id:
-            raise IdempotencyKeyReused("this Idempotency-Key was first used for a different ticket")
+            raise IdempotencyKeyReused("this request key was first used for a different ticket")
         return []
-    return [TicketCreated(**_envelope(None, command, context, 0, command.client_id), data=data)]
+    decision = _Decision(None, command, context, command.client_id)
+    decision.add(TicketCreated, data)
+    return decision.events
 
 
-def _decide_worklog(ticket: Ticket, command: RecordWorklog, context: CommandContext) -> list[TicketEvent]:
-    data = WorklogRecordedData(
+def _decide_status(ticket: Ticket, command: ChangeStatus, context: CommandContext, decision: _Decision) -> None:
+    _check_version(ticket, command.expected_version)
+    _check_transition(ticket, command.status, context)
+    decision.add(
+        TicketStatusChanged,
+        StatusChangedData(from_status=ticket.status, to_status=command.status, reason=command.reason),
+    )
+
+
+def _check_transition(ticket: Ticket, to: TicketStatus, context: CommandContext) -> None:
+    if to not in TRANSITIONS[ticket.status]:
+        raise IllegalTransition(f"a ticket that is {ticket.status.value} cannot become {to.value}")
+    if context.actor.role is Role.REQUESTER and (ticket.status, to) not in REQUESTER_TRANSITIONS:
+        raise NotPermitted("requesters may reopen their ticket or confirm its resolution, nothing else")
+    closed_long_ago = ticket.closed_at is not None and context.now - ticket.closed_at > context.rules.reopen_window
+    if ticket.status is S.CLOSED and closed_long_ago:
+        raise IllegalTransition(
+            f"closed more than {context.rules.reopen_window.days} days ago: open a new ticket instead"
+        )
+
+
+def _decide_update(ticket: Ticket, command: UpdateTicket, context: CommandContext, decision: _Decision) -> None:
+    _require_staff(context, "change a ticket's priority, category or title")
+    _check_version(ticket, command.expected_version)
+    if ticket.status is S.CLOSED:
+        raise IllegalTransition("a closed ticket cannot be changed; reopen it first")
+    wanted = {"title": command.title, "category": command.category, "priority": command.priority}
+    changes = {name: value for name, value in wanted.items() if value is not None and getattr(ticket, name) != value}
+    if changes:
+        previous = {name: getattr(ticket, name) for name in changes}
+        decision.add(
+            TicketUpdated, TicketUpdatedData(changes=TicketFields(**changes), previous=TicketFields(**previous))
+        )
+
+
+def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext, decision: _Decision) -> None:
+    _check_version(ticket, command.expected_version)
+    if command.comment_id in ticket.comment_ids:
+        return
+    role = context.actor.role
+    if role is Role.REQUESTER and not command.public:
+        raise NotPermitted("requesters write public comments only")
+    if ticket.status is S.CLOSED:
+        raise IllegalTransition("a closed ticket takes no comments; reopen it first")
+    decision.add(
+        CommentAdded,
+        CommentAddedData(
+            comment_id=command.comment_id,
+            author_id=command.author_id,
+            author_role=role,
+            body=command.body,
+            public=command.public,
+        ),
+    )
+    if role is Role.REQUESTER and ticket.status is S.WAITING_ON_CUSTOMER:
+        # The answer we were waiting for: back to the queue, which also resumes the SLA clock.
+        decision.add(
+            TicketStatusChanged,
+            StatusChangedData(from_status=ticket.status, to_status=S.OPEN, reason="the requester replied"),
+        )
+
+
+def _worklog_data(command: RecordWorklog, context: CommandContext) -> WorklogRecordedData:
+    performed_at = command.performed_at or _occurred_at(command, context)
+    if performed_at > context.now + context.rules.clock_skew:
+        raise InvalidCommand("performed_at", "may not be in the future")
+    return WorklogRecordedData(
         worklog_id=command.worklog_id,
         technician_id=command.technician_id,
         minutes=command.minutes,
         billable=command.billable,
         note=command.note,
-        performed_at=command.performed_at,
+        performed_at=performed_at,
     )
-    if command.performed_at > context.now + CLOCK_SKEW:
-        raise InvalidCommand("performed_at", "may not be in the future")
+
+
+def _check_same_worklog(ticket: Ticket, command: RecordWorklog) -> None:
     earlier = ticket.worklogs.get(command.worklog_id)
-    if earlier is not None:
-        if (earlier.technician_id, earlier.minutes, earlier.billable, earlier.note, earlier.performed_at) != (
-            data.technician_id,
-            data.minutes,
-            data.billable,
-            data.note,
-            data.performed_at,
-        ):
-            raise IdempotencyKeyReused("this Idempotency-Key was first used for a different worklog")
-        return []
+    if earlier is not None and (earlier.technician_id, earlier.minutes, earlier.billable, earlier.note) != (
+        command.technician_id,
+        command.minutes,
+        command.billable,
+        command.note,
+    ):
+        raise IdempotencyKeyReused("this request key was first used for a different worklog")
+
+
+def _decide_worklog(ticket: Ticket, command: RecordWorklog, context: CommandContext, decision: _Decision) -> None:
+    _require_staff(context, "log time")
+    data = _worklog_data(command, context)
+    if command.worklog_id in ticket.worklogs:
+        _check_same_worklog(ticket, command)
+        return
     _check_version(ticket, command.expected_version)
-    return [WorklogRecorded(**_envelope(ticket, command, context, 0, ticket.client_id), data=data)]
+    decision.add(WorklogRecorded, data)
+
+
+def _existing_worklog(ticket: Ticket, worklog_id: uuid.UUID) -> Worklog:
+    worklog = ticket.worklogs.get(worklog_id)
+    if worklog is None:
+        raise TicketNotFound(f"ticket {ticket.ticket_id} has no worklog {worklog_id}")
+    if worklog.voided:
+        raise IllegalTransition(f"worklog {worklog_id} was voided")
+    return worklog
+
+
+def _decide_correction(ticket: Ticket, command: CorrectWorklog, context: CommandContext, decision: _Decision) -> None:
+    _require_staff(context, "correct time entries")
+    _check_version(ticket, command.expected_version)
+    _existing_worklog(ticket, command.worklog_id)
+    if command.performed_at > context.now + context.rules.clock_skew:
+        raise InvalidCommand("performed_at", "may not be in the future")
+    decision.add(
+        WorklogCorrected,
+        WorklogCorrectedData(
+            worklog_id=command.worklog_id,
+            technician_id=command.technician_id,
+            minutes=command.minutes,
+            billable=command.billable,
+            note=command.note,
+            performed_at=command.performed_at,
+            reason=command.reason,
+        ),
+    )
+
+
+def _decide_void(ticket: Ticket, command: VoidWorklog, context: CommandContext, decision: _Decision) -> None:
+    _require_staff(context, "void time entries")
+    _check_version(ticket, command.expected_version)
+    _existing_worklog(ticket, command.worklog_id)
+    decision.add(WorklogVoided, WorklogVoidedData(worklog_id=command.worklog_id, reason=command.reason))
+
+
+def _decide_csat(ticket: Ticket, command: RecordCsat, context: CommandContext, decision: _Decision) -> None:
+    if context.actor.role is not Role.REQUESTER:
+        raise NotPermitted("only the requester rates the help they got")
+    if ticket.status not in (S.RESOLVED, S.CLOSED):
+        raise IllegalTransition("a ticket is rated once it is resolved")
+    if ticket.csat is not None:
+        raise IllegalTransition("this ticket was rated already")
+    decision.add(CsatRecorded, CsatRecordedData(rating=command.rating, comment=command.comment))
+
+
+_DECIDERS: dict[type, Any] = {
+    ChangeStatus: _decide_status,
+    UpdateTicket: _decide_update,
+    AddComment: _decide_comment,
+    RecordWorklog: _decide_worklog,
+    CorrectWorklog: _decide_correction,
+    VoidWorklog: _decide_void,
+    RecordCsat: _decide_csat,
+}
 
 
 # --- evolve ----------------------------------------------------------------------------------------------------
 
 
+def _advanced(ticket: Ticket, event: TicketEvent, **changes: Any) -> Ticket:
+    keys = ticket.request_keys | {event.request_id} if event.request_id else ticket.request_keys
+    return replace(
+        ticket,
+        version=event.aggregate_version,
+        updated_at=event.occurred_at,
+        request_keys=keys,
+        history=(*ticket.history, event),
+        **changes,
+    )
+
+
 @singledispatch
 def evolve(event: TicketEvent, ticket: Ticket | None) -> Ticket | None:
     """Fold one event into the state. Types this version does not handle only advance the version."""
-    if ticket is None:
-        return None
-    return replace(ticket, version=event.aggregate_version, updated_at=event.occurred_at)
+    return None if ticket is None else _advanced(ticket, event)
 
 
 @evolve.register
@@ -258,7 +563,42 @@ def _(event: TicketCreated, ticket: Ticket | None) -> Ticket:
         created_at=event.occurred_at,
         updated_at=event.occurred_at,
         creation=event,
+        request_keys=frozenset({event.request_id}) if event.request_id else frozenset(),
+        history=(event,),
     )
+
+
+@evolve.register
+def _(event: TicketStatusChanged, ticket: Ticket | None) -> Ticket | None:
+    if ticket is None:
+        return None
+    to = event.data.to_status
+    return _advanced(
+        ticket,
+        event,
+        status=to,
+        resolved_at=event.occurred_at if to is S.RESOLVED else ticket.resolved_at,
+        closed_at=event.occurred_at if to is S.CLOSED else None,
+    )
+
+
+@evolve.register
+def _(event: TicketUpdated, ticket: Ticket | None) -> Ticket | None:
+    if ticket is None:
+        return None
+    changes = event.data.changes.model_dump(exclude_none=True)
+    return _advanced(ticket, event, **changes)
+
+
+@evolve.register
+def _(event: CommentAdded, ticket: Ticket | None) -> Ticket | None:
+    if ticket is None:
+        return None
+    return _advanced(ticket, event, comment_ids=ticket.comment_ids | {event.data.comment_id})
+
+
+def _with_worklog(ticket: Ticket, worklog: Worklog) -> Mapping[uuid.UUID, Worklog]:
+    return MappingProxyType({**ticket.worklogs, worklog.worklog_id: worklog})
 
 
 @evolve.register
@@ -275,12 +615,38 @@ def _(event: WorklogRecorded, ticket: Ticket | None) -> Ticket | None:
         performed_at=data.performed_at,
         recorded_at=event.occurred_at,
     )
-    return replace(
-        ticket,
-        version=event.aggregate_version,
-        updated_at=event.occurred_at,
-        worklogs=MappingProxyType({**ticket.worklogs, data.worklog_id: worklog}),
+    return _advanced(ticket, event, worklogs=_with_worklog(ticket, worklog))
+
+
+@evolve.register
+def _(event: WorklogCorrected, ticket: Ticket | None) -> Ticket | None:
+    if ticket is None or event.data.worklog_id not in ticket.worklogs:
+        return None if ticket is None else _advanced(ticket, event)
+    data = event.data
+    earlier = ticket.worklogs[data.worklog_id]
+    worklog = replace(
+        earlier,
+        technician_id=data.technician_id,
+        minutes=data.minutes,
+        billable=data.billable,
+        note=data.note,
+        performed_at=data.performed_at,
+        corrections=earlier.corrections + 1,
     )
+    return _advanced(ticket, event, worklogs=_with_worklog(ticket, worklog))
+
+
+@evolve.register
+def _(event: WorklogVoided, ticket: Ticket | None) -> Ticket | None:
+    if ticket is None or event.data.worklog_id not in ticket.worklogs:
+        return None if ticket is None else _advanced(ticket, event)
+    worklog = replace(ticket.worklogs[event.data.worklog_id], voided=True)
+    return _advanced(ticket, event, worklogs=_with_worklog(ticket, worklog))
+
+
+@evolve.register
+def _(event: CsatRecorded, ticket: Ticket | None) -> Ticket | None:
+    return None if ticket is None else _advanced(ticket, event, csat=event.data.rating)
 
 
 def fold(ticket: Ticket | None, events: list[TicketEvent]) -> Ticket | None:

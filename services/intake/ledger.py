@@ -44,6 +44,10 @@ class TicketLedger:
         self._require_caught_up()
         return self._tickets.get(ticket_id)
 
+    def tickets(self) -> list[Ticket]:
+        self._require_caught_up()
+        return list(self._tickets.values())
+
     def _require_caught_up(self) -> None:
         if not self.caught_up.is_set():
             raise NotReady("intake is still reading the ticket log; retry shortly")

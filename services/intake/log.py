@@ -1,32 +1,27 @@
-"""tickets.events as the ledger's log: appending with Kafka's acknowledgement, and reading it back into state."""
+"""The topics as intake's memory: appending to tickets.events with Kafka's acknowledgement, and reading topics
+back into state (tickets.events into the ledger, assignment.events into the desk)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 
-from ticketstream_shared.contract import (
-    InvalidEvent,
-    TicketEvent,
-    UnknownEventType,
-    decode_ticket_event,
-    encode,
-)
+from ticketstream_shared.contract import Envelope, InvalidEvent, TicketEvent, UnknownEventType, decode_event, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import correlation_headers, wait_for_topics
-
-from .ledger import TicketLedger
 
 log = logging.getLogger(__name__)
 
 EVENTS_APPENDED = Counter("ticketstream_intake_events_appended_total", "Events appended to tickets.events")
-EVENTS_READ = Counter("ticketstream_intake_events_read_total", "Events of tickets.events folded into the ledger")
+EVENTS_READ = Counter("ticketstream_intake_events_read_total", "Events folded into intake's state", ["topic"])
 EVENTS_UNREADABLE = Counter(
     "ticketstream_intake_events_unreadable_total",
-    "Messages of tickets.events the ledger skipped (the consumer groups dead-letter them)",
+    "Messages intake skipped while reading a topic back (the consumer groups dead-letter them)",
+    ["topic"],
 )
 
 
@@ -43,43 +38,43 @@ class KafkaTicketLog:
         assert self.producer is not None, "appended before the broker answered"
         headers = correlation_headers()
         pending = [
-            await self.producer.send(
-                TICKETS_EVENTS, encode(event), key=event.ticket_id.encode(), headers=headers
-            )
+            await self.producer.send(TICKETS_EVENTS, encode(event), key=event.ticket_id.encode(), headers=headers)
             for event in events
         ]
         await asyncio.gather(*pending)
         EVENTS_APPENDED.inc(len(events))
 
 
-async def follow_ticket_log(consumer: AIOKafkaConsumer, ledger: TicketLedger) -> None:
-    """Read tickets.events from the beginning into the ledger, mark it caught up once the end seen at start-up
-    is reached (the service is ready then), and keep following what other writers append."""
-    await wait_for_topics(consumer, [TICKETS_EVENTS])
-    consumer.subscribe([TICKETS_EVENTS])  # without a group: every partition, from the beginning
+async def follow(
+    consumer: AIOKafkaConsumer, topic: str, apply: Callable[[Envelope], None], caught_up: asyncio.Event
+) -> None:
+    """Read `topic` from the beginning through `apply`, set `caught_up` once the end it had when we started is
+    reached, and keep following what its writers append."""
+    await wait_for_topics(consumer, [topic])
+    consumer.subscribe([topic])  # without a group: every partition, from the beginning
     end_at_start: dict[TopicPartition, int] | None = None
     while True:
         batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
         for records in batches.values():
             for record in records:
-                _fold(ledger, record.value)
-        if ledger.caught_up.is_set() or not consumer.assignment():
+                _apply(topic, record.value, apply)
+        if caught_up.is_set() or not consumer.assignment():
             continue
         if end_at_start is None:
             end_at_start = await consumer.end_offsets(list(consumer.assignment()))
         if all([await consumer.position(tp) >= end for tp, end in end_at_start.items()]):
-            log.info("ticket log read to its end", extra={"tickets": len(ledger)})
-            ledger.caught_up.set()
+            log.info("read to its end", extra={"topic": topic})
+            caught_up.set()
 
 
-def _fold(ledger: TicketLedger, raw: bytes | None) -> None:
+def _apply(topic: str, raw: bytes | None, apply: Callable[[Envelope], None]) -> None:
     try:
-        event = decode_ticket_event(raw or b"")
+        event = decode_event(topic, raw or b"")
     except UnknownEventType:
         return
     except InvalidEvent as error:
-        EVENTS_UNREADABLE.inc()
-        log.warning("skipped an unreadable event", extra={"reason": error.reason})
+        EVENTS_UNREADABLE.labels(topic).inc()
+        log.warning("skipped an unreadable event", extra={"topic": topic, "reason": error.reason})
         return
-    ledger.apply(event)
-    EVENTS_READ.inc()
+    apply(event)
+    EVENTS_READ.labels(topic).inc()

@@ -5,37 +5,14 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from fastapi.testclient import TestClient
 
-from intake.app import build_app
-from intake.settings import IntakeSettings
-from tests.keys import ADMIN, INTEGRATION, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.integration.conftest import NEW_TICKET, running_intake
+from tests.keys import ADMIN, INTEGRATION, REQUESTER, TECHNICIAN, bearer
 from tests.polling import eventually
 from ticketstream_shared.contract import TicketCreated, WorklogRecorded, decode_ticket_event
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 
 pytestmark = pytest.mark.integration
-
-NEW_TICKET = {
-    "client_id": "acme",
-    "requester_id": "alice",
-    "title": "Laptop will not boot",
-    "category": "hardware",
-    "priority": "P2",
-}
-
-
-def running_intake(kafka_bootstrap: str, tmp_path) -> TestClient:
-    settings = IntakeSettings(kafka_bootstrap_servers=kafka_bootstrap, api_keys_file=tmp_path / "unused.json")
-    return TestClient(build_app(settings, TEST_KEYS))
-
-
-@pytest.fixture
-def intake(kafka_bootstrap, tmp_path):
-    with running_intake(kafka_bootstrap, tmp_path) as client:
-        eventually(lambda: client.get("/readyz").status_code == 200, what="intake ready")
-        yield client
-
 
 def read_events_of(kafka_bootstrap: str, ticket_id: str, count: int) -> list:
     """The ticket's events as other systems see them on tickets.events."""
@@ -130,12 +107,12 @@ def test_a_stale_if_match_is_a_conflict(intake):
     assert intake.post(path, json=worklog, headers={**bearer(ADMIN), "If-Match": '"1"'}).status_code == 201
 
 
-def test_a_restarted_intake_reads_its_tickets_back_from_the_log(intake, kafka_bootstrap, tmp_path):
+def test_a_restarted_intake_reads_its_tickets_back_from_the_log(intake, kafka_bootstrap):
     ticket = intake.post("/v1/tickets", json=NEW_TICKET, headers=bearer(ADMIN)).json()
     worklog = {"technician_id": "tech-1", "minutes": 20, "billable": True}
     intake.post(f"/v1/tickets/{ticket['id']}/worklogs", json=worklog, headers=bearer(ADMIN))
 
-    with running_intake(kafka_bootstrap, tmp_path) as restarted:
+    with running_intake(kafka_bootstrap) as restarted:
         eventually(lambda: restarted.get("/readyz").status_code == 200, what="restarted intake ready")
         read = restarted.get(f"/v1/tickets/{ticket['id']}", headers=bearer(ADMIN)).json()
         assert (read["version"], read["worklog_minutes"]) == (2, 20)

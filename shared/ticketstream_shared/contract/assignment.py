@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .events import Envelope, Frozen, Identifier
+from .events import Envelope, Frozen, Identifier, UtcDatetime
 
 
 class Strategy(StrEnum):
@@ -71,3 +71,103 @@ ASSIGNMENT_EVENT_TYPES: tuple[type[AssignmentEvent], ...] = (TicketAssigned, Tic
 AssignmentEventUnion = Annotated[
     TicketAssigned | TicketEscalated | TicketUnassignable, Field(discriminator="event_type")
 ]
+
+
+# --- the team log (assignment.by_team): roster facts, keyed by team --------------------------------------------------
+#
+# Roster changes are not about one ticket, so they carry their own envelope (no ticket_id, client_id or
+# aggregate_version). They travel on assignment.by_team, keyed by the team they concern (a category rule: by
+# "category:<name>"), so that for one team the roster and the ticket work routed to it form one ordered log.
+
+
+class TeamLogEvent(Frozen):
+    """The envelope of every record of assignment.by_team."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: UtcDatetime
+    producer: str = Field(min_length=1)
+    correlation_id: str = Field(min_length=1)
+
+
+class TechnicianProfileData(Frozen):
+    technician_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    team: Identifier
+    tier: int = Field(ge=1, le=3)
+    skills: tuple[Identifier, ...] = ()
+    capacity: int = Field(ge=0, le=1000, description="Most open tickets the technician holds at once.")
+
+
+class TechnicianProfiled(TeamLogEvent):
+    """A technician joined the roster or their profile changed (PUT /v1/technicians/{id}); key = team."""
+
+    event_type: Literal["assignment.technician_profiled"] = "assignment.technician_profiled"
+    schema_version: Literal[1] = 1
+    data: TechnicianProfileData
+
+
+class TechnicianTransferredData(Frozen):
+    technician_id: Identifier
+    from_team: Identifier
+    to_team: Identifier
+
+
+class TechnicianTransferred(TeamLogEvent):
+    """A technician left `from_team` for `to_team`; key = from_team, whose tickets of theirs go back to it."""
+
+    event_type: Literal["assignment.technician_transferred"] = "assignment.technician_transferred"
+    schema_version: Literal[1] = 1
+    data: TechnicianTransferredData
+
+
+class ShiftChangedData(Frozen):
+    technician_id: Identifier
+    team: Identifier
+    on_shift: bool
+
+
+class ShiftChanged(TeamLogEvent):
+    """A technician came on or went off shift; key = team."""
+
+    event_type: Literal["assignment.shift_changed"] = "assignment.shift_changed"
+    schema_version: Literal[1] = 1
+    data: ShiftChangedData
+
+
+class CategoryRoutedData(Frozen):
+    category: Identifier
+    team: Identifier
+    skill: Identifier = Field(description="The skill a ticket of this category needs (strategy skills).")
+
+
+class CategoryRouted(TeamLogEvent):
+    """Tickets of `category` go to `team` from now on; key = "category:<category>"."""
+
+    event_type: Literal["assignment.category_routed"] = "assignment.category_routed"
+    schema_version: Literal[1] = 1
+    data: CategoryRoutedData
+
+
+class TeamStrategyChosenData(Frozen):
+    team: Identifier
+    strategy: Strategy
+
+
+class TeamStrategyChosen(TeamLogEvent):
+    """The team distributes its tickets by `strategy` from now on (never manual); key = team."""
+
+    event_type: Literal["assignment.team_strategy_chosen"] = "assignment.team_strategy_chosen"
+    schema_version: Literal[1] = 1
+    data: TeamStrategyChosenData
+
+
+ROSTER_EVENT_TYPES: tuple[type[TeamLogEvent], ...] = (
+    TechnicianProfiled,
+    TechnicianTransferred,
+    ShiftChanged,
+    CategoryRouted,
+    TeamStrategyChosen,
+)
+RosterEventUnion = TechnicianProfiled | TechnicianTransferred | ShiftChanged | CategoryRouted | TeamStrategyChosen

@@ -48,7 +48,8 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def parse_message(raw: bytes) -> dict[str, Any]:
+    """A message's JSON object; InvalidEvent saying why (oversized, not JSON, not an object) otherwise."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"oversized: {len(raw)} bytes, the limit is {MAX_EVENT_BYTES}")
     try:
@@ -86,7 +87,7 @@ _KNOWN_TYPES = {
 
 def decode_event(topic: str, raw: bytes) -> Envelope:
     """Decode one message of an event topic; raises InvalidEvent (or UnknownEventType) with the reason."""
-    payload = upcast(_parse(raw))
+    payload = upcast(parse_message(raw))
     if payload.get("event_type") not in _KNOWN_TYPES[topic]:
         try:
             Envelope.model_validate({key: value for key, value in payload.items() if key != "data"})

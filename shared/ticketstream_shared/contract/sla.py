@@ -6,12 +6,15 @@ business time elapsed and remaining when it happened, so any consumer can explai
 
 from __future__ import annotations
 
+import uuid
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from .events import Envelope, Frozen, Identifier, UtcDatetime
+from .events import Envelope, Frozen, Identifier, Priority, TicketStatus, UtcDatetime
 
 
 class SlaMetric(StrEnum):
@@ -37,6 +40,22 @@ class PauseData(ClockData):
 
 class WarningData(ClockData):
     threshold: float = Field(gt=0, lt=1, description="Share of the target used up, e.g. 0.75.")
+
+
+class RetargetData(ClockData):
+    """The clock's new terms, and what they replaced: elapsed business time is always carried over."""
+
+    previous_policy_id: Identifier
+    previous_policy_version: int = Field(ge=1)
+    previous_calendar_id: Identifier
+    previous_calendar_version: int = Field(ge=1)
+    previous_target_business_seconds: int = Field(ge=0)
+    previous_deadline: UtcDatetime
+    reason: str = Field(min_length=1, description="Why, in plain words: the ticket change or the policy change.")
+
+
+class StopData(ClockData):
+    reason: str = Field(min_length=1, description="Why the clock no longer runs, e.g. its policy was deactivated.")
 
 
 class SlaEvent(Envelope):
@@ -81,7 +100,186 @@ class SlaMet(SlaEvent):
     data: ClockData
 
 
-SLA_EVENT_TYPES: tuple[type[SlaEvent], ...] = (ClockStarted, ClockPaused, ClockResumed, SlaWarning, SlaBreached, SlaMet)
+class ClockRetargeted(SlaEvent):
+    """A priority or category change, or a policy or calendar change, gave the clock new terms."""
+
+    event_type: Literal["sla.retargeted"] = "sla.retargeted"
+    schema_version: Literal[1] = 1
+    data: RetargetData
+
+
+class ClockStopped(SlaEvent):
+    """No active policy applies to the ticket any more: the clock neither warns nor breaches from now on."""
+
+    event_type: Literal["sla.clock_stopped"] = "sla.clock_stopped"
+    schema_version: Literal[1] = 1
+    data: StopData
+
+
+SLA_EVENT_TYPES: tuple[type[SlaEvent], ...] = (
+    ClockStarted,
+    ClockPaused,
+    ClockResumed,
+    SlaWarning,
+    SlaBreached,
+    SlaMet,
+    ClockRetargeted,
+    ClockStopped,
+)
 SlaEventUnion = Annotated[
-    ClockStarted | ClockPaused | ClockResumed | SlaWarning | SlaBreached | SlaMet, Field(discriminator="event_type")
+    ClockStarted | ClockPaused | ClockResumed | SlaWarning | SlaBreached | SlaMet | ClockRetargeted | ClockStopped,
+    Field(discriminator="event_type"),
+]
+
+
+# --- sla.config: calendars, policies and client agreements ------------------------------------------------------
+#
+# Every change is an event with the moment it takes effect; nothing is overwritten. The version of a calendar,
+# policy or agreement is its position among the changes of the same id in sla.config (1, 2, 3...), which is a
+# single partition, so every reader counts the same. These events concern no ticket, hence their own envelope.
+
+
+class Weekday(StrEnum):
+    MONDAY = "monday"
+    TUESDAY = "tuesday"
+    WEDNESDAY = "wednesday"
+    THURSDAY = "thursday"
+    FRIDAY = "friday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+
+
+#: A wall-clock time of day, "00:00" to "24:00".
+HourMinute = Annotated[str, Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", examples=["09:00"])]
+
+
+class WorkingHours(Frozen):
+    """One stretch of working time on a weekday, in the calendar's time zone. An end at or before the start
+    runs past midnight into the next day (a night shift, "22:00"-"06:00")."""
+
+    start: HourMinute
+    end: HourMinute
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WorkingHours:
+        if self.start == "24:00":
+            raise ValueError("start must be before 24:00")
+        if self.start == self.end:
+            raise ValueError("start and end are the same: for a whole day use 00:00-24:00")
+        return self
+
+
+class CalendarData(Frozen):
+    name: str = Field(default="", max_length=200)
+    timezone: str = Field(description="IANA time zone, e.g. Europe/Berlin.", examples=["Europe/Berlin"])
+    always_open: bool = Field(default=False, description="24x7: every moment is business time.")
+    week: dict[Weekday, list[WorkingHours]] = Field(default_factory=dict)
+    holidays: list[date] = Field(default_factory=list, description="Local dates on which no working hours start.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_working_time(self) -> CalendarData:
+        if not self.always_open and not any(self.week.values()):
+            raise ValueError("a calendar needs working hours on at least one weekday, or always_open")
+        return self
+
+
+class Targets(Frozen):
+    first_response_minutes: int = Field(gt=0, le=10_000_000, description="Business minutes.")
+    resolution_minutes: int = Field(gt=0, le=10_000_000, description="Business minutes.")
+
+
+class PolicyMatch(Frozen):
+    """Which tickets a policy covers; an empty list means any."""
+
+    client_ids: list[Identifier] = Field(default_factory=list)
+    tiers: list[Identifier] = Field(default_factory=list)
+    priorities: list[Priority] = Field(default_factory=list)
+    categories: list[Identifier] = Field(default_factory=list)
+
+
+def _default_thresholds() -> list[float]:
+    return [0.75, 0.9]
+
+
+def _default_pause_statuses() -> list[TicketStatus]:
+    return [TicketStatus.WAITING_ON_CUSTOMER]
+
+
+class PolicyData(Frozen):
+    name: str = Field(default="", max_length=200)
+    active: bool = True
+    rank: int = Field(default=100, ge=0, description="Policies are tried by rank, lowest first; first match wins.")
+    match: PolicyMatch = Field(default_factory=PolicyMatch)
+    targets: dict[Priority, Targets] = Field(description="Per priority; a priority without targets is not covered.")
+    calendar_id: Identifier | None = Field(default=None, description="None: the calendar of the client's agreement.")
+    pause_statuses: list[TicketStatus] = Field(default_factory=_default_pause_statuses)
+    warning_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=_default_thresholds)
+
+    @field_validator("pause_statuses")
+    @classmethod
+    def _pausable(cls, value: list[TicketStatus]) -> list[TicketStatus]:
+        final = {TicketStatus.RESOLVED, TicketStatus.CLOSED} & set(value)
+        if final:
+            raise ValueError(f"{', '.join(sorted(final))} end a clock; they cannot pause it")
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _some_targets(cls, value: dict[Priority, Targets]) -> dict[Priority, Targets]:
+        if not value:
+            raise ValueError("a policy needs targets for at least one priority")
+        return value
+
+
+class ClientAgreementData(Frozen):
+    calendar_id: Identifier
+    tier: Identifier = "standard"
+
+
+class SlaConfigEvent(Frozen):
+    """A change of SLA configuration on sla.config (one partition, key = '<kind>/<id>', kept forever)."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: UtcDatetime
+    effective_at: UtcDatetime = Field(description="From when the change applies; never before it was made.")
+    producer: str = Field(min_length=1)
+    correlation_id: str = Field(min_length=1)
+    changed_by: str = Field(min_length=1, description="The API key's name that made the change.")
+
+
+class CalendarChanged(SlaConfigEvent):
+    event_type: Literal["sla.calendar_changed"] = "sla.calendar_changed"
+    schema_version: Literal[1] = 1
+    calendar_id: Identifier
+    data: CalendarData
+
+
+class PolicyChanged(SlaConfigEvent):
+    event_type: Literal["sla.policy_changed"] = "sla.policy_changed"
+    schema_version: Literal[1] = 1
+    policy_id: Identifier
+    data: PolicyData
+
+
+class ClientAgreementChanged(SlaConfigEvent):
+    event_type: Literal["sla.client_agreement_changed"] = "sla.client_agreement_changed"
+    schema_version: Literal[1] = 1
+    client_id: Identifier
+    data: ClientAgreementData
+
+
+SLA_CONFIG_EVENT_TYPES: tuple[type[SlaConfigEvent], ...] = (CalendarChanged, PolicyChanged, ClientAgreementChanged)
+SlaConfigEventUnion = Annotated[
+    CalendarChanged | PolicyChanged | ClientAgreementChanged, Field(discriminator="event_type")
 ]

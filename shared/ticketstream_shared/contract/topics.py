@@ -8,6 +8,12 @@ TICKETS_EVENTS = "tickets.events"
 TICKETS_INBOUND = "tickets.inbound"
 SLA_EVENTS = "sla.events"
 ASSIGNMENT_EVENTS = "assignment.events"
+#: The assignment service's team log, keyed by team: roster changes and the ticket work re-keyed from
+#: tickets.events and sla.events, so one partition (one owner) holds everything that decides for a team.
+ASSIGNMENT_BY_TEAM = "assignment.by_team"
+TEAM_PARTITIONS = 6
+#: SLA calendars, policies and client agreements: every change, in one partition so all readers agree on versions.
+SLA_CONFIG = "sla.config"
 
 #: Partitions of the ticket-keyed topics. They must agree, so that a ticket's events, commands and
 #: downstream decisions share one partition number everywhere.
@@ -35,6 +41,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TICKETS_INBOUND, TICKET_PARTITIONS),
     TopicSpec(SLA_EVENTS, TICKET_PARTITIONS, _FOREVER),
     TopicSpec(ASSIGNMENT_EVENTS, TICKET_PARTITIONS, _FOREVER),
+    TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
+    TopicSpec(SLA_CONFIG, 1, _FOREVER),
     *(
         TopicSpec(dead_letter_topic(name), 1, _DLQ)
         for name in (TICKETS_EVENTS, TICKETS_INBOUND, SLA_EVENTS, ASSIGNMENT_EVENTS)

@@ -11,12 +11,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
-from ticketstream_shared.contract import Envelope, InvalidEvent, UnknownEventType
+from ticketstream_shared.contract import InvalidEvent, UnknownEventType
 
 from .kafka import dead_letter, make_consumer, make_producer, start_when_reachable, wait_for_topics
 from .settings import ServiceSettings
@@ -36,16 +37,20 @@ LEAVE_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True)
 class Delivery:
-    """An event with the place in the log it was read from."""
+    """A decoded message (an event, or a request on tickets.inbound) with the place in the log it was read from."""
 
-    event: Envelope
+    event: Any
     topic: str
     partition: int
     offset: int
+    record: ConsumerRecord | None = None
 
 
-Decoder = Callable[[bytes], Envelope]
-BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+Decoder = Callable[[bytes], Any]
+#: What a handler refuses although it could decode it (e.g. a command for an unknown ticket), with the reason.
+Rejections = list[tuple[Delivery, str]]
+#: Handles a batch; returns its rejections (or None), which go to the DLQ before the batch is committed.
+BatchHandler = Callable[[list[Delivery]], Awaitable[Rejections | None]]
 
 
 class _Assignment(ConsumerRebalanceListener):
@@ -123,7 +128,8 @@ class EventConsumer:
             while not self._stopping.is_set():
                 batch, read_any = await self._next_batch(self.consumer)
                 if batch:
-                    await self._handle(batch)
+                    for delivery, reason in await self._handle(batch) or ():
+                        await self._dead_letter(delivery.record, reason)
                     for delivery in batch:
                         EVENTS_HANDLED.labels(delivery.topic).inc()
                 if read_any:  # also a batch of only dead letters or skipped events: they are done with too
@@ -147,9 +153,7 @@ class EventConsumer:
             timeout = 0.5 if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 break
-            fetched = await consumer.getmany(
-                timeout_ms=int(timeout * 1000), max_records=self._max_batch - len(batch)
-            )
+            fetched = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=self._max_batch - len(batch))
             for records in fetched.values():
                 for record in records:
                     delivery = await self._decode(record)
@@ -170,8 +174,12 @@ class EventConsumer:
             EVENTS_SKIPPED.labels(topic).inc()
             return None
         except InvalidEvent as error:
-            assert self._dead_letters is not None
-            await dead_letter(self._dead_letters, record, error.reason, self._service)
-            EVENTS_DEAD_LETTERED.labels(topic).inc()
+            await self._dead_letter(record, error.reason)
             return None
-        return Delivery(event, topic, record.partition, record.offset)
+        return Delivery(event, topic, record.partition, record.offset, record)
+
+    async def _dead_letter(self, record: ConsumerRecord | None, reason: str) -> None:
+        """Returns once the DLQ has the message, so committing past it loses nothing."""
+        assert self._dead_letters is not None and record is not None
+        await dead_letter(self._dead_letters, record, reason, self._service)
+        EVENTS_DEAD_LETTERED.labels(record.topic).inc()

@@ -1,0 +1,82 @@
+"""A ticket's history told to its requester: one plain sentence per thing that happened, no jargon, nothing internal
+(internal comments, time entries and their corrections stay out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import singledispatch
+
+from ticketstream_shared.contract import (
+    CommentAdded,
+    CsatRecorded,
+    Priority,
+    Role,
+    TicketCreated,
+    TicketEvent,
+    TicketStatus,
+    TicketStatusChanged,
+    TicketUpdated,
+)
+
+URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
+
+STATUS_LINES = {
+    TicketStatus.OPEN: "Your request is in our queue.",
+    TicketStatus.IN_PROGRESS: "A technician is working on it.",
+    TicketStatus.WAITING_ON_CUSTOMER: "We are waiting for your answer.",
+    TicketStatus.RESOLVED: "We believe your request is resolved. If it is not, you can reopen it.",
+    TicketStatus.CLOSED: "Your request is closed.",
+}
+REOPENED = "Your request was reopened."
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    text: str
+
+
+def timeline(history: tuple[TicketEvent, ...]) -> list[TimelineEntry]:
+    return [TimelineEntry(event.occurred_at, text) for event in history if (text := describe(event))]
+
+
+@singledispatch
+def describe(event: TicketEvent) -> str | None:
+    """The sentence for `event`, or None for what the requester need not see."""
+    return None
+
+
+@describe.register
+def _(event: TicketCreated) -> str:
+    return f"We received your request \u201c{event.data.title}\u201d."
+
+
+@describe.register
+def _(event: TicketStatusChanged) -> str:
+    reopened = event.data.from_status in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+    if reopened and event.data.to_status is TicketStatus.OPEN:
+        return REOPENED
+    return STATUS_LINES.get(event.data.to_status, "")
+
+
+@describe.register
+def _(event: CommentAdded) -> str | None:
+    if not event.data.public:
+        return None
+    return "You replied." if event.data.author_role is Role.REQUESTER else "A technician replied."
+
+
+@describe.register
+def _(event: TicketUpdated) -> str | None:
+    changes = event.data.changes
+    if changes.priority is not None:
+        return f"We changed the urgency of your request to {URGENCY[changes.priority]}."
+    if changes.title is not None:
+        return f"We renamed your request \u201c{changes.title}\u201d."
+    return None
+
+
+@describe.register
+def _(event: CsatRecorded) -> str:
+    return f"Thank you for rating our help: {event.data.rating} out of 5."

@@ -1,0 +1,142 @@
+"""tickets.inbound against the real broker: other systems' requests become ticket events once, in order, and
+whatever cannot be carried out lands in tickets.inbound.dlq with its reason while the rest goes on."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from intake.domain import CreateTicket
+from intake.inbound import INBOUND_SCOPE
+from tests.keys import ADMIN, bearer
+from tests.polling import eventually
+from ticketstream_shared.contract import dead_letter_topic
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+from ticketstream_shared.contract.topics import TICKETS_INBOUND
+
+pytestmark = pytest.mark.integration
+
+
+def send(kafka_bootstrap: str, *messages: bytes) -> None:
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=2 * MAX_EVENT_BYTES)
+        await producer.start()
+        try:
+            for message in messages:
+                await producer.send_and_wait(TICKETS_INBOUND, message)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+
+
+def dead_letters(kafka_bootstrap: str) -> dict[bytes, str]:
+    """Original bytes -> reason, for everything in tickets.inbound.dlq so far."""
+
+    async def read() -> dict[bytes, str]:
+        consumer = AIOKafkaConsumer(
+            dead_letter_topic(TICKETS_INBOUND),
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=4 * MAX_EVENT_BYTES,
+        )
+        await consumer.start()
+        try:
+            found = {}
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    found[record.value] = dict(record.headers)["dlq.reason"].decode()
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def request(kind: str, request_id: str, data: dict, ticket_id: str | None = None, **extra) -> bytes:
+    message = {"type": kind, "request_id": request_id, "data": data, **extra}
+    if ticket_id:
+        message["ticket_id"] = ticket_id
+    return json.dumps(message).encode()
+
+
+def test_requests_from_other_systems_become_events_once_and_in_order(intake, kafka_bootstrap):
+    run = uuid.uuid4().hex[:8]
+    ticket_id = CreateTicket.ticket_id_for(INBOUND_SCOPE, f"{run}-create")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    create = request(
+        "create_ticket",
+        f"{run}-create",
+        {
+            "client_id": "acme",
+            "requester_id": "alice",
+            "title": "Disk full on db-3",
+            "category": "infrastructure",
+            "priority": "P1",
+            "channel": "monitoring",
+        },
+        occurred_at=yesterday,
+    )
+    worklog = request(
+        "add_worklog",
+        f"{run}-worklog",
+        {"technician_id": "tech-2", "minutes": 45, "billable": True},
+        ticket_id,
+        occurred_at=yesterday,
+    )
+    status = request("change_status", f"{run}-status", {"status": "in_progress"}, ticket_id)
+    send(kafka_bootstrap, create, worklog, create, status, worklog)  # resends of the same request_id included
+
+    def settled():
+        answer = intake.get(f"/v1/tickets/{ticket_id}", headers=bearer(ADMIN))
+        return answer.status_code == 200 and answer.json()["status"] == "in_progress" and answer.json()
+
+    ticket = eventually(settled, timeout_s=20, what="the inbound requests carried out")
+    assert (ticket["version"], ticket["worklog_minutes"], ticket["channel"]) == (3, 45, "monitoring")
+    assert ticket["created_at"].startswith(yesterday[:10]), "an import keeps the time it happened"
+
+
+def test_what_cannot_be_carried_out_is_dead_lettered_with_its_reason(intake, kafka_bootstrap):
+    run = uuid.uuid4().hex[:8]
+    in_a_week = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    poison = {
+        b"not json at all " + run.encode(): "not JSON",
+        json.dumps({"type": "create_ticket", "request_id": run}).encode(): "data: Field required",
+        request("merge_tickets", f"{run}-merge", {}): "type: Input should be",
+        request(
+            "add_comment", f"{run}-orphan", {"author_id": "x", "body": "hi", "public": True}
+        ): "ticket_id: required",
+        request(
+            "add_comment", f"{run}-ghost", {"author_id": "x", "body": "hi", "public": True}, "no-such-ticket"
+        ): "TicketNotFound",
+        request(
+            "create_ticket",
+            f"{run}-future",
+            {"client_id": "acme", "requester_id": "alice", "title": "t", "category": "c", "priority": "P3"},
+            occurred_at=in_a_week,
+        ): "occurred_at: may not be in the future",
+        b'{"padding": "' + b"x" * MAX_EVENT_BYTES + run.encode() + b'"}': "oversized",
+    }
+    after = request(
+        "create_ticket",
+        f"{run}-after",
+        {"client_id": "acme", "requester_id": "alice", "title": "After the poison", "category": "c", "priority": "P3"},
+    )
+    send(kafka_bootstrap, *poison, after)
+
+    ticket_id = CreateTicket.ticket_id_for(INBOUND_SCOPE, f"{run}-after")
+    eventually(
+        lambda: intake.get(f"/v1/tickets/{ticket_id}", headers=bearer(ADMIN)).status_code == 200,
+        timeout_s=20,
+        what="the consumer went on past the poison",
+    )
+    parked = eventually(
+        lambda: (found := dead_letters(kafka_bootstrap)) and set(poison) <= set(found) and found,
+        timeout_s=20,
+        what="every poison message in the DLQ",
+    )
+    for original, reason in poison.items():
+        assert reason in parked[original], (reason, parked[original])

@@ -1,0 +1,166 @@
+"""Intake's whole HTTP surface against the real broker: lifecycle, listing, timeline, and every role on every
+endpoint."""
+
+import uuid
+
+import pytest
+
+from tests.integration.conftest import NEW_TICKET
+from tests.keys import ACME_MANAGER, ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, bearer
+
+pytestmark = pytest.mark.integration
+
+
+def open_ticket(intake, key=ADMIN, **fields):
+    answer = intake.post("/v1/tickets", json={**NEW_TICKET, **fields}, headers=bearer(key))
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def test_a_ticket_lives_through_its_lifecycle_over_http(intake):
+    ticket = open_ticket(intake)
+    path = f"/v1/tickets/{ticket}"
+    assert intake.post(f"{path}/status", json={"status": "in_progress"}, headers=bearer(TECHNICIAN)).status_code == 200
+    internal = {"author_id": "tech-1", "body": "Looks like the driver", "public": False}
+    assert intake.post(f"{path}/comments", json=internal, headers=bearer(TECHNICIAN)).status_code == 201
+    reply = {"author_id": "tech-1", "body": "Please restart", "public": True}
+    assert intake.post(f"{path}/comments", json=reply, headers=bearer(TECHNICIAN)).status_code == 201
+    assert (
+        intake.post(f"{path}/status", json={"status": "waiting_on_customer"}, headers=bearer(TECHNICIAN)).status_code
+        == 200
+    )
+    answer = {"author_id": "alice", "body": "Restarted, still broken", "public": True}
+    assert intake.post(f"{path}/comments", json=answer, headers=bearer(REQUESTER)).status_code == 201
+    assert intake.get(path, headers=bearer(ADMIN)).json()["status"] == "open", "the answer puts it back in the queue"
+
+    worklog = intake.post(
+        f"{path}/worklogs",
+        json={"technician_id": "tech-1", "minutes": 60, "billable": True},
+        headers=bearer(TECHNICIAN),
+    ).json()
+    corrected = intake.post(
+        f"{path}/worklogs/{worklog['id']}/correction",
+        json={
+            "technician_id": "tech-1",
+            "minutes": 40,
+            "billable": True,
+            "performed_at": worklog["performed_at"],
+            "reason": "overestimated",
+        },
+        headers=bearer(TECHNICIAN),
+    )
+    assert (corrected.status_code, corrected.json()["minutes"], corrected.json()["corrections"]) == (200, 40, 1)
+
+    stale = intake.patch(path, json={"priority": "P1"}, headers={**bearer(MANAGER), "If-Match": '"1"'})
+    assert stale.status_code == 409
+    current = intake.get(path, headers=bearer(ADMIN)).headers["ETag"]
+    assert (
+        intake.patch(path, json={"priority": "P1"}, headers={**bearer(MANAGER), "If-Match": current}).status_code == 200
+    )
+    assert intake.post(f"{path}/status", json={"status": "resolved"}, headers=bearer(TECHNICIAN)).status_code == 200
+    illegal = intake.post(f"{path}/status", json={"status": "waiting_on_customer"}, headers=bearer(TECHNICIAN))
+    assert illegal.status_code == 409
+    assert intake.post(f"{path}/csat", json={"rating": 5}, headers=bearer(REQUESTER)).status_code == 201
+    assert intake.post(f"{path}/csat", json={"rating": 1}, headers=bearer(REQUESTER)).status_code == 409
+
+    seen_by_requester = intake.get(f"{path}/comments", headers=bearer(REQUESTER)).json()["comments"]
+    assert [c["body"] for c in seen_by_requester] == ["Please restart", "Restarted, still broken"]
+    assert len(intake.get(f"{path}/comments", headers=bearer(TECHNICIAN)).json()["comments"]) == 3
+    final = intake.get(path, headers=bearer(ADMIN)).json()
+    assert (final["status"], final["priority"], final["worklog_minutes"], final["csat"]) == ("resolved", "P1", 40, 5)
+
+    lines = [entry["text"] for entry in intake.get(f"{path}/timeline", headers=bearer(REQUESTER)).json()["timeline"]]
+    assert lines[0].startswith("We received your request")
+    assert "We are waiting for your answer." in lines and "You replied." in lines
+    assert not any("driver" in line or "minutes" in line for line in lines), "nothing internal in the timeline"
+
+
+def test_listing_filters_and_pages_with_a_cursor(intake):
+    client = f"list-{uuid.uuid4().hex[:8]}"
+    created = [open_ticket(intake, client_id=client, priority=p) for p in ("P1", "P2", "P1", "P1", "P3")]
+    first = intake.get("/v1/tickets", params={"client_id": client, "priority": "P1", "limit": 2}, headers=bearer(ADMIN))
+    page = first.json()
+    assert [t["id"] for t in page["tickets"]] == [created[0], created[2]]
+    second = intake.get(
+        "/v1/tickets",
+        params={"client_id": client, "priority": "P1", "limit": 2, "cursor": page["next_cursor"]},
+        headers=bearer(ADMIN),
+    ).json()
+    assert [t["id"] for t in second["tickets"]] == [created[3]] and second["next_cursor"] is None
+    assert intake.get("/v1/tickets", params={"cursor": "garbage"}, headers=bearer(ADMIN)).status_code == 422
+
+
+def test_a_requester_lists_only_their_own_tickets(intake):
+    mine = open_ticket(intake, key=REQUESTER)
+    someone_elses = open_ticket(intake, requester_id="bob")
+    listed = intake.get("/v1/tickets", params={"limit": 500}, headers=bearer(REQUESTER)).json()["tickets"]
+    ids = {t["id"] for t in listed}
+    assert mine in ids and someone_elses not in ids
+    assert all(t["client_id"] == "acme" and t["requester_id"] == "alice" for t in listed)
+    assert intake.get("/v1/tickets", params={"client_id": "globex"}, headers=bearer(REQUESTER)).status_code == 403
+
+
+# --- every role against every endpoint ---------------------------------------------------------------------------
+
+ROLES = {
+    "admin": ADMIN,
+    "manager": MANAGER,
+    "technician": TECHNICIAN,
+    "integration": INTEGRATION,
+    "requester": REQUESTER,
+    "acme_manager": ACME_MANAGER,
+}
+STAFF_ONLY = {
+    "admin": 200,
+    "manager": 200,
+    "technician": 200,
+    "integration": 200,
+    "requester": 403,
+    "acme_manager": 200,
+}
+EVERYONE = dict.fromkeys(ROLES, 200)
+
+
+def _expect(codes, created=False):
+    return {role: (201 if created and code == 200 else code) for role, code in codes.items()}
+
+
+CASES = {
+    "read": ("GET", "", None, EVERYONE),
+    "timeline": ("GET", "/timeline", None, EVERYONE),
+    "comments": ("GET", "/comments", None, EVERYONE),
+    "patch": ("PATCH", "", {"priority": "P1"}, STAFF_ONLY),
+    "status": ("POST", "/status", {"status": "open"}, STAFF_ONLY),
+    "public comment": (
+        "POST",
+        "/comments",
+        {"author_id": "alice", "body": "hi", "public": True},
+        _expect(EVERYONE, True),
+    ),
+    "internal comment": (
+        "POST",
+        "/comments",
+        {"author_id": "tech-1", "body": "hm", "public": False},
+        _expect(STAFF_ONLY, True),
+    ),
+    "worklog": ("POST", "/worklogs", {"technician_id": "t", "minutes": 5, "billable": True}, _expect(STAFF_ONLY, True)),
+    "csat on an open ticket": ("POST", "/csat", {"rating": 4}, {**dict.fromkeys(ROLES, 403), "requester": 409}),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_role_on_every_ticket_endpoint(intake, role, case):
+    method, suffix, body, expected = CASES[case]
+    ticket = open_ticket(intake)
+    answer = intake.request(method, f"/v1/tickets/{ticket}{suffix}", json=body, headers=bearer(ROLES[role]))
+    assert answer.status_code == expected[role], answer.text
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_scoped_keys_never_reach_another_clients_ticket(intake, role):
+    globex = open_ticket(intake, client_id="globex", requester_id="gina")
+    answer = intake.get(f"/v1/tickets/{globex}", headers=bearer(ROLES[role]))
+    assert answer.status_code == (403 if role in ("requester", "acme_manager") else 200)
+    creation = intake.post("/v1/tickets", json={**NEW_TICKET, "client_id": "globex"}, headers=bearer(ROLES[role]))
+    assert creation.status_code == (403 if role in ("requester", "acme_manager") else 201)

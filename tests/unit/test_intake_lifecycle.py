@@ -1,0 +1,197 @@
+"""The ticket lifecycle: the transition table, who may do what, and invariants under any sequence of commands."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from intake.domain import (
+    TRANSITIONS,
+    Actor,
+    AddComment,
+    ChangeStatus,
+    CommandContext,
+    CorrectWorklog,
+    CreateTicket,
+    DomainError,
+    IllegalTransition,
+    NotPermitted,
+    RecordCsat,
+    RecordWorklog,
+    UpdateTicket,
+    VoidWorklog,
+    decide,
+    fold,
+)
+from intake.timeline import timeline
+from tests.builders import T0
+from ticketstream_shared.contract import Priority, Role, TicketStatus, TicketStatusChanged
+
+S = TicketStatus
+REQUESTER = Actor(Role.REQUESTER, "alice")
+TECHNICIAN = Actor(Role.TECHNICIAN)
+
+
+def context(actor=TECHNICIAN, now=T0, key=None):
+    return CommandContext(now=now, correlation_id="c", command_id=str(uuid.uuid4()), actor=actor, request_key=key)
+
+
+def new_ticket():
+    command = CreateTicket(
+        ticket_id="t-1",
+        client_id="acme",
+        requester_id="alice",
+        title="VPN down",
+        category="network",
+        priority=Priority.P2,
+    )
+    return fold(None, decide(None, command, context()))
+
+
+def run(ticket, command, actor=TECHNICIAN, now=T0):
+    return fold(ticket, decide(ticket, command, context(actor, now)))
+
+
+def moved(ticket, *statuses, actor=TECHNICIAN):
+    for status in statuses:
+        ticket = run(ticket, ChangeStatus("t-1", status), actor)
+    return ticket
+
+
+def test_a_resolved_ticket_can_be_reopened_by_its_requester_but_not_moved_elsewhere():
+    resolved = moved(new_ticket(), S.OPEN, S.RESOLVED)
+    assert moved(resolved, S.OPEN, actor=REQUESTER).status is S.OPEN
+    with pytest.raises(NotPermitted):
+        moved(resolved, S.IN_PROGRESS, actor=REQUESTER)
+    with pytest.raises(NotPermitted):
+        moved(new_ticket(), S.RESOLVED, actor=REQUESTER)
+
+
+def test_a_closed_ticket_reopens_only_within_the_window():
+    closed = moved(new_ticket(), S.RESOLVED, S.CLOSED)
+    assert run(closed, ChangeStatus("t-1", S.OPEN), now=T0 + timedelta(days=13)).status is S.OPEN
+    with pytest.raises(IllegalTransition):
+        run(closed, ChangeStatus("t-1", S.OPEN), now=T0 + timedelta(days=15))
+    with pytest.raises(IllegalTransition):
+        moved(closed, S.IN_PROGRESS)
+
+
+def test_the_requesters_answer_puts_a_waiting_ticket_back_in_the_queue():
+    waiting = moved(new_ticket(), S.OPEN, S.WAITING_ON_CUSTOMER)
+    answered = run(waiting, AddComment("t-1", uuid.uuid4(), "alice", "Here is the log", public=True), REQUESTER)
+    assert answered.status is S.OPEN
+    assert [e.aggregate_version for e in answered.history] == [1, 2, 3, 4, 5]
+
+
+def test_requesters_write_only_public_comments_and_rate_once_after_resolution():
+    ticket = new_ticket()
+    with pytest.raises(NotPermitted):
+        run(ticket, AddComment("t-1", uuid.uuid4(), "alice", "psst", public=False), REQUESTER)
+    with pytest.raises(IllegalTransition):
+        run(ticket, RecordCsat("t-1", 5), REQUESTER)
+    resolved = moved(ticket, S.RESOLVED)
+    with pytest.raises(NotPermitted):
+        run(resolved, RecordCsat("t-1", 5), TECHNICIAN)
+    rated = run(resolved, RecordCsat("t-1", 4), REQUESTER)
+    assert rated.csat == 4
+    with pytest.raises(IllegalTransition):
+        run(rated, RecordCsat("t-1", 5), REQUESTER)
+
+
+def test_corrections_and_voids_change_the_time_spent_without_rewriting_history():
+    worklog_id = uuid.uuid4()
+    ticket = run(new_ticket(), RecordWorklog("t-1", worklog_id, "tech-1", 60, True, performed_at=T0))
+    corrected = run(ticket, CorrectWorklog("t-1", worklog_id, "tech-1", 45, False, T0, reason="typo"))
+    assert (corrected.worklog_minutes, corrected.worklogs[worklog_id].billable) == (45, False)
+    voided = run(corrected, VoidWorklog("t-1", worklog_id, reason="wrong ticket"))
+    assert voided.worklog_minutes == 0
+    assert [e.event_type for e in voided.history][-3:] == [
+        "ticket.worklog_recorded",
+        "ticket.worklog_corrected",
+        "ticket.worklog_voided",
+    ]
+    with pytest.raises(IllegalTransition):
+        run(voided, CorrectWorklog("t-1", worklog_id, "tech-1", 30, True, T0, reason="again"))
+
+
+def test_an_update_that_changes_nothing_records_nothing():
+    ticket = new_ticket()
+    assert decide(ticket, UpdateTicket("t-1", priority=Priority.P2), context()) == []
+    (event,) = decide(ticket, UpdateTicket("t-1", priority=Priority.P1), context())
+    assert (event.data.changes.priority, event.data.previous.priority) == (Priority.P1, Priority.P2)
+
+
+def test_the_timeline_speaks_plainly_and_leaves_internal_things_out():
+    worklog_id = uuid.uuid4()
+    ticket = moved(new_ticket(), S.IN_PROGRESS)
+    ticket = run(ticket, AddComment("t-1", uuid.uuid4(), "tech-1", "internal note", public=False))
+    ticket = run(ticket, RecordWorklog("t-1", worklog_id, "tech-1", 30, True, performed_at=T0))
+    ticket = run(ticket, AddComment("t-1", uuid.uuid4(), "tech-1", "Try rebooting", public=True))
+    ticket = moved(ticket, S.WAITING_ON_CUSTOMER, S.RESOLVED)
+    ticket = moved(ticket, S.OPEN, actor=REQUESTER)
+    assert [entry.text for entry in timeline(ticket.history)] == [
+        "We received your request \u201cVPN down\u201d.",
+        "A technician is working on it.",
+        "A technician replied.",
+        "We are waiting for your answer.",
+        "We believe your request is resolved. If it is not, you can reopen it.",
+        "Your request was reopened.",
+    ]
+
+
+# --- any sequence of commands, from anyone, keeps the invariants -------------------------------------------------
+
+ACTORS = st.sampled_from([TECHNICIAN, REQUESTER, Actor(Role.REQUESTER, "mallory"), Actor(Role.MANAGER)])
+WORKLOG_IDS = [uuid.UUID(int=n) for n in range(3)]
+COMMANDS = st.one_of(
+    st.builds(ChangeStatus, st.just("t-1"), st.sampled_from(list(S))),
+    st.builds(UpdateTicket, st.just("t-1"), priority=st.sampled_from(list(Priority))),
+    st.builds(AddComment, st.just("t-1"), st.uuids(), st.just("someone"), st.just("text"), st.booleans()),
+    st.builds(
+        RecordWorklog,
+        st.just("t-1"),
+        st.sampled_from(WORKLOG_IDS),
+        st.just("tech-1"),
+        st.integers(1, 600),
+        st.booleans(),
+        performed_at=st.just(T0),
+    ),
+    st.builds(
+        CorrectWorklog,
+        st.just("t-1"),
+        st.sampled_from(WORKLOG_IDS),
+        st.just("tech-1"),
+        st.integers(1, 600),
+        st.booleans(),
+        st.just(T0),
+        st.just("fix"),
+    ),
+    st.builds(VoidWorklog, st.just("t-1"), st.sampled_from(WORKLOG_IDS), st.just("void")),
+    st.builds(RecordCsat, st.just("t-1"), st.integers(1, 5)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(COMMANDS, ACTORS), max_size=40))
+def test_any_sequence_of_commands_keeps_the_invariants(steps):
+    ticket = new_ticket()
+    expected_minutes: dict[uuid.UUID, int] = {}
+    for command, actor in steps:
+        try:
+            events = decide(ticket, command, context(actor))
+        except DomainError:
+            continue
+        assert actor.actor_id != "mallory" or not events, "a requester acted on someone else's ticket"
+        for event in events:
+            if isinstance(event, TicketStatusChanged):
+                assert event.data.to_status in TRANSITIONS[event.data.from_status]
+            if event.event_type in ("ticket.worklog_recorded", "ticket.worklog_corrected"):
+                expected_minutes[event.data.worklog_id] = event.data.minutes
+            if event.event_type == "ticket.worklog_voided":
+                expected_minutes.pop(event.data.worklog_id)
+        ticket = fold(ticket, events)
+    assert [event.aggregate_version for event in ticket.history] == list(range(1, ticket.version + 1))
+    assert ticket.worklog_minutes == sum(expected_minutes.values())
+    assert sum(e.event_type == "ticket.csat_recorded" for e in ticket.history) <= 1
