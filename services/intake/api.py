@@ -163,8 +163,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
             request_key=request_key,
             rules=rules,
         )
-        ticket, events = await desk.execute(command, context)
-        return ticket, not events
+        return await desk.execute(command, context)
 
     def visible_ticket(ticket_id: str, principal: Principal) -> Ticket:
         ticket = desk.get(ticket_id)

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
-from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, TICKETS_EVENTS, TICKETS_INBOUND
+from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, INTAKE_COMMANDS, TICKETS_EVENTS, TICKETS_INBOUND
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
 
 from . import api
 from .desk import Desk
 from .domain import LifecycleRules
 from .inbound import InboundRequests, decode_request
 from .ledger import TicketLedger
-from .log import KafkaTicketLog, follow
+from .log import KafkaTicketLog, LogPositions, follow
+from .owners import CommandBus, Ownership, tickets_log_end
 from .settings import IntakeSettings
 
 
@@ -31,7 +34,12 @@ def utc_now() -> datetime:
 
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
-    desk = Desk(TicketLedger(event_log))
+    ledger = TicketLedger(event_log)
+    positions = LogPositions()
+    owners: dict[str, AIOKafkaConsumer] = {}
+    ownership = Ownership(positions, lambda partitions: tickets_log_end(owners["consumer"], partitions))
+    bus = CommandBus(ledger, ownership)
+    desk = Desk(ledger, bus)
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
     inbound = EventConsumer(
@@ -42,24 +50,48 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         handle=InboundRequests(desk, clock, rules).handle,
     )
 
-    async def read_back(topic: str, apply: Callable, caught_up: asyncio.Event, name: str) -> None:
+    async def consuming(
+        name: str, work: Callable[[AIOKafkaConsumer], Coroutine[Any, Any, None]], **options: Any
+    ) -> None:
         consumer = await start_when_reachable(
-            lambda: make_consumer(settings, group_id=None, client_id=f"intake-{name}"), f"{name} reader"
+            lambda: make_consumer(settings, client_id=f"intake-{name}", **options), f"{name} consumer"
         )
         try:
-            await follow(consumer, topic, apply, caught_up)
+            await work(consumer)
         finally:
             await consumer.stop()
 
     async def connect() -> None:
-        event_log.producer = await start_when_reachable(lambda: make_producer(settings, "intake"), "producer")
+        producer = await start_when_reachable(lambda: make_producer(settings, "intake"), "producer")
+        bus.partitions = len(await producer.partitions_for(TICKETS_EVENTS))
+        event_log.producer = bus.producer = producer
+
+    async def own(consumer: AIOKafkaConsumer) -> None:
+        owners["consumer"] = consumer
+        await wait_for_topics(consumer, [INTAKE_COMMANDS, TICKETS_EVENTS])
+        consumer.subscribe([INTAKE_COMMANDS], listener=ownership)
+        await bus.serve(consumer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = [
-            asyncio.create_task(connect(), name="connect"),
-            asyncio.create_task(read_back(TICKETS_EVENTS, desk.ledger.apply, desk.ledger.caught_up, "ledger")),
-            asyncio.create_task(read_back(ASSIGNMENT_EVENTS, desk.note_assignment, assignments_read, "assignments")),
+            asyncio.create_task(connect()),
+            asyncio.create_task(
+                consuming(
+                    "ledger",
+                    lambda c: follow(c, TICKETS_EVENTS, ledger.apply, ledger.caught_up, positions),
+                    group_id=None,
+                )
+            ),
+            asyncio.create_task(
+                consuming(
+                    "assignments",
+                    lambda c: follow(c, ASSIGNMENT_EVENTS, desk.note_assignment, assignments_read),
+                    group_id=None,
+                )
+            ),
+            asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
+            asyncio.create_task(consuming("owner", own, group_id=settings.owners_group)),
         ]
         async with inbound.running():
             yield
@@ -73,8 +105,10 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     def readiness() -> dict[str, bool]:
         return {
             "kafka": event_log.producer is not None,
-            "ticket_log_read": desk.ledger.caught_up.is_set(),
+            "ticket_log_read": ledger.caught_up.is_set(),
             "assignments_read": assignments_read.is_set(),
+            "owns_partitions": ownership.joined,
+            "peers_reachable": bus.listening,
             "inbound": inbound.ready,
         }
 

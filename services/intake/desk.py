@@ -1,24 +1,29 @@
-"""The desk: what intake's edges (HTTP, tickets.inbound) talk to. Commands go to the ledger; reads come from the
-ledger's tickets plus who each ticket is assigned to (from assignment.events, which only assignment writes)."""
+"""The desk: what intake's edges (HTTP, tickets.inbound) talk to. Commands go through the command bus to the owner
+of their ticket; reads come from the ledger's tickets plus who each ticket is assigned to (from assignment.events,
+which only assignment writes)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from ticketstream_shared.contract import Priority, TicketEvent, TicketStatus
+from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 
 from .domain import Command, CommandContext, Ticket
 from .ledger import TicketLedger
+from .owners import CommandBus
 
 
 class Desk:
-    def __init__(self, ledger: TicketLedger) -> None:
+    def __init__(self, ledger: TicketLedger, bus: CommandBus) -> None:
         self.ledger = ledger
+        self.bus = bus
         self._assignees: dict[str, str] = {}
 
-    async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, list[TicketEvent]]:
-        return await self.ledger.execute(command, context)
+    async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, bool]:
+        """The ticket after `command`, and whether the command had been carried out before (a replay)."""
+        self.ledger.require_caught_up()
+        return await self.bus.execute(command, context)
 
     def get(self, ticket_id: str) -> Ticket | None:
         return self.ledger.get(ticket_id)

@@ -142,6 +142,9 @@ class Ticket:
     worklogs: Mapping[uuid.UUID, Worklog] = field(default_factory=lambda: MappingProxyType({}))
     comment_ids: frozenset[uuid.UUID] = frozenset()
     request_keys: frozenset[str] = frozenset()
+    #: Ids of every event of the ticket: a command decided again (redelivered to a new owner) derives the same
+    #: event ids, and is recognised as done.
+    event_ids: frozenset[uuid.UUID] = frozenset()
     #: Every event of the ticket, oldest first: the timeline is rendered from it.
     history: tuple[TicketEvent, ...] = ()
 
@@ -346,6 +349,8 @@ def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> 
         if isinstance(command, RecordWorklog):
             _check_same_worklog(ticket, command)
         return []
+    if context.event_id(command.ticket_id, 0) in ticket.event_ids:
+        return []
     if context.actor.role is Role.REQUESTER and context.actor.actor_id != ticket.requester_id:
         raise NotPermitted("requesters act only on their own tickets")
     decision = _Decision(ticket, command, context, ticket.client_id)
@@ -535,6 +540,7 @@ def _advanced(ticket: Ticket, event: TicketEvent, **changes: Any) -> Ticket:
         version=event.aggregate_version,
         updated_at=event.occurred_at,
         request_keys=keys,
+        event_ids=ticket.event_ids | {event.event_id},
         history=(*ticket.history, event),
         **changes,
     )
@@ -564,6 +570,7 @@ def _(event: TicketCreated, ticket: Ticket | None) -> Ticket:
         updated_at=event.occurred_at,
         creation=event,
         request_keys=frozenset({event.request_id}) if event.request_id else frozenset(),
+        event_ids=frozenset({event.event_id}),
         history=(event,),
     )
 

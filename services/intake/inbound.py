@@ -103,7 +103,6 @@ class InboundRequests:
         for delivery in batch:
             command = to_command(*delivery.event)
             by_ticket[command.ticket_id].append((delivery, command))
-        await self._desk.ledger.caught_up.wait()
         outcomes = await asyncio.gather(*(self._in_order(requests) for requests in by_ticket.values()))
         return [rejection for rejections in outcomes for rejection in rejections]
 
@@ -119,10 +118,20 @@ class InboundRequests:
                 request_key=request.request_id,
                 rules=self._rules,
             )
+            await self._carry_out(delivery, command, context, rejections)
+        return rejections
+
+    async def _carry_out(
+        self, delivery: Delivery, command: Command, context: CommandContext, rejections: Rejections
+    ) -> None:
+        backoff = 0.1
+        while True:
             try:
                 await self._desk.execute(command, context)
-            except NotReady:
-                raise  # not the request's fault: end the batch uncommitted, it comes again
+                return
+            except NotReady:  # not the request's fault (e.g. partitions changing hands): try again
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
             except DomainError as refusal:
                 rejections.append((delivery, f"{type(refusal).__name__}: {refusal}"))
-        return rejections
+                return

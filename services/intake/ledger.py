@@ -36,19 +36,20 @@ class TicketLedger:
         self.caught_up = asyncio.Event()
         self._tickets: dict[str, Ticket] = {}
         self._in_flight: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._applied = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._tickets)
 
     def get(self, ticket_id: str) -> Ticket | None:
-        self._require_caught_up()
+        self.require_caught_up()
         return self._tickets.get(ticket_id)
 
     def tickets(self) -> list[Ticket]:
-        self._require_caught_up()
+        self.require_caught_up()
         return list(self._tickets.values())
 
-    def _require_caught_up(self) -> None:
+    def require_caught_up(self) -> None:
         if not self.caught_up.is_set():
             raise NotReady("intake is still reading the ticket log; retry shortly")
 
@@ -67,11 +68,18 @@ class TicketLedger:
         folded = evolve(event, current)
         if folded is not None:
             self._tickets[event.ticket_id] = folded
+        applied, self._applied = self._applied, asyncio.Event()
+        applied.set()
+
+    async def reached(self, ticket_id: str, version: int) -> None:
+        """Return once this ledger holds `version` of the ticket (decided elsewhere, read back from the log)."""
+        while (ticket := self._tickets.get(ticket_id)) is None or ticket.version < version:
+            await self._applied.wait()
 
     async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, list[TicketEvent]]:
         """Decide `command`, append its events, and return the ticket after them with the events ([] when the
         command had already been carried out: a retry)."""
-        self._require_caught_up()
+        self.require_caught_up()
         with self._exclusive(command.ticket_id) as lock:
             async with lock:
                 ticket = self._tickets.get(command.ticket_id)

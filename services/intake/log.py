@@ -45,19 +45,43 @@ class KafkaTicketLog:
         EVENTS_APPENDED.inc(len(events))
 
 
+class LogPositions:
+    """How far a topic has been read, per partition: the offset of the next message to read."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+        self._moved = asyncio.Event()
+
+    def advance(self, partition: int, next_offset: int) -> None:
+        self._next[partition] = next_offset
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def reached(self, partition: int, offset: int) -> None:
+        """Return once everything before `offset` in `partition` has been read."""
+        while self._next.get(partition, 0) < offset:
+            await self._moved.wait()
+
+
 async def follow(
-    consumer: AIOKafkaConsumer, topic: str, apply: Callable[[Envelope], None], caught_up: asyncio.Event
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    apply: Callable[[Envelope], None],
+    caught_up: asyncio.Event,
+    positions: LogPositions | None = None,
 ) -> None:
     """Read `topic` from the beginning through `apply`, set `caught_up` once the end it had when we started is
-    reached, and keep following what its writers append."""
+    reached, and keep following what its writers append (recording how far in `positions`)."""
     await wait_for_topics(consumer, [topic])
     consumer.subscribe([topic])  # without a group: every partition, from the beginning
     end_at_start: dict[TopicPartition, int] | None = None
     while True:
         batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
-        for records in batches.values():
+        for partition, records in batches.items():
             for record in records:
                 _apply(topic, record.value, apply)
+            if positions is not None and records:
+                positions.advance(partition.partition, records[-1].offset + 1)
         if caught_up.is_set() or not consumer.assignment():
             continue
         if end_at_start is None:

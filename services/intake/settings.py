@@ -8,4 +8,5 @@ from ticketstream_shared.runtime.settings import ServiceSettings
 class IntakeSettings(ServiceSettings):
     http_port: int = Field(default=8001, ge=1, le=65535)
     inbound_group: str = Field(default="intake-inbound", description="Consumer group of tickets.inbound.")
+    owners_group: str = Field(default="intake-owners", description="Consumer group deciding who owns which tickets.")
     reopen_window_days: int = Field(default=14, ge=0, description="How long a closed ticket may be reopened.")

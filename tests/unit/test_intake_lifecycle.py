@@ -195,3 +195,13 @@ def test_any_sequence_of_commands_keeps_the_invariants(steps):
     assert [event.aggregate_version for event in ticket.history] == list(range(1, ticket.version + 1))
     assert ticket.worklog_minutes == sum(expected_minutes.values())
     assert sum(e.event_type == "ticket.csat_recorded" for e in ticket.history) <= 1
+
+
+def test_a_command_decided_again_is_recognised_as_done():
+    """What a new partition owner does with a command the old owner already carried out but did not commit."""
+    ticket = new_ticket()
+    again = context()
+    command = RecordWorklog("t-1", uuid.uuid4(), "tech-1", 30, True, performed_at=T0)
+    ticket = fold(ticket, decide(ticket, command, again))
+    assert decide(ticket, command, again) == []
+    assert decide(ticket, ChangeStatus("t-1", S.OPEN), again) == [], "the same command id is the same command"

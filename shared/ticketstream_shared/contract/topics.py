@@ -8,6 +8,10 @@ TICKETS_EVENTS = "tickets.events"
 TICKETS_INBOUND = "tickets.inbound"
 SLA_EVENTS = "sla.events"
 ASSIGNMENT_EVENTS = "assignment.events"
+#: Intake's own plumbing, not a contract for other systems: commands carried to the replica that owns the
+#: ticket's partition, and the outcomes carried back.
+INTAKE_COMMANDS = "intake.commands"
+INTAKE_REPLIES = "intake.replies"
 #: The assignment service's team log, keyed by team: roster changes and the ticket work re-keyed from
 #: tickets.events and sla.events, so one partition (one owner) holds everything that decides for a team.
 ASSIGNMENT_BY_TEAM = "assignment.by_team"
@@ -41,6 +45,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TICKETS_INBOUND, TICKET_PARTITIONS),
     TopicSpec(SLA_EVENTS, TICKET_PARTITIONS, _FOREVER),
     TopicSpec(ASSIGNMENT_EVENTS, TICKET_PARTITIONS, _FOREVER),
+    TopicSpec(INTAKE_COMMANDS, TICKET_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)}),
+    TopicSpec(INTAKE_REPLIES, TICKET_PARTITIONS, {"retention.ms": str(3600 * 1000)}),
     TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
     TopicSpec(SLA_CONFIG, 1, _FOREVER),
     *(

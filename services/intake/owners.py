@@ -1,0 +1,241 @@
+"""Which intake replica decides for which ticket, and how a command reaches it.
+
+The consumer group `intake-owners` on intake.commands hands each replica some partitions; a replica owns the
+tickets whose partition of tickets.events has the same number (same key, same partitioner, same partition count).
+Only the owner decides a ticket's commands, so versions stay contiguous however many replicas run:
+
+- A command for an owned ticket is decided at once, in process (the fast path; with one replica, every path).
+- Any other command is sent to intake.commands, keyed by ticket; the owner decides it and answers on
+  intake.replies with the version it reached (or the refusal); the sender waits until its own copy of the log
+  holds that version, then answers its caller from it.
+- Hand-over: a replica losing a partition stops deciding for it and waits for decisions in flight to be
+  appended; one gaining a partition decides only after it has read tickets.events up to the end that partition
+  had at assignment. A command the old owner carried out but had not committed comes to the new owner again,
+  which derives the same event ids from it and recognises it as done (domain.decide), so it answers, not repeats.
+
+What this does not guard against is a zombie: an owner paused past its session timeout that wakes and appends
+before noticing the rebalance. Kafka transactions with one transactional id per partition would fence it; the
+window is the session timeout (10 s) and needs a stalled process, not just a slow one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import Counter as Tally
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter
+from pydantic import TypeAdapter
+
+from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
+
+from . import domain
+from .domain import Command, CommandContext, DomainError, InvalidCommand
+from .ledger import NotReady, TicketLedger
+from .log import LogPositions
+
+log = logging.getLogger(__name__)
+
+#: How long a caller waits for the owner of its ticket before it is told to retry (503).
+FORWARD_TIMEOUT_S = 10.0
+
+COMMANDS = Counter("ticketstream_intake_commands_total", "Commands by where they were decided", ["path"])
+
+_COMMANDS: dict[str, type] = {kind.__name__: kind for kind in Command.__args__}  # type: ignore[attr-defined]
+_REFUSALS: dict[str, type[DomainError]] = {
+    kind.__name__: kind for kind in vars(domain).values() if isinstance(kind, type) and issubclass(kind, DomainError)
+}
+_CONTEXT = TypeAdapter(CommandContext)
+
+
+def partition_of(ticket_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives the ticket's key (murmur2, as the Java client)."""
+    return DefaultPartitioner()(ticket_id.encode(), list(range(partitions)), list(range(partitions)))
+
+
+def encode_call(command: Command, context: CommandContext) -> bytes:
+    return json.dumps(
+        {
+            "kind": type(command).__name__,
+            "command": TypeAdapter(type(command)).dump_python(command, mode="json"),
+            "context": _CONTEXT.dump_python(context, mode="json"),
+        }
+    ).encode()
+
+
+def decode_call(raw: bytes) -> tuple[Command, CommandContext]:
+    call = json.loads(raw)
+    kind = _COMMANDS[call["kind"]]
+    return TypeAdapter(kind).validate_python(call["command"]), _CONTEXT.validate_python(call["context"])
+
+
+def _refusal_of(reply: dict[str, Any]) -> DomainError:
+    kind = _REFUSALS.get(reply["refused"], DomainError)
+    if kind is InvalidCommand:
+        return InvalidCommand(reply["field"], reply["message"])
+    return kind(reply["message"])
+
+
+class Ownership(ConsumerRebalanceListener):
+    """The partitions this replica decides for, with the hand-over rules of the module docstring."""
+
+    def __init__(self, positions: LogPositions, log_end: Callable[[list[int]], Awaitable[dict[int, int]]]) -> None:
+        self._positions = positions
+        self._log_end = log_end
+        self._read_before_deciding: dict[int, int] = {}
+        self._in_flight: Tally[int] = Tally()
+        self._settled = asyncio.Condition()
+        self.joined = False
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._read_before_deciding
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in revoked}
+        for partition in partitions:
+            self._read_before_deciding.pop(partition, None)
+        async with self._settled:
+            await self._settled.wait_for(lambda: not any(self._in_flight[p] for p in partitions))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        ends = await self._log_end([tp.partition for tp in assigned])
+        self._read_before_deciding.update(ends)
+        self.joined = True
+        log.info("owning ticket partitions", extra={"partitions": sorted(ends)})
+
+    @contextlib.asynccontextmanager
+    async def deciding(self, partition: int) -> AsyncIterator[bool]:
+        """Yields True while this replica may decide for `partition` (and holds the hand-over until done)."""
+        offset = self._read_before_deciding.get(partition)
+        if offset is None:
+            yield False
+            return
+        self._in_flight[partition] += 1
+        try:
+            await self._positions.reached(partition, offset)
+            yield self.owns(partition)
+        finally:
+            self._in_flight[partition] -= 1
+            async with self._settled:
+                self._settled.notify_all()
+
+
+class CommandBus:
+    """Decides a command here when this replica owns its ticket, or carries it to the owner and back."""
+
+    def __init__(self, ledger: TicketLedger, ownership: Ownership) -> None:
+        self.replica_id = str(uuid.uuid4())
+        self.producer: AIOKafkaProducer | None = None
+        self.partitions = 0  # of tickets.events, known once connected
+        self.listening = False
+        self._ledger = ledger
+        self._ownership = ownership
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def execute(self, command: Command, context: CommandContext) -> tuple[domain.Ticket, bool]:
+        """The ticket after `command` and whether the command had been carried out before (a replay)."""
+        local = await self.decide_if_owner(command, context)
+        if local is not None:
+            COMMANDS.labels("here").inc()
+            return local
+        COMMANDS.labels("forwarded").inc()
+        reply = await self._ask_owner(command, context)
+        if "refused" in reply:
+            raise _refusal_of(reply)
+        await self._ledger.reached(command.ticket_id, reply["version"])
+        ticket = self._ledger.get(command.ticket_id)
+        assert ticket is not None
+        return ticket, reply["replayed"]
+
+    async def decide_if_owner(self, command: Command, context: CommandContext) -> tuple[domain.Ticket, bool] | None:
+        if not self.partitions:
+            raise NotReady("intake is still connecting to Kafka; retry shortly")
+        async with self._ownership.deciding(partition_of(command.ticket_id, self.partitions)) as owner:
+            if not owner:
+                return None
+            ticket, events = await self._ledger.execute(command, context)
+            return ticket, not events
+
+    async def _ask_owner(self, command: Command, context: CommandContext) -> dict[str, Any]:
+        if self.producer is None or not self.listening:
+            raise NotReady("intake is still connecting to its peers; retry shortly")
+        call_id = str(uuid.uuid4())
+        answer = self._waiting[call_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.producer.send_and_wait(
+                INTAKE_COMMANDS,
+                encode_call(command, context),
+                key=command.ticket_id.encode(),
+                headers=[("reply_to", self.replica_id.encode()), ("call_id", call_id.encode())],
+            )
+            return await asyncio.wait_for(answer, FORWARD_TIMEOUT_S)
+        except TimeoutError:
+            raise NotReady("the owner of this ticket did not answer in time; retry shortly") from None
+        finally:
+            self._waiting.pop(call_id, None)
+
+    async def serve(self, consumer: AIOKafkaConsumer) -> None:
+        """As an owner: decide the commands other replicas send, in order per ticket, and answer each."""
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            by_ticket: dict[bytes, list[ConsumerRecord]] = defaultdict(list)
+            for records in batches.values():
+                for record in records:
+                    by_ticket[record.key].append(record)
+            await asyncio.gather(*(self._serve_in_order(records) for records in by_ticket.values()))
+            if batches:
+                await consumer.commit()
+
+    async def _serve_in_order(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            headers = dict(record.headers)
+            command, context = decode_call(record.value)
+            try:
+                decided = await self.decide_if_owner(command, context)
+            except DomainError as refusal:
+                reply: dict[str, Any] = {"refused": type(refusal).__name__, "message": str(refusal)}
+                if isinstance(refusal, InvalidCommand):
+                    reply.update(field=refusal.field_name, message=refusal.message)
+            else:
+                if decided is None:  # the partition moved on meanwhile; its new owner gets the command again
+                    return
+                ticket, replayed = decided
+                reply = {"version": ticket.version, "replayed": replayed}
+            assert self.producer is not None
+            await self.producer.send_and_wait(
+                INTAKE_REPLIES,
+                json.dumps({"call_id": headers["call_id"].decode(), **reply}).encode(),
+                key=headers["reply_to"],
+            )
+
+    async def listen(self, consumer: AIOKafkaConsumer) -> None:
+        """Take the answers meant for this replica off intake.replies (read by every replica, from the end)."""
+        consumer.subscribe([INTAKE_REPLIES])
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            if not self.listening and consumer.assignment():
+                for partition in consumer.assignment():
+                    await consumer.position(partition)  # fixes "from the end" now, before any call goes out
+                self.listening = True
+            for records in batches.values():
+                for record in records:
+                    if record.key != self.replica_id.encode():
+                        continue
+                    reply = json.loads(record.value)
+                    waiting = self._waiting.get(reply["call_id"])
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(reply)
+
+
+async def tickets_log_end(consumer: AIOKafkaConsumer, partitions: list[int]) -> dict[int, int]:
+    ends = await consumer.end_offsets([TopicPartition(TICKETS_EVENTS, p) for p in partitions])
+    return {tp.partition: offset for tp, offset in ends.items()}
