@@ -15,10 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ticketstream_shared.contract import CommentAdded, Priority, Role, TicketStatus
 from ticketstream_shared.contract.events import Identifier
-from ticketstream_shared.runtime.auth import Principal, require_client, require_role
-from ticketstream_shared.runtime.logging import correlation_id
-
-from .bodies import (
+from ticketstream_shared.contract.requests import (
     CommentBody,
     CorrectionBody,
     CreateTicketBody,
@@ -28,6 +25,9 @@ from .bodies import (
     VoidBody,
     WorklogBody,
 )
+from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.logging import correlation_id
+
 from .desk import Desk
 from .domain import (
     STAFF,

@@ -12,16 +12,14 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from ticketstream_shared.contract import InvalidEvent, Role
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
-from ticketstream_shared.contract.events import Identifier, UtcDatetime
+from ticketstream_shared.contract.requests import BODY_OF, Body, InboundRequest
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
 
-from .bodies import Body, CommentBody, CreateTicketBody, StatusBody, UpdateTicketBody, WorklogBody
 from .desk import Desk
 from .domain import (
     Actor,
@@ -40,24 +38,6 @@ from .ledger import NotReady
 
 #: Tickets created through tickets.inbound get ids derived from this scope and their request_id.
 INBOUND_SCOPE = "inbound"
-
-BODY_OF: dict[str, type[Body]] = {
-    "create_ticket": CreateTicketBody,
-    "add_comment": CommentBody,
-    "change_status": StatusBody,
-    "update_ticket": UpdateTicketBody,
-    "add_worklog": WorklogBody,
-}
-
-
-class InboundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["create_ticket", "add_comment", "change_status", "update_ticket", "add_worklog"]
-    request_id: str = Field(min_length=1, max_length=200)
-    ticket_id: Identifier | None = None
-    occurred_at: UtcDatetime | None = None
-    data: dict[str, Any]
 
 
 def decode_request(raw: bytes) -> tuple[InboundRequest, Body]:

@@ -77,3 +77,36 @@ def test_the_contract_installs_with_pydantic_alone():
     probe = f"import sys, ticketstream_shared.contract; print(sorted({loaded} & {plumbing}))"
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"
+
+
+def test_the_asyncapi_document_names_every_topic_and_event_and_its_references_resolve():
+    from ticketstream_shared.contract.codec import EVENT_TYPES_BY_TOPIC
+    from ticketstream_shared.contract.schema import asyncapi
+
+    document = asyncapi()
+    for topic, models in EVENT_TYPES_BY_TOPIC.items():
+        listed = set(document["channels"][topic]["messages"])
+        assert listed == {model.model_fields["event_type"].default for model in models}
+        assert f"{topic}.dlq" in document["channels"]
+    assert "tickets.inbound" in document["channels"]
+
+    def references(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref" and value.startswith("#/"):
+                    yield value
+                else:
+                    yield from references(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from references(item)
+
+    for reference in references(document):
+        target = document
+        for part in reference[2:].split("/"):
+            target = target[part]
+        assert target, reference
+    published = {path.name for path in SCHEMAS.glob("*.json")}
+    for message in document["components"]["messages"].values():
+        if message["payload"].get("$ref", "").startswith("https://"):
+            assert message["payload"]["$ref"].rsplit("/", 1)[1] in published

@@ -1,4 +1,5 @@
-"""JSON Schema of every event, generated from the models; the checked-in copies live in shared/schemas/.
+"""The published contract, generated from the models: a JSON Schema per event type and version, and an AsyncAPI
+document of every topic. The checked-in copies live in shared/schemas/.
 
 `python -m ticketstream_shared.contract.schema DIR` rewrites them; a test fails when they drift from the models.
 """
@@ -8,20 +9,111 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from .codec import EVENT_TYPES_BY_TOPIC
+from .requests import InboundRequest
+from .topics import TICKETS_INBOUND, dead_letter_topic
+
+CONTRACT_VERSION = "1.0.0"
+BASE_ID = "https://ticketstream.dev/schemas"
+
+WRITERS = {"tickets.events": "intake", "sla.events": "sla", "assignment.events": "assignment"}
+
+
+def _event_name(model: type[BaseModel]) -> tuple[str, int]:
+    return model.model_fields["event_type"].default, model.model_fields["schema_version"].default
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def generate_schemas() -> dict[str, str]:
-    """File name -> JSON Schema text, one file per event type and schema version."""
-    schemas = {}
-    for model in (model for models in EVENT_TYPES_BY_TOPIC.values() for model in models):
-        event_type = model.model_fields["event_type"].default
-        version = model.model_fields["schema_version"].default
-        schema = model.model_json_schema(mode="serialization")
-        schema["$id"] = f"https://ticketstream.dev/schemas/{event_type}.v{version}.json"
-        schemas[f"{event_type}.v{version}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
-    return schemas
+    """File name -> text: one JSON Schema per event type and schema version, and asyncapi.json."""
+    files = {}
+    for models in EVENT_TYPES_BY_TOPIC.values():
+        for model in models:
+            event_type, version = _event_name(model)
+            schema = model.model_json_schema(mode="serialization")
+            schema["$id"] = f"{BASE_ID}/{event_type}.v{version}.json"
+            files[f"{event_type}.v{version}.json"] = _json(schema)
+    files["asyncapi.json"] = _json(asyncapi())
+    return files
+
+
+def asyncapi() -> dict[str, Any]:
+    """AsyncAPI 3.0: every topic, what travels on it, and who writes it."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    consumed = [*EVENT_TYPES_BY_TOPIC, TICKETS_INBOUND]
+    for topic, models in EVENT_TYPES_BY_TOPIC.items():
+        names = {}
+        for model in models:
+            event_type, version = _event_name(model)
+            messages[event_type] = {
+                "name": event_type,
+                "title": model.__name__,
+                "summary": (model.__doc__ or "").strip().split("\n")[0] or event_type,
+                "contentType": "application/json",
+                "payload": {"$ref": f"{BASE_ID}/{event_type}.v{version}.json"},
+                "correlationId": {"location": "$message.header#/correlation_id"},
+            }
+            names[event_type] = {"$ref": f"#/components/messages/{event_type}"}
+        channels[topic] = {
+            "address": topic,
+            "description": f"Written by {WRITERS[topic]} only; key = ticket_id; one partition keeps a ticket's order.",
+            "messages": names,
+        }
+        operations[f"write {topic}"] = {"action": "send", "channel": {"$ref": f"#/channels/{topic}"}}
+    messages["inbound.request"] = {
+        "name": "inbound.request",
+        "title": "InboundRequest",
+        "summary": "A request of another system: create a ticket, comment, change status, update, log time.",
+        "contentType": "application/json",
+        "payload": InboundRequest.model_json_schema(),
+    }
+    channels[TICKETS_INBOUND] = {
+        "address": TICKETS_INBOUND,
+        "description": "Requests from other systems; intake carries them out once per request_id.",
+        "messages": {"inbound.request": {"$ref": "#/components/messages/inbound.request"}},
+    }
+    operations[f"read {TICKETS_INBOUND}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{TICKETS_INBOUND}"}}
+    messages["dead.letter"] = {
+        "name": "dead.letter",
+        "title": "Dead letter",
+        "summary": "A message its consumer could not carry out: the original bytes, the reason in the headers.",
+        "headers": {
+            "type": "object",
+            "properties": {
+                name: {"type": "string"}
+                for name in ("dlq.reason", "dlq.topic", "dlq.partition", "dlq.offset", "dlq.consumer")
+            },
+        },
+        "payload": {"description": "The original message, byte for byte."},
+    }
+    for topic in consumed:
+        dlq = dead_letter_topic(topic)
+        channels[dlq] = {
+            "address": dlq,
+            "description": f"What consumers of {topic} could not read or carry out.",
+            "messages": {"dead.letter": {"$ref": "#/components/messages/dead.letter"}},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "ticketstream events",
+            "version": CONTRACT_VERSION,
+            "description": "The ordered, replayable event stream of ticketstream: the integration contract.",
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
 
 
 def write_schemas(directory: Path) -> None:

@@ -1,9 +1,13 @@
-"""What callers send: the bodies of intake's HTTP requests, which are also the `data` of tickets.inbound requests."""
+"""What other systems send to ticketstream: the bodies of intake's HTTP requests, which are also the `data` of
+requests on tickets.inbound (`InboundRequest`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ticketstream_shared.contract import Channel, Priority, TicketStatus
-from ticketstream_shared.contract.events import Identifier, UtcDatetime
+from .events import Channel, Identifier, Priority, TicketStatus, UtcDatetime
 
 
 class Body(BaseModel):
@@ -61,3 +65,27 @@ class VoidBody(Body):
 class CsatBody(Body):
     rating: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=2_000)
+
+
+#: Each request type of tickets.inbound and the body its `data` carries.
+BODY_OF: dict[str, type[Body]] = {
+    "create_ticket": CreateTicketBody,
+    "add_comment": CommentBody,
+    "change_status": StatusBody,
+    "update_ticket": UpdateTicketBody,
+    "add_worklog": WorklogBody,
+}
+
+
+class InboundRequest(BaseModel):
+    """A request on tickets.inbound. request_id makes it idempotent: resending it changes nothing. A ticket
+    created this way gets an id derived from its request_id, and its ticket.created event carries the
+    request_id, so the sender can tell its ticket. occurred_at in the past imports history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["create_ticket", "add_comment", "change_status", "update_ticket", "add_worklog"]
+    request_id: str = Field(min_length=1, max_length=200)
+    ticket_id: Identifier | None = Field(default=None, description="Required for every type but create_ticket.")
+    occurred_at: UtcDatetime | None = Field(default=None, description="At most 5 minutes ahead of our clock.")
+    data: dict[str, Any] = Field(description="The body of the matching HTTP request (BODY_OF[type]).")
