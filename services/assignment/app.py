@@ -1,29 +1,84 @@
-"""The assignment service's composition root: its consumer group on tickets.events and its HTTP edge."""
+"""The assignment service's composition root: the only place where Kafka, the clock and HTTP are wired together.
+
+Three Kafka clients, one producer:
+  - the router, a member of `CONSUMER_GROUP` on tickets.events and sla.events (the shared EventConsumer: DLQ,
+    commit after the team-log records are acknowledged), re-keys ticket work by team onto assignment.by_team;
+  - the team-log follower reads all of assignment.by_team into the desk (every process knows every team);
+  - the ownership member of `<CONSUMER_GROUP>-teams` holds a share of assignment.by_team's partitions: the teams
+    this process decides for.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
 from fastapi import FastAPI
 
-from ticketstream_shared.contract import decode_ticket_event
-from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.contract import decode_sla_event, decode_ticket_event
+from ticketstream_shared.contract.topics import SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import ApiKeys
-from ticketstream_shared.runtime.consumer import Delivery, EventConsumer
-from ticketstream_shared.runtime.http import consumer_service_app
+from ticketstream_shared.runtime.consumer import EventConsumer
+from ticketstream_shared.runtime.http import create_service_app
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 
+from . import api
+from .desk import Desk
+from .router import TicketRouter
 from .settings import AssignmentSettings
+from .teamlog import TeamLog
 
 
-async def keep_place(batch: list[Delivery]) -> None:
-    """Until the routing decisions (the assignment issue) land, the service only holds its place in the log:
-    events are read, counted and committed, so the group, its lag and the dead-letter path are real from the start."""
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def build_app(settings: AssignmentSettings, keys: ApiKeys) -> FastAPI:
-    consumer = EventConsumer(
+def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    team_log = TeamLog(Desk(), clock)
+    router = EventConsumer(
         settings,
         service="assignment",
         group_id=settings.consumer_group,
-        decoders={TICKETS_EVENTS: decode_ticket_event},
-        handle=keep_place,
+        decoders={TICKETS_EVENTS: decode_ticket_event, SLA_EVENTS: decode_sla_event},
+        handle=TicketRouter(team_log).handle,
     )
-    return consumer_service_app(service="assignment", keys=keys, consumer=consumer)
+
+    async def follow_and_own() -> None:
+        team_log.producer = await start_when_reachable(lambda: make_producer(settings, "assignment"), "producer")
+        follower = await start_when_reachable(
+            lambda: make_consumer(settings, group_id=None, client_id="assignment-team-log"), "team-log follower"
+        )
+        owner = await start_when_reachable(
+            lambda: make_consumer(settings, group_id=f"{settings.consumer_group}-teams", client_id="assignment-teams"),
+            "team owner",
+        )
+        try:
+            await asyncio.gather(team_log.follow(follower), team_log.own(owner))
+        finally:
+            for consumer in (owner, follower):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumer.stop(), 3.0)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        team_task = asyncio.create_task(follow_and_own(), name="assignment-team-log")
+        try:
+            async with router.running():
+                yield
+        finally:
+            team_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await team_task
+            if team_log.producer is not None:
+                await team_log.producer.stop()  # flushes what is in flight
+
+    def readiness() -> dict[str, bool]:
+        return {"kafka": router.ready, "team_log_read": team_log.caught_up.is_set()}
+
+    app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan)
+    app.state.team_log = team_log  # which teams this process decides for, for operators and tests
+    api.install(app, team_log, clock)
+    return app

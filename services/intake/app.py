@@ -42,6 +42,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     desk = Desk(ledger, bus)
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
     inbound = EventConsumer(
         settings,
         service="intake",
@@ -74,7 +75,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [
+        tasks[:] = [
             asyncio.create_task(connect()),
             asyncio.create_task(
                 consuming(
@@ -104,6 +105,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     def readiness() -> dict[str, bool]:
         return {
+            "workers_running": bool(tasks) and not any(t.done() and not t.cancelled() and t.exception() for t in tasks),
             "kafka": event_log.producer is not None,
             "ticket_log_read": ledger.caught_up.is_set(),
             "assignments_read": assignments_read.is_set(),

@@ -1,0 +1,149 @@
+"""The ticket work on the team log (assignment.by_team): internal records of this service, not public contract.
+
+The router re-keys tickets.events and sla.events by team into these; the team's owner records its decisions
+(`OutcomeRecorded`) on the same log, so another process can follow the team without deciding for it. The
+roster events, which other systems may read, are in the shared contract (TeamLogEvent and its subclasses).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from ticketstream_shared.contract import InvalidEvent, Priority, TicketStatus
+from ticketstream_shared.contract.assignment import (
+    CategoryRouted,
+    RosterEventUnion,
+    Strategy,
+    TeamLogEvent,
+    TechnicianTransferred,
+)
+from ticketstream_shared.contract.codec import describe_validation_error
+from ticketstream_shared.contract.events import Frozen, Identifier
+
+PRODUCER = "assignment"
+
+
+class TicketSnapshot(Frozen):
+    ticket_id: Identifier
+    client_id: Identifier
+    priority: Priority
+    status: TicketStatus
+    category: Identifier
+    skill: Identifier
+    tier: int = Field(default=1, ge=1)
+    version: int = Field(ge=1)
+
+
+class RoutedData(Frozen):
+    team: Identifier
+    ticket: TicketSnapshot
+
+
+class TicketRouted(TeamLogEvent):
+    """A ticket now belongs to `team` (created, or its category moved it)."""
+
+    event_type: Literal["assignment.ticket_routed"] = "assignment.ticket_routed"
+    schema_version: Literal[1] = 1
+    data: RoutedData
+
+
+class TicketRef(Frozen):
+    team: Identifier
+    ticket_id: Identifier
+
+
+class TicketWithdrawn(TeamLogEvent):
+    event_type: Literal["assignment.ticket_withdrawn"] = "assignment.ticket_withdrawn"
+    schema_version: Literal[1] = 1
+    data: TicketRef
+
+
+class StatusMovedData(TicketRef):
+    status: TicketStatus
+    version: int = Field(ge=1)
+
+
+class TicketStatusMoved(TeamLogEvent):
+    event_type: Literal["assignment.ticket_status_moved"] = "assignment.ticket_status_moved"
+    schema_version: Literal[1] = 1
+    data: StatusMovedData
+
+
+class ReprioritisedData(TicketRef):
+    priority: Priority
+    version: int = Field(ge=1)
+
+
+class TicketReprioritised(TeamLogEvent):
+    event_type: Literal["assignment.ticket_reprioritised"] = "assignment.ticket_reprioritised"
+    schema_version: Literal[1] = 1
+    data: ReprioritisedData
+
+
+class EscalationDueData(TicketRef):
+    reason: str = Field(min_length=1)
+    trigger_event_id: uuid.UUID
+
+
+class EscalationDue(TeamLogEvent):
+    event_type: Literal["assignment.escalation_due"] = "assignment.escalation_due"
+    schema_version: Literal[1] = 1
+    data: EscalationDueData
+
+
+class ManualAssignmentData(TicketRef):
+    technician_id: Identifier
+    assigned_by: Identifier
+
+
+class ManualAssignmentRequested(TeamLogEvent):
+    event_type: Literal["assignment.manual_requested"] = "assignment.manual_requested"
+    schema_version: Literal[1] = 1
+    data: ManualAssignmentData
+
+
+class OutcomeData(TicketRef):
+    decided_by: str = Field(min_length=1, description="The process instance that decided (it skips its own).")
+    assigned: bool
+    technician_id: Identifier | None = Field(default=None, description="Who holds the ticket after the decision.")
+    tier: int | None = None
+    strategy: Strategy | None = None
+    reason: str
+    previous_technician_id: Identifier | None = None
+
+
+class OutcomeRecorded(TeamLogEvent):
+    """The owner's decision for a waiting ticket: assigned to technician_id, or nobody eligible (then
+    technician_id is whoever keeps it meanwhile)."""
+
+    event_type: Literal["assignment.outcome_recorded"] = "assignment.outcome_recorded"
+    schema_version: Literal[1] = 1
+    data: OutcomeData
+
+
+WorkRecord = (
+    TicketRouted | TicketWithdrawn | TicketStatusMoved | TicketReprioritised | EscalationDue
+    | ManualAssignmentRequested | OutcomeRecorded
+)  # fmt: skip
+TeamLogRecord = Annotated[RosterEventUnion | WorkRecord, Field(discriminator="event_type")]
+_RECORDS: TypeAdapter[TeamLogRecord] = TypeAdapter(TeamLogRecord)
+
+
+def decode_team_record(raw: bytes) -> TeamLogEvent:
+    """One record of the team log; raises InvalidEvent with the reason."""
+    try:
+        return _RECORDS.validate_json(raw)  # type: ignore[return-value]
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+
+
+def team_key(record: TeamLogEvent) -> str:
+    """The partitioning key: the team the record is about (a transfer: the team left), or a rule's category."""
+    if isinstance(record, CategoryRouted):
+        return f"category:{record.data.category}"
+    if isinstance(record, TechnicianTransferred):
+        return record.data.from_team
+    return record.data.team  # type: ignore[attr-defined, no-any-return]

@@ -1,0 +1,51 @@
+"""The router as a member of the `CONSUMER_GROUP` group on tickets.events and sla.events: re-keys them by team.
+
+It remembers where it sent each ticket (its own writes reach the desk a moment later); for a ticket it has not
+routed itself (after a restart or a rebalance) it asks the desk, which the team log keeps current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS
+from ticketstream_shared.runtime.consumer import Delivery
+
+from .records import TicketSnapshot
+from .routing import Routed, route
+from .teamlog import TeamLog
+
+
+class TicketRouter:
+    def __init__(self, team_log: TeamLog) -> None:
+        self._team_log = team_log
+        self._desk = team_log.desk
+        self._routed: dict[str, Routed] = {}
+
+    def where(self, ticket_id: str) -> Routed | None:
+        known = self._routed.get(ticket_id)
+        if known is not None:
+            return known
+        team = self._desk.ticket_teams.get(ticket_id)
+        ticket = self._desk.ticket(ticket_id)
+        if team is None or ticket is None:
+            return None
+        fields = ("ticket_id", "client_id", "priority", "status", "category", "skill", "tier", "version")
+        return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in fields}))
+
+    async def handle(self, batch: list[Delivery]) -> None:
+        """Route a batch; returns once Kafka has every record (the consumer commits after)."""
+        await self._team_log.caught_up.wait()  # the rules and the tickets' teams come from the team log
+        pending = []
+        for delivery in batch:
+            event = delivery.event
+            routing = route(event, self.where(event.ticket_id), self._desk.rules.get)
+            if routing.where is None:
+                self._routed.pop(event.ticket_id, None)
+            else:
+                self._routed[event.ticket_id] = routing.where
+            for record in routing.records:
+                pending.append(await self._team_log.send_record(record))
+            if routing.unroutable is not None:
+                pending.append(await self._team_log.send(ASSIGNMENT_EVENTS, routing.unroutable, event.ticket_id))
+        await asyncio.gather(*pending)

@@ -1,0 +1,124 @@
+"""The router: tickets.events and sla.events (keyed by ticket) re-keyed by team onto the team log. Pure.
+
+It decides only *which team* a ticket belongs to (its category's rule) and forwards what a team needs: the
+ticket's arrival, status and priority changes, and escalations due. Which technician is the team owner's call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ticketstream_shared.contract import Envelope, TicketCreated, TicketStatusChanged, TicketUpdated
+from ticketstream_shared.contract.assignment import TeamLogEvent, TicketUnassignable, UnassignableData
+from ticketstream_shared.contract.sla import SlaBreached, SlaWarning
+
+from .desk import CategoryRule
+from .records import (
+    PRODUCER,
+    EscalationDue,
+    EscalationDueData,
+    ReprioritisedData,
+    RoutedData,
+    StatusMovedData,
+    TicketRef,
+    TicketReprioritised,
+    TicketRouted,
+    TicketSnapshot,
+    TicketStatusMoved,
+    TicketWithdrawn,
+)
+
+#: An SLA warning at this share of the target (the last threshold) escalates, as a breach does.
+ESCALATION_THRESHOLD = 0.9
+ROUTING_IDS = uuid.UUID("0e7d9a42-6c1b-4f3e-8a5d-2b9c4e6f8a06")
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a ticket is, as the router last sent it."""
+
+    team: str
+    ticket: TicketSnapshot
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What routing one event produced: records for the team log, a public event when no team takes the ticket,
+    and where the ticket is now (None: with no team)."""
+
+    records: list[TeamLogEvent]
+    unroutable: TicketUnassignable | None = None
+    where: Routed | None = None
+
+
+def route(
+    event: Envelope, known: Routed | None, rule_for: Callable[[str], CategoryRule | None]
+) -> Routing:
+    """Route one ticket or SLA event given where the ticket is (`known`) and the category rules."""
+    def envelope(kind: str) -> dict[str, object]:
+        return {
+            "event_id": uuid.uuid5(ROUTING_IDS, f"{event.event_id}:{kind}"),
+            "occurred_at": event.occurred_at,
+            "producer": PRODUCER,
+            "correlation_id": event.correlation_id,
+        }
+
+    if isinstance(event, TicketCreated):
+        data = event.data
+        snapshot = TicketSnapshot(
+            ticket_id=event.ticket_id, client_id=event.client_id, priority=data.priority, status=data.status,
+            category=data.category, skill=data.category, version=event.aggregate_version,
+        )  # fmt: skip
+        return _to_team(snapshot, rule_for, envelope)
+    if known is None:
+        return Routing([])  # not ours: never routed (no rule), or created before a rule existed
+    ref = {"team": known.team, "ticket_id": known.ticket.ticket_id}
+    if isinstance(event, TicketStatusChanged):
+        version = event.aggregate_version
+        moved = known.ticket.model_copy(update={"status": event.data.to_status, "version": version})
+        data = StatusMovedData(**ref, status=event.data.to_status, version=version)
+        return Routing([TicketStatusMoved(**envelope("status"), data=data)], where=Routed(known.team, moved))
+    if isinstance(event, TicketUpdated):
+        changes, version = event.data.changes, event.aggregate_version
+        records: list[TeamLogEvent] = []
+        current = known.ticket.model_copy(update={"version": version})
+        if changes.priority is not None and changes.priority != known.ticket.priority:
+            current = current.model_copy(update={"priority": changes.priority})
+            data = ReprioritisedData(**ref, priority=changes.priority, version=version)
+            records.append(TicketReprioritised(**envelope("priority"), data=data))
+        if changes.category is not None and changes.category != known.ticket.category:
+            moved = current.model_copy(update={"category": changes.category, "skill": changes.category})
+            withdrawn = TicketWithdrawn(**envelope("withdrawn"), data=TicketRef(**ref))
+            rerouted = _to_team(moved, rule_for, envelope)
+            return Routing([*records, withdrawn, *rerouted.records], rerouted.unroutable, rerouted.where)
+        return Routing(records, where=Routed(known.team, current))
+    at_risk = isinstance(event, SlaBreached) or (
+        isinstance(event, SlaWarning) and event.data.threshold >= ESCALATION_THRESHOLD
+    )
+    if at_risk and known.ticket.tier == 1:
+        what = "breached" if isinstance(event, SlaBreached) else f"{event.data.threshold:.0%} used"  # type: ignore[attr-defined]
+        reason = f"SLA {event.data.metric} {what}: escalated to tier 2"  # type: ignore[attr-defined]
+        data = EscalationDueData(**ref, reason=reason, trigger_event_id=event.event_id)
+        escalated = known.ticket.model_copy(update={"tier": 2})
+        return Routing([EscalationDue(**envelope("escalation"), data=data)], where=Routed(known.team, escalated))
+    return Routing([], where=known)
+
+
+def _to_team(
+    snapshot: TicketSnapshot,
+    rule_for: Callable[[str], CategoryRule | None],
+    envelope: Callable[[str], dict[str, object]],
+) -> Routing:
+    rule = rule_for(snapshot.category)
+    if rule is None:
+        reason = f"no team takes category {snapshot.category} (PUT /v1/routing/categories/{snapshot.category})"
+        unroutable = TicketUnassignable(
+            **envelope("unroutable"), ticket_id=snapshot.ticket_id, client_id=snapshot.client_id,
+            data=UnassignableData(reason=reason),
+        )  # fmt: skip
+        return Routing([], unroutable=unroutable)
+    snapshot = snapshot.model_copy(update={"skill": rule.skill})
+    data = RoutedData(team=rule.team, ticket=snapshot)
+    return Routing([TicketRouted(**envelope("routed"), data=data)], where=Routed(rule.team, snapshot))

@@ -1,0 +1,180 @@
+"""assignment.by_team on Kafka: appending to the team log, following all of it into the desk, owning a share of it.
+
+Every process reads every partition of the team log (no group) into its `Desk`, so any process answers reads and
+knows where each ticket and technician is. Which process *decides* for a team is settled by a second consumer,
+in the group `<CONSUMER_GROUP>-teams`, that fetches nothing: it only holds partitions. A partition's owner settles
+the teams of that partition and publishes the decisions; everyone else applies the owner's recorded outcomes.
+
+Taking a partition over, the new owner first reads it to the end it had when the partition was assigned (the
+previous owner flushed its decisions before giving it up), then settles whatever still waits. Giving one up, the
+owner finishes the batch in hand and flushes before the group moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from prometheus_client import Counter
+
+from ticketstream_shared.contract import Envelope, InvalidEvent, encode
+from ticketstream_shared.contract.assignment import TeamLogEvent
+from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS
+from ticketstream_shared.runtime.kafka import correlation_headers, wait_for_topics
+
+from .desk import DECISION_IDS, Decision, Desk, published, recorded
+from .records import decode_team_record, team_key
+
+log = logging.getLogger(__name__)
+
+DECISIONS = Counter("ticketstream_assignment_decisions_total", "Decisions published", ["kind"])
+RECORDS_SKIPPED = Counter("ticketstream_assignment_team_records_unreadable_total", "Unreadable team-log records")
+
+
+class TeamLog:
+    def __init__(self, desk: Desk, clock: Callable[[], datetime]) -> None:
+        self.desk = desk
+        self.instance = str(uuid.uuid4())
+        self._clock = clock
+        self.producer: AIOKafkaProducer | None = None
+        #: Set once the team log has been read to the end it had at start-up.
+        self.caught_up = asyncio.Event()
+        self.owned: set[int] = set()
+        #: Partitions just assigned to us: the offset to read up to before deciding for them.
+        self._takeovers: dict[int, int] = {}
+        self._positions: dict[int, int] = {}
+        self._teams_in: dict[int, set[str]] = defaultdict(set)
+        self._waiters: dict[uuid.UUID, asyncio.Future[None]] = {}
+        #: Held while a batch is folded and its decisions sent, so giving up a partition waits for it.
+        self._batch = asyncio.Lock()
+
+    def decides(self, partition: int) -> bool:
+        return partition in self.owned and partition not in self._takeovers
+
+    # writing
+
+    async def send(self, topic: str, event: Envelope | TeamLogEvent, key: str) -> asyncio.Future[object]:
+        """Queue `event`; the returned future resolves once Kafka acknowledged it (acks=all)."""
+        assert self.producer is not None, "sent before the broker answered"
+        return await self.producer.send(topic, encode(event), key=key.encode(), headers=correlation_headers())  # type: ignore[arg-type]
+
+    async def send_record(self, record: TeamLogEvent) -> asyncio.Future[object]:
+        """Queue a record for the team log under its team's key."""
+        return await self.send(ASSIGNMENT_BY_TEAM, record, team_key(record))
+
+    async def append(self, records: list[TeamLogEvent], visible_within_s: float) -> bool:
+        """Append records to the team log and wait until this process has folded the last one (so a read sees
+        it); False if Kafka has them but that took longer than `visible_within_s`."""
+        event_id = records[-1].event_id
+        waiter = self._waiters[event_id] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.gather(*[await self.send_record(record) for record in records])
+            await asyncio.wait_for(waiter, visible_within_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.pop(event_id, None)
+
+    # following
+
+    async def follow(self, consumer: AIOKafkaConsumer) -> None:
+        """Read every partition from the beginning into the desk, for as long as the service runs."""
+        await wait_for_topics(consumer, [ASSIGNMENT_BY_TEAM])
+        consumer.subscribe([ASSIGNMENT_BY_TEAM])  # without a group: every partition, from the beginning
+        end_at_start: dict[int, int] | None = None
+        while True:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=5_000)
+            async with self._batch:
+                pending: list[asyncio.Future[object]] = []
+                for tp, records in fetched.items():
+                    for record in records:
+                        pending += await self._fold(tp.partition, record.offset, record.value or b"")
+                for partition in [p for p, end in self._takeovers.items() if self._positions.get(p, 0) >= end]:
+                    del self._takeovers[partition]
+                    cause = uuid.uuid5(DECISION_IDS, f"takeover:{partition}:{self._positions.get(partition, 0)}")
+                    for team in sorted(self._teams_in[partition]):
+                        pending += await self._publish(self.desk.settle(team, cause))
+                    log.info("took a team partition over", extra={"partition": partition})
+                await asyncio.gather(*pending)
+            if end_at_start is None and consumer.assignment():
+                assigned = list(consumer.assignment())
+                end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(assigned)).items()}
+                for tp in assigned:
+                    self._positions.setdefault(tp.partition, await consumer.position(tp))
+            if self._read_to(end_at_start) and not self.caught_up.is_set():
+                log.info("team log read to its end", extra={"teams": len(self.desk.teams)})
+                self.caught_up.set()
+
+    def _read_to(self, ends: dict[int, int] | None) -> bool:
+        return ends is not None and all(self._positions[p] >= end for p, end in ends.items())
+
+    async def _fold(self, partition: int, offset: int, raw: bytes) -> list[asyncio.Future[object]]:
+        self._positions[partition] = offset + 1
+        try:
+            record = decode_team_record(raw)
+        except InvalidEvent as error:
+            RECORDS_SKIPPED.inc()
+            log.warning("skipped an unreadable team-log record", extra={"offset": offset, "reason": error.reason})
+            return []
+        self._teams_in[partition].add(team_key(record))
+        decisions = self.desk.apply(record, decides=self.decides(partition), instance=self.instance)
+        waiter = self._waiters.get(record.event_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return await self._publish(decisions)
+
+    async def _publish(self, decisions: list[Decision]) -> list[asyncio.Future[object]]:
+        now = self._clock()
+        pending = []
+        for decision in decisions:
+            ticket = self.desk.teams[decision.team].tickets[decision.outcome.ticket_id]
+            event = published(decision, ticket, now)
+            if event is not None:
+                pending.append(await self.send(ASSIGNMENT_EVENTS, event, ticket.ticket_id))
+                DECISIONS.labels(event.event_type).inc()
+            record = recorded(decision, self.instance, now)
+            if record is not None:
+                pending.append(await self.send(ASSIGNMENT_BY_TEAM, record, decision.team))
+        return pending
+
+    # owning
+
+    async def own(self, consumer: AIOKafkaConsumer) -> None:
+        """Hold a share of the team log's partitions in the group; fetch nothing (the follower reads)."""
+        await wait_for_topics(consumer, [ASSIGNMENT_BY_TEAM])
+        consumer.subscribe([ASSIGNMENT_BY_TEAM], listener=_Ownership(self, consumer))
+        while True:
+            await consumer.getmany(timeout_ms=1_000)  # keeps the membership alive; every partition is paused
+
+    async def _taken(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        consumer.pause(*assigned)
+        ends = await consumer.end_offsets(list(assigned)) if assigned else {}
+        for tp in assigned:
+            self._takeovers[tp.partition] = ends[tp]
+            self.owned.add(tp.partition)
+
+    async def _given_up(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self.owned.discard(tp.partition)
+            self._takeovers.pop(tp.partition, None)
+        async with self._batch:  # the batch in hand finishes deciding and sending
+            if self.producer is not None:
+                await self.producer.flush()
+
+
+class _Ownership(ConsumerRebalanceListener):
+    def __init__(self, team_log: TeamLog, consumer: AIOKafkaConsumer) -> None:
+        self._team_log = team_log
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._team_log._given_up(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._team_log._taken(self._consumer, assigned)

@@ -1,0 +1,265 @@
+"""Assignment against the real broker, with two assignment processes sharing the teams.
+
+Tickets enter as intake writes them (events on tickets.events); the outcome is read where other systems read it
+(assignment.events). Every test uses its own categories, teams and consumer groups, so the session's other
+tickets never reach its teams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi.testclient import TestClient
+
+from assignment.app import build_app
+from assignment.settings import AssignmentSettings
+from tests.builders import a_ticket_created
+from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.polling import eventually
+from ticketstream_shared.contract import Envelope, TicketStatusChanged, decode_assignment_event, encode
+from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, TEAM_PARTITIONS, TICKETS_EVENTS
+
+pytestmark = pytest.mark.integration
+
+
+def an_assignment_process(kafka_bootstrap: str, group: str) -> TestClient:
+    settings = AssignmentSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests", consumer_group=group
+    )
+    return TestClient(build_app(settings, TEST_KEYS))
+
+
+def ready(process: TestClient) -> TestClient:
+    eventually(lambda: process.get("/readyz").status_code == 200, timeout_s=60, what="assignment ready")
+    return process
+
+
+@pytest.fixture
+def group() -> str:
+    return f"assignment-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def two_processes(kafka_bootstrap: str, group: str) -> Iterator[tuple[TestClient, TestClient]]:
+    with an_assignment_process(kafka_bootstrap, group) as first, an_assignment_process(
+        kafka_bootstrap, group
+    ) as second:
+        ready(first), ready(second)
+        yield first, second
+
+
+def publish(kafka_bootstrap: str, events: list[Envelope]) -> None:
+    """Append events to tickets.events as intake does (key = ticket id)."""
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for event in events:
+                await producer.send(TICKETS_EVENTS, encode(event), key=event.ticket_id.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def decisions_about(kafka_bootstrap: str, ticket_ids: set[str]) -> list[Envelope]:
+    """Every event of assignment.events about `ticket_ids`, as another system reads them."""
+
+    async def read() -> list[Envelope]:
+        consumer = AIOKafkaConsumer(ASSIGNMENT_EVENTS, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(list(consumer.assignment()))  # no group: every partition at start
+            found = []
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [decode_assignment_event(r.value) for r in records if r.key.decode() in ticket_ids]
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def latest_by_ticket(events: list[Envelope]) -> dict[str, Envelope]:
+    """The decision in force per ticket (escalations aside); distinct event ids only, as a deduplicating reader."""
+    unique = {event.event_id: event for event in events if event.event_type != "assignment.escalated"}
+    latest: dict[str, Envelope] = {}
+    for event in unique.values():
+        latest[event.ticket_id] = event
+    return latest
+
+
+def set_up_teams(process: TestClient, teams: dict[str, str], technicians_per_team: int, capacity: int) -> str:
+    """Routing rules and on-shift technicians; returns the category prefix (category of team T: f"{prefix}-{T}")."""
+    prefix = uuid.uuid4().hex[:6]
+    for team, strategy in teams.items():
+        answer = process.put(f"/v1/routing/categories/{prefix}-{team}", json={"team": f"{prefix}-{team}"},
+                             headers=bearer(MANAGER))  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        answer = process.put(f"/v1/routing/teams/{prefix}-{team}", json={"strategy": strategy}, headers=bearer(ADMIN))
+        assert answer.status_code == 200 and answer.json()["strategy"] == strategy, answer.text
+        for n in range(technicians_per_team):
+            technician = f"{prefix}-{team}-tech{n}"
+            profile = {"name": f"Tech {n}", "team": f"{prefix}-{team}", "tier": 1,
+                       "skills": [f"{prefix}-{team}"], "capacity": capacity}  # fmt: skip
+            answer = process.put(f"/v1/technicians/{technician}", json=profile, headers=bearer(MANAGER))
+            assert answer.status_code == 200, answer.text
+            on_shift = {"on_shift": True}
+            shift = process.post(f"/v1/technicians/{technician}/shift", json=on_shift, headers=bearer(MANAGER))
+            assert shift.status_code == 200 and shift.json()["on_shift"] is True, shift.text
+    return prefix
+
+
+TEAMS = {"network": "least_loaded", "printers": "round_robin", "database": "skills", "email": "least_loaded",
+         "identity": "round_robin", "storage": "skills"}  # fmt: skip
+
+
+def test_two_processes_assign_every_ticket_once_within_capacity(two_processes, kafka_bootstrap):
+    first, second = two_processes
+    prefix = set_up_teams(first, TEAMS, technicians_per_team=3, capacity=4)
+    shares = first.app.state.team_log.owned, second.app.state.team_log.owned
+    eventually(
+        lambda: all(shares) and not shares[0] & shares[1] and len(shares[0] | shares[1]) == TEAM_PARTITIONS,
+        what="the team partitions shared between the two processes",
+    )
+    tickets = [
+        a_ticket_created(f"{prefix}-t{n}", category=f"{prefix}-{team}", priority=f"P{1 + n % 4}")
+        for n, team in enumerate(list(TEAMS) * 20)
+    ]
+    publish(kafka_bootstrap, tickets)
+    ids = {ticket.ticket_id for ticket in tickets}
+    latest = eventually(
+        lambda: (found := latest_by_ticket(decisions_about(kafka_bootstrap, ids))) and len(found) == len(ids) and found,
+        timeout_s=60,
+        what="a decision for every ticket",
+    )
+    assigned = [event for event in latest.values() if event.event_type == "assignment.assigned"]
+    unassignable = [event for event in latest.values() if event.event_type == "assignment.unassignable"]
+    assert len(assigned) == len(TEAMS) * 3 * 4, "every technician filled up to capacity"
+    assert len(unassignable) == len(tickets) - len(assigned)
+    assert all("at capacity" in event.data.reason for event in unassignable)
+    per_technician = Counter(event.data.technician_id for event in assigned)
+    assert max(per_technician.values()) == 4
+    every_event = decisions_about(kafka_bootstrap, ids)
+    assignments_by_ticket = defaultdict(set)
+    for event in every_event:
+        if event.event_type == "assignment.assigned":
+            assignments_by_ticket[event.ticket_id].add(event.event_id)
+    assert all(len(events) == 1 for events in assignments_by_ticket.values()), "no ticket assigned twice"
+    for process in (first, second):  # both know every team's load, whichever decides for it
+        view = process.get(f"/v1/technicians/{prefix}-network-tech0", headers=bearer(TECHNICIAN)).json()
+        assert view["open_tickets"] == 4 and view["weighted_load"] > 4
+
+
+def test_freed_capacity_off_shift_and_a_stopped_process_are_taken_care_of(kafka_bootstrap, group):
+    with an_assignment_process(kafka_bootstrap, group) as first:
+        prefix = set_up_teams(ready(first), {"network": "least_loaded"}, technicians_per_team=2, capacity=2)
+        tickets = [a_ticket_created(f"{prefix}-t{n}", category=f"{prefix}-network") for n in range(5)]
+        publish(kafka_bootstrap, tickets)
+        ids = {ticket.ticket_id for ticket in tickets}
+        latest = eventually(
+            lambda: (found := latest_by_ticket(decisions_about(kafka_bootstrap, ids))) and len(found) == 5 and found,
+            timeout_s=30,
+            what="five decisions",
+        )
+        [waiting] = [event for event in latest.values() if event.event_type == "assignment.unassignable"]
+        done = next(event for event in latest.values() if event.event_type == "assignment.assigned")
+        publish(kafka_bootstrap, [status_change(done.ticket_id, 2, "resolved")])
+        eventually(
+            lambda: latest_by_ticket(decisions_about(kafka_bootstrap, {waiting.ticket_id}))[waiting.ticket_id]
+            .event_type == "assignment.assigned",
+            what="the waiting ticket takes the freed place",
+        )
+
+        with an_assignment_process(kafka_bootstrap, group) as second:
+            ready(second)
+            leaving = done.data.technician_id
+            staying = next(t for t in (f"{prefix}-network-tech0", f"{prefix}-network-tech1") if t != leaving)
+            in_progress = next(
+                e.ticket_id for e in latest_by_ticket(decisions_about(kafka_bootstrap, ids)).values()
+                if e.event_type == "assignment.assigned" and e.data.technician_id == leaving
+                and e.ticket_id != done.ticket_id
+            )  # fmt: skip
+            publish(kafka_bootstrap, [status_change(in_progress, 2, "in_progress")])
+            eventually(lambda: second.get(f"/v1/assignments/{in_progress}", headers=bearer(ADMIN)).json()["status"]
+                       == "in_progress", what="the ticket in progress")  # fmt: skip
+            answer = second.post(f"/v1/technicians/{staying}/shift", json={"on_shift": False}, headers=bearer(MANAGER))
+            assert answer.status_code == 200 and answer.json()["on_shift"] is False
+            answer = second.put(f"/v1/technicians/{staying}", headers=bearer(MANAGER), json={
+                "name": "Tech", "team": f"{prefix}-network", "tier": 1, "skills": [], "capacity": 3})  # fmt: skip
+            assert answer.status_code == 200
+            answer = first.post(f"/v1/technicians/{leaving}/shift", json={"on_shift": False}, headers=bearer(MANAGER))
+            assert answer.status_code == 200
+            eventually(
+                lambda: second.get(f"/v1/technicians/{leaving}", headers=bearer(ADMIN)).json()["open_tickets"] == 1,
+                what="only the ticket in progress stays with the technician who went off shift",
+            )
+        # the second process stopped: the first decides for every team again
+        first.post(f"/v1/technicians/{staying}/shift", json={"on_shift": True}, headers=bearer(MANAGER))
+        moved = eventually(
+            lambda: [
+                e for e in latest_by_ticket(decisions_about(kafka_bootstrap, ids)).values()
+                if e.event_type == "assignment.assigned" and e.data.technician_id == staying
+                and e.data.previous_technician_id == leaving
+            ],
+            what="the tickets handed back go to the technician on shift",
+        )  # fmt: skip
+        assert moved and all(e.ticket_id != in_progress for e in moved)
+        load_before = first.get(f"/v1/technicians/{staying}", headers=bearer(ADMIN)).json()
+
+    with an_assignment_process(kafka_bootstrap, group) as restarted:  # state rebuilt from the team log
+        assert ready(restarted).get(f"/v1/technicians/{staying}", headers=bearer(ADMIN)).json() == load_before
+
+
+def status_change(ticket_id: str, version: int, to_status: str) -> TicketStatusChanged:
+    return TicketStatusChanged(
+        event_id=uuid.uuid4(), occurred_at=a_ticket_created().occurred_at, ticket_id=ticket_id, client_id="acme",
+        aggregate_version=version, producer="intake", correlation_id="test",
+        data={"from_status": "new", "to_status": to_status},
+    )  # fmt: skip
+
+
+def test_the_http_edge_checks_roles_and_bodies_and_records_manual_assignments(kafka_bootstrap, group):
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        prefix = set_up_teams(ready(process), {"network": "round_robin"}, technicians_per_team=2, capacity=5)
+        technician = f"{prefix}-network-tech0"
+        profile = {"name": "Ann", "team": "t", "tier": 1, "skills": [], "capacity": 1}
+        assert process.put(f"/v1/technicians/{technician}", json=profile).status_code == 401
+        assert process.put(f"/v1/technicians/{technician}", json=profile, headers=bearer(REQUESTER)).status_code == 403
+        assert process.put(f"/v1/technicians/{technician}", json=profile, headers=bearer(TECHNICIAN)).status_code == 403
+        assert process.get("/v1/technicians", headers=bearer(REQUESTER)).status_code == 403
+        bad = process.put(f"/v1/technicians/{technician}", headers=bearer(ADMIN),
+                          json={**profile, "tier": 0, "capacity": -1, "skills": ["no spaces"]})  # fmt: skip
+        assert bad.status_code == 422
+        assert {error["field"] for error in bad.json()["errors"]} == {"tier", "capacity", "skills.0"}
+        assert process.put("/v1/routing/teams/x", json={"strategy": "manual"}, headers=bearer(ADMIN)).status_code == 422
+        assert process.post("/v1/technicians/nobody/shift", json={"on_shift": True},
+                            headers=bearer(ADMIN)).status_code == 404  # fmt: skip
+        listed = process.get("/v1/technicians", params={"team": f"{prefix}-network"}, headers=bearer(INTEGRATION))
+        assert [view["id"] for view in listed.json()["technicians"]] == [technician, f"{prefix}-network-tech1"]
+
+        ticket = a_ticket_created(f"{prefix}-manual", category=f"{prefix}-network")
+        publish(kafka_bootstrap, [ticket])
+        first = eventually(lambda: process.get(f"/v1/assignments/{ticket.ticket_id}", headers=bearer(ADMIN)).json()
+                           .get("technician_id"), what="the ticket assigned")  # fmt: skip
+        other = next(t for t in (technician, f"{prefix}-network-tech1") if t != first)
+        taken = process.post(f"/v1/assignments/{ticket.ticket_id}", json={"technician_id": other},
+                             headers=bearer(TECHNICIAN))  # fmt: skip
+        assert taken.status_code == 200 and taken.json()["technician_id"] == other
+        manual = eventually(
+            lambda: [e for e in decisions_about(kafka_bootstrap, {ticket.ticket_id}) if e.data.strategy == "manual"],
+            what="the manual assignment on assignment.events",
+        )
+        assert (manual[0].data.assigned_by, manual[0].data.previous_technician_id) == ("technician", first)
+        assert process.post(f"/v1/assignments/{ticket.ticket_id}", json={"technician_id": other},
+                            headers=bearer(REQUESTER)).status_code == 403  # fmt: skip
+        assert process.post("/v1/assignments/unknown-ticket", json={"technician_id": other},
+                            headers=bearer(MANAGER)).status_code == 404  # fmt: skip
