@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ticketstream_shared.runtime.kafka_admin import ensure_topics, wait_for_broker
+from ticketstream_shared.runtime.settings import KafkaSettings
 
 KAFKA_DIR = Path(__file__).resolve().parent
 REPO_ROOT = KAFKA_DIR.parents[1]
@@ -419,8 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the broker in the foreground, with the topics created")
     run.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     run.add_argument("--port", type=int, default=DEFAULT_PORT)
-    create = commands.add_parser("create-topics", help="create the ticketstream topics on a running broker")
-    create.add_argument("--bootstrap-servers", default=f"127.0.0.1:{DEFAULT_PORT}")
+    create = commands.add_parser(
+        "create-topics",
+        help="create the ticketstream topics on a running broker (security from the KAFKA_* variables)",
+    )
+    create.add_argument("--bootstrap-servers", help="default: KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092")
     create.add_argument("--replication-factor", type=int, default=1)
     args = parser.parse_args(argv)
     try:
@@ -429,7 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(args.data_dir, args.port)
-        asyncio.run(ensure_topics(args.bootstrap_servers, replication_factor=args.replication_factor))
+        security = KafkaSettings().kafka_client_config()
+        bootstrap = args.bootstrap_servers or security.pop("bootstrap_servers")
+        security.pop("bootstrap_servers", None)
+        asyncio.run(ensure_topics(bootstrap, replication_factor=args.replication_factor, **security))
         return 0
     except KafkaLauncherError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -185,3 +185,28 @@ def test_local_kafka_keeps_topics_and_messages_across_a_restart(tmp_path: Path) 
 
     assert second_cluster == first_cluster, "storage was formatted again"
     assert [(r.key, r.value) for r in records] == [(b"ticket-1", b"survives")]
+
+
+def test_the_topic_command_reads_the_broker_and_its_security_from_the_environment(kafka_bootstrap: str) -> None:
+    """What the compose file and the Kubernetes Job run: no flags, only the KAFKA_* variables."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.kafka.launcher", "create-topics"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "deploy.kafka.launcher", "create-topics"],
+        env={**environment, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "KAFKA_SASL_MECHANISM" in refused.stderr, "incomplete SASL is refused by name"

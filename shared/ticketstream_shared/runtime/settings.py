@@ -9,8 +9,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
-    """Fails fast at start-up: a missing or malformed variable stops the service with the variable named."""
+class KafkaSettings(BaseSettings):
+    """How to reach the brokers, securely: every Kafka client of the system is configured from these."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
 
@@ -21,13 +21,8 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
 
-    api_keys_file: Path = Field(description="JSON file of API key hashes with their roles (see README).")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8000, ge=1, le=65535)
-
     @model_validator(mode="after")
-    def _sasl_complete(self) -> ServiceSettings:
+    def _sasl_complete(self) -> KafkaSettings:
         if self.kafka_security_protocol.startswith("SASL") and not (
             self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
         ):
@@ -53,3 +48,12 @@ class ServiceSettings(BaseSettings):
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
             )
         return config
+
+
+class ServiceSettings(KafkaSettings):
+    """Fails fast at start-up: a missing or malformed variable stops the service with the variable named."""
+
+    api_keys_file: Path = Field(description="JSON file of API key hashes with their roles (see README).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
