@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 INSTALLED := $(VENV)/.installed
 KAFKA_JARS := .local/kafka/libs/.verified
+# Debian's Chromium, for the dashboard's browser test (driven by Playwright, never a downloaded browser build).
+CHROMIUM := /usr/bin/chromium
 
 # What the local system runs with; tests pick their own broker and data directories.
 run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
@@ -14,7 +16,7 @@ run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
 
 .PHONY: install run demo test bench schemas lock kafka clean
 
-install: $(INSTALLED) $(KAFKA_JARS)
+install: $(INSTALLED) $(KAFKA_JARS) $(CHROMIUM)
 
 $(INSTALLED): requirements.lock pyproject.toml shared/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,9 @@ $(INSTALLED): requirements.lock pyproject.toml shared/pyproject.toml
 # deploy/kafka/artifacts.sha256.
 $(KAFKA_JARS): deploy/kafka/pom.xml deploy/kafka/artifacts.sha256 | $(INSTALLED)
 	$(PY) -m deploy.kafka.launcher resolve
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 .local/dev-keys.json: | $(INSTALLED)
 	$(PY) -m ticketstream_shared.runtime.auth .local

@@ -5,7 +5,7 @@ and some of them are local to reports_router.
 """
 
 from collections.abc import Callable
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.encoders import jsonable_encoder
@@ -14,17 +14,39 @@ from fastapi.responses import JSONResponse, Response
 from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 
-from .reports import HoursPerClientQuery, Report, ReportsUnavailable
+from .reports import (
+    BacklogQuery,
+    CsatQuery,
+    HoursPerClientQuery,
+    Report,
+    ReportQuery,
+    ReportsUnavailable,
+    ResponseTimesQuery,
+    SlaComplianceQuery,
+    WorkloadQuery,
+)
 
 #: Who may read reports about effort. Technicians and requesters see their tickets in intake, not these figures.
 REPORT_READERS = (Role.ADMIN, Role.MANAGER, Role.INTEGRATION)
 
+#: Every report, by the last segment of its URL under /v1/reports.
+REPORTS: dict[str, type[ReportQuery]] = {
+    "hours-per-client": HoursPerClientQuery,
+    "sla-compliance": SlaComplianceQuery,
+    "response-times": ResponseTimesQuery,
+    "backlog": BacklogQuery,
+    "technician-workload": WorkloadQuery,
+    "csat": CsatQuery,
+}
 
-class HoursPerClient(Protocol):
-    async def hours_per_client(self, query: HoursPerClientQuery) -> Report: ...
+Q = TypeVar("Q", bound=ReportQuery)
 
 
-def scoped(query: HoursPerClientQuery, caller: Principal) -> HoursPerClientQuery:
+class Reports(Protocol):
+    async def report(self, query: ReportQuery) -> Report: ...
+
+
+def scoped(query: Q, caller: Principal) -> Q:
     """The query as `caller` may run it: a key scoped to a client sees that client only (403 for another)."""
     if caller.client_id is None:
         return query
@@ -33,7 +55,7 @@ def scoped(query: HoursPerClientQuery, caller: Principal) -> HoursPerClientQuery
     return query.model_copy(update={"client_id": caller.client_id})
 
 
-def reports_router(warehouse: HoursPerClient, principal: Callable[..., Principal]) -> APIRouter:
+def reports_router(warehouse: Reports, principal: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
     def report_reader(caller: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -41,22 +63,26 @@ def reports_router(warehouse: HoursPerClient, principal: Callable[..., Principal
         require_role(caller, *REPORT_READERS)
         return caller
 
-    @router.get("/hours-per-client", response_model=None)
-    async def hours_per_client(
-        caller: Annotated[Principal, Depends(report_reader)],
-        query: Annotated[HoursPerClientQuery, Query()],
-        format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
-    ) -> Response:
-        try:
-            report = await warehouse.hours_per_client(scoped(query, caller))
-        except ReportsUnavailable as error:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
-        if format == "csv":
-            return Response(
-                report.csv(),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": 'attachment; filename="hours-per-client.csv"'},
-            )
-        return JSONResponse(jsonable_encoder({"rows": report.records()}))
+    def add_report(name: str, model: type[ReportQuery]) -> None:
+        async def report(
+            caller: Annotated[Principal, Depends(report_reader)],
+            query: Annotated[model, Query()],  # type: ignore[valid-type]
+            format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
+        ) -> Response:
+            try:
+                result = await warehouse.report(scoped(query, caller))
+            except ReportsUnavailable as error:
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+            if format == "csv":
+                return Response(
+                    result.csv(),
+                    media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+                )
+            return JSONResponse(jsonable_encoder({"rows": result.records()}))
 
+        router.add_api_route(f"/{name}", report, methods=["GET"], response_model=None, summary=model.__doc__, name=name)
+
+    for name, model in REPORTS.items():
+        add_report(name, model)
     return router

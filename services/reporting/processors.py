@@ -1,4 +1,4 @@
-"""Pure processors, one per reporting table: a ticket event and where it was read (partition, offset) -> rows.
+"""Pure processors, one per reporting table: an event and where it was read (topic, partition, offset) -> rows.
 
 No I/O and no clock: the same event always gives the same rows, so a redelivered event writes rows equal to those
 already stored, which the tables collapse by key (see deploy/clickhouse). Rows keep partition and offset so that
@@ -13,18 +13,25 @@ from datetime import datetime
 from typing import NamedTuple, TypedDict
 
 from ticketstream_shared.contract import (
-    Envelope,
+    CommentAdded,
+    CsatRecorded,
     TicketCreated,
     TicketEvent,
     TicketStatusChanged,
     TicketUpdated,
+    WorklogCorrected,
     WorklogRecorded,
+    WorklogVoided,
 )
-from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.contract.assignment import TicketAssigned, TicketEscalated, TicketUnassignable
+from ticketstream_shared.contract.sla import ClockData, PauseData, SlaEvent, WarningData
+from ticketstream_shared.runtime.consumer import Delivery
+
+from .business_hours import DEFAULT_BUSINESS_HOURS, BusinessHours
 
 
 class TicketEventRow(NamedTuple):
-    """ticket_events: every event as read."""
+    """ticket_events: every event of every topic as read."""
 
     event_id: uuid.UUID
     event_type: str
@@ -73,26 +80,119 @@ class _FieldsSet(TypedDict, total=False):
 
 
 class WorklogRow(NamedTuple):
-    """worklogs: time a technician spent on a ticket."""
+    """worklogs: a worklog's values as of one version of its ticket; a void keeps only the key."""
 
     worklog_id: uuid.UUID
     ticket_id: str
     client_id: str
     technician_id: str
     minutes: int
+    business_minutes: int
     billable: bool
     performed_at: datetime
+    voided: bool
     event_id: uuid.UUID
     aggregate_version: int
     partition: int
     offset: int
 
 
-Row = TicketEventRow | TicketChangeRow | WorklogRow
+class StatusChangeRow(NamedTuple):
+    """ticket_status_changes: the status history."""
+
+    ticket_id: str
+    client_id: str
+    aggregate_version: int
+    occurred_at: datetime
+    from_status: str
+    to_status: str
+    reason: str
+    event_id: uuid.UUID
+    partition: int
+    offset: int
 
 
-def ticket_event_rows(event: Envelope, partition: int, offset: int) -> list[TicketEventRow]:
-    """Any event with a valid envelope, known event type or not (then only its envelope is kept)."""
+class CommentRow(NamedTuple):
+    """ticket_comments: who answered, when, and whether the requester saw it."""
+
+    ticket_id: str
+    client_id: str
+    aggregate_version: int
+    occurred_at: datetime
+    comment_id: uuid.UUID
+    author_id: str
+    author_role: str
+    public: bool
+    event_id: uuid.UUID
+    partition: int
+    offset: int
+
+
+class SlaClockRow(NamedTuple):
+    """sla_clock_events: one event of one SLA clock."""
+
+    ticket_id: str
+    client_id: str
+    metric: str
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    policy_id: str
+    policy_version: int
+    calendar_id: str
+    calendar_version: int
+    target_business_seconds: int
+    deadline: datetime
+    elapsed_business_seconds: int
+    remaining_business_seconds: int
+    threshold: float | None
+    reason: str
+    partition: int
+    offset: int
+
+
+class AssignmentRow(NamedTuple):
+    """assignment_events: one routing decision."""
+
+    ticket_id: str
+    client_id: str
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    technician_id: str | None
+    previous_technician_id: str | None
+    team: str | None
+    tier: int | None
+    from_tier: int | None
+    strategy: str | None
+    reason: str
+    partition: int
+    offset: int
+
+
+class CsatRow(NamedTuple):
+    """csat_ratings: a requester's rating of a ticket."""
+
+    ticket_id: str
+    client_id: str
+    rating: int
+    comment: str
+    occurred_at: datetime
+    aggregate_version: int
+    event_id: uuid.UUID
+    partition: int
+    offset: int
+
+
+Row = (
+    TicketEventRow | TicketChangeRow | WorklogRow | StatusChangeRow | CommentRow | SlaClockRow | AssignmentRow | CsatRow
+)
+Processor = Callable[[Delivery], Sequence[Row]]
+
+
+def ticket_event_rows(delivery: Delivery) -> list[TicketEventRow]:
+    """Any event with a valid envelope, on any topic, known event type or not (then only its envelope is kept)."""
+    event = delivery.event
     return [
         TicketEventRow(
             event_id=event.event_id,
@@ -105,9 +205,9 @@ def ticket_event_rows(event: Envelope, partition: int, offset: int) -> list[Tick
             producer=event.producer,
             correlation_id=event.correlation_id,
             payload=event.model_dump_json(),
-            topic=TICKETS_EVENTS,
-            partition=partition,
-            offset=offset,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
         )
     ]
 
@@ -136,8 +236,9 @@ def _fields_set(event: TicketEvent) -> _FieldsSet:
     return {}
 
 
-def ticket_change_rows(event: Envelope, partition: int, offset: int) -> list[TicketChangeRow]:
+def ticket_change_rows(delivery: Delivery) -> list[TicketChangeRow]:
     """Every ticket event moves its ticket to a new version (and its last activity); some also change fields."""
+    event = delivery.event
     if not isinstance(event, TicketEvent):
         return []
     return [
@@ -147,42 +248,178 @@ def ticket_change_rows(event: Envelope, partition: int, offset: int) -> list[Tic
             client_id=event.client_id,
             aggregate_version=event.aggregate_version,
             occurred_at=event.occurred_at,
-            partition=partition,
-            offset=offset,
+            partition=delivery.partition,
+            offset=delivery.offset,
             **_fields_set(event),
         )
     ]
 
 
-def worklog_rows(event: Envelope, partition: int, offset: int) -> list[WorklogRow]:
-    if not isinstance(event, WorklogRecorded):
+def worklog_rows(delivery: Delivery, calendar: BusinessHours = DEFAULT_BUSINESS_HOURS) -> list[WorklogRow]:
+    """A recorded or corrected worklog with its full values, a voided one with its key only: the row of the highest
+    aggregate_version is the one that counts, so the outcome does not depend on the order events arrive in."""
+    event = delivery.event
+    if isinstance(event, WorklogRecorded | WorklogCorrected):
+        worklog = event.data
+        return [
+            WorklogRow(
+                worklog_id=worklog.worklog_id,
+                ticket_id=event.ticket_id,
+                client_id=event.client_id,
+                technician_id=worklog.technician_id,
+                minutes=worklog.minutes,
+                business_minutes=calendar.minutes_within(worklog.performed_at, worklog.minutes),
+                billable=worklog.billable,
+                performed_at=worklog.performed_at,
+                voided=False,
+                event_id=event.event_id,
+                aggregate_version=event.aggregate_version,
+                partition=delivery.partition,
+                offset=delivery.offset,
+            )
+        ]
+    if isinstance(event, WorklogVoided):
+        return [
+            WorklogRow(
+                worklog_id=event.data.worklog_id,
+                ticket_id=event.ticket_id,
+                client_id=event.client_id,
+                technician_id="",
+                minutes=0,
+                business_minutes=0,
+                billable=False,
+                performed_at=event.occurred_at,
+                voided=True,
+                event_id=event.event_id,
+                aggregate_version=event.aggregate_version,
+                partition=delivery.partition,
+                offset=delivery.offset,
+            )
+        ]
+    return []
+
+
+def status_change_rows(delivery: Delivery) -> list[StatusChangeRow]:
+    event = delivery.event
+    if not isinstance(event, TicketStatusChanged):
         return []
-    worklog = event.data
     return [
-        WorklogRow(
-            worklog_id=worklog.worklog_id,
+        StatusChangeRow(
             ticket_id=event.ticket_id,
             client_id=event.client_id,
-            technician_id=worklog.technician_id,
-            minutes=worklog.minutes,
-            billable=worklog.billable,
-            performed_at=worklog.performed_at,
-            event_id=event.event_id,
             aggregate_version=event.aggregate_version,
-            partition=partition,
-            offset=offset,
+            occurred_at=event.occurred_at,
+            from_status=event.data.from_status.value,
+            to_status=event.data.to_status.value,
+            reason=event.data.reason,
+            event_id=event.event_id,
+            partition=delivery.partition,
+            offset=delivery.offset,
+        )
+    ]
+
+
+def comment_rows(delivery: Delivery) -> list[CommentRow]:
+    event = delivery.event
+    if not isinstance(event, CommentAdded):
+        return []
+    comment = event.data
+    return [
+        CommentRow(
+            ticket_id=event.ticket_id,
+            client_id=event.client_id,
+            aggregate_version=event.aggregate_version,
+            occurred_at=event.occurred_at,
+            comment_id=comment.comment_id,
+            author_id=comment.author_id,
+            author_role=comment.author_role.value,
+            public=comment.public,
+            event_id=event.event_id,
+            partition=delivery.partition,
+            offset=delivery.offset,
+        )
+    ]
+
+
+def sla_clock_rows(delivery: Delivery) -> list[SlaClockRow]:
+    event = delivery.event
+    if not isinstance(event, SlaEvent):
+        return []
+    clock: ClockData = event.data  # type: ignore[attr-defined]  # every SlaEvent of the contract has ClockData
+    return [
+        SlaClockRow(
+            ticket_id=event.ticket_id,
+            client_id=event.client_id,
+            metric=clock.metric.value,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            occurred_at=event.occurred_at,
+            policy_id=clock.policy_id,
+            policy_version=clock.policy_version,
+            calendar_id=clock.calendar_id,
+            calendar_version=clock.calendar_version,
+            target_business_seconds=clock.target_business_seconds,
+            deadline=clock.deadline,
+            elapsed_business_seconds=clock.elapsed_business_seconds,
+            remaining_business_seconds=clock.remaining_business_seconds,
+            threshold=clock.threshold if isinstance(clock, WarningData) else None,
+            reason=clock.reason if isinstance(clock, PauseData) else "",
+            partition=delivery.partition,
+            offset=delivery.offset,
+        )
+    ]
+
+
+def assignment_rows(delivery: Delivery) -> list[AssignmentRow]:
+    event = delivery.event
+    match event:
+        case TicketAssigned(data=assigned):
+            who = (assigned.technician_id, assigned.previous_technician_id, assigned.team, assigned.tier, None)
+            how = (assigned.strategy.value, assigned.reason)
+        case TicketEscalated(data=escalated):
+            who = (None, None, escalated.team, escalated.to_tier, escalated.from_tier)
+            how = (None, escalated.reason)
+        case TicketUnassignable(data=unassignable):
+            who = (None, None, unassignable.team, None, None)
+            how = (None, unassignable.reason)
+        case _:
+            return []
+    where = (event.ticket_id, event.client_id, event.event_id, event.event_type, event.occurred_at)
+    return [AssignmentRow(*where, *who, *how, delivery.partition, delivery.offset)]
+
+
+def csat_rows(delivery: Delivery) -> list[CsatRow]:
+    event = delivery.event
+    if not isinstance(event, CsatRecorded):
+        return []
+    return [
+        CsatRow(
+            ticket_id=event.ticket_id,
+            client_id=event.client_id,
+            rating=event.data.rating,
+            comment=event.data.comment,
+            occurred_at=event.occurred_at,
+            aggregate_version=event.aggregate_version,
+            event_id=event.event_id,
+            partition=delivery.partition,
+            offset=delivery.offset,
         )
     ]
 
 
 #: Table -> its processor. Tables are written in this order.
-PROCESSORS: dict[str, Callable[[Envelope, int, int], Sequence[Row]]] = {
+PROCESSORS: dict[str, Processor] = {
     "ticket_events": ticket_event_rows,
     "ticket_changes": ticket_change_rows,
     "worklogs": worklog_rows,
+    "ticket_status_changes": status_change_rows,
+    "ticket_comments": comment_rows,
+    "sla_clock_events": sla_clock_rows,
+    "assignment_events": assignment_rows,
+    "csat_ratings": csat_rows,
 }
 
 
-def process(event: Envelope, partition: int, offset: int) -> dict[str, Sequence[Row]]:
+def process(delivery: Delivery) -> dict[str, Sequence[Row]]:
     """The rows of every table for one event; tables it does not concern are left out."""
-    return {table: rows for table, processor in PROCESSORS.items() if (rows := processor(event, partition, offset))}
+    return {table: rows for table, processor in PROCESSORS.items() if (rows := processor(delivery))}

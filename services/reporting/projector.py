@@ -1,4 +1,4 @@
-"""Projects tickets.events into the reporting tables, one consumer batch at a time.
+"""Projects tickets.events, sla.events and assignment.events into the reporting tables, one batch at a time.
 
 The shared EventConsumer reads, decodes and dead-letters what is not an event; it commits a batch only once
 project() has returned, that is once the batch is in ClickHouse. A crash therefore means redelivery, never loss,
@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import Histogram
+from pydantic import TypeAdapter, ValidationError
 
-from ticketstream_shared.contract import Envelope, UnknownEventType, decode_ticket_event
-from ticketstream_shared.runtime.consumer import Delivery
+from ticketstream_shared.contract import Envelope, UnknownEventType, decode_event
+from ticketstream_shared.contract.assignment import AssignmentEventUnion
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+from ticketstream_shared.contract.events import TicketEventUnion
+from ticketstream_shared.contract.sla import SlaEventUnion
+from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
+from ticketstream_shared.runtime.consumer import Decoder, Delivery
 
-from .processors import Row, process
+from .processors import PROCESSORS, Row
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +37,51 @@ INSERT_SECONDS = Histogram(
 FIRST_RETRY_SECONDS = 0.5
 LAST_RETRY_SECONDS = 30.0
 
+#: The topics reporting reads, each with the union of the event types the contract knows on it.
+EVENT_UNIONS: dict[str, Any] = {
+    TICKETS_EVENTS: TicketEventUnion,
+    SLA_EVENTS: SlaEventUnion,
+    ASSIGNMENT_EVENTS: AssignmentEventUnion,
+}
 
-def decode(raw: bytes) -> Envelope:
-    """The event, or for an event type this contract does not know yet its envelope, which the raw table keeps
-    so that a later version can report on it. Raises InvalidEvent (the message goes to the DLQ) otherwise."""
-    try:
-        return decode_ticket_event(raw)
-    except UnknownEventType:
-        return Envelope.model_validate_json(raw)
+
+def topic_decoder(topic: str) -> Decoder:
+    """The decoder of one topic: the event, or for an event type this contract does not know yet its envelope,
+    which the raw table keeps so that a later version can report on it. Raises InvalidEvent (the message goes to
+    the DLQ) otherwise.
+
+    Fast path: pydantic parses and validates the bytes of a current-version event in one pass, about three times
+    faster than the codec's json.loads then validate. Anything it refuses (an older schema version to upcast, an
+    unknown type, an invalid message) takes the codec's path, which upcasts and words the reason.
+    """
+    adapter: TypeAdapter[Envelope] = TypeAdapter(EVENT_UNIONS[topic])
+
+    def decode(raw: bytes) -> Envelope:
+        if len(raw) <= MAX_EVENT_BYTES:
+            try:
+                return adapter.validate_json(raw)
+            except ValidationError:
+                pass
+        try:
+            return decode_event(topic, raw)
+        except UnknownEventType:
+            return Envelope.model_validate_json(raw)
+
+    return decode
+
+
+def decoders() -> dict[str, Decoder]:
+    return {topic: topic_decoder(topic) for topic in EVENT_UNIONS}
+
+
+def rows_of(batch: Iterable[Delivery]) -> dict[str, list[Row]]:
+    """The rows of every table for a batch of events, in PROCESSORS order; tables without rows are left out."""
+    deliveries = list(batch)
+    rows = {
+        table: [row for delivery in deliveries for row in rows_of_one(delivery)]
+        for table, rows_of_one in PROCESSORS.items()
+    }
+    return {table: table_rows for table, table_rows in rows.items() if table_rows}
 
 
 class RowStore(Protocol):
@@ -61,10 +103,7 @@ class Projector:
         A failed insert is retried rather than raised: raising would stop the consumer, and skipping would
         commit events that never reached the tables. On shutdown the wait is cancelled and nothing is committed.
         """
-        rows: dict[str, list[Row]] = defaultdict(list)
-        for delivery in batch:
-            for table, table_rows in process(delivery.event, delivery.partition, delivery.offset).items():
-                rows[table].extend(table_rows)
+        rows = rows_of(batch)
         retry_in = self._first_retry_seconds
         while True:
             try:

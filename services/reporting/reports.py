@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from ticketstream_shared.contract.events import Identifier
+from ticketstream_shared.contract.events import Identifier, Priority
+from ticketstream_shared.contract.sla import SlaMetric
 
 #: Days ClickHouse's DateTime64 and Date32 hold comfortably; outside them a date is a typo, not a question.
 EARLIEST_DAY = date(1970, 1, 1)
@@ -44,14 +45,13 @@ class Granularity(StrEnum):
     MONTH = "month"
 
 
-class HoursPerClientQuery(BaseModel):
-    """Hours worked per client on the UTC days from..to (both included), by the worklogs' performed_at."""
+class ReportQuery(BaseModel):
+    """What every report asks: the UTC days from..to (both included), optionally one client only."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     from_: Day = Field(alias="from", description="First UTC day, included (YYYY-MM-DD).")
     to: Day = Field(description="Last UTC day, included (YYYY-MM-DD).")
-    granularity: Granularity | None = Field(default=None, description="Adds a period column: day, week or month.")
     client_id: Identifier | None = Field(default=None, description="Only this client.")
 
     @field_validator("to")
@@ -67,6 +67,55 @@ class HoursPerClientQuery(BaseModel):
         start = datetime.combine(self.from_, time(), tzinfo=UTC)
         end = datetime.combine(self.to + timedelta(days=1), time(), tzinfo=UTC)
         return start, end
+
+
+class HoursBreakdown(StrEnum):
+    """A second grouping of hours per client."""
+
+    TECHNICIAN = "technician"
+    CATEGORY = "category"
+
+
+class HoursPerClientQuery(ReportQuery):
+    """Hours worked per client, by the worklogs' performed_at; corrected worklogs count with their new values,
+    voided ones not at all."""
+
+    granularity: Granularity | None = Field(default=None, description="Adds a period column: day, week or month.")
+    by: HoursBreakdown | None = Field(default=None, description="Adds a technician_id or category column.")
+    technician_id: Identifier | None = Field(default=None, description="Only this technician's worklogs.")
+    category: Identifier | None = Field(default=None, description="Only tickets of this category.")
+    billable: bool | None = Field(default=None, description="Only billable (true) or non-billable (false) work.")
+    business_hours: bool = Field(
+        default=False,
+        description="Adds business_hours and outside_business_hours columns (Mon-Fri 09:00-17:00 UTC for now).",
+    )
+
+
+class SlaComplianceQuery(ReportQuery):
+    """SLA outcomes (met or breached, of each clock's newest policy version) decided on the days from..to."""
+
+    priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
+    metric: SlaMetric | None = Field(default=None, description="first_response or resolution only.")
+
+
+class ResponseTimesQuery(ReportQuery):
+    """First-response and resolution times of the tickets created on the days from..to, in minutes."""
+
+    priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
+
+
+class BacklogQuery(ReportQuery):
+    """Tickets neither resolved nor closed at the end of each day from..to, per client."""
+
+
+class WorkloadQuery(ReportQuery):
+    """Per technician: hours worked and tickets assigned on the days from..to, and tickets open with them now."""
+
+    technician_id: Identifier | None = Field(default=None, description="Only this technician.")
+
+
+class CsatQuery(ReportQuery):
+    """Satisfaction ratings given on the days from..to (a ticket's newest rating), per client."""
 
 
 class ReportsUnavailable(RuntimeError):

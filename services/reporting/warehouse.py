@@ -19,57 +19,22 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from .migrations import apply_migrations, read_migrations
 from .processors import Row
-from .reports import Granularity, HoursPerClientQuery, Report, ReportsUnavailable
+from .queries import statement_for
+from .reports import Report, ReportQuery, ReportsUnavailable
 
 T = TypeVar("T")
-
-#: How a worklog's performed_at (a UTC DateTime64) falls into a period of the report.
-_PERIOD = {
-    Granularity.DAY: "toDate(performed_at)",
-    Granularity.WEEK: "toMonday(performed_at)",
-    Granularity.MONTH: "toStartOfMonth(performed_at)",
-}
-
-
-def hours_per_client_sql(query: HoursPerClientQuery) -> tuple[str, dict[str, Any]]:
-    """The SQL and its bound parameters. FINAL: a worklog delivered twice but not merged yet counts once."""
-    start, end = query.utc_interval()
-    parameters: dict[str, Any] = {"start": start, "end": end}
-    keys = ["client_id"]
-    period = ""
-    if query.granularity is not None:
-        period = f"{_PERIOD[query.granularity]} AS period,"
-        keys.append("period")
-    only_client = ""
-    if query.client_id is not None:
-        only_client = "AND client_id = {client_id:String}"
-        parameters["client_id"] = query.client_id
-    sql = f"""
-        SELECT
-            client_id,
-            {period}
-            round(sum(minutes) / 60, 2)                 AS hours,
-            round(sumIf(minutes, billable) / 60, 2)     AS billable_hours,
-            uniqExact(ticket_id)                        AS tickets,
-            count()                                     AS worklogs
-        FROM worklogs FINAL
-        WHERE performed_at >= {{start:DateTime64(3, 'UTC')}}
-          AND performed_at < {{end:DateTime64(3, 'UTC')}}
-          {only_client}
-        GROUP BY {", ".join(keys)}
-        ORDER BY {", ".join(keys)}
-    """
-    return sql, parameters
 
 
 class Warehouse:
     """The reporting tables, behind the single ClickHouse thread."""
 
-    def __init__(self, dsn: str, migrations_dir: Path) -> None:
+    def __init__(self, dsn: str, migrations_dir: Path, *, database: str | None = None) -> None:
         self._dsn = dsn
         self._migrations_dir = migrations_dir
+        self._database = database
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._client: Client | None = None
+        self._closed = False
 
     async def _on_thread(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
@@ -85,12 +50,16 @@ class Warehouse:
         return await self._on_thread(self._open)
 
     def _open(self) -> list[str]:
-        self._client = clickhouse_connect.get_client(dsn=self._dsn)
+        self._client = clickhouse_connect.get_client(dsn=self._dsn, database=self._database)
         return apply_migrations(self._client, read_migrations(self._migrations_dir))
 
     async def close(self) -> None:
+        """Idempotent, so that a failure half-way through opening can be cleaned up like a success."""
+        if self._closed:
+            return
         await self._on_thread(self._close)
         self._thread.shutdown()
+        self._closed = True
 
     def _close(self) -> None:
         if self._client is not None:
@@ -110,6 +79,32 @@ class Warehouse:
             if table_rows:
                 client.insert(table, table_rows, column_names=table_rows[0]._fields)
 
+    async def create_database(self, name: str) -> None:
+        await self._on_thread(self._open_client.command, f"CREATE DATABASE IF NOT EXISTS `{name}`")
+
+    async def drop_database(self, name: str) -> None:
+        await self._on_thread(self._open_client.command, f"DROP DATABASE IF EXISTS `{name}` SYNC")
+
+    async def swap_tables_with(self, database: str) -> tuple[str, ...]:
+        """Exchange every stored table (the MergeTree family; Null tables and views hold nothing) with its namesake
+        in `database`; the views keep feeding the tables by name, so from now on they feed the swapped-in ones."""
+        return await self._on_thread(self._swap_tables_with, database)
+
+    def _swap_tables_with(self, database: str) -> tuple[str, ...]:
+        client = self._open_client
+        live = client.query("SELECT currentDatabase()").result_rows[0][0]
+        tables = tuple(
+            name
+            for (name,) in client.query(
+                "SELECT name FROM system.tables WHERE database = {database:String} AND engine LIKE '%MergeTree' "
+                "AND name != 'schema_migrations' ORDER BY name",
+                parameters={"database": database},
+            ).result_rows
+        )
+        for table in tables:
+            client.command(f"EXCHANGE TABLES `{live}`.`{table}` AND `{database}`.`{table}`")
+        return tables
+
     async def select(self, sql: str, parameters: dict[str, Any] | None = None) -> Report:
         return await self._on_thread(self._select, sql, parameters)
 
@@ -120,5 +115,5 @@ class Warehouse:
             raise ReportsUnavailable(f"ClickHouse does not answer: {error}") from error
         return Report(tuple(result.column_names), [tuple(row) for row in result.result_rows])
 
-    async def hours_per_client(self, query: HoursPerClientQuery) -> Report:
-        return await self.select(*hours_per_client_sql(query))
+    async def report(self, query: ReportQuery) -> Report:
+        return await self.select(*statement_for(query))

@@ -87,8 +87,13 @@ def test_hours_logged_over_http_show_in_the_report(system):
     client_id = f"e2e-{int(time.time())}"
     ticket = httpx.post(
         f"{urls['intake']}/v1/tickets",
-        json={"client_id": client_id, "requester_id": "bob", "title": "Mail bounces", "category": "email",
-              "priority": "P3"},
+        json={
+            "client_id": client_id,
+            "requester_id": "bob",
+            "title": "Mail bounces",
+            "category": "email",
+            "priority": "P3",
+        },
         headers=integration,
     )
     assert ticket.status_code == 201, ticket.text
@@ -113,6 +118,17 @@ def test_hours_logged_over_http_show_in_the_report(system):
 
     row = eventually(report_row, timeout_s=20, what="the report shows both worklogs")
     assert (row["client_id"], row["hours"], row["billable_hours"], row["tickets"]) == (client_id, 2.0, 1.5, 1)
+
+    def reporting_lag() -> list[float] | None:
+        metrics = httpx.get(f"{urls['reporting']}/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}).text
+        lags = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith('ticketstream_consumer_lag_messages{group="reporting"') and "tickets.events" in line
+        ]
+        return lags if lags and not any(lags) else None
+
+    assert eventually(reporting_lag, timeout_s=20, what="reporting reports its lag, and has caught up")
 
 
 def test_every_service_guards_its_endpoints_but_health(system):

@@ -46,9 +46,10 @@ def group() -> str:
 
 @pytest.fixture
 def two_processes(kafka_bootstrap: str, group: str) -> Iterator[tuple[TestClient, TestClient]]:
-    with an_assignment_process(kafka_bootstrap, group) as first, an_assignment_process(
-        kafka_bootstrap, group
-    ) as second:
+    with (
+        an_assignment_process(kafka_bootstrap, group) as first,
+        an_assignment_process(kafka_bootstrap, group) as second,
+    ):
         ready(first), ready(second)
         yield first, second
 
@@ -174,8 +175,10 @@ def test_freed_capacity_off_shift_and_a_stopped_process_are_taken_care_of(kafka_
         done = next(event for event in latest.values() if event.event_type == "assignment.assigned")
         publish(kafka_bootstrap, [status_change(done.ticket_id, 2, "resolved")])
         eventually(
-            lambda: latest_by_ticket(decisions_about(kafka_bootstrap, {waiting.ticket_id}))[waiting.ticket_id]
-            .event_type == "assignment.assigned",
+            lambda: (
+                latest_by_ticket(decisions_about(kafka_bootstrap, {waiting.ticket_id}))[waiting.ticket_id].event_type
+                == "assignment.assigned"
+            ),
             what="the waiting ticket takes the freed place",
         )
 

@@ -94,7 +94,7 @@ def test_requests_from_other_systems_become_events_once_and_in_order(intake, kaf
         answer = intake.get(f"/v1/tickets/{ticket_id}", headers=bearer(ADMIN))
         return answer.status_code == 200 and answer.json()["status"] == "in_progress" and answer.json()
 
-    ticket = eventually(settled, timeout_s=20, what="the inbound requests carried out")
+    ticket = eventually(settled, timeout_s=60, what="the inbound requests carried out")
     assert (ticket["version"], ticket["worklog_minutes"], ticket["channel"]) == (3, 45, "monitoring")
     assert ticket["created_at"].startswith(yesterday[:10]), "an import keeps the time it happened"
 

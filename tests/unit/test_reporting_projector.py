@@ -9,10 +9,13 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from reporting.processors import Row
-from reporting.projector import Projector, decode
+from reporting.projector import Projector, decoders, topic_decoder
 from tests.builders import a_ticket_created, a_worklog_recorded
+from tests.unit.test_reporting_processors import an_escalation, an_sla_event
 from ticketstream_shared.contract import Envelope, InvalidEvent, TicketCreated, encode
-from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.contract.assignment import TicketEscalated
+from ticketstream_shared.contract.sla import SlaBreached
+from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
 
 
@@ -33,7 +36,8 @@ class FlakyStore:
 def a_batch() -> list[Delivery]:
     created = a_ticket_created("T-7")
     events: list[Envelope] = [created, a_worklog_recorded("T-7", 2, minutes=90), a_ticket_created("T-8")]
-    return [Delivery(event, TICKETS_EVENTS, 3, offset) for offset, event in enumerate(events, start=100)]
+    tickets = [Delivery(event, TICKETS_EVENTS, 3, offset) for offset, event in enumerate(events, start=100)]
+    return [*tickets, Delivery(an_sla_event("breached", "T-7"), SLA_EVENTS, 3, 9)]
 
 
 def test_a_batch_is_one_insert_per_table() -> None:
@@ -43,11 +47,12 @@ def test_a_batch_is_one_insert_per_table() -> None:
 
     (inserted,) = store.inserts
     assert {table: len(rows) for table, rows in inserted.items()} == {
-        "ticket_events": 3,
+        "ticket_events": 4,
         "ticket_changes": 3,
         "worklogs": 1,
+        "sla_clock_events": 1,
     }
-    assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102]
+    assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102, 9]
 
 
 def test_a_refused_insert_is_tried_again_not_dropped() -> None:
@@ -62,16 +67,35 @@ def test_an_unknown_event_type_decodes_to_its_envelope() -> None:
     payload = json.loads(encode(a_ticket_created("T-7")))
     payload.update(event_type="ticket.merged", data={"into": "T-1"})
 
-    event = decode(json.dumps(payload).encode())
+    event = topic_decoder(TICKETS_EVENTS)(json.dumps(payload).encode())
 
     assert type(event) is Envelope and event.event_type == "ticket.merged"
 
 
-@pytest.mark.parametrize("raw", [b"", b"[]", b'{"event_type": "ticket.created"}'])
-def test_anything_else_is_invalid(raw: bytes) -> None:
-    with pytest.raises(InvalidEvent):
-        decode(raw)
+@pytest.mark.parametrize("topic", [TICKETS_EVENTS, SLA_EVENTS, ASSIGNMENT_EVENTS])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"event_type": "ticket.created"}', "event_id: Field required"),
+        (b"{" + b" " * 300_000 + b"}", "oversized"),
+    ],
+)
+def test_anything_else_is_invalid_with_the_codecs_reason(topic: str, raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason):
+        topic_decoder(topic)(raw)
 
 
-def test_a_known_event_decodes_to_its_model() -> None:
-    assert isinstance(decode(encode(a_ticket_created("T-7"))), TicketCreated)
+def test_a_known_event_decodes_to_its_model_on_every_topic() -> None:
+    decode = decoders()
+
+    assert isinstance(decode[TICKETS_EVENTS](encode(a_ticket_created("T-7"))), TicketCreated)
+    assert isinstance(decode[SLA_EVENTS](encode(an_sla_event("breached", "T-7"))), SlaBreached)
+    assert isinstance(decode[ASSIGNMENT_EVENTS](encode(an_escalation("T-7"))), TicketEscalated)
+
+
+def test_an_event_of_another_topic_is_not_taken_for_one_of_this_topic() -> None:
+    event = topic_decoder(TICKETS_EVENTS)(encode(an_sla_event("breached", "T-7")))
+
+    assert type(event) is Envelope and event.event_type == "sla.breached"

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from reporting.api import reports_router
-from reporting.reports import Granularity, HoursPerClientQuery, Report, ReportsUnavailable
-from reporting.warehouse import hours_per_client_sql
+from reporting.api import REPORTS, reports_router
+from reporting.queries import hours_per_client_sql, statement_for
+from reporting.reports import Granularity, HoursPerClientQuery, Report, ReportQuery, ReportsUnavailable
 from tests.keys import ACME_MANAGER, ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from ticketstream_shared.runtime.http import create_service_app
 
@@ -22,10 +22,10 @@ class FakeWarehouse:
     """Answers with a fixed report and remembers the queries it was asked."""
 
     def __init__(self) -> None:
-        self.asked: list[HoursPerClientQuery] = []
+        self.asked: list[ReportQuery] = []
         self.down = False
 
-    async def hours_per_client(self, query: HoursPerClientQuery) -> Report:
+    async def report(self, query: ReportQuery) -> Report:
         self.asked.append(query)
         if self.down:
             raise ReportsUnavailable("ClickHouse does not answer: connection refused")
@@ -143,6 +143,7 @@ def test_the_sql_groups_by_period_and_binds_every_value() -> None:
 
     sql, parameters = hours_per_client_sql(query)
 
+    assert "acme" not in sql and "NOT voided" in sql
     assert "toMonday(performed_at) AS period" in sql
     assert "GROUP BY client_id, period" in sql
     assert "acme" not in sql
@@ -160,3 +161,40 @@ def test_a_database_outage_is_a_503_not_a_500(http: TestClient, warehouse: FakeW
 
     assert response.status_code == 503
     assert "ClickHouse does not answer" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_every_report_has_the_same_checks_and_scoping(http: TestClient, warehouse: FakeWarehouse, name: str) -> None:
+    url = f"/v1/reports/{name}"
+
+    assert http.get(url, params=MARCH, headers=bearer(TECHNICIAN)).status_code == 403
+    assert http.get(url, params={"from": "2026-03-31", "to": "2026-03-01"}, headers=bearer(MANAGER)).status_code == 422
+    assert http.get(url, params={**MARCH, "client_id": "globex"}, headers=bearer(ACME_MANAGER)).status_code == 403
+    response = http.get(url, params={**MARCH, "format": "csv"}, headers=bearer(ACME_MANAGER))
+
+    assert response.status_code == 200 and response.text.startswith("client_id,period,hours")
+    assert [(type(query), query.client_id) for query in warehouse.asked] == [(REPORTS[name], "acme")]
+
+
+@pytest.mark.parametrize("model", REPORTS.values(), ids=lambda model: model.__name__)
+def test_every_report_binds_the_client_instead_of_writing_it_into_the_sql(model: type[ReportQuery]) -> None:
+    sql, parameters = statement_for(model.model_validate({**MARCH, "client_id": "acme-corp"}))
+
+    assert "acme-corp" not in sql
+    assert parameters["client_id"] == "acme-corp"
+    assert "{client_id:String}" in sql
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"by": "requester"}, "by"),
+        ({"billable": "maybe"}, "billable"),
+        ({"category": "no spaces allowed"}, "category"),
+    ],
+)
+def test_hours_filters_are_checked(http: TestClient, params: dict[str, str], field: str) -> None:
+    response = http.get(URL, params={**MARCH, **params}, headers=bearer(MANAGER))
+
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == [field]

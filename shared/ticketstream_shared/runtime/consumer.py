@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType
 
@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 EVENTS_HANDLED = Counter("ticketstream_events_handled_total", "Events handed to the service", ["topic"])
 EVENTS_DEAD_LETTERED = Counter("ticketstream_events_dead_lettered_total", "Messages sent to a DLQ", ["topic"])
+CONSUMER_LAG = Gauge(
+    "ticketstream_consumer_lag_messages",
+    "Messages written to a partition this consumer owns but not yet handled",
+    ["group", "topic", "partition"],
+)
 EVENTS_SKIPPED = Counter(
     "ticketstream_events_skipped_total", "Well-formed events of types this version does not know", ["topic"]
 )
@@ -134,6 +139,7 @@ class EventConsumer:
                         EVENTS_HANDLED.labels(delivery.topic).inc()
                 if read_any:  # also a batch of only dead letters or skipped events: they are done with too
                     await self.consumer.commit()
+                await self._record_lag(self.consumer)
         finally:
             # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at
             # shutdown the broker may already be gone (then the group notices by itself, and nothing is lost:
@@ -143,6 +149,14 @@ class EventConsumer:
                     await asyncio.wait_for(closing, LEAVE_TIMEOUT_S)
                 except TimeoutError:
                     log.warning("Kafka did not answer while leaving; stopped anyway")
+
+    async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """From what the last fetch said of each partition's end: no extra request to the broker."""
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            if end is not None:
+                lag = end - await consumer.position(partition)
+                CONSUMER_LAG.labels(self._group_id, partition.topic, str(partition.partition)).set(lag)
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> tuple[list[Delivery], bool]:
         """The events to hand over, and whether any message at all was read (and so needs committing)."""

@@ -1,0 +1,125 @@
+"""Rebuild: replay every topic from the beginning into fresh tables, then swap them in for the live ones.
+
+    python -m reporting rebuild        (same environment as the service)
+
+The fresh tables live in a database of their own, created with the same migrations; the replay reads every
+partition from its first offset up to the end it had when the rebuild began, outside any consumer group, so the
+service's committed offsets stay as they are. Then each stored table is exchanged with its live namesake
+(EXCHANGE TABLES, atomic per table), and what was written after the rebuild began is replayed once more into the
+swapped-in tables, so nothing the service projected into the old tables meanwhile is missing (with chDB the
+service cannot run meanwhile: one process per data directory). The old tables are dropped with that database.
+Everything is idempotent: the tables collapse whatever is read twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from ticketstream_shared.contract import TOPICS, InvalidEvent
+from ticketstream_shared.runtime.consumer import Decoder, Delivery
+from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
+
+from .projector import decoders, rows_of
+from .settings import ReportingSettings
+from .warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[TopicPartition, int]
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    events: int
+    skipped: int
+    tables: tuple[str, ...]
+    seconds: float
+
+
+def _partitions(topics: list[str]) -> list[TopicPartition]:
+    """Every partition of `topics`, as the topic specifications of the contract create them."""
+    counts = {spec.name: spec.partitions for spec in TOPICS}
+    return [TopicPartition(topic, number) for topic in topics for number in range(counts[topic])]
+
+
+async def replay(
+    consumer: AIOKafkaConsumer, decode: Mapping[str, Decoder], start: Offsets, until: Offsets, batch_size: int
+) -> AsyncIterator[tuple[list[Delivery], int]]:
+    """Batches of the events between `start` (a partition missing there: its beginning) and `until`, with how
+    many messages were not events (they were dead-lettered when the service first read them)."""
+    wanted = [partition for partition, end in until.items() if end > start.get(partition, 0)]
+    if not wanted:
+        return
+    consumer.assign(wanted)
+    for partition in wanted:
+        consumer.seek(partition, start.get(partition, 0))
+    remaining = set(wanted)
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
+        batch: list[Delivery] = []
+        skipped = 0
+        for partition, records in fetched.items():
+            for record in records:
+                if record.offset >= until[partition]:
+                    break
+                try:
+                    event = decode[record.topic](record.value or b"")
+                except InvalidEvent:
+                    skipped += 1
+                    continue
+                batch.append(Delivery(event, record.topic, record.partition, record.offset))
+            if await consumer.position(partition) >= until[partition]:
+                remaining.discard(partition)
+        yield batch, skipped
+
+
+async def _project(
+    warehouse: Warehouse, consumer: AIOKafkaConsumer, start: Offsets, until: Offsets, batch_size: int
+) -> tuple[int, int]:
+    """Replay into `warehouse`, inserting batch N while batch N+1 is read and decoded; returns (events, skipped)."""
+    events = skipped = 0
+    inserting: asyncio.Task[None] | None = None
+    async for batch, not_events in replay(consumer, decoders(), start, until, batch_size):
+        events, skipped = events + len(batch), skipped + not_events
+        rows = rows_of(batch)
+        if inserting is not None:
+            await inserting
+        inserting = asyncio.create_task(warehouse.insert(rows))
+    if inserting is not None:
+        await inserting
+    return events, skipped
+
+
+async def rebuild(settings: ReportingSettings) -> RebuildSummary:
+    began = time.monotonic()
+    live = Warehouse(settings.clickhouse_dsn(), settings.clickhouse_migrations_dir)
+    await live.open()
+    fresh_database = f"reporting_rebuild_{int(time.time())}"
+    await live.create_database(fresh_database)
+    fresh = Warehouse(settings.clickhouse_dsn(), settings.clickhouse_migrations_dir, database=fresh_database)
+    consumer = await start_when_reachable(
+        lambda: make_consumer(settings, group_id=None, client_id="reporting-rebuild"), "consumer"
+    )
+    try:
+        await fresh.open()
+        partitions = _partitions(list(decoders()))
+        until = await consumer.end_offsets(partitions)
+        events, skipped = await _project(fresh, consumer, {}, until, settings.batch_size)
+        tables = await live.swap_tables_with(fresh_database)
+        caught_up = await consumer.end_offsets(partitions)
+        more, more_skipped = await _project(live, consumer, until, caught_up, settings.batch_size)
+        await live.drop_database(fresh_database)
+    finally:
+        await consumer.stop()
+        await fresh.close()
+        await live.close()
+    summary = RebuildSummary(events + more, skipped + more_skipped, tables, time.monotonic() - began)
+    log.info("rebuilt the reporting tables", extra={"events": summary.events, "tables": list(tables)})
+    return summary

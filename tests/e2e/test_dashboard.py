@@ -1,0 +1,86 @@
+"""The manager dashboard in a real browser: headless Chromium (Debian's package, driven by Playwright) opens it,
+clicks to the hours per client, and finds the figures the API gives; a screenshot is kept in pytest's tmp dir.
+
+The reporting service runs as its own process against the session's broker, with a help desk's week published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.integration.test_reporting_crash import reporting_process
+from tests.integration.test_reporting_rebuild import publish
+from tests.integration.test_reporting_reports import week
+from tests.polling import eventually
+from ticketstream_shared.contract import Envelope
+
+pytestmark = pytest.mark.e2e
+
+#: Debian's chromium package; the Makefile's install target installs it.
+CHROMIUM = Path("/usr/bin/chromium")
+RUN = uuid.uuid4().hex[:8]
+MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
+#: The columns of the dashboard's hours table, as the API names them.
+HOURS_COLUMNS = ("client_id", "hours", "billable_hours", "business_hours", "outside_business_hours", "tickets",
+                 "worklogs")  # fmt: skip
+
+
+def chromium() -> Path:
+    """The browser, or a failure that says how to get it: a missing browser must not pass for a skipped test."""
+    found = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium") or "/nonexistent")
+    if not found.exists():
+        pytest.fail(
+            "Chromium is missing: the dashboard test drives Debian's chromium package. Install it with "
+            "`apt-get install -y chromium` (make install does it on Debian).",
+            pytrace=False,
+        )
+    return found
+
+
+def of_this_run(event: Envelope) -> Envelope:
+    return event.model_copy(update={"client_id": f"{event.client_id}-{RUN}", "ticket_id": f"{event.ticket_id}-{RUN}"})
+
+
+def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: str, tmp_path: Path) -> None:
+    browser_path = chromium()
+    asyncio.run(publish(kafka_bootstrap, [of_this_run(event) for event in week()]))
+    with reporting_process(kafka_bootstrap, tmp_path) as service:
+
+        def api_rows() -> list[tuple[str | float, ...]]:
+            rows = service.get("/v1/reports/hours-per-client", **MARCH, business_hours="true").json()["rows"]
+            return [tuple(row[column] for column in HOURS_COLUMNS) for row in rows]
+
+        expected = eventually(lambda: [row for row in api_rows() if RUN in row[0]], timeout_s=60, what="our hours")
+        assert expected[0] == (f"acme-{RUN}", 4.0, 2.0, 2.5, 1.5, 2, 3)
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(browser_path), headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{service.url}/dashboard#key={service.manager_key}")
+            page.fill("#from", MARCH["from"])
+            page.fill("#to", MARCH["to"])
+            page.click("#show-hours")
+            page.wait_for_selector("body[data-shown=hours]")
+            page.wait_for_selector("#chart .main-svg")  # plotly.js, served by the service itself, drew the chart
+            shown = [
+                (client.inner_text(), *(float(cell.inner_text()) for cell in figures))
+                for client, *figures in (
+                    row.query_selector_all("td") for row in page.query_selector_all("#figures tbody tr")
+                )
+            ]
+            page.screenshot(path=str(tmp_path / "dashboard-hours-per-client.png"), full_page=True)
+            for view in ("sla", "backlog", "response"):
+                page.click(f"#show-{view}")
+                page.wait_for_selector(f"body[data-shown={view}]")
+            assert page.inner_text("#status") == ""
+            browser.close()
+
+        assert shown == api_rows()
+        assert [row for row in shown if RUN in row[0]] == expected
+    assert (tmp_path / "dashboard-hours-per-client.png").stat().st_size > 10_000
