@@ -1,29 +1,88 @@
-"""The sla service's composition root: its consumer group on tickets.events and its HTTP edge."""
+"""The sla service's composition root: the one place where Kafka, the wall clock and the HTTP app are wired.
+
+Start-up order matters: sla.config is read to its end first (clocks are timed by it), then the worker joins the
+"sla" group on tickets.events and rebuilds the clocks of its partitions; /readyz says when both are done.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
 from fastapi import FastAPI
 
-from ticketstream_shared.contract import decode_ticket_event
-from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import ApiKeys
-from ticketstream_shared.runtime.consumer import Delivery, EventConsumer
-from ticketstream_shared.runtime.http import consumer_service_app
+from ticketstream_shared.runtime.http import create_service_app
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 
+from . import api
+from .agreements import Agreements
+from .config_log import ConfigLog
 from .settings import SlaSettings
+from .timekeeper import Timekeeper
+from .worker import ClockWorker
 
 
-async def keep_place(batch: list[Delivery]) -> None:
-    """Until the SLA clocks (the SLA issue) land, the service only holds its place in the log:
-    events are read, counted and committed, so the group, its lag and the dead-letter path are real from the start."""
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def build_app(settings: SlaSettings, keys: ApiKeys) -> FastAPI:
-    consumer = EventConsumer(
-        settings,
-        service="sla",
-        group_id=settings.consumer_group,
-        decoders={TICKETS_EVENTS: decode_ticket_event},
-        handle=keep_place,
-    )
-    return consumer_service_app(service="sla", keys=keys, consumer=consumer)
+def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    timekeeper = Timekeeper(Agreements.with_defaults())
+    config_log = ConfigLog(timekeeper)
+    workers: list[ClockWorker] = []
+
+    async def run() -> None:
+        producer = await start_when_reachable(lambda: make_producer(settings, "sla"), "producer")
+        config_log.producer = producer
+        config_reader = await start_when_reachable(
+            lambda: make_consumer(settings, group_id=None, client_id="sla-config"), "config reader"
+        )
+        following = asyncio.create_task(config_log.follow(config_reader), name="follow-sla-config")
+        consumer = await start_when_reachable(
+            lambda: make_consumer(settings, group_id=settings.consumer_group, client_id="sla"), "consumer"
+        )
+        try:
+            await config_log.caught_up.wait()
+            worker = ClockWorker(
+                timekeeper,
+                consumer,
+                producer,
+                history_reader=lambda: make_consumer(settings, group_id=None, client_id="sla-history"),
+                now=clock,
+            )
+            workers.append(worker)
+            await worker.run()
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+            for client in (consumer, config_reader, producer):  # the consumer leaves its group at once
+                await client.stop()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        running = asyncio.create_task(run(), name="sla")
+        yield
+        if workers:
+            workers[0].stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(running), settings.shutdown_timeout_seconds)
+        except TimeoutError:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+    def readiness() -> dict[str, bool]:
+        return {
+            "kafka": config_log.producer is not None,
+            "config_read": config_log.caught_up.is_set(),
+            "clocks_rebuilt": bool(workers) and workers[0].ready,
+        }
+
+    app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
+    api.install(app, timekeeper, config_log, clock)
+    return app

@@ -1,0 +1,219 @@
+"""What the service desk promised: calendars, policies and client agreements, every version of each with the moment
+it takes effect, and the one question the clocks ask of them: under which terms is this ticket timed at this moment?
+
+Pure: the state is folded from sla.config events (`apply`), and nothing is ever overwritten, so a clock can be
+explained, and re-timed, as of any moment. A version is the position of a change among the changes of its id.
+
+Without configuration the service still keeps promises: the built-in `default` policy (rank 1000, any ticket) on
+the built-in `default` calendar, 24x7 in UTC. 24x7 rather than office hours because the service cannot guess a
+client's time zone or working week, and elapsed time is the reading of a promise no requester can call late;
+both are ordinary ids that an admin may PUT over (or deactivate) like any other.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
+
+from ticketstream_shared.contract import Priority, TicketStatus
+from ticketstream_shared.contract.sla import (
+    CalendarChanged,
+    CalendarData,
+    ClientAgreementChanged,
+    ClientAgreementData,
+    PolicyChanged,
+    PolicyData,
+    SlaConfigEvent,
+    SlaMetric,
+    Targets,
+)
+
+from .calendar import Calendar
+
+DEFAULT_ID = "default"
+#: Before any event of the log: the built-in versions are in effect from the beginning of time.
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+DEFAULT_CALENDAR = CalendarData(name="24x7 (built in)", timezone="UTC", always_open=True)
+DEFAULT_POLICY = PolicyData(
+    name="Built-in default",
+    rank=1000,
+    targets={
+        Priority.P1: Targets(first_response_minutes=15, resolution_minutes=4 * 60),
+        Priority.P2: Targets(first_response_minutes=60, resolution_minutes=8 * 60),
+        Priority.P3: Targets(first_response_minutes=4 * 60, resolution_minutes=24 * 60),
+        Priority.P4: Targets(first_response_minutes=8 * 60, resolution_minutes=72 * 60),
+    },
+)
+DEFAULT_TIER = "standard"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Version(Generic[T]):
+    number: int
+    effective_at: datetime
+    recorded_at: datetime
+    changed_by: str
+    value: T
+
+
+@dataclass
+class History(Generic[T]):
+    """Every version of one calendar, policy or agreement, in the order they were made."""
+
+    versions: list[Version[T]] = field(default_factory=list)
+
+    def add(self, effective_at: datetime, recorded_at: datetime, changed_by: str, value: T) -> Version[T]:
+        version = Version(len(self.versions) + 1, effective_at, recorded_at, changed_by, value)
+        self.versions.append(version)
+        return version
+
+    def at(self, moment: datetime) -> Version[T] | None:
+        """The version in effect at `moment`: of those effective by then, the latest made."""
+        in_effect = [version for version in self.versions if version.effective_at <= moment]
+        return in_effect[-1] if in_effect else None
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What one clock is timed against."""
+
+    policy_id: str
+    policy_version: int
+    calendar: Calendar
+    target: timedelta
+    thresholds: tuple[float, ...]
+    pause_statuses: frozenset[TicketStatus]
+
+    @property
+    def identity(self) -> tuple[str, int, str, int, timedelta]:
+        """Two terms with the same identity time a clock identically (a clock keeps them on a no-op change)."""
+        return (self.policy_id, self.policy_version, self.calendar.calendar_id, self.calendar.version, self.target)
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What policies match on, as of one moment."""
+
+    client_id: str
+    priority: Priority
+    category: str
+
+
+class UnknownCalendar(ValueError):
+    """A policy or agreement names a calendar that is not defined at the moment it takes effect."""
+
+
+@dataclass
+class Agreements:
+    calendars: dict[str, History[CalendarData]] = field(default_factory=dict)
+    policies: dict[str, History[PolicyData]] = field(default_factory=dict)
+    clients: dict[str, History[ClientAgreementData]] = field(default_factory=dict)
+    #: Every moment at which some change takes effect, sorted: clocks are re-timed at each of them.
+    change_moments: list[datetime] = field(default_factory=list)
+    _calendar_cache: dict[tuple[str, int], Calendar] = field(default_factory=dict)
+
+    @classmethod
+    def with_defaults(cls) -> Agreements:
+        agreements = cls()
+        agreements.calendars[DEFAULT_ID] = History()
+        agreements.calendars[DEFAULT_ID].add(BEGINNING, BEGINNING, "built-in", DEFAULT_CALENDAR)
+        agreements.policies[DEFAULT_ID] = History()
+        agreements.policies[DEFAULT_ID].add(BEGINNING, BEGINNING, "built-in", DEFAULT_POLICY)
+        return agreements
+
+    # --- folding sla.config -------------------------------------------------------------------------------------
+
+    def apply(self, change: SlaConfigEvent) -> Version[object]:
+        """Record a change read from sla.config; returns the version it became."""
+        bisect.insort(self.change_moments, change.effective_at)
+        args = (change.effective_at, change.occurred_at, change.changed_by)
+        if isinstance(change, CalendarChanged):
+            return self.calendars.setdefault(change.calendar_id, History()).add(*args, change.data)
+        if isinstance(change, PolicyChanged):
+            return self.policies.setdefault(change.policy_id, History()).add(*args, change.data)
+        assert isinstance(change, ClientAgreementChanged)
+        return self.clients.setdefault(change.client_id, History()).add(*args, change.data)
+
+    def check_calendar(self, calendar_id: str | None, effective_at: datetime) -> None:
+        """Refuse a policy or agreement naming a calendar that will not exist when it takes effect."""
+        if calendar_id is not None and self._calendar_version(calendar_id, effective_at) is None:
+            raise UnknownCalendar(f"no calendar {calendar_id!r} is defined at {effective_at.isoformat()}")
+
+    def next_change_after(self, moment: datetime) -> datetime | None:
+        index = bisect.bisect_right(self.change_moments, moment)
+        return self.change_moments[index] if index < len(self.change_moments) else None
+
+    # --- what the clocks ask ------------------------------------------------------------------------------------
+
+    def terms_for(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
+        """The terms of the first active policy (by rank, then id) matching the ticket at `moment`; None if none."""
+        tier = self._tier(ticket.client_id, moment)
+        for policy_id, version in self._policies_by_rank(moment):
+            policy = version.value
+            if not _matches(policy, ticket, tier):
+                continue
+            calendar_id = policy.calendar_id or self._client_calendar(ticket.client_id, moment)
+            calendar = self.calendar(calendar_id, moment) or self.calendar(DEFAULT_ID, moment)
+            if calendar is None:
+                return None
+            targets = policy.targets[ticket.priority]
+            minutes = (
+                targets.first_response_minutes if metric is SlaMetric.FIRST_RESPONSE else targets.resolution_minutes
+            )
+            return Terms(
+                policy_id=policy_id,
+                policy_version=version.number,
+                calendar=calendar,
+                target=timedelta(minutes=minutes),
+                thresholds=tuple(sorted(set(policy.warning_thresholds))),
+                pause_statuses=frozenset(policy.pause_statuses),
+            )
+        return None
+
+    def calendar(self, calendar_id: str, moment: datetime) -> Calendar | None:
+        version = self._calendar_version(calendar_id, moment)
+        if version is None:
+            return None
+        key = (calendar_id, version.number)
+        if key not in self._calendar_cache:  # one Calendar object per version, shared by every clock using it
+            self._calendar_cache[key] = Calendar.from_data(calendar_id, version.number, version.value)
+        return self._calendar_cache[key]
+
+    def _calendar_version(self, calendar_id: str, moment: datetime) -> Version[CalendarData] | None:
+        history = self.calendars.get(calendar_id)
+        return history.at(moment) if history else None
+
+    def _client_calendar(self, client_id: str, moment: datetime) -> str:
+        history = self.clients.get(client_id)
+        version = history.at(moment) if history else None
+        return version.value.calendar_id if version else DEFAULT_ID
+
+    def _tier(self, client_id: str, moment: datetime) -> str:
+        history = self.clients.get(client_id)
+        version = history.at(moment) if history else None
+        return version.value.tier if version else DEFAULT_TIER
+
+    def _policies_by_rank(self, moment: datetime) -> Iterable[tuple[str, Version[PolicyData]]]:
+        in_effect = []
+        for policy_id, history in self.policies.items():
+            version = history.at(moment)
+            if version is not None and version.value.active:
+                in_effect.append((version.value.rank, policy_id, version))
+        return [(policy_id, version) for _, policy_id, version in sorted(in_effect, key=lambda item: item[:2])]
+
+
+def _matches(policy: PolicyData, ticket: TicketFacts, tier: str) -> bool:
+    match = policy.match
+    return (
+        ticket.priority in policy.targets
+        and (not match.client_ids or ticket.client_id in match.client_ids)
+        and (not match.tiers or tier in match.tiers)
+        and (not match.priorities or ticket.priority in match.priorities)
+        and (not match.categories or ticket.category in match.categories)
+    )

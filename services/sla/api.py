@@ -1,0 +1,181 @@
+"""The sla HTTP routes: calendars, policies and client agreements (every PUT a new version on sla.config, effective
+from `effective_at`, nothing overwritten), and each ticket's clocks as people read them.
+
+(No postponed annotations in this module: FastAPI must see the `Caller` dependency, which is made per app.)
+"""
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from ticketstream_shared.contract import Role
+from ticketstream_shared.contract.events import Identifier, UtcDatetime
+from ticketstream_shared.contract.sla import (
+    CalendarChanged,
+    CalendarData,
+    ClientAgreementChanged,
+    ClientAgreementData,
+    PolicyChanged,
+    PolicyData,
+    SlaConfigEvent,
+)
+from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.logging import correlation_id
+
+from .agreements import History, UnknownCalendar
+from .config_log import ConfigLog
+from .timekeeper import Timekeeper
+from .views import ticket_view
+
+#: How far in the past an effective time may lie (clock skew between caller and service); older is a rewrite.
+CLOCK_SKEW = timedelta(minutes=5)
+READERS = (Role.ADMIN, Role.MANAGER)
+
+
+class _Effective(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    effective_at: UtcDatetime | None = None
+
+
+class CalendarBody(CalendarData, _Effective):
+    pass
+
+
+class PolicyBody(PolicyData, _Effective):
+    pass
+
+
+class ClientAgreementBody(ClientAgreementData, _Effective):
+    pass
+
+
+class Unprocessable(Exception):
+    """A well-formed body that cannot be accepted (a calendar that does not exist, a change dated in the past)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+async def _unprocessable_answer(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Unprocessable)
+    errors = [{"field": error.field, "message": error.message}]
+    return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": errors})
+
+
+def _history_view(kind: str, subject: str, history: History[Any] | None, now: datetime) -> dict[str, Any]:
+    if history is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} {subject}")
+    current = history.at(now)
+    return {
+        "id": subject,
+        "current_version": current.number if current else None,
+        "current": current.value.model_dump(mode="json") if current else None,
+        "versions": [
+            {
+                "version": version.number,
+                "effective_at": version.effective_at.isoformat(),
+                "recorded_at": version.recorded_at.isoformat(),
+                "changed_by": version.changed_by,
+                **version.value.model_dump(mode="json"),
+            }
+            for version in history.versions
+        ],
+    }
+
+
+def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: Callable[[], datetime]) -> None:
+    """Add the sla routes to `app`."""
+    Caller = Annotated[Principal, Depends(app.state.principal)]
+    router = APIRouter(prefix="/v1/sla", tags=["sla"])
+    agreements = timekeeper.agreements
+
+    def effective(body: _Effective, now: datetime) -> datetime:
+        if body.effective_at is None:
+            return now
+        if body.effective_at < now - CLOCK_SKEW:
+            raise Unprocessable("effective_at", "lies in the past: a change takes effect from now on, never before")
+        return body.effective_at
+
+    async def record(change_class: type[SlaConfigEvent], principal: Principal, **fields: Any) -> None:
+        if not config_log.caught_up.is_set():
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sla is still reading its configuration")
+        now = clock()
+        await config_log.append(
+            change_class(
+                event_id=uuid.uuid4(),
+                occurred_at=now,
+                producer="sla",
+                correlation_id=correlation_id.get() or str(uuid.uuid4()),
+                changed_by=principal.name,
+                **fields,
+            )
+        )
+
+    @router.put("/calendars/{calendar_id}")
+    async def put_calendar(calendar_id: Identifier, body: CalendarBody, principal: Caller) -> JSONResponse:
+        require_role(principal, Role.ADMIN)
+        at = effective(body, clock())
+        data = CalendarData.model_validate(body.model_dump(exclude={"effective_at"}))
+        await record(CalendarChanged, principal, effective_at=at, calendar_id=calendar_id, data=data)
+        return JSONResponse(_history_view("calendar", calendar_id, agreements.calendars.get(calendar_id), clock()))
+
+    @router.get("/calendars/{calendar_id}")
+    async def get_calendar(calendar_id: Identifier, principal: Caller) -> dict[str, Any]:
+        require_role(principal, *READERS)
+        return _history_view("calendar", calendar_id, agreements.calendars.get(calendar_id), clock())
+
+    @router.put("/policies/{policy_id}")
+    async def put_policy(policy_id: Identifier, body: PolicyBody, principal: Caller) -> JSONResponse:
+        require_role(principal, Role.ADMIN)
+        at = effective(body, clock())
+        try:
+            agreements.check_calendar(body.calendar_id, at)
+        except UnknownCalendar as error:
+            raise Unprocessable("calendar_id", str(error)) from None
+        data = PolicyData.model_validate(body.model_dump(exclude={"effective_at"}))
+        await record(PolicyChanged, principal, effective_at=at, policy_id=policy_id, data=data)
+        return JSONResponse(_history_view("policy", policy_id, agreements.policies.get(policy_id), clock()))
+
+    @router.get("/policies/{policy_id}")
+    async def get_policy(policy_id: Identifier, principal: Caller) -> dict[str, Any]:
+        require_role(principal, *READERS)
+        return _history_view("policy", policy_id, agreements.policies.get(policy_id), clock())
+
+    @router.put("/clients/{client_id}")
+    async def put_client(client_id: Identifier, body: ClientAgreementBody, principal: Caller) -> JSONResponse:
+        require_role(principal, Role.ADMIN)
+        at = effective(body, clock())
+        try:
+            agreements.check_calendar(body.calendar_id, at)
+        except UnknownCalendar as error:
+            raise Unprocessable("calendar_id", str(error)) from None
+        data = ClientAgreementData.model_validate(body.model_dump(exclude={"effective_at"}))
+        await record(ClientAgreementChanged, principal, effective_at=at, client_id=client_id, data=data)
+        return JSONResponse(_history_view("client agreement", client_id, agreements.clients.get(client_id), clock()))
+
+    @router.get("/clients/{client_id}")
+    async def get_client(client_id: Identifier, principal: Caller) -> dict[str, Any]:
+        require_role(principal, *READERS)
+        require_client(principal, client_id)
+        return _history_view("client agreement", client_id, agreements.clients.get(client_id), clock())
+
+    @router.get("/tickets/{ticket_id}")
+    async def get_ticket(ticket_id: Identifier, principal: Caller) -> dict[str, Any]:
+        state = timekeeper.ticket(ticket_id)
+        if state is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no SLA clocks for ticket {ticket_id}")
+        require_client(principal, state.client_id)
+        if principal.role is Role.REQUESTER and principal.requester_id not in (None, state.requester_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters see only their own tickets")
+        return ticket_view(state, clock())
+
+    app.include_router(router)
+    app.add_exception_handler(Unprocessable, _unprocessable_answer)

@@ -1,0 +1,93 @@
+"""sla.config as the log of every calendar, policy and client agreement change: appended by the HTTP edge with
+Kafka's acknowledgement, and read back from the beginning by every sla worker (no group: all of them need all of it).
+
+A change is answered only after this worker has read it back, so a GET right after a PUT sees it, and the version
+it reports is its position in the log, the same for every reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import TypeAdapter, ValidationError
+
+from ticketstream_shared.contract.sla import (
+    CalendarChanged,
+    ClientAgreementChanged,
+    PolicyChanged,
+    SlaConfigEvent,
+    SlaConfigEventUnion,
+)
+from ticketstream_shared.contract.topics import SLA_CONFIG
+from ticketstream_shared.runtime.kafka import correlation_headers, wait_for_topics
+
+from .timekeeper import Timekeeper
+
+log = logging.getLogger(__name__)
+
+_CHANGES: TypeAdapter[SlaConfigEvent] = TypeAdapter(SlaConfigEventUnion)
+PARTITION = TopicPartition(SLA_CONFIG, 0)
+
+
+def config_key(change: SlaConfigEvent) -> bytes:
+    """'<event type>/<id>', so a change's history can be told from the key alone."""
+    if isinstance(change, CalendarChanged):
+        subject = change.calendar_id
+    elif isinstance(change, PolicyChanged):
+        subject = change.policy_id
+    else:
+        assert isinstance(change, ClientAgreementChanged)
+        subject = change.client_id
+    return f"{change.event_type}/{subject}".encode()
+
+
+class ConfigLog:
+    def __init__(self, timekeeper: Timekeeper) -> None:
+        self._timekeeper = timekeeper
+        self.producer: AIOKafkaProducer | None = None
+        #: Set once the log has been read to the end it had at start-up: clocks may be built after that.
+        self.caught_up = asyncio.Event()
+        self._read_up_to = 0
+        self._progress = asyncio.Condition()
+
+    async def append(self, change: SlaConfigEvent) -> None:
+        """Return once Kafka has the change and this worker has applied it."""
+        assert self.producer is not None, "appended before the broker answered"
+        sent = await self.producer.send_and_wait(
+            SLA_CONFIG, change.model_dump_json().encode(), key=config_key(change), headers=correlation_headers()
+        )
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._read_up_to > sent.offset)
+
+    async def follow(self, consumer: AIOKafkaConsumer) -> None:
+        """Read sla.config from the beginning, then keep following it. Changes read before `caught_up` are
+        history (clocks meet them in event time); after, each is also swept over the running clocks."""
+        await wait_for_topics(consumer, [SLA_CONFIG])
+        consumer.assign([PARTITION])
+        await consumer.seek_to_beginning(PARTITION)
+        end = (await consumer.end_offsets([PARTITION]))[PARTITION]
+        if end == 0:
+            self.caught_up.set()
+        while True:
+            batches = await consumer.getmany(PARTITION, timeout_ms=500, max_records=1000)
+            for record in batches.get(PARTITION, []):
+                self._apply(record.value or b"", sweep=self.caught_up.is_set())
+                self._read_up_to = record.offset + 1
+                if self._read_up_to >= end:
+                    self.caught_up.set()
+            if batches:
+                async with self._progress:
+                    self._progress.notify_all()
+
+    def _apply(self, raw: bytes, sweep: bool) -> None:
+        try:
+            change = _CHANGES.validate_json(raw)
+        except ValidationError as error:
+            log.error("skipped an unreadable configuration change", extra={"error": str(error)})
+            return
+        if sweep:
+            self._timekeeper.record_change(change)
+        else:
+            self._timekeeper.agreements.apply(change)

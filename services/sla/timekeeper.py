@@ -1,0 +1,102 @@
+"""The clocks of every ticket a worker owns, and the deadline index that says which ticket to look at next.
+
+Still pure (no I/O, no wall clock): the service hands it ticket events, configuration changes and the time of each
+tick, and publishes what it returns. The index is a heap of (next alarm, ticket); an entry whose ticket has since
+moved its next alarm is stale and skipped when popped, so updating a ticket never searches the heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from datetime import datetime
+
+from ticketstream_shared.contract import TicketEvent
+from ticketstream_shared.contract.sla import SlaConfigEvent, SlaEvent
+
+from .agreements import Agreements
+from .clocks import TicketClocks, advance, decide, take_effect
+
+
+class Timekeeper:
+    def __init__(self, agreements: Agreements) -> None:
+        self.agreements = agreements
+        self._tickets: dict[str, TicketClocks] = {}
+        self._partition_of: dict[str, int] = {}
+        self._due: list[tuple[datetime, str]] = []
+        #: When configuration changes read live take effect: each then reaches every ticket in one sweep.
+        self._changes: list[datetime] = []
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def ticket(self, ticket_id: str) -> TicketClocks | None:
+        return self._tickets.get(ticket_id)
+
+    def tickets(self) -> Iterator[TicketClocks]:
+        return iter(self._tickets.values())
+
+    @property
+    def next_due(self) -> datetime | None:
+        return self._due[0][0] if self._due else None
+
+    def handle(self, event: TicketEvent, partition: int) -> list[SlaEvent]:
+        before = self._tickets.get(event.ticket_id)
+        after, events = decide(before, event, self.agreements)
+        self._store(before, after, partition)
+        return events
+
+    def tick(self, now: datetime) -> list[SlaEvent]:
+        """Everything due by `now`: configuration changes that took effect, then alarms, each at its own moment."""
+        events = []
+        while self._changes and self._changes[0] <= now:
+            events.extend(self._take_effect(heapq.heappop(self._changes)))
+        while self._due and self._due[0][0] <= now:
+            due, ticket_id = heapq.heappop(self._due)
+            state = self._tickets.get(ticket_id)
+            if state is None or state.next_due != due:
+                continue  # stale: the ticket moved on
+            after, raised = advance(state, due, self.agreements)
+            self._store(state, after, self._partition_of[ticket_id])
+            events.extend(raised)
+        return events
+
+    def catch_up(self, now: datetime) -> list[SlaEvent]:
+        """Advance every ticket to `now` (after a rebuild): what fell due while no worker held the tickets is
+        raised, and configuration changes since their last event reach them."""
+        events: list[SlaEvent] = []
+        for ticket_id, state in list(self._tickets.items()):
+            after, caused = advance(state, now, self.agreements)
+            self._store(state, after, self._partition_of[ticket_id])
+            events.extend(caused)
+        return events
+
+    def record_change(self, change: SlaConfigEvent) -> None:
+        """A configuration change read live from sla.config: every clock is re-timed at the first tick after it
+        takes effect. (Changes read before the ticket log need no sweep: clocks meet them in event time.)"""
+        self.agreements.apply(change)
+        heapq.heappush(self._changes, change.effective_at)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Partitions taken away by a rebalance: another worker rebuilds their clocks."""
+        for ticket_id in [t for t, p in self._partition_of.items() if p in partitions]:
+            del self._tickets[ticket_id], self._partition_of[ticket_id]
+        self._due = [(due, ticket_id) for due, ticket_id in self._due if ticket_id in self._tickets]
+        heapq.heapify(self._due)
+
+    def _take_effect(self, moment: datetime) -> list[SlaEvent]:
+        events: list[SlaEvent] = []
+        for ticket_id, state in list(self._tickets.items()):
+            after, caused = take_effect(state, moment, self.agreements)
+            self._store(state, after, self._partition_of[ticket_id])
+            events.extend(caused)
+        return events
+
+    def _store(self, before: TicketClocks | None, after: TicketClocks | None, partition: int) -> None:
+        if after is None:
+            return
+        self._tickets[after.ticket_id] = after
+        self._partition_of[after.ticket_id] = partition
+        due = after.next_due
+        if due is not None and (before is None or before.next_due != due):
+            heapq.heappush(self._due, (due, after.ticket_id))

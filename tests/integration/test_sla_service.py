@@ -1,0 +1,322 @@
+"""The sla service against the real broker: configuration over HTTP, ticket events in, sla events out; then the
+service killed with SIGKILL mid-run and started again: no alarm missed, none doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi.testclient import TestClient
+
+from deploy.kafka.launcher import free_ports
+from sla.app import build_app
+from sla.settings import SlaSettings
+from tests.builders import a_ticket_created
+from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.polling import eventually
+from ticketstream_shared.contract import CommentAdded, Envelope, TicketStatusChanged, encode
+from ticketstream_shared.contract.topics import SLA_EVENTS, TICKET_PARTITIONS, TICKETS_EVENTS
+from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeysFile, hash_key
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def _produce(bootstrap: str, events: list[Envelope]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(TICKETS_EVENTS, encode(event), key=event.ticket_id.encode())
+    finally:
+        await producer.stop()
+
+
+def produce(bootstrap: str, *events: Envelope) -> None:
+    asyncio.run(_produce(bootstrap, list(events)))
+
+
+async def _sla_events(bootstrap: str, tickets: set[str]) -> list[dict[str, Any]]:
+    """Every sla event of `tickets` so far, as JSON."""
+    import json
+
+    partitions = [TopicPartition(SLA_EVENTS, number) for number in range(TICKET_PARTITIONS)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found = []
+        pending = {tp for tp in partitions if ends[tp]}
+        while pending:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
+                for record in records:
+                    if record.key is not None and record.key.decode() in tickets:
+                        found.append(json.loads(record.value))
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def sla_events(bootstrap: str, tickets: set[str]) -> list[dict[str, Any]]:
+    return asyncio.run(_sla_events(bootstrap, tickets))
+
+
+def follow_up(event_class: type[Envelope], ticket_id: str, client_id: str, version: int, at: datetime, **data: Any):
+    return event_class(
+        event_id=uuid.uuid4(),
+        occurred_at=at,
+        ticket_id=ticket_id,
+        client_id=client_id,
+        aggregate_version=version,
+        producer="intake",
+        correlation_id="test",
+        data=data,
+    )
+
+
+ALWAYS = {"timezone": "UTC", "always_open": True}
+
+
+def policy_for(client_id: str, calendar_id: str, first: int = 60, resolution: int = 480) -> dict[str, Any]:
+    targets = {"first_response_minutes": first, "resolution_minutes": resolution}
+    return {
+        "rank": 1,
+        "match": {"client_ids": [client_id]},
+        "targets": {p: targets for p in ("P1", "P2", "P3", "P4")},
+        "calendar_id": calendar_id,
+    }
+
+
+# --- in process: configuration, clocks, the requester's view ----------------------------------------------------
+
+
+@pytest.fixture()
+def sla_app(kafka_bootstrap: str) -> Iterator[TestClient]:
+    settings = SlaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        api_keys_file=Path("unused-keys-come-from-the-test.json"),
+        consumer_group=unique("sla-test"),
+    )
+    with TestClient(build_app(settings, TEST_KEYS)) as http:
+        eventually(lambda: http.get("/readyz").status_code == 200, timeout_s=60, what="sla ready")
+        yield http
+
+
+def test_configuration_is_versioned_and_checked(sla_app: TestClient) -> None:
+    calendar_id = unique("berlin")
+    office = {"timezone": "Europe/Berlin", "week": {"monday": [{"start": "09:00", "end": "17:00"}]}}
+    first = sla_app.put(f"/v1/sla/calendars/{calendar_id}", json=office, headers=bearer(ADMIN))
+    assert first.status_code == 200, first.text
+    second = sla_app.put(
+        f"/v1/sla/calendars/{calendar_id}", json={**office, "holidays": ["2026-12-25"]}, headers=bearer(ADMIN)
+    )
+    assert second.json()["current_version"] == 2
+    history = sla_app.get(f"/v1/sla/calendars/{calendar_id}", headers=bearer(MANAGER)).json()
+    assert [v["version"] for v in history["versions"]] == [1, 2] and history["versions"][0]["holidays"] == []
+
+    assert sla_app.put(f"/v1/sla/calendars/{calendar_id}", json=office, headers=bearer(MANAGER)).status_code == 403
+    assert sla_app.get(f"/v1/sla/calendars/{calendar_id}", headers=bearer(TECHNICIAN)).status_code == 403
+    bad = sla_app.put("/v1/sla/calendars/x", json={"timezone": "Mars/Base", "always_open": True}, headers=bearer(ADMIN))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "timezone"
+    unknown = sla_app.put("/v1/sla/policies/p", json=policy_for("acme", unique("nowhere")), headers=bearer(ADMIN))
+    assert unknown.status_code == 422 and unknown.json()["errors"] == [
+        {"field": "calendar_id", "message": unknown.json()["errors"][0]["message"]}
+    ]
+    past = sla_app.put(
+        f"/v1/sla/calendars/{calendar_id}",
+        json={**office, "effective_at": "2020-01-01T00:00:00Z"},
+        headers=bearer(ADMIN),
+    )
+    assert past.status_code == 422 and past.json()["errors"][0]["field"] == "effective_at"
+    assert sla_app.put("/v1/sla/calendars/x", content=b"{", headers=bearer(ADMIN)).status_code == 422
+
+
+def test_ticket_events_in_sla_events_out(sla_app: TestClient, kafka_bootstrap: str) -> None:
+    client_id, calendar_id = unique("client"), unique("always")
+    assert sla_app.put(f"/v1/sla/calendars/{calendar_id}", json=ALWAYS, headers=bearer(ADMIN)).status_code == 200
+    response = sla_app.put(
+        f"/v1/sla/policies/{unique('policy')}", json=policy_for(client_id, calendar_id), headers=bearer(ADMIN)
+    )
+    assert response.status_code == 200, response.text
+    now = datetime.now(UTC)
+    created = a_ticket_created(client_id=client_id, occurred_at=now - timedelta(minutes=50))
+    ticket = created.ticket_id
+    produce(kafka_bootstrap, created)
+
+    started = eventually(lambda: sla_events(kafka_bootstrap, {ticket}), what="clock_started")
+    assert sorted(e["event_type"] for e in started)[:2] == ["sla.clock_started", "sla.clock_started"]
+    # 50 of 60 minutes are gone: the 75% warning is raised at once, at its own moment (event time).
+    warned = eventually(
+        lambda: [e for e in sla_events(kafka_bootstrap, {ticket}) if e["event_type"] == "sla.warning"],
+        what="warning",
+    )
+    assert warned[0]["occurred_at"].startswith((now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+
+    view = sla_app.get(f"/v1/sla/tickets/{ticket}", headers=bearer(TECHNICIAN))
+    assert view.status_code == 404 or view.json()["ticket_id"] == ticket  # requester is alice of acme only
+    produce(
+        kafka_bootstrap,
+        follow_up(
+            CommentAdded,
+            ticket,
+            client_id,
+            2,
+            now,
+            comment_id=uuid.uuid4(),
+            author_id="tech-1",
+            author_role="technician",
+            body="On it",
+            public=True,
+        ),
+        follow_up(TicketStatusChanged, ticket, client_id, 3, now, from_status="new", to_status="waiting_on_customer"),
+    )
+    kinds = eventually(
+        lambda: (
+            {(e["event_type"], e["data"]["metric"]) for e in sla_events(kafka_bootstrap, {ticket})}
+            >= {("sla.met", "first_response"), ("sla.paused", "resolution")}
+        ),
+        what="met and paused",
+    )
+    assert kinds
+    clocks = sla_app.get(f"/v1/sla/tickets/{ticket}", headers=bearer(TECHNICIAN)).json()["clocks"]
+    assert [(c["metric"], c["status"]) for c in clocks] == [("first_response", "met"), ("resolution", "paused")]
+    assert clocks[1]["remaining_business_seconds"] == 430 * 60
+    assert clocks[1]["explanation"].startswith("Waiting for your reply")
+
+
+def test_requesters_see_only_their_own_clients_tickets(sla_app: TestClient, kafka_bootstrap: str) -> None:
+    theirs, others = a_ticket_created(client_id="acme"), a_ticket_created(client_id=unique("globex"))
+    produce(kafka_bootstrap, theirs, others)
+    mine = eventually(
+        lambda: (
+            (r := sla_app.get(f"/v1/sla/tickets/{theirs.ticket_id}", headers=bearer(REQUESTER))).status_code == 200
+            and r.json()
+        ),
+        what="requester view",
+    )
+    assert mine["clocks"][0]["explanation"].startswith("We promised a first answer by ")
+    eventually(lambda: sla_app.get(f"/v1/sla/tickets/{others.ticket_id}", headers=bearer(ADMIN)).status_code == 200)
+    assert sla_app.get(f"/v1/sla/tickets/{others.ticket_id}", headers=bearer(REQUESTER)).status_code == 403
+    assert sla_app.get("/v1/sla/tickets/nope", headers=bearer(REQUESTER)).status_code == 404
+
+
+# --- kill -9 and restart ------------------------------------------------------------------------------------------
+
+
+class SlaProcess:
+    """`python -m sla` as its own process, as in production."""
+
+    def __init__(self, bootstrap: str, keys_file: Path, group: str) -> None:
+        (self.port,) = free_ports(1)
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "API_KEYS_FILE": str(keys_file),
+            "CONSUMER_GROUP": group,
+            "HTTP_PORT": str(self.port),
+            "LOG_LEVEL": "WARNING",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "sla"], env=self.env, cwd=ROOT)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def put(self, path: str, body: dict[str, Any]) -> None:
+        response = httpx.put(f"http://127.0.0.1:{self.port}{path}", json=body, headers=bearer(ADMIN), timeout=10)
+        assert response.status_code == 200, response.text
+
+
+def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    keys_file = tmp_path / "api-keys.json"
+    keys_file.write_text(
+        ApiKeysFile(keys=[ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role="admin")]).model_dump_json()
+    )
+    service = SlaProcess(kafka_bootstrap, keys_file, unique("sla-kill"))
+    service.start()
+    try:
+        eventually(service.ready, timeout_s=60, what="sla process ready")
+        client_id, calendar_id = unique("client"), unique("always")
+        # In effect a little before the (backdated) tickets were opened, as a change may be (clock skew allowance).
+        since = (datetime.now(UTC) - timedelta(minutes=4)).isoformat()
+        service.put(f"/v1/sla/calendars/{calendar_id}", {**ALWAYS, "effective_at": since})
+        policy = policy_for(client_id, calendar_id, first=1, resolution=2)
+        service.put(f"/v1/sla/policies/{unique('policy')}", {**policy, "effective_at": since})
+        # 40 tickets whose alarms (at 45, 54, 60, 90, 108 and 120 s of age) fall before, during and after the kill.
+        start = datetime.now(UTC)
+        tickets = [
+            a_ticket_created(client_id=client_id, occurred_at=start - timedelta(seconds=110) + timedelta(seconds=i))
+            for i in range(40)
+        ]
+        produce(kafka_bootstrap, *tickets)
+        ids = {t.ticket_id for t in tickets}
+        eventually(lambda: len(sla_events(kafka_bootstrap, ids)) > 80, what="alarms before the kill")
+        service.kill()
+        service.start()
+        eventually(service.ready, timeout_s=60, what="sla process ready again")
+        end = start + timedelta(seconds=50)  # the last alarm (120 s after the youngest ticket) is due by then
+
+        offsets = {"warning:0.75": (45, 90), "warning:0.9": (54, 108), "breach": (60, 120)}
+
+        def expected() -> Counter[tuple[str, str, str]]:
+            return Counter(
+                (t.ticket_id, metric, kind)
+                for t in tickets
+                for kind, seconds in offsets.items()
+                for metric, after in zip(("first_response", "resolution"), seconds, strict=True)
+                if t.occurred_at + timedelta(seconds=after) <= end
+            )
+
+        def alarms() -> Counter[tuple[str, str, str]]:
+            found: Counter[tuple[str, str, str]] = Counter()
+            for event in sla_events(kafka_bootstrap, ids):
+                if event["event_type"] == "sla.warning":
+                    found[(event["ticket_id"], event["data"]["metric"], f"warning:{event['data']['threshold']:g}")] += 1
+                elif event["event_type"] == "sla.breached":
+                    found[(event["ticket_id"], event["data"]["metric"], "breach")] += 1
+            return found
+
+        eventually(
+            lambda: datetime.now(UTC) > end and not set(expected()) - set(alarms()), timeout_s=60, what="every alarm"
+        )
+        assert alarms() == expected()
+        events = sla_events(kafka_bootstrap, ids)
+        assert len({e["event_id"] for e in events}) == len(events), "an sla event was published twice"
+        assert sum(1 for e in events if e["event_type"] == "sla.clock_started") == 80
+    finally:
+        if service.process and service.process.poll() is None:
+            service.process.terminate()
+            service.process.wait(timeout=20)
