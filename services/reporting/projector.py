@@ -10,16 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import Histogram
-from pydantic import TypeAdapter, ValidationError
 
 from ticketstream_shared.contract import Envelope, UnknownEventType, decode_event
-from ticketstream_shared.contract.assignment import AssignmentEventUnion
-from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
-from ticketstream_shared.contract.events import TicketEventUnion
-from ticketstream_shared.contract.sla import SlaEventUnion
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Decoder, Delivery
 
@@ -37,31 +32,16 @@ INSERT_SECONDS = Histogram(
 FIRST_RETRY_SECONDS = 0.5
 LAST_RETRY_SECONDS = 30.0
 
-#: The topics reporting reads, each with the union of the event types the contract knows on it.
-EVENT_UNIONS: dict[str, Any] = {
-    TICKETS_EVENTS: TicketEventUnion,
-    SLA_EVENTS: SlaEventUnion,
-    ASSIGNMENT_EVENTS: AssignmentEventUnion,
-}
+#: The topics reporting reads.
+TOPICS_READ = (TICKETS_EVENTS, SLA_EVENTS, ASSIGNMENT_EVENTS)
 
 
 def topic_decoder(topic: str) -> Decoder:
     """The decoder of one topic: the event, or for an event type this contract does not know yet its envelope,
     which the raw table keeps so that a later version can report on it. Raises InvalidEvent (the message goes to
-    the DLQ) otherwise.
-
-    Fast path: pydantic parses and validates the bytes of a current-version event in one pass, about three times
-    faster than the codec's json.loads then validate. Anything it refuses (an older schema version to upcast, an
-    unknown type, an invalid message) takes the codec's path, which upcasts and words the reason.
-    """
-    adapter: TypeAdapter[Envelope] = TypeAdapter(EVENT_UNIONS[topic])
+    the DLQ) otherwise."""
 
     def decode(raw: bytes) -> Envelope:
-        if len(raw) <= MAX_EVENT_BYTES:
-            try:
-                return adapter.validate_json(raw)
-            except ValidationError:
-                pass
         try:
             return decode_event(topic, raw)
         except UnknownEventType:
@@ -71,7 +51,7 @@ def topic_decoder(topic: str) -> Decoder:
 
 
 def decoders() -> dict[str, Decoder]:
-    return {topic: topic_decoder(topic) for topic in EVENT_UNIONS}
+    return {topic: topic_decoder(topic) for topic in TOPICS_READ}
 
 
 def rows_of(batch: Iterable[Delivery]) -> dict[str, list[Row]]:

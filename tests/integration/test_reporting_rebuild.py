@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from reporting.api import REPORTS
 from reporting.app import build_app
-from reporting.projector import EVENT_UNIONS
+from reporting.projector import TOPICS_READ
 from reporting.rebuild import rebuild
 from reporting.settings import ReportingSettings
 from tests.integration.test_reporting_projection import ADMIN_KEY, KEYS, bearer
@@ -55,7 +55,7 @@ async def publish(bootstrap: str, events: list[Envelope]) -> None:
 
 async def caught_up(bootstrap: str, group: str) -> bool:
     """Whether `group` has committed every message there is on the three topics reporting reads."""
-    partitions = [TopicPartition(topic, n) for topic in EVENT_UNIONS for n in range(TICKET_PARTITIONS)]
+    partitions = [TopicPartition(topic, n) for topic in TOPICS_READ for n in range(TICKET_PARTITIONS)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await admin.start()

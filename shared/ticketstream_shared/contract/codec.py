@@ -87,6 +87,11 @@ _KNOWN_TYPES = {
 
 def decode_event(topic: str, raw: bytes) -> Envelope:
     """Decode one message of an event topic; raises InvalidEvent (or UnknownEventType) with the reason."""
+    if len(raw) <= MAX_EVENT_BYTES:
+        try:  # the common case, in one pass of pydantic's JSON parser (2-3x faster than parse, then validate)
+            return _ADAPTERS[topic].validate_json(raw)  # type: ignore[no-any-return]
+        except ValidationError:
+            pass  # an older schema_version, an unknown type, or garbage: the careful path says which
     payload = upcast(parse_message(raw))
     if payload.get("event_type") not in _KNOWN_TYPES[topic]:
         try:

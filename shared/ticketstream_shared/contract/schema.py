@@ -13,14 +13,33 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .assignment import ROSTER_EVENT_TYPES
 from .codec import EVENT_TYPES_BY_TOPIC
 from .requests import InboundRequest
-from .topics import TICKETS_INBOUND, dead_letter_topic
+from .sla import SLA_CONFIG_EVENT_TYPES
+from .topics import ASSIGNMENT_BY_TEAM, SLA_CONFIG, TICKETS_INBOUND, dead_letter_topic
 
 CONTRACT_VERSION = "1.0.0"
 BASE_ID = "https://ticketstream.dev/schemas"
 
-WRITERS = {"tickets.events": "intake", "sla.events": "sla", "assignment.events": "assignment"}
+WRITERS = {
+    "tickets.events": "intake",
+    "sla.events": "sla",
+    "assignment.events": "assignment",
+    SLA_CONFIG: "sla",
+    ASSIGNMENT_BY_TEAM: "assignment",
+}
+#: Configuration logs: not keyed by ticket, each with its own envelope; published so operators and auditors can
+#: read them, written and read by their service.
+CONFIGURATION_BY_TOPIC: dict[str, tuple[type[BaseModel], ...]] = {
+    SLA_CONFIG: SLA_CONFIG_EVENT_TYPES,
+    ASSIGNMENT_BY_TEAM: ROSTER_EVENT_TYPES,
+}
+CONFIGURATION_NOTES = {
+    SLA_CONFIG: "Versioned calendars, policies and client agreements, each with effective_at; key = '<kind>/<id>'.",
+    ASSIGNMENT_BY_TEAM: "Roster and routing changes, keyed by team (rules by 'category:<name>'); it also carries "
+    "assignment's own re-keyed ticket work, which is not part of this contract.",
+}
 
 
 def _event_name(model: type[BaseModel]) -> tuple[str, int]:
@@ -34,7 +53,7 @@ def _json(document: dict[str, Any]) -> str:
 def generate_schemas() -> dict[str, str]:
     """File name -> text: one JSON Schema per event type and schema version, and asyncapi.json."""
     files = {}
-    for models in EVENT_TYPES_BY_TOPIC.values():
+    for models in (*EVENT_TYPES_BY_TOPIC.values(), *CONFIGURATION_BY_TOPIC.values()):
         for model in models:
             event_type, version = _event_name(model)
             schema = model.model_json_schema(mode="serialization")
@@ -50,7 +69,7 @@ def asyncapi() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     consumed = [*EVENT_TYPES_BY_TOPIC, TICKETS_INBOUND]
-    for topic, models in EVENT_TYPES_BY_TOPIC.items():
+    for topic, models in (*EVENT_TYPES_BY_TOPIC.items(), *CONFIGURATION_BY_TOPIC.items()):
         names = {}
         for model in models:
             event_type, version = _event_name(model)
@@ -60,12 +79,13 @@ def asyncapi() -> dict[str, Any]:
                 "summary": (model.__doc__ or "").strip().split("\n")[0] or event_type,
                 "contentType": "application/json",
                 "payload": {"$ref": f"{BASE_ID}/{event_type}.v{version}.json"},
-                "correlationId": {"location": "$message.header#/correlation_id"},
+                "correlationId": {"location": "$message.payload#/correlation_id"},
             }
             names[event_type] = {"$ref": f"#/components/messages/{event_type}"}
+        keyed = CONFIGURATION_NOTES.get(topic, "Key = ticket_id; one partition keeps a ticket's order.")
         channels[topic] = {
             "address": topic,
-            "description": f"Written by {WRITERS[topic]} only; key = ticket_id; one partition keeps a ticket's order.",
+            "description": f"Written by {WRITERS[topic]} only. {keyed}",
             "messages": names,
         }
         operations[f"write {topic}"] = {"action": "send", "channel": {"$ref": f"#/channels/{topic}"}}
