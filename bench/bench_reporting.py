@@ -106,7 +106,7 @@ def a_ticket_day(number: int) -> Iterator[TicketEvent]:
             }
         )  # fmt: skip
     comment = {"comment_id": uuid.uuid4(), "author_id": "tech-1", "author_role": "technician",
-               "body": "Rolled back the client; please confirm.", "public": True}  # fmt: skip
+               "body": "Rolled back the client; please confirm.", "visibility": "public"}  # fmt: skip
     yield CommentAdded.model_validate({**_envelope(ticket, client, 3 + WORKLOGS_PER_TICKET, at), "data": comment})
     resolved = {"from_status": "in_progress", "to_status": "resolved"}
     yield TicketStatusChanged.model_validate(

@@ -56,7 +56,13 @@ def created(ticket_id: str, at: datetime) -> bytes:
 
 def follow_up(ticket_id: str, version: int, at: datetime, rng: random.Random) -> bytes:
     if rng.random() < 0.5:
-        data = {"comment_id": uuid.uuid4(), "author_id": "a", "author_role": "requester", "body": "b", "public": True}
+        data = {
+            "comment_id": uuid.uuid4(),
+            "author_id": "a",
+            "author_role": "requester",
+            "body": "b",
+            "visibility": "public",
+        }
         return encode(CommentAdded(**_envelope(ticket_id, version, at), data=data))
     to = "in_progress" if version % 2 == 0 else "open"
     data = {"from_status": "open" if to == "in_progress" else "in_progress", "to_status": to}

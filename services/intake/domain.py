@@ -37,6 +37,7 @@ from ticketstream_shared.contract.events import (
     TicketCreatedData,
     TicketFields,
     TicketUpdatedData,
+    Visibility,
     WorklogCorrectedData,
     WorklogRecordedData,
     WorklogVoidedData,
@@ -427,7 +428,7 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
             author_id=command.author_id,
             author_role=role,
             body=command.body,
-            public=command.public,
+            visibility=Visibility.PUBLIC if command.public else Visibility.INTERNAL,
         ),
     )
     if role is Role.REQUESTER and ticket.status is S.WAITING_ON_CUSTOMER:

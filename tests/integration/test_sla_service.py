@@ -189,7 +189,7 @@ def test_ticket_events_in_sla_events_out(sla_app: TestClient, kafka_bootstrap: s
             author_id="tech-1",
             author_role="technician",
             body="On it",
-            public=True,
+            visibility="public",
         ),
         follow_up(TicketStatusChanged, ticket, client_id, 3, now, from_status="new", to_status="waiting_on_customer"),
     )

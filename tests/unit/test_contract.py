@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.builders import a_ticket_created, a_worklog_recorded
+from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
 from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
 from ticketstream_shared.contract.schema import generate_schemas
@@ -110,3 +111,31 @@ def test_the_asyncapi_document_names_every_topic_and_event_and_its_references_re
     for message in document["components"]["messages"].values():
         if message["payload"].get("$ref", "").startswith("https://"):
             assert message["payload"]["$ref"].rsplit("/", 1)[1] in published
+
+
+def test_a_comment_of_schema_version_1_is_read_as_version_2():
+    """Events written before the bump stay readable forever: the codec upcasts them on the way in."""
+    from ticketstream_shared.contract import CommentAdded
+    from ticketstream_shared.contract.legacy import CommentAddedV1
+
+    for public, visibility in ((True, "public"), (False, "internal")):
+        old = CommentAddedV1(
+            event_id=uuid.uuid4(),
+            occurred_at=T0,
+            ticket_id="t-1",
+            client_id="acme",
+            aggregate_version=2,
+            producer="intake",
+            correlation_id="c",
+            data={
+                "comment_id": uuid.uuid4(),
+                "author_id": "tech-1",
+                "author_role": "technician",
+                "body": "hi",
+                "public": public,
+            },
+        )
+        read = decode_ticket_event(encode(old))
+        assert isinstance(read, CommentAdded) and read.schema_version == 2
+        assert (read.data.visibility, read.data.public) == (visibility, public)
+        assert (read.event_id, read.data.comment_id, read.data.body) == (old.event_id, old.data.comment_id, "hi")

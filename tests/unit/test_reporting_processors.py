@@ -98,7 +98,7 @@ def a_comment(
                 "author_id": "tech-1",
                 "author_role": role,
                 "body": "Rebooted the printer.",
-                "public": True,
+                "visibility": "public",
                 **data,
             },
         }

@@ -63,7 +63,13 @@ class Story:
         return self._next(TicketStatusChanged, at, {"from_status": from_status, "to_status": to_status})
 
     def comment(self, at: datetime, role: str = "technician", public: bool = True) -> list[SlaEvent]:
-        data = {"comment_id": uuid.uuid4(), "author_id": "x", "author_role": role, "body": "hi", "public": public}
+        data = {
+            "comment_id": uuid.uuid4(),
+            "author_id": "x",
+            "author_role": role,
+            "body": "hi",
+            "visibility": "public" if public else "internal",
+        }
         return self._next(CommentAdded, at, data)
 
     def priority(self, at: datetime, old: str, new: str) -> list[SlaEvent]:

@@ -18,9 +18,20 @@ MAX_EVENT_BYTES = 256 * 1024
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
+
+def comment_added_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 said `public: true|false`; v2 says `visibility: "public"|"internal"`."""
+    data = dict(payload.get("data") or {})
+    if "public" in data:
+        data["visibility"] = "public" if data.pop("public") else "internal"
+    return {**payload, "schema_version": 2, "data": data}
+
+
 #: (event_type, schema_version) -> a function that turns that payload into the next schema_version.
 #: Chained until the current version is reached; old shapes are never edited in place.
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("ticket.comment_added", 1): comment_added_v1_to_v2,
+}
 
 
 class InvalidEvent(ValueError):

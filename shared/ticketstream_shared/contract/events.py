@@ -149,12 +149,24 @@ class StatusChangedData(Frozen):
     reason: str = Field(default="", max_length=2_000)
 
 
+class Visibility(StrEnum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+
+
 class CommentAddedData(Frozen):
+    """schema_version 2: `visibility` replaced v1's boolean `public` (the codec upcasts v1 payloads)."""
+
     comment_id: uuid.UUID
     author_id: Identifier
     author_role: Role
     body: str = Field(min_length=1, max_length=20_000)
-    public: bool
+    visibility: Visibility
+
+    @property
+    def public(self) -> bool:
+        """Whether the requester sees it."""
+        return self.visibility is Visibility.PUBLIC
 
 
 class CsatRecordedData(Frozen):
@@ -200,7 +212,7 @@ class TicketStatusChanged(TicketEvent):
 
 class CommentAdded(TicketEvent):
     event_type: Literal["ticket.comment_added"] = "ticket.comment_added"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: CommentAddedData
 
 

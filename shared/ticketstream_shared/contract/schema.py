@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from .assignment import ROSTER_EVENT_TYPES
 from .codec import EVENT_TYPES_BY_TOPIC
+from .legacy import LEGACY_EVENT_TYPES
 from .requests import InboundRequest
 from .sla import SLA_CONFIG_EVENT_TYPES
 from .topics import ASSIGNMENT_BY_TEAM, SLA_CONFIG, TICKETS_INBOUND, dead_letter_topic
@@ -53,7 +54,7 @@ def _json(document: dict[str, Any]) -> str:
 def generate_schemas() -> dict[str, str]:
     """File name -> text: one JSON Schema per event type and schema version, and asyncapi.json."""
     files = {}
-    for models in (*EVENT_TYPES_BY_TOPIC.values(), *CONFIGURATION_BY_TOPIC.values()):
+    for models in (*EVENT_TYPES_BY_TOPIC.values(), *CONFIGURATION_BY_TOPIC.values(), LEGACY_EVENT_TYPES):
         for model in models:
             event_type, version = _event_name(model)
             schema = model.model_json_schema(mode="serialization")
