@@ -68,5 +68,5 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
 
     app = create_service_app(service="reporting", keys=keys, readiness=readiness, lifespan=lifespan)
     app.include_router(reports_router(warehouse, app.state.principal))
-    app.include_router(dashboard_router())
+    app.include_router(dashboard_router(app.state.principal))
     return app

@@ -62,7 +62,13 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(browser_path), headless=True)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{service.url}/dashboard#key={service.manager_key}")
+            assert page.goto(f"{service.url}/dashboard").status == 401, "no key, no dashboard"
+            page.fill("#key", "not-a-key")
+            page.click("#sign-in")
+            assert page.inner_text("body").count("not one that may read") == 1
+            page.fill("#key", service.manager_key)
+            page.click("#sign-in")
+            page.wait_for_selector("#show-hours")
             page.fill("#from", MARCH["from"])
             page.fill("#to", MARCH["to"])
             page.click("#show-hours")

@@ -138,3 +138,6 @@ def test_every_service_guards_its_endpoints_but_health(system):
         assert httpx.get(f"{url}/metrics").status_code == 401
         metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {keys['admin']}"})
         assert metrics.status_code == 200 and "ticketstream_http_requests_total" in metrics.text
+    assert httpx.get(f"{urls['reporting']}/dashboard").status_code == 401
+    technician = httpx.post(f"{urls['reporting']}/dashboard/session", data={"key": keys["technician"]})
+    assert technician.status_code == 403, "a technician's key does not open the manager dashboard"

@@ -57,8 +57,7 @@ class ApiKeys:
 
     def __init__(self, entries: list[ApiKeyEntry]) -> None:
         self._by_hash = {
-            entry.sha256: Principal(entry.name, entry.role, entry.client_id, entry.requester_id)
-            for entry in entries
+            entry.sha256: Principal(entry.name, entry.role, entry.client_id, entry.requester_id) for entry in entries
         }
 
     @classmethod
@@ -73,12 +72,20 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+#: The cookie a browser signed in to a dashboard carries its key in (HttpOnly, SameSite=Strict): a browser cannot
+#: send a bearer header when it navigates.
+KEY_COOKIE = "ticketstream_key"
+
+
 def authenticated(keys: ApiKeys) -> Callable[[Request], Principal]:
-    """A FastAPI dependency: the caller's Principal, or 401."""
+    """A FastAPI dependency: the caller's Principal, or 401. The key comes as `Authorization: Bearer <key>`, or,
+    from a signed-in browser, in the KEY_COOKIE cookie."""
 
     def principal(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
+        if not header:
+            scheme, key = "bearer", request.cookies.get(KEY_COOKIE, "")
         if scheme.lower() != "bearer" or not key:
             raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         found = keys.identify(key.strip())
