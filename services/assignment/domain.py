@@ -398,9 +398,7 @@ class Team:
         self.awaiting.pop(outcome.ticket_id, None)
         if isinstance(outcome, Assigned):
             self.backlog.pop(outcome.ticket_id, None)
-            self._put(
-                replace(ticket, assignee=outcome.technician_id, previous_assignee=None, unassignable_reason=None)
-            )
+            self._put(replace(ticket, assignee=outcome.technician_id, previous_assignee=None, unassignable_reason=None))
             if outcome.strategy is Strategy.ROUND_ROBIN:
                 self.last_served = outcome.technician_id
         else:

@@ -53,10 +53,9 @@ class Routing:
     where: Routed | None = None
 
 
-def route(
-    event: Envelope, known: Routed | None, rule_for: Callable[[str], CategoryRule | None]
-) -> Routing:
+def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], CategoryRule | None]) -> Routing:
     """Route one ticket or SLA event given where the ticket is (`known`) and the category rules."""
+
     def envelope(kind: str) -> dict[str, object]:
         return {
             "event_id": uuid.uuid5(ROUTING_IDS, f"{event.event_id}:{kind}"),

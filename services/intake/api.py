@@ -165,8 +165,8 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         )
         return await desk.execute(command, context)
 
-    def visible_ticket(ticket_id: str, principal: Principal) -> Ticket:
-        ticket = desk.get(ticket_id)
+    async def visible_ticket(ticket_id: str, principal: Principal) -> Ticket:
+        ticket = await desk.get(ticket_id)
         if ticket is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
         require_client(principal, ticket.client_id)
@@ -221,7 +221,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
 
     @router.get("/{ticket_id}")
     async def get_ticket(ticket_id: str, principal: Caller) -> JSONResponse:
-        ticket = visible_ticket(ticket_id, principal)
+        ticket = await visible_ticket(ticket_id, principal)
         return _answer(view(ticket), ticket.version)
 
     @router.patch("/{ticket_id}")
@@ -232,7 +232,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         request_key: RequestKey = None,
         if_match: IfMatch = None,
     ) -> JSONResponse:
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         if not body.model_fields_set:
             raise InvalidCommand("(body)", "name at least one of title, category, priority")
         command = UpdateTicket(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
@@ -243,7 +243,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
     async def change_status(
         ticket_id: str, body: StatusBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
     ) -> JSONResponse:
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         command = ChangeStatus(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
         ticket, replayed = await execute(command, principal, request_key)
         return _answer(view(ticket), ticket.version, replayed)
@@ -252,7 +252,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
     async def add_comment(
         ticket_id: str, body: CommentBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
     ) -> JSONResponse:
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         if principal.role is Role.REQUESTER and body.author_id != principal.requester_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters comment only in their own name")
         comment_id = child_id_for(ticket_id, request_key)
@@ -268,7 +268,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
 
     @router.get("/{ticket_id}/comments")
     async def list_comments(ticket_id: str, principal: Caller) -> JSONResponse:
-        ticket = visible_ticket(ticket_id, principal)
+        ticket = await visible_ticket(ticket_id, principal)
         internal_too = principal.role in STAFF
         comments = [
             comment_view(e) for e in ticket.history if isinstance(e, CommentAdded) and (e.data.public or internal_too)
@@ -280,7 +280,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         ticket_id: str, body: WorklogBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
     ) -> JSONResponse:
         require_role(principal, *STAFF)
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         worklog_id = child_id_for(ticket_id, request_key)
         command = RecordWorklog(
             ticket_id=ticket_id,
@@ -301,7 +301,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         if_match: IfMatch = None,
     ) -> JSONResponse:
         require_role(principal, *STAFF)
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         command = CorrectWorklog(
             ticket_id=ticket_id,
             worklog_id=worklog_id,
@@ -321,7 +321,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         if_match: IfMatch = None,
     ) -> JSONResponse:
         require_role(principal, *STAFF)
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         command = VoidWorklog(
             ticket_id=ticket_id,
             worklog_id=worklog_id,
@@ -333,13 +333,13 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
 
     @router.post("/{ticket_id}/csat", status_code=status.HTTP_201_CREATED)
     async def rate(ticket_id: str, body: CsatBody, principal: Caller, request_key: RequestKey = None) -> JSONResponse:
-        visible_ticket(ticket_id, principal)
+        await visible_ticket(ticket_id, principal)
         ticket, replayed = await execute(RecordCsat(ticket_id=ticket_id, **body.model_dump()), principal, request_key)
         return _answer(view(ticket), ticket.version, replayed, status.HTTP_201_CREATED)
 
     @router.get("/{ticket_id}/timeline")
     async def get_timeline(ticket_id: str, principal: Caller) -> JSONResponse:
-        ticket = visible_ticket(ticket_id, principal)
+        ticket = await visible_ticket(ticket_id, principal)
         entries = [{"at": entry.at.isoformat(), "text": entry.text} for entry in timeline(ticket.history)]
         return _answer({"ticket_id": ticket_id, "status": ticket.status, "timeline": entries}, ticket.version)
 

@@ -22,7 +22,7 @@ from . import api
 from .desk import Desk
 from .domain import LifecycleRules
 from .inbound import InboundRequests, decode_request
-from .ledger import TicketLedger
+from .ledger import NotReady, TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
 from .settings import IntakeSettings
@@ -36,8 +36,15 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     event_log = KafkaTicketLog()
     ledger = TicketLedger(event_log)
     positions = LogPositions()
-    owners: dict[str, AIOKafkaConsumer] = {}
-    ownership = Ownership(positions, lambda partitions: tickets_log_end(owners["consumer"], partitions))
+    #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
+    lookups: dict[str, AIOKafkaConsumer] = {}
+
+    async def log_end(partitions: list[int]) -> dict[int, int]:
+        if "offsets" not in lookups:
+            raise NotReady("intake is still connecting to Kafka; retry shortly")
+        return await tickets_log_end(lookups["offsets"], partitions)
+
+    ownership = Ownership(positions, log_end)
     bus = CommandBus(ledger, ownership)
     desk = Desk(ledger, bus)
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
@@ -67,8 +74,11 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         bus.partitions = len(await producer.partitions_for(TICKETS_EVENTS))
         event_log.producer = bus.producer = producer
 
+    async def answer_offset_lookups(consumer: AIOKafkaConsumer) -> None:
+        lookups["offsets"] = consumer
+        await asyncio.Event().wait()
+
     async def own(consumer: AIOKafkaConsumer) -> None:
-        owners["consumer"] = consumer
         await wait_for_topics(consumer, [INTAKE_COMMANDS, TICKETS_EVENTS])
         consumer.subscribe([INTAKE_COMMANDS], listener=ownership)
         await bus.serve(consumer)
@@ -92,6 +102,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
                 )
             ),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
+            asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
             asyncio.create_task(consuming("owner", own, group_id=settings.owners_group)),
         ]
         async with inbound.running():

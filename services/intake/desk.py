@@ -25,8 +25,9 @@ class Desk:
         self.ledger.require_caught_up()
         return await self.bus.execute(command, context)
 
-    def get(self, ticket_id: str) -> Ticket | None:
-        return self.ledger.get(ticket_id)
+    async def get(self, ticket_id: str) -> Ticket | None:
+        self.ledger.require_caught_up()
+        return await self.bus.lookup(ticket_id)
 
     def assignee_of(self, ticket_id: str) -> str | None:
         return self._assignees.get(ticket_id)

@@ -15,6 +15,8 @@ from functools import singledispatch
 from types import MappingProxyType
 from typing import Any
 
+from pyrsistent import PMap, PSet, PVector, pmap, pset, pvector
+
 from ticketstream_shared.contract import (
     Channel,
     CommentAdded,
@@ -42,11 +44,11 @@ from ticketstream_shared.contract.events import (
     WorklogRecordedData,
     WorklogVoidedData,
 )
+from ticketstream_shared.contract.requests import ticket_id_for
 
 PRODUCER = "intake"
 
 #: uuid5 namespaces: ids derived from a request key are the same on every retry, so a retry finds its first outcome.
-TICKET_IDS = uuid.UUID("4d0a3f52-7a0c-4b57-9b1e-1f3c0f6d2a01")
 CHILD_IDS = uuid.UUID("8a6b1c0e-2f4d-4e8a-9c3b-5d7e9f1a2b02")
 EVENT_IDS = uuid.UUID("c2e4f6a8-1b3d-4f5a-8c7e-9d0b2a4c6e03")
 
@@ -140,14 +142,16 @@ class Ticket:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     csat: int | None = None
-    worklogs: Mapping[uuid.UUID, Worklog] = field(default_factory=lambda: MappingProxyType({}))
-    comment_ids: frozenset[uuid.UUID] = frozenset()
-    request_keys: frozenset[str] = frozenset()
+    # Persistent collections: a new state shares all but O(log n) of the old one, so a ticket with thousands of
+    # events costs no more per event than a new one (plain dict/frozenset/tuple copies were O(n) per event).
+    worklogs: PMap[uuid.UUID, Worklog] = field(default_factory=pmap)
+    comment_ids: PSet[uuid.UUID] = field(default_factory=pset)
+    request_keys: PSet[str] = field(default_factory=pset)
     #: Ids of every event of the ticket: a command decided again (redelivered to a new owner) derives the same
     #: event ids, and is recognised as done.
-    event_ids: frozenset[uuid.UUID] = frozenset()
+    event_ids: PSet[uuid.UUID] = field(default_factory=pset)
     #: Every event of the ticket, oldest first: the timeline is rendered from it.
-    history: tuple[TicketEvent, ...] = ()
+    history: PVector[TicketEvent] = field(default_factory=pvector)
 
     @property
     def worklog_minutes(self) -> int:
@@ -207,9 +211,7 @@ class CreateTicket:
     @staticmethod
     def ticket_id_for(scope: str, request_key: str | None) -> str:
         """A fresh id, or the same id for every retry of one keyed request within one caller's scope."""
-        if request_key is None:
-            return str(uuid.uuid4())
-        return str(uuid.uuid5(TICKET_IDS, f"{scope}\x00{request_key}"))
+        return str(uuid.uuid4()) if request_key is None else ticket_id_for(scope, request_key)
 
 
 @dataclass(frozen=True)
@@ -535,14 +537,14 @@ _DECIDERS: dict[type, Any] = {
 
 
 def _advanced(ticket: Ticket, event: TicketEvent, **changes: Any) -> Ticket:
-    keys = ticket.request_keys | {event.request_id} if event.request_id else ticket.request_keys
+    keys = ticket.request_keys.add(event.request_id) if event.request_id else ticket.request_keys
     return replace(
         ticket,
         version=event.aggregate_version,
         updated_at=event.occurred_at,
         request_keys=keys,
-        event_ids=ticket.event_ids | {event.event_id},
-        history=(*ticket.history, event),
+        event_ids=ticket.event_ids.add(event.event_id),
+        history=ticket.history.append(event),
         **changes,
     )
 
@@ -570,9 +572,9 @@ def _(event: TicketCreated, ticket: Ticket | None) -> Ticket:
         created_at=event.occurred_at,
         updated_at=event.occurred_at,
         creation=event,
-        request_keys=frozenset({event.request_id}) if event.request_id else frozenset(),
-        event_ids=frozenset({event.event_id}),
-        history=(event,),
+        request_keys=pset([event.request_id]) if event.request_id else pset(),
+        event_ids=pset([event.event_id]),
+        history=pvector([event]),
     )
 
 
@@ -602,11 +604,11 @@ def _(event: TicketUpdated, ticket: Ticket | None) -> Ticket | None:
 def _(event: CommentAdded, ticket: Ticket | None) -> Ticket | None:
     if ticket is None:
         return None
-    return _advanced(ticket, event, comment_ids=ticket.comment_ids | {event.data.comment_id})
+    return _advanced(ticket, event, comment_ids=ticket.comment_ids.add(event.data.comment_id))
 
 
-def _with_worklog(ticket: Ticket, worklog: Worklog) -> Mapping[uuid.UUID, Worklog]:
-    return MappingProxyType({**ticket.worklogs, worklog.worklog_id: worklog})
+def _with_worklog(ticket: Ticket, worklog: Worklog) -> PMap[uuid.UUID, Worklog]:
+    return ticket.worklogs.set(worklog.worklog_id, worklog)
 
 
 @evolve.register

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ticketstream_shared.contract import InvalidEvent, Role
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
-from ticketstream_shared.contract.requests import BODY_OF, Body, InboundRequest
+from ticketstream_shared.contract.requests import BODY_OF, INBOUND_SCOPE, Body, InboundRequest, inbound_ticket_id
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
 
 from .desk import Desk
@@ -35,9 +35,6 @@ from .domain import (
     child_id_for,
 )
 from .ledger import NotReady
-
-#: Tickets created through tickets.inbound get ids derived from this scope and their request_id.
-INBOUND_SCOPE = "inbound"
 
 
 def decode_request(raw: bytes) -> tuple[InboundRequest, Body]:
@@ -57,7 +54,7 @@ def to_command(request: InboundRequest, body: Body) -> Command:
     """The command a request asks for; ids of new things derive from the request_id, so a resend finds them."""
     fields = {**body.model_dump(), "occurred_at": request.occurred_at}
     if request.type == "create_ticket":
-        return CreateTicket(ticket_id=CreateTicket.ticket_id_for(INBOUND_SCOPE, request.request_id), **fields)
+        return CreateTicket(ticket_id=inbound_ticket_id(request.request_id), **fields)
     ticket_id = request.ticket_id
     assert ticket_id is not None  # decode_request checked it
     if request.type == "add_comment":

@@ -37,6 +37,7 @@ from prometheus_client import Counter
 from pydantic import TypeAdapter
 
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
+from ticketstream_shared.runtime.kafka import commit_unless_rebalanced
 
 from . import domain
 from .domain import Command, CommandContext, DomainError, InvalidCommand
@@ -98,6 +99,15 @@ class Ownership(ConsumerRebalanceListener):
 
     def owns(self, partition: int) -> bool:
         return partition in self._read_before_deciding
+
+    async def read_to_end(self, partition: int, timeout_s: float) -> None:
+        """Return once this replica has read `partition` of tickets.events as far as it reaches now: what another
+        replica has acknowledged is then known here too (read-your-writes across replicas)."""
+        ends = await self._log_end([partition])
+        try:
+            await asyncio.wait_for(self._positions.reached(partition, ends[partition]), timeout_s)
+        except TimeoutError:
+            raise NotReady("intake is still reading the ticket log; retry shortly") from None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         partitions = {tp.partition for tp in revoked}
@@ -165,6 +175,15 @@ class CommandBus:
             ticket, events = await self._ledger.execute(command, context)
             return ticket, not events
 
+    async def lookup(self, ticket_id: str) -> domain.Ticket | None:
+        """The ticket as this replica knows it; on a miss, after reading its partition to the current end, since
+        another replica may have just created it."""
+        ticket = self._ledger.get(ticket_id)
+        if ticket is None and self.partitions:
+            await self._ownership.read_to_end(partition_of(ticket_id, self.partitions), timeout_s=5)
+            ticket = self._ledger.get(ticket_id)
+        return ticket
+
     async def _ask_owner(self, command: Command, context: CommandContext) -> dict[str, Any]:
         if self.producer is None or not self.listening:
             raise NotReady("intake is still connecting to its peers; retry shortly")
@@ -193,7 +212,7 @@ class CommandBus:
                     by_ticket[record.key].append(record)
             await asyncio.gather(*(self._serve_in_order(records) for records in by_ticket.values()))
             if batches:
-                await consumer.commit()
+                await commit_unless_rebalanced(consumer)
 
     async def _serve_in_order(self, records: list[ConsumerRecord]) -> None:
         for record in records:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatch
@@ -37,7 +38,7 @@ class TimelineEntry:
     text: str
 
 
-def timeline(history: tuple[TicketEvent, ...]) -> list[TimelineEntry]:
+def timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
     return [TimelineEntry(event.occurred_at, text) for event in history if (text := describe(event))]
 
 

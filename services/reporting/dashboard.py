@@ -9,7 +9,7 @@ from site-packages: no CDN, works offline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from html import escape
 from importlib.resources import files
 from urllib.parse import parse_qs
@@ -35,7 +35,7 @@ SIGN_IN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>S
 autocomplete="off" required></label> <button id="sign-in">Sign in</button></form></body></html>"""
 
 
-def dashboard_router(principal: Callable[[Request], Principal]) -> APIRouter:
+def dashboard_router(principal: Callable[[Request], Awaitable[Principal]]) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     page = PAGE.read_text(encoding="utf-8")
 
@@ -45,7 +45,7 @@ def dashboard_router(principal: Callable[[Request], Principal]) -> APIRouter:
     @router.get("/dashboard")
     async def dashboard(request: Request) -> Response:
         try:
-            require_role(principal(request), *READERS)
+            require_role(await principal(request), *READERS)
         except HTTPException as refused:
             return sign_in(
                 str(refused.detail) if refused.status_code == 403 else "Sign in with your API key.", refused.status_code
@@ -56,7 +56,7 @@ def dashboard_router(principal: Callable[[Request], Principal]) -> APIRouter:
     async def open_session(request: Request) -> Response:
         key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
         try:
-            require_role(principal(_with_bearer(request, key)), *READERS)
+            require_role(await principal(_with_bearer(request, key)), *READERS)
         except HTTPException as refused:
             return sign_in("That key is not one that may read the reports.", refused.status_code)
         signed_in = RedirectResponse("/dashboard", status_code=303)

@@ -32,7 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
 from ticketstream_shared.contract.sla import SlaEvent
 from ticketstream_shared.contract.topics import SLA_EVENTS, TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import dead_letter, wait_for_topics
+from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, wait_for_topics
 
 from .timekeeper import Timekeeper
 
@@ -117,7 +117,7 @@ class ClockWorker:
                 decided.extend(self.timekeeper.tick(self._now()))
             await self._publish(decided)
             if fetched and not self._rebuild_until:
-                await self._consumer.commit()
+                await commit_unless_rebalanced(self._consumer)
             TICKETS.set(len(self.timekeeper))
 
     def _wait_ms(self) -> int:

@@ -3,6 +3,7 @@ requests on tickets.inbound (`InboundRequest`)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,3 +90,20 @@ class InboundRequest(BaseModel):
     ticket_id: Identifier | None = Field(default=None, description="Required for every type but create_ticket.")
     occurred_at: UtcDatetime | None = Field(default=None, description="At most 5 minutes ahead of our clock.")
     data: dict[str, Any] = Field(description="The body of the matching HTTP request (BODY_OF[type]).")
+
+
+#: uuid5 namespace of ticket ids derived from a request key (HTTP Idempotency-Key or tickets.inbound request_id).
+TICKET_IDS = uuid.UUID("4d0a3f52-7a0c-4b57-9b1e-1f3c0f6d2a01")
+#: The scope of ticket ids created through tickets.inbound.
+INBOUND_SCOPE = "inbound"
+
+
+def ticket_id_for(scope: str, request_key: str) -> str:
+    """The id of the ticket one keyed creation request makes: the same on every retry."""
+    return str(uuid.uuid5(TICKET_IDS, f"{scope}\x00{request_key}"))
+
+
+def inbound_ticket_id(request_id: str) -> str:
+    """The id of the ticket a create_ticket request on tickets.inbound makes. Key every request about that ticket
+    (the create_ticket included) with this id, so they stay in one partition and in order."""
+    return ticket_id_for(INBOUND_SCOPE, request_id)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,21 +77,27 @@ def _unauthorized(message: str) -> HTTPException:
 KEY_COOKIE = "ticketstream_key"
 
 
-def authenticated(keys: ApiKeys) -> Callable[[Request], Principal]:
-    """A FastAPI dependency: the caller's Principal, or 401. The key comes as `Authorization: Bearer <key>`, or,
-    from a signed-in browser, in the KEY_COOKIE cookie."""
+def identify(keys: ApiKeys, request: Request) -> Principal:
+    """The caller's Principal, or 401. The key comes as `Authorization: Bearer <key>`, or, from a signed-in
+    browser, in the KEY_COOKIE cookie."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        scheme, key = "bearer", request.cookies.get(KEY_COOKIE, "")
+    if scheme.lower() != "bearer" or not key:
+        raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    found = keys.identify(key.strip())
+    if found is None:
+        raise _unauthorized("unknown API key")
+    return found
 
-    def principal(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if not header:
-            scheme, key = "bearer", request.cookies.get(KEY_COOKIE, "")
-        if scheme.lower() != "bearer" or not key:
-            raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        found = keys.identify(key.strip())
-        if found is None:
-            raise _unauthorized("unknown API key")
-        return found
+
+def authenticated(keys: ApiKeys) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's Principal, or 401. Async, so FastAPI calls it on the event loop instead
+    of hopping to a worker thread for every request (5% of intake's time under load)."""
+
+    async def principal(request: Request) -> Principal:
+        return identify(keys, request)
 
     return principal
 

@@ -19,7 +19,14 @@ from prometheus_client import Counter, Gauge
 
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType
 
-from .kafka import dead_letter, make_consumer, make_producer, start_when_reachable, wait_for_topics
+from .kafka import (
+    commit_unless_rebalanced,
+    dead_letter,
+    make_consumer,
+    make_producer,
+    start_when_reachable,
+    wait_for_topics,
+)
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -138,7 +145,7 @@ class EventConsumer:
                     for delivery in batch:
                         EVENTS_HANDLED.labels(delivery.topic).inc()
                 if read_any:  # also a batch of only dead letters or skipped events: they are done with too
-                    await self.consumer.commit()
+                    await commit_unless_rebalanced(self.consumer)
                 await self._record_lag(self.consumer)
         finally:
             # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at

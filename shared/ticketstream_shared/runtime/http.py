@@ -142,9 +142,7 @@ def consumer_service_app(*, service: str, keys: ApiKeys, consumer: EventConsumer
     )
 
 
-def run_service(
-    service: str, settings_class: type[S], build_app: Callable[[S, ApiKeys], FastAPI]
-) -> None:
+def run_service(service: str, settings_class: type[S], build_app: Callable[[S, ApiKeys], FastAPI]) -> None:
     """A service's `__main__`: settings from the environment (failing fast, naming the variable), JSON logs,
     the API keys, then serve until SIGTERM."""
     settings = settings_class()

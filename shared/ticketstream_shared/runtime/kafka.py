@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import CommitFailedError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
@@ -73,9 +73,7 @@ async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, reason
         ("dlq.offset", str(record.offset).encode()),
         ("dlq.consumer", consumer.encode()),
     ]
-    await producer.send_and_wait(
-        dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
-    )
+    await producer.send_and_wait(dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers)
     log.warning(
         "dead-lettered a message",
         extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
@@ -106,3 +104,16 @@ async def wait_for_topics(consumer: AIOKafkaConsumer, topics: Iterable[str], max
         log.warning("waiting for topics to be created", extra={"missing": sorted(missing), "retry_in_s": delay})
         await asyncio.sleep(delay)
         delay = min(delay * 2, max_delay_s)
+
+
+async def commit_unless_rebalanced(consumer: AIOKafkaConsumer) -> None:
+    """Commit what was handled. If the group rebalanced meanwhile, the partitions' new owners get those messages
+    again, which every handler tolerates (ids derive from the event or command): say so and go on, rather than let
+    the loop die."""
+    try:
+        await consumer.commit()
+    except CommitFailedError as error:
+        log.warning(
+            "commit refused after a rebalance; the new owner handles those messages again",
+            extra={"error": str(error).splitlines()[0]},
+        )
