@@ -9,6 +9,11 @@ KAFKA_JARS := .local/kafka/libs/.verified
 # Debian's Chromium, for the dashboard's browser test (driven by Playwright, never a downloaded browser build).
 CHROMIUM := /usr/bin/chromium
 
+# `make run SCALE=2`: two processes each of intake, sla and assignment (consumer groups share the work; replica 2
+# on ports 8101-8103). Reporting stays one process: it writes through one chDB directory (with CLICKHOUSE_URL, a
+# ClickHouse server, it could run several).
+SCALE ?= 1
+
 # What the local system runs with; tests pick their own broker and data directories.
 run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
 run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
@@ -42,9 +47,12 @@ run: install .local/dev-keys.json
 	@echo "  sla         http://127.0.0.1:8002/docs"
 	@echo "  assignment  http://127.0.0.1:8003/docs"
 	@echo "  reporting   http://127.0.0.1:8004/docs   (dashboard: http://127.0.0.1:8004/dashboard)"
+	@case "$(SCALE)" in 1|2) ;; *) echo "SCALE must be 1 or 2, not '$(SCALE)'" >&2; exit 2 ;; esac
+	@if [ "$(SCALE)" = 2 ]; then echo "  replica 2   intake :8101, sla :8102, assignment :8103 (reporting: one process)"; fi
 	@echo "  kafka       $$KAFKA_BOOTSTRAP_SERVERS"
 	@echo "  API keys    .local/dev-keys.json  (send 'Authorization: Bearer <key>')"
-	$(VENV)/bin/honcho -f deploy/Procfile -d . start kafka intake sla assignment reporting
+	$(VENV)/bin/honcho -f deploy/Procfile -d . start -c intake=$(SCALE),sla=$(SCALE),assignment=$(SCALE) \
+		kafka intake sla assignment reporting
 
 demo: install .local/dev-keys.json
 	@echo "ticketstream with a simulated help-desk day; the dashboard: http://127.0.0.1:8004/dashboard"
