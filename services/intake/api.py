@@ -291,6 +291,23 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         ticket, replayed = await execute(command, principal, request_key)
         return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed, 201)
 
+    async def amend_worklog(
+        kind: type[CorrectWorklog] | type[VoidWorklog],
+        ticket_id: str,
+        worklog_id: uuid.UUID,
+        body: CorrectionBody | VoidBody,
+        principal: Principal,
+        request_key: str | None,
+        if_match: str | None,
+    ) -> JSONResponse:
+        """Correct or void a worklog: staff only, by new events; answers with the worklog as it now stands."""
+        require_role(principal, *STAFF)
+        await visible_ticket(ticket_id, principal)
+        expected = _expected_version(if_match)
+        command = kind(ticket_id=ticket_id, worklog_id=worklog_id, expected_version=expected, **body.model_dump())
+        ticket, replayed = await execute(command, principal, request_key)
+        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
+
     @router.post("/{ticket_id}/worklogs/{worklog_id}/correction")
     async def correct_worklog(
         ticket_id: str,
@@ -300,16 +317,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         request_key: RequestKey = None,
         if_match: IfMatch = None,
     ) -> JSONResponse:
-        require_role(principal, *STAFF)
-        await visible_ticket(ticket_id, principal)
-        command = CorrectWorklog(
-            ticket_id=ticket_id,
-            worklog_id=worklog_id,
-            expected_version=_expected_version(if_match),
-            **body.model_dump(),
-        )
-        ticket, replayed = await execute(command, principal, request_key)
-        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
+        return await amend_worklog(CorrectWorklog, ticket_id, worklog_id, body, principal, request_key, if_match)
 
     @router.post("/{ticket_id}/worklogs/{worklog_id}/void")
     async def void_worklog(
@@ -320,16 +328,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         request_key: RequestKey = None,
         if_match: IfMatch = None,
     ) -> JSONResponse:
-        require_role(principal, *STAFF)
-        await visible_ticket(ticket_id, principal)
-        command = VoidWorklog(
-            ticket_id=ticket_id,
-            worklog_id=worklog_id,
-            expected_version=_expected_version(if_match),
-            **body.model_dump(),
-        )
-        ticket, replayed = await execute(command, principal, request_key)
-        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
+        return await amend_worklog(VoidWorklog, ticket_id, worklog_id, body, principal, request_key, if_match)
 
     @router.post("/{ticket_id}/csat", status_code=status.HTTP_201_CREATED)
     async def rate(ticket_id: str, body: CsatBody, principal: Caller, request_key: RequestKey = None) -> JSONResponse:

@@ -50,6 +50,19 @@ def test_a_ticket_lives_through_its_lifecycle_over_http(intake):
         headers=bearer(TECHNICIAN),
     )
     assert (corrected.status_code, corrected.json()["minutes"], corrected.json()["corrections"]) == (200, 40, 1)
+    mistaken = intake.post(
+        f"{path}/worklogs",
+        json={"technician_id": "tech-1", "minutes": 25, "billable": True},
+        headers=bearer(TECHNICIAN),
+    ).json()
+    void = {"reason": "logged on the wrong ticket"}
+    voided = intake.post(f"{path}/worklogs/{mistaken['id']}/void", json=void, headers=bearer(TECHNICIAN))
+    assert (voided.status_code, voided.json()["voided"]) == (200, True)
+    again = intake.post(f"{path}/worklogs/{mistaken['id']}/void", json=void, headers=bearer(TECHNICIAN))
+    assert again.status_code == 409, "a voided worklog stays voided"
+    assert (
+        intake.post(f"{path}/worklogs/{mistaken['id']}/void", json=void, headers=bearer(REQUESTER)).status_code == 403
+    )
 
     stale = intake.patch(path, json={"priority": "P1"}, headers={**bearer(MANAGER), "If-Match": '"1"'})
     assert stale.status_code == 409
