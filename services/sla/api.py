@@ -119,6 +119,13 @@ def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: 
             )
         )
 
+    def require_known_calendar(calendar_id: str | None, at: datetime) -> None:
+        """A policy or agreement may only name a calendar in force at its effective time (422 otherwise)."""
+        try:
+            agreements.check_calendar(calendar_id, at)
+        except UnknownCalendar as error:
+            raise Unprocessable("calendar_id", str(error)) from None
+
     @router.put("/calendars/{calendar_id}")
     async def put_calendar(calendar_id: Identifier, body: CalendarBody, principal: Caller) -> JSONResponse:
         require_role(principal, Role.ADMIN)
@@ -136,10 +143,7 @@ def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: 
     async def put_policy(policy_id: Identifier, body: PolicyBody, principal: Caller) -> JSONResponse:
         require_role(principal, Role.ADMIN)
         at = effective(body, clock())
-        try:
-            agreements.check_calendar(body.calendar_id, at)
-        except UnknownCalendar as error:
-            raise Unprocessable("calendar_id", str(error)) from None
+        require_known_calendar(body.calendar_id, at)
         data = PolicyData.model_validate(body.model_dump(exclude={"effective_at"}))
         await record(PolicyChanged, principal, effective_at=at, policy_id=policy_id, data=data)
         return JSONResponse(_history_view("policy", policy_id, agreements.policies.get(policy_id), clock()))
@@ -153,10 +157,7 @@ def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: 
     async def put_client(client_id: Identifier, body: ClientAgreementBody, principal: Caller) -> JSONResponse:
         require_role(principal, Role.ADMIN)
         at = effective(body, clock())
-        try:
-            agreements.check_calendar(body.calendar_id, at)
-        except UnknownCalendar as error:
-            raise Unprocessable("calendar_id", str(error)) from None
+        require_known_calendar(body.calendar_id, at)
         data = ClientAgreementData.model_validate(body.model_dump(exclude={"effective_at"}))
         await record(ClientAgreementChanged, principal, effective_at=at, client_id=client_id, data=data)
         return JSONResponse(_history_view("client agreement", client_id, agreements.clients.get(client_id), clock()))
