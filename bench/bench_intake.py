@@ -1,7 +1,8 @@
 """Intake benchmark: tickets created per second over HTTP, and commands per second on one hot ticket.
 
-    .venv/bin/python bench/bench_intake.py [--rates 500,1000,...] [--hot-rates 100,250,...] [--duration 10]
-                                           [--profile-rate R] [--profile-hot-rate R] [--no-profile]
+    .venv/bin/python bench/bench_intake.py [--rates 250,500,...] [--hot-rates 50,100,...] [--duration 10]
+                                           [--profile-rate R] [--profile-hot-rate R] [--no-profile | --profile-only]
+    .venv/bin/python bench/bench_intake.py --report      # print the tables of bench/results/intake.json again
 
 Starts a local Kafka broker (LocalKafka, in a temp dir; or uses KAFKA_BOOTSTRAP_SERVERS when set), creates the
 topics, starts ONE intake process as production does (`.venv/bin/python -m intake`, configured by environment
@@ -11,13 +12,13 @@ into .local/bin) offers each rate for --duration seconds after a warm-up:
       acknowledged the event (acks=all, idempotent producer);
   (b) POST /v1/tickets/{id}/worklogs on a single ticket: intake decides each command against the ticket's
       current version and appends it before deciding the next one, so this measures the serialised path. A fresh
-      ticket per rate keeps the steps comparable; afterwards the ticket's version must equal 1 + the worklogs
-      acknowledged (no gap, no repeat).
+      ticket per rate keeps the steps comparable; afterwards the ticket's version must equal 1 + its worklogs (no
+      gap, no repeat), and every acknowledged worklog must be among them.
 For each rate: requests sent per second, successful responses per second, success ratio, p50/p99/max latency, and
 the CPU (in cores) of intake, the broker and vegeta, which share the machine. A rate passes when every request
 succeeded, p99 <= 25 ms and vegeta really sent at the offered rate (>= 97 %); the bar is 3,000 tickets/s.
-If (a) misses the bar and py-spy is installed, intake is profiled for 20 s at the first failing rate of (a) and of
-(b) (py-spy --nonblocking, so intake is never paused). Other work on the machine is watched: each step waits for
+If (a) misses the bar and py-spy is installed, intake is profiled for 30 s at the first failing rate of (a) and of
+(b) (py-spy at 20 Hz: it pauses intake for each sample). Other work on the machine is watched: each step waits for
 the rest of the machine to be quiet, and is run again (--retries) when other processes took > 0.25 cores meanwhile.
 Prints a table and writes bench/results/intake.json (and py-spy's raw stacks to bench/results/intake-profile-*.txt).
 """
@@ -381,11 +382,15 @@ class Session:
             "versions_consistent": ticket["version"] == 1 + worklogs >= 1 + step["status_codes"].get("201", 0),
         }
 
-    def profile(self, targets: Sequence[Target], rate: int, seconds: int, py_spy: Path, out: Path) -> dict[str, Any]:
+    def profile(
+        self, targets: Sequence[Target], rate: int, seconds: int, py_spy: Path, out: Path, hz: int, nonblocking: bool
+    ) -> dict[str, Any]:
         """py-spy on intake for `seconds` while vegeta offers `rate` req/s of `targets`: where intake's time goes.
 
-        --nonblocking: py-spy reads the stacks without stopping intake. Stopping its ~40 threads 100 times a second
-        (the default) cut intake's throughput by more than half and skewed the shares."""
+        py-spy stops intake's ~40 threads for each sample (unless `nonblocking`): at 100 Hz that cut intake's
+        throughput by more than half, hence a low rate. --nonblocking costs intake nothing but reads stacks of a
+        running thread: on intake it produced torn stacks (a third of the samples) and one stale stack repeated
+        hundreds of times, so it is only an option."""
         self.settle()
         run = Attack(self.vegeta, targets, rate, seconds + 4)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -396,7 +401,8 @@ class Session:
             with CpuMeter({**self.pids, "bench": os.getpid()}) as cpu:
                 spy = subprocess.Popen(
                     [str(py_spy), "record", "--pid", str(self.intake.pid), "--duration", str(seconds), "--rate",
-                     "100", "--nonblocking", "--threads", "--idle", "--format", "raw", "--output", str(out)],
+                     str(hz), *(["--nonblocking"] if nonblocking else []), "--threads", "--idle", "--format", "raw",
+                     "--output", str(out)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 )  # fmt: skip
                 _, spy_err = spy.communicate(timeout=seconds + 60)
@@ -412,6 +418,7 @@ class Session:
         summary.update(
             rate=rate,
             seconds=seconds,
+            sampling={"hz": hz, "nonblocking": nonblocking},
             load=result.as_dict(),
             # vegeta's share is its average over the whole attack; "other" includes py-spy itself.
             cpu_cores_while_sampling=_cores_with_other(cpu, result.cpu_s * cpu.wall_s / (seconds + 4)),
@@ -487,6 +494,7 @@ def summarise_stacks(raw: str) -> dict[str, Any]:
     main-thread sample, i.e. how many threads were busy on average.
     """
     threads: collections.Counter[str] = collections.Counter()
+    torn = 0
     busy_by_thread: collections.Counter[str] = collections.Counter()
     by_category: collections.Counter[str] = collections.Counter()
     leaf: collections.Counter[str] = collections.Counter()
@@ -500,6 +508,8 @@ def summarise_stacks(raw: str) -> dict[str, Any]:
         kind = "main" if name == "MainThread" else "worker threads"
         count, frames = int(count_text), [_short(f) for f in _frames(stack)]
         threads[kind] += count
+        if kind == "main" and frames and not frames[0].startswith("_run_module_as_main"):
+            torn += count  # not rooted in `python -m intake`: read while it changed (nonblocking sampling)
         if not frames or any(marker in frames[-1] for marker in IDLE_LEAVES):
             continue
         busy_by_thread[kind] += count
@@ -519,6 +529,7 @@ def summarise_stacks(raw: str) -> dict[str, Any]:
     return {
         "samples_by_thread": dict(threads),
         "main_thread_busy_pct": share(busy_by_thread["main"], main_samples),
+        "main_thread_torn_stacks_pct": share(torn, main_samples),
         "busy_threads": round(busy / main_samples, 2),
         "busy_share_by_thread_pct": {kind: share(n) for kind, n in busy_by_thread.items()},
         "self_time_by_category_pct_of_busy": {name: share(n) for name, n in by_category.most_common()},
@@ -659,7 +670,9 @@ def run_profiles(
         if rate:
             print(f"profiling intake ({kind}) at {rate}/s for {args.profile_seconds} s ...", flush=True)
             stacks = Path(str(PROFILE_STACKS).format(kind=kind))
-            profiles[kind] = session.profile(targets(), rate, args.profile_seconds, py_spy, stacks)
+            profiles[kind] = session.profile(
+                targets(), rate, args.profile_seconds, py_spy, stacks, args.profile_hz, args.profile_nonblocking
+            )
     return profiles
 
 
@@ -699,7 +712,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "first failing rate, only if the bar is missed)")  # fmt: skip
     parser.add_argument("--profile-hot-rate", type=int, help="profile intake at this worklog rate on one ticket "
                         "(default: the first failing hot-ticket rate, only if the bar is missed)")  # fmt: skip
-    parser.add_argument("--profile-seconds", type=int, default=20)
+    parser.add_argument("--profile-seconds", type=int, default=30)
+    parser.add_argument("--profile-hz", type=int, default=20, help="py-spy samples per second (it pauses intake)")
+    parser.add_argument("--profile-nonblocking", action="store_true", help="py-spy --nonblocking (torn stacks)")
+    parser.add_argument("--profile-only", action="store_true", help=f"only (re)do the profiles, into {RESULTS.name}")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--retries", type=int, default=2, help="reruns of a step disturbed by other processes")
     parser.add_argument(
@@ -756,10 +772,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.warmup > 0:
                 session.settle()
                 session.attack([session.create_target()], args.rates[0], args.warmup)
-            print(f"(a) ticket creation, {args.duration:g} s per rate", flush=True)
-            create = session.sweep_create(args.rates, print_step)
-            print(f"(b) worklogs on one hot ticket, {args.duration:g} s per rate", flush=True)
-            hot = session.sweep_hot(args.hot_rates, print_step)
+            if args.profile_only:
+                earlier = json.loads(RESULTS.read_text())
+                result = {**earlier, "profiles_code": result["code"], "profiles_date": result["date"]}
+                create, hot = earlier["create"]["steps"], earlier["hot_ticket"]["steps"]
+            else:
+                print(f"(a) ticket creation, {args.duration:g} s per rate", flush=True)
+                create = session.sweep_create(args.rates, print_step)
+                print(f"(b) worklogs on one hot ticket, {args.duration:g} s per rate", flush=True)
+                hot = session.sweep_hot(args.hot_rates, print_step)
 
             knee = highest_passing(create)
             result["create"] = {"steps": create, "highest_passing_rate": knee, "bar_met": (knee or 0) >= BAR_RATE}
