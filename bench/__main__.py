@@ -2,7 +2,8 @@
 
 Names are given without the `bench_` prefix (`python -m bench intake`), with it, or as file names. Each benchmark
 runs with its own defaults: it sees no command-line arguments (run `python bench/bench_<name>.py --help` for its
-options). A failing benchmark is reported and the others still run; the exit code is 1 if any failed.
+options). A failing benchmark is reported and the others still run; the exit code is 1 if any failed. A signal
+(SIGTERM, SIGHUP) that ends a benchmark ends the whole run.
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             importlib.import_module(module_name).main()
         except KeyboardInterrupt:
             raise
-        except BaseException as error:  # SystemExit from argparse or a benchmark counts as a failure too
-            if isinstance(error, SystemExit) and error.code in (None, 0):
-                pass
-            else:
-                traceback.print_exc()
+        except SystemExit as error:
+            if isinstance(error.code, int) and error.code >= 128:
+                raise  # a signal (SIGTERM, SIGHUP) ended the benchmark: stop the whole run, not just this one
+            if error.code not in (None, 0):  # e.g. argparse, or a benchmark giving up
+                print(f"{name} exited with {error.code}", file=sys.stderr)
                 failed.append(name)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
         finally:
             sys.argv = saved_argv
         print(f"=== {name}: {'failed' if name in failed else 'done'} in {time.monotonic() - began:.0f} s ===\n")

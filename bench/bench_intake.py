@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_intake.py [--rates 250,500,...] [--hot-rates 50,100,...] [--duration 10]
                                            [--profile-rate R] [--profile-hot-rate R] [--no-profile | --profile-only]
     .venv/bin/python bench/bench_intake.py --report      # print the tables of bench/results/intake.json again
+    .venv/bin/python bench/bench_intake.py --gc-threshold 100000,50,1000 --output bench/results/intake-gc-whatif.json
+                                                         # what-if: intake with CPython's collector thresholds raised
 
 Starts a local Kafka broker (LocalKafka, in a temp dir; or uses KAFKA_BOOTSTRAP_SERVERS when set), creates the
 topics, starts ONE intake process as production does (`.venv/bin/python -m intake`, configured by environment
@@ -20,7 +22,7 @@ succeeded, p99 <= 25 ms and vegeta really sent at the offered rate (>= 97 %); th
 If (a) misses the bar and py-spy is installed, intake is profiled for 30 s at the first failing rate of (a) and of
 (b) (py-spy at 20 Hz: it pauses intake for each sample). Other work on the machine is watched: each step waits for
 the rest of the machine to be quiet, and is run again (--retries) when other processes took > 0.25 cores meanwhile.
-Prints a table and writes bench/results/intake.json (and py-spy's raw stacks to bench/results/intake-profile-*.txt).
+Prints a table and writes bench/results/intake.json (and py-spy's raw stacks next to it, intake-profile-*.txt).
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "intake.json"
-PROFILE_STACKS = ROOT / "bench" / "results" / "intake-profile-{kind}.txt"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 BAR_RATE = 3_000
@@ -91,7 +92,9 @@ def _die_with_parent() -> None:
 class Intake:
     """One `python -m intake` process on a free port, stopped with SIGTERM (then SIGKILL) like production."""
 
-    def __init__(self, bootstrap: str, api_keys_file: Path, log_path: Path) -> None:
+    def __init__(
+        self, bootstrap: str, api_keys_file: Path, log_path: Path, gc_threshold: tuple[int, ...] | None = None
+    ) -> None:
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -103,9 +106,13 @@ class Intake:
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(self.port),
         }
+        command = [str(python), "-m", "intake"]
+        if gc_threshold:  # a what-if experiment: the same service with CPython's collector thresholds raised
+            command[1:] = ["-c", f"import gc, runpy; gc.set_threshold{tuple(gc_threshold)}; "
+                           "runpy.run_module('intake', run_name='__main__', alter_sys=True)"]  # fmt: skip
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(python), "-m", "intake"],
+                command,
                 cwd=ROOT,
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -400,9 +407,9 @@ class Session:
             time.sleep(2)  # past the ramp-up
             with CpuMeter({**self.pids, "bench": os.getpid()}) as cpu:
                 spy = subprocess.Popen(
-                    [str(py_spy), "record", "--pid", str(self.intake.pid), "--duration", str(seconds), "--rate",
-                     str(hz), *(["--nonblocking"] if nonblocking else []), "--threads", "--idle", "--format", "raw",
-                     "--output", str(out)],
+                    [str(py_spy), "record", "--pid", str(self.intake.pid), "--duration", str(seconds),
+                     "--rate", str(hz), *(["--nonblocking"] if nonblocking else ["--native"]), "--threads", "--idle",
+                     "--format", "raw", "--output", str(out)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 )  # fmt: skip
                 _, spy_err = spy.communicate(timeout=seconds + 60)
@@ -418,11 +425,11 @@ class Session:
         summary.update(
             rate=rate,
             seconds=seconds,
-            sampling={"hz": hz, "nonblocking": nonblocking},
+            sampling={"hz": hz, "nonblocking": nonblocking, "native": not nonblocking},
             load=result.as_dict(),
             # vegeta's share is its average over the whole attack; "other" includes py-spy itself.
             cpu_cores_while_sampling=_cores_with_other(cpu, result.cpu_s * cpu.wall_s / (seconds + 4)),
-            stacks_file=str(out.relative_to(ROOT)),
+            stacks_file=str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
         )
         return summary
 
@@ -459,6 +466,20 @@ IDLE_LEAVES = (
     "Event.wait (threading.py",
     "Queue.get (queue.py",
 )
+#: With --native the innermost frame of a waiting thread is the C call that blocks; any other native frame under
+#: Runner.run is uvloop doing work (socket reads and writes, scheduling), which counts as busy.
+NATIVE_WAITS = ("epoll_wait", "epoll_pwait", "pthread_cond_", "futex", "sem_wait", "sem_clockwait", "__select")
+#: CPython's cyclic garbage collector, whatever allocation happened to trigger it.
+GC_FRAMES = ("gc_collect", "collect_with_callback", "collect_generations")
+
+
+GC_CATEGORY = "CPython garbage collector (full collections over the in-memory ledger)"
+
+
+def _is_python(frame: str) -> bool:
+    """Whether a (shortened) py-spy frame is Python code rather than a native function (with --native)."""
+    where = frame.rpartition(" (")[2]
+    return where.endswith(".py)") or where.startswith("<")
 
 
 def find_py_spy() -> Path | None:
@@ -489,9 +510,10 @@ def summarise_stacks(raw: str) -> dict[str, Any]:
     `thread (tid): name;frame;frame;... count`, innermost frame last.
 
     A sample is idle when its innermost frame is a wait (the main thread parked in the event loop, a worker thread
-    waiting for work). Busy samples of every thread are pooled: one busy sample is 1/rate s of a thread running
-    Python (or waiting for the GIL to run it). Shares are of the busy samples; `busy_threads` is busy samples per
-    main-thread sample, i.e. how many threads were busy on average.
+    waiting for work); with --native, when it is a blocking C call (epoll, futex). Busy samples of every thread are
+    pooled: one busy sample is 1/rate s of a thread running (or waiting for the GIL or a core to run). Shares are of
+    the busy samples; `busy_threads` is busy samples per main-thread sample, i.e. how many threads were busy on
+    average. A sample with the garbage collector anywhere on its stack counts as garbage collection.
     """
     threads: collections.Counter[str] = collections.Counter()
     torn = 0
@@ -508,16 +530,26 @@ def summarise_stacks(raw: str) -> dict[str, Any]:
         kind = "main" if name == "MainThread" else "worker threads"
         count, frames = int(count_text), [_short(f) for f in _frames(stack)]
         threads[kind] += count
-        if kind == "main" and frames and not frames[0].startswith("_run_module_as_main"):
+        if kind == "main" and not any(frame.startswith("_run_module_as_main") for frame in frames[:4]):
             torn += count  # not rooted in `python -m intake`: read while it changed (nonblocking sampling)
-        if not frames or any(marker in frames[-1] for marker in IDLE_LEAVES):
+        native_leaf = bool(frames) and not _is_python(frames[-1])
+        if (
+            not frames
+            or (native_leaf and any(wait in frames[-1] for wait in NATIVE_WAITS))
+            or (not native_leaf and any(marker in frames[-1] for marker in IDLE_LEAVES))
+        ):
             continue
         busy_by_thread[kind] += count
         leaf[frames[-1]] += count
         for seen in set(frames):
             inclusive[seen] += count
-        category = next(
-            (c for frame in reversed(frames) for c, needles in CATEGORIES if any(n in frame for n in needles)), "other"
+        category = (
+            GC_CATEGORY
+            if any(g in frame for frame in frames for g in GC_FRAMES)
+            else next(
+                (c for frame in reversed(frames) for c, needles in CATEGORIES if any(n in frame for n in needles)),
+                "other",
+            )
         )
         by_category[category] += count
     busy = max(sum(busy_by_thread.values()), 1)
@@ -669,7 +701,7 @@ def run_profiles(
     for kind, (rate, targets) in plans.items():
         if rate:
             print(f"profiling intake ({kind}) at {rate}/s for {args.profile_seconds} s ...", flush=True)
-            stacks = Path(str(PROFILE_STACKS).format(kind=kind))
+            stacks = args.output.resolve().with_name(f"{args.output.stem}-profile-{kind}.txt")
             profiles[kind] = session.profile(
                 targets(), rate, args.profile_seconds, py_spy, stacks, args.profile_hz, args.profile_nonblocking
             )
@@ -725,9 +757,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="seconds to wait before each step for other processes to use < 0.15 cores (then it runs anyway)",
     )
     parser.add_argument("--report", action="store_true", help=f"only print the tables of {RESULTS.name}")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"the JSON file (default {RESULTS.name})")
+    parser.add_argument("--gc-threshold", type=_rates, help="what-if: start intake with gc.set_threshold(A,B,C) "
+                        "(not how production runs it; write such runs to another --output)")  # fmt: skip
     args = parser.parse_args(argv)
+    output: Path = args.output.resolve()
     if args.report:
-        print_report(json.loads(RESULTS.read_text()))
+        print_report(json.loads(output.read_text()))
         return
 
     vegeta = ensure_vegeta()
@@ -741,7 +777,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "load_generator": "vegeta v12.12.0, open loop, constant rate, keep-alive, timeout 10 s",
             "seconds_per_rate": args.duration,
             "warmup_s": args.warmup,
-            "intake": "one process, `python -m intake` (uvicorn, one event loop)",
+            "intake": "one process, `python -m intake` (uvicorn, one event loop)"
+            + (f"; what-if: gc.set_threshold{tuple(args.gc_threshold)}" if args.gc_threshold else ""),
             "pass": f"success 100 %, p99 <= {P99_LIMIT_MS:g} ms, sent >= {MIN_SENT_SHARE:.0%} of offered",
             "bar_tickets_per_s": BAR_RATE,
         },
@@ -762,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             dev_keys, api_keys = write_dev_keys(scratch / "keys")
             key = json.loads(dev_keys.read_text())["integration"]
 
-            intake = Intake(bootstrap, api_keys, scratch / "intake.log")
+            intake = Intake(bootstrap, api_keys, scratch / "intake.log", args.gc_threshold)
             stack.callback(intake.stop)
             intake.wait_ready()
             print(f"intake ready on {intake.url} (pid {intake.pid}); broker pid {broker}", flush=True)
@@ -773,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 session.settle()
                 session.attack([session.create_target()], args.rates[0], args.warmup)
             if args.profile_only:
-                earlier = json.loads(RESULTS.read_text())
+                earlier = json.loads(output.read_text())
                 result = {**earlier, "profiles_code": result["code"], "profiles_date": result["date"]}
                 create, hot = earlier["create"]["steps"], earlier["hot_ticket"]["steps"]
             else:
@@ -797,10 +834,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             if intake.process.returncode not in (0, -signal.SIGTERM):
                 print(f"note: intake exited with {intake.process.returncode}:\n{intake.log_tail()}", flush=True)
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
     print_report(result)
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {output}")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ The binary is installed on demand into <repo>/.local/bin (gitignored) with `go i
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +28,12 @@ BIN_DIR = ROOT / ".local" / "bin"
 MODULE = "github.com/tsenart/vegeta/v12"
 VERSION = "v12.12.0"
 INSTALL_TIMEOUT_S = 600
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: Linux SIGKILLs the attack when the benchmark dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class VegetaError(RuntimeError):
@@ -161,9 +170,10 @@ class Attack:
             f"-workers={self.workers}", f"-max-workers={self.max_workers}",
             f"-output={self._scratch / 'results.bin'}",
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(self._scratch / "stderr").open("wb")
-        )
+        with (self._scratch / "stderr").open("wb") as stderr:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=_die_with_parent
+            )
 
     def wait(self) -> AttackResult:
         process = self._process
