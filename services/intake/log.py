@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from ticketstream_shared.contract import Envelope, InvalidEvent, TicketEvent, UnknownEventType, decode_event, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import correlation_headers, wait_for_topics
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ async def follow(
             end_at_start = await consumer.end_offsets(list(consumer.assignment()))
         if all([await consumer.position(tp) >= end for tp, end in end_at_start.items()]):
             log.info("read to its end", extra={"topic": topic})
+            tune_garbage_collection()  # the state just read back leaves the collector's walks
             caught_up.set()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +11,7 @@ from fastapi import FastAPI
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from .api import reports_router
 from .dashboard import dashboard_router
@@ -23,18 +23,6 @@ from .warehouse import Warehouse
 READINESS_TIMEOUT_SECONDS = 2.0
 
 #: Allocations between young-generation collections, and young collections between full ones (CPython: 700, 10).
-GC_THRESHOLDS = (10_000, 50, 1_000)
-
-
-def tune_garbage_collection() -> None:
-    """A batch keeps some 10^5 objects alive (events, rows), and CPython's default thresholds then run a full
-    collection every few thousand allocations over all of them: measured, decoding and processing ran 2-2.5x
-    slower. Nothing reporting allocates forms cycles worth collecting often, so collections run rarely, and what
-    exists at start-up (modules, models) is frozen out of them."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     """The service as an ASGI app. Its lifespan opens ClickHouse (applying migrations), then consumes; on
     shutdown the consumer finishes the batch in hand, commits it and leaves its group, then ClickHouse closes."""
