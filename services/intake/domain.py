@@ -327,9 +327,14 @@ def _occurred_at(command: Command, context: CommandContext) -> datetime:
     """When it happened: now, or earlier for imports of past history (never later than our clock allows)."""
     if command.occurred_at is None:
         return context.now
-    if command.occurred_at > context.now + context.rules.clock_skew:
-        raise InvalidCommand("occurred_at", "may not be in the future")
+    _not_in_future("occurred_at", command.occurred_at, context)
     return command.occurred_at
+
+
+def _not_in_future(field_name: str, moment: datetime, context: CommandContext) -> None:
+    """A caller's timestamp may run ahead of our clock by the allowed skew, no further."""
+    if moment > context.now + context.rules.clock_skew:
+        raise InvalidCommand(field_name, "may not be in the future")
 
 
 def _check_version(ticket: Ticket, expected: int | None) -> None:
@@ -443,8 +448,7 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
 
 def _worklog_data(command: RecordWorklog, context: CommandContext) -> WorklogRecordedData:
     performed_at = command.performed_at or _occurred_at(command, context)
-    if performed_at > context.now + context.rules.clock_skew:
-        raise InvalidCommand("performed_at", "may not be in the future")
+    _not_in_future("performed_at", performed_at, context)
     return WorklogRecordedData(
         worklog_id=command.worklog_id,
         technician_id=command.technician_id,
@@ -489,8 +493,7 @@ def _decide_correction(ticket: Ticket, command: CorrectWorklog, context: Command
     _require_staff(context, "correct time entries")
     _check_version(ticket, command.expected_version)
     _existing_worklog(ticket, command.worklog_id)
-    if command.performed_at > context.now + context.rules.clock_skew:
-        raise InvalidCommand("performed_at", "may not be in the future")
+    _not_in_future("performed_at", command.performed_at, context)
     decision.add(
         WorklogCorrected,
         WorklogCorrectedData(
