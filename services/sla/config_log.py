@@ -3,6 +3,11 @@ Kafka's acknowledgement, and read back from the beginning by every sla worker (n
 
 A change is answered only after this worker has read it back, so a GET right after a PUT sees it, and the version
 it reports is its position in the log, the same for every reader.
+
+A message that is not a configuration change (written by some other producer) is skipped by every reader and
+parked in sla.config.dlq with the reason. Every worker reads the whole log, so each first reads the DLQ to learn
+which offsets are parked already and parks only the others: one dead letter per poison message (two workers
+reading a new one at the very same moment may both park it; `dlq.offset` tells such twins apart).
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter, ValidationError
 
+from ticketstream_shared.contract import InvalidEvent, dead_letter_topic
+from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.sla import (
     CalendarChanged,
     ClientAgreementChanged,
@@ -21,7 +29,7 @@ from ticketstream_shared.contract.sla import (
     SlaConfigEventUnion,
 )
 from ticketstream_shared.contract.topics import SLA_CONFIG
-from ticketstream_shared.runtime.kafka import correlation_headers, wait_for_topics
+from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, header, wait_for_topics
 
 from .timekeeper import Timekeeper
 
@@ -29,6 +37,16 @@ log = logging.getLogger(__name__)
 
 _CHANGES: TypeAdapter[SlaConfigEvent] = TypeAdapter(SlaConfigEventUnion)
 PARTITION = TopicPartition(SLA_CONFIG, 0)
+DEAD_LETTERS = TopicPartition(dead_letter_topic(SLA_CONFIG), 0)
+
+
+def decode_change(raw: bytes) -> SlaConfigEvent:
+    """One message of sla.config; InvalidEvent with the reason (oversized, not JSON, wrong shape, unknown
+    event type or schema_version) otherwise."""
+    try:
+        return _CHANGES.validate_python(parse_message(raw))
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
 
 
 def config_key(change: SlaConfigEvent) -> bytes:
@@ -51,6 +69,8 @@ class ConfigLog:
         self.caught_up = asyncio.Event()
         self._read_up_to = 0
         self._progress = asyncio.Condition()
+        #: Offsets of sla.config already parked in its DLQ (by any worker, before or since this one started).
+        self._parked: set[int] = set()
 
     async def append(self, change: SlaConfigEvent) -> None:
         """Return once Kafka has the change and this worker has applied it."""
@@ -64,7 +84,8 @@ class ConfigLog:
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
         """Read sla.config from the beginning, then keep following it. Changes read before `caught_up` are
         history (clocks meet them in event time); after, each is also swept over the running clocks."""
-        await wait_for_topics(consumer, [SLA_CONFIG])
+        await wait_for_topics(consumer, [SLA_CONFIG, DEAD_LETTERS.topic])
+        self._parked = await self._parked_offsets(consumer)
         consumer.assign([PARTITION])
         await consumer.seek_to_beginning(PARTITION)
         end = (await consumer.end_offsets([PARTITION]))[PARTITION]
@@ -73,7 +94,7 @@ class ConfigLog:
         while True:
             batches = await consumer.getmany(PARTITION, timeout_ms=500, max_records=1000)
             for record in batches.get(PARTITION, []):
-                self._apply(record.value or b"", sweep=self.caught_up.is_set())
+                await self._apply(record, sweep=self.caught_up.is_set())
                 self._read_up_to = record.offset + 1
                 if self._read_up_to >= end:
                     self.caught_up.set()
@@ -81,11 +102,25 @@ class ConfigLog:
                 async with self._progress:
                     self._progress.notify_all()
 
-    def _apply(self, raw: bytes, sweep: bool) -> None:
+    async def _parked_offsets(self, consumer: AIOKafkaConsumer) -> set[int]:
+        consumer.assign([DEAD_LETTERS])
+        await consumer.seek_to_beginning(DEAD_LETTERS)
+        end = (await consumer.end_offsets([DEAD_LETTERS]))[DEAD_LETTERS]
+        parked = set()
+        while await consumer.position(DEAD_LETTERS) < end:
+            for record in (await consumer.getmany(DEAD_LETTERS, timeout_ms=500)).get(DEAD_LETTERS, []):
+                if header(record, "dlq.topic") == SLA_CONFIG and (offset := header(record, "dlq.offset")):
+                    parked.add(int(offset))
+        return parked
+
+    async def _apply(self, record: ConsumerRecord[bytes, bytes], sweep: bool) -> None:
         try:
-            change = _CHANGES.validate_json(raw)
-        except ValidationError as error:
-            log.error("skipped an unreadable configuration change", extra={"error": str(error)})
+            change = decode_change(record.value or b"")
+        except InvalidEvent as error:
+            if record.offset not in self._parked:
+                assert self.producer is not None, "the producer starts before the log is followed"
+                await dead_letter(self.producer, record, error.reason, "sla")
+                self._parked.add(record.offset)
             return
         if sweep:
             self._timekeeper.record_change(change)

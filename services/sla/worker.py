@@ -82,9 +82,13 @@ class ClockWorker:
         #: Replay targets: read each newly assigned partition up to here before ticking.
         self._rebuild_until: dict[TopicPartition, int] = {}
         self._held: set[TopicPartition] = set()
-        #: Partitions being set up for a rebuild (the rebalance listener runs beside the loop): their records
-        #: are dropped until they have been sent back to the beginning.
+        #: Partitions being set up for a rebuild (the rebalance listener runs beside the loop). They are paused
+        #: meanwhile, so the loop fetches nothing of them until they have been sent back to the beginning.
         self._preparing: set[TopicPartition] = set()
+        #: Counts rebuilds; `_rebuilt_at` says at which count each partition was last started over. Records
+        #: fetched before that are stale (read from the committed offset, not from the beginning) and dropped.
+        self._rebuilds = 0
+        self._rebuilt_at: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
 
     @property
@@ -99,9 +103,12 @@ class ClockWorker:
         self._consumer.subscribe([TICKETS_EVENTS], listener=_Rebalance(self))
         while not self._stopping.is_set():
             fetched = await self._consumer.getmany(timeout_ms=self._wait_ms(), max_records=5_000)
+            fetched_after = self._rebuilds  # no await since the fetch returned
             decided: list[SlaEvent] = []
             for partition, records in fetched.items():
                 for record in records:
+                    if self._rebuilt_at.get(partition, 0) > fetched_after:
+                        break  # fetched before its rebuild began: it is read again from the beginning
                     decided.extend(await self._handle(record, partition))
             if self._preparing:
                 await self._publish(decided)
@@ -127,8 +134,8 @@ class ClockWorker:
         return int(min(max((due - self._now()).total_seconds(), 0), IDLE_WAIT_S) * 1000)
 
     async def _handle(self, record: object, partition: TopicPartition) -> list[SlaEvent]:
-        if partition not in self._held or partition in self._preparing:
-            return []  # fetched before a rebalance took it away or sent it back to the beginning
+        if partition not in self._held:
+            return []  # fetched before a rebalance took it away
         raw = getattr(record, "value", None) or b""
         try:
             event = decode_ticket_event(raw)
@@ -146,6 +153,8 @@ class ClockWorker:
         self._held -= revoked
         self._preparing -= revoked
         for tp in revoked:
+            self._rebuilt_at.pop(tp, None)
+        for tp in revoked:
             self._rebuild_until.pop(tp, None)
 
     async def rebuild(self, assigned: set[TopicPartition]) -> None:
@@ -153,17 +162,24 @@ class ClockWorker:
         new = [tp for tp in assigned if tp not in self._held]
         if not new:
             return
+        # Before any await: from here the loop neither receives nor handles records of these partitions read
+        # from where the group had committed; after the seek they are read from the beginning.
+        self._consumer.pause(*new)
+        self._rebuilds += 1
+        self._rebuilt_at.update(dict.fromkeys(new, self._rebuilds))
         self._held.update(new)
         self._preparing.update(new)
         try:
             self._published_before |= await self._published_ids({tp.partition for tp in new})
-            await self._consumer.seek_to_beginning(*new)
             ends = await self._consumer.end_offsets(new)
+            await self._consumer.seek_to_beginning(*new)
             self._rebuild_until.update({tp: end for tp, end in ends.items() if end > 0})
             if not self._rebuild_until:  # empty partitions: nothing to replay, but still one catch-up to run
                 self._rebuild_until[new[0]] = 0
         finally:
+            still_held = [tp for tp in new if tp in self._held]  # a rebalance may have taken some away since
             self._preparing.difference_update(new)
+            self._consumer.resume(*still_held)
 
     async def _rebuilt(self) -> bool:
         for tp, end in list(self._rebuild_until.items()):

@@ -27,7 +27,13 @@ from tests.builders import a_ticket_created
 from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.polling import eventually
 from ticketstream_shared.contract import CommentAdded, Envelope, TicketStatusChanged, encode
-from ticketstream_shared.contract.topics import SLA_EVENTS, TICKET_PARTITIONS, TICKETS_EVENTS
+from ticketstream_shared.contract.topics import (
+    SLA_CONFIG,
+    SLA_EVENTS,
+    TICKET_PARTITIONS,
+    TICKETS_EVENTS,
+    dead_letter_topic,
+)
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeysFile, hash_key
 
 pytestmark = pytest.mark.integration
@@ -221,6 +227,58 @@ def test_requesters_see_only_their_own_clients_tickets(sla_app: TestClient, kafk
     eventually(lambda: sla_app.get(f"/v1/sla/tickets/{others.ticket_id}", headers=bearer(ADMIN)).status_code == 200)
     assert sla_app.get(f"/v1/sla/tickets/{others.ticket_id}", headers=bearer(REQUESTER)).status_code == 403
     assert sla_app.get("/v1/sla/tickets/nope", headers=bearer(REQUESTER)).status_code == 404
+
+
+async def _produce_raw(bootstrap: str, topic: str, value: bytes) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        return (await producer.send_and_wait(topic, value)).offset
+    finally:
+        await producer.stop()
+
+
+async def _dead_letters(bootstrap: str, topic: str) -> list[tuple[int, str]]:
+    """(original offset, reason) of every dead letter of `topic` so far."""
+    dlq = TopicPartition(dead_letter_topic(topic), 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([dlq])
+        await consumer.seek_to_beginning(dlq)
+        end = (await consumer.end_offsets([dlq]))[dlq]
+        found = []
+        while await consumer.position(dlq) < end:
+            for record in (await consumer.getmany(dlq, timeout_ms=1000)).get(dlq, []):
+                headers = {key: value.decode() for key, value in record.headers}
+                found.append((int(headers["dlq.offset"]), headers["dlq.reason"]))
+        return found
+    finally:
+        await consumer.stop()
+
+
+def test_a_poison_configuration_change_is_parked_once_and_the_log_goes_on(kafka_bootstrap: str) -> None:
+    poison = {
+        b"not json": "not JSON",
+        b'{"event_type": "sla.calendar_changed", "schema_version": 9}': "schema_version",
+        b"{" + b" " * 300_000 + b"}": "oversized",
+    }
+    offsets = {asyncio.run(_produce_raw(kafka_bootstrap, SLA_CONFIG, raw)): reason for raw, reason in poison.items()}
+    settings = SlaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        api_keys_file=Path("unused-keys-come-from-the-test.json"),
+        consumer_group=unique("sla-test"),
+    )
+    for _ in range(2):  # a second worker reading the whole log again parks nothing twice
+        with TestClient(build_app(settings, TEST_KEYS)) as http:
+            eventually(lambda: http.get("/readyz").status_code == 200, timeout_s=60, what="sla ready")
+            calendar_id = unique("after-poison")
+            assert http.put(f"/v1/sla/calendars/{calendar_id}", json=ALWAYS, headers=bearer(ADMIN)).status_code == 200
+            parked = [(o, r) for o, r in asyncio.run(_dead_letters(kafka_bootstrap, SLA_CONFIG)) if o in offsets]
+            assert sorted(o for o, _ in parked) == sorted(offsets)
+            assert all(offsets[o] in reason for o, reason in parked), parked
 
 
 # --- kill -9 and restart ------------------------------------------------------------------------------------------

@@ -49,8 +49,6 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(INTAKE_REPLIES, TICKET_PARTITIONS, {"retention.ms": str(3600 * 1000)}),
     TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
     TopicSpec(SLA_CONFIG, 1, _FOREVER),
-    *(
-        TopicSpec(dead_letter_topic(name), 1, _DLQ)
-        for name in (TICKETS_EVENTS, TICKETS_INBOUND, SLA_EVENTS, ASSIGNMENT_EVENTS)
-    ),
 )
+#: Every topic is consumed by some service, so every topic has a dead-letter topic beside it.
+TOPICS += tuple(TopicSpec(dead_letter_topic(spec.name), 1, _DLQ) for spec in TOPICS)
