@@ -1,9 +1,11 @@
 """The sla HTTP routes: calendars, policies and client agreements (every PUT a new version on sla.config, effective
-from `effective_at`, nothing overwritten), and each ticket's clocks as people read them.
+from `effective_at`, nothing overwritten), each ticket's clocks as people read them, and the what-if (a past period
+replayed under a candidate policy or calendar, beside what happened; see whatif.py).
 
 (No postponed annotations in this module: FastAPI must see the `Caller` dependency, which is made per app.)
 """
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -11,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier, UtcDatetime
@@ -27,14 +29,18 @@ from ticketstream_shared.contract.sla import (
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 from ticketstream_shared.runtime.logging import correlation_id
 
-from .agreements import History, UnknownCalendar
+from .agreements import Agreements, History, UnknownCalendar
 from .config_log import ConfigLog
+from .history import TicketHistory
 from .timekeeper import Timekeeper
-from .views import ticket_view
+from .views import ticket_view, what_if_view
+from .whatif import Candidate, Replay, in_force
 
 #: How far in the past an effective time may lie (clock skew between caller and service); older is a rewrite.
 CLOCK_SKEW = timedelta(minutes=5)
 READERS = (Role.ADMIN, Role.MANAGER)
+#: The longest period a what-if replays: a quarter, so one request cannot hold a worker for long.
+LONGEST_WHAT_IF = timedelta(days=93)
 
 
 class _Effective(BaseModel):
@@ -53,6 +59,59 @@ class PolicyBody(PolicyData, _Effective):
 
 class ClientAgreementBody(ClientAgreementData, _Effective):
     pass
+
+
+class _Identified(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier = Field(description="The id it stands in for over the period, or a new id to add it beside them.")
+
+
+class CandidateCalendar(CalendarData, _Identified):
+    pass
+
+
+class CandidatePolicy(PolicyData, _Identified):
+    pass
+
+
+class CandidateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    calendar: CandidateCalendar | None = None
+    policy: CandidatePolicy | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "CandidateBody":
+        if self.calendar is None and self.policy is None:
+            raise ValueError("give a candidate policy, a candidate calendar, or both")
+        return self
+
+    def candidate(self) -> Candidate:
+        return Candidate(
+            calendars={self.calendar.id: self.calendar} if self.calendar else {},
+            policies={self.policy.id: self.policy} if self.policy else {},
+        )
+
+
+class WhatIfBody(BaseModel):
+    """Tickets opened from `from` (inclusive) to `to` (exclusive), replayed under the candidate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    opened_from: UtcDatetime = Field(alias="from")
+    to: UtcDatetime
+    candidate: CandidateBody
+
+    @field_validator("to")
+    @classmethod
+    def _bounded(cls, to: datetime, info: ValidationInfo) -> datetime:
+        opened_from = info.data.get("opened_from")
+        if opened_from is not None and to <= opened_from:
+            raise ValueError("must be after from")
+        if opened_from is not None and to - opened_from > LONGEST_WHAT_IF:
+            raise ValueError(f"the period may be {LONGEST_WHAT_IF.days} days at most")
+        return to
 
 
 class Unprocessable(Exception):
@@ -91,7 +150,13 @@ def _history_view(kind: str, subject: str, history: History[Any] | None, now: da
     }
 
 
-def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: Callable[[], datetime]) -> None:
+def install(
+    app: FastAPI,
+    timekeeper: Timekeeper,
+    config_log: ConfigLog,
+    clock: Callable[[], datetime],
+    ticket_history: TicketHistory,
+) -> None:
     """Add the sla routes to `app`."""
     Caller = Annotated[Principal, Depends(app.state.principal)]
     router = APIRouter(prefix="/v1/sla", tags=["sla"])
@@ -119,12 +184,14 @@ def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: 
             )
         )
 
-    def require_known_calendar(calendar_id: str | None, at: datetime) -> None:
+    def require_known_calendar(
+        calendar_id: str | None, at: datetime, among: Agreements = agreements, field: str = "calendar_id"
+    ) -> None:
         """A policy or agreement may only name a calendar in force at its effective time (422 otherwise)."""
         try:
-            agreements.check_calendar(calendar_id, at)
+            among.check_calendar(calendar_id, at)
         except UnknownCalendar as error:
-            raise Unprocessable("calendar_id", str(error)) from None
+            raise Unprocessable(field, str(error)) from None
 
     @router.put("/calendars/{calendar_id}")
     async def put_calendar(calendar_id: Identifier, body: CalendarBody, principal: Caller) -> JSONResponse:
@@ -177,6 +244,25 @@ def install(app: FastAPI, timekeeper: Timekeeper, config_log: ConfigLog, clock: 
         if principal.role is Role.REQUESTER and principal.requester_id not in (None, state.requester_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters see only their own tickets")
         return ticket_view(state, clock())
+
+    @router.post("/what-if")
+    async def what_if(body: WhatIfBody, principal: Caller) -> dict[str, Any]:
+        """Compliance of the tickets opened in the period as it was and as it would have been under the candidate,
+        and the clocks whose verdict changes. Emits and records nothing. A key scoped to a client sees its own."""
+        require_role(principal, *READERS)
+        now = clock()
+        if body.to > now + CLOCK_SKEW:
+            raise Unprocessable("to", "lies in the future: a what-if replays what has happened")
+        if not config_log.caught_up.is_set():
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sla is still reading its configuration")
+        candidate = in_force(agreements, body.candidate.candidate())
+        if body.candidate.policy is not None:
+            require_known_calendar(
+                body.candidate.policy.calendar_id, body.opened_from, candidate, "candidate.policy.calendar_id"
+            )
+        replay = Replay(body.opened_from, min(body.to, now), in_force(agreements), candidate)
+        await ticket_history.replay(replay, admits=lambda event: principal.may_see_client(event.client_id))
+        return what_if_view(await asyncio.to_thread(replay.comparison))
 
     app.include_router(router)
     app.add_exception_handler(Unprocessable, _unprocessable_answer)

@@ -21,6 +21,7 @@ from ticketstream_shared.runtime.kafka import make_consumer, make_producer, star
 from . import api
 from .agreements import Agreements
 from .config_log import ConfigLog
+from .history import TicketHistory
 from .settings import SlaSettings
 from .timekeeper import Timekeeper
 from .worker import ClockWorker
@@ -84,5 +85,6 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
         }
 
     app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
-    api.install(app, timekeeper, config_log, clock)
+    what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
+    api.install(app, timekeeper, config_log, clock, what_if_reader)
     return app

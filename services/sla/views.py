@@ -1,5 +1,6 @@
 """What a ticket's clocks look like to people: each clock's target, status and remaining business time, and one
-plain-language line a requester understands ("We promised a first answer by Tuesday 14:00")."""
+plain-language line a requester understands ("We promised a first answer by Tuesday 14:00"); and a what-if's
+compliance, side by side with what happened."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 from ticketstream_shared.contract.sla import SlaMetric
 
 from .clocks import BREACH, Clock, ClockStatus, TicketClocks
+from .whatif import ChangedOutcome, Comparison, Compliance, Outcome, Verdict, Verdicts, compliance_pct
 
+#: The changed clocks listed in one answer (all are counted): a period of a busy desk may change thousands.
+MAX_CHANGED = 1000
 PROMISE = {SlaMetric.FIRST_RESPONSE: "a first answer", SlaMetric.RESOLUTION: "a solution"}
 DONE = {SlaMetric.FIRST_RESPONSE: "We answered first", SlaMetric.RESOLUTION: "We solved it"}
 
@@ -64,4 +68,62 @@ def ticket_view(state: TicketClocks, now: datetime) -> dict[str, Any]:
             }
             for clock in state.clocks
         ],
+    }
+
+
+def _figures(verdicts: Verdicts) -> dict[str, Any]:
+    return {
+        "clocks": verdicts.total(),
+        **{verdict.value: verdicts[verdict] for verdict in Verdict},
+        "compliance_pct": compliance_pct(verdicts),
+    }
+
+
+def _per_metric(by_metric: dict[SlaMetric, Verdicts]) -> dict[str, Any]:
+    return {metric.value: _figures(by_metric.get(metric, Verdicts())) for metric in SlaMetric}
+
+
+def _compliance_view(compliance: Compliance) -> dict[str, Any]:
+    return {
+        "total": _per_metric(compliance.total),
+        "by_priority": {
+            priority.value: _per_metric(compliance.by_priority[priority]) for priority in sorted(compliance.by_priority)
+        },
+        "by_client": {
+            client_id: _per_metric(compliance.by_client[client_id]) for client_id in sorted(compliance.by_client)
+        },
+    }
+
+
+def _outcome_view(outcome: Outcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None  # no policy covers the ticket on this side
+    return {
+        "verdict": outcome.verdict.value,
+        "target_at": outcome.deadline.isoformat(),
+        "target_business_seconds": int(outcome.terms.target.total_seconds()),
+        "policy": {"id": outcome.terms.policy_id, "version": outcome.terms.policy_version},
+        "calendar": {"id": outcome.terms.calendar.calendar_id, "version": outcome.terms.calendar.version},
+    }
+
+
+def _changed_view(changed: ChangedOutcome) -> dict[str, Any]:
+    return {
+        "ticket_id": changed.ticket_id,
+        "client_id": changed.client_id,
+        "priority": changed.priority.value,
+        "metric": changed.metric.value,
+        "actual": _outcome_view(changed.actual),
+        "candidate": _outcome_view(changed.candidate),
+    }
+
+
+def what_if_view(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "from": comparison.opened_from.isoformat(),
+        "to": comparison.until.isoformat(),
+        "actual": _compliance_view(comparison.actual),
+        "candidate": _compliance_view(comparison.candidate),
+        "changed_total": len(comparison.changed),
+        "changed": [_changed_view(changed) for changed in comparison.changed[:MAX_CHANGED]],
     }
