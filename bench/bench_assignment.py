@@ -1,6 +1,7 @@
-"""Assignment benchmark: decisions per second of one worker, without Kafka, on a desk of 1,000 technicians.
+"""Assignment benchmark: decisions per second of one worker, and created-to-assigned latency through Kafka.
 
-    .venv/bin/python bench/bench_assignment.py [--tickets 100000] [--teams 50] [--technicians 1000]
+    .venv/bin/python -m bench assignment        (or bench/bench_assignment.py [--tickets 100000] [--rate 500]
+                                                 [--teams 50] [--technicians 1000] [--skip-kafka])
 
 50 teams of 20 technicians (16 at tier 1, 4 at tier 2, capacity 30 open tickets each, all on shift), strategies
 spread over the teams (least_loaded, round_robin, skills). 100k tickets arrive in round-robin order over the
@@ -13,16 +14,33 @@ Two measurements, each over the same stream:
       encode and decode the team-log record, decide, encode the published decision and the outcome record.
 Reports decisions/s, p50/p99 time from the ticket's record to its decision (per call, in process), the max-min
 weighted load among each team's tier-1 technicians at the end, and capacity violations (checked after every
-decision; must be 0). Prints a table and writes bench/results/assignment.json. Kafka itself is not in the loop.
+decision; must be 0).
+
+  (c) through Kafka: a local broker (LocalKafka, or KAFKA_BOOTSTRAP_SERVERS), ONE `python -m assignment` process
+      as production runs it, the roster written to assignment.by_team; the same ticket stream produced to
+      tickets.events at --rate tickets/s (open loop: on schedule, whatever the worker does). Latency = the
+      Kafka timestamp of the ticket's first decision on assignment.events minus that of its ticket.created
+      (both producer CreateTime on one machine); reported for assignments (the bar), for every first
+      decision, and whether the worker kept up (its backlog at the end of the offered load). Then the worker's
+      view over HTTP: load spread and capacity (open tickets above capacity: must be 0), and no ticket assigned
+      twice.
+Prints a table and writes bench/results/assignment.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import os
 import platform
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +49,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
 from assignment.desk import Desk, published, recorded  # noqa: E402
-from assignment.domain import Assigned  # noqa: E402
-from assignment.records import TicketRouted, decode_team_record  # noqa: E402
+from assignment.domain import Assigned, Load  # noqa: E402
+from assignment.records import TicketRouted, decode_team_record, team_key  # noqa: E402
 from assignment.routing import route  # noqa: E402
-from ticketstream_shared.contract import TicketCreated, TicketStatusChanged, decode_ticket_event, encode  # noqa: E402
+from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from ticketstream_shared.contract import (  # noqa: E402
+    TicketCreated,
+    TicketStatusChanged,
+    decode_assignment_event,
+    decode_ticket_event,
+    encode,
+)
 from ticketstream_shared.contract.assignment import (  # noqa: E402
     CategoryRouted,
     ShiftChanged,
@@ -44,6 +71,9 @@ from ticketstream_shared.contract.assignment import (  # noqa: E402
     TeamStrategyChosen,
     TechnicianProfiled,
 )
+from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
+from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "assignment.json"
 BAR_DECISIONS_PER_S = 10_000
@@ -164,17 +194,10 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
                 decisions_made += check_capacity(desk, decisions, violations)
     elapsed = time.perf_counter() - began
     latencies.sort()
-    by_strategy: dict[str, list[int]] = {}
-    counts_by_strategy: dict[str, list[int]] = {}
-    for team in desk.teams.values():
-        # Equally eligible: the tier-1 technicians (with the team's skill, for strategy skills).
-        skill = team.name.replace("team", "cat")
-        peers = [tech for tech in team.technicians.values() if tech.tier == 1
-                 and (team.strategy is not Strategy.SKILLS or skill in tech.skills)]  # fmt: skip
-        loads = [team.load_of(tech.technician_id) for tech in peers]
-        weighted, counts = [load.weighted for load in loads], [load.open_tickets for load in loads]
-        by_strategy.setdefault(team.strategy.value, []).append(max(weighted) - min(weighted))
-        counts_by_strategy.setdefault(team.strategy.value, []).append(max(counts) - min(counts))
+    views = [
+        (team.name, team.strategy.value, tech.tier, tech.skills, team.load_of(tech.technician_id))
+        for team in desk.teams.values() for tech in team.technicians.values()
+    ]  # fmt: skip
     return {
         "decisions": decisions_made,
         "seconds": round(elapsed, 3),
@@ -183,13 +206,165 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
         "p50_decision_ms": round(latencies[len(latencies) // 2] * 1000, 3),
         "p99_decision_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
         "max_decision_ms": round(latencies[-1] * 1000, 3),
-        "weighted_load_spread_max_by_strategy": {name: max(values) for name, values in by_strategy.items()},
-        "weighted_load_spread_mean_by_strategy": {
-            name: round(sum(values) / len(values), 2) for name, values in by_strategy.items()
-        },
-        "open_tickets_spread_max_by_strategy": {name: max(vals) for name, vals in counts_by_strategy.items()},
+        **load_spread(views),
         "capacity_violations": len(violations),
     }
+
+
+def load_spread(views: list[tuple[str, str, int, frozenset[str] | list[str], Load]]) -> dict[str, Any]:
+    """Max - min load among each team's equally eligible technicians (tier 1; with the team's skill, for strategy
+    skills), by strategy; `views` are (team, strategy, tier, skills, load) per technician."""
+    peers: dict[tuple[str, str], list[Load]] = {}
+    for team, strategy, tier, skills, load in views:
+        if tier == 1 and (strategy != Strategy.SKILLS or team.replace("team", "cat") in skills):
+            peers.setdefault((team, strategy), []).append(load)
+    weighted: dict[str, list[int]] = {}
+    counts: dict[str, list[int]] = {}
+    for (_, strategy), loads in peers.items():
+        weighted.setdefault(strategy, []).append(max(x.weighted for x in loads) - min(x.weighted for x in loads))
+        counts.setdefault(strategy, []).append(max(x.open_tickets for x in loads) - min(x.open_tickets for x in loads))
+    return {
+        "weighted_load_spread_max_by_strategy": {name: max(values) for name, values in weighted.items()},
+        "weighted_load_spread_mean_by_strategy": {name: round(sum(v) / len(v), 2) for name, v in weighted.items()},
+        "open_tickets_spread_max_by_strategy": {name: max(values) for name, values in counts.items()},
+    }
+
+
+class Worker:
+    """One `python -m assignment` process on a free port, as production runs it; stopped with SIGTERM."""
+
+    def __init__(self, bootstrap: str, api_keys_file: Path, log_path: Path) -> None:
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        environment = {
+            **os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "API_KEYS_FILE": str(api_keys_file),
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(self.port), "CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
+            "LOG_LEVEL": "WARNING",
+        }  # fmt: skip
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "assignment"], cwd=ROOT, env=environment, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def get(self, path: str, key: str) -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def wait_until(self, ready: Any, what: str, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited: {self.log_path.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                if ready():
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"not within {timeout_s:.0f} s: {what}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+async def offer_through_kafka(
+    bootstrap: str, setup: list[TeamLogEvent], events: list, rate: float, worker: Worker, key: str, technicians: int
+) -> dict[str, Any]:
+    """Write the roster, then the ticket stream at `rate` tickets/s; collect every decision of assignment.events."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    consumer = AIOKafkaConsumer(ASSIGNMENT_EVENTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await producer.start()
+    await consumer.start()
+    first_decision: dict[str, tuple[int, str]] = {}  # ticket -> (Kafka timestamp ms, event type)
+    assignments: dict[str, set[uuid.UUID]] = {}
+
+    async def read() -> None:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    event = decode_assignment_event(record.value)
+                    first_decision.setdefault(event.ticket_id, (record.timestamp, event.event_type))
+                    if event.event_type == "assignment.assigned":
+                        assignments.setdefault(event.ticket_id, set()).add(event.event_id)
+
+    try:
+        for record in setup:
+            await producer.send(ASSIGNMENT_BY_TEAM, encode(record), key=team_key(record).encode())
+        await producer.flush()
+        await asyncio.to_thread(worker.wait_until, lambda: len(worker.get("/v1/technicians", key)["technicians"])
+                                == technicians, "the worker has read the roster")  # fmt: skip
+        reader = asyncio.create_task(read())
+        loop = asyncio.get_running_loop()
+        created: dict[str, asyncio.Future[Any]] = {}
+        began = loop.time()
+        for event in events:
+            if isinstance(event, TicketCreated):
+                if (delay := began + len(created) / rate - loop.time()) > 0:
+                    await asyncio.sleep(delay)
+                created[event.ticket_id] = await producer.send(TICKETS_EVENTS, encode(event),
+                                                               key=event.ticket_id.encode())  # fmt: skip
+            else:
+                await producer.send(TICKETS_EVENTS, encode(event), key=event.ticket_id.encode())
+        await producer.flush()
+        offered_s = loop.time() - began
+        backlog = len(created) - len(first_decision)
+        deadline = loop.time() + 300
+        while len(first_decision) < len(created) and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        drained_s = loop.time() - began
+        reader.cancel()
+        created_at = {ticket: (await sent).timestamp for ticket, sent in created.items()}
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    to_decision = sorted(first_decision[t][0] - at for t, at in created_at.items() if t in first_decision)
+    to_assigned = sorted(first_decision[t][0] - at for t, at in created_at.items()
+                         if first_decision.get(t, (0, ""))[1] == "assignment.assigned")  # fmt: skip
+    return {
+        "offered_tickets_per_s": rate,
+        "offered_seconds": round(offered_s, 1),
+        "drained_seconds": round(drained_s, 1),
+        "undecided_when_offer_ended": backlog,
+        "undecided_at_end": len(created) - len(first_decision),
+        "assigned_at_first_decision": len(to_assigned),
+        "p50_created_to_assigned_ms": percentile(to_assigned, 0.5),
+        "p99_created_to_assigned_ms": percentile(to_assigned, 0.99),
+        "max_created_to_assigned_ms": percentile(to_assigned, 1.0),
+        "p99_created_to_first_decision_ms": percentile(to_decision, 0.99),
+        "tickets_assigned_twice": sum(1 for ids in assignments.values() if len(ids) > 1),
+    }
+
+
+def percentile(values: list[int], share: float) -> int | None:
+    return values[min(len(values) - 1, int(len(values) * share))] if values else None
+
+
+def run_through_kafka(setup: list[TeamLogEvent], events: list, rate: float, technicians: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-assignment-") as scratch, contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
+            LocalKafka(Path(scratch) / "kafka")).bootstrap_servers  # fmt: skip
+        asyncio.run(ensure_topics(bootstrap))
+        dev_keys, api_keys = write_dev_keys(Path(scratch) / "keys")
+        key = json.loads(dev_keys.read_text())["integration"]
+        worker = Worker(bootstrap, api_keys, Path(scratch) / "assignment.log")
+        stack.callback(worker.stop)
+        worker.wait_until(lambda: worker.get("/readyz", key) is not None, "the worker ready")
+        result = asyncio.run(offer_through_kafka(bootstrap, setup, events, rate, worker, key, technicians))
+        views = []
+        for tech in worker.get("/v1/technicians", key)["technicians"]:
+            strategy = worker.get(f"/v1/routing/teams/{tech['team']}", key)["strategy"]
+            load = Load(tech["open_tickets"], tech["weighted_load"])
+            views.append((tech["team"], strategy, tech["tier"], tech["skills"], load))
+            result["capacity_violations"] = result.get("capacity_violations", 0) + (
+                tech["open_tickets"] > tech["capacity"])  # fmt: skip
+        return {**result, **load_spread(views)}
 
 
 def main() -> None:
@@ -197,6 +372,8 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--teams", type=int, default=50)
     parser.add_argument("--technicians", type=int, default=1_000)
+    parser.add_argument("--rate", type=float, default=500, help="tickets/s offered through Kafka")
+    parser.add_argument("--skip-kafka", action="store_true", help="only the in-process runs")
     args = parser.parse_args()
     setup = roster(args.teams, args.technicians)
     events = ticket_stream(args.tickets, args.teams)
@@ -209,6 +386,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
         "domain": run(events, setup, args.teams, through_codec=False),
         "worker_without_kafka": run(events, setup, args.teams, through_codec=True),
+        "through_kafka": None if args.skip_kafka else run_through_kafka(setup, events, args.rate, args.technicians),
         "bar": {"decisions_per_s": BAR_DECISIONS_PER_S, "p99_ms": BAR_P99_MS, "capacity_violations": 0},
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -218,6 +396,13 @@ def main() -> None:
         print(f"{name:<22}{row['decisions_per_s']:>12,}{row['ticket_events_per_s']:>10,}{row['p50_decision_ms']:>8}"
               f"{row['p99_decision_ms']:>8}{row['capacity_violations']:>11}  "
               f"{row['weighted_load_spread_max_by_strategy']}")  # fmt: skip
+    if (kafka := results["through_kafka"]) is not None:
+        print(f"through Kafka at {kafka['offered_tickets_per_s']:,.0f} tickets/s: created-to-assigned p50 "
+              f"{kafka['p50_created_to_assigned_ms']} ms, p99 {kafka['p99_created_to_assigned_ms']} ms (bar "
+              f"{BAR_P99_MS:.0f}); first decision p99 {kafka['p99_created_to_first_decision_ms']} ms; undecided when "
+              f"the offer ended {kafka['undecided_when_offer_ended']}; capacity violations "
+              f"{kafka['capacity_violations']}; assigned twice {kafka['tickets_assigned_twice']}; spread max "
+              f"{kafka['weighted_load_spread_max_by_strategy']}")  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {RESULTS.relative_to(ROOT)}")

@@ -4,6 +4,9 @@ Pure (no I/O): `Desk.apply` folds one record of assignment.by_team. For a team w
 (`decides=True`) it also settles the team and returns the decisions to publish; otherwise it applies the owner's
 recorded outcomes instead of deciding, so every process holds the same roster, loads and assignments (for reads
 and for taking a team over) while exactly one decides.
+
+A ticket whose category no rule routes waits under that category (`parked`); the owner of the category's
+partition forwards it to the team of the rule that comes for it, and forwards its later changes after it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,13 @@ from .records import (
     ManualAssignmentRequested,
     OutcomeData,
     OutcomeRecorded,
+    ParkedData,
+    RoutedData,
+    TicketParked,
+    TicketRef,
     TicketReprioritised,
     TicketRouted,
+    TicketSnapshot,
     TicketStatusMoved,
     TicketWithdrawn,
 )
@@ -52,11 +60,21 @@ class CategoryRule:
 
 
 @dataclass(frozen=True)
+class Forwarded:
+    """A record for a team's partition of the team log: a waiting ticket a rule routed there (or a newer snapshot
+    of it), or its withdrawal when it left for another category."""
+
+    ticket_id: str
+    record: TicketRouted | TicketWithdrawn
+
+
+@dataclass(frozen=True)
 class Decision:
-    """An outcome to publish, with the record that caused it (for ids and correlation)."""
+    """An outcome to publish (or a record to forward) for `team`, with the record that caused it (for ids and
+    correlation)."""
 
     team: str
-    outcome: Outcome
+    outcome: Outcome | Forwarded
     cause_id: uuid.UUID
     correlation_id: str
 
@@ -68,6 +86,9 @@ class Desk:
     #: Which team holds each ticket, and each technician: the router and the HTTP edge look them up.
     ticket_teams: dict[str, str] = field(default_factory=dict)
     technician_teams: dict[str, str] = field(default_factory=dict)
+    #: Tickets waiting for a rule of their category, and those a rule routed from there: (category, rule).
+    parked: dict[str, TicketSnapshot] = field(default_factory=dict)
+    released: dict[str, tuple[str, CategoryRule]] = field(default_factory=dict)
 
     def team(self, name: str) -> Team:
         found = self.teams.get(name)
@@ -86,8 +107,13 @@ class Desk:
     def apply(self, record: TeamLogEvent, *, decides: bool, instance: str) -> list[Decision]:
         """Fold one record; when this process decides for the record's team, settle it and say what to publish."""
         if isinstance(record, CategoryRouted):
-            self.rules[record.data.category] = CategoryRule(record.data.team, record.data.skill)
-            return []
+            rule = self.rules[record.data.category] = CategoryRule(record.data.team, record.data.skill)
+            waiting = [ticket for ticket in self.parked.values() if ticket.category == record.data.category]
+            forwarded = [self._release(ticket, record.data.category, rule, record) for ticket in waiting]
+            return self._decided(forwarded, record) if decides else []
+        if isinstance(record, TicketParked):
+            forwarded = self._wait(record.data, record)
+            return self._decided(forwarded, record) if decides else []
         if isinstance(record, OutcomeRecorded):
             if record.data.decided_by != instance:  # our own outcomes were applied when we decided them
                 self.team(record.data.team).apply_outcome(outcome_of(record.data))
@@ -97,6 +123,39 @@ class Desk:
             return []
         outcomes = announced + team.settle()
         return [Decision(team.name, outcome, record.event_id, record.correlation_id) for outcome in outcomes]
+
+    def _wait(self, parked: ParkedData, cause: TeamLogEvent) -> list[tuple[str, Forwarded]]:
+        """A ticket waits under a category, or goes on to the team a rule of the category gave it; a snapshot of
+        another category takes it out (withdrawn from the team, if a rule had routed it)."""
+        ticket, category = parked.ticket, parked.category
+        released = self.released.get(ticket.ticket_id)
+        if ticket.category != category:
+            if (waiting := self.parked.get(ticket.ticket_id)) is not None and waiting.category == category:
+                del self.parked[ticket.ticket_id]
+            if released is None or released[0] != category:
+                return []
+            del self.released[ticket.ticket_id]
+            withdrawn = TicketWithdrawn(**_forwarding(cause, ticket.ticket_id), data=TicketRef(
+                team=released[1].team, ticket_id=ticket.ticket_id))  # fmt: skip
+            return [(released[1].team, Forwarded(ticket.ticket_id, withdrawn))]
+        rule = released[1] if released is not None else self.rules.get(category)
+        if rule is None:
+            self.parked[ticket.ticket_id] = ticket
+            return []
+        return [self._release(ticket, category, rule, cause)]
+
+    def _release(
+        self, ticket: TicketSnapshot, category: str, rule: CategoryRule, cause: TeamLogEvent
+    ) -> tuple[str, Forwarded]:
+        self.parked.pop(ticket.ticket_id, None)
+        self.released[ticket.ticket_id] = (category, rule)
+        snapshot = ticket.model_copy(update={"skill": rule.skill})
+        routed = TicketRouted(**_forwarding(cause, ticket.ticket_id), data=RoutedData(team=rule.team, ticket=snapshot))
+        return rule.team, Forwarded(ticket.ticket_id, routed)
+
+    @staticmethod
+    def _decided(forwarded: list[tuple[str, Forwarded]], cause: TeamLogEvent) -> list[Decision]:
+        return [Decision(team, record, cause.event_id, cause.correlation_id) for team, record in forwarded]
 
     def settle(self, team_name: str, cause_id: uuid.UUID) -> list[Decision]:
         """Decide what waits in a team just taken over (its previous owner may have stopped mid-way)."""
@@ -155,6 +214,16 @@ class Desk:
         return team, announced
 
 
+def _forwarding(cause: TeamLogEvent, ticket_id: str) -> dict[str, object]:
+    """The envelope of a record forwarded because of `cause`: the same id in every process, on every retry."""
+    return {
+        "event_id": uuid.uuid5(DECISION_IDS, f"{cause.event_id}:{ticket_id}:forwarded"),
+        "occurred_at": cause.occurred_at,
+        "producer": PRODUCER,
+        "correlation_id": cause.correlation_id,
+    }
+
+
 def outcome_of(data: OutcomeData) -> Outcome:
     if not data.assigned:
         return Unassignable(data.ticket_id, data.reason, announce=False, holder=data.technician_id)
@@ -163,10 +232,12 @@ def outcome_of(data: OutcomeData) -> Outcome:
                     data.previous_technician_id)  # fmt: skip
 
 
-def recorded(decision: Decision, instance: str, now: datetime) -> OutcomeRecorded | None:
-    """The team-log record of a decision, for the processes that follow the team without deciding. Escalations
-    and manual assignments need none: every process folds them from their own records."""
+def recorded(decision: Decision, instance: str, now: datetime) -> TeamLogEvent | None:
+    """The team-log record of a decision, for the processes that follow the team without deciding (or the record
+    forwarded). Escalations and manual assignments need none: every process folds them from their own records."""
     outcome = decision.outcome
+    if isinstance(outcome, Forwarded):
+        return outcome.record
     if isinstance(outcome, Escalated) or (isinstance(outcome, Assigned) and outcome.assigned_by):
         return None
     assigned = outcome if isinstance(outcome, Assigned) else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.assignment import Strategy
@@ -65,8 +66,9 @@ class Ticket:
         return PRIORITY_WEIGHT[self.priority]
 
 
-@dataclass(frozen=True)
-class Load:
+class Load(NamedTuple):
+    """A technician's open tickets, counted and weighted (a tuple: one is made on every change of a ticket)."""
+
     open_tickets: int = 0
     weighted: int = 0
 
@@ -115,8 +117,9 @@ Outcome = Assigned | Unassignable | Escalated
 # --- eligibility and the strategies ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """An eligible technician and their load (a tuple: several are made for every decision)."""
+
     technician: Technician
     load: Load
 
@@ -131,18 +134,21 @@ class Pool:
 
 
 def pool(ticket: Ticket, team: Team, need_skill: bool) -> Pool:
-    members = team.roster()
     skill = f" with skill {ticket.skill}" if need_skill else ""
-    on_shift = [tech for tech in members if tech.on_shift and tech.tier >= ticket.tier]
+    on_shift = team.on_shift_from(ticket.tier)
     if not on_shift:
         tiers = f"tier-{ticket.tier}" if ticket.tier == TOP_TIER else f"tier-{ticket.tier} or higher"
         return Pool((), f"no {tiers} technician of team {team.name} is on shift")
-    skilled = [tech for tech in on_shift if not need_skill or ticket.skill in tech.skills]
+    skilled = [tech for tech in on_shift if ticket.skill in tech.skills] if need_skill else on_shift
     if not skilled:
         lacking = f"none of the {len(on_shift)} on-shift technicians of team {team.name}"
         return Pool((), f"{lacking} has skill {ticket.skill}")
-    free = [Candidate(tech, team.load_of(tech.technician_id)) for tech in skilled]
-    free = [candidate for candidate in free if candidate.load.open_tickets < candidate.technician.capacity]
+    loads = team.loads
+    free = [
+        Candidate(tech, load)
+        for tech in skilled
+        if (load := loads.get(tech.technician_id, NO_LOAD)).open_tickets < tech.capacity
+    ]
     if not free:
         return Pool((), f"all {len(skilled)} on-shift technicians{skill} of team {team.name} are at capacity")
     lowest = min(candidate.technician.tier for candidate in free)
@@ -234,12 +240,23 @@ class Team:
     backlog: dict[str, None] = field(default_factory=dict)
     last_served: str | None = None
     _roster: tuple[Technician, ...] | None = field(default=None, repr=False, compare=False)
+    _on_shift: dict[int, tuple[Technician, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def roster(self) -> tuple[Technician, ...]:
         """The technicians in id order (the rotation's order), kept until the roster changes."""
         if self._roster is None:
             self._roster = tuple(sorted(self.technicians.values(), key=lambda tech: tech.technician_id))
+            self._on_shift = {}
         return self._roster
+
+    def on_shift_from(self, tier: int) -> tuple[Technician, ...]:
+        """The on-shift technicians of `tier` or higher, in id order: every decision asks, the roster rarely
+        changes."""
+        members = self.roster()  # first: a changed roster empties the cache
+        found = self._on_shift.get(tier)
+        if found is None:
+            found = self._on_shift[tier] = tuple(tech for tech in members if tech.on_shift and tech.tier >= tier)
+        return found
 
     def load_of(self, technician_id: str) -> Load:
         return self.loads.get(technician_id, NO_LOAD)
@@ -319,9 +336,14 @@ class Team:
     # tickets
 
     def route(self, ticket: Ticket) -> None:
-        """A ticket arrives (created, or its category moved it here)."""
-        if ticket.ticket_id in self.tickets:
-            return  # a redelivery
+        """A ticket arrives (created, or its category moved it here); or, for one that waited for a routing rule,
+        a newer snapshot comes after it (its changes while the rule's routing was on its way)."""
+        known = self.tickets.get(ticket.ticket_id)
+        if known is not None:  # a redelivery, or a newer snapshot
+            if ticket.version > known.version:
+                self._put(replace(known, priority=ticket.priority))
+                self.change_status(ticket.ticket_id, ticket.status, ticket.version)
+            return
         self._put(ticket)
         if ticket.is_open:
             self._await(ticket.ticket_id)

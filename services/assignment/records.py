@@ -8,19 +8,20 @@ roster events, which other systems may read, are in the shared contract (TeamLog
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ticketstream_shared.contract import InvalidEvent, Priority, TicketStatus
+from ticketstream_shared.contract import InvalidEvent, Priority, TicketStatus, UnknownEventType
 from ticketstream_shared.contract.assignment import (
+    ROSTER_EVENT_TYPES,
     CategoryRouted,
     RosterEventUnion,
     Strategy,
     TeamLogEvent,
     TechnicianTransferred,
 )
-from ticketstream_shared.contract.codec import describe_validation_error
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES, describe_validation_error, parse_message
 from ticketstream_shared.contract.events import Frozen, Identifier
 
 PRODUCER = "assignment"
@@ -48,6 +49,21 @@ class TicketRouted(TeamLogEvent):
     event_type: Literal["assignment.ticket_routed"] = "assignment.ticket_routed"
     schema_version: Literal[1] = 1
     data: RoutedData
+
+
+class ParkedData(Frozen):
+    category: Identifier = Field(description="The category it waits under (the record's key).")
+    ticket: TicketSnapshot
+
+
+class TicketParked(TeamLogEvent):
+    """No team takes the ticket's category yet: it waits under that category (key "category:<category>", with the
+    category's rules) until a rule routes it. Sent again with the newer snapshot when the ticket changes while it
+    waits; a snapshot of another category says it left for that one."""
+
+    event_type: Literal["assignment.ticket_parked"] = "assignment.ticket_parked"
+    schema_version: Literal[1] = 1
+    data: ParkedData
 
 
 class TicketRef(Frozen):
@@ -125,24 +141,41 @@ class OutcomeRecorded(TeamLogEvent):
 
 
 WorkRecord = (
-    TicketRouted | TicketWithdrawn | TicketStatusMoved | TicketReprioritised | EscalationDue
+    TicketRouted | TicketParked | TicketWithdrawn | TicketStatusMoved | TicketReprioritised | EscalationDue
     | ManualAssignmentRequested | OutcomeRecorded
 )  # fmt: skip
 TeamLogRecord = Annotated[RosterEventUnion | WorkRecord, Field(discriminator="event_type")]
 _RECORDS: TypeAdapter[TeamLogRecord] = TypeAdapter(TeamLogRecord)
+_RECORD_TYPES: dict[str, type[TeamLogEvent]] = {
+    model.model_fields["event_type"].default: model for model in (*ROSTER_EVENT_TYPES, *get_args(WorkRecord))
+}
 
 
 def decode_team_record(raw: bytes) -> TeamLogEvent:
-    """One record of the team log; raises InvalidEvent with the reason."""
+    """One record of the team log; raises InvalidEvent with the reason, or UnknownEventType for a well-formed
+    record of a type a newer version of this service writes (skipped, as every consumer skips those)."""
+    if len(raw) <= MAX_EVENT_BYTES:
+        try:  # the common case, in one pass of pydantic's JSON parser
+            return _RECORDS.validate_json(raw)  # type: ignore[return-value]
+        except ValidationError:
+            pass  # the careful path says why
+    payload = parse_message(raw)
+    model = _RECORD_TYPES.get(payload.get("event_type"))  # type: ignore[arg-type]
     try:
-        return _RECORDS.validate_json(raw)  # type: ignore[return-value]
+        if model is None:
+            TeamLogEvent.model_validate({key: value for key, value in payload.items() if key != "data"})
+            raise UnknownEventType(f"unknown event_type {payload.get('event_type')!r} on the team log")
+        if payload.get("schema_version") != model.model_fields["schema_version"].default:
+            raise InvalidEvent(f"unknown schema_version {payload.get('schema_version')!r} of {payload['event_type']}")
+        return model.model_validate(payload)
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None
 
 
 def team_key(record: TeamLogEvent) -> str:
-    """The partitioning key: the team the record is about (a transfer: the team left), or a rule's category."""
-    if isinstance(record, CategoryRouted):
+    """The partitioning key: the team the record is about (a transfer: the team left), or the category of a rule
+    or of a ticket waiting for one."""
+    if isinstance(record, CategoryRouted | TicketParked):
         return f"category:{record.data.category}"
     if isinstance(record, TechnicianTransferred):
         return record.data.from_team

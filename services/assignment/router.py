@@ -1,7 +1,8 @@
 """The router as a member of the `CONSUMER_GROUP` group on tickets.events and sla.events: re-keys them by team.
 
 It remembers where it sent each ticket (its own writes reach the desk a moment later); for a ticket it has not
-routed itself (after a restart or a rebalance) it asks the desk, which the team log keeps current.
+routed itself (after a restart or a rebalance), or that it left waiting for a rule, it asks the desk, which the
+team log keeps current.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ class TicketRouter:
 
     def where(self, ticket_id: str) -> Routed | None:
         known = self._routed.get(ticket_id)
-        if known is not None:
-            return known
         team = self._desk.ticket_teams.get(ticket_id)
+        if known is not None and (known.team is not None or team is None):
+            return known
         ticket = self._desk.ticket(ticket_id)
-        if team is None or ticket is None:
-            return None
-        fields = ("ticket_id", "client_id", "priority", "status", "category", "skill", "tier", "version")
-        return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in fields}))
+        if team is not None and ticket is not None:  # routed by us before, or by a rule from where it waited
+            fields = ("ticket_id", "client_id", "priority", "status", "category", "skill", "tier", "version")
+            return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in fields}))
+        waiting = self._desk.parked.get(ticket_id)
+        return Routed(None, waiting) if waiting is not None else known
 
     async def handle(self, batch: list[Delivery]) -> None:
         """Route a batch; returns once Kafka has every record (the consumer commits after)."""

@@ -2,6 +2,8 @@
 
 It decides only *which team* a ticket belongs to (its category's rule) and forwards what a team needs: the
 ticket's arrival, status and priority changes, and escalations due. Which technician is the team owner's call.
+A ticket whose category no rule routes yet waits under its category on the team log (`TicketParked`), where the
+rule will find it when it comes (see `Desk`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from .records import (
     PRODUCER,
     EscalationDue,
     EscalationDueData,
+    ParkedData,
     ReprioritisedData,
     RoutedData,
     StatusMovedData,
+    TicketParked,
     TicketRef,
     TicketReprioritised,
     TicketRouted,
@@ -37,16 +41,16 @@ ROUTING_IDS = uuid.UUID("0e7d9a42-6c1b-4f3e-8a5d-2b9c4e6f8a06")
 
 @dataclass(frozen=True)
 class Routed:
-    """Where a ticket is, as the router last sent it."""
+    """Where a ticket is, as the router last sent it: with a team, or (team None) waiting for a routing rule."""
 
-    team: str
+    team: str | None
     ticket: TicketSnapshot
 
 
 @dataclass(frozen=True)
 class Routing:
     """What routing one event produced: records for the team log, a public event when no team takes the ticket,
-    and where the ticket is now (None: with no team)."""
+    and where the ticket is now (None: nowhere we follow)."""
 
     records: list[TeamLogEvent]
     unroutable: TicketUnassignable | None = None
@@ -72,7 +76,9 @@ def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], Categ
         )  # fmt: skip
         return _to_team(snapshot, rule_for, envelope)
     if known is None:
-        return Routing([])  # not ours: never routed (no rule), or created before a rule existed
+        return Routing([])  # not ours: created before this service kept its tickets
+    if known.team is None:
+        return _while_unrouted(event, known.ticket, rule_for, envelope)
     ref = {"team": known.team, "ticket_id": known.ticket.ticket_id}
     if isinstance(event, TicketStatusChanged):
         version = event.aggregate_version
@@ -105,6 +111,32 @@ def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], Categ
     return Routing([], where=known)
 
 
+def _while_unrouted(
+    event: Envelope,
+    ticket: TicketSnapshot,
+    rule_for: Callable[[str], CategoryRule | None],
+    envelope: Callable[[str], dict[str, object]],
+) -> Routing:
+    """A ticket waiting for a rule changed: it waits with the newer snapshot, or its new category routes it.
+    (An SLA event changes nothing yet: a ticket no team has is not escalated.)"""
+    if isinstance(event, TicketStatusChanged):
+        current = ticket.model_copy(update={"status": event.data.to_status, "version": event.aggregate_version})
+    elif isinstance(event, TicketUpdated):
+        changes = event.data.changes
+        current = ticket.model_copy(update={"version": event.aggregate_version})
+        if changes.priority is not None:
+            current = current.model_copy(update={"priority": changes.priority})
+        if changes.category is not None:
+            current = current.model_copy(update={"category": changes.category, "skill": changes.category})
+    else:
+        return Routing([], where=Routed(None, ticket))
+    waits = TicketParked(**envelope("parked-again"), data=ParkedData(category=ticket.category, ticket=current))
+    if current.category == ticket.category:
+        return Routing([waits], where=Routed(None, current))
+    moved = _to_team(current, rule_for, envelope)  # `waits`, of another category, takes it out of the old one
+    return Routing([waits, *moved.records], moved.unroutable, moved.where)
+
+
 def _to_team(
     snapshot: TicketSnapshot,
     rule_for: Callable[[str], CategoryRule | None],
@@ -117,7 +149,8 @@ def _to_team(
             **envelope("unroutable"), ticket_id=snapshot.ticket_id, client_id=snapshot.client_id,
             data=UnassignableData(reason=reason),
         )  # fmt: skip
-        return Routing([], unroutable=unroutable)
+        parked = TicketParked(**envelope("parked"), data=ParkedData(category=snapshot.category, ticket=snapshot))
+        return Routing([parked], unroutable=unroutable, where=Routed(None, snapshot))
     snapshot = snapshot.model_copy(update={"skill": rule.skill})
     data = RoutedData(team=rule.team, ticket=snapshot)
     return Routing([TicketRouted(**envelope("routed"), data=data)], where=Routed(rule.team, snapshot))

@@ -8,12 +8,14 @@ tickets never reach its teams.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from fastapi.testclient import TestClient
 
 from assignment.app import build_app
@@ -21,8 +23,23 @@ from assignment.settings import AssignmentSettings
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.polling import eventually
-from ticketstream_shared.contract import Envelope, TicketStatusChanged, decode_assignment_event, encode
-from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, TEAM_PARTITIONS, TICKETS_EVENTS
+from ticketstream_shared.contract import (
+    Envelope,
+    TicketStatusChanged,
+    TicketUpdated,
+    dead_letter_topic,
+    decode_assignment_event,
+    encode,
+)
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+from ticketstream_shared.contract.sla import SlaBreached, SlaWarning
+from ticketstream_shared.contract.topics import (
+    ASSIGNMENT_BY_TEAM,
+    ASSIGNMENT_EVENTS,
+    SLA_EVENTS,
+    TEAM_PARTITIONS,
+    TICKETS_EVENTS,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +71,20 @@ def two_processes(kafka_bootstrap: str, group: str) -> Iterator[tuple[TestClient
         yield first, second
 
 
-def publish(kafka_bootstrap: str, events: list[Envelope]) -> None:
-    """Append events to tickets.events as intake does (key = ticket id)."""
+def publish(kafka_bootstrap: str, events: list[Envelope], topic: str = TICKETS_EVENTS) -> None:
+    """Append events to tickets.events as intake does, or to sla.events as the SLA service does (key = ticket id)."""
+    send_raw(kafka_bootstrap, topic, [(event.ticket_id, encode(event)) for event in events])
+
+
+def send_raw(kafka_bootstrap: str, topic: str, messages: list[tuple[str, bytes]]) -> None:
+    """Append (key, bytes) messages to `topic`, in order."""
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
         await producer.start()
         try:
-            for event in events:
-                await producer.send(TICKETS_EVENTS, encode(event), key=event.ticket_id.encode())
+            for key, value in messages:
+                await producer.send(topic, value, key=key.encode())
             await producer.flush()
         finally:
             await producer.stop()
@@ -70,23 +92,29 @@ def publish(kafka_bootstrap: str, events: list[Envelope]) -> None:
     asyncio.run(send())
 
 
-def decisions_about(kafka_bootstrap: str, ticket_ids: set[str]) -> list[Envelope]:
-    """Every event of assignment.events about `ticket_ids`, as another system reads them."""
+def read_all(kafka_bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every message of `topic` so far, as another system reads them (no group, every partition)."""
 
-    async def read() -> list[Envelope]:
-        consumer = AIOKafkaConsumer(ASSIGNMENT_EVENTS, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    async def read() -> list[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
         await consumer.start()
         try:
-            ends = await consumer.end_offsets(list(consumer.assignment()))  # no group: every partition at start
+            ends = await consumer.end_offsets(list(consumer.assignment()))
             found = []
             while any([await consumer.position(tp) < end for tp, end in ends.items()]):
                 for records in (await consumer.getmany(timeout_ms=500)).values():
-                    found += [decode_assignment_event(r.value) for r in records if r.key.decode() in ticket_ids]
+                    found += records
             return found
         finally:
             await consumer.stop()
 
     return asyncio.run(read())
+
+
+def decisions_about(kafka_bootstrap: str, ticket_ids: set[str]) -> list[Envelope]:
+    """Every event of assignment.events about `ticket_ids`, as another system reads them."""
+    records = read_all(kafka_bootstrap, ASSIGNMENT_EVENTS)
+    return [decode_assignment_event(r.value) for r in records if r.key.decode() in ticket_ids]
 
 
 def latest_by_ticket(events: list[Envelope]) -> dict[str, Envelope]:
@@ -266,3 +294,152 @@ def test_the_http_edge_checks_roles_and_bodies_and_records_manual_assignments(ka
                             headers=bearer(REQUESTER)).status_code == 403  # fmt: skip
         assert process.post("/v1/assignments/unknown-ticket", json={"technician_id": other},
                             headers=bearer(MANAGER)).status_code == 404  # fmt: skip
+
+
+def poison_for(team: str, marker: str) -> dict[str, bytes]:
+    """Unreadable records of the team log, by kind; each carries `marker` so the test finds its own in the DLQ."""
+    routed = {
+        "event_id": str(uuid.uuid4()), "event_type": "assignment.ticket_routed", "schema_version": 1,
+        "occurred_at": "2026-03-02T09:00:00Z", "producer": "assignment", "correlation_id": marker,
+        "data": {"team": team, "ticket": {"ticket_id": f"{marker}-ghost", "client_id": "acme", "priority": "P2",
+                 "status": "new", "category": "x", "skill": "x", "version": 1}},
+    }  # fmt: skip
+    return {
+        "not JSON": f"{marker} is not JSON".encode(),
+        "wrong shape": json.dumps({**routed, "data": {"team": team, "ticket": marker}}).encode(),
+        "unknown schema_version": json.dumps({**routed, "schema_version": 7}).encode(),
+        "oversized": json.dumps({**routed, "padding": "x" * MAX_EVENT_BYTES}).encode(),
+    }
+
+
+def dead_letters_with(kafka_bootstrap: str, marker: str) -> list[tuple[bytes, str]]:
+    """(original bytes, reason) of every message in assignment.by_team.dlq that carries `marker`."""
+    records = read_all(kafka_bootstrap, dead_letter_topic(ASSIGNMENT_BY_TEAM))
+    return [(r.value, dict(r.headers)["dlq.reason"].decode()) for r in records if marker.encode() in r.value]
+
+
+def test_unreadable_team_log_records_go_to_the_dlq_once_and_the_team_keeps_deciding(kafka_bootstrap, group):
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        prefix = set_up_teams(ready(process), {"network": "least_loaded"}, technicians_per_team=1, capacity=5)
+        poison = poison_for(f"{prefix}-network", marker=prefix)
+        send_raw(kafka_bootstrap, ASSIGNMENT_BY_TEAM, [(f"{prefix}-network", raw) for raw in poison.values()])
+        ticket = a_ticket_created(f"{prefix}-after", category=f"{prefix}-network")
+        publish(kafka_bootstrap, [ticket])
+        [decision] = eventually(lambda: decisions_about(kafka_bootstrap, {ticket.ticket_id}), timeout_s=30,
+                                what="the ticket created after the poison decided")  # fmt: skip
+        assert decision.event_type == "assignment.assigned" and decision.data.technician_id == f"{prefix}-network-tech0"
+        parked = eventually(lambda: len(found := dead_letters_with(kafka_bootstrap, prefix)) == len(poison) and found,
+                            what="every unreadable record in the DLQ")  # fmt: skip
+    reasons = dict(parked)
+    assert set(reasons) == set(poison.values()), "the original bytes are kept"
+    assert reasons[poison["not JSON"]].startswith("not JSON")
+    assert reasons[poison["wrong shape"]].startswith("data.ticket")
+    assert reasons[poison["unknown schema_version"]] == "unknown schema_version 7 of assignment.ticket_routed"
+    assert reasons[poison["oversized"]].startswith("oversized")
+
+    with an_assignment_process(kafka_bootstrap, group) as restarted:  # reads the log again and owns every team
+        ready(restarted)
+        later = a_ticket_created(f"{prefix}-later", category=f"{prefix}-network")
+        publish(kafka_bootstrap, [later])
+        eventually(lambda: decisions_about(kafka_bootstrap, {later.ticket_id}), timeout_s=30, what="still deciding")
+        assert len(dead_letters_with(kafka_bootstrap, prefix)) == len(poison), "nothing parked twice"
+
+
+def an_sla_event(kind: type[SlaWarning | SlaBreached], ticket_id: str, **data: object) -> SlaWarning | SlaBreached:
+    """An SLA event as the SLA service writes it on sla.events."""
+    clock = {
+        "metric": "resolution", "policy_id": "std", "policy_version": 1, "calendar_id": "office",
+        "calendar_version": 1, "target_business_seconds": 3600, "deadline": a_ticket_created().occurred_at,
+        "elapsed_business_seconds": 3300, "remaining_business_seconds": 300, **data,
+    }  # fmt: skip
+    return kind(event_id=uuid.uuid4(), occurred_at=a_ticket_created().occurred_at, ticket_id=ticket_id,
+                client_id="acme", producer="sla", correlation_id="test", data=clock)  # fmt: skip
+
+
+def test_tickets_at_risk_escalate_to_tier_2_and_a_manual_assignment_overrides(kafka_bootstrap, group):
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        prefix = set_up_teams(ready(process), {"network": "least_loaded"}, technicians_per_team=2, capacity=5)
+        senior = f"{prefix}-network-senior"
+        profile = {"name": "Senior", "team": f"{prefix}-network", "tier": 2, "skills": [], "capacity": 5}
+        assert process.put(f"/v1/technicians/{senior}", json=profile, headers=bearer(MANAGER)).status_code == 200
+        assert process.post(f"/v1/technicians/{senior}/shift", json={"on_shift": True},
+                            headers=bearer(MANAGER)).status_code == 200  # fmt: skip
+        warned, breached = (a_ticket_created(f"{prefix}-{name}", category=f"{prefix}-network")
+                            for name in ("warned", "breached"))  # fmt: skip
+        publish(kafka_bootstrap, [warned, breached])
+        ids = {warned.ticket_id, breached.ticket_id}
+        first = eventually(lambda: len(found := latest_by_ticket(decisions_about(kafka_bootstrap, ids))) == 2 and found,
+                           timeout_s=30, what="both tickets assigned")  # fmt: skip
+        assert {event.data.tier for event in first.values()} == {1}, "a new ticket goes to tier 1"
+
+        early = an_sla_event(SlaWarning, warned.ticket_id, threshold=0.75)
+        last = an_sla_event(SlaWarning, warned.ticket_id, threshold=0.9)
+        breach = an_sla_event(SlaBreached, breached.ticket_id, remaining_business_seconds=-60)
+        publish(kafka_bootstrap, [early, last, breach], topic=SLA_EVENTS)
+        escalated = eventually(
+            lambda: len(found := {e.ticket_id: e for e in decisions_about(kafka_bootstrap, ids)
+                                  if e.event_type == "assignment.escalated"}) == 2 and found,
+            timeout_s=30, what="both tickets escalated",
+        )  # fmt: skip
+        assert escalated[warned.ticket_id].data.trigger_event_id == last.event_id, "75% used does not escalate"
+        assert escalated[warned.ticket_id].data.reason == "SLA resolution 90% used: escalated to tier 2"
+        assert escalated[breached.ticket_id].data.trigger_event_id == breach.event_id
+        assert {(e.data.from_tier, e.data.to_tier) for e in escalated.values()} == {(1, 2)}
+
+        def reassigned_at_tier_2() -> dict[str, Envelope] | None:
+            found = latest_by_ticket(decisions_about(kafka_bootstrap, ids))
+            return found if all(event.data.tier == 2 for event in found.values()) else None
+
+        now = eventually(reassigned_at_tier_2, what="both tickets reassigned at tier 2")
+        for ticket_id, event in now.items():
+            assert (event.data.technician_id, event.data.strategy) == (senior, "least_loaded")
+            assert event.data.previous_technician_id == first[ticket_id].data.technician_id
+
+        back = first[warned.ticket_id].data.technician_id
+        taken = process.post(f"/v1/assignments/{warned.ticket_id}", json={"technician_id": back},
+                             headers=bearer(MANAGER))  # fmt: skip
+        assert taken.status_code == 200 and taken.json()["technician_id"] == back
+        manual = eventually(
+            lambda: (
+                (latest := latest_by_ticket(decisions_about(kafka_bootstrap, ids))[warned.ticket_id]).data.strategy
+                == "manual"
+                and latest
+            ),
+            what="the manual assignment on assignment.events",
+        )
+        assert (manual.data.technician_id, manual.data.assigned_by, manual.data.previous_technician_id) == (
+            back, "manager", senior)  # fmt: skip
+        assert manual.data.reason == "assigned by hand by manager"
+
+
+def test_tickets_no_rule_routes_are_assigned_once_a_rule_for_their_category_comes(kafka_bootstrap, group):
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        prefix = set_up_teams(ready(process), {"network": "least_loaded"}, technicians_per_team=1, capacity=5)
+        category = f"{prefix}-wifi"
+        waiting = a_ticket_created(f"{prefix}-waiting", category=category, priority="P3")
+        publish(kafka_bootstrap, [waiting])
+        [unroutable] = eventually(lambda: decisions_about(kafka_bootstrap, {waiting.ticket_id}), timeout_s=30,
+                                  what="the ticket found unassignable")  # fmt: skip
+        assert unroutable.event_type == "assignment.unassignable"
+        assert unroutable.data.reason.startswith(f"no team takes category {category}")
+        reprioritised = TicketUpdated(
+            event_id=uuid.uuid4(), occurred_at=waiting.occurred_at, ticket_id=waiting.ticket_id, client_id="acme",
+            aggregate_version=2, producer="intake", correlation_id="test",
+            data={"changes": {"priority": "P1"}, "previous": {"priority": "P3"}},
+        )  # fmt: skip
+        publish(kafka_bootstrap, [reprioritised])
+        eventually(lambda: process.app.state.team_log.desk.parked.get(waiting.ticket_id, waiting).version == 2,
+                   what="the change kept with the waiting ticket")  # fmt: skip
+
+        answer = process.put(f"/v1/routing/categories/{category}", json={"team": f"{prefix}-network"},
+                             headers=bearer(MANAGER))  # fmt: skip
+        assert answer.status_code == 200
+        assigned = eventually(
+            lambda: latest_by_ticket(decisions_about(kafka_bootstrap, {waiting.ticket_id}))[waiting.ticket_id]
+            if len(decisions_about(kafka_bootstrap, {waiting.ticket_id})) == 2 else None,
+            timeout_s=30, what="the waiting ticket assigned once its category has a team",
+        )  # fmt: skip
+        assert assigned.event_type == "assignment.assigned"
+        assert (assigned.data.team, assigned.data.technician_id) == (f"{prefix}-network", f"{prefix}-network-tech0")
+        view = process.get(f"/v1/technicians/{prefix}-network-tech0", headers=bearer(ADMIN)).json()
+        assert (view["open_tickets"], view["weighted_load"]) == (1, 4), "it arrived with its change: P1 weighs 4"

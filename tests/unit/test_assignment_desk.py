@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assignment.desk import CategoryRule, Desk, published, recorded
-from assignment.records import TicketRouted, TicketWithdrawn
+from assignment.records import TicketParked, TicketRouted, TicketWithdrawn, team_key
 from assignment.routing import Routed, route
 from tests.builders import T0, a_ticket_created
 from ticketstream_shared.contract import TicketStatusChanged, TicketUpdated
 from ticketstream_shared.contract.assignment import (
+    CategoryRouted,
     ShiftChanged,
     TeamLogEvent,
     TechnicianProfiled,
@@ -63,12 +64,86 @@ def test_a_new_ticket_goes_to_its_categorys_team_with_the_rules_skill():
     assert again.event_id == record.event_id, "a redelivered event is routed under the same id"
 
 
-def test_a_ticket_whose_category_no_team_takes_is_unassignable_with_the_reason():
+def test_a_ticket_whose_category_no_team_takes_is_unassignable_with_the_reason_and_waits_for_a_rule():
     created = a_ticket_created("t1", category="facilities")
     routing = route(created, None, NETWORK.get)
-    assert routing.records == [] and routing.where is None
+    [parked] = routing.records
+    assert isinstance(parked, TicketParked) and parked.data.category == "facilities" and team_key(parked) == (
+        "category:facilities")  # fmt: skip
+    assert routing.where == Routed(None, parked.data.ticket)
     assert routing.unroutable is not None and routing.unroutable.ticket_id == "t1"
     assert routing.unroutable.data.reason.startswith("no team takes category facilities")
+
+
+def a_change(ticket_id: str, version: int, **changes: object) -> TicketUpdated:
+    return TicketUpdated(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id=ticket_id, client_id="acme", aggregate_version=version,
+        producer="intake", correlation_id="test", data={"changes": changes, "previous": {}},
+    )  # fmt: skip
+
+
+def test_a_waiting_ticket_waits_with_its_changes_until_its_new_category_routes_it():
+    [parked] = route(a_ticket_created("t1", category="facilities"), None, NETWORK.get).records
+    waiting = Routed(None, parked.data.ticket)
+    [again] = route(a_change("t1", 2, priority="P1"), waiting, NETWORK.get).records
+    assert again.data.category == "facilities" and (again.data.ticket.priority, again.data.ticket.version) == ("P1", 2)
+    moved = route(a_change("t1", 3, category="network"), Routed(None, again.data.ticket), NETWORK.get)
+    left, routed_now = moved.records
+    assert isinstance(left, TicketParked) and left.data.category == "facilities"
+    assert left.data.ticket.category == "network", "a snapshot of another category takes it out of facilities"
+    assert isinstance(routed_now, TicketRouted) and routed_now.data.team == "net-team"
+    assert moved.unroutable is None and moved.where.team == "net-team"
+
+
+def test_a_rule_for_a_waiting_category_routes_its_tickets_and_their_later_changes_follow():
+    owner, follower = Desk(), Desk()
+    for record in (a_profile("ann", capacity=1), a_shift("ann", True)):
+        owner.apply(record, decides=True, instance="owner")
+    [parked] = route(a_ticket_created("t1", category="network"), None, {}.get).records
+    rule = roster_event(CategoryRouted, category="network", team="net-team", skill="network")
+    for desk, decides in ((owner, True), (follower, False)):
+        assert desk.apply(parked, decides=decides, instance="x") == [] and "t1" in desk.parked
+    [forwarded] = owner.apply(rule, decides=True, instance="owner")
+    assert follower.apply(rule, decides=False, instance="follower") == [], "only the category's owner forwards"
+    assert owner.parked == follower.parked == {} and owner.released == follower.released
+    routed_record = recorded(forwarded, "owner", T0)
+    assert isinstance(routed_record, TicketRouted) and forwarded.team == team_key(routed_record) == "net-team"
+    [assigned] = owner.apply(routed_record, decides=True, instance="owner")
+    assert assigned.outcome.technician_id == "ann"
+
+    resolved = route(status_of_waiting(parked, 2, "resolved"), Routed(None, parked.data.ticket), {}.get).records
+    [newer] = owner.apply(resolved[0], decides=True, instance="owner")
+    owner.apply(recorded(newer, "owner", T0), decides=True, instance="owner")
+    assert owner.ticket("t1").status == "resolved" and owner.teams["net-team"].load_of("ann").open_tickets == 0
+
+
+def test_a_rule_that_came_first_routes_a_ticket_parked_after_it():
+    desk = Desk()
+    desk.apply(roster_event(CategoryRouted, category="network", team="net-team", skill="net"), decides=True,
+               instance="me")  # fmt: skip
+    [parked] = route(a_ticket_created("t1", category="network"), None, {}.get).records
+    [forwarded] = desk.apply(parked, decides=True, instance="me")
+    assert forwarded.outcome.record.data.ticket.skill == "net" and desk.parked == {}
+
+
+def test_a_routed_ticket_that_left_its_waiting_category_is_withdrawn_from_the_rules_team():
+    desk = Desk()
+    [parked] = route(a_ticket_created("t1", category="network"), None, {}.get).records
+    desk.apply(parked, decides=True, instance="me")
+    desk.apply(roster_event(CategoryRouted, category="network", team="net-team", skill="net"), decides=True,
+               instance="me")  # fmt: skip
+    [left, _] = route(a_change("t1", 2, category="database"), Routed(None, parked.data.ticket), NETWORK.get).records
+    [withdrawn] = desk.apply(left, decides=True, instance="me")
+    assert isinstance(withdrawn.outcome.record, TicketWithdrawn) and withdrawn.team == "net-team"
+    assert desk.released == {}
+
+
+def status_of_waiting(parked: TicketParked, version: int, status: str) -> TicketStatusChanged:
+    return TicketStatusChanged(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id=parked.data.ticket.ticket_id, client_id="acme",
+        aggregate_version=version, producer="intake", correlation_id="test",
+        data={"from_status": "new", "to_status": status},
+    )  # fmt: skip
 
 
 def test_a_category_change_withdraws_the_ticket_and_routes_it_again():
