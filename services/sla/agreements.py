@@ -16,6 +16,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from ticketstream_shared.contract import Priority, TicketStatus
@@ -90,6 +91,11 @@ class Terms:
     thresholds: tuple[float, ...]
     pause_statuses: frozenset[TicketStatus]
 
+    @cached_property
+    def warnings(self) -> tuple[tuple[str, timedelta], ...]:
+        """Each warning as (its alarm kind, the business time at which it is due), earliest first."""
+        return tuple((f"warning:{threshold:g}", self.target * threshold) for threshold in self.thresholds)
+
     @property
     def identity(self) -> tuple[str, int, str, int, timedelta]:
         """Two terms with the same identity time a clock identically (a clock keeps them on a no-op change)."""
@@ -117,6 +123,9 @@ class Agreements:
     #: Every moment at which some change takes effect, sorted: clocks are re-timed at each of them.
     change_moments: list[datetime] = field(default_factory=list)
     _calendar_cache: dict[tuple[str, int], Calendar] = field(default_factory=dict)
+    #: terms_for's answers by (ticket facts, metric, how many change moments precede): between two change moments
+    #: every history answers the same, so tickets alike share one Terms. Emptied by every change applied.
+    _terms_cache: dict[tuple[TicketFacts, SlaMetric, int], Terms | None] = field(default_factory=dict)
 
     @classmethod
     def with_defaults(cls) -> Agreements:
@@ -132,6 +141,7 @@ class Agreements:
     def apply(self, change: SlaConfigEvent) -> Version[object]:
         """Record a change read from sla.config; returns the version it became."""
         bisect.insort(self.change_moments, change.effective_at)
+        self._terms_cache.clear()
         args = (change.effective_at, change.occurred_at, change.changed_by)
         if isinstance(change, CalendarChanged):
             return self.calendars.setdefault(change.calendar_id, History()).add(*args, change.data)
@@ -153,6 +163,12 @@ class Agreements:
 
     def terms_for(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
         """The terms of the first active policy (by rank, then id) matching the ticket at `moment`; None if none."""
+        key = (ticket, metric, bisect.bisect_right(self.change_moments, moment))
+        if key not in self._terms_cache:
+            self._terms_cache[key] = self._find_terms(ticket, metric, moment)
+        return self._terms_cache[key]
+
+    def _find_terms(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
         tier = self._tier(ticket.client_id, moment)
         for policy_id, version in self._policies_by_rank(moment):
             policy = version.value

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from . import api
 from .agreements import Agreements
@@ -37,6 +38,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
     workers: list[ClockWorker] = []
 
     async def run() -> None:
+        tune_garbage_collection()  # rare collections from the start: the rebuild fills the heap with clocks
         producer = await start_when_reachable(lambda: make_producer(settings, "sla"), "producer")
         config_log.producer = producer
         config_reader = await start_when_reachable(

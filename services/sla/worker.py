@@ -33,6 +33,7 @@ from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_
 from ticketstream_shared.contract.sla import SlaEvent
 from ticketstream_shared.contract.topics import SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, wait_for_topics
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from .timekeeper import Timekeeper
 
@@ -119,6 +120,7 @@ class ClockWorker:
                 if not self._preparing:
                     self._published_before.clear()
                 log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
+                tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
                 continue
             if not self._rebuild_until:
                 decided.extend(self.timekeeper.tick(self._now()))

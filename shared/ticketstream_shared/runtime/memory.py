@@ -1,4 +1,5 @@
-"""Garbage collection for services that keep large state in memory (intake's ledger, reporting's batches).
+"""Garbage collection for services that keep large state in memory (intake's ledger, sla's clocks, reporting's
+batches).
 
 With CPython's default thresholds, full collections walk every live object every few thousand allocations:
 measured, half of intake's CPU and its p99 (300-600 ms pauses over the ledger), and a 2-2.5x slowdown of
