@@ -8,6 +8,7 @@ replayed under a candidate policy or calendar, beside what happened; see whatif.
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -129,6 +130,25 @@ async def _unprocessable_answer(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": errors})
 
 
+@dataclass(frozen=True)
+class _Configurable:
+    """One kind of configuration: what its PUT records and where its GET looks."""
+
+    label: str
+    change: type[SlaConfigEvent]
+    data: type[BaseModel]
+    #: The change's field naming the subject (calendar_id, policy_id, client_id).
+    subject_field: str
+    histories: Callable[[Agreements], dict[str, History[Any]]]
+
+
+CALENDARS = _Configurable("calendar", CalendarChanged, CalendarData, "calendar_id", lambda a: a.calendars)
+POLICIES = _Configurable("policy", PolicyChanged, PolicyData, "policy_id", lambda a: a.policies)
+CLIENTS = _Configurable(
+    "client agreement", ClientAgreementChanged, ClientAgreementData, "client_id", lambda a: a.clients
+)
+
+
 def _history_view(kind: str, subject: str, history: History[Any] | None, now: datetime) -> dict[str, Any]:
     if history is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} {subject}")
@@ -169,20 +189,30 @@ def install(
             raise Unprocessable("effective_at", "lies in the past: a change takes effect from now on, never before")
         return body.effective_at
 
-    async def record(change_class: type[SlaConfigEvent], principal: Principal, **fields: Any) -> None:
+    async def change(kind: _Configurable, subject: str, body: _Effective, principal: Principal) -> JSONResponse:
+        """A PUT: the body becomes the subject's next version on sla.config, answered once this worker has it."""
+        require_role(principal, Role.ADMIN)
         if not config_log.caught_up.is_set():
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sla is still reading its configuration")
         now = clock()
+        at = effective(body, now)
+        require_known_calendar(getattr(body, "calendar_id", None), at)  # policies and agreements may name one
         await config_log.append(
-            change_class(
+            kind.change(
                 event_id=uuid.uuid4(),
                 occurred_at=now,
+                effective_at=at,
                 producer="sla",
                 correlation_id=correlation_id.get() or str(uuid.uuid4()),
                 changed_by=principal.name,
-                **fields,
+                data=kind.data.model_validate(body.model_dump(exclude={"effective_at"})),
+                **{kind.subject_field: subject},
             )
         )
+        return JSONResponse(versions(kind, subject))
+
+    def versions(kind: _Configurable, subject: str) -> dict[str, Any]:
+        return _history_view(kind.label, subject, kind.histories(agreements).get(subject), clock())
 
     def require_known_calendar(
         calendar_id: str | None, at: datetime, among: Agreements = agreements, field: str = "calendar_id"
@@ -195,45 +225,31 @@ def install(
 
     @router.put("/calendars/{calendar_id}")
     async def put_calendar(calendar_id: Identifier, body: CalendarBody, principal: Caller) -> JSONResponse:
-        require_role(principal, Role.ADMIN)
-        at = effective(body, clock())
-        data = CalendarData.model_validate(body.model_dump(exclude={"effective_at"}))
-        await record(CalendarChanged, principal, effective_at=at, calendar_id=calendar_id, data=data)
-        return JSONResponse(_history_view("calendar", calendar_id, agreements.calendars.get(calendar_id), clock()))
+        return await change(CALENDARS, calendar_id, body, principal)
 
     @router.get("/calendars/{calendar_id}")
     async def get_calendar(calendar_id: Identifier, principal: Caller) -> dict[str, Any]:
         require_role(principal, *READERS)
-        return _history_view("calendar", calendar_id, agreements.calendars.get(calendar_id), clock())
+        return versions(CALENDARS, calendar_id)
 
     @router.put("/policies/{policy_id}")
     async def put_policy(policy_id: Identifier, body: PolicyBody, principal: Caller) -> JSONResponse:
-        require_role(principal, Role.ADMIN)
-        at = effective(body, clock())
-        require_known_calendar(body.calendar_id, at)
-        data = PolicyData.model_validate(body.model_dump(exclude={"effective_at"}))
-        await record(PolicyChanged, principal, effective_at=at, policy_id=policy_id, data=data)
-        return JSONResponse(_history_view("policy", policy_id, agreements.policies.get(policy_id), clock()))
+        return await change(POLICIES, policy_id, body, principal)
 
     @router.get("/policies/{policy_id}")
     async def get_policy(policy_id: Identifier, principal: Caller) -> dict[str, Any]:
         require_role(principal, *READERS)
-        return _history_view("policy", policy_id, agreements.policies.get(policy_id), clock())
+        return versions(POLICIES, policy_id)
 
     @router.put("/clients/{client_id}")
     async def put_client(client_id: Identifier, body: ClientAgreementBody, principal: Caller) -> JSONResponse:
-        require_role(principal, Role.ADMIN)
-        at = effective(body, clock())
-        require_known_calendar(body.calendar_id, at)
-        data = ClientAgreementData.model_validate(body.model_dump(exclude={"effective_at"}))
-        await record(ClientAgreementChanged, principal, effective_at=at, client_id=client_id, data=data)
-        return JSONResponse(_history_view("client agreement", client_id, agreements.clients.get(client_id), clock()))
+        return await change(CLIENTS, client_id, body, principal)
 
     @router.get("/clients/{client_id}")
     async def get_client(client_id: Identifier, principal: Caller) -> dict[str, Any]:
         require_role(principal, *READERS)
         require_client(principal, client_id)
-        return _history_view("client agreement", client_id, agreements.clients.get(client_id), clock())
+        return versions(CLIENTS, client_id)
 
     @router.get("/tickets/{ticket_id}")
     async def get_ticket(ticket_id: Identifier, principal: Caller) -> dict[str, Any]:
