@@ -122,6 +122,7 @@ class Agreements:
     clients: dict[str, History[ClientAgreementData]] = field(default_factory=dict)
     #: Every moment at which some change takes effect, sorted: clocks are re-timed at each of them.
     change_moments: list[datetime] = field(default_factory=list)
+    #: One Calendar object per version, shared by every clock using it.
     _calendar_cache: dict[tuple[str, int], Calendar] = field(default_factory=dict)
     #: terms_for's answers by (ticket facts, metric, how many change moments precede): between two change moments
     #: every history answers the same, so tickets alike share one Terms. Emptied by every change applied.
@@ -194,11 +195,16 @@ class Agreements:
 
     def calendar(self, calendar_id: str, moment: datetime) -> Calendar | None:
         version = self._calendar_version(calendar_id, moment)
-        if version is None:
+        return None if version is None else self.calendar_version(calendar_id, version.number)
+
+    def calendar_version(self, calendar_id: str, number: int) -> Calendar | None:
+        """Version `number` of a calendar, whenever it is in effect (a restored clock names the one it ran on)."""
+        history = self.calendars.get(calendar_id)
+        if history is None or not 1 <= number <= len(history.versions):
             return None
-        key = (calendar_id, version.number)
-        if key not in self._calendar_cache:  # one Calendar object per version, shared by every clock using it
-            self._calendar_cache[key] = Calendar.from_data(calendar_id, version.number, version.value)
+        key = (calendar_id, number)
+        if key not in self._calendar_cache:
+            self._calendar_cache[key] = Calendar.from_data(calendar_id, number, history.versions[number - 1].value)
         return self._calendar_cache[key]
 
     def _calendar_version(self, calendar_id: str, moment: datetime) -> Version[CalendarData] | None:

@@ -26,6 +26,8 @@ class Timekeeper:
         self._due: list[tuple[datetime, str]] = []
         #: When configuration changes read live take effect: each then reaches every ticket in one sweep.
         self._changes: list[datetime] = []
+        #: Tickets whose clocks changed since the last `take_changed`: their snapshots are due.
+        self._changed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -77,10 +79,22 @@ class Timekeeper:
         self.agreements.apply(change)
         heapq.heappush(self._changes, change.effective_at)
 
+    def restore(self, state: TicketClocks, partition: int) -> None:
+        """A ticket's clocks as a snapshot kept them (not a change: the snapshot is already written)."""
+        self._store(None, state, partition)
+        self._changed.discard(state.ticket_id)
+
+    def take_changed(self) -> list[tuple[int, TicketClocks]]:
+        """(partition, clocks) of every ticket changed since the last call."""
+        changed = [(self._partition_of[ticket_id], self._tickets[ticket_id]) for ticket_id in self._changed]
+        self._changed.clear()
+        return changed
+
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions taken away by a rebalance: another worker rebuilds their clocks."""
         for ticket_id in [t for t, p in self._partition_of.items() if p in partitions]:
             del self._tickets[ticket_id], self._partition_of[ticket_id]
+            self._changed.discard(ticket_id)
         self._due = [(due, ticket_id) for due, ticket_id in self._due if ticket_id in self._tickets]
         heapq.heapify(self._due)
 
@@ -93,10 +107,24 @@ class Timekeeper:
         return events
 
     def _store(self, before: TicketClocks | None, after: TicketClocks | None, partition: int) -> None:
-        if after is None:
+        if after is None or after is before:
             return
         self._tickets[after.ticket_id] = after
+        if before is None or _more_than_time_passed(before, after):
+            self._changed.add(after.ticket_id)
         self._partition_of[after.ticket_id] = partition
         due = after.next_due
         if due is not None and (before is None or before.next_due != due):
             heapq.heappush(self._due, (due, after.ticket_id))
+
+
+def _more_than_time_passed(before: TicketClocks, after: TicketClocks) -> bool:
+    """Whether the snapshot of a ticket is out of date: anything but `as_of` (how far in event time it has been
+    advanced, which a restored worker advances again itself) changed. Clocks are compared by identity: an
+    unchanged ticket keeps its tuple of clocks."""
+    return (
+        after.clocks is not before.clocks
+        or after.version != before.version
+        or after.status is not before.status
+        or after.facts != before.facts
+    )

@@ -1,19 +1,21 @@
 """The sla worker: its share of tickets.events in, sla.events out, alarms on time, the same after any restart.
 
-Durability, the simplest design that is correct: the clocks are not stored anywhere but in the logs they come from.
-tickets.events is kept forever and the clocks are a pure function of it, of sla.config and of time, so when the
-group hands this worker a partition it reads that partition of tickets.events from the beginning and rebuilds
-the clocks (event time: the replay decides exactly what the live run decided). It also reads the same partition of
-sla.events (same key, same partition count) for the ids already published; while rebuilding, and in the catch-up
-that raises what fell due while no worker held the partition, decisions whose ids are there are not published
-again. Alarm ids derive from (ticket, metric, kind, deadline), everything else from its cause, so after a kill -9
-nothing is missed (what was decided but not acknowledged is decided again) and nothing is doubled.
-The price is start-up time proportional to the partition's history (measured in bench/bench_sla.py); a compacted
-changelog of clock snapshots is the next step when that grows too long, and needs no change to the domain.
+Durability: the clocks are a pure function of tickets.events (kept forever), of sla.config and of time, and their
+changelog sla.clocks (snapshots.py) keeps them as they stand. After each batch the worker publishes the sla events
+it decided, then the snapshots of the tickets that changed and a checkpoint per partition (the tickets.events offset
+those snapshots reach, and the sla.events offset below which every published event is reflected in them), and only
+then commits (for lag monitoring). When the group hands it a partition it restores the snapshots, replays
+tickets.events from the checkpoint (everything from the beginning when there is none, e.g. the first start on an
+existing history, or a snapshot naming a calendar version sla.config no longer has), and reads the sla.events
+published since the checkpoint: while replaying, and in the catch-up that raises what fell due while no worker held
+the partition, decisions whose ids are there are not published again. Replayed events a snapshot already reflects
+change nothing (aggregate_version). Alarm ids derive from (ticket, metric, kind, deadline), everything else from its
+cause, so after a kill -9 nothing is missed (what was decided but not acknowledged is decided again) and nothing is
+doubled. Start-up time is that of reading the partition's snapshots, not its history (bench/bench_sla.py).
 
-One task does everything in order (fetch, decide, tick, publish), waiting for new events no longer than the next
-deadline, so a ticket's sla events are published in the order they were decided and alarms are late only by the
-time a batch takes. Offsets are committed after publishing, for lag monitoring only: a rebuild always starts over.
+One task does everything in order (fetch, decide, tick, publish, save), waiting for new events no longer than the
+next deadline, so a ticket's sla events are published in the order they were decided and alarms are late only by
+the time a batch takes.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
 from ticketstream_shared.contract.sla import SlaEvent
-from ticketstream_shared.contract.topics import SLA_EVENTS, TICKETS_EVENTS
+from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 
+from . import snapshots
+from .snapshots import CHECKPOINT_KEY, Checkpoint, UnreadableSnapshot
 from .timekeeper import Timekeeper
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,8 @@ LATENESS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300),
 )
 TICKETS = Gauge("ticketstream_sla_tickets", "Tickets with clocks held by this worker")
+RESTORED = Counter("ticketstream_sla_tickets_restored_total", "Tickets whose clocks were restored from sla.clocks")
+REPLAYED = Counter("ticketstream_sla_events_replayed_total", "Ticket events read again when a partition was taken over")
 
 #: The longest a fetch waits when no alarm is due sooner.
 IDLE_WAIT_S = 0.5
@@ -90,6 +97,11 @@ class ClockWorker:
         #: fetched before that are stale (read from the committed offset, not from the beginning) and dropped.
         self._rebuilds = 0
         self._rebuilt_at: dict[TopicPartition, int] = {}
+        #: Per partition: the next tickets.events offset to decide, and the sla.events offset below which every
+        #: event is reflected in the clocks held (what the next checkpoint says).
+        self._next_offset: dict[int, int] = {}
+        self._sla_offset: dict[int, int] = {}
+        self._checkpointed: dict[int, Checkpoint] = {}
         self._stopping = asyncio.Event()
 
     @property
@@ -109,14 +121,17 @@ class ClockWorker:
             for partition, records in fetched.items():
                 for record in records:
                     if self._rebuilt_at.get(partition, 0) > fetched_after:
-                        break  # fetched before its rebuild began: it is read again from the beginning
+                        break  # fetched before its rebuild began: it is read again from its checkpoint
                     decided.extend(await self._handle(record, partition))
+                    if self._rebuild_until:
+                        REPLAYED.inc()
             if self._preparing:
                 await self._publish(decided)
                 continue
             if self._rebuild_until and await self._rebuilt():
                 decided.extend(self.timekeeper.catch_up(self._now()))
                 await self._publish(decided)
+                await self._save()
                 if not self._preparing:
                     self._published_before.clear()
                 log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
@@ -125,6 +140,8 @@ class ClockWorker:
             if not self._rebuild_until:
                 decided.extend(self.timekeeper.tick(self._now()))
             await self._publish(decided)
+            if not self._rebuild_until:  # mid-replay, the clocks do not yet reflect what was published before
+                await self._save()
             if fetched and not self._rebuild_until:
                 await commit_unless_rebalanced(self._consumer)
             TICKETS.set(len(self.timekeeper))
@@ -147,6 +164,8 @@ class ClockWorker:
             if not self._rebuild_until:  # during a rebuild it was dead-lettered when first read
                 await dead_letter(self._producer, record, error.reason, "sla")  # type: ignore[arg-type]
             return []
+        finally:
+            self._next_offset[partition.partition] = record.offset + 1  # type: ignore[attr-defined]
         return self.timekeeper.handle(event, partition.partition)
 
     def give_up(self, revoked: set[TopicPartition]) -> None:
@@ -158,6 +177,8 @@ class ClockWorker:
             self._rebuilt_at.pop(tp, None)
         for tp in revoked:
             self._rebuild_until.pop(tp, None)
+            self._next_offset.pop(tp.partition, None)
+            self._sla_offset.pop(tp.partition, None)
 
     async def rebuild(self, assigned: set[TopicPartition]) -> None:
         """Start the new partitions over, and learn what was already published for their tickets."""
@@ -172,10 +193,18 @@ class ClockWorker:
         self._held.update(new)
         self._preparing.update(new)
         try:
-            self._published_before |= await self._published_ids({tp.partition for tp in new})
+            checkpoints = {tp.partition: await self._restore(tp.partition) for tp in new}
+            self._published_before |= await self._published_ids(
+                {partition: checkpoint.sla_offset for partition, checkpoint in checkpoints.items()}
+            )
             ends = await self._consumer.end_offsets(new)
-            await self._consumer.seek_to_beginning(*new)
-            self._rebuild_until.update({tp: end for tp, end in ends.items() if end > 0})
+            for tp in new:
+                self._next_offset[tp.partition] = checkpoints[tp.partition].tickets_offset
+                if self._next_offset[tp.partition] == 0:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, self._next_offset[tp.partition])
+            self._rebuild_until.update({tp: end for tp, end in ends.items() if end > self._next_offset[tp.partition]})
             if not self._rebuild_until:  # empty partitions: nothing to replay, but still one catch-up to run
                 self._rebuild_until[new[0]] = 0
         finally:
@@ -189,25 +218,81 @@ class ClockWorker:
                 del self._rebuild_until[tp]
         return not self._rebuild_until
 
-    async def _published_ids(self, partitions: set[int]) -> set[uuid.UUID]:
+    async def _restore(self, partition: int) -> Checkpoint:
+        """The partition's clocks from sla.clocks, and its checkpoint; an empty start if none or unreadable."""
+        restored: dict[bytes, bytes | None] = {}
+        async for record in self._read(SLA_CLOCKS, {partition: 0}):
+            restored[record.key or b""] = record.value
+        checkpoint_raw = restored.pop(CHECKPOINT_KEY, None)
+        if checkpoint_raw is None:
+            return Checkpoint()
+        try:
+            states = [snapshots.decode(raw, self.timekeeper.agreements) for raw in restored.values() if raw]
+        except UnreadableSnapshot as error:
+            log.warning("replaying a partition's history instead", extra={"partition": partition, "why": str(error)})
+            return Checkpoint()
+        for state in states:
+            self.timekeeper.restore(state, partition)
+        RESTORED.inc(len(states))
+        return Checkpoint.decode(checkpoint_raw)
+
+    async def _published_ids(self, since: dict[int, int]) -> set[uuid.UUID]:
+        """Ids of the sla events published from the given offsets on, per partition of sla.events."""
+        ids: set[uuid.UUID] = set()
+        for partition, offset in since.items():
+            self._sla_offset[partition] = offset
+        async for record in self._read(SLA_EVENTS, since):
+            ids.add(uuid.UUID(json.loads(record.value or b"")["event_id"]))  # we wrote them all
+            self._sla_offset[record.partition] = record.offset + 1
+        return ids
+
+    async def _read(self, topic: str, since: dict[int, int]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+        """Every record of the given partitions of `topic` from the given offsets to the end they have now."""
         reader = self._history_reader()
         await reader.start()
         try:
-            tps = [TopicPartition(SLA_EVENTS, number) for number in partitions]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            ids: set[uuid.UUID] = set()
-            pending = {tp for tp in tps if ends[tp] > 0}
+            tps = {TopicPartition(topic, partition): offset for partition, offset in since.items()}
+            reader.assign(list(tps))
+            ends = await reader.end_offsets(list(tps))
+            for tp, offset in tps.items():
+                reader.seek(tp, offset)
+            pending = {tp for tp, offset in tps.items() if ends[tp] > offset}
             while pending:
                 for tp, records in (await reader.getmany(*pending, timeout_ms=500, max_records=10_000)).items():
                     for record in records:
-                        ids.add(uuid.UUID(json.loads(record.value or b"")["event_id"]))  # we wrote them all
+                        yield record
                     if await reader.position(tp) >= ends[tp]:
                         pending.discard(tp)
-            return ids
         finally:
             await reader.stop()
+
+    async def _save(self) -> None:
+        """The snapshots of the tickets that changed, then a checkpoint for each partition whose records were
+        decided or whose tickets changed; returns once Kafka has them all."""
+        sent = []
+        partitions = set()
+        for partition, state in self.timekeeper.take_changed():
+            partitions.add(partition)
+            sent.append(
+                await self._producer.send(
+                    SLA_CLOCKS, snapshots.encode(state), key=state.ticket_id.encode(), partition=partition
+                )
+            )
+        for partition in partitions | set(self._checkpointed_offsets_behind()):
+            checkpoint = Checkpoint(self._next_offset.get(partition, 0), self._sla_offset.get(partition, 0))
+            sent.append(
+                await self._producer.send(SLA_CLOCKS, checkpoint.encode(), key=CHECKPOINT_KEY, partition=partition)
+            )
+            self._checkpointed[partition] = checkpoint
+        await asyncio.gather(*sent)
+
+    def _checkpointed_offsets_behind(self) -> list[int]:
+        """Partitions whose last checkpoint lags behind what was decided since (records without any change)."""
+        return [
+            partition
+            for partition, offset in self._next_offset.items()
+            if self._checkpointed.get(partition) != Checkpoint(offset, self._sla_offset.get(partition, 0))
+        ]
 
     async def _publish(self, events: list[SlaEvent]) -> None:
         if not events:
@@ -222,4 +307,5 @@ class ClockWorker:
             PUBLISHED.labels(event.event_type).inc()
             if event.event_type in ALARMS:
                 LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
-        await asyncio.gather(*sent)
+        for written in await asyncio.gather(*sent):
+            self._sla_offset[written.partition] = max(self._sla_offset.get(written.partition, 0), written.offset + 1)

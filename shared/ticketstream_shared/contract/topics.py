@@ -18,6 +18,9 @@ ASSIGNMENT_BY_TEAM = "assignment.by_team"
 TEAM_PARTITIONS = 6
 #: SLA calendars, policies and client agreements: every change, in one partition so all readers agree on versions.
 SLA_CONFIG = "sla.config"
+#: The sla service's changelog: each ticket's clocks as they stand (compacted, keyed like tickets.events), so a
+#: worker given a partition restores its clocks instead of replaying the partition's whole history.
+SLA_CLOCKS = "sla.clocks"
 
 #: Partitions of the ticket-keyed topics. They must agree, so that a ticket's events, commands and
 #: downstream decisions share one partition number everywhere.
@@ -49,6 +52,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(INTAKE_REPLIES, TICKET_PARTITIONS, {"retention.ms": str(3600 * 1000)}),
     TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
     TopicSpec(SLA_CONFIG, 1, _FOREVER),
+    TopicSpec(SLA_CLOCKS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
 )
 #: Every topic is consumed by some service, so every topic has a dead-letter topic beside it.
 TOPICS += tuple(TopicSpec(dead_letter_topic(spec.name), 1, _DLQ) for spec in TOPICS)

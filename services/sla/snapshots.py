@@ -1,0 +1,126 @@
+"""The clocks' changelog, sla.clocks: each ticket's clocks as they stand, and per partition a checkpoint saying up
+to where in tickets.events (and sla.events) those snapshots reach. Pure: bytes in, state out, and back.
+
+sla.clocks is compacted and keyed by ticket (the checkpoint by a key no ticket can have), with the partition count
+of tickets.events, so partition p of it holds the clocks of the tickets of partition p. A worker given partition p
+reads it to its end and carries on from the checkpoint, instead of replaying all of p's history. A snapshot names
+its terms by policy and calendar version, and the calendar is looked up in sla.config's history again on restore.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ticketstream_shared.contract import Priority, TicketStatus
+from ticketstream_shared.contract.sla import SlaMetric
+
+from .agreements import Agreements, Terms, TicketFacts
+from .clocks import Clock, ClockStatus, TicketClocks
+
+#: The checkpoint's key: ticket ids are identifiers and never contain a space.
+CHECKPOINT_KEY = b"checkpoint of the partition"
+
+
+class UnreadableSnapshot(ValueError):
+    """A snapshot this worker cannot restore (e.g. its calendar version is not in sla.config): replay instead."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The snapshots written before it reflect every record of tickets.events below `tickets_offset`, and every sla
+    event of the partition below `sla_offset` (those at or above it may have been published without their
+    snapshot: they are looked up when the partition is restored, so that none is published twice)."""
+
+    tickets_offset: int = 0
+    sla_offset: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps({"tickets_offset": self.tickets_offset, "sla_offset": self.sla_offset}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Checkpoint:
+        return cls(**json.loads(raw))
+
+
+def encode(state: TicketClocks) -> bytes:
+    return json.dumps(
+        {
+            "ticket_id": state.ticket_id,
+            "client_id": state.client_id,
+            "requester_id": state.requester_id,
+            "priority": state.facts.priority.value,
+            "category": state.facts.category,
+            "status": state.status.value,
+            "version": state.version,
+            "as_of": state.as_of.isoformat(),
+            "clocks": [_clock(clock) for clock in state.clocks],
+        }
+    ).encode()
+
+
+def _clock(clock: Clock) -> dict[str, Any]:
+    terms = clock.terms
+    return {
+        "metric": clock.metric.value,
+        "policy_id": terms.policy_id,
+        "policy_version": terms.policy_version,
+        "calendar_id": terms.calendar.calendar_id,
+        "calendar_version": terms.calendar.version,
+        "target_us": _us(terms.target),
+        "thresholds": list(terms.thresholds),
+        "pause_statuses": sorted(status.value for status in terms.pause_statuses),
+        "status": clock.status.value,
+        "elapsed_us": _us(clock.elapsed),
+        "since": clock.since.isoformat(),
+        "deadline": clock.deadline.isoformat(),
+        "raised": sorted(clock.raised),
+        "alarms": [[at.isoformat(), kind] for at, kind in clock.alarms],
+    }
+
+
+def decode(raw: bytes, agreements: Agreements) -> TicketClocks:
+    try:
+        data = json.loads(raw)
+        return TicketClocks(
+            ticket_id=data["ticket_id"],
+            client_id=data["client_id"],
+            requester_id=data["requester_id"],
+            facts=TicketFacts(data["client_id"], Priority(data["priority"]), data["category"]),
+            status=TicketStatus(data["status"]),
+            version=data["version"],
+            as_of=datetime.fromisoformat(data["as_of"]),
+            clocks=tuple(_restored_clock(clock, agreements) for clock in data["clocks"]),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise UnreadableSnapshot(str(error)) from error
+
+
+def _restored_clock(data: dict[str, Any], agreements: Agreements) -> Clock:
+    calendar = agreements.calendar_version(data["calendar_id"], data["calendar_version"])
+    if calendar is None:
+        raise UnreadableSnapshot(f"calendar {data['calendar_id']} v{data['calendar_version']} is not in sla.config")
+    terms = Terms(
+        policy_id=data["policy_id"],
+        policy_version=data["policy_version"],
+        calendar=calendar,
+        target=timedelta(microseconds=data["target_us"]),
+        thresholds=tuple(data["thresholds"]),
+        pause_statuses=frozenset(TicketStatus(status) for status in data["pause_statuses"]),
+    )
+    return Clock(
+        metric=SlaMetric(data["metric"]),
+        terms=terms,
+        status=ClockStatus(data["status"]),
+        elapsed=timedelta(microseconds=data["elapsed_us"]),
+        since=datetime.fromisoformat(data["since"]),
+        deadline=datetime.fromisoformat(data["deadline"]),
+        raised=frozenset(data["raised"]),
+        alarms=tuple((datetime.fromisoformat(at), kind) for at, kind in data["alarms"]),
+    )
+
+
+def _us(duration: timedelta) -> int:
+    return duration // timedelta(microseconds=1)
