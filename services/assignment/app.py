@@ -31,6 +31,10 @@ from .router import TicketRouter
 from .settings import AssignmentSettings
 from .teamlog import TeamLog
 
+#: Every ticket costs three sends (routed, decided, recorded): waiting a few ms fills produce requests of many
+#: records instead of one each, which saves the worker's and the broker's CPU per ticket for little latency.
+PRODUCER_LINGER_MS = 5
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -47,7 +51,9 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
     )
 
     async def follow_and_own() -> None:
-        team_log.producer = await start_when_reachable(lambda: make_producer(settings, "assignment"), "producer")
+        team_log.producer = await start_when_reachable(
+            lambda: make_producer(settings, "assignment", linger_ms=PRODUCER_LINGER_MS), "producer"
+        )
         follower = await start_when_reachable(
             lambda: make_consumer(settings, group_id=None, client_id="assignment-team-log"), "team-log follower"
         )

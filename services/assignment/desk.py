@@ -29,6 +29,7 @@ from ticketstream_shared.contract.assignment import (
     TicketUnassignable,
     UnassignableData,
 )
+from ticketstream_shared.runtime.ids import IdSpace
 
 from .domain import Assigned, Escalated, Outcome, Team, Technician, Ticket, Unassignable
 from .records import (
@@ -50,7 +51,7 @@ from .records import (
 
 #: uuid5 namespace of published events: the same decision gets the same event id in every process, on every
 #: retry, so consumers deduplicate a decision published twice (e.g. around a takeover).
-DECISION_IDS = uuid.UUID("5b1f0c7e-3d2a-4e6b-9f8c-a1d2e3f4a505")
+DECISION_IDS = IdSpace(uuid.UUID("5b1f0c7e-3d2a-4e6b-9f8c-a1d2e3f4a505"))
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,10 @@ class Desk:
         elif isinstance(record, TicketRouted):
             team = self.team(record.data.team)
             snapshot = record.data.ticket
-            team.route(Ticket(**snapshot.model_dump()))
+            team.route(Ticket(
+                snapshot.ticket_id, snapshot.client_id, snapshot.priority, snapshot.status, snapshot.category,
+                snapshot.skill, snapshot.tier, version=snapshot.version,
+            ))  # fmt: skip
             self.ticket_teams[snapshot.ticket_id] = team.name
         elif isinstance(record, TicketWithdrawn):
             team = self.team(record.data.team)
@@ -217,7 +221,7 @@ class Desk:
 def _forwarding(cause: TeamLogEvent, ticket_id: str) -> dict[str, object]:
     """The envelope of a record forwarded because of `cause`: the same id in every process, on every retry."""
     return {
-        "event_id": uuid.uuid5(DECISION_IDS, f"{cause.event_id}:{ticket_id}:forwarded"),
+        "event_id": DECISION_IDS(f"{cause.event_id}:{ticket_id}:forwarded"),
         "occurred_at": cause.occurred_at,
         "producer": PRODUCER,
         "correlation_id": cause.correlation_id,
@@ -242,7 +246,7 @@ def recorded(decision: Decision, instance: str, now: datetime) -> TeamLogEvent |
         return None
     assigned = outcome if isinstance(outcome, Assigned) else None
     return OutcomeRecorded(
-        event_id=uuid.uuid5(DECISION_IDS, f"{decision.cause_id}:{outcome.ticket_id}:recorded"),
+        event_id=DECISION_IDS(f"{decision.cause_id}:{outcome.ticket_id}:recorded"),
         occurred_at=now,
         producer=PRODUCER,
         correlation_id=decision.correlation_id,
@@ -266,7 +270,7 @@ def published(
     """The public event of a decision on assignment.events, or None when there is nothing new to tell."""
     outcome = decision.outcome
     envelope = {
-        "event_id": uuid.uuid5(DECISION_IDS, f"{decision.cause_id}:{outcome.ticket_id}:{type(outcome).__name__}"),
+        "event_id": DECISION_IDS(f"{decision.cause_id}:{outcome.ticket_id}:{type(outcome).__name__}"),
         "occurred_at": now,
         "ticket_id": ticket.ticket_id,
         "client_id": ticket.client_id,

@@ -139,22 +139,26 @@ def pool(ticket: Ticket, team: Team, need_skill: bool) -> Pool:
     if not on_shift:
         tiers = f"tier-{ticket.tier}" if ticket.tier == TOP_TIER else f"tier-{ticket.tier} or higher"
         return Pool((), f"no {tiers} technician of team {team.name} is on shift")
-    skilled = [tech for tech in on_shift if ticket.skill in tech.skills] if need_skill else on_shift
+    # One pass over the on-shift roster (every decision makes one): the skilled ones counted, the free ones of
+    # the lowest tier kept.
+    loads, skilled, lowest, chosen = team.loads, 0, 0, []
+    for tech in on_shift:
+        if need_skill and ticket.skill not in tech.skills:
+            continue
+        skilled += 1
+        load = loads.get(tech.technician_id, NO_LOAD)
+        if load.open_tickets >= tech.capacity or (chosen and tech.tier > lowest):
+            continue
+        if not chosen or tech.tier < lowest:
+            lowest, chosen = tech.tier, []
+        chosen.append(Candidate(tech, load))
     if not skilled:
         lacking = f"none of the {len(on_shift)} on-shift technicians of team {team.name}"
         return Pool((), f"{lacking} has skill {ticket.skill}")
-    loads = team.loads
-    free = [
-        Candidate(tech, load)
-        for tech in skilled
-        if (load := loads.get(tech.technician_id, NO_LOAD)).open_tickets < tech.capacity
-    ]
-    if not free:
-        return Pool((), f"all {len(skilled)} on-shift technicians{skill} of team {team.name} are at capacity")
-    lowest = min(candidate.technician.tier for candidate in free)
-    chosen = tuple(candidate for candidate in free if candidate.technician.tier == lowest)
+    if not chosen:
+        return Pool((), f"all {skilled} on-shift technicians{skill} of team {team.name} are at capacity")
     plural = "technician" if len(chosen) == 1 else "technicians"
-    return Pool(chosen, f"{len(chosen)} on-shift tier-{lowest} {plural}{skill}")
+    return Pool(tuple(chosen), f"{len(chosen)} on-shift tier-{lowest} {plural}{skill}")
 
 
 def _least_loaded(candidates: Iterable[Candidate]) -> Candidate:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ticketstream_shared.contract import Envelope, TicketCreated, TicketStatusChanged, TicketUpdated
 from ticketstream_shared.contract.assignment import TeamLogEvent, TicketUnassignable, UnassignableData
 from ticketstream_shared.contract.sla import SlaBreached, SlaWarning
+from ticketstream_shared.runtime.ids import IdSpace
 
 from .desk import CategoryRule
 from .records import (
@@ -36,7 +37,7 @@ from .records import (
 
 #: An SLA warning at this share of the target (the last threshold) escalates, as a breach does.
 ESCALATION_THRESHOLD = 0.9
-ROUTING_IDS = uuid.UUID("0e7d9a42-6c1b-4f3e-8a5d-2b9c4e6f8a06")
+ROUTING_IDS = IdSpace(uuid.UUID("0e7d9a42-6c1b-4f3e-8a5d-2b9c4e6f8a06"))
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], Categ
 
     def envelope(kind: str) -> dict[str, object]:
         return {
-            "event_id": uuid.uuid5(ROUTING_IDS, f"{event.event_id}:{kind}"),
+            "event_id": ROUTING_IDS(f"{event.event_id}:{kind}"),
             "occurred_at": event.occurred_at,
             "producer": PRODUCER,
             "correlation_id": event.correlation_id,

@@ -35,6 +35,7 @@ from ticketstream_shared.contract.assignment import TeamLogEvent
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS
 from ticketstream_shared.runtime.consumer import EVENTS_DEAD_LETTERED
 from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, header, wait_for_topics
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from .desk import DECISION_IDS, Decision, Desk, Forwarded, published, recorded
 from .records import OutcomeRecorded, decode_team_record, team_key
@@ -117,7 +118,7 @@ class TeamLog:
                         pending += await self._fold(record)
                 for partition in [p for p, end in self._takeovers.items() if self._positions.get(p, 0) >= end]:
                     del self._takeovers[partition]
-                    cause = uuid.uuid5(DECISION_IDS, f"takeover:{partition}:{self._positions.get(partition, 0)}")
+                    cause = DECISION_IDS(f"takeover:{partition}:{self._positions.get(partition, 0)}")
                     for team in sorted(self._teams_in[partition]):
                         pending += await self._publish(self.desk.settle(team, cause))
                     log.info("took a team partition over", extra={"partition": partition})
@@ -130,6 +131,7 @@ class TeamLog:
                     self._positions.setdefault(tp.partition, await consumer.position(tp))
             if self._read_to(end_at_start) and not self.caught_up.is_set():
                 log.info("team log read to its end", extra={"teams": len(self.desk.teams)})
+                tune_garbage_collection()  # the desk just read: out of the collector's walks from now on
                 self.caught_up.set()
 
     def _read_to(self, ends: dict[int, int] | None) -> bool:

@@ -48,12 +48,13 @@ from ticketstream_shared.contract.sla import (
     StopData,
     WarningData,
 )
+from ticketstream_shared.runtime.ids import IdSpace
 
 from .agreements import Agreements, Terms, TicketFacts
 from .calendar import add_business_time, business_time_between
 
 PRODUCER = "sla"
-SLA_EVENT_IDS = uuid.UUID("5b1d7c3e-9a2f-4e6b-8d0c-3f7a1e5b9c04")
+SLA_EVENT_IDS = IdSpace(uuid.UUID("5b1d7c3e-9a2f-4e6b-8d0c-3f7a1e5b9c04"))
 #: Roles whose public comment is an answer to the requester.
 RESPONDERS = frozenset({Role.TECHNICIAN, Role.ADMIN, Role.MANAGER})
 FINAL = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
@@ -175,12 +176,12 @@ def _event(
 
 
 def caused_id(cause: uuid.UUID | str, metric: SlaMetric, kind: str) -> uuid.UUID:
-    return uuid.uuid5(SLA_EVENT_IDS, f"{cause}\x00{metric}\x00{kind}")
+    return SLA_EVENT_IDS(f"{cause}\x00{metric}\x00{kind}")
 
 
 def alarm_id(ticket_id: str, metric: SlaMetric, kind: str, deadline: datetime) -> uuid.UUID:
     """Warnings and breaches: the same alarm of the same deadline has the same id, however often it is decided."""
-    return uuid.uuid5(SLA_EVENT_IDS, f"{ticket_id}\x00{metric}\x00{kind}\x00{deadline.isoformat()}")
+    return SLA_EVENT_IDS(f"{ticket_id}\x00{metric}\x00{kind}\x00{deadline.isoformat()}")
 
 
 # --- clock arithmetic -------------------------------------------------------------------------------------------
