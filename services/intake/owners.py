@@ -13,6 +13,9 @@ Only the owner decides a ticket's commands, so versions stay contiguous however 
   had at assignment. A command the old owner carried out but had not committed comes to the new owner again,
   which derives the same event ids from it and recognises it as done (domain.decide), so it answers, not repeats.
 
+Whatever cannot be read on intake.commands or intake.replies (not JSON, the wrong shape, oversized) goes to the
+topic's DLQ with the reason, and the replica goes on; a caller whose answer was unreadable gets a 503 and retries.
+
 What this does not guard against is a zombie: an owner paused past its session timeout that wakes and appends
 before noticing the rebalance. Kafka transactions with one transactional id per partition would fence it; the
 window is the session timeout (10 s) and needs a stalled process, not just a slow one.
@@ -34,10 +37,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ticketstream_shared.contract import InvalidEvent
+from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import commit_unless_rebalanced
+from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, header
+from ticketstream_shared.runtime.logging import correlated
 
 from . import domain
 from .domain import Command, CommandContext, DomainError, InvalidCommand
@@ -56,6 +62,27 @@ _REFUSALS: dict[str, type[DomainError]] = {
     kind.__name__: kind for kind in vars(domain).values() if isinstance(kind, type) and issubclass(kind, DomainError)
 }
 _CONTEXT = TypeAdapter(CommandContext)
+_CALL_FIELDS = {"kind", "command", "context"}
+
+
+class _Decided(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    version: int = Field(ge=1)
+    replayed: bool
+
+
+class _Refused(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    refused: str
+    message: str
+    field: str | None = None
+
+
+_REPLY: TypeAdapter[_Decided | _Refused] = TypeAdapter(_Decided | _Refused)
 
 
 def partition_of(ticket_id: str, partitions: int) -> int:
@@ -74,9 +101,27 @@ def encode_call(command: Command, context: CommandContext) -> bytes:
 
 
 def decode_call(raw: bytes) -> tuple[Command, CommandContext]:
-    call = json.loads(raw)
-    kind = _COMMANDS[call["kind"]]
-    return TypeAdapter(kind).validate_python(call["command"]), _CONTEXT.validate_python(call["context"])
+    """The command and its context; InvalidEvent (so, the DLQ) with the reason otherwise."""
+    call = parse_message(raw)
+    if unexpected := set(call) ^ _CALL_FIELDS:
+        raise InvalidEvent(f"a call has exactly the fields {sorted(_CALL_FIELDS)}, not {sorted(unexpected)}")
+    kind = _COMMANDS.get(call["kind"])
+    if kind is None:
+        raise InvalidEvent(f"kind: unknown command {call['kind']!r}")
+    try:
+        return TypeAdapter(kind).validate_python(call["command"]), _CONTEXT.validate_python(call["context"])
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+
+
+def decode_reply(raw: bytes) -> dict[str, Any]:
+    """An owner's answer, checked; InvalidEvent (so, the DLQ) with the reason otherwise."""
+    reply = parse_message(raw)
+    try:
+        _REPLY.validate_python(reply)
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+    return reply
 
 
 def _refusal_of(reply: dict[str, Any]) -> DomainError:
@@ -216,25 +261,30 @@ class CommandBus:
 
     async def _serve_in_order(self, records: list[ConsumerRecord]) -> None:
         for record in records:
-            headers = dict(record.headers)
-            command, context = decode_call(record.value)
+            call_id, reply_to = header(record, "call_id"), header(record, "reply_to")
             try:
-                decided = await self.decide_if_owner(command, context)
-            except DomainError as refusal:
-                reply: dict[str, Any] = {"refused": type(refusal).__name__, "message": str(refusal)}
-                if isinstance(refusal, InvalidCommand):
-                    reply.update(field=refusal.field_name, message=refusal.message)
-            else:
-                if decided is None:  # the partition moved on meanwhile; its new owner gets the command again
-                    return
-                ticket, replayed = decided
-                reply = {"version": ticket.version, "replayed": replayed}
-            assert self.producer is not None
-            await self.producer.send_and_wait(
-                INTAKE_REPLIES,
-                json.dumps({"call_id": headers["call_id"].decode(), **reply}).encode(),
-                key=headers["reply_to"],
-            )
+                if call_id is None or reply_to is None:
+                    raise InvalidEvent("headers: a call needs call_id and reply_to")
+                command, context = decode_call(record.value or b"")
+            except InvalidEvent as error:
+                await self._dead_letter(record, error.reason)
+                continue
+            with correlated([context.correlation_id]):  # the caller's flow: in logs, and in what is appended
+                try:
+                    decided = await self.decide_if_owner(command, context)
+                except DomainError as refusal:
+                    reply: dict[str, Any] = {"refused": type(refusal).__name__, "message": str(refusal)}
+                    if isinstance(refusal, InvalidCommand):
+                        reply.update(field=refusal.field_name, message=refusal.message)
+                else:
+                    if decided is None:  # the partition moved on meanwhile; its new owner gets the command again
+                        return
+                    ticket, replayed = decided
+                    reply = {"version": ticket.version, "replayed": replayed}
+                assert self.producer is not None
+                await self.producer.send_and_wait(
+                    INTAKE_REPLIES, json.dumps({"call_id": call_id, **reply}).encode(), key=reply_to.encode()
+                )
 
     async def listen(self, consumer: AIOKafkaConsumer) -> None:
         """Take the answers meant for this replica off intake.replies (read by every replica, from the end)."""
@@ -248,11 +298,21 @@ class CommandBus:
             for records in batches.values():
                 for record in records:
                     if record.key != self.replica_id.encode():
+                        continue  # another replica's: it reads (or dead-letters) it
+                    try:
+                        reply = decode_reply(record.value or b"")
+                    except InvalidEvent as error:
+                        await self._dead_letter(record, error.reason)
                         continue
-                    reply = json.loads(record.value)
                     waiting = self._waiting.get(reply["call_id"])
                     if waiting is not None and not waiting.done():
                         waiting.set_result(reply)
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        """As answering does, this needs the producer: an owner may read a call before its producer has connected
+        (then, as for an answer, the assertion fails and the owner's task ends; readiness says so)."""
+        assert self.producer is not None, "dead-lettering before the broker answered"
+        await dead_letter(self.producer, record, reason, "intake")
 
 
 async def tickets_log_end(consumer: AIOKafkaConsumer, partitions: list[int]) -> dict[int, int]:

@@ -1,11 +1,13 @@
 """Chaos: two replicas of intake, sla and assignment (one reporting) under steady load through HTTP and
-tickets.inbound; one replica of each is killed with SIGKILL mid-load and started again. Afterwards every
-acknowledged ticket and worklog is in tickets.events and in reporting exactly once, hours are exact, no ticket is
-assigned twice, and every dead letter carries its reason.
+tickets.inbound; one replica of each is killed with SIGKILL mid-load and started again, then the broker is stopped
+and started again on the same port and data. Afterwards every acknowledged ticket and worklog is in tickets.events
+and in reporting exactly once, hours are exact, each SLA breach is emitted once, no ticket is assigned twice, and
+every dead letter carries its reason.
 
 The processes come from deploy/Procfile, expanded by honcho itself as `make run SCALE=2` does (honcho -c name=2),
 but each runs as its own subprocess: honcho stops every process as soon as one exits, and a kill -9 must leave the
-others running. The broker is the session's; restarting it is not part of this test (yet).
+others running. The broker is this test's own LocalKafka, not the session's: restarting it must disturb no other
+test.
 """
 
 from __future__ import annotations
@@ -30,23 +32,26 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from honcho.environ import expand_processes, parse_procfile
 
-from deploy.kafka.launcher import free_ports
+from deploy.kafka.launcher import LocalKafka, free_ports
 from intake.domain import child_id_for
 from tests.e2e.test_system import ROOT, _ready, processes_marked
 from tests.polling import eventually
 from ticketstream_shared.contract.requests import inbound_ticket_id
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
+    SLA_EVENTS,
     TICKETS_EVENTS,
     TICKETS_INBOUND,
     TOPICS,
     dead_letter_topic,
 )
 from ticketstream_shared.runtime.auth import write_dev_keys
+from ticketstream_shared.runtime.kafka_admin import ensure_topics
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 REPLICAS = {"intake": 2, "sla": 2, "assignment": 2, "reporting": 1}
 #: Replicas killed with SIGKILL mid-load, as honcho names them.
@@ -54,6 +59,8 @@ VICTIMS = ("intake.2", "sla.1", "assignment.2")
 #: Acknowledged writes to wait for before the kill, while the victims are down, and after they are back.
 PROGRESS = 60
 CLIENTS = 3
+#: The first-response target of the chaos clients' policy (always open): every ticket breaches it during the run.
+FIRST_RESPONSE_MINUTES = 1
 #: Sent to tickets.inbound with the load: each must land in tickets.inbound.dlq with its reason.
 POISON = (
     b"not json {" + uuid.uuid4().hex.encode(),
@@ -128,7 +135,15 @@ def _port_variable(name: str) -> str:
 
 
 @pytest.fixture
-def scaled_system(kafka_bootstrap, tmp_path):
+def broker(tmp_path) -> LocalKafka:
+    """This test's own broker, with every topic: the test stops and starts it, which the session's must not see."""
+    with LocalKafka(tmp_path / "kafka") as kafka:
+        asyncio.run(ensure_topics(kafka.bootstrap_servers))
+        yield kafka
+
+
+@pytest.fixture
+def scaled_system(broker, tmp_path):
     """Yields (replicas by honcho name, dev keys, chDB path); stops every process on exit, leaving none behind."""
     dev_keys_path, api_keys_path = write_dev_keys(tmp_path)
     names = [f"{service}.{i + 1}" for service, count in REPLICAS.items() for i in range(count)]
@@ -137,7 +152,7 @@ def scaled_system(kafka_bootstrap, tmp_path):
     environment = {
         **os.environ,
         "TICKETSTREAM_E2E_RUN": run_id,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "API_KEYS_FILE": str(api_keys_path),
         "CHDB_PATH": str(tmp_path / "clickhouse"),
         **{_port_variable(name): str(port) for name, port in ports.items()},
@@ -240,9 +255,20 @@ def _inbound_load(bootstrap: str, clients: list[str], category: str, ledger: Led
         rng = random.Random()
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
         await producer.start()
+
+        async def send(value: bytes, key: bytes | None = None) -> None:
+            """Until acknowledged: while the broker restarts a send may fail, and sending a request again is safe
+            (intake derives ids from request_id)."""
+            while True:
+                try:
+                    await producer.send_and_wait(TICKETS_INBOUND, value, key=key)
+                    return
+                except KafkaError as error:
+                    ledger.retries[type(error).__name__] += 1
+
         try:
             for poison in POISON:
-                await producer.send_and_wait(TICKETS_INBOUND, poison)
+                await send(poison)
             while not stop.is_set():
                 client_id = rng.choice(clients)
                 request_id = f"chaos-{uuid.uuid4()}"
@@ -258,7 +284,7 @@ def _inbound_load(bootstrap: str, clients: list[str], category: str, ledger: Led
                         "priority": "P4",
                     },
                 }
-                await producer.send_and_wait(TICKETS_INBOUND, json.dumps(create).encode(), key=ticket_id.encode())
+                await send(json.dumps(create).encode(), ticket_id.encode())
                 with ledger.lock:
                     ledger.tickets[ticket_id] = client_id
                 worklog_request = f"{request_id}-work"
@@ -269,7 +295,7 @@ def _inbound_load(bootstrap: str, clients: list[str], category: str, ledger: Led
                     "ticket_id": ticket_id,
                     "data": {"technician_id": "tech-chaos", "minutes": minutes, "billable": False},
                 }
-                await producer.send_and_wait(TICKETS_INBOUND, json.dumps(work).encode(), key=ticket_id.encode())
+                await send(json.dumps(work).encode(), ticket_id.encode())
                 with ledger.lock:
                     ledger.worklogs[str(child_id_for(ticket_id, worklog_request))] = (client_id, minutes)
                 await asyncio.sleep(0.1)  # the load's pace
@@ -317,24 +343,36 @@ def _chdb_rows(path: Path, sql: str) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-def test_nothing_is_lost_or_doubled_when_replicas_are_killed_under_load(scaled_system, kafka_bootstrap):
+def test_nothing_is_lost_or_doubled_when_replicas_and_the_broker_restart_under_load(scaled_system, broker):
     replicas, keys, chdb_path = scaled_system
+    kafka_bootstrap = broker.bootstrap_servers
     run = uuid.uuid4().hex[:8]
     clients = [f"chaos-{run}-{i}" for i in range(CLIENTS)]
-    category = team = f"chaos-{run}"
+    category = team = calendar = policy = f"chaos-{run}"
     admin = {"Authorization": f"Bearer {keys['admin']}"}
-    assignment_url = replicas["assignment.1"].url
-    for method, path, body in (
-        ("PUT", f"/v1/routing/categories/{category}", {"team": team}),
+    sla_url, assignment_url = replicas["sla.1"].url, replicas["assignment.1"].url
+    targets = {"first_response_minutes": FIRST_RESPONSE_MINUTES, "resolution_minutes": 100_000}
+    for method, url, body in (
+        ("PUT", f"{sla_url}/v1/sla/calendars/{calendar}", {"timezone": "UTC", "always_open": True}),
         (
             "PUT",
-            "/v1/technicians/tech-chaos",
+            f"{sla_url}/v1/sla/policies/{policy}",
+            {"rank": 0, "match": {"client_ids": clients}, "targets": {"P4": targets}, "calendar_id": calendar},
+        ),
+        ("PUT", f"{assignment_url}/v1/routing/categories/{category}", {"team": team}),
+        (
+            "PUT",
+            f"{assignment_url}/v1/technicians/tech-chaos",
             {"name": "Chaos", "team": team, "tier": 1, "skills": [category], "capacity": 1000},
         ),
-        ("POST", "/v1/technicians/tech-chaos/shift", {"on_shift": True}),
+        ("POST", f"{assignment_url}/v1/technicians/tech-chaos/shift", {"on_shift": True}),
     ):
-        response = httpx.request(method, f"{assignment_url}{path}", json=body, headers=admin, timeout=15)
-        assert response.status_code in (200, 201), (path, response.text)
+        response = httpx.request(method, url, json=body, headers=admin, timeout=15)
+        assert response.status_code in (200, 201), (url, response.text)
+    eventually(  # both sla replicas time the chaos tickets by the policy from their first event on
+        lambda: httpx.get(f"{replicas['sla.2'].url}/v1/sla/policies/{policy}", headers=admin, timeout=5).is_success,
+        what="the chaos policy known to sla.2",
+    )
 
     ledger = Ledger()
     stop = threading.Event()
@@ -362,6 +400,17 @@ def test_nothing_is_lost_or_doubled_when_replicas_are_killed_under_load(scaled_s
             eventually(lambda n=name: _ready(replicas[n].url), timeout_s=90, what=f"{name} ready again")
         floor = ledger.acknowledged()
         eventually(lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=60, what="load after the restart")
+        broker_down = time.monotonic()
+        broker.stop()
+        broker.start()
+        print(f"broker restarted in {time.monotonic() - broker_down:.0f}s")
+        floor = ledger.acknowledged()
+        eventually(
+            lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=120, what="load after the broker restart"
+        )
+        for name, replica in replicas.items():  # every service reconnected by itself
+            eventually(lambda r=replica: _ready(r.url), timeout_s=60, what=f"{name} ready after the broker restart")
+        last_ticket = time.monotonic()
     finally:
         stop.set()
         for loader in loaders:
@@ -429,6 +478,34 @@ def test_nothing_is_lost_or_doubled_when_replicas_are_killed_under_load(scaled_s
     assigned = eventually(assignments, timeout_s=60, interval_s=1, what="every ticket assigned")
     twice = {t: [e["event_id"] for e in events] for t, events in assigned.items() if len(events) > 1}
     assert not twice, f"{len(twice)} tickets assigned more than once: {dict(itertools.islice(twice.items(), 3))}"
+
+    # sla.events: every chaos ticket's first response breached (its target passed during the run), each breach
+    # (ticket, metric, deadline) emitted exactly once, although sla replicas died and the broker restarted.
+    seen: Counter = Counter()  # what the tickets got on sla.events: the failure message says so
+
+    def breaches() -> list[dict] | None:
+        records = _read_topics(kafka_bootstrap, SLA_EVENTS)[SLA_EVENTS]
+        events = [e for e in (json.loads(record.value) for record in records) if e["ticket_id"] in tickets]
+        kinds = defaultdict(set)
+        for event in events:
+            kinds[event["ticket_id"]].add(event["event_type"])
+        seen.clear()
+        seen.update(" + ".join(sorted(kinds[ticket])) or "nothing" for ticket in tickets)
+        found = [e for e in events if e["event_type"] == "sla.breached"]
+        return found if {e["ticket_id"] for e in found} == set(tickets) else None
+
+    breach_due_s = FIRST_RESPONSE_MINUTES * 60 - (time.monotonic() - last_ticket)
+    try:
+        breached = eventually(breaches, timeout_s=breach_due_s + 60, interval_s=2, what="every chaos ticket breached")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; sla.events of the {len(tickets)} tickets: {dict(seen)}") from None
+    assert {e["data"]["metric"] for e in breached} == {"first_response"}
+    twice = [
+        k
+        for k, n in Counter((e["ticket_id"], e["data"]["metric"], e["data"]["deadline"]) for e in breached).items()
+        if n > 1
+    ]
+    assert not twice, f"{len(twice)} breaches emitted more than once: {twice[:3]}"
 
     # Every dead letter, on every DLQ, carries its reason.
     dlqs = [spec.name for spec in TOPICS if spec.name.endswith(".dlq")]

@@ -5,6 +5,7 @@ event_id, so the effect is once)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -24,9 +25,11 @@ from .kafka import (
     dead_letter,
     make_consumer,
     make_producer,
+    record_correlation,
     start_when_reachable,
     wait_for_topics,
 )
+from .logging import correlated
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,12 @@ class Delivery:
     partition: int
     offset: int
     record: ConsumerRecord | None = None
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The flow the message belongs to: its header, else the id its event carries."""
+        written_under = record_correlation(self.record) if self.record is not None else None
+        return written_under or getattr(self.event, "correlation_id", None)
 
 
 Decoder = Callable[[bytes], Any]
@@ -140,10 +149,12 @@ class EventConsumer:
             while not self._stopping.is_set():
                 batch, read_any = await self._next_batch(self.consumer)
                 if batch:
-                    for delivery, reason in await self._handle(batch) or ():
+                    with correlated(delivery.correlation_id for delivery in batch):  # for the handler's log lines
+                        rejections = await self._handle(batch) or ()
+                    for delivery, reason in rejections:
                         await self._dead_letter(delivery.record, reason)
-                    for delivery in batch:
-                        EVENTS_HANDLED.labels(delivery.topic).inc()
+                    for topic, handled in collections.Counter(delivery.topic for delivery in batch).items():
+                        EVENTS_HANDLED.labels(topic).inc(handled)  # per batch: 2 µs an event when per event
                 if read_any:  # also a batch of only dead letters or skipped events: they are done with too
                     await commit_unless_rebalanced(self.consumer)
                 await self._record_lag(self.consumer)

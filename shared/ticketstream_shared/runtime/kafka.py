@@ -13,7 +13,7 @@ from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
 
-from .logging import correlation_id
+from .logging import correlated, correlation_id
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,16 @@ def header(record: ConsumerRecord, name: str) -> str | None:
     return None
 
 
+def record_correlation(record: ConsumerRecord) -> str | None:
+    """The correlation id the record was written under, even when its value cannot be read."""
+    return header(record, CORRELATION_HEADER)
+
+
 async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, reason: str, consumer: str) -> None:
     """Park `record` in its topic's DLQ with the reason and the original bytes; returns once Kafka has it, so
     the caller may then commit past the original offset without losing anything."""
     headers = [
+        *((key, value) for key, value in record.headers or () if key == CORRELATION_HEADER),
         ("dlq.reason", reason.encode()[:4096]),
         ("dlq.topic", record.topic.encode()),
         ("dlq.partition", str(record.partition).encode()),
@@ -74,10 +80,11 @@ async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, reason
         ("dlq.consumer", consumer.encode()),
     ]
     await producer.send_and_wait(dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers)
-    log.warning(
-        "dead-lettered a message",
-        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
-    )
+    with correlated([record_correlation(record)]):
+        log.warning(
+            "dead-lettered a message",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
+        )
 
 
 async def start_when_reachable(make_client: Callable[[], T], what: str, max_delay_s: float = 5.0) -> T:

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
 #: The correlation id of the request or event being handled; set by the HTTP and Kafka edges.
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+#: The correlation ids of a batch of several flows being handled: logged, never passed on in headers (each event
+#: made from such a batch carries its own flow's id in its payload).
+_batch_ids: ContextVar[str | None] = ContextVar("batch_correlation_ids", default=None)
+#: A batch of many flows logs at most this many of their ids on each line.
+BATCH_IDS_LOGGED = 20
+
+
+@contextmanager
+def correlated(ids: Iterable[str | None]) -> Iterator[None]:
+    """Log lines written inside carry the correlation id of the work at hand, so that one id finds every line of a
+    flow across services. One flow's id is also what Kafka headers written inside carry; a batch of several flows
+    logs their distinct ids, comma-separated (searching for one still finds the line), and passes none on.
+    Whatever was set before is restored on exit."""
+    distinct = list(dict.fromkeys(i for i in ids if i))
+    single = distinct[0] if len(distinct) == 1 else None
+    several = ",".join(distinct[:BATCH_IDS_LOGGED]) if len(distinct) > 1 else None
+    token, batch_token = correlation_id.set(single), _batch_ids.set(several)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
+        _batch_ids.reset(batch_token)
 
 
 class _ContextFilter(logging.Filter):
@@ -19,7 +44,7 @@ class _ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
-        record.correlation_id = correlation_id.get()
+        record.correlation_id = correlation_id.get() or _batch_ids.get()
         return True
 
 
