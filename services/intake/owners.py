@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -42,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ticketstream_shared.contract import InvalidEvent
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, header
+from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, header, partition_of
 from ticketstream_shared.runtime.logging import correlated
 
 from . import domain
@@ -83,11 +82,6 @@ class _Refused(BaseModel):
 
 
 _REPLY: TypeAdapter[_Decided | _Refused] = TypeAdapter(_Decided | _Refused)
-
-
-def partition_of(ticket_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives the ticket's key (murmur2, as the Java client)."""
-    return DefaultPartitioner()(ticket_id.encode(), list(range(partitions)), list(range(partitions)))
 
 
 def encode_call(command: Command, context: CommandContext) -> bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -27,7 +28,10 @@ from ticketstream_shared.contract.sla import (
     PolicyData,
     SlaConfigEvent,
 )
+from ticketstream_shared.contract.topics import TICKET_PARTITIONS
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.directory import ReplicaDirectory
+from ticketstream_shared.runtime.kafka import partition_of
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .agreements import Agreements, History, UnknownCalendar
@@ -40,6 +44,9 @@ from .whatif import Candidate, Replay, in_force
 #: How far in the past an effective time may lie (clock skew between caller and service); older is a rewrite.
 CLOCK_SKEW = timedelta(minutes=5)
 READERS = (Role.ADMIN, Role.MANAGER)
+#: Marks a request passed on to the replica holding the ticket, which answers it rather than passing it on again.
+FORWARDED_BY = "X-Forwarded-By-Replica"
+FORWARD_TIMEOUT_S = 5.0
 #: The longest period a what-if replays: a quarter, so one request cannot hold a worker for long.
 LONGEST_WHAT_IF = timedelta(days=93)
 
@@ -149,6 +156,24 @@ CLIENTS = _Configurable(
 )
 
 
+async def _ask_holder(holder: str, request: Request) -> JSONResponse:
+    """The answer of the replica holding the ticket's partition, as it gave it (it checks the key itself)."""
+    headers = {"Authorization": request.headers.get("Authorization", ""), FORWARDED_BY: "sla"}
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
+            answer = await client.get(f"{holder}{request.url.path}", headers=headers)
+    except httpx.HTTPError as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"the replica holding this ticket did not answer ({error})"
+        ) from None
+    try:
+        return JSONResponse(answer.json(), status_code=answer.status_code)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the replica holding this ticket did not answer"
+        ) from None
+
+
 def _history_view(kind: str, subject: str, history: History[Any] | None, now: datetime) -> dict[str, Any]:
     if history is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} {subject}")
@@ -176,6 +201,7 @@ def install(
     config_log: ConfigLog,
     clock: Callable[[], datetime],
     ticket_history: TicketHistory,
+    directory: ReplicaDirectory,
 ) -> None:
     """Add the sla routes to `app`."""
     Caller = Annotated[Principal, Depends(app.state.principal)]
@@ -252,9 +278,12 @@ def install(
         return versions(CLIENTS, client_id)
 
     @router.get("/tickets/{ticket_id}")
-    async def get_ticket(ticket_id: Identifier, principal: Caller) -> dict[str, Any]:
+    async def get_ticket(ticket_id: Identifier, principal: Caller, request: Request) -> Any:
         state = timekeeper.ticket(ticket_id)
         if state is None:
+            holder = directory.holder(partition_of(ticket_id, TICKET_PARTITIONS))
+            if holder is not None and FORWARDED_BY not in request.headers:
+                return await _ask_holder(holder, request)
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no SLA clocks for ticket {ticket_id}")
         require_client(principal, state.client_id)
         if principal.role is Role.REQUESTER and principal.requester_id not in (None, state.requester_id):

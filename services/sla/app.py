@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
+from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.memory import tune_garbage_collection
@@ -34,6 +36,7 @@ def utc_now() -> datetime:
 
 def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     timekeeper = Timekeeper(Agreements.with_defaults())
+    directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
     config_log = ConfigLog(timekeeper)
     workers: list[ClockWorker] = []
 
@@ -46,7 +49,13 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
         )
         following = asyncio.create_task(config_log.follow(config_reader), name="follow-sla-config")
         consumer = await start_when_reachable(
-            lambda: make_consumer(settings, group_id=settings.consumer_group, client_id="sla"), "consumer"
+            lambda: make_consumer(
+                settings,
+                group_id=settings.consumer_group,
+                client_id="sla",
+                partition_assignment_strategy=(directory, RoundRobinPartitionAssignor),
+            ),
+            "consumer",
         )
         try:
             await config_log.caught_up.wait()
@@ -88,5 +97,5 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
 
     app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
     what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
-    api.install(app, timekeeper, config_log, clock, what_if_reader)
+    api.install(app, timekeeper, config_log, clock, what_if_reader, directory)
     return app

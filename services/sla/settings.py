@@ -1,5 +1,7 @@
 """The sla service's configuration, from environment variables only."""
 
+import socket
+
 from pydantic import Field
 
 from ticketstream_shared.runtime.settings import ServiceSettings
@@ -9,3 +11,15 @@ class SlaSettings(ServiceSettings):
     http_port: int = Field(default=8002, ge=1, le=65535)
     consumer_group: str = "sla"
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0, description="Finishing the batch in hand on SIGTERM.")
+    advertised_url: str | None = Field(
+        default=None,
+        description="How the other sla replicas reach this one's HTTP API, e.g. http://$(POD_IP):8002. By default "
+        "http://<HTTP_HOST>:<HTTP_PORT>, with the host name when listening on every interface.",
+    )
+
+    @property
+    def own_url(self) -> str:
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        host = socket.gethostname() if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"

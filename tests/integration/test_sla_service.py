@@ -397,3 +397,40 @@ def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str
         if service.process and service.process.poll() is None:
             service.process.terminate()
             service.process.wait(timeout=20)
+
+
+def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Two sla processes share the partitions; a GET for a ticket held by the other one is passed to it."""
+    keys_file = tmp_path / "api-keys.json"
+    keys_file.write_text(
+        ApiKeysFile(keys=[ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role="admin")]).model_dump_json()
+    )
+    group = unique("sla-pair")
+    replicas = [SlaProcess(kafka_bootstrap, keys_file, group) for _ in range(2)]
+    for replica in replicas:
+        replica.start()
+    try:
+        tickets = [a_ticket_created(client_id=unique("client")) for _ in range(12)]
+        produce(kafka_bootstrap, *tickets)
+
+        def answers(replica: SlaProcess, ticket_id: str) -> int:
+            url = f"http://127.0.0.1:{replica.port}/v1/sla/tickets/{ticket_id}"
+            return httpx.get(url, headers=bearer(ADMIN), timeout=10).status_code
+
+        def both_hold_partitions() -> bool:
+            return all(replica.ready() for replica in replicas) and all(
+                replica.metric("ticketstream_sla_tickets") > 0 for replica in replicas
+            )
+
+        eventually(both_hold_partitions, timeout_s=90, what="both replicas holding tickets")
+        eventually(
+            lambda: all(answers(replica, t.ticket_id) == 200 for replica in replicas for t in tickets),
+            timeout_s=30,
+            what="every ticket answered by both replicas",
+        )
+        assert {answers(replica, "no-such-ticket") for replica in replicas} == {404}
+    finally:
+        for replica in replicas:
+            if replica.process and replica.process.poll() is None:
+                replica.process.terminate()
+                replica.process.wait(timeout=20)

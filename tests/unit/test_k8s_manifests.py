@@ -157,7 +157,7 @@ def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def environment(layout: str, container: dict[str, Any]) -> dict[str, str]:
     """The variables the container gets: values, and references resolved against the rendered ConfigMap; a
-    Secret's key stands for the operator's value (Secrets are not in the manifests)."""
+    Secret's key stands for the operator's value (Secrets are not in the manifests), a pod field for its own."""
     config = config_of(layout)
     resolved: dict[str, str] = {}
     for variable in container.get("env", []):
@@ -169,6 +169,8 @@ def environment(layout: str, container: dict[str, Any]) -> dict[str, str]:
                 resolved[variable["name"]] = config[ref["key"]]
             else:
                 assert ref.get("optional"), f"{variable['name']}: key {ref['key']} is not in the ConfigMap"
+        elif ref := variable["valueFrom"].get("fieldRef"):
+            resolved[variable["name"]] = f"<pod {ref['fieldPath']}>"  # known only once the pod runs
         else:
             ref = variable["valueFrom"]["secretKeyRef"]
             assert ref["key"] in OPERATOR_SECRETS[ref["name"]], f"{variable['name']}: undocumented secret key"
@@ -276,7 +278,10 @@ def test_every_variable_of_a_deployment_is_one_its_settings_read(layout, service
     env = environment(layout, container)
     assert env.pop("SERVICE") == service, "SERVICE picks the module the image runs"
     known = {name.upper() for name in settings_class.model_fields}
-    assert set(names) - {"SERVICE"} <= known, f"variables no settings field reads: {set(names) - known - {'SERVICE'}}"
+    # A variable may also exist only to be substituted into another one, as $(POD_IP) in ADVERTISED_URL.
+    substituted = {name for value in env.values() for name in re.findall(r"\$\((\w+)\)", value)}
+    unread = set(names) - {"SERVICE"} - substituted - known
+    assert not unread, f"variables no settings field reads: {unread}"
     required = {name.upper() for name, field in settings_class.model_fields.items() if field.is_required()}
     assert required <= set(env), f"required variables missing: {required - set(env)}"
     for name in known:  # only what the manifest gives, not the environment of this test

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
@@ -54,6 +55,13 @@ def make_consumer(
 def correlation_headers() -> list[tuple[str, bytes]]:
     current = correlation_id.get()
     return [(CORRELATION_HEADER, current.encode())] if current else []
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client): where a ticket's events,
+    commands and downstream decisions live."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(key.encode(), every, every)  # type: ignore[no-any-return]
 
 
 def header(record: ConsumerRecord, name: str) -> str | None:

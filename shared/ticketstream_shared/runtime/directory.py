@@ -1,0 +1,57 @@
+"""Which replica holds which partition, learnt from the consumer group itself, so that a replica asked about a
+ticket it does not hold can pass the question to the one that does.
+
+The group's assignor carries it: every member puts its HTTP address in its subscription (the protocol's user
+data), and the leader, after assigning partitions round robin as the default assignor does, hands every member the
+whole map of partition -> address along with its own partitions. No registry, no extra topic: the map changes
+exactly when the assignment does. Members that do not know this assignor (a rolling upgrade) fall back to plain
+round robin, listed second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+
+class ReplicaDirectory(RoundRobinPartitionAssignor):
+    """A round-robin assignor that also tells every member the address of each partition's holder."""
+
+    name = "roundrobin-with-addresses"
+    version = 0
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        #: Partition number -> the holder's HTTP address, as of the last assignment.
+        self.holders: dict[int, str] = {}
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
+        return ConsumerProtocolMemberMetadata(self.version, list(topics), self.address.encode())
+
+    def assign(  # type: ignore[override]
+        self, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        plain = RoundRobinPartitionAssignor.assign(cluster, members)
+        holders = {
+            partition: members[member].user_data.decode()
+            for member, assignment in plain.items()
+            for _topic, partitions in assignment.assignment
+            for partition in partitions
+        }
+        directory = json.dumps(holders).encode()
+        return {
+            member: ConsumerProtocolMemberAssignment(assignment.version, assignment.assignment, directory)
+            for member, assignment in plain.items()
+        }
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
+        self.holders = {int(partition): address for partition, address in json.loads(assignment.user_data).items()}
+
+    def holder(self, partition: int) -> str | None:
+        """The address of the replica holding `partition`, if it is another one."""
+        address = self.holders.get(partition)
+        return None if address == self.address else address
