@@ -1,7 +1,9 @@
 """API keys: who is calling, in which role, scoped to which client.
 
 The services read only SHA-256 hashes of the keys (API_KEYS_FILE), so the keys file holds no secret; the
-plaintext keys go to the people and systems that call. `python -m ticketstream_shared.runtime.auth DIR` writes
+plaintext keys go to the people and systems that call. The file is read again within a second of changing (a key
+added or revoked, a Kubernetes Secret updated), without a restart; a file that does not parse is refused, logged,
+and the keys in use stay. `python -m ticketstream_shared.runtime.auth DIR` writes
 a development pair into DIR: dev-keys.json (role -> key, for people) and api-keys.json (hashes, for services).
 """
 
@@ -9,16 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ticketstream_shared.contract import Role
+
+log = logging.getLogger(__name__)
+
+#: How often the keys file is looked at for a change (one stat call).
+RELOAD_CHECK_S = 1.0
 
 
 class ApiKeyEntry(BaseModel):
@@ -53,19 +62,55 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeys:
-    """The registry of known keys, by hash."""
+    """The registry of known keys, by hash; when loaded from a file, it follows the file's changes."""
 
-    def __init__(self, entries: list[ApiKeyEntry]) -> None:
+    def __init__(
+        self, entries: list[ApiKeyEntry], source: Path | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._use(entries)
+        self._source = source
+        self._clock = clock
+        self._stamp = _stamp(source) if source else None
+        self._next_check = clock() + RELOAD_CHECK_S
+
+    @classmethod
+    def load(cls, path: Path, clock: Callable[[], float] = time.monotonic) -> ApiKeys:
+        """The keys of `path` (fails if it cannot be read: a service does not start without keys)."""
+        return cls(ApiKeysFile.model_validate_json(path.read_bytes()).keys, path, clock)
+
+    def identify(self, key: str) -> Principal | None:
+        self._follow_the_file()
+        return self._by_hash.get(hash_key(key))
+
+    def _use(self, entries: list[ApiKeyEntry]) -> None:
         self._by_hash = {
             entry.sha256: Principal(entry.name, entry.role, entry.client_id, entry.requester_id) for entry in entries
         }
 
-    @classmethod
-    def load(cls, path: Path) -> ApiKeys:
-        return cls(ApiKeysFile.model_validate_json(path.read_bytes()).keys)
+    def _follow_the_file(self) -> None:
+        if self._source is None or self._clock() < self._next_check:
+            return
+        self._next_check = self._clock() + RELOAD_CHECK_S
+        stamp = _stamp(self._source)
+        if stamp == self._stamp:
+            return
+        try:
+            entries = ApiKeysFile.model_validate_json(self._source.read_bytes()).keys
+        except (OSError, ValidationError) as error:
+            log.error("API keys file refused; the keys in use stay", extra={"error": str(error).splitlines()[0]})
+        else:
+            self._use(entries)
+            log.info("API keys reloaded", extra={"keys": len(entries)})
+        self._stamp = stamp  # a refused version is not tried again until the file changes once more
 
-    def identify(self, key: str) -> Principal | None:
-        return self._by_hash.get(hash_key(key))
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells one version of the file from the next (following symlinks, as a Kubernetes Secret swaps them)."""
+    try:
+        status_ = path.stat()
+    except OSError:
+        return None
+    return status_.st_mtime_ns, status_.st_size
 
 
 def _unauthorized(message: str) -> HTTPException:
