@@ -22,7 +22,7 @@ from .warehouse import Warehouse
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
 READINESS_TIMEOUT_SECONDS = 2.0
 
-#: Allocations between young-generation collections, and young collections between full ones (CPython: 700, 10).
+
 def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     """The service as an ASGI app. Its lifespan opens ClickHouse (applying migrations), then consumes; on
     shutdown the consumer finishes the batch in hand, commits it and leaves its group, then ClickHouse closes."""

@@ -191,8 +191,11 @@ Processor = Callable[[Delivery], Sequence[Row]]
 
 
 def ticket_event_rows(delivery: Delivery) -> list[TicketEventRow]:
-    """Any event with a valid envelope, on any topic, known event type or not (then only its envelope is kept)."""
+    """Any event with a valid envelope, on any topic, known event type or not. The payload is the message as read
+    when the delivery carries it (re-encoding every event cost a third of processing), else the event re-encoded
+    (then only its envelope for an unknown event type)."""
     event = delivery.event
+    record = delivery.record
     return [
         TicketEventRow(
             event_id=event.event_id,
@@ -204,7 +207,7 @@ def ticket_event_rows(delivery: Delivery) -> list[TicketEventRow]:
             aggregate_version=event.aggregate_version,
             producer=event.producer,
             correlation_id=event.correlation_id,
-            payload=event.model_dump_json(),
+            payload=record.value.decode() if record is not None and record.value else event.model_dump_json(),
             topic=delivery.topic,
             partition=delivery.partition,
             offset=delivery.offset,

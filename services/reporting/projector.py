@@ -2,14 +2,16 @@
 
 The shared EventConsumer reads, decodes and dead-letters what is not an event; it commits a batch only once
 project() has returned, that is once the batch is in ClickHouse. A crash therefore means redelivery, never loss,
-and the tables collapse redelivered rows (see processors.py), so redelivery never double-counts.
+and redelivery never double-counts: the tables collapse redelivered rows (see processors.py), and the worklog
+ledger skips the worklog versions it holds already (see ledger.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import Histogram
@@ -18,7 +20,8 @@ from ticketstream_shared.contract import Envelope, UnknownEventType, decode_even
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Decoder, Delivery
 
-from .processors import PROCESSORS, Row
+from .ledger import LedgerRow, ledger_rows_of
+from .processors import PROCESSORS, Row, WorklogRow
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,25 @@ def rows_of(batch: Iterable[Delivery]) -> dict[str, list[Row]]:
 
 
 class RowStore(Protocol):
-    """Where projected rows go: the Warehouse, or a fake in tests."""
+    """Where projected rows go, and what the worklog ledger holds: the Warehouse, or a fake in tests."""
 
-    async def insert(self, rows: Mapping[str, Sequence[Row]]) -> None: ...
+    async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None: ...
+
+    async def newest_ledger_rows(self, worklogs: Collection[WorklogRow]) -> dict[uuid.UUID, LedgerRow]:
+        """The newest ledger row of each of these worklogs that has one."""
+        ...
+
+
+async def stored_rows(store: RowStore, batch: list[Delivery]) -> dict[str, Sequence[Row | LedgerRow]]:
+    """Everything a batch writes, table by table: the rows of the processors, and the ledger rows of the worklog
+    versions the ledger does not hold yet (read from the store now, so call it again for a retry)."""
+    rows: dict[str, Sequence[Row | LedgerRow]] = dict(rows_of(batch))
+    worklogs = [row for row in rows.get("worklogs", ()) if isinstance(row, WorklogRow)]
+    if worklogs:
+        newest = await store.newest_ledger_rows(worklogs)
+        if ledger := ledger_rows_of(worklogs, newest):
+            rows["worklog_ledger"] = ledger
+    return rows
 
 
 class Projector:
@@ -81,12 +100,13 @@ class Projector:
         """Insert the rows of every event of `batch`, one insert per table; returns once they are stored.
 
         A failed insert is retried rather than raised: raising would stop the consumer, and skipping would
-        commit events that never reached the tables. On shutdown the wait is cancelled and nothing is committed.
+        commit events that never reached the tables. A retry computes the rows again, since the ledger may hold
+        some of them now. On shutdown the wait is cancelled and nothing is committed.
         """
-        rows = rows_of(batch)
         retry_in = self._first_retry_seconds
         while True:
             try:
+                rows = await stored_rows(self._store, batch)
                 with INSERT_SECONDS.time():
                     await self._store.insert(rows)
                 return

@@ -28,13 +28,6 @@ class Statement(NamedTuple):
     parameters: dict[str, Any]
 
 
-#: How a worklog's performed_at (a UTC DateTime64) falls into a period of the report.
-_PERIOD = {
-    Granularity.DAY: "toDate32(performed_at)",
-    Granularity.WEEK: "toMonday(performed_at)",
-    Granularity.MONTH: "toStartOfMonth(performed_at)",
-}
-
 #: Statuses that take a ticket out of the backlog.
 _DONE = "('resolved', 'closed')"
 
@@ -69,48 +62,73 @@ def statement_for(query: ReportQuery) -> Statement:
     raise TypeError(f"no report for {type(query).__name__}")
 
 
+#: The UTC day a worklog was performed on (the ledger's `day`) -> its period in the report.
+_PERIOD = {Granularity.DAY: "day", Granularity.WEEK: "toMonday(day)", Granularity.MONTH: "toStartOfMonth(day)"}
+
+#: The ledger's sums (see 010_worklog_ledger.sql) for all work, billable work only, or non-billable work only:
+#: the sums of its hours_by_day projection, because a filter on `billable` would make ClickHouse read every row.
+_LEDGER_SUMS = {
+    None: ("sum(minutes)", "sumIf(minutes, billable)", "sum(business_minutes)", "sum(sign)"),
+    True: ("sumIf(minutes, billable)", "sumIf(minutes, billable)", "sumIf(business_minutes, billable)",
+           "sumIf(sign, billable)"),
+    False: ("sum(minutes) - sumIf(minutes, billable)", "0", "sum(business_minutes) - sumIf(business_minutes, billable)",
+            "sum(sign) - sumIf(sign, billable)"),
+}  # fmt: skip
+
+
 @statement_for.register
 def hours_per_client_sql(query: HoursPerClientQuery) -> Statement:
-    """Hours per client, FINAL so that a worklog delivered twice counts once and only its newest version does."""
-    parameters, conditions = _base(query)
-    conditions += [_IN_RANGE.format(column="performed_at"), "NOT voided"]
-    keys = ["client_id"]
-    columns = []
-    if query.granularity is not None:
-        columns.append(f"{_PERIOD[query.granularity]} AS period")
-        keys.append("period")
-    if query.by is HoursBreakdown.TECHNICIAN:
-        keys.append("technician_id")
-        columns.append("technician_id")
+    """Hours per client from the signed worklog ledger: plain sums, exact without FINAL however many times a
+    worklog was delivered or corrected. They are summed per ticket first, so that a ticket counts when some of its
+    worklogs do, even though their rows may lie in parts not merged yet."""
+    parameters: dict[str, Any] = {"first_day": query.from_, "last_day": query.to}
+    conditions = ["day >= {first_day:Date32}", "day <= {last_day:Date32}"]
+    if query.client_id is not None:
+        conditions.append("client_id = {client_id:String}")
+        parameters["client_id"] = query.client_id
     if query.technician_id is not None:
         conditions.append("technician_id = {technician_id:String}")
         parameters["technician_id"] = query.technician_id
-    if query.billable is not None:
-        conditions.append("billable = {billable:Bool}")
-        parameters["billable"] = query.billable
-    source = f"worklogs FINAL {_where(conditions)}"
+    keys = ["client_id"]
+    per_ticket = ["client_id"]
+    if query.granularity is not None:
+        keys.append("period")
+        per_ticket.append(f"{_PERIOD[query.granularity]} AS period")
+    if query.by is HoursBreakdown.TECHNICIAN:
+        keys.append("technician_id")
+        per_ticket.append("technician_id")
+    columns = list(keys)
+    worked, billable, business, worklogs = _LEDGER_SUMS[query.billable]
+    source = f"""(
+            SELECT {", ".join(per_ticket)}, ticket_id,
+                   {worked} AS worked, {billable} AS billable_worked, {business} AS business_worked,
+                   {worklogs} AS entries
+            FROM worklog_ledger
+            {_where(conditions)}
+            GROUP BY {", ".join(keys)}, ticket_id
+            HAVING entries > 0
+        ) AS worked_tickets"""
     if query.by is HoursBreakdown.CATEGORY or query.category is not None:
         tickets = _TICKETS.format(where="WHERE client_id = {client_id:String}" if query.client_id else "")
-        source = f"""(SELECT * FROM worklogs FINAL {_where(conditions)}) AS worklogs
-            LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)"""
+        source += f" LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)"
         if query.category is not None:
             source += " WHERE tickets.category = {category:String}"
             parameters["category"] = query.category
         if query.by is HoursBreakdown.CATEGORY:
             keys.append("category")
             columns.append("ifNull(tickets.category, '') AS category")
-    business = ""
+    business_hours = ""
     if query.business_hours:
-        business = """
-            round(sum(business_minutes) / 60, 2)            AS business_hours,
-            round((sum(minutes) - sum(business_minutes)) / 60, 2) AS outside_business_hours,"""
+        business_hours = """
+            round(sum(business_worked) / 60, 2)                  AS business_hours,
+            round((sum(worked) - sum(business_worked)) / 60, 2)  AS outside_business_hours,"""
     sql = f"""
         SELECT
-            {"".join(f"{column}, " for column in ["client_id", *columns])}
-            round(sum(minutes) / 60, 2)                 AS hours,
-            round(sumIf(minutes, billable) / 60, 2)     AS billable_hours,{business}
-            uniqExact(ticket_id)                        AS tickets,
-            count()                                     AS worklogs
+            {", ".join(columns)},
+            round(sum(worked) / 60, 2)                  AS hours,
+            round(sum(billable_worked) / 60, 2)         AS billable_hours,{business_hours}
+            count()                                     AS tickets,
+            sum(entries)                                AS worklogs
         FROM {source}
         GROUP BY {", ".join(keys)}
         ORDER BY {", ".join(keys)}

@@ -26,7 +26,7 @@ from ticketstream_shared.contract import TOPICS, InvalidEvent
 from ticketstream_shared.runtime.consumer import Decoder, Delivery
 from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
 
-from .projector import decoders, rows_of
+from .projector import decoders, stored_rows
 from .settings import ReportingSettings
 from .warehouse import Warehouse
 
@@ -74,7 +74,7 @@ async def replay(
                 except InvalidEvent:
                     skipped += 1
                     continue
-                batch.append(Delivery(event, record.topic, record.partition, record.offset))
+                batch.append(Delivery(event, record.topic, record.partition, record.offset, record))
             if await consumer.position(partition) >= until[partition]:
                 remaining.discard(partition)
         yield batch, skipped
@@ -83,14 +83,15 @@ async def replay(
 async def _project(
     warehouse: Warehouse, consumer: AIOKafkaConsumer, start: Offsets, until: Offsets, batch_size: int
 ) -> tuple[int, int]:
-    """Replay into `warehouse`, inserting batch N while batch N+1 is read and decoded; returns (events, skipped)."""
+    """Replay into `warehouse`, inserting batch N while batch N+1 is read and decoded; returns (events, skipped).
+    Batch N+1's rows are computed once batch N is in, since its ledger rows depend on what the ledger holds."""
     events = skipped = 0
     inserting: asyncio.Task[None] | None = None
     async for batch, not_events in replay(consumer, decoders(), start, until, batch_size):
         events, skipped = events + len(batch), skipped + not_events
-        rows = rows_of(batch)
         if inserting is not None:
             await inserting
+        rows = await stored_rows(warehouse, batch)
         inserting = asyncio.create_task(warehouse.insert(rows))
     if inserting is not None:
         await inserting

@@ -8,8 +8,10 @@ query. Callers await; calls run one after another in the order they were made.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,12 +19,26 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from .ledger import LedgerRow
 from .migrations import apply_migrations, read_migrations
-from .processors import Row
+from .processors import Row, WorklogRow
 from .queries import statement_for
 from .reports import Report, ReportQuery, ReportsUnavailable
 
 T = TypeVar("T")
+
+#: A worklog's newest ledger row: the newest version applied, and of it the row that counts if there is one.
+#: Filtered on worklog_id alone: a batch's tickets are spread over the whole sorting key, and a set of (client,
+#: ticket) pairs cost more to match than it pruned (125 ms against 42 ms for 12k worklogs in a 10M-row ledger).
+#: Worklog ids per lookup: each lookup reads the ledger's worklog_id column whole, so as few as fit in the URL that
+#: carries a ClickHouse server's query parameters (1 MiB by default; 15,000 UUIDs take about 700 kB).
+LOOKUP_CHUNK = 15_000
+_NEWEST_LEDGER_ROWS = f"""
+    SELECT {", ".join(f"argMax({column}, (aggregate_version, sign))" for column in LedgerRow._fields)}
+    FROM worklog_ledger
+    WHERE worklog_id IN {{worklog_ids:Array(UUID)}}
+    GROUP BY worklog_id
+"""
 
 
 class Warehouse:
@@ -69,15 +85,28 @@ class Warehouse:
     async def ping(self) -> bool:
         return await self._on_thread(lambda: self._client is not None and self._client.ping())
 
-    async def insert(self, rows: Mapping[str, Sequence[Row]]) -> None:
+    async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
         """One insert per table, in the order given."""
         await self._on_thread(self._insert, rows)
 
-    def _insert(self, rows: Mapping[str, Sequence[Row]]) -> None:
+    def _insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
         client = self._open_client
         for table, table_rows in rows.items():
             if table_rows:
                 client.insert(table, table_rows, column_names=table_rows[0]._fields)
+
+    async def newest_ledger_rows(self, worklogs: Collection[WorklogRow]) -> dict[uuid.UUID, LedgerRow]:
+        """The newest ledger row of each of these worklogs that has one."""
+        worklog_ids = sorted({worklog.worklog_id for worklog in worklogs})
+        newest: dict[uuid.UUID, LedgerRow] = {}
+        for first in range(0, len(worklog_ids), LOOKUP_CHUNK):
+            chunk = worklog_ids[first : first + LOOKUP_CHUNK]
+            report = await self.select(_NEWEST_LEDGER_ROWS, {"worklog_ids": chunk})
+            for values in report.rows:
+                row = LedgerRow(*values)
+                # clickhouse-connect reads DateTime64 as naive UTC; the row may go back as a cancelling row.
+                newest[row.worklog_id] = row._replace(performed_at=row.performed_at.replace(tzinfo=UTC))
+        return newest
 
     async def create_database(self, name: str) -> None:
         await self._on_thread(self._open_client.command, f"CREATE DATABASE IF NOT EXISTS `{name}`")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reporting.projector import rows_of
+from reporting.projector import Projector
 from reporting.reports import (
     BacklogQuery,
     CsatQuery,
@@ -116,9 +116,10 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
 
     async def project() -> None:
         await store.open()
+        projector = Projector(store)
         for first in range(0, len(shuffled), 10):  # batches of ten, in shuffled order
-            await store.insert(rows_of(shuffled[first : first + 10]))
-        await store.insert(rows_of(deliveries))  # and everything again, as a replay would
+            await projector.project(shuffled[first : first + 10])
+        await projector.project(deliveries)  # and everything again, as a replay would
 
     asyncio.run(project())
     yield store

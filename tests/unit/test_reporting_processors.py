@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ from ticketstream_shared.contract import (
     WorklogCorrected,
     WorklogRecorded,
     WorklogVoided,
+    encode,
 )
 from ticketstream_shared.contract.assignment import TicketAssigned, TicketEscalated, TicketUnassignable
 from ticketstream_shared.contract.sla import (
@@ -244,6 +246,16 @@ def test_every_event_of_every_topic_is_kept_raw() -> None:
         (row,) = ticket_event_rows(read(event, 0, 7))
         assert (row.event_id, row.event_type, row.topic) == (event.event_id, event.event_type, topic_of(event))
         assert Envelope.model_validate_json(row.payload) == Envelope.model_validate(event.model_dump())
+
+
+def test_the_raw_payload_is_the_message_as_read_when_the_delivery_carries_it() -> None:
+    event = a_ticket_created(TICKET)
+    message = encode(event).replace(b"{", b'{"added_in_a_later_version": 1, ', 1)
+    record = ConsumerRecord(TICKETS_EVENTS, 4, 7, 0, 0, TICKET.encode(), message, None, len(message), 0, [])
+
+    (row,) = ticket_event_rows(Delivery(event, TICKETS_EVENTS, 4, 7, record))
+
+    assert row.payload == message.decode()
 
 
 def test_a_created_ticket_sets_every_field() -> None:

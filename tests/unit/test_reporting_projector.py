@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Collection, Mapping, Sequence
 
 import pytest
 
-from reporting.processors import Row
+from reporting.ledger import LedgerRow
+from reporting.processors import Row, WorklogRow
 from reporting.projector import Projector, decoders, topic_decoder
 from tests.builders import a_ticket_created, a_worklog_recorded
 from tests.unit.test_reporting_processors import an_escalation, an_sla_event
@@ -24,13 +26,25 @@ class FlakyStore:
 
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
-        self.inserts: list[dict[str, list[Row]]] = []
+        self.inserts: list[dict[str, list[Row | LedgerRow]]] = []
 
-    async def insert(self, rows: Mapping[str, Sequence[Row]]) -> None:
+    async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("ClickHouse is restarting")
         self.inserts.append({table: list(table_rows) for table, table_rows in rows.items()})
+
+    def ledger(self) -> list[LedgerRow]:
+        rows = [row for insert in self.inserts for row in insert.get("worklog_ledger", ())]
+        return [row for row in rows if isinstance(row, LedgerRow)]
+
+    async def newest_ledger_rows(self, worklogs: Collection[WorklogRow]) -> dict[uuid.UUID, LedgerRow]:
+        worklog_ids = {worklog.worklog_id for worklog in worklogs}
+        newest: dict[uuid.UUID, LedgerRow] = {}
+        for row in sorted(self.ledger(), key=lambda row: (row.aggregate_version, row.sign)):
+            if row.worklog_id in worklog_ids:
+                newest[row.worklog_id] = row
+        return newest
 
 
 def a_batch() -> list[Delivery]:
@@ -51,6 +65,7 @@ def test_a_batch_is_one_insert_per_table() -> None:
         "ticket_changes": 3,
         "worklogs": 1,
         "sla_clock_events": 1,
+        "worklog_ledger": 1,
     }
     assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102, 9]
 

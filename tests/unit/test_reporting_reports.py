@@ -143,15 +143,10 @@ def test_the_sql_groups_by_period_and_binds_every_value() -> None:
 
     sql, parameters = hours_per_client_sql(query)
 
-    assert "acme" not in sql and "NOT voided" in sql
-    assert "toMonday(performed_at) AS period" in sql
-    assert "GROUP BY client_id, period" in sql
-    assert "acme" not in sql
-    assert parameters == {
-        "start": datetime(2026, 3, 1, tzinfo=UTC),
-        "end": datetime(2026, 4, 1, tzinfo=UTC),
-        "client_id": "acme",
-    }
+    assert "acme" not in sql and "FINAL" not in sql
+    assert "toMonday(day) AS period" in sql
+    assert "GROUP BY client_id, period, ticket_id" in sql and "GROUP BY client_id, period\n" in sql
+    assert parameters == {"first_day": date(2026, 3, 1), "last_day": date(2026, 3, 31), "client_id": "acme"}
 
 
 def test_a_database_outage_is_a_503_not_a_500(http: TestClient, warehouse: FakeWarehouse) -> None:
