@@ -47,6 +47,7 @@ from prometheus_client import REGISTRY  # noqa: E402
 
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from reporting.app import build_app, tune_garbage_collection  # noqa: E402
+from reporting.business_hours import ClientCalendars  # noqa: E402
 from reporting.ledger import LedgerRow  # noqa: E402
 from reporting.processors import WorklogRow  # noqa: E402
 from reporting.projector import decoders, rows_of  # noqa: E402
@@ -160,7 +161,10 @@ def decode_and_process(messages: list[tuple[bytes, bytes]]) -> float:
     records = [ConsumerRecord(TICKETS_EVENTS, 0, offset, 0, 0, key, value, None, len(value), len(key), [])
                for offset, (key, value) in enumerate(messages)]  # fmt: skip
     started = time.perf_counter()
-    rows_of(Delivery(decode(record.value), TICKETS_EVENTS, 0, record.offset, record) for record in records)
+    rows_of(
+        (Delivery(decode(record.value), TICKETS_EVENTS, 0, record.offset, record) for record in records),
+        ClientCalendars(),
+    )
     return len(messages) / (time.perf_counter() - started)
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
-from ticketstream_shared.runtime.consumer import EventConsumer
+from ticketstream_shared.runtime.consumer import Delivery, EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
+from ticketstream_shared.runtime.kafka import make_consumer
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from .api import reports_router
+from .business_hours import ClientCalendars
 from .dashboard import dashboard_router
 from .projector import Projector, decoders
 from .settings import ReportingSettings
+from .sla_config import SlaConfigFollower
 from .warehouse import Warehouse
 
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
@@ -24,15 +28,26 @@ READINESS_TIMEOUT_SECONDS = 2.0
 
 
 def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
-    """The service as an ASGI app. Its lifespan opens ClickHouse (applying migrations), then consumes; on
-    shutdown the consumer finishes the batch in hand, commits it and leaves its group, then ClickHouse closes."""
+    """The service as an ASGI app. Its lifespan opens ClickHouse (applying migrations), then follows sla.config and
+    consumes, each batch only once sla.config is read to its end; on shutdown the consumer finishes the batch in
+    hand, commits it and leaves its group, then ClickHouse closes."""
     warehouse = Warehouse(settings.clickhouse_dsn(), settings.clickhouse_migrations_dir)
+    calendars = ClientCalendars()
+    sla_config = SlaConfigFollower(
+        calendars, lambda: make_consumer(settings, group_id=None, client_id="reporting-sla-config")
+    )
+    projector = Projector(warehouse, calendars)
+
+    async def project(batch: list[Delivery]) -> None:
+        await sla_config.read_to_end()  # so that worklogs are split by every calendar change made before them
+        await projector.project(batch)
+
     consumer = EventConsumer(
         settings,
         service="reporting",
         group_id=settings.consumer_group,
         decoders=decoders(),
-        handle=Projector(warehouse).project,
+        handle=project,
         max_batch=settings.batch_size,
         max_wait_s=settings.batch_max_wait_seconds,
     )
@@ -41,10 +56,14 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await warehouse.open()
         tune_garbage_collection()
+        following = asyncio.create_task(sla_config.follow(), name="reporting-follow-sla-config")
         try:
             async with consumer.running():
                 yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await warehouse.close()
 
     async def readiness() -> dict[str, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import NamedTuple, TypedDict
 
 from ticketstream_shared.contract import (
@@ -27,7 +28,7 @@ from ticketstream_shared.contract.assignment import TicketAssigned, TicketEscala
 from ticketstream_shared.contract.sla import ClockData, PauseData, SlaEvent, WarningData
 from ticketstream_shared.runtime.consumer import Delivery
 
-from .business_hours import DEFAULT_BUSINESS_HOURS, BusinessHours
+from .business_hours import ClientCalendars
 
 
 class TicketEventRow(NamedTuple):
@@ -258,9 +259,10 @@ def ticket_change_rows(delivery: Delivery) -> list[TicketChangeRow]:
     ]
 
 
-def worklog_rows(delivery: Delivery, calendar: BusinessHours = DEFAULT_BUSINESS_HOURS) -> list[WorklogRow]:
+def worklog_rows(delivery: Delivery, calendars: ClientCalendars) -> list[WorklogRow]:
     """A recorded or corrected worklog with its full values, a voided one with its key only: the row of the highest
-    aggregate_version is the one that counts, so the outcome does not depend on the order events arrive in."""
+    aggregate_version is the one that counts, so the outcome does not depend on the order events arrive in. Its
+    business minutes are those inside its client's calendar (see business_hours.py)."""
     event = delivery.event
     if isinstance(event, WorklogRecorded | WorklogCorrected):
         worklog = event.data
@@ -271,7 +273,7 @@ def worklog_rows(delivery: Delivery, calendar: BusinessHours = DEFAULT_BUSINESS_
                 client_id=event.client_id,
                 technician_id=worklog.technician_id,
                 minutes=worklog.minutes,
-                business_minutes=calendar.minutes_within(worklog.performed_at, worklog.minutes),
+                business_minutes=calendars.minutes_inside(event.client_id, worklog.performed_at, worklog.minutes),
                 billable=worklog.billable,
                 performed_at=worklog.performed_at,
                 voided=False,
@@ -410,19 +412,20 @@ def csat_rows(delivery: Delivery) -> list[CsatRow]:
     ]
 
 
-#: Table -> its processor. Tables are written in this order.
-PROCESSORS: dict[str, Processor] = {
-    "ticket_events": ticket_event_rows,
-    "ticket_changes": ticket_change_rows,
-    "worklogs": worklog_rows,
-    "ticket_status_changes": status_change_rows,
-    "ticket_comments": comment_rows,
-    "sla_clock_events": sla_clock_rows,
-    "assignment_events": assignment_rows,
-    "csat_ratings": csat_rows,
-}
+def processors(calendars: ClientCalendars) -> dict[str, Processor]:
+    """Table -> its processor, worklogs split by `calendars`. Tables are written in this order."""
+    return {
+        "ticket_events": ticket_event_rows,
+        "ticket_changes": ticket_change_rows,
+        "worklogs": partial(worklog_rows, calendars=calendars),
+        "ticket_status_changes": status_change_rows,
+        "ticket_comments": comment_rows,
+        "sla_clock_events": sla_clock_rows,
+        "assignment_events": assignment_rows,
+        "csat_ratings": csat_rows,
+    }
 
 
-def process(delivery: Delivery) -> dict[str, Sequence[Row]]:
+def process(delivery: Delivery, calendars: ClientCalendars) -> dict[str, Sequence[Row]]:
     """The rows of every table for one event; tables it does not concern are left out."""
-    return {table: rows for table, processor in PROCESSORS.items() if (rows := processor(delivery))}
+    return {table: rows for table, processor in processors(calendars).items() if (rows := processor(delivery))}

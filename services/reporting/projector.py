@@ -20,8 +20,9 @@ from ticketstream_shared.contract import Envelope, UnknownEventType, decode_even
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Decoder, Delivery
 
+from .business_hours import ClientCalendars
 from .ledger import LedgerRow, ledger_rows_of
-from .processors import PROCESSORS, Row, WorklogRow
+from .processors import Row, WorklogRow, processors
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,13 @@ def decoders() -> dict[str, Decoder]:
     return {topic: topic_decoder(topic) for topic in TOPICS_READ}
 
 
-def rows_of(batch: Iterable[Delivery]) -> dict[str, list[Row]]:
-    """The rows of every table for a batch of events, in PROCESSORS order; tables without rows are left out."""
+def rows_of(batch: Iterable[Delivery], calendars: ClientCalendars) -> dict[str, list[Row]]:
+    """The rows of every table for a batch of events, in processors' order, worklogs split by `calendars`;
+    tables without rows are left out."""
     deliveries = list(batch)
     rows = {
         table: [row for delivery in deliveries for row in rows_of_one(delivery)]
-        for table, rows_of_one in PROCESSORS.items()
+        for table, rows_of_one in processors(calendars).items()
     }
     return {table: table_rows for table, table_rows in rows.items() if table_rows}
 
@@ -77,10 +79,12 @@ class RowStore(Protocol):
         ...
 
 
-async def stored_rows(store: RowStore, batch: list[Delivery]) -> dict[str, Sequence[Row | LedgerRow]]:
+async def stored_rows(
+    store: RowStore, batch: list[Delivery], calendars: ClientCalendars
+) -> dict[str, Sequence[Row | LedgerRow]]:
     """Everything a batch writes, table by table: the rows of the processors, and the ledger rows of the worklog
     versions the ledger does not hold yet (read from the store now, so call it again for a retry)."""
-    rows: dict[str, Sequence[Row | LedgerRow]] = dict(rows_of(batch))
+    rows: dict[str, Sequence[Row | LedgerRow]] = dict(rows_of(batch, calendars))
     worklogs = [row for row in rows.get("worklogs", ()) if isinstance(row, WorklogRow)]
     if worklogs:
         newest = await store.newest_ledger_rows(worklogs)
@@ -92,8 +96,11 @@ async def stored_rows(store: RowStore, batch: list[Delivery]) -> dict[str, Seque
 class Projector:
     """The batch handler of the reporting consumer."""
 
-    def __init__(self, store: RowStore, *, first_retry_seconds: float = FIRST_RETRY_SECONDS) -> None:
+    def __init__(
+        self, store: RowStore, calendars: ClientCalendars, *, first_retry_seconds: float = FIRST_RETRY_SECONDS
+    ) -> None:
         self._store = store
+        self._calendars = calendars
         self._first_retry_seconds = first_retry_seconds
 
     async def project(self, batch: list[Delivery]) -> None:
@@ -106,7 +113,7 @@ class Projector:
         retry_in = self._first_retry_seconds
         while True:
             try:
-                rows = await stored_rows(self._store, batch)
+                rows = await stored_rows(self._store, batch, self._calendars)
                 with INSERT_SECONDS.time():
                     await self._store.insert(rows)
                 return

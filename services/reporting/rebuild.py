@@ -2,9 +2,10 @@
 
     python -m reporting rebuild        (same environment as the service)
 
-The fresh tables live in a database of their own, created with the same migrations; the replay reads every
-partition from its first offset up to the end it had when the rebuild began, outside any consumer group, so the
-service's committed offsets stay as they are. Then each stored table is exchanged with its live namesake
+The fresh tables live in a database of their own, created with the same migrations. sla.config is read first (the
+calendars that split worked hours, see business_hours.py), then the replay reads every partition from its first
+offset up to the end it had when the rebuild began, outside any consumer group, so the service's committed offsets
+stay as they are. Then each stored table is exchanged with its live namesake
 (EXCHANGE TABLES, atomic per table), and what was written after the rebuild began is replayed once more into the
 swapped-in tables, so nothing the service projected into the old tables meanwhile is missing (with chDB the
 service cannot run meanwhile: one process per data directory). The old tables are dropped with that database.
@@ -26,8 +27,10 @@ from ticketstream_shared.contract import TOPICS, InvalidEvent
 from ticketstream_shared.runtime.consumer import Decoder, Delivery
 from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
 
+from .business_hours import ClientCalendars
 from .projector import decoders, stored_rows
 from .settings import ReportingSettings
+from .sla_config import read_changes
 from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,12 @@ async def replay(
 
 
 async def _project(
-    warehouse: Warehouse, consumer: AIOKafkaConsumer, start: Offsets, until: Offsets, batch_size: int
+    warehouse: Warehouse,
+    consumer: AIOKafkaConsumer,
+    calendars: ClientCalendars,
+    start: Offsets,
+    until: Offsets,
+    batch_size: int,
 ) -> tuple[int, int]:
     """Replay into `warehouse`, inserting batch N while batch N+1 is read and decoded; returns (events, skipped).
     Batch N+1's rows are computed once batch N is in, since its ledger rows depend on what the ledger holds."""
@@ -91,7 +99,7 @@ async def _project(
         events, skipped = events + len(batch), skipped + not_events
         if inserting is not None:
             await inserting
-        rows = await stored_rows(warehouse, batch)
+        rows = await stored_rows(warehouse, batch, calendars)
         inserting = asyncio.create_task(warehouse.insert(rows))
     if inserting is not None:
         await inserting
@@ -112,10 +120,13 @@ async def rebuild(settings: ReportingSettings) -> RebuildSummary:
         await fresh.open()
         partitions = _partitions(list(decoders()))
         until = await consumer.end_offsets(partitions)
-        events, skipped = await _project(fresh, consumer, {}, until, settings.batch_size)
+        calendars = ClientCalendars()  # read after `until`: every calendar change made before the worklogs replayed
+        config_read = await read_changes(consumer, calendars, 0)
+        events, skipped = await _project(fresh, consumer, calendars, {}, until, settings.batch_size)
         tables = await live.swap_tables_with(fresh_database)
         caught_up = await consumer.end_offsets(partitions)
-        more, more_skipped = await _project(live, consumer, until, caught_up, settings.batch_size)
+        await read_changes(consumer, calendars, config_read)
+        more, more_skipped = await _project(live, consumer, calendars, until, caught_up, settings.batch_size)
         await live.drop_database(fresh_database)
     finally:
         await consumer.stop()

@@ -87,7 +87,11 @@ class HoursPerClientQuery(ReportQuery):
     billable: bool | None = Field(default=None, description="Only billable (true) or non-billable (false) work.")
     business_hours: bool = Field(
         default=False,
-        description="Adds business_hours and outside_business_hours columns (Mon-Fri 09:00-17:00 UTC for now).",
+        description=(
+            "Adds business_hours and outside_business_hours columns: each worklog split by its client's calendar "
+            "in sla (the agreement and calendar versions in force when the work was done); Monday to Friday "
+            "09:00-17:00 UTC for a client without an agreement."
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Generic, TypeVar
 
+from ticketstream_shared.business_time import Calendar, version_in_force
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.sla import (
     CalendarChanged,
@@ -31,8 +32,6 @@ from ticketstream_shared.contract.sla import (
     SlaMetric,
     Targets,
 )
-
-from .calendar import Calendar
 
 DEFAULT_ID = "default"
 #: Before any event of the log: the built-in versions are in effect from the beginning of time.
@@ -76,8 +75,7 @@ class History(Generic[T]):
 
     def at(self, moment: datetime) -> Version[T] | None:
         """The version in effect at `moment`: of those effective by then, the latest made."""
-        in_effect = [version for version in self.versions if version.effective_at <= moment]
-        return in_effect[-1] if in_effect else None
+        return version_in_force([(version.effective_at, version) for version in self.versions], moment)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from ticketstream_shared.business_time import add_business_time, business_time_between
 from ticketstream_shared.contract import (
     CommentAdded,
     Role,
@@ -51,7 +52,6 @@ from ticketstream_shared.contract.sla import (
 from ticketstream_shared.runtime.ids import IdSpace
 
 from .agreements import Agreements, Terms, TicketFacts
-from .calendar import add_business_time, business_time_between
 
 PRODUCER = "sla"
 SLA_EVENT_IDS = IdSpace(uuid.UUID("5b1d7c3e-9a2f-4e6b-8d0c-3f7a1e5b9c04"))

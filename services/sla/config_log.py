@@ -17,16 +17,14 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from pydantic import TypeAdapter, ValidationError
 
 from ticketstream_shared.contract import InvalidEvent, dead_letter_topic
-from ticketstream_shared.contract.codec import describe_validation_error, parse_message
+from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.sla import (
     CalendarChanged,
     ClientAgreementChanged,
     PolicyChanged,
     SlaConfigEvent,
-    SlaConfigEventUnion,
 )
 from ticketstream_shared.contract.topics import SLA_CONFIG
 from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, header, wait_for_topics
@@ -35,18 +33,8 @@ from .timekeeper import Timekeeper
 
 log = logging.getLogger(__name__)
 
-_CHANGES: TypeAdapter[SlaConfigEvent] = TypeAdapter(SlaConfigEventUnion)
 PARTITION = TopicPartition(SLA_CONFIG, 0)
 DEAD_LETTERS = TopicPartition(dead_letter_topic(SLA_CONFIG), 0)
-
-
-def decode_change(raw: bytes) -> SlaConfigEvent:
-    """One message of sla.config; InvalidEvent with the reason (oversized, not JSON, wrong shape, unknown
-    event type or schema_version) otherwise."""
-    try:
-        return _CHANGES.validate_python(parse_message(raw))
-    except ValidationError as error:
-        raise InvalidEvent(describe_validation_error(error)) from None
 
 
 def config_key(change: SlaConfigEvent) -> bytes:
@@ -115,7 +103,7 @@ class ConfigLog:
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes], sweep: bool) -> None:
         try:
-            change = decode_change(record.value or b"")
+            change = decode_sla_config_change(record.value or b"")
         except InvalidEvent as error:
             if record.offset not in self._parked:
                 assert self.producer is not None, "the producer starts before the log is followed"

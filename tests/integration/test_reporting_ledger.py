@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from reporting import warehouse as warehouse_module
+from reporting.business_hours import ClientCalendars
 from reporting.projector import Projector, rows_of
 from reporting.reports import HoursPerClientQuery
 from reporting.settings import ReportingSettings
@@ -43,7 +44,9 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
     async def before_the_upgrade() -> None:
         old = Warehouse(dsn, before_the_ledger)
         await old.open()
-        await old.insert(rows_of(read(event, offset=offset) for offset, event in enumerate(history)))
+        await old.insert(
+            rows_of((read(event, offset=offset) for offset, event in enumerate(history)), ClientCalendars())
+        )
         await old.close()
 
     asyncio.run(before_the_upgrade())
@@ -56,7 +59,7 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
 
         corrected = a_worklog_corrected(PRINTER, 3, minutes=60)
         redelivered = [read(PRINTER, offset=0), read(LAPTOP, offset=1)]
-        asyncio.run(Projector(warehouse).project([read(corrected, offset=10), *redelivered]))
+        asyncio.run(Projector(warehouse, ClientCalendars()).project([read(corrected, offset=10), *redelivered]))
 
         assert hours(warehouse) == [
             {"client_id": "acme", "hours": 1.75, "billable_hours": 1.0, "tickets": 2, "worklogs": 2}

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from reporting.business_hours import ClientCalendars
 from reporting.projector import Projector
 from reporting.reports import (
     BacklogQuery,
@@ -116,7 +117,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
 
     async def project() -> None:
         await store.open()
-        projector = Projector(store)
+        projector = Projector(store, ClientCalendars())
         for first in range(0, len(shuffled), 10):  # batches of ten, in shuffled order
             await projector.project(shuffled[first : first + 10])
         await projector.project(deliveries)  # and everything again, as a replay would

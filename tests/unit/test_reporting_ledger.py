@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from reporting.business_hours import ClientCalendars
 from reporting.ledger import LedgerRow, ledger_rows, ledger_rows_of
 from reporting.processors import WorklogRow, worklog_rows
 from tests.builders import T0, a_worklog_recorded
@@ -18,7 +19,7 @@ from ticketstream_shared.contract import Envelope
 
 
 def versions(event: Envelope, offset: int) -> WorklogRow:
-    (row,) = worklog_rows(read(event, offset=offset))
+    (row,) = worklog_rows(read(event, offset=offset), ClientCalendars())
     return row
 
 

@@ -15,11 +15,11 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reporting.business_hours import DEFAULT_BUSINESS_HOURS
+from reporting.business_hours import ClientCalendars
 from reporting.processors import (
-    PROCESSORS,
     TicketChangeRow,
     process,
+    processors,
     ticket_change_rows,
     ticket_event_rows,
     worklog_rows,
@@ -50,6 +50,9 @@ from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, T
 from ticketstream_shared.runtime.consumer import Delivery
 
 TICKET = "T-1001"
+#: No agreement read from sla.config: every client on office hours.
+NO_AGREEMENTS = ClientCalendars()
+PROCESSORS = processors(NO_AGREEMENTS)
 
 
 def _ticket_envelope(ticket_id: str, client_id: str, version: int, at: datetime) -> dict[str, Any]:
@@ -294,7 +297,7 @@ def test_later_events_set_only_what_they_change() -> None:
 def test_a_worklog_becomes_one_row_keyed_by_its_worklog_id() -> None:
     worklog = a_worklog_recorded(TICKET, 5, minutes=90, billable=False)
 
-    (row,) = worklog_rows(read(worklog, 2, 40))
+    (row,) = worklog_rows(read(worklog, 2, 40), NO_AGREEMENTS)
 
     assert (row.worklog_id, row.event_id, row.aggregate_version) == (worklog.data.worklog_id, worklog.event_id, 5)
     assert (row.client_id, row.ticket_id, row.technician_id) == ("acme", TICKET, "tech-1")
@@ -305,9 +308,9 @@ def test_a_correction_and_a_void_rewrite_the_same_worklog_at_a_newer_version() -
     recorded = a_worklog_recorded(TICKET, 5, minutes=90)
     later = T0 + timedelta(hours=7)  # Monday 16:00: one hour inside business hours, then after hours
 
-    (original,) = worklog_rows(read(recorded))
-    (corrected,) = worklog_rows(read(a_worklog_corrected(recorded, 6, minutes=120, performed_at=later)))
-    (voided,) = worklog_rows(read(a_worklog_voided(recorded, 7)))
+    (original,) = worklog_rows(read(recorded), NO_AGREEMENTS)
+    (corrected,) = worklog_rows(read(a_worklog_corrected(recorded, 6, minutes=120, performed_at=later)), NO_AGREEMENTS)
+    (voided,) = worklog_rows(read(a_worklog_voided(recorded, 7)), NO_AGREEMENTS)
 
     assert original.worklog_id == corrected.worklog_id == voided.worklog_id
     assert [original.aggregate_version, corrected.aggregate_version, voided.aggregate_version] == [5, 6, 7]
@@ -315,15 +318,17 @@ def test_a_correction_and_a_void_rewrite_the_same_worklog_at_a_newer_version() -
     assert (voided.voided, voided.minutes, original.voided, corrected.voided) == (True, 0, False, False)
 
 
-def test_minutes_inside_business_hours_use_the_default_calendar() -> None:
+def test_minutes_inside_business_hours_use_office_hours_for_a_client_without_agreement() -> None:
     friday_evening = datetime(2026, 3, 6, 16, 30, tzinfo=T0.tzinfo)
-    hours = DEFAULT_BUSINESS_HOURS
 
-    assert hours.minutes_within(T0, 90) == 90  # Monday 09:00-10:30
-    assert hours.minutes_within(T0 - timedelta(hours=1), 90) == 30  # 08:00-09:30
-    assert hours.minutes_within(friday_evening, 24 * 60) == 30  # into Saturday
-    assert hours.minutes_within(datetime(2026, 3, 2, 16, 0, tzinfo=T0.tzinfo), 18 * 60) == 120  # to Tuesday 10:00
-    assert hours.minutes_within(datetime(2026, 3, 7, 10, 0, tzinfo=T0.tzinfo), 60) == 0  # Saturday
+    def inside(start: datetime, minutes: int) -> int:
+        return NO_AGREEMENTS.minutes_inside("acme", start, minutes)
+
+    assert inside(T0, 90) == 90  # Monday 09:00-10:30
+    assert inside(T0 - timedelta(hours=1), 90) == 30  # 08:00-09:30
+    assert inside(friday_evening, 24 * 60) == 30  # into Saturday
+    assert inside(datetime(2026, 3, 2, 16, 0, tzinfo=T0.tzinfo), 18 * 60) == 120  # to Tuesday 10:00
+    assert inside(datetime(2026, 3, 7, 10, 0, tzinfo=T0.tzinfo), 60) == 0  # Saturday
 
 
 @settings(max_examples=300)
@@ -337,27 +342,31 @@ def test_minutes_inside_business_hours_are_those_counted_one_by_one(start: datet
 
     expected = sum(1 for moment in moments if moment.isoweekday() <= 5 and 9 <= moment.hour < 17)
 
-    assert DEFAULT_BUSINESS_HOURS.minutes_within(start, minutes) == expected
+    assert NO_AGREEMENTS.minutes_inside("acme", start, minutes) == expected
 
 
 def test_each_table_takes_only_the_events_it_concerns() -> None:
-    assert set(process(read(a_ticket_created(TICKET)))) == {"ticket_events", "ticket_changes"}
-    assert set(process(read(RECORDED))) == {"ticket_events", "ticket_changes", "worklogs"}
-    assert set(process(read(a_status_change(TICKET, 3, "new", "open")))) == {
+    assert set(process(read(a_ticket_created(TICKET)), NO_AGREEMENTS)) == {"ticket_events", "ticket_changes"}
+    assert set(process(read(RECORDED), NO_AGREEMENTS)) == {"ticket_events", "ticket_changes", "worklogs"}
+    assert set(process(read(a_status_change(TICKET, 3, "new", "open")), NO_AGREEMENTS)) == {
         "ticket_events",
         "ticket_changes",
         "ticket_status_changes",
     }
-    assert set(process(read(a_csat(TICKET, 8, 4)))) == {"ticket_events", "ticket_changes", "csat_ratings"}
-    assert set(process(read(an_sla_event("breached", TICKET)))) == {"ticket_events", "sla_clock_events"}
-    assert set(process(read(an_escalation(TICKET)))) == {"ticket_events", "assignment_events"}
-    assert set(process(read(an_unknown_event()))) == {"ticket_events"}
+    assert set(process(read(a_csat(TICKET, 8, 4)), NO_AGREEMENTS)) == {
+        "ticket_events",
+        "ticket_changes",
+        "csat_ratings",
+    }
+    assert set(process(read(an_sla_event("breached", TICKET)), NO_AGREEMENTS)) == {"ticket_events", "sla_clock_events"}
+    assert set(process(read(an_escalation(TICKET)), NO_AGREEMENTS)) == {"ticket_events", "assignment_events"}
+    assert set(process(read(an_unknown_event()), NO_AGREEMENTS)) == {"ticket_events"}
 
 
 def test_sla_and_assignment_rows_carry_what_explains_them() -> None:
-    (warning,) = process(read(an_sla_event("warning", TICKET, metric="resolution")))["sla_clock_events"]
-    (escalated,) = process(read(an_escalation(TICKET)))["assignment_events"]
-    (assigned,) = process(read(an_assignment(TICKET, "tech-7")))["assignment_events"]
+    (warning,) = process(read(an_sla_event("warning", TICKET, metric="resolution")), NO_AGREEMENTS)["sla_clock_events"]
+    (escalated,) = process(read(an_escalation(TICKET)), NO_AGREEMENTS)["assignment_events"]
+    (assigned,) = process(read(an_assignment(TICKET, "tech-7")), NO_AGREEMENTS)["assignment_events"]
 
     assert (warning.metric, warning.threshold, warning.policy_id, warning.deadline) == (
         "resolution",

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import pytest
 
+from reporting.business_hours import ClientCalendars
 from reporting.ledger import LedgerRow
 from reporting.processors import Row, WorklogRow
 from reporting.projector import Projector, decoders, topic_decoder
@@ -57,7 +58,7 @@ def a_batch() -> list[Delivery]:
 def test_a_batch_is_one_insert_per_table() -> None:
     store = FlakyStore()
 
-    asyncio.run(Projector(store).project(a_batch()))
+    asyncio.run(Projector(store, ClientCalendars()).project(a_batch()))
 
     (inserted,) = store.inserts
     assert {table: len(rows) for table, rows in inserted.items()} == {
@@ -73,7 +74,7 @@ def test_a_batch_is_one_insert_per_table() -> None:
 def test_a_refused_insert_is_tried_again_not_dropped() -> None:
     store = FlakyStore(failures=2)
 
-    asyncio.run(Projector(store, first_retry_seconds=0).project(a_batch()))
+    asyncio.run(Projector(store, ClientCalendars(), first_retry_seconds=0).project(a_batch()))
 
     assert len(store.inserts) == 1 and store.failures == 0
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sla.calendar import Calendar, WorkingRange, add_business_time, business_time_between
+from ticketstream_shared.business_time import Calendar, WorkingRange, add_business_time, business_time_between
 from ticketstream_shared.contract.sla import CalendarData
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")

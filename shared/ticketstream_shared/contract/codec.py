@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
-from .sla import SLA_EVENT_TYPES, SlaEvent, SlaEventUnion
+from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
 from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 
 #: Larger messages are refused rather than parsed: nothing legitimate in this contract comes near it.
@@ -90,6 +90,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     SLA_EVENTS: TypeAdapter(SlaEventUnion),
     ASSIGNMENT_EVENTS: TypeAdapter(AssignmentEventUnion),
 }
+_SLA_CONFIG_CHANGES: TypeAdapter[SlaConfigEvent] = TypeAdapter(SlaConfigEventUnion)
 _KNOWN_TYPES = {
     topic: {model.model_fields["event_type"].default for model in models}
     for topic, models in EVENT_TYPES_BY_TOPIC.items()
@@ -126,3 +127,13 @@ def decode_sla_event(raw: bytes) -> SlaEvent:
 
 def decode_assignment_event(raw: bytes) -> AssignmentEvent:
     return decode_event(ASSIGNMENT_EVENTS, raw)  # type: ignore[return-value]
+
+
+def decode_sla_config_change(raw: bytes) -> SlaConfigEvent:
+    """One message of sla.config (read by sla, whose log it is, and by reporting, which splits hours by the same
+    calendars); InvalidEvent with the reason (oversized, not JSON, wrong shape, unknown event type or
+    schema_version) otherwise."""
+    try:
+        return _SLA_CONFIG_CHANGES.validate_python(parse_message(raw))
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None

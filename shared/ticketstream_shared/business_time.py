@@ -7,14 +7,18 @@ ending at 02:30 on a spring-forward night ends at 03:30 summer time, one ending 
 ends at the first 02:30. A range belongs to the local date it starts on: a holiday closes the ranges that start on
 it, including a night shift running into the next day, and not the tail of one that started the evening before.
 Durations are `timedelta`s (microsecond-exact), so adding then measuring gives back exactly what was added.
+
+Shared by sla (clocks) and reporting (hours inside and outside a client's business hours), so that both read a
+calendar, and pick the version of it in force, the same way. Needs only the standard library and the contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from ticketstream_shared.contract.sla import CalendarData, Weekday
@@ -23,6 +27,8 @@ MINUTES_PER_DAY = 24 * 60
 _WEEKDAYS = tuple(Weekday)  # Monday first, as date.weekday() counts
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 _ONE_DAY = timedelta(days=1)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class Calendar:
     week: tuple[tuple[WorkingRange, ...], ...] = field(default=((),) * 7)
     holidays: frozenset[date] = frozenset()
     always_open: bool = False
+    #: The working periods of each local date asked about so far: the same days are asked about again and again
+    #: (every clock of a week, every worklog of a day), and placing wall times in the zone is most of the work.
+    _periods_by_day: dict[date, list[tuple[datetime, datetime]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if len(self.week) != 7:
@@ -83,6 +94,13 @@ def _utc(wall: datetime, zone: ZoneInfo) -> datetime:
 
 def _periods_starting_on(calendar: Calendar, day: date) -> list[tuple[datetime, datetime]]:
     """The working periods (UTC) of the ranges that start on local date `day`, in start order."""
+    periods = calendar._periods_by_day.get(day)
+    if periods is None:
+        periods = calendar._periods_by_day[day] = _place_periods_starting_on(calendar, day)
+    return periods
+
+
+def _place_periods_starting_on(calendar: Calendar, day: date) -> list[tuple[datetime, datetime]]:
     if day in calendar.holidays:
         return []
     midnight = datetime.combine(day, time())  # naive: wall-clock arithmetic, then placed in the zone
@@ -137,3 +155,13 @@ def add_business_time(calendar: Calendar, start: datetime, amount: timedelta) ->
             return opens + remaining
         remaining -= closes - opens
     raise AssertionError("open_periods is endless")  # pragma: no cover
+
+
+def version_in_force(versions: Sequence[tuple[datetime, T]], moment: datetime) -> T | None:
+    """Of `versions` ((effective_at, value) in the order they were made), the one in force at `moment`: of those
+    effective by then, the latest made; None if none is. A change made later but effective earlier thus wins over
+    an older one from its effective time on, and nothing made is ever lost."""
+    for effective_at, value in reversed(versions):
+        if effective_at <= moment:
+            return value
+    return None
