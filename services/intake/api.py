@@ -182,7 +182,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         require_client(principal, body.client_id)
         if principal.role is Role.REQUESTER and principal.requester_id not in (None, body.requester_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters open tickets only in their own name")
-        command = CreateTicket(ticket_id=CreateTicket.ticket_id_for(principal.name, request_key), **body.model_dump())
+        command = CreateTicket(ticket_id=desk.new_ticket_id(principal.name, request_key), **body.model_dump())
         ticket, replayed = await execute(command, principal, request_key)
         first = evolve(ticket.creation, None)
         assert first is not None

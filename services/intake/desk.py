@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
+from ticketstream_shared.contract.requests import ticket_id_for
 
 from .domain import Command, CommandContext, Ticket
 from .ledger import TicketLedger
@@ -24,6 +25,11 @@ class Desk:
         """The ticket after `command`, and whether the command had been carried out before (a replay)."""
         self.ledger.require_caught_up()
         return await self.bus.execute(command, context)
+
+    def new_ticket_id(self, scope: str, request_key: str | None) -> str:
+        """The same id for every retry of one keyed request within one caller's scope; otherwise a fresh one that
+        this replica can decide for itself."""
+        return self.bus.fresh_ticket_id() if request_key is None else ticket_id_for(scope, request_key)
 
     async def get(self, ticket_id: str) -> Ticket | None:
         self.ledger.require_caught_up()

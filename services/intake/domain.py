@@ -44,7 +44,6 @@ from ticketstream_shared.contract.events import (
     WorklogRecordedData,
     WorklogVoidedData,
 )
-from ticketstream_shared.contract.requests import ticket_id_for
 
 PRODUCER = "intake"
 
@@ -207,11 +206,6 @@ class CreateTicket:
     description: str = ""
     channel: Channel = Channel.API
     occurred_at: datetime | None = None
-
-    @staticmethod
-    def ticket_id_for(scope: str, request_key: str | None) -> str:
-        """A fresh id, or the same id for every retry of one keyed request within one caller's scope."""
-        return str(uuid.uuid4()) if request_key is None else ticket_id_for(scope, request_key)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from intake.domain import (
 )
 from tests.builders import T0
 from ticketstream_shared.contract import Priority, TicketCreated, WorklogRecorded
+from ticketstream_shared.contract.requests import ticket_id_for
 
 
 def context(key=None, command_id=None):
@@ -58,8 +59,8 @@ def test_a_retried_creation_decides_nothing_and_a_reused_key_with_another_body_i
 
 
 def test_retries_of_one_keyed_request_name_the_same_ticket_and_events():
-    assert CreateTicket.ticket_id_for("integration", "k-1") == CreateTicket.ticket_id_for("integration", "k-1")
-    assert CreateTicket.ticket_id_for("integration", "k-1") != CreateTicket.ticket_id_for("portal", "k-1")
+    assert ticket_id_for("integration", "k-1") == ticket_id_for("integration", "k-1")
+    assert ticket_id_for("integration", "k-1") != ticket_id_for("portal", "k-1")
     first = decide(None, create(), context(command_id="cmd-1"))
     again = decide(None, create(), context(command_id="cmd-1"))
     assert [e.event_id for e in first] == [e.event_id for e in again]
