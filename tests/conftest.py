@@ -3,6 +3,10 @@
 `kafka_bootstrap` gives the whole session one broker with every ticketstream topic created: the one
 named by KAFKA_BOOTSTRAP_SERVERS, else an apache/kafka container when a Docker engine answers (and
 testcontainers is installed), else a LocalKafka from deploy/kafka (Java + Maven only).
+
+`clickhouse_server` gives the reporting tests' server variants a ClickHouse server: the one named by
+CLICKHOUSE_URL, else a clickhouse/clickhouse-server container when a Docker engine answers; without either
+they are skipped (chDB, the same engine embedded, always runs).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ticketstream_shared.runtime.kafka_admin import ensure_topics, wait_for_brok
 
 #: The same release as deploy/kafka/pom.xml, so both paths test against one broker version.
 KAFKA_IMAGE = "apache/kafka:4.4.0"
+#: The same release as docker-compose.yml.
+CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
 
 
 def _docker_engine_answers() -> bool:
@@ -90,3 +96,41 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             bootstrap = stack.enter_context(LocalKafka(tmp_path_factory.mktemp("kafka"))).bootstrap_servers
         asyncio.run(ensure_topics(bootstrap))
         yield bootstrap
+
+
+def _start_clickhouse(stack: ExitStack) -> str:
+    """A clickhouse/clickhouse-server container, answering /ping; its URL with the credentials it was given."""
+    import httpx
+    from testcontainers.core.container import DockerContainer
+
+    from tests.polling import eventually
+
+    (port,) = free_ports(1)
+    container = (
+        DockerContainer(CLICKHOUSE_IMAGE)
+        .with_bind_ports(8123, port)
+        .with_env("CLICKHOUSE_USER", "ticketstream")
+        .with_env("CLICKHOUSE_PASSWORD", "ticketstream-tests")
+    )
+    stack.enter_context(container)
+
+    def pong() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).text.strip() == "Ok."
+        except httpx.HTTPError:
+            return False
+
+    eventually(pong, timeout_s=120, interval_s=0.5, what="the ClickHouse container answering")
+    return f"http://ticketstream:ticketstream-tests@127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server() -> Iterator[str]:
+    """The URL of a ClickHouse server for this session (see the module docstring); skips when there is none."""
+    with ExitStack() as stack:
+        if os.environ.get("CLICKHOUSE_URL"):
+            yield os.environ["CLICKHOUSE_URL"].rstrip("/")
+        elif find_spec("testcontainers") and _docker_engine_answers():
+            yield _start_clickhouse(stack)
+        else:
+            pytest.skip("no ClickHouse server: CLICKHOUSE_URL unset and no Docker engine answers")

@@ -1,11 +1,11 @@
 """The reporting service inside this process, built by its composition root, against a real broker and real
-ClickHouse (chDB always; a server too where CLICKHOUSE_URL is set), asserted through its HTTP API."""
+ClickHouse (chDB always; a server too where CLICKHOUSE_URL is set or a Docker engine answers: tests/conftest.py),
+asserted through its HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,19 +53,14 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.fixture(
     scope="module",
-    params=[
-        "chdb",
-        pytest.param(
-            "server", marks=pytest.mark.skipif(not os.environ.get("CLICKHOUSE_URL"), reason="CLICKHOUSE_URL unset")
-        ),
-    ],
+    params=["chdb", "server"],
 )
 def clickhouse(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Settings of a ClickHouse of our own: a fresh chDB directory, or a fresh database on the server."""
     if request.param == "chdb":
         yield {"clickhouse_url": None, "chdb_path": tmp_path_factory.mktemp("chdb")}
         return
-    server = os.environ["CLICKHOUSE_URL"].rstrip("/")
+    server = request.getfixturevalue("clickhouse_server")
     database = f"reporting_test_{RUN}"
     admin = clickhouse_connect.get_client(dsn=server)
     admin.command(f"CREATE DATABASE {database}")
