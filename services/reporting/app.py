@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,8 +26,19 @@ from .settings import ReportingSettings
 from .sla_config import SlaConfigFollower
 from .warehouse import Warehouse
 
+log = logging.getLogger(__name__)
+
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
 READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def _stop_the_service_if_failed(projecting: asyncio.Task[None]) -> None:
+    """Projection ended by an error that waiting does not cure (a migration ClickHouse refuses, a bug): say why and
+    stop the service (SIGTERM, so it shuts down in order), rather than serve reports that no longer move."""
+    if projecting.cancelled() or projecting.exception() is None:
+        return
+    log.critical("projection stopped; stopping the service", exc_info=projecting.exception())
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
@@ -52,19 +66,33 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         max_wait_s=settings.batch_max_wait_seconds,
     )
 
+    async def project_until(stopping: asyncio.Event) -> None:
+        """Open ClickHouse (waiting for it while /readyz says so), then project until told to stop."""
+        try:
+            if not await warehouse.open_when_reachable(stopping):
+                return
+            tune_garbage_collection()
+            following = asyncio.create_task(sla_config.follow(), name="reporting-follow-sla-config")
+            try:
+                async with consumer.running():
+                    await stopping.wait()
+            finally:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
+        finally:
+            await warehouse.close()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await warehouse.open()
-        tune_garbage_collection()
-        following = asyncio.create_task(sla_config.follow(), name="reporting-follow-sla-config")
+        stopping = asyncio.Event()
+        projecting = asyncio.create_task(project_until(stopping), name="reporting")
+        projecting.add_done_callback(_stop_the_service_if_failed)
         try:
-            async with consumer.running():
-                yield
+            yield
         finally:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
-            await warehouse.close()
+            stopping.set()
+            await projecting
 
     async def readiness() -> dict[str, bool]:
         try:

@@ -8,6 +8,8 @@ query. Callers await; calls run one after another in the order they were made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,8 @@ from .migrations import apply_migrations, read_migrations
 from .processors import Row, WorklogRow
 from .queries import statement_for
 from .reports import Report, ReportQuery, ReportsUnavailable
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -64,6 +68,23 @@ class Warehouse:
     async def open(self) -> list[str]:
         """Connect and bring the schema up to date; returns the migrations applied now."""
         return await self._on_thread(self._open)
+
+    async def open_when_reachable(self, stopping: asyncio.Event, max_delay_s: float = 5.0) -> bool:
+        """Open, trying again while the server does not answer (services wait for ClickHouse as for Kafka, instead
+        of exiting and taking `make run`'s other processes down with them); False if told to stop first."""
+        delay = 0.2
+        while not stopping.is_set():
+            try:
+                await self.open()
+                return True
+            except OperationalError as error:
+                log.warning(
+                    "ClickHouse not reachable yet", extra={"error": str(error).splitlines()[0], "retry_in_s": delay}
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, max_delay_s)
+        return False
 
     def _open(self) -> list[str]:
         self._client = clickhouse_connect.get_client(dsn=self._dsn, database=self._database)
