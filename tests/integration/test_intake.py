@@ -14,6 +14,7 @@ from ticketstream_shared.contract.topics import TICKETS_EVENTS
 
 pytestmark = pytest.mark.integration
 
+
 def read_events_of(kafka_bootstrap: str, ticket_id: str, count: int) -> list:
     """The ticket's events as other systems see them on tickets.events."""
 
@@ -84,9 +85,7 @@ def test_callers_without_a_key_or_with_the_wrong_client_are_refused(intake):
 
 
 def test_bad_bodies_get_field_level_messages(intake):
-    answer = intake.post(
-        "/v1/tickets", json={**NEW_TICKET, "priority": "P9", "title": ""}, headers=bearer(ADMIN)
-    )
+    answer = intake.post("/v1/tickets", json={**NEW_TICKET, "priority": "P9", "title": ""}, headers=bearer(ADMIN))
     assert answer.status_code == 422
     assert {error["field"] for error in answer.json()["errors"]} == {"priority", "title"}
     not_json = intake.post("/v1/tickets", content=b"{", headers={**bearer(ADMIN), "Content-Type": "application/json"})

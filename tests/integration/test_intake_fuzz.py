@@ -19,9 +19,9 @@ from tests.polling import eventually
 pytestmark = pytest.mark.integration
 
 UNUSED = "the API keys come from tests.keys"
-SCHEMA = schemathesis.openapi.from_dict(
-    build_app(IntakeSettings(api_keys_file=UNUSED), TEST_KEYS).openapi()
-).include(path_regex="^/v1/")
+SCHEMA = schemathesis.openapi.from_dict(build_app(IntakeSettings(api_keys_file=UNUSED), TEST_KEYS).openapi()).include(
+    path_regex="^/v1/"
+)
 
 
 @pytest.fixture(scope="module")

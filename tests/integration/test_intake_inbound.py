@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
+from tests.dead_letters import dead_letters, headers
 from tests.keys import ADMIN, bearer
 from tests.polling import eventually
-from ticketstream_shared.contract import dead_letter_topic
 from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
 from ticketstream_shared.contract.requests import inbound_ticket_id
 from ticketstream_shared.contract.topics import TICKETS_INBOUND
@@ -32,27 +32,9 @@ def send(kafka_bootstrap: str, *messages: bytes, key: str | None = None) -> None
     asyncio.run(produce())
 
 
-def dead_letters(kafka_bootstrap: str) -> dict[bytes, str]:
+def reasons(kafka_bootstrap: str) -> dict[bytes, str]:
     """Original bytes -> reason, for everything in tickets.inbound.dlq so far."""
-
-    async def read() -> dict[bytes, str]:
-        consumer = AIOKafkaConsumer(
-            dead_letter_topic(TICKETS_INBOUND),
-            bootstrap_servers=kafka_bootstrap,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=4 * MAX_EVENT_BYTES,
-        )
-        await consumer.start()
-        try:
-            found = {}
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    found[record.value] = dict(record.headers)["dlq.reason"].decode()
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return {record.value: headers(record)["dlq.reason"] for record in dead_letters(kafka_bootstrap, TICKETS_INBOUND)}
 
 
 def request(kind: str, request_id: str, data: dict, ticket_id: str | None = None, **extra) -> bytes:
@@ -134,7 +116,7 @@ def test_what_cannot_be_carried_out_is_dead_lettered_with_its_reason(intake, kaf
         what="the consumer went on past the poison",
     )
     parked = eventually(
-        lambda: (found := dead_letters(kafka_bootstrap)) and set(poison) <= set(found) and found,
+        lambda: (found := reasons(kafka_bootstrap)) and set(poison) <= set(found) and found,
         timeout_s=20,
         what="every poison message in the DLQ",
     )

@@ -32,6 +32,7 @@ from reporting.settings import ReportingSettings
 from sla.app import build_app as build_sla
 from sla.settings import SlaSettings
 from tests.builders import a_ticket_created
+from tests.dead_letters import dead_letters
 from tests.keys import ADMIN, TEST_KEYS, bearer
 from tests.polling import eventually
 from ticketstream_shared.contract import dead_letter_topic
@@ -125,33 +126,18 @@ def send(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]],
     return asyncio.run(produce())
 
 
-def dead_letters(bootstrap: str, topic: str) -> dict[bytes, list[dict[str, bytes]]]:
+def parked_copies(bootstrap: str, topic: str) -> dict[bytes, list[dict[str, bytes]]]:
     """Original bytes -> the headers of each dead letter of them, over the whole DLQ of `topic`."""
-
-    async def read() -> dict[bytes, list[dict[str, bytes]]]:
-        partition = TopicPartition(dead_letter_topic(topic), 0)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        found: dict[bytes, list[dict[str, bytes]]] = {}
-        try:
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            end = (await consumer.end_offsets([partition]))[partition]
-            while await consumer.position(partition) < end:
-                for records in (await consumer.getmany(partition, timeout_ms=1000)).values():
-                    for record in records:
-                        found.setdefault(record.value, []).append(dict(record.headers))
-        finally:
-            await consumer.stop()
-        return found
-
-    return asyncio.run(read())
+    found: dict[bytes, list[dict[str, bytes]]] = {}
+    for record in dead_letters(bootstrap, topic):
+        found.setdefault(record.value, []).append(dict(record.headers))
+    return found
 
 
 def assert_dead_lettered(bootstrap: str, topic: str, poison: dict[str, bytes]) -> None:
     """Each poison message in the topic's DLQ, byte for byte, each copy with a reason and its origin."""
     parked = eventually(
-        lambda: (found := dead_letters(bootstrap, topic)) and all(raw in found for raw in poison.values()) and found,
+        lambda: (found := parked_copies(bootstrap, topic)) and all(raw in found for raw in poison.values()) and found,
         timeout_s=60,
         interval_s=0.5,
         what=f"every poison message in {dead_letter_topic(topic)}",

@@ -25,9 +25,10 @@ from reporting.reports import Report
 from reporting.settings import ReportingSettings
 from reporting.warehouse import Warehouse
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
+from tests.dead_letters import dead_letters, headers
 from tests.polling import eventually
 from ticketstream_shared.contract import Envelope, Role, TicketStatusChanged, encode
-from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS, dead_letter_topic
+from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
 from ticketstream_shared.runtime.kafka import make_producer
 
@@ -94,25 +95,6 @@ async def _publish(settings: ReportingSettings, messages: list[tuple[bytes, byte
             await producer.send_and_wait(TICKETS_EVENTS, value=value, key=key)
     finally:
         await producer.stop()
-
-
-async def _dead_letter_reason(bootstrap: str, key: bytes) -> str:
-    """The reason header of the dead letter with `key`; empty while it is not there."""
-    partition = TopicPartition(dead_letter_topic(TICKETS_EVENTS), 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)
-        end = (await consumer.end_offsets([partition]))[partition]
-        while await consumer.position(partition) < end:
-            for records in (await consumer.getmany(partition, timeout_ms=1000)).values():
-                for record in records:
-                    if record.key == key:
-                        return dict(record.headers)["dlq.reason"].decode()
-        return ""
-    finally:
-        await consumer.stop()
 
 
 async def _caught_up(bootstrap: str, group: str) -> bool:
@@ -248,7 +230,14 @@ def test_a_key_scoped_to_a_client_sees_only_that_client(desk: Desk) -> None:
 
 def test_an_invalid_message_is_dead_lettered_with_its_reason(desk: Desk) -> None:
     reason = eventually(
-        lambda: asyncio.run(_dead_letter_reason(desk.settings.kafka_bootstrap_servers, desk.invalid_key)),
+        lambda: next(
+            (
+                headers(record)["dlq.reason"]
+                for record in dead_letters(desk.settings.kafka_bootstrap_servers, TICKETS_EVENTS)
+                if record.key == desk.invalid_key
+            ),
+            "",
+        ),
         what="the dead letter",
     )
 

@@ -24,6 +24,7 @@ from deploy.kafka.launcher import free_ports
 from sla.app import build_app
 from sla.settings import SlaSettings
 from tests.builders import a_ticket_created
+from tests.dead_letters import dead_letters, headers
 from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.polling import eventually
 from ticketstream_shared.contract import CommentAdded, Envelope, TicketStatusChanged, encode
@@ -32,7 +33,6 @@ from ticketstream_shared.contract.topics import (
     SLA_EVENTS,
     TICKET_PARTITIONS,
     TICKETS_EVENTS,
-    dead_letter_topic,
 )
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeysFile, hash_key
 
@@ -240,25 +240,6 @@ async def _produce_raw(bootstrap: str, topic: str, value: bytes) -> int:
         await producer.stop()
 
 
-async def _dead_letters(bootstrap: str, topic: str) -> list[tuple[int, str]]:
-    """(original offset, reason) of every dead letter of `topic` so far."""
-    dlq = TopicPartition(dead_letter_topic(topic), 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([dlq])
-        await consumer.seek_to_beginning(dlq)
-        end = (await consumer.end_offsets([dlq]))[dlq]
-        found = []
-        while await consumer.position(dlq) < end:
-            for record in (await consumer.getmany(dlq, timeout_ms=1000)).get(dlq, []):
-                headers = {key: value.decode() for key, value in record.headers}
-                found.append((int(headers["dlq.offset"]), headers["dlq.reason"]))
-        return found
-    finally:
-        await consumer.stop()
-
-
 def test_a_poison_configuration_change_is_parked_once_and_the_log_goes_on(kafka_bootstrap: str) -> None:
     poison = {
         b"not json": "not JSON",
@@ -276,7 +257,11 @@ def test_a_poison_configuration_change_is_parked_once_and_the_log_goes_on(kafka_
             eventually(lambda: http.get("/readyz").status_code == 200, timeout_s=60, what="sla ready")
             calendar_id = unique("after-poison")
             assert http.put(f"/v1/sla/calendars/{calendar_id}", json=ALWAYS, headers=bearer(ADMIN)).status_code == 200
-            parked = [(o, r) for o, r in asyncio.run(_dead_letters(kafka_bootstrap, SLA_CONFIG)) if o in offsets]
+            parked = [
+                (int(found["dlq.offset"]), found["dlq.reason"])
+                for found in map(headers, dead_letters(kafka_bootstrap, SLA_CONFIG))
+                if int(found["dlq.offset"]) in offsets
+            ]
             assert sorted(o for o, _ in parked) == sorted(offsets)
             assert all(offsets[o] in reason for o, reason in parked), parked
 

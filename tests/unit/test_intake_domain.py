@@ -30,8 +30,14 @@ def context(key=None, command_id=None):
 def create(ticket_id="t-1", **fields):
     return CreateTicket(
         ticket_id=ticket_id,
-        **{"client_id": "acme", "requester_id": "alice", "title": "VPN down", "category": "network",
-           "priority": Priority.P2, **fields},
+        **{
+            "client_id": "acme",
+            "requester_id": "alice",
+            "title": "VPN down",
+            "category": "network",
+            "priority": Priority.P2,
+            **fields,
+        },
     )
 
 

@@ -1,0 +1,39 @@
+"""Reading a topic's dead-letter queue back, for the tests that check what landed there and why."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from ticketstream_shared.contract import dead_letter_topic
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+
+
+def dead_letters(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every dead letter of `topic` so far, in the order they were parked."""
+
+    async def read() -> list[ConsumerRecord[bytes, bytes]]:
+        partition = TopicPartition(dead_letter_topic(topic), 0)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=4 * MAX_EVENT_BYTES
+        )
+        await consumer.start()
+        try:
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            end = (await consumer.end_offsets([partition]))[partition]
+            found = []
+            while await consumer.position(partition) < end:
+                for records in (await consumer.getmany(partition, timeout_ms=1000)).values():
+                    found.extend(records)
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers}
