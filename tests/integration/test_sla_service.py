@@ -293,6 +293,18 @@ class SlaProcess:
         except httpx.HTTPError:
             return False
 
+    def stop(self) -> None:
+        """SIGTERM, as an orchestrator stops it; SIGKILL if it has not stopped within 20 s (the test fails then)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("the sla process did not stop within 20 s of SIGTERM") from None
+
     def kill(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGKILL)
@@ -379,9 +391,7 @@ def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str
         assert len({e["event_id"] for e in events}) == len(events), "an sla event was published twice"
         assert sum(1 for e in events if e["event_type"] == "sla.clock_started") == 80
     finally:
-        if service.process and service.process.poll() is None:
-            service.process.terminate()
-            service.process.wait(timeout=20)
+        service.stop()
 
 
 def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -415,7 +425,10 @@ def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: P
         )
         assert {answers(replica, "no-such-ticket") for replica in replicas} == {404}
     finally:
+        unstoppable = []
         for replica in replicas:
-            if replica.process and replica.process.poll() is None:
-                replica.process.terminate()
-                replica.process.wait(timeout=20)
+            try:
+                replica.stop()
+            except AssertionError as error:
+                unstoppable.append(error)
+        assert not unstoppable, unstoppable
