@@ -57,6 +57,7 @@ from assignment.desk import Desk, published, recorded  # noqa: E402
 from assignment.domain import Assigned, Load  # noqa: E402
 from assignment.records import TicketRouted, decode_team_record, team_key  # noqa: E402
 from assignment.routing import route  # noqa: E402
+from bench import procfs  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
     TicketCreated,
@@ -269,9 +270,7 @@ class Worker:
         raise TimeoutError(f"not within {timeout_s:.0f} s: {what}")
 
     def cpu_seconds(self) -> float:
-        """CPU time the worker has used (user + system, from /proc): unlike wall time, others' load leaves it be."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procfs.cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
