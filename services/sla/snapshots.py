@@ -81,7 +81,13 @@ def _clock(clock: Clock) -> dict[str, Any]:
     }
 
 
-def decode(raw: bytes, agreements: Agreements) -> TicketClocks:
+#: Terms already restored, by what they are made of: tickets alike share one Terms object, as they do when their
+#: clocks are started (Agreements.terms_for), instead of one copy per restored clock.
+TermsSeen = dict[tuple[object, ...], Terms]
+
+
+def decode(raw: bytes, agreements: Agreements, terms_seen: TermsSeen | None = None) -> TicketClocks:
+    seen: TermsSeen = {} if terms_seen is None else terms_seen
     try:
         data = json.loads(raw)
         return TicketClocks(
@@ -92,24 +98,31 @@ def decode(raw: bytes, agreements: Agreements) -> TicketClocks:
             status=TicketStatus(data["status"]),
             version=data["version"],
             as_of=datetime.fromisoformat(data["as_of"]),
-            clocks=tuple(_restored_clock(clock, agreements) for clock in data["clocks"]),
+            clocks=tuple(_restored_clock(clock, agreements, seen) for clock in data["clocks"]),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise UnreadableSnapshot(str(error)) from error
 
 
-def _restored_clock(data: dict[str, Any], agreements: Agreements) -> Clock:
-    calendar = agreements.calendar_version(data["calendar_id"], data["calendar_version"])
-    if calendar is None:
-        raise UnreadableSnapshot(f"calendar {data['calendar_id']} v{data['calendar_version']} is not in sla.config")
-    terms = Terms(
-        policy_id=data["policy_id"],
-        policy_version=data["policy_version"],
-        calendar=calendar,
-        target=timedelta(microseconds=data["target_us"]),
-        thresholds=tuple(data["thresholds"]),
-        pause_statuses=frozenset(TicketStatus(status) for status in data["pause_statuses"]),
+def _restored_clock(data: dict[str, Any], agreements: Agreements, seen: TermsSeen) -> Clock:
+    key = (
+        *(data[name] for name in ("policy_id", "policy_version", "calendar_id", "calendar_version", "target_us")),
+        tuple(data["thresholds"]),
+        tuple(data["pause_statuses"]),
     )
+    if key not in seen:
+        calendar = agreements.calendar_version(data["calendar_id"], data["calendar_version"])
+        if calendar is None:
+            raise UnreadableSnapshot(f"calendar {data['calendar_id']} v{data['calendar_version']} is not in sla.config")
+        seen[key] = Terms(
+            policy_id=data["policy_id"],
+            policy_version=data["policy_version"],
+            calendar=calendar,
+            target=timedelta(microseconds=data["target_us"]),
+            thresholds=tuple(data["thresholds"]),
+            pause_statuses=frozenset(TicketStatus(status) for status in data["pause_statuses"]),
+        )
+    terms = seen[key]
     return Clock(
         metric=SlaMetric(data["metric"]),
         terms=terms,

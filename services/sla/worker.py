@@ -231,7 +231,8 @@ class ClockWorker:
         if checkpoint_raw is None:
             return Checkpoint()
         try:
-            states = [snapshots.decode(raw, self.timekeeper.agreements) for raw in restored.values() if raw]
+            terms_seen: snapshots.TermsSeen = {}
+            states = [snapshots.decode(raw, self.timekeeper.agreements, terms_seen) for raw in restored.values() if raw]
         except UnreadableSnapshot as error:
             log.warning("replaying a partition's history instead", extra={"partition": partition, "why": str(error)})
             return Checkpoint()

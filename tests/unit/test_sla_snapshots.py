@@ -70,3 +70,11 @@ def test_a_snapshot_naming_a_calendar_version_unknown_here_is_refused() -> None:
 
 def test_a_checkpoint_reads_back_equal() -> None:
     assert Checkpoint.decode(Checkpoint(1234, 56).encode()) == Checkpoint(1234, 56)
+
+
+def test_tickets_alike_restored_share_their_terms() -> None:
+    first, second = Story(office_hours()), Story(office_hours())
+    seen: snapshots.TermsSeen = {}
+    restored = [snapshots.decode(snapshots.encode(s.state), first.keeper.agreements, seen) for s in (first, second)]
+    assert restored[0].clocks[0].terms is restored[1].clocks[0].terms
+    assert restored[0].clocks[0].terms is not restored[0].clocks[1].terms  # first response and resolution differ
