@@ -197,7 +197,7 @@ class ClockWorker:
         self._held.update(new)
         self._preparing.update(new)
         try:
-            checkpoints = {tp.partition: await self._restore(tp.partition) for tp in new}
+            checkpoints = await self._restore({tp.partition for tp in new})
             self._published_before |= await self._published_ids(
                 {partition: checkpoint.sla_offset for partition, checkpoint in checkpoints.items()}
             )
@@ -222,11 +222,15 @@ class ClockWorker:
                 del self._rebuild_until[tp]
         return not self._rebuild_until
 
-    async def _restore(self, partition: int) -> Checkpoint:
-        """The partition's clocks from sla.clocks, and its checkpoint; an empty start if none or unreadable."""
-        restored: dict[bytes, bytes | None] = {}
-        async for record in self._read(SLA_CLOCKS, {partition: 0}):
-            restored[record.key or b""] = record.value
+    async def _restore(self, partitions: set[int]) -> dict[int, Checkpoint]:
+        """The partitions' clocks from sla.clocks (one pass of one reader), and their checkpoints."""
+        restored: dict[int, dict[bytes, bytes | None]] = {partition: {} for partition in partitions}
+        async for record in self._read(SLA_CLOCKS, dict.fromkeys(partitions, 0)):
+            restored[record.partition][record.key or b""] = record.value
+        return {partition: self._restore_partition(partition, restored[partition]) for partition in partitions}
+
+    def _restore_partition(self, partition: int, restored: dict[bytes, bytes | None]) -> Checkpoint:
+        """One partition's last snapshots into the timekeeper; an empty start if it has none or they are unreadable."""
         checkpoint_raw = restored.pop(CHECKPOINT_KEY, None)
         if checkpoint_raw is None:
             return Checkpoint()
