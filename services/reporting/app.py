@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
-def _stop_the_service_if_failed(projecting: asyncio.Task[None]) -> None:
-    """Projection ended by an error that waiting does not cure (a migration ClickHouse refuses, a bug): say why and
-    stop the service (SIGTERM, so it shuts down in order), rather than serve reports that no longer move."""
-    if projecting.cancelled() or projecting.exception() is None:
+def _stop_the_service_if_failed(projecting: asyncio.Task[None], stopping: asyncio.Event) -> None:
+    """Projection ended, while the service was not stopping, by an error that waiting does not cure (a migration
+    ClickHouse refuses, a bug): say why and stop the service (SIGTERM, so it shuts down in order), rather than
+    serve reports that no longer move. (An error while stopping surfaces where the lifespan awaits the task.)"""
+    if stopping.is_set() or projecting.cancelled() or projecting.exception() is None:
         return
     log.critical("projection stopped; stopping the service", exc_info=projecting.exception())
     os.kill(os.getpid(), signal.SIGTERM)
@@ -87,7 +88,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stopping = asyncio.Event()
         projecting = asyncio.create_task(project_until(stopping), name="reporting")
-        projecting.add_done_callback(_stop_the_service_if_failed)
+        projecting.add_done_callback(lambda task: _stop_the_service_if_failed(task, stopping))
         try:
             yield
         finally:

@@ -183,6 +183,7 @@ class ClockWorker:
             self._rebuild_until.pop(tp, None)
             self._next_offset.pop(tp.partition, None)
             self._sla_offset.pop(tp.partition, None)
+            self._checkpointed.pop(tp.partition, None)
 
     async def rebuild(self, assigned: set[TopicPartition]) -> None:
         """Start the new partitions over, and learn what was already published for their tickets."""
