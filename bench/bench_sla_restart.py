@@ -50,6 +50,7 @@ from sla.timekeeper import Timekeeper  # noqa: E402
 from ticketstream_shared.contract import decode_ticket_event  # noqa: E402
 from ticketstream_shared.contract.topics import SLA_EVENTS, TICKET_PARTITIONS, TICKETS_EVENTS  # noqa: E402
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
+from ticketstream_shared.runtime.kafka import records_to_end  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sla_restart.json"
@@ -171,17 +172,10 @@ async def read_sla_events(bootstrap: str) -> list[tuple[int, dict[str, Any]]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found = []
-        pending = {tp for tp in partitions if ends[tp]}
-        while pending:
-            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000, max_records=20_000)).items():
-                found.extend((record.timestamp, json.loads(record.value)) for record in records)
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return found
+        return [
+            (record.timestamp, json.loads(record.value))
+            async for record in records_to_end(consumer, dict.fromkeys(partitions))
+        ]
     finally:
         await consumer.stop()
 

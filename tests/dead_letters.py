@@ -9,6 +9,7 @@ from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
 from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+from ticketstream_shared.runtime.kafka import records_to_end
 
 
 def dead_letters(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -21,14 +22,7 @@ def dead_letters(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes
         )
         await consumer.start()
         try:
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            end = (await consumer.end_offsets([partition]))[partition]
-            found = []
-            while await consumer.position(partition) < end:
-                for records in (await consumer.getmany(partition, timeout_ms=1000)).values():
-                    found.extend(records)
-            return found
+            return [record async for record in records_to_end(consumer, {partition: None})]
         finally:
             await consumer.stop()
 

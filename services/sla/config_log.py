@@ -27,7 +27,7 @@ from ticketstream_shared.contract.sla import (
     SlaConfigEvent,
 )
 from ticketstream_shared.contract.topics import SLA_CONFIG
-from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, header, wait_for_topics
+from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, header, records_to_end, wait_for_topics
 
 from .timekeeper import Timekeeper
 
@@ -91,14 +91,10 @@ class ConfigLog:
                     self._progress.notify_all()
 
     async def _parked_offsets(self, consumer: AIOKafkaConsumer) -> set[int]:
-        consumer.assign([DEAD_LETTERS])
-        await consumer.seek_to_beginning(DEAD_LETTERS)
-        end = (await consumer.end_offsets([DEAD_LETTERS]))[DEAD_LETTERS]
         parked = set()
-        while await consumer.position(DEAD_LETTERS) < end:
-            for record in (await consumer.getmany(DEAD_LETTERS, timeout_ms=500)).get(DEAD_LETTERS, []):
-                if header(record, "dlq.topic") == SLA_CONFIG and (offset := header(record, "dlq.offset")):
-                    parked.add(int(offset))
+        async for record in records_to_end(consumer, {DEAD_LETTERS: None}):
+            if header(record, "dlq.topic") == SLA_CONFIG and (offset := header(record, "dlq.offset")):
+                parked.add(int(offset))
         return parked
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes], sweep: bool) -> None:

@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
 from ticketstream_shared.contract.sla import SlaEvent
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, wait_for_topics
+from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, records_to_end, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from . import snapshots
@@ -261,18 +261,9 @@ class ClockWorker:
         reader = self._history_reader()
         await reader.start()
         try:
-            tps = {TopicPartition(topic, partition): offset for partition, offset in since.items()}
-            reader.assign(list(tps))
-            ends = await reader.end_offsets(list(tps))
-            for tp, offset in tps.items():
-                reader.seek(tp, offset)
-            pending = {tp for tp, offset in tps.items() if ends[tp] > offset}
-            while pending:
-                for tp, records in (await reader.getmany(*pending, timeout_ms=500, max_records=10_000)).items():
-                    for record in records:
-                        yield record
-                    if await reader.position(tp) >= ends[tp]:
-                        pending.discard(tp)
+            since_tps = {TopicPartition(topic, partition): offset for partition, offset in since.items()}
+            async for record in records_to_end(reader, since_tps):
+                yield record
         finally:
             await reader.stop()
 

@@ -35,6 +35,7 @@ from ticketstream_shared.contract.topics import (
     TICKETS_EVENTS,
 )
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeysFile, hash_key
+from ticketstream_shared.runtime.kafka import records_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -69,19 +70,11 @@ async def _sla_events(bootstrap: str, tickets: set[str]) -> list[dict[str, Any]]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found = []
-        pending = {tp for tp in partitions if ends[tp]}
-        while pending:
-            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
-                for record in records:
-                    if record.key is not None and record.key.decode() in tickets:
-                        found.append(json.loads(record.value))
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return found
+        return [
+            json.loads(record.value)
+            async for record in records_to_end(consumer, dict.fromkeys(partitions))
+            if record.key is not None and record.key.decode() in tickets
+        ]
     finally:
         await consumer.stop()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
@@ -55,6 +55,29 @@ def make_consumer(
 def correlation_headers() -> list[tuple[str, bytes]]:
     current = correlation_id.get()
     return [(CORRELATION_HEADER, current.encode())] if current else []
+
+
+async def records_to_end(
+    consumer: AIOKafkaConsumer, since: Mapping[TopicPartition, int | None]
+) -> AsyncIterator[ConsumerRecord]:
+    """Every record of the given partitions, from the given offsets (None: the beginning) to the end they have now,
+    read by `consumer` (started, in no group; it is assigned these partitions)."""
+    consumer.assign(list(since))
+    ends = await consumer.end_offsets(list(since))
+    starts = {
+        **await consumer.beginning_offsets([tp for tp, offset in since.items() if offset is None]),
+        **{tp: offset for tp, offset in since.items() if offset is not None},
+    }
+    for tp, offset in starts.items():
+        consumer.seek(tp, offset)
+    pending = {tp for tp in since if ends[tp] > starts[tp]}
+    while pending:
+        for records in (await consumer.getmany(*pending, timeout_ms=500, max_records=10_000)).values():
+            for record in records:
+                yield record
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
 
 
 def partition_of(key: str, partitions: int) -> int:
