@@ -24,6 +24,7 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .desk import Desk
@@ -70,11 +71,14 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stopping = asyncio.Event()
         team_task = asyncio.create_task(follow_and_own(), name="assignment-team-log")
+        stop_the_service_if_it_fails(team_task, stopping.is_set)
         try:
             async with router.running():
                 yield
         finally:
+            stopping.set()
             team_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await team_task

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +14,7 @@ from ticketstream_shared.runtime.consumer import Delivery, EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from .api import reports_router
 from .business_hours import ClientCalendars
@@ -26,20 +24,8 @@ from .settings import ReportingSettings
 from .sla_config import SlaConfigFollower
 from .warehouse import Warehouse
 
-log = logging.getLogger(__name__)
-
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
 READINESS_TIMEOUT_SECONDS = 2.0
-
-
-def _stop_the_service_if_failed(projecting: asyncio.Task[None], stopping: asyncio.Event) -> None:
-    """Projection ended, while the service was not stopping, by an error that waiting does not cure (a migration
-    ClickHouse refuses, a bug): say why and stop the service (SIGTERM, so it shuts down in order), rather than
-    serve reports that no longer move. (An error while stopping surfaces where the lifespan awaits the task.)"""
-    if stopping.is_set() or projecting.cancelled() or projecting.exception() is None:
-        return
-    log.critical("projection stopped; stopping the service", exc_info=projecting.exception())
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
@@ -88,7 +74,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stopping = asyncio.Event()
         projecting = asyncio.create_task(project_until(stopping), name="reporting")
-        projecting.add_done_callback(lambda task: _stop_the_service_if_failed(task, stopping))
+        stop_the_service_if_it_fails(projecting, stopping.is_set)  # ClickHouse refusing a migration, a bug
         try:
             yield
         finally:

@@ -20,6 +20,7 @@ from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .agreements import Agreements
@@ -77,8 +78,11 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stopping = asyncio.Event()
         running = asyncio.create_task(run(), name="sla")
+        stop_the_service_if_it_fails(running, stopping.is_set)
         yield
+        stopping.set()
         if workers:
             workers[0].stop()
         try:

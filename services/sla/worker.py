@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -57,6 +58,8 @@ REPLAYED = Counter("ticketstream_sla_events_replayed_total", "Ticket events read
 
 #: The longest a fetch waits when no alarm is due sooner.
 IDLE_WAIT_S = 0.5
+#: Between attempts to take partitions over while Kafka refuses (a leader moving, a broker restarting).
+TAKE_OVER_RETRY_S = 1.0
 ALARMS = frozenset({"sla.warning", "sla.breached"})
 
 
@@ -68,7 +71,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._worker.give_up(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._worker.rebuild(assigned)
+        self._worker.take_over(assigned)
 
 
 class ClockWorker:
@@ -90,9 +93,16 @@ class ClockWorker:
         #: Replay targets: read each newly assigned partition up to here before ticking.
         self._rebuild_until: dict[TopicPartition, int] = {}
         self._held: set[TopicPartition] = set()
-        #: Partitions being set up for a rebuild (the rebalance listener runs beside the loop). They are paused
-        #: meanwhile, so the loop fetches nothing of them until they have been sent back to the beginning.
+        #: Partitions being set up for a rebuild (the take-over task runs beside the loop). They are paused
+        #: meanwhile, so the loop fetches nothing of them until they have been sent back to their checkpoint.
         self._preparing: set[TopicPartition] = set()
+        self._taking_over: set[asyncio.Task[None]] = set()
+        self._take_over_failure: BaseException | None = None
+        #: Per partition taken over: below this offset the group had acknowledged every record, so a poison one
+        #: replayed from there is already in the dead-letter topic.
+        self._dead_letter_from: dict[TopicPartition, int] = {}
+        #: A take-over is done: once its replay is, what fell due while no worker held its partitions is raised.
+        self._catch_up_due = False
         #: Counts rebuilds; `_rebuilt_at` says at which count each partition was last started over. Records
         #: fetched before that are stale (read from the committed offset, not from the beginning) and dropped.
         self._rebuilds = 0
@@ -106,15 +116,25 @@ class ClockWorker:
 
     @property
     def ready(self) -> bool:
-        return bool(self._held) and not self._rebuild_until and not self._preparing
+        return bool(self._held) and not (self._rebuild_until or self._preparing or self._catch_up_due)
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        await wait_for_topics(self._consumer, [TICKETS_EVENTS, SLA_EVENTS])
+        await wait_for_topics(self._consumer, [TICKETS_EVENTS, SLA_EVENTS, SLA_CLOCKS])
         self._consumer.subscribe([TICKETS_EVENTS], listener=_Rebalance(self))
+        try:
+            await self._work()
+        finally:
+            for task in list(self._taking_over):
+                task.cancel()
+            await asyncio.gather(*self._taking_over, return_exceptions=True)
+
+    async def _work(self) -> None:
         while not self._stopping.is_set():
+            if self._take_over_failure is not None:
+                raise self._take_over_failure
             fetched = await self._consumer.getmany(timeout_ms=self._wait_ms(), max_records=5_000)
             fetched_after = self._rebuilds  # no await since the fetch returned
             decided: list[SlaEvent] = []
@@ -125,15 +145,18 @@ class ClockWorker:
                     decided.extend(await self._handle(record, partition))
                     if self._rebuild_until:
                         REPLAYED.inc()
-            if self._preparing:
+            if self._rebuild_until and not self._preparing:
+                await self._rebuilt()
+            if self._preparing:  # checked after the last await: a take-over may have begun meanwhile
                 await self._publish(decided)
                 continue
-            if self._rebuild_until and await self._rebuilt():
+            if self._catch_up_due and not self._rebuild_until:
+                self._catch_up_due = False
                 decided.extend(self.timekeeper.catch_up(self._now()))
                 await self._publish(decided)
                 await self._save()
-                if not self._preparing:
-                    self._published_before.clear()
+                if not (self._preparing or self._catch_up_due or self._rebuild_until):
+                    self._published_before.clear()  # every id in it is published: keeping one more is harmless
                 log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
                 tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
                 continue
@@ -150,7 +173,7 @@ class ClockWorker:
         """How long the next fetch may wait: until the next alarm, unless no alarm is to be raised now. While a
         partition is being restored or replayed, alarms wait (some restored ones are already past due), and the
         fetch must wait too: a fetch without a wait returns without yielding to the event loop, and the loop would
-        then spin without ever letting the restore (in the rebalance listener) go on."""
+        then spin without ever letting the take-over (a task beside it) go on."""
         due = self.timekeeper.next_due
         if due is None or self._rebuild_until or self._preparing:
             return int(IDLE_WAIT_S * 1000)
@@ -165,7 +188,7 @@ class ClockWorker:
         except UnknownEventType:
             return []
         except InvalidEvent as error:
-            if not self._rebuild_until:  # during a rebuild it was dead-lettered when first read
+            if record.offset >= self._dead_letter_from.get(partition, 0):  # type: ignore[attr-defined]
                 await dead_letter(self._producer, record, error.reason, "sla")  # type: ignore[arg-type]
             return []
         finally:
@@ -179,56 +202,92 @@ class ClockWorker:
         self._preparing -= revoked
         for tp in revoked:
             self._rebuilt_at.pop(tp, None)
-        for tp in revoked:
             self._rebuild_until.pop(tp, None)
+            self._dead_letter_from.pop(tp, None)
             self._next_offset.pop(tp.partition, None)
             self._sla_offset.pop(tp.partition, None)
             self._checkpointed.pop(tp.partition, None)
 
-    async def rebuild(self, assigned: set[TopicPartition]) -> None:
-        """Start the new partitions over, and learn what was already published for their tickets."""
+    def take_over(self, assigned: set[TopicPartition]) -> None:
+        """Partitions given by a rebalance: start them over beside the loop and return at once. The group waits
+        for every member's rebalance callbacks, and no longer than its rebalance timeout (the session timeout):
+        a restore inside the callback that outlasts it gets the member expelled, its partitions go to another
+        member which restores them in turn, and two replicas can pass the partitions back and forth forever."""
         new = [tp for tp in assigned if tp not in self._held]
         if not new:
             return
         # Before any await: from here the loop neither receives nor handles records of these partitions read
-        # from where the group had committed; after the seek they are read from the beginning.
+        # from where the group had committed; after the seek they are read from their checkpoint.
         self._consumer.pause(*new)
         self._rebuilds += 1
         self._rebuilt_at.update(dict.fromkeys(new, self._rebuilds))
         self._held.update(new)
         self._preparing.update(new)
-        try:
-            checkpoints = await self._restore({tp.partition for tp in new})
-            self._published_before |= await self._published_ids(
-                {partition: checkpoint.sla_offset for partition, checkpoint in checkpoints.items()}
-            )
-            ends = await self._consumer.end_offsets(new)
-            for tp in new:
-                self._next_offset[tp.partition] = checkpoints[tp.partition].tickets_offset
-                if self._next_offset[tp.partition] == 0:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, self._next_offset[tp.partition])
-            self._rebuild_until.update({tp: end for tp, end in ends.items() if end > self._next_offset[tp.partition]})
-            if not self._rebuild_until:  # empty partitions: nothing to replay, but still one catch-up to run
-                self._rebuild_until[new[0]] = 0
-        finally:
-            still_held = [tp for tp in new if tp in self._held]  # a rebalance may have taken some away since
-            self._preparing.difference_update(new)
-            self._consumer.resume(*still_held)
+        task = asyncio.create_task(self._take_over(new, self._rebuilds), name="sla-take-over")
+        self._taking_over.add(task)
+        task.add_done_callback(self._taken_over)
 
-    async def _rebuilt(self) -> bool:
+    def _taken_over(self, task: asyncio.Task[None]) -> None:
+        self._taking_over.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._take_over_failure = task.exception()  # raised by the loop: a defect, not a refusal by Kafka
+
+    def _still_taking_over(self, partitions: list[TopicPartition], rebuild: int) -> list[TopicPartition]:
+        """Those of `partitions` that no rebalance has taken away (or given again) since take-over `rebuild`."""
+        return [tp for tp in partitions if self._rebuilt_at.get(tp) == rebuild]
+
+    async def _take_over(self, partitions: list[TopicPartition], rebuild: int) -> None:
+        """Restore, then send the partitions back to their checkpoint; tried again while Kafka refuses."""
+        while partitions := self._still_taking_over(partitions, rebuild):
+            try:
+                await self._restore(partitions, rebuild)
+                return
+            except KafkaError as error:
+                log.warning("taking over partitions failed; trying again", extra={"error": repr(error)})
+                self.timekeeper.forget_partitions({tp.partition for tp in partitions})
+                await asyncio.sleep(TAKE_OVER_RETRY_S)
+
+    async def _restore(self, partitions: list[TopicPartition], rebuild: int) -> None:
+        """The partitions' clocks from sla.clocks, what was published since their checkpoints, and where to replay
+        tickets.events from. Whatever a rebalance took away meanwhile is left alone."""
+        snapshots_read = await self._read_snapshots({tp.partition for tp in partitions})
+        checkpoints: dict[int, Checkpoint] = {}
+        for tp in partitions:
+            await asyncio.sleep(0)  # one partition's snapshots at a time: heartbeats and the HTTP API go on
+            if self._still_taking_over([tp], rebuild):
+                checkpoints[tp.partition] = self._restore_partition(tp.partition, snapshots_read[tp.partition])
+        published, sla_offsets = await self._published_since(
+            {partition: checkpoint.sla_offset for partition, checkpoint in checkpoints.items()}
+        )
+        ends = await self._consumer.end_offsets(partitions)
+        acknowledged = {tp: await self._consumer.committed(tp) for tp in partitions}
+        # No await from here on: the partitions still ours stay ours until this is done.
+        partitions = self._still_taking_over(partitions, rebuild)
+        self._published_before |= published
+        for tp in partitions:
+            checkpoint = checkpoints[tp.partition]
+            self._sla_offset[tp.partition] = sla_offsets[tp.partition]
+            self._next_offset[tp.partition] = checkpoint.tickets_offset
+            self._consumer.seek(tp, checkpoint.tickets_offset)  # below the log start: the earliest (reset policy)
+            self._dead_letter_from[tp] = acknowledged[tp] or checkpoint.tickets_offset
+            if ends[tp] > checkpoint.tickets_offset:
+                self._rebuild_until[tp] = ends[tp]
+        self._catch_up_due = self._catch_up_due or bool(partitions)
+        self._preparing.difference_update(partitions)
+        self._consumer.resume(*partitions)
+
+    async def _rebuilt(self) -> None:
+        """Forget the replay targets reached."""
         for tp, end in list(self._rebuild_until.items()):
-            if await self._consumer.position(tp) >= end:
-                del self._rebuild_until[tp]
-        return not self._rebuild_until
+            if tp in self._rebuild_until and await self._consumer.position(tp) >= end:
+                self._rebuild_until.pop(tp, None)
 
-    async def _restore(self, partitions: set[int]) -> dict[int, Checkpoint]:
-        """The partitions' clocks from sla.clocks (one pass of one reader), and their checkpoints."""
-        restored: dict[int, dict[bytes, bytes | None]] = {partition: {} for partition in partitions}
+    async def _read_snapshots(self, partitions: set[int]) -> dict[int, dict[bytes, bytes | None]]:
+        """The last record of each key in the given partitions of sla.clocks (one pass of one reader)."""
+        read: dict[int, dict[bytes, bytes | None]] = {partition: {} for partition in partitions}
         async for record in self._read(SLA_CLOCKS, dict.fromkeys(partitions, 0)):
-            restored[record.partition][record.key or b""] = record.value
-        return {partition: self._restore_partition(partition, restored[partition]) for partition in partitions}
+            read[record.partition][record.key or b""] = record.value
+        return read
 
     def _restore_partition(self, partition: int, restored: dict[bytes, bytes | None]) -> Checkpoint:
         """One partition's last snapshots into the timekeeper; an empty start if it has none or they are unreadable."""
@@ -246,15 +305,16 @@ class ClockWorker:
         RESTORED.inc(len(states))
         return Checkpoint.decode(checkpoint_raw)
 
-    async def _published_ids(self, since: dict[int, int]) -> set[uuid.UUID]:
-        """Ids of the sla events published from the given offsets on, per partition of sla.events."""
+    async def _published_since(self, since: dict[int, int]) -> tuple[set[uuid.UUID], dict[int, int]]:
+        """Ids of the sla events published from the given offsets on, per partition of sla.events, and the offset
+        each partition was read to."""
         ids: set[uuid.UUID] = set()
-        for partition, offset in since.items():
-            self._sla_offset[partition] = offset
+        read_to = dict(since)
         async for record in self._read(SLA_EVENTS, since):
-            ids.add(uuid.UUID(json.loads(record.value or b"")["event_id"]))  # we wrote them all
-            self._sla_offset[record.partition] = record.offset + 1
-        return ids
+            if (event_id := _event_id(record.value)) is not None:
+                ids.add(event_id)
+            read_to[record.partition] = record.offset + 1
+        return ids, read_to
 
     async def _read(self, topic: str, since: dict[int, int]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
         """Every record of the given partitions of `topic` from the given offsets to the end they have now."""
@@ -310,3 +370,13 @@ class ClockWorker:
                 LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
         for written in await asyncio.gather(*sent):
             self._sla_offset[written.partition] = max(self._sla_offset.get(written.partition, 0), written.offset + 1)
+
+
+def _event_id(raw: bytes | None) -> uuid.UUID | None:
+    """The id of an sla event as published; None for anything else written to sla.events (by another system, or
+    poison): there is nothing of ours to keep from publishing twice."""
+    try:
+        envelope = json.loads(raw or b"")
+        return uuid.UUID(envelope["event_id"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None

@@ -1,0 +1,188 @@
+"""Taking partitions over happens beside the rebalance, not inside it: the group's rebalance waits for every
+member's callbacks no longer than its rebalance timeout, and a restore that outlasted it got the member expelled,
+its partitions handed to the other replica, which restored them in turn: two replicas passed the partitions back
+and forth without end. Kafka here is a fake (pure logic); tests/integration has the same on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from sla.agreements import Agreements
+from sla.snapshots import CHECKPOINT_KEY, Checkpoint, encode
+from sla.timekeeper import Timekeeper
+from sla.worker import ClockWorker
+from tests.builders import T0
+from tests.unit.test_sla_clocks import Story
+from ticketstream_shared.contract import encode as encode_event
+from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
+
+HELD = TopicPartition(TICKETS_EVENTS, 3)
+CHECKPOINT = Checkpoint(tickets_offset=7, sla_offset=0)
+
+
+class Log:
+    """Partitions of records by offset, read by a reader in no group (what `records_to_end` uses)."""
+
+    def __init__(self, records: Mapping[TopicPartition, list[tuple[bytes, bytes]]], opened: asyncio.Event) -> None:
+        self.records = {
+            tp: [SimpleNamespace(partition=tp.partition, offset=i, key=k, value=v) for i, (k, v) in enumerate(rs)]
+            for tp, rs in records.items()
+        }
+        self.opened = opened
+
+    def reader(self) -> Reader:
+        return Reader(self)
+
+
+class Reader:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.positions: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self.log.opened.wait()  # a slow broker, or a large changelog: as long as the test wants
+
+    async def stop(self) -> None:
+        pass
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.positions = dict.fromkeys(partitions, 0)
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.log.records.get(tp, [])) for tp in partitions}
+
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def getmany(self, *partitions: TopicPartition, **_: Any) -> dict[TopicPartition, list[Any]]:
+        fetched = {tp: self.log.records.get(tp, [])[self.positions[tp] :] for tp in partitions}
+        for tp, records in fetched.items():
+            self.positions[tp] += len(records)
+        return fetched
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+
+class GroupMember:
+    """The worker's group consumer, as far as a take-over touches it."""
+
+    def __init__(self) -> None:
+        self.paused: set[TopicPartition] = set()
+        self.sought: dict[TopicPartition, int] = {}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought[tp] = offset
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 10)
+
+    async def committed(self, _: TopicPartition) -> int | None:
+        return None
+
+
+def a_worker(
+    opened: asyncio.Event,
+    published: Sequence[bytes] = (),
+) -> tuple[ClockWorker, GroupMember, str]:
+    """A worker whose partition HELD has one ticket and a checkpoint in sla.clocks, and `published` in sla.events
+    after the checkpoint."""
+    story = Story()
+    changelog = {
+        TopicPartition(SLA_CLOCKS, HELD.partition): [
+            (story.ticket_id.encode(), encode(story.state)),
+            (CHECKPOINT_KEY, CHECKPOINT.encode()),
+        ],
+        TopicPartition(SLA_EVENTS, HELD.partition): [(b"", raw) for raw in published],
+    }
+    member = GroupMember()
+    worker = ClockWorker(
+        Timekeeper(Agreements.with_defaults()),
+        member,  # type: ignore[arg-type]
+        producer=None,  # type: ignore[arg-type]
+        history_reader=Log(changelog, opened).reader,  # type: ignore[arg-type]
+        now=lambda: datetime.now(T0.tzinfo),
+    )
+    return worker, member, story.ticket_id
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not within the deadline"
+        await asyncio.sleep(0.01)
+
+
+def test_the_rebalance_goes_on_while_the_restore_waits_and_the_partition_resumes_at_its_checkpoint() -> None:
+    async def story() -> None:
+        opened = asyncio.Event()
+        worker, member, ticket_id = a_worker(opened)
+        worker.take_over({HELD})  # what the rebalance callback does: it returns at once, the restore not begun
+        assert member.paused == {HELD} and not member.sought and not worker.ready
+        opened.set()
+        await until(lambda: not member.paused)
+        assert member.sought == {HELD: CHECKPOINT.tickets_offset}
+        assert worker.timekeeper.ticket(ticket_id) is not None
+
+    asyncio.run(story())
+
+
+def test_a_partition_taken_away_during_its_take_over_is_left_alone() -> None:
+    async def story() -> None:
+        opened = asyncio.Event()
+        worker, member, ticket_id = a_worker(opened)
+        worker.take_over({HELD})
+        worker.give_up({HELD})
+        opened.set()
+        await until(lambda: not worker._taking_over)
+        assert member.sought == {} and worker.timekeeper.ticket(ticket_id) is None
+
+    asyncio.run(story())
+
+
+def test_a_partition_taken_away_and_given_back_is_restored_once_by_its_last_take_over() -> None:
+    async def story() -> None:
+        opened = asyncio.Event()
+        worker, member, ticket_id = a_worker(opened)
+        worker.take_over({HELD})
+        worker.give_up({HELD})
+        worker.take_over({HELD})
+        assert member.paused == {HELD}
+        opened.set()
+        await until(lambda: not worker._taking_over)
+        assert member.sought == {HELD: CHECKPOINT.tickets_offset} and not member.paused
+        assert len(worker.timekeeper) == 1 and worker.timekeeper.ticket(ticket_id) is not None
+
+    asyncio.run(story())
+
+
+def test_what_is_not_an_sla_event_in_sla_events_does_not_stop_a_take_over() -> None:
+    """Poison, or another system's record, in sla.events: not ours, nothing to keep from publishing twice."""
+    ours = Story().out[0]
+
+    async def story() -> None:
+        poison = [b"{not json", b"[]", b'{"event_id": 7}', b"\xff", b""]
+        opened = asyncio.Event()
+        opened.set()
+        worker, member, _ = a_worker(opened, published=[*poison, encode_event(ours)])
+        worker.take_over({HELD})
+        await until(lambda: not member.paused)
+        assert worker._published_before == {ours.event_id}
+
+    asyncio.run(story())
