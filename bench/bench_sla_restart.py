@@ -43,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench import procfs  # noqa: E402
 from bench.bench_sla import ALARMS, created, follow_up, percentiles  # noqa: E402
-from bench.bench_system import Process, wait_for  # noqa: E402
+from bench.bench_system import wait_for  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from deploy.processes import ServiceProcess  # noqa: E402
 from sla.agreements import Agreements  # noqa: E402
 from sla.timekeeper import Timekeeper  # noqa: E402
 from ticketstream_shared.contract import decode_ticket_event  # noqa: E402
@@ -59,22 +60,21 @@ AGES = (timedelta(minutes=45), timedelta(minutes=54), timedelta(minutes=60))
 
 
 class SlaWorker:
-    """The one `python -m sla` process of the run (bench_system's Process), and what it costs."""
+    """The one `python -m sla` process of the run, and what it costs."""
 
     def __init__(self, bootstrap: str, api_keys: Path, admin_key: str, log: Path) -> None:
         (port,) = free_ports(1)
         env = {
             **os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "API_KEYS_FILE": str(api_keys),
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "BENCH_PORT": str(port),
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
             "CONSUMER_GROUP": f"bench-sla-{port}", "LOG_LEVEL": "WARNING",
         }  # fmt: skip
-        self.process = Process("sla", f"exec {sys.executable} -m sla", env, log)
+        self.process = ServiceProcess("sla", f"exec {sys.executable} -m sla", env, port, log)
         self._headers = {"Authorization": f"Bearer {admin_key}"}
 
     @property
     def pid(self) -> int:
-        assert self.process.popen is not None
-        return self.process.popen.pid
+        return self.process.pid
 
     def start_and_wait(self) -> float:
         """Start it; seconds until it answers /readyz 200."""

@@ -22,13 +22,11 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,12 +34,12 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from honcho.environ import expand_processes, parse_procfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from deploy.processes import ServiceProcess, procfile_processes, replica_names  # noqa: E402
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS  # noqa: E402
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
@@ -50,44 +48,6 @@ RESULTS = ROOT / "bench" / "results" / "system.json"
 #: The consumer groups that follow tickets.events: the system keeps up when their lag stays bounded.
 GROUPS = {"sla": "sla", "assignment": "assignment", "reporting": "reporting"}
 SERVICES = ("intake", "sla", "assignment", "reporting")
-
-
-@dataclass
-class Process:
-    name: str
-    command: str
-    env: dict[str, str]
-    log: Path
-    popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as out:
-            self.popen = subprocess.Popen(["/bin/sh", "-c", self.command], cwd=ROOT, env=self.env, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-
-    def kill9(self) -> None:
-        assert self.popen is not None
-        os.kill(self.popen.pid, signal.SIGKILL)  # the Procfile's commands exec the service: this is it
-        self.popen.wait()
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.env['BENCH_PORT']}"
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
 
 
 def wait_for(probe, timeout_s: float, what: str) -> float:
@@ -100,27 +60,17 @@ def wait_for(probe, timeout_s: float, what: str) -> float:
     return time.monotonic() - began
 
 
-def start_system(scale: int, bootstrap: str, work: Path) -> tuple[dict[str, Process], dict[str, str]]:
+def start_system(scale: int, bootstrap: str, work: Path) -> tuple[dict[str, ServiceProcess], dict[str, str]]:
     dev_keys, api_keys = write_dev_keys(work)
     counts = {"intake": scale, "sla": scale, "assignment": scale, "reporting": 1}
-    names = [f"{service}.{i + 1}" for service, count in counts.items() for i in range(count)]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    variable = {name: f"{name.split('.')[0].upper()}{'2' if name.endswith('.2') else ''}_PORT" for name in names}
+    names = replica_names(counts)
     environment = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "API_KEYS_FILE": str(api_keys),
         "CHDB_PATH": str(work / "clickhouse"),
-        **{variable[name]: str(port) for name, port in ports.items()},
     }
-    procfile = parse_procfile((ROOT / "deploy" / "Procfile").read_text())
-    commands = {name: command for name, command in procfile.processes.items() if name in counts}
-    processes = {
-        params.name: Process(
-            params.name, params.cmd, {**params.env, "BENCH_PORT": str(ports[params.name])}, work / f"{params.name}.log"
-        )
-        for params in expand_processes(commands, concurrency=counts, env=environment)
-    }
+    processes = procfile_processes(counts, environment, dict(zip(names, free_ports(len(names)), strict=True)), work)
     for process in processes.values():
         process.start()
     for process in processes.values():
@@ -194,7 +144,7 @@ class Load:
 TECHNICIANS = 30
 
 
-def set_up_routing(processes: dict[str, Process], keys: dict[str, str]) -> str:
+def set_up_routing(processes: dict[str, ServiceProcess], keys: dict[str, str]) -> str:
     category = f"bench-{uuid.uuid4().hex[:6]}"
     admin = {"Authorization": f"Bearer {keys['admin']}"}
     url = processes["assignment.1"].url

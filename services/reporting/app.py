@@ -60,6 +60,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
                 return
             tune_garbage_collection()
             following = asyncio.create_task(sla_config.follow(), name="reporting-follow-sla-config")
+            stop_the_service_if_it_fails(following, stopping.is_set)  # batches wait for it: none would end
             try:
                 async with consumer.running():
                     await stopping.wait()

@@ -40,6 +40,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
     directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
     config_log = ConfigLog(timekeeper)
     workers: list[ClockWorker] = []
+    stopping = asyncio.Event()
 
     async def run() -> None:
         tune_garbage_collection()  # rare collections from the start: the rebuild fills the heap with clocks
@@ -49,6 +50,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             lambda: make_consumer(settings, group_id=None, client_id="sla-config"), "config reader"
         )
         following = asyncio.create_task(config_log.follow(config_reader), name="follow-sla-config")
+        stop_the_service_if_it_fails(following, stopping.is_set)  # clocks are timed by it
         consumer = await start_when_reachable(
             lambda: make_consumer(
                 settings,
@@ -78,7 +80,6 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        stopping = asyncio.Event()
         running = asyncio.create_task(run(), name="sla")
         stop_the_service_if_it_fails(running, stopping.is_set)
         yield

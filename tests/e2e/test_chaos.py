@@ -4,7 +4,7 @@ and started again on the same port and data. Afterwards every acknowledged ticke
 and in reporting exactly once, hours are exact, each SLA breach is emitted once, no ticket is assigned twice, and
 every dead letter carries its reason.
 
-The processes come from deploy/Procfile, expanded by honcho itself as `make run SCALE=2` does (honcho -c name=2),
+The processes come from deploy/Procfile, expanded by honcho itself as `make run SCALE=2` does (deploy/processes.py),
 but each runs as its own subprocess: honcho stops every process as soon as one exits, and a kill -9 must leave the
 others running. The broker is this test's own LocalKafka, not the session's: restarting it must disturb no other
 test.
@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -33,11 +32,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from honcho.environ import expand_processes, parse_procfile
 
 from deploy.kafka.launcher import LocalKafka, free_ports
+from deploy.processes import ServiceProcess, procfile_processes, replica_names
 from intake.domain import child_id_for
-from tests.e2e.test_system import ROOT, _ready, processes_marked
+from tests.e2e.test_system import processes_marked
 from tests.polling import eventually
 from ticketstream_shared.contract.requests import inbound_ticket_id
 from ticketstream_shared.contract.topics import (
@@ -69,49 +68,6 @@ POISON = (
 
 
 @dataclass
-class Replica:
-    name: str
-    command: str
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen | None = None
-    restarts: int = 0
-
-    def start(self) -> None:
-        with self.log.open("a") as out:
-            self.process = subprocess.Popen(
-                ["/bin/sh", "-c", self.command],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill9(self) -> None:
-        assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"
-        pid = self.process.pid  # the service itself: the Procfile's commands exec it
-        assert pid in processes_marked(self.env["TICKETSTREAM_E2E_RUN"])
-        os.kill(pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        assert pid not in processes_marked(self.env["TICKETSTREAM_E2E_RUN"])
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.env['HTTP_PORT_OF_REPLICA']}"
-
-
-@dataclass
 class Ledger:
     """What the system acknowledged, and what it may or may not have done (an answer never came)."""
 
@@ -129,11 +85,6 @@ class Ledger:
             return self.http_acks
 
 
-def _port_variable(name: str) -> str:
-    service, replica = name.split(".")
-    return f"{service.upper()}{'2' if replica == '2' else ''}_PORT"
-
-
 @pytest.fixture
 def broker(tmp_path) -> LocalKafka:
     """This test's own broker, with every topic: the test stops and starts it, which the session's must not see."""
@@ -146,8 +97,7 @@ def broker(tmp_path) -> LocalKafka:
 def scaled_system(broker, tmp_path):
     """Yields (replicas by honcho name, dev keys, chDB path); stops every process on exit, leaving none behind."""
     dev_keys_path, api_keys_path = write_dev_keys(tmp_path)
-    names = [f"{service}.{i + 1}" for service, count in REPLICAS.items() for i in range(count)]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    names = replica_names(REPLICAS)
     run_id = str(uuid.uuid4())
     environment = {
         **os.environ,
@@ -155,28 +105,31 @@ def scaled_system(broker, tmp_path):
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "API_KEYS_FILE": str(api_keys_path),
         "CHDB_PATH": str(tmp_path / "clickhouse"),
-        **{_port_variable(name): str(port) for name, port in ports.items()},
     }
-    procfile = parse_procfile((ROOT / "deploy" / "Procfile").read_text())
-    processes = {name: command for name, command in procfile.processes.items() if name in REPLICAS}
-    replicas = {}
-    for params in expand_processes(processes, concurrency=REPLICAS, env=environment):
-        env = {**params.env, "HTTP_PORT_OF_REPLICA": str(ports[params.name])}
-        replicas[params.name] = Replica(params.name, params.cmd, env, tmp_path / f"{params.name}.log")
+    replicas = procfile_processes(
+        REPLICAS, environment, dict(zip(names, free_ports(len(names)), strict=True)), tmp_path
+    )
     assert sorted(replicas) == sorted(names)
     try:
         for replica in replicas.values():
             replica.start()
         for replica in replicas.values():
-            eventually(lambda r=replica: _ready(r.url), timeout_s=90, what=f"{replica.name} ready")
+            eventually(replica.ready, timeout_s=90, what=f"{replica.name} ready")
         yield replicas, json.loads(dev_keys_path.read_text()), tmp_path / "clickhouse"
     finally:
         for replica in replicas.values():
-            if replica.process is not None and replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGTERM)
+            replica.terminate()
         for replica in replicas.values():
             replica.stop()
         eventually(lambda: not processes_marked(run_id), timeout_s=15, what="no process left behind")
+
+
+def _kill9(replica: ServiceProcess) -> None:
+    """SIGKILL to the service itself (the Procfile's commands exec it), and it is gone."""
+    run = replica.env["TICKETSTREAM_E2E_RUN"]
+    assert replica.pid in processes_marked(run)
+    replica.kill9()
+    assert replica.pid not in processes_marked(run)
 
 
 def _post_until_answered(
@@ -391,13 +344,13 @@ def test_nothing_is_lost_or_doubled_when_replicas_and_the_broker_restart_under_l
     try:
         eventually(lambda: ledger.acknowledged() >= PROGRESS, timeout_s=60, what="load before the kill")
         for name in VICTIMS:
-            replicas[name].kill9()
+            _kill9(replicas[name])
         floor = ledger.acknowledged()
         eventually(lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=60, what="load while victims are down")
         for name in VICTIMS:
             replicas[name].start()
         for name in VICTIMS:
-            eventually(lambda n=name: _ready(replicas[n].url), timeout_s=90, what=f"{name} ready again")
+            eventually(replicas[name].ready, timeout_s=90, what=f"{name} ready again")
         floor = ledger.acknowledged()
         eventually(lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=60, what="load after the restart")
         broker_down = time.monotonic()
@@ -409,7 +362,7 @@ def test_nothing_is_lost_or_doubled_when_replicas_and_the_broker_restart_under_l
             lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=120, what="load after the broker restart"
         )
         for name, replica in replicas.items():  # every service reconnected by itself
-            eventually(lambda r=replica: _ready(r.url), timeout_s=60, what=f"{name} ready after the broker restart")
+            eventually(replica.ready, timeout_s=60, what=f"{name} ready after the broker restart")
         last_ticket = time.monotonic()
     finally:
         stop.set()

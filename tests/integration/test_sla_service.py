@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -21,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from deploy.kafka.launcher import free_ports
+from deploy.processes import ServiceProcess
 from sla.app import build_app
 from sla.settings import SlaSettings
 from tests.builders import a_ticket_created
@@ -38,8 +37,6 @@ from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeysFile, hash_key
 from ticketstream_shared.runtime.kafka import records_to_end
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def unique(prefix: str) -> str:
@@ -262,46 +259,25 @@ def test_a_poison_configuration_change_is_parked_once_and_the_log_goes_on(kafka_
 # --- kill -9 and restart ------------------------------------------------------------------------------------------
 
 
-class SlaProcess:
-    """`python -m sla` as its own process, as in production."""
+class SlaProcess(ServiceProcess):
+    """`python -m sla` as its own process, as in production, its output in the test's."""
 
     def __init__(self, bootstrap: str, keys_file: Path, group: str) -> None:
-        (self.port,) = free_ports(1)
-        self.env = {
+        (port,) = free_ports(1)
+        env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "API_KEYS_FILE": str(keys_file),
             "CONSUMER_GROUP": group,
-            "HTTP_PORT": str(self.port),
+            "HTTP_PORT": str(port),
             "LOG_LEVEL": "WARNING",
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__("sla", f"exec {sys.executable} -m sla", env, port, log=None)
 
-    def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "sla"], env=self.env, cwd=ROOT)
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM, as an orchestrator stops it; SIGKILL if it has not stopped within 20 s (the test fails then)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError("the sla process did not stop within 20 s of SIGTERM") from None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+    def stop(self, timeout_s: float = 20) -> bool:
+        """SIGTERM, as an orchestrator stops it; the test fails if it has not stopped within 20 s."""
+        assert super().stop(timeout_s), "the sla process did not stop within 20 s of SIGTERM"
+        return True
 
     def metric(self, name: str) -> float:
         response = httpx.get(f"http://127.0.0.1:{self.port}/metrics", headers=bearer(ADMIN), timeout=10)
@@ -340,7 +316,7 @@ def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str
             lambda: sum(e["event_type"] == "sla.clock_started" for e in sla_events(kafka_bootstrap, ids)) == 80,
             what="every clock started before the kill",
         )
-        service.kill()
+        service.kill9()
         service.start()
         eventually(service.ready, timeout_s=60, what="sla process ready again")
 
