@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
@@ -56,7 +55,10 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 settings,
                 group_id=settings.consumer_group,
                 client_id="sla",
-                partition_assignment_strategy=(directory, RoundRobinPartitionAssignor),
+                # One assignor only: aiokafka 0.14 sends one JoinGroup per assignor, each with a longer list of
+                # protocols, and the broker takes each later one as changed metadata and rebalances again: two
+                # members doing so kept a group rebalancing for minutes (aio-libs/aiokafka#1168).
+                partition_assignment_strategy=(directory,),
             ),
             "consumer",
         )

@@ -8,7 +8,7 @@ moved its next alarm is stale and skipped when popped, so updating a ticket neve
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from datetime import datetime
 
 from ticketstream_shared.contract import TicketEvent
@@ -63,11 +63,12 @@ class Timekeeper:
             events.extend(raised)
         return events
 
-    def catch_up(self, now: datetime) -> list[SlaEvent]:
-        """Advance every ticket to `now` (after a rebuild): what fell due while no worker held the tickets is
-        raised, and configuration changes since their last event reach them."""
+    def catch_up(self, now: datetime, partitions: Set[int]) -> list[SlaEvent]:
+        """Advance the tickets of `partitions` (just rebuilt) to `now`: what fell due while no worker held them is
+        raised, and configuration changes since their last event reach them. (The other tickets' alarms and
+        changes are the next tick's.)"""
         events: list[SlaEvent] = []
-        for ticket_id, state in list(self._tickets.items()):
+        for ticket_id, state in [(t, s) for t, s in self._tickets.items() if self._partition_of[t] in partitions]:
             after, caused = advance(state, now, self.agreements)
             self._store(state, after, self._partition_of[ticket_id])
             events.extend(caused)

@@ -101,8 +101,8 @@ class ClockWorker:
         #: Per partition taken over: below this offset the group had acknowledged every record, so a poison one
         #: replayed from there is already in the dead-letter topic.
         self._dead_letter_from: dict[TopicPartition, int] = {}
-        #: A take-over is done: once its replay is, what fell due while no worker held its partitions is raised.
-        self._catch_up_due = False
+        #: Partitions taken over: once their replay is done, what fell due while no worker held them is raised.
+        self._catch_up_due: set[int] = set()
         #: Counts rebuilds; `_rebuilt_at` says at which count each partition was last started over. Records
         #: fetched before that are stale (read from the committed offset, not from the beginning) and dropped.
         self._rebuilds = 0
@@ -151,8 +151,8 @@ class ClockWorker:
                 await self._publish(decided)
                 continue
             if self._catch_up_due and not self._rebuild_until:
-                self._catch_up_due = False
-                decided.extend(self.timekeeper.catch_up(self._now()))
+                decided.extend(self.timekeeper.catch_up(self._now(), self._catch_up_due))
+                self._catch_up_due = set()
                 await self._publish(decided)
                 await self._save()
                 if not (self._preparing or self._catch_up_due or self._rebuild_until):
@@ -204,6 +204,7 @@ class ClockWorker:
             self._rebuilt_at.pop(tp, None)
             self._rebuild_until.pop(tp, None)
             self._dead_letter_from.pop(tp, None)
+            self._catch_up_due.discard(tp.partition)
             self._next_offset.pop(tp.partition, None)
             self._sla_offset.pop(tp.partition, None)
             self._checkpointed.pop(tp.partition, None)
@@ -272,7 +273,7 @@ class ClockWorker:
             self._dead_letter_from[tp] = acknowledged[tp] or checkpoint.tickets_offset
             if ends[tp] > checkpoint.tickets_offset:
                 self._rebuild_until[tp] = ends[tp]
-        self._catch_up_due = self._catch_up_due or bool(partitions)
+        self._catch_up_due.update(tp.partition for tp in partitions)
         self._preparing.difference_update(partitions)
         self._consumer.resume(*partitions)
 

@@ -53,10 +53,26 @@ def test_a_restored_worker_decides_what_the_original_would_have() -> None:
 def test_only_tickets_that_changed_are_due_a_snapshot() -> None:
     story = Story()
     assert [state.ticket_id for _, state in story.keeper.take_changed()] == [story.ticket_id]
-    story.keeper.catch_up(T0 + MINUTE)  # time passed, no alarm due: nothing to write
+    story.keeper.catch_up(T0 + MINUTE, {0})  # time passed, no alarm due: nothing to write
     assert story.keeper.take_changed() == []
     story.status(T0 + 2 * MINUTE, "new", "waiting_on_customer")
     assert [state.ticket_id for _, state in story.keeper.take_changed()] == [story.ticket_id]
+
+
+def test_a_catch_up_advances_only_the_partitions_just_rebuilt_and_the_next_tick_the_others() -> None:
+    """After a take-over only the restored tickets missed time; the tickets held all along are the tick's."""
+    held, taken_over = Story(), Story()
+    keeper = Timekeeper(held.keeper.agreements)
+    keeper.restore(held.state, 0)
+    keeper.restore(taken_over.state, 1)
+    breach = T0 + 2 * HOUR  # both tickets' first-response warnings and breach are past due
+
+    caught_up = keeper.catch_up(breach, {1})
+    assert {event.ticket_id for event in caught_up} == {taken_over.ticket_id}
+    assert [e.event_id for e in caught_up] == [e.event_id for e in taken_over.keeper.catch_up(breach, {0})]
+    ticked = keeper.tick(breach)
+    assert {event.ticket_id for event in ticked} == {held.ticket_id}
+    assert [e.event_id for e in ticked] == [e.event_id for e in held.keeper.tick(breach)]
 
 
 def test_a_snapshot_naming_a_calendar_version_unknown_here_is_refused() -> None:

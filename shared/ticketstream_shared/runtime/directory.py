@@ -4,8 +4,7 @@ ticket it does not hold can pass the question to the one that does.
 The group's assignor carries it: every member puts its HTTP address in its subscription (the protocol's user
 data), and the leader, after assigning partitions round robin as the default assignor does, hands every member the
 whole map of partition -> address along with its own partitions. No registry, no extra topic: the map changes
-exactly when the assignment does. Members that do not know this assignor (a rolling upgrade) fall back to plain
-round robin, listed second.
+exactly when the assignment does. It is the group's only assignor (see the sla composition root for why).
 """
 
 from __future__ import annotations
