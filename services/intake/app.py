@@ -17,6 +17,7 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
+from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .desk import Desk
@@ -50,6 +51,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    stopping = asyncio.Event()
     inbound = EventConsumer(
         settings,
         service="intake",
@@ -105,8 +107,11 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
             asyncio.create_task(consuming("owner", own, group_id=settings.owners_group)),
         ]
+        for task in tasks:
+            stop_the_service_if_it_fails(task, stopping.is_set)
         async with inbound.running():
             yield
+        stopping.set()
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,7 +121,6 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     def readiness() -> dict[str, bool]:
         return {
-            "workers_running": bool(tasks) and not any(t.done() and not t.cancelled() and t.exception() for t in tasks),
             "kafka": event_log.producer is not None,
             "ticket_log_read": ledger.caught_up.is_set(),
             "assignments_read": assignments_read.is_set(),

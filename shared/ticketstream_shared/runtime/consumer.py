@@ -31,6 +31,7 @@ from .kafka import (
 )
 from .logging import correlated
 from .settings import ServiceSettings
+from .supervision import stop_the_service_if_it_fails
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class EventConsumer:
     async def running(self, drain_timeout_s: float = 15.0) -> AsyncIterator[None]:
         """Consume while the context is open (a service's lifespan); on exit, drain and leave the group."""
         task = self._task = asyncio.create_task(self.run(), name=f"{self._service}-consumer")
+        stop_the_service_if_it_fails(task, self._stopping.is_set)  # a handler's defect: not a consumer gone quiet
         try:
             yield
         finally:
