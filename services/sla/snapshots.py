@@ -86,27 +86,40 @@ def _clock(clock: Clock) -> dict[str, Any]:
 TermsSeen = dict[tuple[object, ...], Terms]
 
 
+#: Enum members by value: a dict lookup is a fifth of the enum's own call, and a restore makes six per ticket.
+_PRIORITIES = {member.value: member for member in Priority}
+_TICKET_STATUSES = {member.value: member for member in TicketStatus}
+_METRICS = {member.value: member for member in SlaMetric}
+_CLOCK_STATUSES = {member.value: member for member in ClockStatus}
+
+
 def decode(raw: bytes, agreements: Agreements, terms_seen: TermsSeen | None = None) -> TicketClocks:
     seen: TermsSeen = {} if terms_seen is None else terms_seen
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode())
         return TicketClocks(
             ticket_id=data["ticket_id"],
             client_id=data["client_id"],
             requester_id=data["requester_id"],
-            facts=TicketFacts(data["client_id"], Priority(data["priority"]), data["category"]),
-            status=TicketStatus(data["status"]),
+            facts=TicketFacts(data["client_id"], _PRIORITIES[data["priority"]], data["category"]),
+            status=_TICKET_STATUSES[data["status"]],
             version=data["version"],
             as_of=datetime.fromisoformat(data["as_of"]),
             clocks=tuple(_restored_clock(clock, agreements, seen) for clock in data["clocks"]),
         )
-    except (ValueError, KeyError, TypeError) as error:
-        raise UnreadableSnapshot(str(error)) from error
+    except UnreadableSnapshot:
+        raise
+    except (ValueError, KeyError, TypeError) as error:  # KeyError: a field missing, or a value no member has
+        raise UnreadableSnapshot(f"{type(error).__name__}: {error}") from error
 
 
 def _restored_clock(data: dict[str, Any], agreements: Agreements, seen: TermsSeen) -> Clock:
     key = (
-        *(data[name] for name in ("policy_id", "policy_version", "calendar_id", "calendar_version", "target_us")),
+        data["policy_id"],
+        data["policy_version"],
+        data["calendar_id"],
+        data["calendar_version"],
+        data["target_us"],
         tuple(data["thresholds"]),
         tuple(data["pause_statuses"]),
     )
@@ -124,9 +137,9 @@ def _restored_clock(data: dict[str, Any], agreements: Agreements, seen: TermsSee
         )
     terms = seen[key]
     return Clock(
-        metric=SlaMetric(data["metric"]),
+        metric=_METRICS[data["metric"]],
         terms=terms,
-        status=ClockStatus(data["status"]),
+        status=_CLOCK_STATUSES[data["status"]],
         elapsed=timedelta(microseconds=data["elapsed_us"]),
         since=datetime.fromisoformat(data["since"]),
         deadline=datetime.fromisoformat(data["deadline"]),

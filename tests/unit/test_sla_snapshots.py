@@ -82,6 +82,8 @@ def test_a_snapshot_naming_a_calendar_version_unknown_here_is_refused() -> None:
         snapshots.decode(raw, Agreements.with_defaults())
     with pytest.raises(UnreadableSnapshot):
         snapshots.decode(b"{not json", story.keeper.agreements)
+    with pytest.raises(UnreadableSnapshot, match="P9"):  # a priority this version does not know
+        snapshots.decode(raw.replace(b'"P2"', b'"P9"'), story.keeper.agreements)
 
 
 def test_a_checkpoint_reads_back_equal() -> None:
