@@ -23,7 +23,7 @@ run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
 
 install: $(INSTALLED) $(KAFKA_JARS) $(CHROMIUM)
 
-$(INSTALLED): requirements.lock pyproject.toml shared/pyproject.toml
+$(INSTALLED): requirements.lock requirements-runtime.lock pyproject.toml shared/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
 	$(UV) pip install --python $(PY) -q -r requirements.lock
@@ -68,8 +68,11 @@ bench: install
 schemas: install
 	$(PY) -m ticketstream_shared.contract.schema shared/schemas
 
+# Two locks: requirements.lock (development and tests, what `make install` installs) and requirements-runtime.lock
+# (what the image installs), the second resolved within the first so that every pin they share is the same.
 lock: $(INSTALLED)
 	$(UV) pip compile -q requirements.in -o requirements.lock --python-version 3.11
+	$(UV) pip compile -q requirements-runtime.in -c requirements.lock -o requirements-runtime.lock --python-version 3.11
 
 kafka: install
 	$(PY) -m deploy.kafka.launcher run --data-dir .local/kafka/data --port 9092

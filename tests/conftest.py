@@ -18,11 +18,22 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from deploy.kafka.launcher import LocalKafka, free_ports
 from ticketstream_shared.runtime.kafka_admin import ensure_topics, wait_for_broker
+
+#: Every failing example hypothesis (and schemathesis, which runs on it) finds is kept here, in the repository, and
+#: replayed first on every later run: commit what a red run adds, and the failure follows the fix to every clone.
+#: Generation stays random, in CI too (hypothesis's own "ci" profile would derandomize it and drop the database).
+EXAMPLES = DirectoryBasedExampleDatabase(Path(__file__).parent / "hypothesis-examples")
+settings.register_profile("ticketstream", database=EXAMPLES, derandomize=False, print_blob=True)
+settings.load_profile("ticketstream")
+
 
 #: The same release as deploy/kafka/pom.xml, so both paths test against one broker version.
 KAFKA_IMAGE = "apache/kafka:4.4.0"

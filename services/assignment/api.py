@@ -1,10 +1,15 @@
 """Assignment's HTTP routes: check the caller, turn the request into a team-log record, append it, answer.
 
 A write answers 200 with the new state once this process has read its record back from the team log (so a GET
-right after sees it), or 202 if that takes longer than WRITE_VISIBLE_S. Reads come from the desk.
+right after sees it), or 202 if that takes longer than WRITE_VISIBLE_S. A roster change (technician, shift,
+routing rule, team strategy) that would change nothing appends nothing and answers 200 with the state as it is and
+`Idempotent-Replayed: true`. Reads come from the desk.
 (No postponed annotations in this module: FastAPI must see the `Caller` dependency, which is made per app.)
 """
 
+import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -31,9 +36,10 @@ from ticketstream_shared.contract.assignment import (
 )
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.runtime.auth import Principal, require_role
+from ticketstream_shared.runtime.ids import IdSpace
 from ticketstream_shared.runtime.logging import correlation_id
 
-from .desk import Desk
+from .desk import CategoryRule, Desk
 from .domain import Team, Technician
 from .records import PRODUCER, ManualAssignmentData, ManualAssignmentRequested
 from .teamlog import TeamLog
@@ -44,6 +50,9 @@ READERS = (Role.ADMIN, Role.MANAGER, Role.TECHNICIAN, Role.INTEGRATION)
 WRITE_VISIBLE_S = 5.0
 
 PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+#: uuid5 namespace of roster changes (see `roster_change_id`).
+ROSTER_CHANGE_IDS = IdSpace(uuid.UUID("3f8a6d21-7c4e-4b9a-8e15-c2d0b7a9e641"))
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class TechnicianBody(BaseModel):
@@ -81,6 +90,24 @@ class ManualBody(BaseModel):
     technician_id: Identifier
 
 
+def roster_change_id(record: type[TeamLogEvent], subject: str, basis: str, data: BaseModel) -> uuid.UUID:
+    """A roster change's event id from what it changes: the record's type, its subject, what it was judged against
+    (`basis`) and its content. The same PUT taken by two processes that have read the team log as far (or retried
+    before the first was read back) gets one id: the twin is recognisable, and folding it changes nothing."""
+    content = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return ROSTER_CHANGE_IDS(f"{record.model_fields['event_type'].default}/{subject}/{basis}/{content}")
+
+
+def same_profile(technician: Technician, profile: TechnicianProfileData) -> bool:
+    """Whether the profile is the technician's as it is (skills are a set: their order says nothing)."""
+    known = (technician.name, technician.team, technician.tier, technician.skills, technician.capacity)
+    return known == (profile.name, profile.team, profile.tier, frozenset(profile.skills), profile.capacity)
+
+
+def unchanged(view: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(view, headers=REPLAYED)
+
+
 def technician_view(technician: Technician, team: Team) -> dict[str, Any]:
     load = team.load_of(technician.technician_id)
     return {
@@ -112,9 +139,13 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
     desk: Desk = team_log.desk
     router = APIRouter(prefix="/v1", tags=["assignment"])
 
-    def envelope() -> dict[str, Any]:
+    #: Judging a roster change and appending it happen in turn in this process, so a retry racing with the request
+    #: it repeats finds it done (roster changes are rare: one at a time costs nothing).
+    one_roster_change_at_a_time = asyncio.Lock()
+
+    def envelope(event_id: uuid.UUID | None = None) -> dict[str, Any]:
         return {
-            "event_id": uuid.uuid4(),
+            "event_id": event_id or uuid.uuid4(),
             "occurred_at": clock(),
             "producer": PRODUCER,
             "correlation_id": correlation_id.get() or str(uuid.uuid4()),
@@ -130,6 +161,11 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
             return JSONResponse(view())
         return JSONResponse({"status": "accepted"}, status_code=status.HTTP_202_ACCEPTED)
 
+    def revision_of(team: str) -> str:
+        """The basis of a change judged against a team's roster: its name and how many roster changes it took."""
+        known = desk.teams.get(team)
+        return f"{team}@{known.roster_revision if known else 0}"
+
     def known_technician(technician_id: str) -> Technician:
         technician = ready_desk().technician(technician_id)
         if technician is None:
@@ -143,21 +179,30 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
     @router.put("/technicians/{technician_id}")
     async def put_technician(technician_id: PathId, body: TechnicianBody, caller: Caller) -> JSONResponse:
         require_role(caller, *ROSTER_WRITERS)
-        before = ready_desk().technician(technician_id)
-        records: list[TeamLogEvent] = []
-        if before is not None and before.team != body.team:
-            moved = TechnicianTransferredData(technician_id=technician_id, from_team=before.team, to_team=body.team)
-            records.append(TechnicianTransferred(**envelope(), data=moved))
         profile = TechnicianProfileData(technician_id=technician_id, **body.model_dump())
-        records.append(TechnicianProfiled(**envelope(), data=profile))
-        return await write(records, lambda: current_view(technician_id))
+        async with one_roster_change_at_a_time:
+            before = ready_desk().technician(technician_id)
+            if before is not None and same_profile(before, profile):
+                return unchanged(current_view(technician_id))
+            basis = revision_of(before.team if before else body.team)
+            change = roster_change_id(TechnicianProfiled, technician_id, basis, profile)
+            records: list[TeamLogEvent] = []
+            if before is not None and before.team != body.team:
+                moved = TechnicianTransferredData(technician_id=technician_id, from_team=before.team, to_team=body.team)
+                records.append(TechnicianTransferred(**envelope(ROSTER_CHANGE_IDS(f"{change}/moved")), data=moved))
+            records.append(TechnicianProfiled(**envelope(change), data=profile))
+            return await write(records, lambda: current_view(technician_id))
 
     @router.post("/technicians/{technician_id}/shift")
     async def change_shift(technician_id: PathId, body: ShiftBody, caller: Caller) -> JSONResponse:
         require_role(caller, *ROSTER_WRITERS)
-        technician = known_technician(technician_id)
-        shift = ShiftChangedData(technician_id=technician_id, team=technician.team, on_shift=body.on_shift)
-        return await write([ShiftChanged(**envelope(), data=shift)], lambda: current_view(technician_id))
+        async with one_roster_change_at_a_time:
+            technician = known_technician(technician_id)
+            if technician.on_shift == body.on_shift:
+                return unchanged(current_view(technician_id))
+            shift = ShiftChangedData(technician_id=technician_id, team=technician.team, on_shift=body.on_shift)
+            change = roster_change_id(ShiftChanged, technician_id, revision_of(technician.team), shift)
+            return await write([ShiftChanged(**envelope(change), data=shift)], lambda: current_view(technician_id))
 
     @router.get("/technicians/{technician_id}")
     async def get_technician(technician_id: PathId, caller: Caller) -> JSONResponse:
@@ -174,9 +219,17 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
     @router.put("/routing/categories/{category}")
     async def route_category(category: PathId, body: CategoryBody, caller: Caller) -> JSONResponse:
         require_role(caller, *ROSTER_WRITERS)
-        ready_desk()
         rule = CategoryRoutedData(category=category, team=body.team, skill=body.skill or category)
-        return await write([CategoryRouted(**envelope(), data=rule)], lambda: category_view(category))
+        async with one_roster_change_at_a_time:
+            before = ready_desk().rules.get(category)
+            if before == CategoryRule(rule.team, rule.skill):
+                return unchanged(category_view(category))
+            # The desk keeps no revision of its rules (a plain table) and the rule replaced may come back (A, B, A,
+            # B...): the moment of the request keeps each change's id its own. A twin from another process is
+            # then told by its content, and folding it changes nothing (the rule is the same, nothing waits).
+            basis = f"{before.team}/{before.skill}" if before else "none"
+            change = roster_change_id(CategoryRouted, category, f"{basis}@{clock().isoformat()}", rule)
+            return await write([CategoryRouted(**envelope(change), data=rule)], lambda: category_view(category))
 
     def category_view(category: str) -> dict[str, Any]:
         rule = ready_desk().rules.get(category)
@@ -197,7 +250,14 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
             errors = [{"field": "strategy", "message": "manual is not a team strategy; use POST /v1/assignments"}]
             return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
         chosen = TeamStrategyChosenData(team=team, strategy=body.strategy)
-        return await write([TeamStrategyChosen(**envelope(), data=chosen)], lambda: team_view(desk.team(team)))
+        async with one_roster_change_at_a_time:
+            known = desk.teams.get(team)
+            if known is not None and known.strategy is body.strategy:
+                return unchanged(team_view(known))
+            change = roster_change_id(TeamStrategyChosen, team, revision_of(team), chosen)
+            return await write(
+                [TeamStrategyChosen(**envelope(change), data=chosen)], lambda: team_view(desk.team(team))
+            )
 
     @router.get("/routing/teams/{team}")
     async def get_team(team: PathId, caller: Caller) -> JSONResponse:

@@ -243,6 +243,9 @@ class Team:
     #: Tickets nobody could take (or an escalated one still with a lower tier), tried again on roster changes.
     backlog: dict[str, None] = field(default_factory=dict)
     last_served: str | None = None
+    #: How many roster changes the team has taken (profiles, transfers out, shifts, strategies): the same in every
+    #: process that has read its log as far, and only ever growing, so a roster change's event id derives from it.
+    roster_revision: int = 0
     _roster: tuple[Technician, ...] | None = field(default=None, repr=False, compare=False)
     _on_shift: dict[int, tuple[Technician, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -308,33 +311,46 @@ class Team:
 
     # roster
 
+    # A roster change that changes nothing (the same record appended twice: two processes taking one PUT, a retry)
+    # returns at once: nothing to decide again, no revision taken.
+
     def profile(self, technician: Technician) -> None:
         known = self.technicians.get(technician.technician_id)
-        self.technicians[technician.technician_id] = replace(technician, on_shift=known.on_shift if known else False)
-        self._roster = None
+        profiled = replace(technician, on_shift=known.on_shift if known else False)
+        if profiled == known:
+            return
+        self.technicians[technician.technician_id] = profiled
+        self._roster_changed()
         self._retry_backlog()
+
+    def _roster_changed(self) -> None:
+        self._roster = None
+        self.roster_revision += 1
 
     def transfer_out(self, technician_id: str) -> None:
         """The technician moved to another team: every open ticket of theirs here goes back to this team."""
         if self.technicians.pop(technician_id, None) is not None:
-            self._roster = None
+            self._roster_changed()
             self._hand_back(technician_id, keep=lambda _: False)
             self.loads.pop(technician_id, None)
 
     def shift(self, technician_id: str, on_shift: bool) -> None:
         """Off shift: tickets not yet in progress go back to the team; in-progress ones stay with the technician."""
         known = self.technicians.get(technician_id)
-        if known is None:
+        if known is None or known.on_shift == on_shift:
             return
         self.technicians[technician_id] = replace(known, on_shift=on_shift)
-        self._roster = None
+        self._roster_changed()
         if on_shift:
             self._retry_backlog()
         else:
             self._hand_back(technician_id, keep=lambda ticket: ticket.status is TicketStatus.IN_PROGRESS)
 
     def choose_strategy(self, strategy: Strategy) -> None:
+        if strategy == self.strategy:
+            return
         self.strategy = strategy
+        self.roster_revision += 1
         self._retry_backlog()
 
     # tickets

@@ -35,7 +35,6 @@ from .domain import (
     AddComment,
     ChangeStatus,
     Command,
-    CommandContext,
     CorrectWorklog,
     CreateTicket,
     DomainError,
@@ -44,6 +43,7 @@ from .domain import (
     InvalidCommand,
     LifecycleRules,
     NotPermitted,
+    NotReady,
     RecordCsat,
     RecordWorklog,
     Ticket,
@@ -55,17 +55,35 @@ from .domain import (
     child_id_for,
     evolve,
 )
-from .ledger import NotReady
+from .idempotency import request_context
 from .timeline import timeline
 
+#: The status of every refusal intake gives (domain.REFUSALS), each named: a refusal without one is a defect of
+#: ours and answers 500, never a guessed 409.
 STATUS_OF: dict[type[DomainError], int] = {
-    NotReady: status.HTTP_503_SERVICE_UNAVAILABLE,
     TicketNotFound: status.HTTP_404_NOT_FOUND,
     VersionConflict: status.HTTP_409_CONFLICT,
     IdempotencyKeyReused: status.HTTP_409_CONFLICT,
     IllegalTransition: status.HTTP_409_CONFLICT,
     NotPermitted: status.HTTP_403_FORBIDDEN,
+    InvalidCommand: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    NotReady: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
+#: How long a caller told "not ready" should wait: intake catches up or takes over partitions within seconds.
+RETRY_AFTER_S = 1
+
+
+def refusal_response(refusal: DomainError) -> JSONResponse:
+    """A refusal as its status and a body that says why: the field for a 422, what differs for a reused key."""
+    content: dict[str, Any] = {"detail": str(refusal)}
+    headers: dict[str, str] = {}
+    if isinstance(refusal, InvalidCommand):
+        content = {"detail": "invalid request", "errors": [{"field": refusal.field_name, "message": refusal.message}]}
+    elif isinstance(refusal, IdempotencyKeyReused):
+        content["differs"] = list(refusal.differs)
+    elif isinstance(refusal, NotReady):
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return JSONResponse(content, status_code=STATUS_OF[type(refusal)], headers=headers)
 
 
 RequestKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
@@ -121,6 +139,17 @@ def comment_view(event: CommentAdded) -> dict[str, Any]:
     }
 
 
+def install_refusals(app: FastAPI) -> None:
+    """Answer each refusal in STATUS_OF by refusal_response; any other error stays a 500."""
+
+    async def refused(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, DomainError)
+        return refusal_response(error)
+
+    for refusal in STATUS_OF:
+        app.add_exception_handler(refusal, refused)
+
+
 def _expected_version(if_match: str | None) -> int | None:
     return int(if_match.removeprefix("W/").strip('"')) if if_match else None
 
@@ -154,13 +183,13 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
 
     async def execute(command: Command, principal: Principal, request_key: str | None) -> tuple[Ticket, bool]:
         """Run `command` for `principal`; returns the ticket after it and whether it was a replay."""
-        scope = f"{principal.name}\x00{command.ticket_id}"
-        context = CommandContext(
+        context = request_context(
+            command,
+            caller=principal.name,
+            request_key=request_key,
             now=clock(),
             correlation_id=correlation_id.get() or str(uuid.uuid4()),
-            command_id=f"{scope}\x00{request_key}" if request_key else str(uuid.uuid4()),
             actor=Actor(principal.role, principal.requester_id),
-            request_key=request_key,
             rules=rules,
         )
         return await desk.execute(command, context)
@@ -255,7 +284,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         await visible_ticket(ticket_id, principal)
         if principal.role is Role.REQUESTER and body.author_id != principal.requester_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters comment only in their own name")
-        comment_id = child_id_for(ticket_id, request_key)
+        comment_id = child_id_for(principal.name, ticket_id, request_key)
         command = AddComment(
             ticket_id=ticket_id,
             comment_id=comment_id,
@@ -281,7 +310,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
     ) -> JSONResponse:
         require_role(principal, *STAFF)
         await visible_ticket(ticket_id, principal)
-        worklog_id = child_id_for(ticket_id, request_key)
+        worklog_id = child_id_for(principal.name, ticket_id, request_key)
         command = RecordWorklog(
             ticket_id=ticket_id,
             worklog_id=worklog_id,
@@ -344,9 +373,4 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
 
     app.include_router(router)
 
-    @app.exception_handler(DomainError)
-    async def refused(_: Request, error: Exception) -> JSONResponse:
-        if isinstance(error, InvalidCommand):
-            fields = [{"field": error.field_name, "message": error.message}]
-            return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": fields})
-        return JSONResponse(status_code=STATUS_OF.get(type(error), 409), content={"detail": str(error)})
+    install_refusals(app)

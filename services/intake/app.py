@@ -21,9 +21,10 @@ from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .desk import Desk
-from .domain import LifecycleRules
+from .domain import LifecycleRules, NotReady
+from .idempotency import RequestKeys
 from .inbound import InboundRequests, decode_request
-from .ledger import NotReady, TicketLedger
+from .ledger import TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
 from .settings import IntakeSettings
@@ -35,7 +36,7 @@ def utc_now() -> datetime:
 
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
-    ledger = TicketLedger(event_log)
+    ledger = TicketLedger(event_log, RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock))
     positions = LogPositions()
     #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
     lookups: dict[str, AIOKafkaConsumer] = {}

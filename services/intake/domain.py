@@ -35,6 +35,7 @@ from ticketstream_shared.contract import (
 from ticketstream_shared.contract.events import (
     CommentAddedData,
     CsatRecordedData,
+    KeyedRequest,
     StatusChangedData,
     TicketCreatedData,
     TicketFields,
@@ -87,6 +88,11 @@ class VersionConflict(DomainError):
 class IdempotencyKeyReused(DomainError):
     """A request key came back with a different request than the one it first named."""
 
+    def __init__(self, message: str, differs: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        #: What differs from the first request: "operation", "target", or "body.<field>".
+        self.differs = differs
+
 
 class IllegalTransition(DomainError):
     """The command does not fit where the ticket is in its lifecycle."""
@@ -103,6 +109,23 @@ class InvalidCommand(DomainError):
         super().__init__(f"{field_name}: {message}")
         self.field_name = field_name
         self.message = message
+
+
+class NotReady(DomainError):
+    """Intake cannot answer yet (it is reading the log, or its partitions are changing hands): retry shortly."""
+
+
+#: Every refusal intake gives. Each has its HTTP status (api.STATUS_OF) and travels between replicas by its
+#: name (owners.py); a test keeps the three in step.
+REFUSALS: tuple[type[DomainError], ...] = (
+    TicketNotFound,
+    VersionConflict,
+    IdempotencyKeyReused,
+    IllegalTransition,
+    NotPermitted,
+    InvalidCommand,
+    NotReady,
+)
 
 
 # --- state -----------------------------------------------------------------------------------------------------
@@ -145,7 +168,6 @@ class Ticket:
     # events costs no more per event than a new one (plain dict/frozenset/tuple copies were O(n) per event).
     worklogs: PMap[uuid.UUID, Worklog] = field(default_factory=pmap)
     comment_ids: PSet[uuid.UUID] = field(default_factory=pset)
-    request_keys: PSet[str] = field(default_factory=pset)
     #: Ids of every event of the ticket: a command decided again (redelivered to a new owner) derives the same
     #: event ids, and is recognised as done.
     event_ids: PSet[uuid.UUID] = field(default_factory=pset)
@@ -177,7 +199,10 @@ class LifecycleRules:
 
 @dataclass(frozen=True)
 class CommandContext:
-    """Who asks, when, and under which request key: everything `decide` needs from the outside world."""
+    """Who asks, when, and under which request key: everything `decide` needs from the outside world.
+
+    A keyed command's `command_id` derives from its key and from what it asks (idempotency.request_context), so
+    the same request decided again derives the same event ids, and another request under the same key others."""
 
     now: datetime
     correlation_id: str
@@ -185,14 +210,21 @@ class CommandContext:
     actor: Actor = Actor(Role.ADMIN)
     request_key: str | None = None
     rules: LifecycleRules = LifecycleRules()
+    request: KeyedRequest | None = None
 
     def event_id(self, ticket_id: str, index: int) -> uuid.UUID:
         return uuid.uuid5(EVENT_IDS, f"{ticket_id}\x00{self.command_id}\x00{index}")
 
 
-def child_id_for(ticket_id: str, request_key: str | None) -> uuid.UUID:
-    """The id of a worklog or comment: fresh, or the same for every retry of one keyed request."""
-    return uuid.uuid4() if request_key is None else uuid.uuid5(CHILD_IDS, f"{ticket_id}\x00{request_key}")
+#: The most events one command causes (a requester's reply to a waiting ticket: the comment and the status).
+MAX_EVENTS_PER_COMMAND = 2
+
+
+def child_id_for(caller: str, ticket_id: str, request_key: str | None) -> uuid.UUID:
+    """The id of a worklog or comment: fresh, or the same for every retry of one caller's keyed request."""
+    if request_key is None:
+        return uuid.uuid4()
+    return uuid.uuid5(CHILD_IDS, f"{caller}\x00{ticket_id}\x00{request_key}")
 
 
 @dataclass(frozen=True)
@@ -312,6 +344,7 @@ class _Decision:
                 producer=PRODUCER,
                 correlation_id=self._context.correlation_id,
                 request_id=self._context.request_key,
+                request=self._context.request,
                 data=data,
             )
         )
@@ -347,10 +380,6 @@ def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> 
         return _decide_create(ticket, command, context)
     if ticket is None:
         raise TicketNotFound(f"no ticket {command.ticket_id}")
-    if context.request_key is not None and context.request_key in ticket.request_keys:
-        if isinstance(command, RecordWorklog):
-            _check_same_worklog(ticket, command)
-        return []
     if context.event_id(command.ticket_id, 0) in ticket.event_ids:
         return []
     if context.actor.role is Role.REQUESTER and context.actor.actor_id != ticket.requester_id:
@@ -371,7 +400,7 @@ def _decide_create(ticket: Ticket | None, command: CreateTicket, context: Comman
     )
     if ticket is not None:
         if ticket.creation.data != data or ticket.client_id != command.client_id:
-            raise IdempotencyKeyReused("this request key was first used for a different ticket")
+            raise IdempotencyKeyReused("this request key was first used for a different ticket", ("body",))
         return []
     decision = _Decision(None, command, context, command.client_id)
     decision.add(TicketCreated, data)
@@ -415,8 +444,8 @@ def _decide_update(ticket: Ticket, command: UpdateTicket, context: CommandContex
 
 def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext, decision: _Decision) -> None:
     _check_version(ticket, command.expected_version)
-    if command.comment_id in ticket.comment_ids:
-        return
+    if command.comment_id in ticket.comment_ids:  # the same request again would have been recognised by its ids
+        raise IdempotencyKeyReused("this request key was first used for a different comment", ("body",))
     role = context.actor.role
     if role is Role.REQUESTER and not command.public:
         raise NotPermitted("requesters write public comments only")
@@ -453,23 +482,11 @@ def _worklog_data(command: RecordWorklog, context: CommandContext) -> WorklogRec
     )
 
 
-def _check_same_worklog(ticket: Ticket, command: RecordWorklog) -> None:
-    earlier = ticket.worklogs.get(command.worklog_id)
-    if earlier is not None and (earlier.technician_id, earlier.minutes, earlier.billable, earlier.note) != (
-        command.technician_id,
-        command.minutes,
-        command.billable,
-        command.note,
-    ):
-        raise IdempotencyKeyReused("this request key was first used for a different worklog")
-
-
 def _decide_worklog(ticket: Ticket, command: RecordWorklog, context: CommandContext, decision: _Decision) -> None:
     _require_staff(context, "log time")
     data = _worklog_data(command, context)
-    if command.worklog_id in ticket.worklogs:
-        _check_same_worklog(ticket, command)
-        return
+    if command.worklog_id in ticket.worklogs:  # the same request again would have been recognised by its ids
+        raise IdempotencyKeyReused("this request key was first used for a different worklog", ("body",))
     _check_version(ticket, command.expected_version)
     decision.add(WorklogRecorded, data)
 
@@ -534,12 +551,10 @@ _DECIDERS: dict[type, Any] = {
 
 
 def _advanced(ticket: Ticket, event: TicketEvent, **changes: Any) -> Ticket:
-    keys = ticket.request_keys.add(event.request_id) if event.request_id else ticket.request_keys
     return replace(
         ticket,
         version=event.aggregate_version,
         updated_at=event.occurred_at,
-        request_keys=keys,
         event_ids=ticket.event_ids.add(event.event_id),
         history=ticket.history.append(event),
         **changes,
@@ -569,7 +584,6 @@ def _(event: TicketCreated, ticket: Ticket | None) -> Ticket:
         created_at=event.occurred_at,
         updated_at=event.occurred_at,
         creation=event,
-        request_keys=pset([event.request_id]) if event.request_id else pset(),
         event_ids=pset([event.event_id]),
         history=pvector([event]),
     )
@@ -660,3 +674,21 @@ def fold(ticket: Ticket | None, events: list[TicketEvent]) -> Ticket | None:
     for event in events:
         ticket = evolve(event, ticket)
     return ticket
+
+
+def as_of(ticket: Ticket, version: int) -> Ticket:
+    """The ticket as it stood at `version` (what a request answered then), folded again from its history."""
+    if version >= ticket.version:
+        return ticket
+    earlier = fold(None, list(ticket.history[:version]))
+    assert earlier is not None
+    return earlier
+
+
+def replayed_version(ticket: Ticket | None, context: CommandContext) -> int | None:
+    """The version the command reached when it was carried out before (its events are in the ticket's history),
+    or None if it never was."""
+    if ticket is None or context.event_id(ticket.ticket_id, 0) not in ticket.event_ids:
+        return None
+    ids = {context.event_id(ticket.ticket_id, index) for index in range(MAX_EVENTS_PER_COMMAND)}
+    return max(event.aggregate_version for event in ticket.history if event.event_id in ids)

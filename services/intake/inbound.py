@@ -19,6 +19,7 @@ from ticketstream_shared.contract import InvalidEvent, Role
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.requests import BODY_OF, INBOUND_SCOPE, Body, InboundRequest, inbound_ticket_id
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
+from ticketstream_shared.runtime.retry import while_down
 
 from .desk import Desk
 from .domain import (
@@ -30,11 +31,12 @@ from .domain import (
     CreateTicket,
     DomainError,
     LifecycleRules,
+    NotReady,
     RecordWorklog,
     UpdateTicket,
     child_id_for,
 )
-from .ledger import NotReady
+from .idempotency import request_context
 
 
 def decode_request(raw: bytes) -> tuple[InboundRequest, Body]:
@@ -57,10 +59,11 @@ def to_command(request: InboundRequest, body: Body) -> Command:
         return CreateTicket(ticket_id=inbound_ticket_id(request.request_id), **fields)
     ticket_id = request.ticket_id
     assert ticket_id is not None  # decode_request checked it
+    child_id = child_id_for(INBOUND_SCOPE, ticket_id, request.request_id)
     if request.type == "add_comment":
-        return AddComment(ticket_id=ticket_id, comment_id=child_id_for(ticket_id, request.request_id), **fields)
+        return AddComment(ticket_id=ticket_id, comment_id=child_id, **fields)
     if request.type == "add_worklog":
-        return RecordWorklog(ticket_id=ticket_id, worklog_id=child_id_for(ticket_id, request.request_id), **fields)
+        return RecordWorklog(ticket_id=ticket_id, worklog_id=child_id, **fields)
     if request.type == "change_status":
         return ChangeStatus(ticket_id=ticket_id, **fields)
     return UpdateTicket(ticket_id=ticket_id, **fields)
@@ -87,12 +90,13 @@ class InboundRequests:
         rejections: Rejections = []
         for delivery, command in requests:
             request: InboundRequest = delivery.event[0]
-            context = CommandContext(
+            context = request_context(
+                command,
+                caller=INBOUND_SCOPE,
+                request_key=request.request_id,
                 now=self._clock(),
                 correlation_id=request.request_id,
-                command_id=f"{INBOUND_SCOPE}\x00{command.ticket_id}\x00{request.request_id}",
                 actor=Actor(Role.INTEGRATION),
-                request_key=request.request_id,
                 rules=self._rules,
             )
             await self._carry_out(delivery, command, context, rejections)
@@ -101,14 +105,10 @@ class InboundRequests:
     async def _carry_out(
         self, delivery: Delivery, command: Command, context: CommandContext, rejections: Rejections
     ) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                await self._desk.execute(command, context)
-                return
-            except NotReady:  # not the request's fault (e.g. partitions changing hands): try again
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except DomainError as refusal:
-                rejections.append((delivery, f"{type(refusal).__name__}: {refusal}"))
-                return
+        try:
+            # Not ready is not the request's fault (e.g. partitions changing hands): it is tried again.
+            async for attempt in while_down("the owner of the ticket", NotReady):
+                with attempt:
+                    await self._desk.execute(command, context)
+        except DomainError as refusal:
+            rejections.append((delivery, f"{type(refusal).__name__}: {refusal}"))

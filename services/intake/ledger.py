@@ -15,7 +15,8 @@ from typing import Protocol
 
 from ticketstream_shared.contract import TicketEvent
 
-from .domain import Command, CommandContext, DomainError, Ticket, decide, evolve, fold
+from .domain import Command, CommandContext, NotReady, Ticket, as_of, decide, evolve, fold, replayed_version
+from .idempotency import RequestKeys
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,10 @@ class EventLog(Protocol):
         """Return once the log has durably stored every event, in order."""
 
 
-class NotReady(DomainError):
-    """The ledger has not yet read the log to its end: answering now could contradict it."""
-
-
 class TicketLedger:
-    def __init__(self, event_log: EventLog) -> None:
+    def __init__(self, event_log: EventLog, keys: RequestKeys) -> None:
         self._event_log = event_log
+        self._keys = keys
         #: Set once the log has been read to the end it had at start-up.
         self.caught_up = asyncio.Event()
         self._tickets: dict[str, Ticket] = {}
@@ -44,6 +42,12 @@ class TicketLedger:
     def get(self, ticket_id: str) -> Ticket | None:
         self.require_caught_up()
         return self._tickets.get(ticket_id)
+
+    def at_version(self, ticket_id: str, version: int) -> Ticket:
+        """The ticket as it stood at `version`, which this ledger holds."""
+        ticket = self.get(ticket_id)
+        assert ticket is not None and ticket.version >= version
+        return as_of(ticket, version)
 
     def tickets(self) -> list[Ticket]:
         self.require_caught_up()
@@ -68,6 +72,7 @@ class TicketLedger:
         folded = evolve(event, current)
         if folded is not None:
             self._tickets[event.ticket_id] = folded
+        self._keys.note(event)
         applied, self._applied = self._applied, asyncio.Event()
         applied.set()
 
@@ -76,12 +81,13 @@ class TicketLedger:
         while (ticket := self._tickets.get(ticket_id)) is None or ticket.version < version:
             await self._applied.wait()
 
-    async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, list[TicketEvent]]:
-        """Decide `command`, append its events, and return the ticket after them with the events ([] when the
-        command had already been carried out: a retry)."""
+    async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, bool]:
+        """Decide `command` and append its events. Returns the ticket after them and False; or, when the command
+        had been carried out before (a retry), the ticket as that first outcome left it and True."""
         self.require_caught_up()
         with self._exclusive(command.ticket_id) as lock:
             async with lock:
+                self._keys.check(context)
                 ticket = self._tickets.get(command.ticket_id)
                 events = decide(ticket, command, context)
                 if events:
@@ -89,8 +95,12 @@ class TicketLedger:
                     ticket = fold(ticket, events)
                     assert ticket is not None
                     self._tickets[command.ticket_id] = ticket
+                    for event in events:
+                        self._keys.note(event)
+                    return ticket, False
                 assert ticket is not None
-                return ticket, events
+                first = replayed_version(ticket, context)
+                return (ticket, False) if first is None else (as_of(ticket, first), True)
 
     @contextmanager
     def _exclusive(self, ticket_id: str) -> Iterator[asyncio.Lock]:

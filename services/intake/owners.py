@@ -31,7 +31,7 @@ import uuid
 from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -45,8 +45,8 @@ from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_let
 from ticketstream_shared.runtime.logging import correlated
 
 from . import domain
-from .domain import Command, CommandContext, DomainError, InvalidCommand
-from .ledger import NotReady, TicketLedger
+from .domain import REFUSALS, Command, CommandContext, DomainError, IdempotencyKeyReused, InvalidCommand, NotReady
+from .ledger import TicketLedger
 from .log import LogPositions
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ MAX_DRAWS = 32
 COMMANDS = Counter("ticketstream_intake_commands_total", "Commands by where they were decided", ["path"])
 
 _COMMANDS: dict[str, type] = {kind.__name__: kind for kind in Command.__args__}  # type: ignore[attr-defined]
-_REFUSALS: dict[str, type[DomainError]] = {
-    kind.__name__: kind for kind in vars(domain).values() if isinstance(kind, type) and issubclass(kind, DomainError)
-}
+_REFUSALS: dict[str, type[DomainError]] = {kind.__name__: kind for kind in REFUSALS}
 _CONTEXT = TypeAdapter(CommandContext)
 _CALL_FIELDS = {"kind", "command", "context"}
 
@@ -78,9 +76,10 @@ class _Refused(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     call_id: str
-    refused: str
+    refused: Literal[tuple(_REFUSALS)]  # type: ignore[valid-type]
     message: str
     field: str | None = None
+    differs: list[str] | None = None
 
 
 _REPLY: TypeAdapter[_Decided | _Refused] = TypeAdapter(_Decided | _Refused)
@@ -120,10 +119,23 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
     return reply
 
 
-def _refusal_of(reply: dict[str, Any]) -> DomainError:
-    kind = _REFUSALS.get(reply["refused"], DomainError)
+def refusal_reply(refusal: DomainError) -> dict[str, Any]:
+    """How an owner tells the sender that (and why) it refused a command."""
+    reply: dict[str, Any] = {"refused": type(refusal).__name__, "message": str(refusal)}
+    if isinstance(refusal, InvalidCommand):
+        reply.update(field=refusal.field_name, message=refusal.message)
+    if isinstance(refusal, IdempotencyKeyReused):
+        reply.update(differs=list(refusal.differs))
+    return reply
+
+
+def refusal_of(reply: dict[str, Any]) -> DomainError:
+    """The refusal an owner replied with, as the same class with the same details."""
+    kind = _REFUSALS[reply["refused"]]
     if kind is InvalidCommand:
         return InvalidCommand(reply["field"], reply["message"])
+    if kind is IdempotencyKeyReused:
+        return IdempotencyKeyReused(reply["message"], tuple(reply.get("differs") or ()))
     return kind(reply["message"])
 
 
@@ -213,11 +225,9 @@ class CommandBus:
         COMMANDS.labels("forwarded").inc()
         reply = await self._ask_owner(command, context)
         if "refused" in reply:
-            raise _refusal_of(reply)
+            raise refusal_of(reply)
         await self._ledger.reached(command.ticket_id, reply["version"])
-        ticket = self._ledger.get(command.ticket_id)
-        assert ticket is not None
-        return ticket, reply["replayed"]
+        return self._ledger.at_version(command.ticket_id, reply["version"]), reply["replayed"]
 
     async def decide_if_owner(self, command: Command, context: CommandContext) -> tuple[domain.Ticket, bool] | None:
         if not self.partitions:
@@ -225,8 +235,7 @@ class CommandBus:
         async with self._ownership.deciding(partition_of(command.ticket_id, self.partitions)) as owner:
             if not owner:
                 return None
-            ticket, events = await self._ledger.execute(command, context)
-            return ticket, not events
+            return await self._ledger.execute(command, context)
 
     async def lookup(self, ticket_id: str) -> domain.Ticket | None:
         """The ticket as this replica knows it; on a miss, after reading its partition to the current end, since
@@ -281,9 +290,7 @@ class CommandBus:
                 try:
                     decided = await self.decide_if_owner(command, context)
                 except DomainError as refusal:
-                    reply: dict[str, Any] = {"refused": type(refusal).__name__, "message": str(refusal)}
-                    if isinstance(refusal, InvalidCommand):
-                        reply.update(field=refusal.field_name, message=refusal.message)
+                    reply = refusal_reply(refusal)
                 else:
                     if decided is None:  # the partition moved on meanwhile; its new owner gets the command again
                         return

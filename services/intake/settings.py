@@ -10,3 +10,9 @@ class IntakeSettings(ServiceSettings):
     inbound_group: str = Field(default="intake-inbound", description="Consumer group of tickets.inbound.")
     owners_group: str = Field(default="intake-owners", description="Consumer group deciding who owns which tickets.")
     reopen_window_days: int = Field(default=14, ge=0, description="How long a closed ticket may be reopened.")
+    idempotency_key_ttl_hours: int = Field(
+        default=168,
+        ge=1,
+        description="How long a request key (Idempotency-Key, an inbound request_id) stays bound to its first request: "
+        "a retry within it is answered with the first outcome, another request under the key is a 409.",
+    )

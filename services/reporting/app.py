@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
-from ticketstream_shared.runtime.consumer import Delivery, EventConsumer
+from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer
+from ticketstream_shared.runtime.kafka import kafka_is_down, make_consumer
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.retry import while_down
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from .api import reports_router
@@ -39,9 +40,10 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     )
     projector = Projector(warehouse, calendars)
 
-    async def project(batch: list[Delivery]) -> None:
-        await sla_config.read_to_end()  # so that worklogs are split by every calendar change made before them
-        await projector.project(batch)
+    async def project(batch: list[Delivery]) -> Rejections:
+        # So that worklogs are split by every calendar change made before them.
+        await while_down("Kafka (sla.config)", kafka_is_down)(sla_config.read_to_end)
+        return await projector.project(batch)
 
     consumer = EventConsumer(
         settings,

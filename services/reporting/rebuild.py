@@ -28,7 +28,7 @@ from ticketstream_shared.runtime.consumer import Decoder, Delivery
 from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
 
 from .business_hours import ClientCalendars
-from .projector import decoders, stored_rows
+from .projector import decided_rows, decoders, with_ledger_rows
 from .settings import ReportingSettings
 from .sla_config import read_changes
 from .warehouse import Warehouse
@@ -92,14 +92,17 @@ async def _project(
     batch_size: int,
 ) -> tuple[int, int]:
     """Replay into `warehouse`, inserting batch N while batch N+1 is read and decoded; returns (events, skipped).
-    Batch N+1's rows are computed once batch N is in, since its ledger rows depend on what the ledger holds."""
+    Batch N+1's rows are computed once batch N is in, since its ledger rows depend on what the ledger holds. An
+    event the projector refuses (the service dead-lettered it when it first read it) is skipped, as the service
+    does: the same path, so a rebuild gives the service's figures."""
     events = skipped = 0
     inserting: asyncio.Task[None] | None = None
     async for batch, not_events in replay(consumer, decoders(), start, until, batch_size):
-        events, skipped = events + len(batch), skipped + not_events
+        decided, refused = decided_rows(batch, calendars)
+        events, skipped = events + len(batch) - len(refused), skipped + not_events + len(refused)
         if inserting is not None:
             await inserting
-        rows = await stored_rows(warehouse, batch, calendars)
+        rows = await with_ledger_rows(warehouse, decided)
         inserting = asyncio.create_task(warehouse.insert(rows))
     if inserting is not None:
         await inserting

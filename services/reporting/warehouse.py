@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,15 +18,15 @@ from typing import Any, TypeVar
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError, error_name_from_body
+
+from ticketstream_shared.runtime.retry import while_down
 
 from .ledger import LedgerRow
 from .migrations import apply_migrations, read_migrations
 from .processors import Row, WorklogRow
 from .queries import statement_for
 from .reports import Report, ReportQuery, ReportsUnavailable
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -43,6 +42,51 @@ _NEWEST_LEDGER_ROWS = f"""
     WHERE worklog_id IN {{worklog_ids:Array(UUID)}}
     GROUP BY worklog_id
 """
+
+
+#: ClickHouse error codes that say the engine is short of something or lost a peer, not that the statement is
+#: wrong: the same statement succeeds once the server has recovered, so it is waited for.
+_BUSY_CODES = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED: the server was too slow this time
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY: a replicated table that lost its Keeper session
+        243,  # NOT_ENOUGH_SPACE: a full disk
+        252,  # TOO_MANY_PARTS: inserts faster than merges; the server asks to slow down
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        319,  # UNKNOWN_STATUS_OF_INSERT: the connection broke during an insert (a replay is deduplicated)
+        394,  # QUERY_WAS_CANCELLED: by a server shutting down (this code never cancels its queries)
+        999,  # KEEPER_EXCEPTION
+    }
+)
+
+
+def clickhouse_is_down(error: BaseException) -> bool:
+    """Whether `error`, raised by clickhouse-connect (HTTP or chDB), means ClickHouse is down or overloaded, and the
+    same call will succeed later. The one list of it: the projector and the start-up wait while it holds, reports
+    answer 503. Everything else clickhouse-connect raises says the code is wrong, and trying again would fail the
+    same way: SQL or tables that do not match the code (DatabaseError of any other code, e.g. 60 UNKNOWN_TABLE, 16
+    NO_SUCH_COLUMN_IN_TABLE), rows that do not fit their columns (DataError, raised before anything is sent), a
+    client used closed or not open (ProgrammingError).
+
+    - OperationalError: the HTTP transport failed (connection refused or reset, a timeout) or the server answered
+      429/503/504 after the client's own retries (driver/_backend/http_sync.py, httpcommon.build_http_error), and
+      its subclass StreamFailureError, a result stream broken off (HTTP or chDB).
+    - DatabaseError with a code of _BUSY_CODES: chDB wraps every engine error, and the HTTP client every error the
+      server answers, as DatabaseError(code=...) (driver/_backend/chdb_backend.py, _wrap_exception).
+    - chDB's directory locked by another process (one process only may open it, e.g. the previous instance still
+      stopping): clickhouse-connect raises ProgrammingError without a code, only its message tells.
+    """
+    if isinstance(error, OperationalError):
+        return True
+    if isinstance(error, ProgrammingError):
+        message = str(error)
+        return error_name_from_body(message) == "CANNOT_OPEN_FILE" and "Another server instance" in message
+    return isinstance(error, DatabaseError) and error.code in _BUSY_CODES
 
 
 class Warehouse:
@@ -70,21 +114,21 @@ class Warehouse:
         return await self._on_thread(self._open)
 
     async def open_when_reachable(self, stopping: asyncio.Event, max_delay_s: float = 5.0) -> bool:
-        """Open, trying again while the server does not answer (services wait for ClickHouse as for Kafka, instead
-        of exiting and taking `make run`'s other processes down with them); False if told to stop first."""
-        delay = 0.2
-        while not stopping.is_set():
-            try:
-                await self.open()
-                return True
-            except OperationalError as error:
-                log.warning(
-                    "ClickHouse not reachable yet", extra={"error": str(error).splitlines()[0], "retry_in_s": delay}
-                )
+        """Open, trying again while ClickHouse is down (services wait for ClickHouse as for Kafka, instead of exiting
+        and taking `make run`'s other processes down with them); False if told to stop first."""
+
+        async def wait_unless_stopping(seconds: float) -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(delay * 2, max_delay_s)
-        return False
+                await asyncio.wait_for(stopping.wait(), seconds)
+
+        async def open_unless_stopping() -> bool:
+            if stopping.is_set():
+                return False
+            await self.open()
+            return True
+
+        opening = while_down("ClickHouse", clickhouse_is_down, longest_wait_s=max_delay_s, sleep=wait_unless_stopping)
+        return await opening(open_unless_stopping)
 
     def _open(self) -> list[str]:
         self._client = clickhouse_connect.get_client(dsn=self._dsn, database=self._database)
@@ -159,11 +203,14 @@ class Warehouse:
         return await self._on_thread(self._select, sql, parameters)
 
     def _select(self, sql: str, parameters: dict[str, Any] | None) -> Report:
-        try:
-            result = self._open_client.query(sql, parameters=parameters)
-        except OperationalError as error:
-            raise ReportsUnavailable(f"ClickHouse does not answer: {error}") from error
+        result = self._open_client.query(sql, parameters=parameters)
         return Report(tuple(result.column_names), [tuple(row) for row in result.result_rows])
 
     async def report(self, query: ReportQuery) -> Report:
-        return await self.select(*statement_for(query))
+        """Raises ReportsUnavailable while ClickHouse is down (the caller answers 503), and anything else as is."""
+        try:
+            return await self.select(*statement_for(query))
+        except Exception as error:
+            if clickhouse_is_down(error):
+                raise ReportsUnavailable(f"ClickHouse does not answer: {type(error).__name__}") from error
+            raise

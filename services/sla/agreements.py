@@ -13,6 +13,7 @@ both are ordinary ids that an admin may PUT over (or deactivate) like any other.
 from __future__ import annotations
 
 import bisect
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,24 @@ class History(Generic[T]):
         """The version in effect at `moment`: of those effective by then, the latest made."""
         return version_in_force([(version.effective_at, version) for version in self.versions], moment)
 
+    def in_force_from(self, moment: datetime, value: T) -> Version[T] | None:
+        """The version in force at `moment`, if `value` is what is in force at `moment` and at every moment after
+        it; None otherwise. A change to `value` from `moment` on would then change nothing.
+
+        Future-dated versions count: a version made but not yet in effect is part of what the desk promised. So a
+        PUT of today's terms, effective now, while a different version waits for next week, is a change (being
+        the newest made, it takes the pending one back), and a PUT of next week's version for the same moment
+        again is not."""
+        current = self.at(moment)
+        if current is None or current.value != value:
+            return None
+        # What is in force changes only at the moments versions take effect: looking at those after `moment` is
+        # looking at every later moment.
+        later = [self.at(version.effective_at) for version in self.versions if version.effective_at > moment]
+        if any(version is None or version.value != value for version in later):
+            return None
+        return current
+
 
 @dataclass(frozen=True)
 class Terms:
@@ -125,6 +144,9 @@ class Agreements:
     #: terms_for's answers by (ticket facts, metric, how many change moments precede): between two change moments
     #: every history answers the same, so tickets alike share one Terms. Emptied by every change applied.
     _terms_cache: dict[tuple[TicketFacts, SlaMetric, int], Terms | None] = field(default_factory=dict)
+    #: The event ids folded so far: a change appended twice (two replicas taking the same PUT, a retry after a
+    #: timeout) carries the same id and counts once, so every reader numbers the versions alike.
+    _folded: set[uuid.UUID] = field(default_factory=set)
 
     @classmethod
     def with_defaults(cls) -> Agreements:
@@ -137,8 +159,16 @@ class Agreements:
 
     # --- folding sla.config -------------------------------------------------------------------------------------
 
-    def apply(self, change: SlaConfigEvent) -> Version[object]:
-        """Record a change read from sla.config; returns the version it became."""
+    def knows(self, change: SlaConfigEvent) -> bool:
+        """Whether a change with this event id is folded already."""
+        return change.event_id in self._folded
+
+    def apply(self, change: SlaConfigEvent) -> Version[object] | None:
+        """Record a change read from sla.config; returns the version it became, or None for a change already
+        folded (the same event id again)."""
+        if self.knows(change):
+            return None
+        self._folded.add(change.event_id)
         bisect.insort(self.change_moments, change.effective_at)
         self._terms_cache.clear()
         args = (change.effective_at, change.occurred_at, change.changed_by)

@@ -1,11 +1,14 @@
-"""The sla HTTP routes: calendars, policies and client agreements (every PUT a new version on sla.config, effective
-from `effective_at`, nothing overwritten), each ticket's clocks as people read them, and the what-if (a past period
+"""The sla HTTP routes: calendars, policies and client agreements (every PUT that changes something a new version on
+sla.config, effective from `effective_at`, nothing overwritten; one that changes nothing answers with the version
+in force and `Idempotent-Replayed: true`), each ticket's clocks as people read them, and the what-if (a past period
 replayed under a candidate policy or calendar, beside what happened; see whatif.py).
 
 (No postponed annotations in this module: FastAPI must see the `Caller` dependency, which is made per app.)
 """
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from ticketstream_shared.contract.sla import (
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 from ticketstream_shared.runtime.directory import ReplicaDirectory
+from ticketstream_shared.runtime.ids import IdSpace
 from ticketstream_shared.runtime.kafka import partition_of
 from ticketstream_shared.runtime.logging import correlation_id
 
@@ -49,6 +53,9 @@ FORWARDED_BY = "X-Forwarded-By-Replica"
 FORWARD_TIMEOUT_S = 5.0
 #: The longest period a what-if replays: a quarter, so one request cannot hold a worker for long.
 LONGEST_WHAT_IF = timedelta(days=93)
+#: uuid5 namespace of configuration changes (see `change_id`).
+CONFIG_CHANGE_IDS = IdSpace(uuid.UUID("9d3c2f6e-41b7-4c58-a0e2-6f1b8d7c5e30"))
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class _Effective(BaseModel):
@@ -174,6 +181,20 @@ async def _ask_holder(holder: str, request: Request) -> JSONResponse:
         ) from None
 
 
+def change_id(
+    kind: _Configurable, subject: str, history: History[Any] | None, data: BaseModel, effective_at: datetime | None
+) -> uuid.UUID:
+    """A change's event id from what it changes: the subject, how many versions it was judged against, when it
+    takes effect as asked ("now" when not given, so a retry a moment later is the same change) and its content.
+    Two identical PUTs judged against the same versions (two replicas at once, a retry after a timeout) get one id,
+    and readers of sla.config fold it once; the same body again after another change is judged against more
+    versions, so it is a change of its own."""
+    basis = len(history.versions) if history else 0
+    when = effective_at.isoformat() if effective_at else "now"
+    content = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return CONFIG_CHANGE_IDS(f"{kind.change.model_fields['event_type'].default}/{subject}/{basis}/{when}/{content}")
+
+
 def _history_view(kind: str, subject: str, history: History[Any] | None, now: datetime) -> dict[str, Any]:
     if history is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} {subject}")
@@ -215,27 +236,39 @@ def install(
             raise Unprocessable("effective_at", "lies in the past: a change takes effect from now on, never before")
         return body.effective_at
 
+    #: Judging a PUT and appending it happen in turn on this worker, so a retry racing with the request it repeats
+    #: finds it in force (configuration changes are rare: one at a time costs nothing).
+    one_change_at_a_time = asyncio.Lock()
+
     async def change(kind: _Configurable, subject: str, body: _Effective, principal: Principal) -> JSONResponse:
-        """A PUT: the body becomes the subject's next version on sla.config, answered once this worker has it."""
+        """A PUT: the body becomes the subject's next version on sla.config, answered once this worker has it. A
+        PUT that would change nothing (`History.in_force_from`) appends nothing and answers with the version in
+        force; that comes before the check of a past `effective_at`, since it rewrites nothing, so a retry whose
+        effective time has meanwhile slipped into the past is answered as its first try was."""
         require_role(principal, Role.ADMIN)
         if not config_log.caught_up.is_set():
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "sla is still reading its configuration")
-        now = clock()
-        at = effective(body, now)
-        require_known_calendar(getattr(body, "calendar_id", None), at)  # policies and agreements may name one
-        await config_log.append(
-            kind.change(
-                event_id=uuid.uuid4(),
-                occurred_at=now,
-                effective_at=at,
-                producer="sla",
-                correlation_id=correlation_id.get() or str(uuid.uuid4()),
-                changed_by=principal.name,
-                data=kind.data.model_validate(body.model_dump(exclude={"effective_at"})),
-                **{kind.subject_field: subject},
+        data = kind.data.model_validate(body.model_dump(exclude={"effective_at"}))
+        async with one_change_at_a_time:
+            now = clock()
+            history = kind.histories(agreements).get(subject)
+            if history is not None and history.in_force_from(body.effective_at or now, data) is not None:
+                return JSONResponse(versions(kind, subject), headers=REPLAYED)
+            at = effective(body, now)
+            require_known_calendar(getattr(body, "calendar_id", None), at)  # policies and agreements may name one
+            recorded = await config_log.append(
+                kind.change(
+                    event_id=change_id(kind, subject, history, data, body.effective_at),
+                    occurred_at=now,
+                    effective_at=at,
+                    producer="sla",
+                    correlation_id=correlation_id.get() or str(uuid.uuid4()),
+                    changed_by=principal.name,
+                    data=data,
+                    **{kind.subject_field: subject},
+                )
             )
-        )
-        return JSONResponse(versions(kind, subject))
+            return JSONResponse(versions(kind, subject), headers=None if recorded else REPLAYED)
 
     def versions(kind: _Configurable, subject: str) -> dict[str, Any]:
         return _history_view(kind.label, subject, kind.histories(agreements).get(subject), clock())

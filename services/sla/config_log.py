@@ -8,6 +8,9 @@ A message that is not a configuration change (written by some other producer) is
 parked in sla.config.dlq with the reason. Every worker reads the whole log, so each first reads the DLQ to learn
 which offsets are parked already and parks only the others: one dead letter per poison message (two workers
 reading a new one at the very same moment may both park it; `dlq.offset` tells such twins apart).
+
+A change whose event id was read already (the same PUT taken by two replicas at once, or retried after a timeout:
+its id derives from what it changes, see api.py) is skipped by every reader: it is no new version.
 """
 
 from __future__ import annotations
@@ -59,15 +62,22 @@ class ConfigLog:
         self._progress = asyncio.Condition()
         #: Offsets of sla.config already parked in its DLQ (by any worker, before or since this one started).
         self._parked: set[int] = set()
+        #: Offsets of changes skipped as read already, for `append` to tell its caller (a few: twins are rare).
+        self._repeated: set[int] = set()
 
-    async def append(self, change: SlaConfigEvent) -> None:
-        """Return once Kafka has the change and this worker has applied it."""
+    async def append(self, change: SlaConfigEvent) -> bool:
+        """Return once Kafka has the change and this worker has read it back: True if it became a version, False
+        if the log had it already (the same event id, appended first by another replica or an earlier try)."""
         assert self.producer is not None, "appended before the broker answered"
         sent = await self.producer.send_and_wait(
             SLA_CONFIG, change.model_dump_json().encode(), key=config_key(change), headers=correlation_headers()
         )
         async with self._progress:
             await self._progress.wait_for(lambda: self._read_up_to > sent.offset)
+        if sent.offset in self._repeated:
+            self._repeated.discard(sent.offset)
+            return False
+        return True
 
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
         """Read sla.config from the beginning, then keep following it. Changes read before `caught_up` are
@@ -105,6 +115,9 @@ class ConfigLog:
                 assert self.producer is not None, "the producer starts before the log is followed"
                 await dead_letter(self.producer, record, error.reason, "sla")
                 self._parked.add(record.offset)
+            return
+        if self._timekeeper.agreements.knows(change):
+            self._repeated.add(record.offset)  # a twin: neither a version nor worth a sweep of the clocks
             return
         if sweep:
             self._timekeeper.record_change(change)

@@ -38,6 +38,7 @@ from ticketstream_shared.contract.sla import SlaEvent
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, records_to_end, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.retry import while_down
 
 from . import snapshots
 from .snapshots import CHECKPOINT_KEY, Checkpoint, UnreadableSnapshot
@@ -58,7 +59,8 @@ REPLAYED = Counter("ticketstream_sla_events_replayed_total", "Ticket events read
 
 #: The longest a fetch waits when no alarm is due sooner.
 IDLE_WAIT_S = 0.5
-#: Between attempts to take partitions over while Kafka refuses (a leader moving, a broker restarting).
+#: The first wait between attempts to take partitions over while Kafka refuses (a leader moving, a broker
+#: restarting); later waits double, up to the shared policy's longest (runtime/retry.py).
 TAKE_OVER_RETRY_S = 1.0
 ALARMS = frozenset({"sla.warning", "sla.breached"})
 
@@ -239,14 +241,15 @@ class ClockWorker:
 
     async def _take_over(self, partitions: list[TopicPartition], rebuild: int) -> None:
         """Restore, then send the partitions back to their checkpoint; tried again while Kafka refuses."""
-        while partitions := self._still_taking_over(partitions, rebuild):
-            try:
-                await self._restore(partitions, rebuild)
-                return
-            except KafkaError as error:
-                log.warning("taking over partitions failed; trying again", extra={"error": repr(error)})
-                self.timekeeper.forget_partitions({tp.partition for tp in partitions})
-                await asyncio.sleep(TAKE_OVER_RETRY_S)
+        async for attempt in while_down("Kafka (sla take-over)", KafkaError, first_wait_s=TAKE_OVER_RETRY_S):
+            with attempt:
+                if not (partitions := self._still_taking_over(partitions, rebuild)):
+                    return
+                try:
+                    await self._restore(partitions, rebuild)
+                except KafkaError:
+                    self.timekeeper.forget_partitions({tp.partition for tp in partitions})
+                    raise
 
     async def _restore(self, partitions: list[TopicPartition], rebuild: int) -> None:
         """The partitions' clocks from sla.clocks, what was published since their checkpoints, and where to replay

@@ -38,7 +38,7 @@ from deploy.processes import ServiceProcess, procfile_processes, replica_names
 from intake.domain import child_id_for
 from tests.e2e.test_system import processes_marked
 from tests.polling import eventually
-from ticketstream_shared.contract.requests import inbound_ticket_id
+from ticketstream_shared.contract.requests import INBOUND_SCOPE, inbound_ticket_id
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
     SLA_EVENTS,
@@ -250,7 +250,7 @@ def _inbound_load(bootstrap: str, clients: list[str], category: str, ledger: Led
                 }
                 await send(json.dumps(work).encode(), ticket_id.encode())
                 with ledger.lock:
-                    ledger.worklogs[str(child_id_for(ticket_id, worklog_request))] = (client_id, minutes)
+                    ledger.worklogs[str(child_id_for(INBOUND_SCOPE, ticket_id, worklog_request))] = (client_id, minutes)
                 await asyncio.sleep(0.1)  # the load's pace
         finally:
             await producer.stop()

@@ -12,7 +12,10 @@ import json
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
@@ -443,3 +446,109 @@ def test_tickets_no_rule_routes_are_assigned_once_a_rule_for_their_category_come
         assert (assigned.data.team, assigned.data.technician_id) == (f"{prefix}-network", f"{prefix}-network-tech0")
         view = process.get(f"/v1/technicians/{prefix}-network-tech0", headers=bearer(ADMIN)).json()
         assert (view["open_tickets"], view["weighted_load"]) == (1, 4), "it arrived with its change: P1 weighs 4"
+
+
+# --- configuration PUTs: a retry changes nothing ----------------------------------------------------------------
+
+
+def roster_records(kafka_bootstrap: str, event_type: str, **about: str) -> list[dict[str, Any]]:
+    """Every roster record of `event_type` on the team log whose data has the values of `about`."""
+    found = []
+    for record in read_all(kafka_bootstrap, ASSIGNMENT_BY_TEAM):
+        try:
+            value = json.loads(record.value)
+        except ValueError:
+            continue  # another test's poison
+        if not isinstance(value, dict) or value.get("event_type") != event_type:
+            continue
+        if all(value["data"].get(field) == wanted for field, wanted in about.items()):
+            found.append(value)
+    return found
+
+
+def replayed(answer: httpx.Response) -> bool:
+    return answer.headers.get("Idempotent-Replayed") == "true"
+
+
+def concurrently(process: TestClient, method: str, path: str, body: dict[str, Any]) -> list[httpx.Response]:
+    """The same request twice at once into the process's own event loop: a retry racing with itself."""
+
+    async def send_both() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=process.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://assignment") as client:
+            sent = [client.request(method, path, json=body, headers=bearer(MANAGER)) for _ in range(2)]
+            return list(await asyncio.gather(*sent))
+
+    assert process.portal is not None
+    return process.portal.call(send_both)
+
+
+def roster_changes(prefix: str) -> list[tuple[str, str, dict[str, Any], str, dict[str, str]]]:
+    """(method, path, body, the record it appends, what the record is about) of each kind of roster change."""
+    team, technician, category = f"{prefix}-desk", f"{prefix}-ann", f"{prefix}-vpn"
+    profile = {"name": "Ann", "team": team, "tier": 1, "skills": ["vpn"], "capacity": 3}
+    return [
+        ("PUT", f"/v1/technicians/{technician}", profile, "assignment.technician_profiled",
+         {"technician_id": technician}),
+        ("PUT", f"/v1/routing/categories/{category}", {"team": team}, "assignment.category_routed",
+         {"category": category}),
+        ("PUT", f"/v1/routing/teams/{team}", {"strategy": "skills"}, "assignment.team_strategy_chosen", {"team": team}),
+        ("POST", f"/v1/technicians/{technician}/shift", {"on_shift": True}, "assignment.shift_changed",
+         {"technician_id": technician}),
+    ]  # fmt: skip
+
+
+def test_a_repeated_roster_change_appends_nothing(kafka_bootstrap, group):
+    prefix = uuid.uuid4().hex[:6]
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        ready(process)
+        for method, path, body, event_type, about in roster_changes(prefix):
+            first = process.request(method, path, json=body, headers=bearer(MANAGER))
+            again = process.request(method, path, json=body, headers=bearer(MANAGER))
+            assert (first.status_code, again.status_code) == (200, 200), again.text
+            assert not replayed(first) and replayed(again), path
+            assert again.json() == first.json(), path
+            assert len(roster_records(kafka_bootstrap, event_type, **about)) == 1, path
+
+        technician = f"{prefix}-ann"
+        profile = {"name": "Ann", "team": f"{prefix}-desk", "tier": 1, "skills": ["vpn"], "capacity": 4}
+        changed = process.put(f"/v1/technicians/{technician}", json=profile, headers=bearer(MANAGER))
+        assert changed.status_code == 200 and not replayed(changed) and changed.json()["capacity"] == 4
+        off = process.post(f"/v1/technicians/{technician}/shift", json={"on_shift": False}, headers=bearer(MANAGER))
+        assert off.status_code == 200 and not replayed(off) and off.json()["on_shift"] is False
+        assert len(roster_records(kafka_bootstrap, "assignment.technician_profiled", technician_id=technician)) == 2
+        assert len(roster_records(kafka_bootstrap, "assignment.shift_changed", technician_id=technician)) == 2
+
+
+def test_a_roster_change_racing_with_its_own_retry_appends_once(kafka_bootstrap, group):
+    prefix = uuid.uuid4().hex[:6]
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        ready(process)
+        for method, path, body, event_type, about in roster_changes(prefix):
+            answers = concurrently(process, method, path, body)
+            assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+            assert sorted(map(replayed, answers)) == [False, True], path
+            assert len(roster_records(kafka_bootstrap, event_type, **about)) == 1, path
+
+
+def test_two_processes_taking_the_same_profile_at_once_make_one_change(two_processes, kafka_bootstrap):
+    """Neither process may see the other's record before it appends its own: the twin then carries the same event
+    id, and folding it changes nothing."""
+    first, second = two_processes
+    prefix = uuid.uuid4().hex[:6]
+    technician, team = f"{prefix}-bo", f"{prefix}-desk"
+    profile = {"name": "Bo", "team": team, "tier": 1, "skills": [], "capacity": 2}
+    assert first.put(f"/v1/technicians/{technician}", json=profile, headers=bearer(MANAGER)).status_code == 200
+    eventually(lambda: second.get(f"/v1/technicians/{technician}", headers=bearer(ADMIN)).status_code == 200,
+               what="both processes know the technician")  # fmt: skip
+    wider = {**profile, "capacity": 5}
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(
+            lambda process: process.put(f"/v1/technicians/{technician}", json=wider, headers=bearer(MANAGER)),
+            (first, second),
+        ))  # fmt: skip
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    profiles = roster_records(kafka_bootstrap, "assignment.technician_profiled", technician_id=technician)
+    assert len({record["event_id"] for record in profiles}) == 2, "the first profile and one change"
+    for process in (first, second):
+        assert process.get(f"/v1/technicians/{technician}", headers=bearer(ADMIN)).json()["capacity"] == 5

@@ -1,5 +1,6 @@
 """Kill -9: the reporting process dies in the middle of a batch and starts again; every total is then exactly the
-sum computed from the events themselves (nothing lost, nothing counted twice).
+sum computed from the events themselves (nothing lost, nothing counted twice). And a defect of the service's own
+(here, tables out of step with the code) stops the process loudly instead of retrying forever.
 
 The service runs as its own process (`python -m reporting`), as in production; this module also provides that
 process to the dashboard's browser test.
@@ -32,7 +33,7 @@ from deploy.kafka.launcher import free_ports
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.integration.test_reporting_rebuild import publish
 from tests.polling import eventually
-from tests.unit.test_reporting_processors import a_worklog_corrected, a_worklog_voided
+from tests.unit.test_reporting_processors import a_csat, a_worklog_corrected, a_worklog_voided
 from ticketstream_shared.contract import Envelope, WorklogCorrected, WorklogRecorded, WorklogVoided
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import write_dev_keys
@@ -57,9 +58,11 @@ class Reporting:
 
 
 @contextmanager
-def reporting_process(kafka_bootstrap: str, local: Path, *, batch_size: int = 20_000) -> Iterator[Reporting]:
-    """`python -m reporting` on a free port, with its data under `local`; stopped with SIGTERM on exit (if it is
-    still alive). Its log is local/reporting.log."""
+def reporting_process(
+    kafka_bootstrap: str, local: Path, *, batch_size: int = 20_000, **environment_overrides: str
+) -> Iterator[Reporting]:
+    """`python -m reporting` on a free port, with its data under `local` (and any other environment variables
+    given); stopped with SIGTERM on exit (if it is still alive). Its log is local/reporting.log."""
     dev_keys, api_keys = write_dev_keys(local)
     (port,) = free_ports(1)
     group = f"reporting-{local.name}"
@@ -72,6 +75,7 @@ def reporting_process(kafka_bootstrap: str, local: Path, *, batch_size: int = 20
         "CONSUMER_GROUP": group,
         "BATCH_SIZE": str(batch_size),
         "BATCH_MAX_WAIT_SECONDS": "0.2",
+        **environment_overrides,
     }
     with (local / "reporting.log").open("a") as log:
         process = subprocess.Popen(
@@ -189,3 +193,34 @@ def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_counts_nothing_twice(
         eventually(lambda: reported_hours(service) == expected, timeout_s=120, interval_s=0.5, what="exact totals")
         eventually(lambda: asyncio.run(committed_offsets(kafka_bootstrap, service.consumer_group)) == total)
         assert reported_hours(service) == expected
+
+
+def migrations_without_the_csat_comment(directory: Path) -> Path:
+    """The service's migrations, but for a csat_ratings table that forgot the comment column its processor writes:
+    a defect of ours (code and tables out of step), which no retry can mend."""
+    directory.mkdir()
+    for migration in (ROOT / "deploy" / "clickhouse").glob("*.sql"):
+        sql = migration.read_text()
+        if migration.name == "009_csat_ratings.sql":
+            assert "    comment           String,\n" in sql
+            sql = sql.replace("    comment           String,\n", "")
+        (directory / migration.name).write_text(sql)
+    return directory
+
+
+def test_a_defect_stops_the_service_loudly_instead_of_retrying_forever(kafka_bootstrap: str, tmp_path: Path) -> None:
+    migrations = migrations_without_the_csat_comment(tmp_path / "migrations")
+    ticket = a_ticket_created(f"T-{RUN}-rated", f"acme-{RUN}")
+    log_path = tmp_path / "reporting.log"
+
+    with reporting_process(kafka_bootstrap, tmp_path, CLICKHOUSE_MIGRATIONS_DIR=str(migrations)) as service:
+        asyncio.run(
+            publish(kafka_bootstrap, [ticket, a_csat(ticket.ticket_id, 2, rating=5, client_id=ticket.client_id)])
+        )
+        eventually(lambda: service.process.poll() is not None, timeout_s=60, interval_s=0.2, what="reporting to stop")
+
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    stopped = [line for line in lines if line["level"] == "CRITICAL"]
+    assert stopped and stopped[0]["message"] == "reporting-consumer stopped; stopping the service", stopped
+    assert "Unrecognized column 'comment' in table csat_ratings" in stopped[0]["exc_info"]
+    assert not [line for line in lines if "trying again" in line["message"] and "ClickHouse" in line["message"]]

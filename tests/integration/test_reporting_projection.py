@@ -18,12 +18,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
+from clickhouse_connect.driver.exceptions import DatabaseError
 from fastapi.testclient import TestClient
 
 from reporting.app import build_app
 from reporting.reports import Report
 from reporting.settings import ReportingSettings
-from reporting.warehouse import Warehouse
+from reporting.warehouse import Warehouse, clickhouse_is_down
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.dead_letters import dead_letters, headers
 from tests.polling import eventually
@@ -140,6 +141,7 @@ class Desk:
     printer_worklog: tuple[bytes, bytes]
     unknown_event_id: uuid.UUID
     invalid_key: bytes
+    too_new_worklog: uuid.UUID
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +165,13 @@ def desk(kafka_bootstrap: str, clickhouse: dict[str, Any]) -> Iterator[Desk]:
     unknown = {**printer_resolved.model_dump(mode="json"), "event_id": str(uuid.uuid4())}
     unknown.update(event_type="ticket.merged", aggregate_version=4, data={"into": "T-1"})
     invalid_key = f"invalid-{RUN}".encode()
+    # A valid event the tables cannot hold (aggregate_version is a UInt32 column), amid the others of its partition:
+    # refused with its reason; the rest of its batch lands, and its 4 hours count nowhere.
+    too_new_worklog = a_worklog_recorded(vpn.ticket_id, 2**32, minutes=240, client_id=GLOBEX)
     messages = [
         *map(message, (printer, laptop, vpn, printer_worklog)),
         message(printer_worklog),  # redelivered at once: same event, same bytes, likely the same insert
-        *map(message, (printer_resolved, laptop_worklog, vpn_worklog)),
+        *map(message, (printer_resolved, laptop_worklog, too_new_worklog, vpn_worklog)),
         (printer.ticket_id.encode(), json.dumps(unknown).encode()),
         (invalid_key, b'{"event_type": "ticket.worklog_recorded", "ticket_id": "T-9"}'),
     ]
@@ -180,6 +185,7 @@ def desk(kafka_bootstrap: str, clickhouse: dict[str, Any]) -> Iterator[Desk]:
             message(printer_worklog),
             uuid.UUID(unknown["event_id"]),
             invalid_key,
+            too_new_worklog.event_id,
         )
 
 
@@ -242,6 +248,42 @@ def test_an_invalid_message_is_dead_lettered_with_its_reason(desk: Desk) -> None
     )
 
     assert "event_id: Field required" in reason
+
+
+def test_an_event_the_tables_cannot_hold_is_dead_lettered_with_its_reason_and_the_rest_lands(desk: Desk) -> None:
+    def parked() -> list[dict[str, str]]:
+        letters = dead_letters(desk.settings.kafka_bootstrap_servers, TICKETS_EVENTS)
+        return [headers(record) for record in letters if str(desk.too_new_worklog).encode() in (record.value or b"")]
+
+    (letter, *_) = eventually(parked, what="the worklog of version 2**32 in the DLQ")
+
+    assert letter["dlq.reason"] == "aggregate_version: 4294967296 is more than the tables hold (4294967295)"
+    assert letter["dlq.consumer"] == "reporting"
+    eventually(lambda: march(desk.http) == EXPECTED_MARCH, what="the March figures, without its hours")
+
+
+def test_clickhouse_short_of_memory_is_down_and_a_missing_table_a_defect(desk: Desk) -> None:
+    """The classification against the real engine: what it raises, not what it is thought to raise."""
+
+    async def errors() -> tuple[BaseException, BaseException]:
+        warehouse = Warehouse(desk.settings.clickhouse_dsn(), desk.settings.clickhouse_migrations_dir)
+        await warehouse.open()
+        try:
+            with pytest.raises(DatabaseError) as short_of_memory:
+                await warehouse.select(
+                    "SELECT number % 100000 AS n, count() FROM numbers(1000000) GROUP BY n "
+                    "SETTINGS max_memory_usage = 1000"
+                )
+            with pytest.raises(DatabaseError) as missing:
+                await warehouse.select("SELECT count() FROM no_such_table")
+            return short_of_memory.value, missing.value
+        finally:
+            await warehouse.close()
+
+    short_of_memory, missing = asyncio.run(errors())
+
+    assert clickhouse_is_down(short_of_memory), short_of_memory
+    assert not clickhouse_is_down(missing), missing
 
 
 def test_tables_keep_unknown_event_types_and_the_newest_ticket_state(desk: Desk) -> None:

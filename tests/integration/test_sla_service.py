@@ -4,11 +4,14 @@ service killed with SIGKILL mid-run and started again from its changelog: no ala
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -109,8 +112,9 @@ def policy_for(client_id: str, calendar_id: str, first: int = 60, resolution: in
 # --- in process: configuration, clocks, the requester's view ----------------------------------------------------
 
 
-@pytest.fixture()
-def sla_app(kafka_bootstrap: str) -> Iterator[TestClient]:
+@contextmanager
+def running_sla(kafka_bootstrap: str) -> Iterator[TestClient]:
+    """An sla worker in process, in a consumer group of its own, once it says ready."""
     settings = SlaSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         api_keys_file=Path("unused-keys-come-from-the-test.json"),
@@ -118,6 +122,12 @@ def sla_app(kafka_bootstrap: str) -> Iterator[TestClient]:
     )
     with TestClient(build_app(settings, TEST_KEYS)) as http:
         eventually(lambda: http.get("/readyz").status_code == 200, timeout_s=60, what="sla ready")
+        yield http
+
+
+@pytest.fixture()
+def sla_app(kafka_bootstrap: str) -> Iterator[TestClient]:
+    with running_sla(kafka_bootstrap) as http:
         yield http
 
 
@@ -148,6 +158,118 @@ def test_configuration_is_versioned_and_checked(sla_app: TestClient) -> None:
     )
     assert past.status_code == 422 and past.json()["errors"][0]["field"] == "effective_at"
     assert sla_app.put("/v1/sla/calendars/x", content=b"{", headers=bearer(ADMIN)).status_code == 422
+
+
+async def _config_changes(bootstrap: str, key: str) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [
+            json.loads(record.value)
+            async for record in records_to_end(consumer, {TopicPartition(SLA_CONFIG, 0): None})
+            if record.key == key.encode()
+        ]
+    finally:
+        await consumer.stop()
+
+
+def config_changes(bootstrap: str, key: str) -> list[dict[str, Any]]:
+    """Every change of sla.config under `key` ('<event type>/<id>'), as another reader of the log sees them."""
+    return asyncio.run(_config_changes(bootstrap, key))
+
+
+def concurrently(http: TestClient, path: str, body: dict[str, Any], times: int = 2) -> list[httpx.Response]:
+    """The same PUT sent `times` times at once into the app's own event loop: a retry racing with itself."""
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=http.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sla") as client:
+            puts = [client.put(path, json=body, headers=bearer(ADMIN)) for _ in range(times)]
+            return list(await asyncio.gather(*puts))
+
+    assert http.portal is not None
+    return http.portal.call(send_all)
+
+
+def replayed(answer: httpx.Response) -> bool:
+    return answer.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_a_repeated_configuration_put_adds_no_version(sla_app: TestClient, kafka_bootstrap: str) -> None:
+    calendar_id, policy_id, client_id = unique("retried"), unique("retried-policy"), unique("retried-client")
+    puts = {
+        f"sla.calendar_changed/{calendar_id}": (f"/v1/sla/calendars/{calendar_id}", ALWAYS),
+        f"sla.policy_changed/{policy_id}": (f"/v1/sla/policies/{policy_id}", policy_for(client_id, calendar_id)),
+        f"sla.client_agreement_changed/{client_id}": (
+            f"/v1/sla/clients/{client_id}",
+            {"calendar_id": calendar_id, "tier": "gold"},
+        ),
+    }
+    for key, (path, body) in puts.items():
+        first = sla_app.put(path, json=body, headers=bearer(ADMIN))
+        again = sla_app.put(path, json=body, headers=bearer(ADMIN))
+        assert (first.status_code, again.status_code) == (200, 200), again.text
+        assert not replayed(first) and replayed(again), key
+        assert again.json() == first.json() and again.json()["current_version"] == 1, key
+        assert len(sla_app.get(path, headers=bearer(ADMIN)).json()["versions"]) == 1, key
+        assert len(config_changes(kafka_bootstrap, key)) == 1, key
+
+    changed = sla_app.put(f"/v1/sla/clients/{client_id}", json={"calendar_id": calendar_id}, headers=bearer(ADMIN))
+    assert changed.status_code == 200 and not replayed(changed)
+    assert changed.json()["current_version"] == 2 and changed.json()["current"]["tier"] == "standard"
+    assert len(config_changes(kafka_bootstrap, f"sla.client_agreement_changed/{client_id}")) == 2
+
+
+def test_a_repeated_future_dated_put_adds_no_version_and_taking_it_back_does(
+    sla_app: TestClient, kafka_bootstrap: str
+) -> None:
+    calendar_id = unique("future")
+    path, key = f"/v1/sla/calendars/{calendar_id}", f"sla.calendar_changed/{calendar_id}"
+    office = {"timezone": "Europe/Berlin", "week": {"monday": [{"start": "09:00", "end": "17:00"}]}}
+    next_week = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    assert sla_app.put(path, json=ALWAYS, headers=bearer(ADMIN)).status_code == 200
+
+    first = sla_app.put(path, json={**office, "effective_at": next_week}, headers=bearer(ADMIN))
+    again = sla_app.put(path, json={**office, "effective_at": next_week}, headers=bearer(ADMIN))
+    assert not replayed(first) and replayed(again) and again.json() == first.json()
+    assert [v["version"] for v in again.json()["versions"]] == [1, 2] and again.json()["current_version"] == 1
+
+    holidays = {**office, "holidays": ["2026-12-25"], "effective_at": next_week}
+    other = sla_app.put(path, json=holidays, headers=bearer(ADMIN))
+    assert not replayed(other) and len(other.json()["versions"]) == 3
+
+    # What is in force today, again from now on, is not "nothing changed": it takes the pending change back.
+    back = sla_app.put(path, json=ALWAYS, headers=bearer(ADMIN))
+    assert not replayed(back) and back.json()["current_version"] == 4
+    assert replayed(sla_app.put(path, json=ALWAYS, headers=bearer(ADMIN)))
+    assert len(config_changes(kafka_bootstrap, key)) == 4
+
+
+def test_a_put_racing_with_its_own_retry_adds_one_version(sla_app: TestClient, kafka_bootstrap: str) -> None:
+    calendar_id = unique("raced")
+    answers = concurrently(sla_app, f"/v1/sla/calendars/{calendar_id}", ALWAYS)
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    assert sorted(map(replayed, answers)) == [False, True]
+    assert {answer.json()["current_version"] for answer in answers} == {1}
+    assert len(config_changes(kafka_bootstrap, f"sla.calendar_changed/{calendar_id}")) == 1
+
+
+def test_two_replicas_taking_the_same_put_at_once_make_one_version(kafka_bootstrap: str) -> None:
+    """Neither replica may see the other's change before it appends its own: the twin carries the same event id,
+    and every reader of sla.config counts it once."""
+    policy_id, client_id = unique("twin-policy"), unique("twin-client")
+    path = f"/v1/sla/policies/{policy_id}"
+    body = {**policy_for(client_id, "default"), "effective_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    with running_sla(kafka_bootstrap) as first, running_sla(kafka_bootstrap) as second:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda http: http.put(path, json=body, headers=bearer(ADMIN)), (first, second)))
+        assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+        changes = config_changes(kafka_bootstrap, f"sla.policy_changed/{policy_id}")
+        assert len({change["event_id"] for change in changes}) == 1, changes
+        for http in (first, second):
+            assert [v["version"] for v in http.get(path, headers=bearer(ADMIN)).json()["versions"]] == [1]
+    with running_sla(kafka_bootstrap) as later:  # reading the whole log again counts the twin once too
+        assert [v["version"] for v in later.get(path, headers=bearer(ADMIN)).json()["versions"]] == [1]
 
 
 def test_ticket_events_in_sla_events_out(sla_app: TestClient, kafka_bootstrap: str) -> None:

@@ -8,16 +8,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from intake.domain import (
+    Actor,
     CommandContext,
     CreateTicket,
     IdempotencyKeyReused,
     InvalidCommand,
+    LifecycleRules,
     RecordWorklog,
+    Role,
     TicketNotFound,
     VersionConflict,
+    child_id_for,
     decide,
     fold,
 )
+from intake.idempotency import request_context
 from tests.builders import T0
 from ticketstream_shared.contract import Priority, TicketCreated, WorklogRecorded
 from ticketstream_shared.contract.requests import ticket_id_for
@@ -99,13 +104,34 @@ def test_a_worklog_dated_in_the_future_is_refused_but_clock_skew_is_tolerated():
     assert decide(ticket, worklog(performed_at=T0 + timedelta(minutes=4)), context())
 
 
-def test_a_retried_worklog_is_recorded_once():
+def keyed(command, key="k-1", caller="portal"):
+    return request_context(
+        command,
+        caller=caller,
+        request_key=key,
+        now=T0,
+        correlation_id="c-1",
+        actor=Actor(Role.ADMIN),
+        rules=LifecycleRules(),
+    )
+
+
+def test_a_retried_worklog_is_recorded_once_and_its_key_with_other_minutes_is_refused():
     ticket = opened()
-    same = uuid.uuid4()
-    ticket = fold(ticket, decide(ticket, worklog(worklog_id=same), context()))
-    assert decide(ticket, worklog(worklog_id=same), context()) == []
-    with pytest.raises(IdempotencyKeyReused):
-        decide(ticket, worklog(worklog_id=same, minutes=45), context())
+    same = child_id_for("portal", "t-1", "k-1")
+    ticket = fold(ticket, decide(ticket, worklog(worklog_id=same), keyed(worklog(worklog_id=same))))
+    assert decide(ticket, worklog(worklog_id=same), keyed(worklog(worklog_id=same))) == []
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        decide(ticket, worklog(worklog_id=same, minutes=45), keyed(worklog(worklog_id=same, minutes=45)))
+    assert refused.value.differs == ("body",)
+    assert ticket.worklog_minutes == 30
+
+
+def test_a_keyed_worklog_names_the_same_worklog_for_its_caller_only():
+    assert child_id_for("portal", "t-1", "k-1") == child_id_for("portal", "t-1", "k-1")
+    assert child_id_for("portal", "t-1", "k-1") != child_id_for("erp", "t-1", "k-1")
+    assert child_id_for("portal", "t-1", "k-1") != child_id_for("portal", "t-2", "k-1")
+    assert child_id_for("portal", "t-1", None) != child_id_for("portal", "t-1", None)
 
 
 @given(st.lists(st.integers(min_value=1, max_value=24 * 60), max_size=30))

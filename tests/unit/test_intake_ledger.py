@@ -2,13 +2,15 @@
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 
-from intake.domain import CommandContext
-from intake.ledger import NotReady, TicketLedger
+from intake.domain import ChangeStatus, CommandContext, IdempotencyKeyReused, NotReady, child_id_for
+from intake.idempotency import RequestKeys
+from intake.ledger import TicketLedger
 from tests.builders import T0
-from tests.unit.test_intake_domain import create, worklog
+from tests.unit.test_intake_domain import create, keyed, worklog
 
 
 class SlowLog:
@@ -28,7 +30,11 @@ def context():
 
 @pytest.fixture
 def ledger():
-    ledger = TicketLedger(SlowLog())
+    return _ledger()
+
+
+def _ledger(log=None, now=lambda: T0):
+    ledger = TicketLedger(log or SlowLog(), RequestKeys(timedelta(hours=24), now))
     ledger.caught_up.set()
     return ledger
 
@@ -55,8 +61,68 @@ def test_reading_back_its_own_events_changes_nothing(ledger):
 
 
 def test_a_ledger_that_has_not_read_its_log_answers_nothing():
-    ledger = TicketLedger(SlowLog())
+    ledger = TicketLedger(SlowLog(), RequestKeys(timedelta(hours=24), lambda: T0))
     with pytest.raises(NotReady):
         ledger.get("t-1")
     with pytest.raises(NotReady):
         asyncio.run(ledger.execute(create(), context()))
+
+
+def _keyed_worklog(minutes=30, ticket_id="t-1", caller="portal", key="k-1"):
+    command = worklog(ticket_id=ticket_id, minutes=minutes, worklog_id=child_id_for(caller, ticket_id, key))
+    return command, keyed(command, key=key, caller=caller)
+
+
+async def _keyed_story(ledger):
+    await ledger.execute(create(), context())
+    await ledger.execute(create(ticket_id="t-2"), context())
+    first, replayed = await ledger.execute(*_keyed_worklog())
+    await ledger.execute(worklog(minutes=5), context())
+    again, again_replayed = await ledger.execute(*_keyed_worklog())
+    return first, replayed, again, again_replayed
+
+
+def test_a_keyed_retry_answers_with_the_first_outcome_and_adds_nothing(ledger):
+    first, replayed, again, again_replayed = asyncio.run(_keyed_story(ledger))
+    assert (replayed, again_replayed) == (False, True)
+    assert again == first and again.version == 2
+    assert ledger.get("t-1").worklog_minutes == 35
+
+
+@pytest.mark.parametrize(
+    ("command", "differs"),
+    [
+        (lambda: _keyed_worklog(minutes=45), ("body.minutes",)),
+        (lambda: _keyed_worklog(ticket_id="t-2"), ("target",)),
+        (
+            lambda: (lambda c: (c, keyed(c)))(ChangeStatus(ticket_id="t-1", status="resolved")),
+            ("operation",),
+        ),
+    ],
+    ids=["other minutes", "another ticket", "another operation"],
+)
+def test_a_key_reused_for_anything_else_is_refused_naming_what_differs(ledger, command, differs):
+    asyncio.run(_keyed_story(ledger))
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        asyncio.run(ledger.execute(*command()))
+    assert refused.value.differs == differs
+    assert ledger.get("t-1").worklog_minutes == 35
+
+
+def test_another_caller_may_use_the_same_key(ledger):
+    asyncio.run(_keyed_story(ledger))
+    _, replayed = asyncio.run(ledger.execute(*_keyed_worklog(minutes=45, caller="erp")))
+    assert not replayed and ledger.get("t-1").worklog_minutes == 80
+
+
+def test_keys_are_known_to_a_ledger_rebuilt_from_the_log_until_their_ttl_passes(ledger):
+    asyncio.run(_keyed_story(ledger))
+    now = [T0]
+    rebuilt = _ledger(now=lambda: now[0])
+    for event in ledger._event_log.events:
+        rebuilt.apply(event)
+    with pytest.raises(IdempotencyKeyReused):
+        asyncio.run(rebuilt.execute(*_keyed_worklog(ticket_id="t-2")))
+    now[0] = T0 + timedelta(hours=24, seconds=1)
+    asyncio.run(rebuilt.execute(*_keyed_worklog(ticket_id="t-2")))
+    assert rebuilt.get("t-2").worklog_minutes == 30

@@ -1,4 +1,5 @@
-"""The projector's batch handler: one insert per table per batch, retried until ClickHouse takes it."""
+"""The projector's batch handler: one insert per table per batch. Its failures are told apart: ClickHouse down is
+waited for, an event that cannot be projected is refused with its reason, and a defect ends the projection."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError, ProgrammingError
 
 from reporting.business_hours import ClientCalendars
 from reporting.ledger import LedgerRow
@@ -21,18 +24,27 @@ from ticketstream_shared.contract.sla import SlaBreached
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
 
+#: What clickhouse-connect raises while a server restarts (the HTTP transport fails, or the server answers 503), and
+#: what chDB and a server raise while short of memory: ClickHouse is down or overloaded, not wrong.
+CLICKHOUSE_RESTARTING = OperationalError("Error HTTPConnectionPool: Connection refused executing HTTP request")
+CLICKHOUSE_OUT_OF_MEMORY = DatabaseError("Code: 241. DB::Exception: Memory limit exceeded", code=241)
+
 
 class FlakyStore:
-    """Refuses the first `failures` inserts, as a ClickHouse being restarted would, then keeps what it gets."""
+    """Refuses the first `failures` inserts with `error`, as a ClickHouse being restarted would, then keeps what it
+    gets."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, error: Exception = CLICKHOUSE_RESTARTING) -> None:
         self.failures = failures
+        self.error = error
+        self.attempts = 0
         self.inserts: list[dict[str, list[Row | LedgerRow]]] = []
 
     async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
+        self.attempts += 1
         if self.failures:
             self.failures -= 1
-            raise ConnectionError("ClickHouse is restarting")
+            raise self.error
         self.inserts.append({table: list(table_rows) for table, table_rows in rows.items()})
 
     def ledger(self) -> list[LedgerRow]:
@@ -71,12 +83,98 @@ def test_a_batch_is_one_insert_per_table() -> None:
     assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102, 9]
 
 
-def test_a_refused_insert_is_tried_again_not_dropped() -> None:
-    store = FlakyStore(failures=2)
+#: Long enough for a projection that ends by itself; a projection still retrying by then never would.
+ENDS_WITHIN_S = 5.0
 
-    asyncio.run(Projector(store, ClientCalendars(), first_retry_seconds=0).project(a_batch()))
 
-    assert len(store.inserts) == 1 and store.failures == 0
+def projected(projector: Projector, batch: list[Delivery]) -> list[tuple[Delivery, str]]:
+    """What projecting `batch` refuses, once it has returned; raises what it raises, or TimeoutError if it keeps
+    retrying."""
+
+    async def project() -> list[tuple[Delivery, str]]:
+        return await asyncio.wait_for(projector.project(batch), ENDS_WITHIN_S) or []
+
+    return asyncio.run(project())
+
+
+@pytest.mark.parametrize("error", [CLICKHOUSE_RESTARTING, CLICKHOUSE_OUT_OF_MEMORY], ids=type)
+def test_clickhouse_down_is_waited_for_and_the_batch_then_lands(error: Exception) -> None:
+    store = FlakyStore(failures=3, error=error)
+
+    refused = projected(Projector(store, ClientCalendars(), first_retry_seconds=0), a_batch())
+
+    assert refused == [] and store.attempts == 4 and len(store.inserts) == 1
+
+
+class BrokenCalendars(ClientCalendars):
+    """A defect in what a processor calls: not a dependency being down, and not the event's fault."""
+
+    def minutes_inside(self, client_id: str, start: datetime, minutes: int) -> int:
+        raise AssertionError("business minutes computed from a calendar that does not exist")
+
+
+def test_a_defect_in_a_processor_ends_the_projection_instead_of_being_retried() -> None:
+    store = FlakyStore()
+
+    with pytest.raises(AssertionError, match="calendar that does not exist"):
+        projected(Projector(store, BrokenCalendars(), first_retry_seconds=0), a_batch())
+
+    assert store.inserts == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DatabaseError("Code: 60. DB::Exception: Table default.worklogs does not exist. (UNKNOWN_TABLE)", code=60),
+        DataError("Unable to create native array for column `minutes`: error"),
+        ProgrammingError("The client has been closed"),
+        TypeError("'NoneType' object is not subscriptable"),
+    ],
+    ids=type,
+)
+def test_an_insert_clickhouse_refuses_for_good_ends_the_projection(error: Exception) -> None:
+    """Tables that do not match the code, rows that do not fit them: trying again would refuse the same."""
+    store = FlakyStore(failures=1, error=error)
+
+    with pytest.raises(type(error)):
+        projected(Projector(store, ClientCalendars(), first_retry_seconds=0), a_batch())
+
+    assert store.attempts == 1
+
+
+class RefusingCalendars(ClientCalendars):
+    """Rejects the worklogs of one client, as a processor rejects an event it cannot project."""
+
+    def minutes_inside(self, client_id: str, start: datetime, minutes: int) -> int:
+        if client_id == "initech":
+            raise InvalidEvent("performed_at: no calendar of initech covers it")
+        return super().minutes_inside(client_id, start, minutes)
+
+
+def test_an_event_a_processor_rejects_is_refused_with_its_reason_and_the_rest_lands() -> None:
+    store = FlakyStore()
+    rejected = Delivery(a_worklog_recorded("T-9", 2, client_id="initech"), TICKETS_EVENTS, 4, 55)
+    batch = a_batch()
+
+    refused = projected(Projector(store, RefusingCalendars()), [*batch[:2], rejected, *batch[2:]])
+
+    assert refused == [(rejected, "performed_at: no calendar of initech covers it")]
+    (inserted,) = store.inserts
+    assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102, 9]
+    assert [row.offset for row in inserted["worklog_ledger"]] == [101]
+
+
+def test_an_event_whose_version_the_tables_cannot_hold_is_refused_and_the_rest_lands() -> None:
+    """Versions are UInt32 columns that the tables collapse by: a bigger one would fail the whole batch's insert."""
+    store = FlakyStore()
+    too_new = a_worklog_recorded("T-7", 2**32, minutes=30)
+    rejected = Delivery(too_new, TICKETS_EVENTS, 3, 104)
+
+    refused = projected(Projector(store, ClientCalendars()), [*a_batch(), rejected])
+
+    assert refused == [(rejected, "aggregate_version: 4294967296 is more than the tables hold (4294967295)")]
+    (inserted,) = store.inserts
+    assert [row.offset for row in inserted["worklogs"]] == [101]
 
 
 def test_an_unknown_event_type_decodes_to_its_envelope() -> None:

@@ -14,12 +14,24 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+#: The moments a help desk records, with room on both sides for the deadline and business-hours arithmetic done on
+#: them: a moment outside falls before year 1 or after 9999 somewhere downstream (a 500, or a consumer stopped).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def _in_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("cannot be represented in UTC") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must lie from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)")
+    return moment
 
 
-#: A moment with a time zone, normalised to UTC (RFC 3339 on the wire).
+#: A moment with a time zone, normalised to UTC (RFC 3339 on the wire). Every model of the contract and of the
+#: services' APIs uses it, so no moment that breaks UTC arithmetic gets past validation.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
@@ -85,10 +97,24 @@ class Envelope(Frozen):
     )
 
 
+class KeyedRequest(Frozen):
+    """What a request made under an Idempotency-Key (or tickets.inbound request_id) asked for, recorded on the
+    events it caused: a retry asks for the same, and the same key asking for anything else is refused (409)."""
+
+    caller: str = Field(min_length=1, description="Whose key it is: the API key's name, or 'inbound'.")
+    operation: str = Field(min_length=1, description="e.g. change_status, add_comment, correct_worklog.")
+    target: str = Field(min_length=1, description="What it acted on: the ticket, or ticket/worklogs/{id}.")
+    fields: dict[str, str] = Field(
+        description="A digest of each field of the request's body, so a retry with other values is told apart "
+        "(and which field differs named) without the values themselves."
+    )
+
+
 class TicketEvent(Envelope):
     """An event of the ticket aggregate, written by intake only, to tickets.events."""
 
     aggregate_version: int = Field(ge=1)
+    request: KeyedRequest | None = Field(default=None, description="Set when the command came with a key.")
 
 
 # --- data of the ticket events ----------------------------------------------------------------------------------

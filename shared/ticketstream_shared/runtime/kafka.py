@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaConnectionError
+from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
 
 from .logging import correlated, correlation_id
+from .retry import while_down
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -118,30 +118,45 @@ async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, reason
         )
 
 
+def kafka_is_down(error: BaseException) -> bool:
+    """Whether `error`, raised by aiokafka, means the brokers are unreachable, restarting or moving a leader, so that
+    the same request succeeds later: aiokafka marks those errors `retriable`, except a request no broker answered in
+    time (KafkaTimeoutError). Any other KafkaError (authorization, configuration, a request this client should not
+    have made) would fail the same way again."""
+    return isinstance(error, KafkaError) and (error.retriable or isinstance(error, KafkaTimeoutError))
+
+
 async def start_when_reachable(make_client: Callable[[], T], what: str, max_delay_s: float = 5.0) -> T:
     """Start a fresh client until the broker answers: a service comes up (and says 'not ready') before its
     broker does, instead of dying and taking its process group down with it."""
-    delay = 0.2
-    while True:
+
+    async def start() -> T:
         client = make_client()
         try:
             await client.start()  # type: ignore[attr-defined]
-            return client
-        except KafkaConnectionError as error:
-            log.warning("Kafka not reachable yet", extra={"client": what, "error": str(error), "retry_in_s": delay})
+        except KafkaConnectionError:
             await client.stop()  # type: ignore[attr-defined]
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
+            raise
+        return client
+
+    return await while_down(f"Kafka ({what})", KafkaConnectionError, longest_wait_s=max_delay_s)(start)
+
+
+class TopicsMissing(Exception):
+    """Topics a client waits for that the broker does not have (yet)."""
 
 
 async def wait_for_topics(consumer: AIOKafkaConsumer, topics: Iterable[str], max_delay_s: float = 5.0) -> None:
     """Topics are created explicitly (the launcher, or the operator), never by the broker on first use: wait for
     them rather than subscribe to nothing."""
-    delay = 0.2
-    while missing := set(topics) - await consumer.topics():
-        log.warning("waiting for topics to be created", extra={"missing": sorted(missing), "retry_in_s": delay})
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
+    wanted = set(topics)
+
+    async def all_there() -> None:
+        if missing := wanted - await consumer.topics():
+            raise TopicsMissing(", ".join(sorted(missing)))
+
+    waiting = while_down(f"Kafka topics {', '.join(sorted(wanted))}", TopicsMissing, longest_wait_s=max_delay_s)
+    await waiting(all_there)
 
 
 async def commit_unless_rebalanced(consumer: AIOKafkaConsumer) -> None:

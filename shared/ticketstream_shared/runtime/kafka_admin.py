@@ -11,13 +11,22 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from ticketstream_shared.contract.topics import TOPICS, TopicSpec
 
+from .retry import while_down
+
 #: Short per-attempt timeout while probing, so one hung attempt cannot eat the whole deadline.
 _PROBE_REQUEST_TIMEOUT_MS = 2_000
+#: The first wait between probes, and the longest: a broker starting up answers within seconds.
 _RETRY_S = 0.2
+_LONGEST_RETRY_S = 1.0
 
 
 class TopicSetupError(RuntimeError):
     """A topic exists in a shape the contract cannot work with (e.g. too few partitions)."""
+
+
+class _NotYet(Exception):
+    """The broker answers, but is not ready for what is asked yet (no broker registered, partitions without
+    leaders)."""
 
 
 async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60.0, **client_config: Any) -> None:
@@ -28,20 +37,26 @@ async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60.0, **cli
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     options = {"request_timeout_ms": _PROBE_REQUEST_TIMEOUT_MS, **client_config}
-    last_error: BaseException | None = None
-    while True:
-        try:
-            async with asyncio.timeout(max(deadline - loop.time(), _RETRY_S)):
-                await _connect_any(bootstrap_servers)
-                if await _has_brokers(bootstrap_servers, options):
-                    return
-        except (KafkaError, OSError, TimeoutError) as exc:
-            last_error = exc
-        if loop.time() >= deadline:
-            raise TimeoutError(
-                f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:.0f}s (last error: {last_error!r})"
-            )
-        await asyncio.sleep(_RETRY_S)
+
+    async def answers() -> None:
+        async with asyncio.timeout(max(deadline - loop.time(), _RETRY_S)):
+            await _connect_any(bootstrap_servers)
+            if not await _has_brokers(bootstrap_servers, options):
+                raise _NotYet("no broker registered")
+
+    probing = while_down(
+        f"Kafka broker at {bootstrap_servers}",
+        (KafkaError, OSError, TimeoutError, _NotYet),
+        first_wait_s=_RETRY_S,
+        longest_wait_s=_LONGEST_RETRY_S,
+        give_up_after_s=timeout_s,
+    )
+    try:
+        await probing(answers)
+    except (KafkaError, OSError, TimeoutError, _NotYet) as exc:
+        raise TimeoutError(
+            f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:.0f}s (last error: {exc!r})"
+        ) from exc
 
 
 async def _connect_any(bootstrap_servers: str) -> None:
@@ -114,9 +129,8 @@ async def _await_leaders(admin: AIOKafkaAdminClient, wanted: dict[str, int], tim
 
     A freshly created topic is not usable at once: the broker learns of it from the metadata log.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
+
+    async def every_partition_led() -> None:
         pending = []
         for topic in await admin.describe_topics(list(wanted)):
             name, partitions = topic["topic"], topic["partitions"]
@@ -124,8 +138,17 @@ async def _await_leaders(admin: AIOKafkaAdminClient, wanted: dict[str, int], tim
                 raise TopicSetupError(f"topic {name} has {len(partitions)} partitions, its spec needs {wanted[name]}")
             if topic["error_code"] or not partitions or any(p["leader"] < 0 for p in partitions):
                 pending.append(name)
-        if not pending:
-            return
-        if loop.time() >= deadline:
-            raise TimeoutError(f"topics without leaders after {timeout_s:.0f}s: {sorted(pending)}")
-        await asyncio.sleep(_RETRY_S)
+        if pending:
+            raise _NotYet(", ".join(sorted(pending)))
+
+    polling = while_down(
+        "Kafka topic leaders",
+        _NotYet,
+        first_wait_s=_RETRY_S,
+        longest_wait_s=_LONGEST_RETRY_S,
+        give_up_after_s=timeout_s,
+    )
+    try:
+        await polling(every_partition_led)
+    except _NotYet as pending:
+        raise TimeoutError(f"topics without leaders after {timeout_s:.0f}s: {pending}") from None
