@@ -13,13 +13,19 @@ CHROMIUM := /usr/bin/chromium
 # on ports 8101-8103). Reporting stays one process: it writes through one chDB directory (with CLICKHOUSE_URL, a
 # ClickHouse server, it could run several).
 SCALE ?= 1
+# `make run KAFKA_BROKERS=3`: a Kafka cluster of three KRaft nodes on 9092-9094 (every topic replicated on all three,
+# min.insync.replicas 2), instead of one broker on 9092.
+KAFKA_BROKERS ?= 1
+export KAFKA_BROKERS
+BOOTSTRAP_1 := 127.0.0.1:9092
+BOOTSTRAP_3 := 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
 
 # What the local system runs with; tests pick their own broker and data directories.
 run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
-run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= $(BOOTSTRAP_$(KAFKA_BROKERS))
 run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
 
-.PHONY: install run demo test bench schemas lock kafka clean
+.PHONY: install run demo test test-cluster bench schemas lock kafka clean
 
 install: $(INSTALLED) $(KAFKA_JARS) $(CHROMIUM)
 
@@ -48,6 +54,7 @@ run: install .local/dev-keys.json
 	@echo "  assignment  http://127.0.0.1:8003/docs"
 	@echo "  reporting   http://127.0.0.1:8004/docs   (dashboard: http://127.0.0.1:8004/dashboard)"
 	@case "$(SCALE)" in 1|2) ;; *) echo "SCALE must be 1 or 2, not '$(SCALE)'" >&2; exit 2 ;; esac
+	@case "$(KAFKA_BROKERS)" in 1|3) ;; *) echo "KAFKA_BROKERS must be 1 or 3, not '$(KAFKA_BROKERS)'" >&2; exit 2 ;; esac
 	@if [ "$(SCALE)" = 2 ]; then echo "  replica 2   intake :8101, sla :8102, assignment :8103 (reporting: one process)"; fi
 	@echo "  kafka       $$KAFKA_BOOTSTRAP_SERVERS"
 	@echo "  API keys    .local/dev-keys.json  (send 'Authorization: Bearer <key>')"
@@ -60,7 +67,12 @@ demo: install .local/dev-keys.json
 
 test: install
 	$(VENV)/bin/ruff check shared services tests bench deploy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+# The chaos test on a Kafka cluster of three brokers, one broker and then the controller leader killed under load
+# (about 5 minutes on two cores; .ci/run runs it after `make test`).
+test-cluster: install
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m bench
@@ -75,7 +87,7 @@ lock: $(INSTALLED)
 	$(UV) pip compile -q requirements-runtime.in -c requirements.lock -o requirements-runtime.lock --python-version 3.11
 
 kafka: install
-	$(PY) -m deploy.kafka.launcher run --data-dir .local/kafka/data --port 9092
+	$(VENV)/bin/honcho -f deploy/Procfile -d . start kafka
 
 clean:
 	rm -rf .local $(VENV)

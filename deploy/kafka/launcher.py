@@ -1,11 +1,11 @@
-"""A local single-node Apache Kafka (KRaft) built from the official jars on Maven Central.
+"""A local Apache Kafka (KRaft), one node or a cluster of three, built from the official jars on Maven Central.
 
 Why this exists: not every dev/CI box has a Docker engine, yet `make run` and the integration
 tests need a real broker. The jars come from Maven Central through `mvn` (strict checksums) and are
 checked again against `artifacts.sha256`, so the broker is reproducible from repo files alone.
 
     python -m deploy.kafka.launcher resolve                  # fetch + verify the jars (cached)
-    python -m deploy.kafka.launcher run [--data-dir D] [--port P]
+    python -m deploy.kafka.launcher run [--data-dir D] [--port P] [--brokers 3]
     python -m deploy.kafka.launcher create-topics --bootstrap-servers HOST:PORT
 """
 
@@ -20,18 +20,22 @@ import fcntl
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Self
 
-from ticketstream_shared.runtime.kafka_admin import ensure_topics, wait_for_broker
+from ticketstream_shared.runtime.kafka_admin import ensure_topics, min_in_sync, wait_for_broker
 from ticketstream_shared.runtime.settings import KafkaSettings
 
 KAFKA_DIR = Path(__file__).resolve().parent
@@ -219,8 +223,33 @@ def _tail(text: str) -> str:
     return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])
 
 
-class LocalKafka:
-    """One JVM acting as KRaft controller and broker (node 1) on 127.0.0.1, with its state in data_dir.
+#: A KRaft node's log line on becoming the quorum's leader:
+#: "[RaftManager id=2] Completed transition to Leader(localVoterNode=..., epoch=7, ...".
+_LEADER_LINE = re.compile(r"\[RaftManager id=(\d+)\] Completed transition to Leader\(.*?\bepoch=(\d+)")
+
+
+class _Running:
+    """`with kafka:` starts it and stops it at the end, whatever happens."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LocalKafka(_Running):
+    """One JVM acting as KRaft controller and broker on 127.0.0.1, with its state in data_dir: alone (node 1, the
+    default), or as one node of a LocalKafkaCluster (`node_id`, the cluster's `voters`, `replicas` and `cluster_id`).
 
     The storage is formatted once and then reused, so topics and messages survive stop()/start()
     and restarts of `run`. Ports given as 0 are picked once, here, so bootstrap_servers stays the
@@ -233,15 +262,24 @@ class LocalKafka:
         port: int = 0,
         controller_port: int = 0,
         *,
+        node_id: int = 1,
+        voters: str | None = None,
+        replicas: int = 1,
+        cluster_id: str | None = None,
         libs_dir: Path = DEFAULT_LIBS_DIR,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        free = iter(free_ports((port == 0) + (controller_port == 0)))
+        needed = (port == 0) + (controller_port == 0)
+        free = iter(free_ports(needed) if needed else ())
         self.port = port or next(free)
         self.controller_port = controller_port or next(free)
         if self.port == self.controller_port:
             raise ValueError(f"broker and controller cannot share port {self.port}")
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.replicas = replicas
+        self.cluster_id = cluster_id
         self.libs_dir = libs_dir
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -259,13 +297,15 @@ class LocalKafka:
         return self.data_dir / "kafka-logs"
 
     def server_properties(self) -> dict[str, str]:
-        """The broker configuration: loopback only, no auto-created topics, replication 1 everywhere."""
+        """The broker configuration: loopback only, no auto-created topics; every topic (the internal ones too) on
+        `replicas` nodes, a write acknowledged by all in-sync replicas needing two of them when there are three."""
+        replicas, in_sync = str(self.replicas), str(min_in_sync(self.replicas))
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
+            "node.id": str(self.node_id),
             # A static voter set (not `--standalone`) stores no endpoint in the metadata log, so
             # the controller port may differ between restarts.
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "controller.quorum.voters": self.voters,
             "controller.listener.names": "CONTROLLER",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
@@ -274,21 +314,30 @@ class LocalKafka:
             "log.dirs": str(self._log_dirs),
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": in_sync,
+            "offsets.topic.replication.factor": replicas,
             # Fewer internal partitions than the default 50: the first group join is much faster.
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": in_sync,
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": in_sync,
             "group.initial.rebalance.delay.ms": "0",
         }
 
     def start(self) -> None:
         """Start the broker and return once it serves requests; raise with the log tail otherwise."""
+        self.launch()
+        try:
+            asyncio.run(self.ready())
+        except BaseException:
+            self.stop()
+            raise
+
+    def launch(self) -> None:
+        """Start the JVM without waiting for it to serve (the nodes of a cluster wait for each other's votes)."""
         if self._process is not None:
             raise KafkaLauncherError(f"broker on {self.bootstrap_servers} is already running")
         libs = resolve_jars(self.libs_dir)
@@ -309,15 +358,17 @@ class LocalKafka:
                 start_new_session=True,  # a Ctrl-C reaches us, and we stop the broker in order
                 preexec_fn=_die_with_parent(),
             )
-        try:
-            asyncio.run(self._await_ready(self._process))
-        except BaseException:
-            self.stop()
-            raise
+
+    async def ready(self) -> None:
+        """Return once the launched broker serves requests; raise with the log tail if it does not or dies."""
+        if self._process is None:
+            raise KafkaLauncherError("broker was not launched")
+        await self._await_ready(self._process)
 
     def _format(self, java: list[str], config: Path) -> None:
         """Write a fresh cluster id and the bootstrap metadata; only ever done on an empty data dir."""
-        command = [*java, "kafka.tools.StorageTool", "format", "--cluster-id", _random_cluster_id(),
+        cluster_id = self.cluster_id or _random_cluster_id()
+        command = [*java, "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
                    "--config", str(config)]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -362,6 +413,17 @@ class LocalKafka:
             return self._process.wait(timeout_s)
         return None
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost machine: no clean shutdown, the log recovers on the next start."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
     def stop(self) -> None:
         """SIGTERM for a clean shutdown (no log recovery on the next start), SIGKILL if it hangs."""
         process, self._process = self._process, None
@@ -374,14 +436,91 @@ class LocalKafka:
             process.kill()
             process.wait()
 
-    def __enter__(self) -> LocalKafka:
-        self.start()
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+class LocalKafkaCluster(_Running):
+    """`brokers` nodes on 127.0.0.1, each a KRaft controller and broker, the controllers one quorum: every topic
+    replicated on all of them, min.insync.replicas 2 (see min_in_sync), so any one node may die. Node N keeps its
+    state in data_dir/node-N; the cluster id is kept in data_dir, so a node whose storage is lost is formatted into
+    the same cluster. `port` (if given) is the first node's, the others follow it."""
+
+    def __init__(self, data_dir: Path | str, brokers: int = 3, port: int = 0, **node_options: Any) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        free = free_ports(brokers if port else 2 * brokers)
+        ports = [port + n for n in range(brokers)] if port else free[brokers:]
+        controller_ports = free[:brokers]
+        voters = ",".join(f"{n + 1}@127.0.0.1:{controller_ports[n]}" for n in range(brokers))
+        cluster_id_file = self.data_dir / "cluster.id"
+        if not cluster_id_file.is_file():
+            cluster_id_file.write_text(_random_cluster_id())
+        cluster_id = cluster_id_file.read_text().strip()
+        self.nodes = [
+            LocalKafka(
+                self.data_dir / f"node-{n + 1}",
+                ports[n],
+                controller_ports[n],
+                node_id=n + 1,
+                voters=voters,
+                replicas=brokers,
+                cluster_id=cluster_id,
+                **node_options,
+            )
+            for n in range(brokers)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    @property
+    def replicas(self) -> int:
+        return len(self.nodes)
+
+    def start(self) -> None:
+        """Start every node that is not running and return once each serves requests (they elect a controller
+        among themselves first, so they are launched together)."""
+        starting = [node for node in self.nodes if not node.running]
+        for node in starting:
+            node.launch()
+
+        async def all_ready() -> None:
+            await asyncio.gather(*(node.ready() for node in starting))
+
+        try:
+            asyncio.run(all_ready())
+        except BaseException:
+            self.stop()
+            raise
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def controller_leader(self) -> LocalKafka:
+        """The node leading the controller quorum now: of the leaderships the running nodes logged, the one of the
+        highest epoch (Kafka's admin API has it too, but aiokafka does not speak DescribeQuorum)."""
+        elected = [
+            (int(epoch), int(node_id))
+            for node in self.nodes
+            if node.running and node.log_path.is_file()
+            for node_id, epoch in _LEADER_LINE.findall(node.log_path.read_text(errors="replace"))
+        ]
+        if not elected:
+            raise KafkaLauncherError("no node has logged a controller leadership yet")
+        return self.node(max(elected)[1])
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """The exit code of the first node found to have exited, or None if all still run after `timeout_s`."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while (code := next((c for node in self.nodes if (c := node.wait(0)) is not None), None)) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+        return code
+
+    def stop(self) -> None:
+        """All nodes at once: one by one, the last would wait for a quorum already gone before it gave up."""
+        with ThreadPoolExecutor(len(self.nodes)) as stopping:
+            list(stopping.map(LocalKafka.stop, self.nodes))
 
 
 #: Under a process runner, Ctrl-C reaches the broker and its clients at once; the broker stays up this long so
@@ -389,20 +528,20 @@ class LocalKafka:
 CLIENTS_GRACE_S = 2.0
 
 
-def _run(data_dir: Path, port: int) -> int:
-    """Foreground broker for a process runner: exit 0 on SIGTERM/SIGINT, 1 if the broker dies."""
+def _run(data_dir: Path, port: int, brokers: int) -> int:
+    """Foreground broker (or cluster) for a process runner: exit 0 on SIGTERM/SIGINT, 1 if a broker dies."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    kafka = LocalKafka(data_dir, port)
+    kafka = LocalKafka(data_dir, port) if brokers == 1 else LocalKafkaCluster(data_dir, brokers, port)
     kafka.start()
     try:
-        asyncio.run(ensure_topics(kafka.bootstrap_servers))
-        print(f"Kafka ready on {kafka.bootstrap_servers} (log: {kafka.log_path})", flush=True)
+        asyncio.run(ensure_topics(kafka.bootstrap_servers, replication_factor=brokers))
+        print(f"Kafka ready on {kafka.bootstrap_servers} (logs: {kafka.data_dir}/**/server.log)", flush=True)
         while not stopping.is_set():
             code = kafka.wait(0.5)
             if code is not None:
-                print(f"Kafka exited unexpectedly with {code}; see {kafka.log_path}", file=sys.stderr)
+                print(f"Kafka exited unexpectedly with {code}; see {kafka.data_dir}/**/server.log", file=sys.stderr)
                 return 1
         kafka.wait(CLIENTS_GRACE_S)
         return 0
@@ -419,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolve.add_argument("--libs-dir", type=Path, default=DEFAULT_LIBS_DIR)
     run = commands.add_parser("run", help="run the broker in the foreground, with the topics created")
     run.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    run.add_argument("--port", type=int, default=DEFAULT_PORT)
+    run.add_argument("--port", type=int, default=DEFAULT_PORT, help="the first broker's; the others follow it")
+    run.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="1 node, or a cluster of 3")
     create = commands.add_parser(
         "create-topics",
         help="create the ticketstream topics on a running broker (security from the KAFKA_* variables)",
@@ -432,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(resolve_jars(args.libs_dir))
             return 0
         if args.command == "run":
-            return _run(args.data_dir, args.port)
+            return _run(args.data_dir, args.port, args.brokers)
         security = KafkaSettings().kafka_client_config()
         bootstrap = args.bootstrap_servers or security.pop("bootstrap_servers")
         security.pop("bootstrap_servers", None)

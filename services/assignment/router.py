@@ -11,6 +11,7 @@ import asyncio
 
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
+from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from .records import TicketSnapshot
 from .routing import Routed, route
@@ -51,3 +52,4 @@ class TicketRouter:
             if routing.unroutable is not None:
                 pending.append(await self._team_log.send(ASSIGNMENT_EVENTS, routing.unroutable, event.ticket_id))
         await asyncio.gather(*pending)
+        THROUGHPUT.processed(len(batch))

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from ticketstream_shared.contract import TicketEvent
+from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from .domain import Command, CommandContext, NotReady, Ticket, as_of, decide, evolve, fold, replayed_version
 from .idempotency import RequestKeys
@@ -85,6 +86,7 @@ class TicketLedger:
         """Decide `command` and append its events. Returns the ticket after them and False; or, when the command
         had been carried out before (a retry), the ticket as that first outcome left it and True."""
         self.require_caught_up()
+        THROUGHPUT.processed()
         with self._exclusive(command.ticket_id) as lock:
             async with lock:
                 self._keys.check(context)

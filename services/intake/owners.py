@@ -195,7 +195,7 @@ class Ownership(ConsumerRebalanceListener):
 class CommandBus:
     """Decides a command here when this replica owns its ticket, or carries it to the owner and back."""
 
-    def __init__(self, ledger: TicketLedger, ownership: Ownership) -> None:
+    def __init__(self, ledger: TicketLedger, ownership: Ownership, answer_within_s: float = FORWARD_TIMEOUT_S) -> None:
         self.replica_id = str(uuid.uuid4())
         self.producer: AIOKafkaProducer | None = None
         self.partitions = 0  # of tickets.events, known once connected
@@ -203,6 +203,8 @@ class CommandBus:
         self._ledger = ledger
         self._ownership = ownership
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: How long a forwarded command may wait for the owner's reply, and then for this replica's copy of the log.
+        self._answer_within_s = answer_within_s
 
     def fresh_ticket_id(self) -> str:
         """A new ticket's random id, drawn so that its partition is one this replica owns (when it owns any): the
@@ -226,7 +228,12 @@ class CommandBus:
         reply = await self._ask_owner(command, context)
         if "refused" in reply:
             raise refusal_of(reply)
-        await self._ledger.reached(command.ticket_id, reply["version"])
+        try:
+            # Bounded: this replica's reader of the log may be behind (a slow broker); the caller gets a 503 instead of
+            # a request that never ends. The change is made: a retry under its key is answered with it.
+            await asyncio.wait_for(self._ledger.reached(command.ticket_id, reply["version"]), self._answer_within_s)
+        except TimeoutError:
+            raise NotReady("the change was made, but this replica has not read it yet; retry shortly") from None
         return self._ledger.at_version(command.ticket_id, reply["version"]), reply["replayed"]
 
     async def decide_if_owner(self, command: Command, context: CommandContext) -> tuple[domain.Ticket, bool] | None:
@@ -258,7 +265,7 @@ class CommandBus:
                 key=command.ticket_id.encode(),
                 headers=[("reply_to", self.replica_id.encode()), ("call_id", call_id.encode())],
             )
-            return await asyncio.wait_for(answer, FORWARD_TIMEOUT_S)
+            return await asyncio.wait_for(answer, self._answer_within_s)
         except TimeoutError:
             raise NotReady("the owner of this ticket did not answer in time; retry shortly") from None
         finally:

@@ -23,6 +23,7 @@ from ticketstream_shared.contract import Envelope, InvalidEvent, UnknownEventTyp
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Decoder, Delivery, Rejections
 from ticketstream_shared.runtime.retry import while_down
+from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from .business_hours import ClientCalendars
 from .ledger import LedgerRow, ledger_rows_of
@@ -156,4 +157,5 @@ class Projector:
                 stored = await with_ledger_rows(self._store, rows)
                 with INSERT_SECONDS.time():
                     await self._store.insert(stored)
+        THROUGHPUT.processed(len(batch))
         return refused

@@ -39,6 +39,7 @@ from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, records_to_end, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.retry import while_down
+from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from . import snapshots
 from .snapshots import CHECKPOINT_KEY, Checkpoint, UnreadableSnapshot
@@ -145,6 +146,7 @@ class ClockWorker:
                     if self._rebuilt_at.get(partition, 0) > fetched_after:
                         break  # fetched before its rebuild began: it is read again from its checkpoint
                     decided.extend(await self._handle(record, partition))
+                    THROUGHPUT.processed()
                     if self._rebuild_until:
                         REPLAYED.inc()
             if self._rebuild_until and not self._preparing:

@@ -6,7 +6,8 @@ daylight-saving changes. A wall time the change skips or repeats is read as PEP 
 ending at 02:30 on a spring-forward night ends at 03:30 summer time, one ending at 02:30 on a fall-back night
 ends at the first 02:30. A range belongs to the local date it starts on: a holiday closes the ranges that start on
 it, including a night shift running into the next day, and not the tail of one that started the evening before.
-Durations are `timedelta`s (microsecond-exact), so adding then measuring gives back exactly what was added.
+Durations are `timedelta`s (microsecond-exact), so adding then measuring gives back exactly what was added,
+within a century of the start (`HORIZON`).
 
 Shared by sla (clocks) and reporting (hours inside and outside a client's business hours), so that both read a
 calendar, and pick the version of it in force, the same way. Needs only the standard library and the contract.
@@ -27,6 +28,12 @@ MINUTES_PER_DAY = 24 * 60
 _WEEKDAYS = tuple(Weekday)  # Monday first, as date.weekday() counts
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 _ONE_DAY = timedelta(days=1)
+#: How far ahead working time is counted: an amount the calendar does not hold within a century of its start (a
+#: minute a week against a target of millions of minutes) is reached at the century's end. Counted on day by day, it
+#: took seconds and ended past the year 9999 in an OverflowError; a century holds the largest target (10 million
+#: minutes) on any calendar of a working week, and stays within what readers store (ClickHouse's DateTime64 ends
+#: in 2299).
+HORIZON = timedelta(days=36_525)
 
 T = TypeVar("T")
 
@@ -146,13 +153,18 @@ def business_time_between(calendar: Calendar, start: datetime, end: datetime) ->
 
 
 def add_business_time(calendar: Calendar, start: datetime, amount: timedelta) -> datetime:
-    """The moment at which `amount` of working time has passed since `start` (UTC); `start` itself for none."""
+    """The moment at which `amount` of working time has passed since `start` (UTC); `start` itself for none; at the
+    latest `start` + HORIZON."""
+    start = start.astimezone(UTC)
     if amount <= timedelta():
-        return start.astimezone(UTC)
+        return start
+    horizon = start + HORIZON
     remaining = amount
     for opens, closes in open_periods(calendar, start):
+        if opens >= horizon:
+            return horizon
         if closes - opens >= remaining:
-            return opens + remaining
+            return min(opens + remaining, horizon)
         remaining -= closes - opens
     raise AssertionError("open_periods is endless")  # pragma: no cover
 

@@ -1,13 +1,13 @@
 """Chaos: two replicas of intake, sla and assignment (one reporting) under steady load through HTTP and
-tickets.inbound; one replica of each is killed with SIGKILL mid-load and started again, then the broker is stopped
-and started again on the same port and data. Afterwards every acknowledged ticket and worklog is in tickets.events
-and in reporting exactly once, hours are exact, each SLA breach is emitted once, no ticket is assigned twice, and
-every dead letter carries its reason.
+tickets.inbound; one replica of each is killed with SIGKILL mid-load and started again. Then Kafka is disrupted:
+a single broker is stopped and started again on the same port and data; of a cluster of three (replication 3,
+min.insync.replicas 2), one broker is killed with SIGKILL and started again, then the controller quorum's
+leader. Afterwards every acknowledged ticket and worklog is in tickets.events and in reporting exactly once, hours
+are exact, each SLA breach is emitted once, no ticket is assigned twice, and every dead letter carries its reason.
 
 The processes come from deploy/Procfile, expanded by honcho itself as `make run SCALE=2` does (deploy/processes.py),
 but each runs as its own subprocess: honcho stops every process as soon as one exits, and a kill -9 must leave the
-others running. The broker is this test's own LocalKafka, not the session's: restarting it must disturb no other
-test.
+others running. Kafka is this test's own, not the session's: disrupting it must disturb no other test.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from deploy.kafka.launcher import LocalKafka, free_ports
+from deploy.kafka.launcher import LocalKafka, LocalKafkaCluster, free_ports
 from deploy.processes import ServiceProcess, procfile_processes, replica_names
 from intake.domain import child_id_for
 from tests.e2e.test_system import processes_marked
@@ -58,6 +59,8 @@ VICTIMS = ("intake.2", "sla.1", "assignment.2")
 #: Acknowledged writes to wait for before the kill, while the victims are down, and after they are back.
 PROGRESS = 60
 CLIENTS = 3
+#: Who takes the chaos tickets: 1,000 open tickets each at most, and a run under three brokers creates some 1,300.
+TECHNICIANS = tuple(f"tech-chaos-{n}" for n in range(1, 5))
 #: The first-response target of the chaos clients' policy (always open): every ticket breaches it during the run.
 FIRST_RESPONSE_MINUTES = 1
 #: Sent to tickets.inbound with the load: each must land in tickets.inbound.dlq with its reason.
@@ -85,12 +88,30 @@ class Ledger:
             return self.http_acks
 
 
-@pytest.fixture
-def broker(tmp_path) -> LocalKafka:
-    """This test's own broker, with every topic: the test stops and starts it, which the session's must not see."""
-    with LocalKafka(tmp_path / "kafka") as kafka:
-        asyncio.run(ensure_topics(kafka.bootstrap_servers))
+@pytest.fixture(params=[1, pytest.param(3, marks=pytest.mark.cluster)], ids=["one broker", "three brokers"])
+def broker(request, tmp_path) -> Iterator[LocalKafka | LocalKafkaCluster]:
+    """This test's own Kafka, with every topic: the test disrupts it, which the session's broker must not see."""
+    kafka = LocalKafka(tmp_path / "kafka") if request.param == 1 else LocalKafkaCluster(tmp_path / "kafka", 3)
+    with kafka:
+        asyncio.run(ensure_topics(kafka.bootstrap_servers, replication_factor=request.param))
         yield kafka
+
+
+def _disrupt(kafka: LocalKafka | LocalKafkaCluster, load_goes_on: Callable[[str], None]) -> None:
+    """One broker: stopped and started again. A cluster: a broker that does not lead the controller quorum killed
+    with SIGKILL, then the quorum's leader, each started again after the load went on without it."""
+    if isinstance(kafka, LocalKafka):
+        kafka.stop()
+        kafka.start()
+        return
+    leader = kafka.controller_leader()
+    follower = next(node for node in kafka.nodes if node is not leader)
+    for victim, role in ((follower, "a broker"), (leader, "the controller leader")):
+        down = time.monotonic()
+        victim.kill()
+        load_goes_on(f"load while {role} (node {victim.node_id}) is down")
+        victim.start()
+        print(f"{role} (node {victim.node_id}) killed and back in {time.monotonic() - down:.0f}s")
 
 
 @pytest.fixture
@@ -189,7 +210,7 @@ def _http_load(urls: list[str], token: str, clients: list[str], category: str, l
                 ledger.http_acks += 1
             for _ in range(2):
                 minutes = rng.choice((15, 30, 45, 60, 90))
-                work = {"technician_id": "tech-chaos", "minutes": minutes, "billable": True}
+                work = {"technician_id": TECHNICIANS[0], "minutes": minutes, "billable": True}
                 logged = _post_until_answered(
                     client, urls, f"/v1/tickets/{ticket_id}/worklogs", work, str(uuid.uuid4()), ledger.retries
                 )
@@ -246,7 +267,7 @@ def _inbound_load(bootstrap: str, clients: list[str], category: str, ledger: Led
                     "type": "add_worklog",
                     "request_id": worklog_request,
                     "ticket_id": ticket_id,
-                    "data": {"technician_id": "tech-chaos", "minutes": minutes, "billable": False},
+                    "data": {"technician_id": TECHNICIANS[0], "minutes": minutes, "billable": False},
                 }
                 await send(json.dumps(work).encode(), ticket_id.encode())
                 with ledger.lock:
@@ -296,7 +317,7 @@ def _chdb_rows(path: Path, sql: str) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-def test_nothing_is_lost_or_doubled_when_replicas_and_the_broker_restart_under_load(scaled_system, broker):
+def test_nothing_is_lost_or_doubled_when_replicas_and_brokers_restart_under_load(scaled_system, broker):
     replicas, keys, chdb_path = scaled_system
     kafka_bootstrap = broker.bootstrap_servers
     run = uuid.uuid4().hex[:8]
@@ -313,12 +334,18 @@ def test_nothing_is_lost_or_doubled_when_replicas_and_the_broker_restart_under_l
             {"rank": 0, "match": {"client_ids": clients}, "targets": {"P4": targets}, "calendar_id": calendar},
         ),
         ("PUT", f"{assignment_url}/v1/routing/categories/{category}", {"team": team}),
-        (
-            "PUT",
-            f"{assignment_url}/v1/technicians/tech-chaos",
-            {"name": "Chaos", "team": team, "tier": 1, "skills": [category], "capacity": 1000},
-        ),
-        ("POST", f"{assignment_url}/v1/technicians/tech-chaos/shift", {"on_shift": True}),
+        *[
+            change
+            for technician in TECHNICIANS
+            for change in (
+                (
+                    "PUT",
+                    f"{assignment_url}/v1/technicians/{technician}",
+                    {"name": technician, "team": team, "tier": 1, "skills": [category], "capacity": 1000},
+                ),
+                ("POST", f"{assignment_url}/v1/technicians/{technician}/shift", {"on_shift": True}),
+            )
+        ],
     ):
         response = httpx.request(method, url, json=body, headers=admin, timeout=15)
         assert response.status_code in (200, 201), (url, response.text)
@@ -353,14 +380,15 @@ def test_nothing_is_lost_or_doubled_when_replicas_and_the_broker_restart_under_l
             eventually(replicas[name].ready, timeout_s=90, what=f"{name} ready again")
         floor = ledger.acknowledged()
         eventually(lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=60, what="load after the restart")
+
+        def load_goes_on(what: str) -> None:
+            floor = ledger.acknowledged()
+            eventually(lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=120, what=what)
+
         broker_down = time.monotonic()
-        broker.stop()
-        broker.start()
-        print(f"broker restarted in {time.monotonic() - broker_down:.0f}s")
-        floor = ledger.acknowledged()
-        eventually(
-            lambda: ledger.acknowledged() >= floor + PROGRESS, timeout_s=120, what="load after the broker restart"
-        )
+        _disrupt(broker, load_goes_on)
+        print(f"Kafka disrupted and back in {time.monotonic() - broker_down:.0f}s")
+        load_goes_on("load after Kafka came back")
         for name, replica in replicas.items():  # every service reconnected by itself
             eventually(replica.ready, timeout_s=60, what=f"{name} ready after the broker restart")
         last_ticket = time.monotonic()

@@ -131,6 +131,24 @@ def test_hours_logged_over_http_show_in_the_report(system):
     assert eventually(reporting_lag, timeout_s=20, what="reporting reports its lag, and has caught up")
 
 
+def test_every_service_shows_what_it_processes_and_what_that_costs(system):
+    """After the tickets above, each service's /metrics counts the events (intake: commands) it processed, with the
+    rate and the CPU seconds per 1,000 of them that operators watch."""
+    urls, keys = system
+
+    def figures(url: str) -> dict[str, float] | None:
+        metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}).text
+        wanted = ("ticketstream_events_processed_total", "ticketstream_events_per_second",
+                  "ticketstream_cpu_seconds_per_1000_events")  # fmt: skip
+        found = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line.startswith(wanted)}
+        return found if found.get("ticketstream_events_processed_total", 0) > 0 else None
+
+    for service, url in urls.items():
+        found = eventually(lambda url=url: figures(url), timeout_s=20, what=f"{service} counts what it processed")
+        assert found["ticketstream_events_per_second"] > 0, service
+        assert found["ticketstream_cpu_seconds_per_1000_events"] > 0, service
+
+
 def test_every_service_guards_its_endpoints_but_health(system):
     urls, keys = system
     for url in urls.values():

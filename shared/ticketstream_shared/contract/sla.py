@@ -181,7 +181,9 @@ class CalendarData(Frozen):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        # ZoneInfo opens the file its key names: a directory of the database ("America"), a name too long for the
+        # file system, anything the OS refuses is an OSError, and no more a time zone than a missing file.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 

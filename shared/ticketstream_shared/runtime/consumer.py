@@ -139,12 +139,18 @@ class EventConsumer:
                     await task
 
     async def run(self) -> None:
-        self._dead_letters = await start_when_reachable(
+        dead_letters = await start_when_reachable(
             lambda: make_producer(self._settings, f"{self._service}-dlq"), "dead-letter producer"
         )
-        self.consumer = await start_when_reachable(
+        consumer = await start_when_reachable(
             lambda: make_consumer(self._settings, group_id=self._group_id, client_id=self._service), "consumer"
         )
+        await self.consume(consumer, dead_letters)
+
+    async def consume(self, consumer: AIOKafkaConsumer, dead_letters: AIOKafkaProducer) -> None:
+        """Consume with clients already started (Kafka's, or a test's fakes) until stopped; then leave the group and
+        stop both clients."""
+        self._dead_letters, self.consumer = dead_letters, consumer
         await wait_for_topics(self.consumer, self._decoders)
         self.consumer.subscribe(list(self._decoders), listener=self._assignment)
         try:

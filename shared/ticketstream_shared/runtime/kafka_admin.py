@@ -89,6 +89,13 @@ async def _has_brokers(bootstrap_servers: str, client_config: dict[str, Any]) ->
         await admin.close()
 
 
+def min_in_sync(replicas: int) -> int:
+    """In-sync replicas a write needs (min.insync.replicas): with three copies two, so a write acknowledged by all
+    in-sync replicas (the services' acks=all) is on two brokers at least, and the topic keeps taking writes while
+    any one broker is down; with one copy, the one."""
+    return min(2, replicas)
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     specs: Sequence[TopicSpec] = TOPICS,
@@ -112,7 +119,12 @@ async def ensure_topics(
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=dict(spec.config))
+                    NewTopic(
+                        spec.name,
+                        spec.partitions,
+                        replication_factor,
+                        topic_configs={**spec.config, "min.insync.replicas": str(min_in_sync(replication_factor))},
+                    )
                     for spec in missing
                 ]
             )

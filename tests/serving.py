@@ -1,0 +1,41 @@
+"""A service's FastAPI app served over real HTTP, as in production: uvicorn on a port of 127.0.0.1, in a thread of
+the test process (so the test can reach into nothing but its URL), ready once /readyz answers 200."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from deploy.kafka.launcher import free_ports
+from tests.polling import eventually
+
+
+@contextmanager
+def served(app: FastAPI, *, port: int | None = None, what: str = "the service", timeout_s: float = 60) -> Iterator[str]:
+    """Serve `app` on `port` (a free one if None) and yield its base URL once /readyz says ready; on exit uvicorn
+    stops accepting and runs the app's lifespan shutdown (consumers leave their groups, producers flush)."""
+    if port is None:
+        (port,) = free_ports(1)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert thread.is_alive(), f"{what} stopped before it was ready (see the log above)"
+        try:
+            return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        eventually(ready, timeout_s=timeout_s, interval_s=0.1, what=f"{what} ready")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,189 @@
+"""The router re-keys ticket and SLA events by team onto the team log, and knows where each ticket went: from what it
+sent itself, else from the desk (after a restart, or once a rule routed a waiting ticket). Kafka here is a fake."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from assignment.desk import Desk, recorded
+from assignment.records import TicketParked, TicketRouted, TicketStatusMoved, TicketWithdrawn, decode_team_record
+from assignment.router import TicketRouter
+from assignment.teamlog import TeamLog
+from tests.builders import T0, a_ticket_created
+from tests.fakes_kafka import FakeBroker, FakeProducer, still_waiting, until
+from tests.unit.test_assignment_desk import a_change, roster_event, routed
+from ticketstream_shared.contract import TicketStatusChanged, decode_assignment_event
+from ticketstream_shared.contract.assignment import CategoryRouted, TeamLogEvent, TicketUnassignable
+from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TEAM_PARTITIONS, TICKETS_EVENTS
+from ticketstream_shared.runtime.consumer import Delivery
+from ticketstream_shared.runtime.kafka import partition_of
+
+
+def a_router(broker: FakeBroker, *rules: tuple[str, str]) -> tuple[TicketRouter, TeamLog]:
+    """A router whose team log has been read: the desk holds a rule (category, team) for each of `rules`."""
+    team_log = TeamLog(Desk(), clock=lambda: T0)
+    team_log.producer = FakeProducer(broker)  # type: ignore[assignment]
+    for category, team in rules:
+        team_log.desk.apply(a_rule(category, team), decides=False, instance="me")
+    team_log.caught_up.set()
+    return TicketRouter(team_log), team_log
+
+
+def a_rule(category: str, team: str) -> TeamLogEvent:
+    return roster_event(CategoryRouted, category=category, team=team, skill=category)
+
+
+def delivered(*events: object) -> list[Delivery]:
+    return [Delivery(event, TICKETS_EVENTS, 0, offset) for offset, event in enumerate(events)]
+
+
+def status_changed(ticket_id: str, version: int, to_status: str) -> TicketStatusChanged:
+    return TicketStatusChanged(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id=ticket_id, client_id="acme", aggregate_version=version,
+        producer="intake", correlation_id="test", data={"from_status": "new", "to_status": to_status},
+    )  # fmt: skip
+
+
+def team_records(broker: FakeBroker) -> list[tuple[str, TeamLogEvent]]:
+    """What the router wrote on the team log, with the key each went under, checking each is where its key says."""
+    written = []
+    for record in broker.records(ASSIGNMENT_BY_TEAM):
+        assert record.partition == partition_of(record.key.decode(), TEAM_PARTITIONS)
+        written.append((record.key.decode(), decode_team_record(record.value)))
+    return written
+
+
+def test_a_new_ticket_is_re_keyed_onto_its_categorys_team():
+    """Everything that decides for a team then sits in one partition, with one owner."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, _ = a_router(broker, ("network", "net-team"))
+        await router.handle(delivered(a_ticket_created("t1", category="network")))
+        [(key, record)] = team_records(broker)
+        assert key == "net-team" and isinstance(record, TicketRouted) and record.data.ticket.ticket_id == "t1"
+        assert broker.records(ASSIGNMENT_EVENTS) == []
+
+    asyncio.run(story())
+
+
+def test_a_ticket_no_rule_takes_waits_under_its_category_and_is_announced_unroutable():
+    """Parked under its category, where a rule that comes later finds it; the public event says why nobody has it."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, _ = a_router(broker, ("network", "net-team"))
+        await router.handle(delivered(a_ticket_created("t1", category="facilities")))
+        [(key, record)] = team_records(broker)
+        assert key == "category:facilities" and isinstance(record, TicketParked)
+        [announced] = broker.records(ASSIGNMENT_EVENTS)
+        event = decode_assignment_event(announced.value)
+        assert announced.key == b"t1" and isinstance(event, TicketUnassignable)
+
+    asyncio.run(story())
+
+
+def test_the_router_remembers_where_it_sent_a_ticket_before_the_desk_has_read_it():
+    """Its own TicketRouted reaches the desk only through the team log, a moment later: the next event of the ticket
+    (in the same batch, or the next) must not be lost meanwhile."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, team_log = a_router(broker, ("network", "net-team"))
+        await router.handle(delivered(a_ticket_created("t1", category="network"), status_changed("t1", 2, "open")))
+        await router.handle(delivered(status_changed("t1", 3, "in_progress")))
+        assert team_log.desk.ticket("t1") is None
+        moves = [(key, record.data.status) for key, record in team_records(broker)[1:]]
+        assert moves == [("net-team", "open"), ("net-team", "in_progress")]
+        assert router.where("t1").ticket.version == 3
+
+    asyncio.run(story())
+
+
+def test_after_a_restart_the_router_finds_a_ticket_through_the_desk_and_ignores_one_nobody_knows():
+    """The team log remembers for it what it forgot; a ticket created before this service kept tickets is not ours."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, team_log = a_router(broker, ("network", "net-team"))
+        team_log.desk.apply(routed("t1"), decides=False, instance="me")  # routed before the restart
+        await router.handle(delivered(status_changed("t1", 2, "resolved"), status_changed("t-unknown", 2, "open")))
+        [(key, moved)] = team_records(broker)
+        assert key == "net-team" and isinstance(moved, TicketStatusMoved) and moved.data.ticket_id == "t1"
+
+    asyncio.run(story())
+
+
+def test_a_waiting_ticket_follows_the_team_a_rule_later_gave_it():
+    """The rule reaches the desk through the team log; the router, which left the ticket waiting, asks the desk."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, team_log = a_router(broker)
+        await router.handle(delivered(a_ticket_created("t1", category="facilities")))
+        [(_, parked)] = team_records(broker)
+        desk = team_log.desk
+        desk.apply(parked, decides=False, instance="me")
+        [forwarded] = desk.apply(a_rule("facilities", "fac-team"), decides=True, instance="me")
+        desk.apply(recorded(forwarded, "me", T0), decides=False, instance="me")
+        await router.handle(delivered(status_changed("t1", 2, "in_progress")))
+        key, moved = team_records(broker)[-1]
+        assert key == "fac-team" and isinstance(moved, TicketStatusMoved) and moved.data.team == "fac-team"
+
+    asyncio.run(story())
+
+
+def test_a_ticket_whose_category_changes_moves_team_and_its_later_events_follow_it():
+    """Withdrawn from the old team, routed to the new one, and remembered there."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, _ = a_router(broker, ("network", "net-team"), ("database", "dba-team"))
+        created = a_ticket_created("t1", category="network")
+        await router.handle(delivered(created, a_change("t1", 2, category="database")))
+        await router.handle(delivered(status_changed("t1", 3, "in_progress")))
+        kinds = [(key, type(record)) for key, record in team_records(broker)]
+        assert kinds == [
+            ("net-team", TicketRouted),
+            ("net-team", TicketWithdrawn),
+            ("dba-team", TicketRouted),
+            ("dba-team", TicketStatusMoved),
+        ]
+
+    asyncio.run(story())
+
+
+def test_a_batch_is_done_only_once_kafka_has_every_record():
+    """The consumer commits when `handle` returns: before the acknowledgement, a crash would lose the routing."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, team_log = a_router(broker, ("network", "net-team"))
+        team_log.producer.acknowledging = False  # type: ignore[union-attr]
+        handling = asyncio.create_task(router.handle(delivered(a_ticket_created("t1", category="network"))))
+        await until(lambda: team_log.producer.held)  # type: ignore[union-attr]
+        assert await still_waiting(handling) and broker.records(ASSIGNMENT_BY_TEAM) == []
+        team_log.producer.acknowledge()  # type: ignore[union-attr]
+        await handling
+        assert len(broker.records(ASSIGNMENT_BY_TEAM)) == 1
+
+    asyncio.run(story())
+
+
+def test_routing_waits_for_the_team_log_to_be_read():
+    """The rules come from the team log: routing before it is read would park tickets a rule already takes."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, team_log = a_router(broker)
+        team_log.caught_up.clear()
+        handling = asyncio.create_task(router.handle(delivered(a_ticket_created("t1", category="network"))))
+        assert await still_waiting(handling) and broker.records(ASSIGNMENT_BY_TEAM) == []
+        team_log.desk.apply(a_rule("network", "net-team"), decides=False, instance="me")  # read meanwhile
+        team_log.caught_up.set()
+        await handling
+        [(key, record)] = team_records(broker)
+        assert key == "net-team" and isinstance(record, TicketRouted)
+
+    asyncio.run(story())
