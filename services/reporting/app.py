@@ -20,7 +20,8 @@ from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 from .api import reports_router
 from .business_hours import ClientCalendars
 from .dashboard import dashboard_router
-from .projector import Projector, decoders
+from .inbox import decoders
+from .projector import Projector
 from .settings import ReportingSettings
 from .sla_config import SlaConfigFollower
 from .warehouse import Warehouse

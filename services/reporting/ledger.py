@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
-from .processors import WorklogRow
+from .worklogs import WorklogRow
 
 
 class LedgerRow(NamedTuple):

@@ -1,38 +1,43 @@
 """Projects tickets.events, sla.events and assignment.events into the reporting tables, one batch at a time.
 
-The shared EventConsumer reads, decodes and dead-letters what is not an event; it commits a batch only once
-project() has returned, that is once the batch is in ClickHouse. A crash therefore means redelivery, never loss,
-and redelivery never double-counts: the tables collapse redelivered rows (see processors.py), and the worklog
-ledger skips the worklog versions it holds already (see ledger.py).
+The shared EventConsumer reads, validates (inbox.decoders) and dead-letters what is not an event; it commits a batch
+only once project() has returned, that is once the batch is in ClickHouse. A batch goes to ClickHouse as the
+messages read, in one insert, and ClickHouse's views fill the tables (inbox.py). Python computes only the worklog
+ledger, which needs each worklog's history and its client's calendar (ledger.py, worklogs.py). A crash therefore means
+redelivery, never loss, and redelivery never double-counts: the tables collapse redelivered rows by key, an insert
+repeated whole is recognised by its deduplication token, and the ledger skips the worklog versions it holds already.
 
-Failures are told apart. An event that cannot be projected (a processor refuses it with InvalidEvent) is handed
-back with the reason, and the consumer dead-letters it while the rest of its batch lands. ClickHouse down is waited
-for (warehouse.clickhouse_is_down). Anything else is a defect of ours, raised so that the service stops
-(runtime/supervision.py) instead of retrying it forever and stalling the partition.
+Failures are told apart. An event whose version the tables cannot hold, or whose message ClickHouse refuses (found by
+bisecting its batch), is handed back with the reason, and the consumer dead-letters it while the rest of its batch
+lands. ClickHouse down is waited for (warehouse.clickhouse_is_down). Anything else is a defect of ours, raised so that
+the service stops (runtime/supervision.py) instead of retrying it forever and stalling the partition.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Protocol, TypeVar
 
+from clickhouse_connect.driver.exceptions import DatabaseError
 from prometheus_client import Histogram
 
-from ticketstream_shared.contract import Envelope, InvalidEvent, UnknownEventType, decode_event
-from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
-from ticketstream_shared.runtime.consumer import Decoder, Delivery, Rejections
+from ticketstream_shared.contract import InvalidEvent
+from ticketstream_shared.runtime.consumer import Delivery, Rejections
 from ticketstream_shared.runtime.retry import while_down
 from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from .business_hours import ClientCalendars
+from .inbox import Arrival
 from .ledger import LedgerRow, ledger_rows_of
-from .processors import Row, WorklogRow, processors
 from .warehouse import clickhouse_is_down
+from .worklogs import WorklogRow, worklog_rows
+
+T = TypeVar("T")
 
 INSERT_SECONDS = Histogram(
     "ticketstream_reporting_insert_seconds",
-    "Time to insert one batch of projected rows into ClickHouse",
+    "Time to insert one batch of messages, and its ledger rows, into ClickHouse",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -41,93 +46,64 @@ FIRST_RETRY_SECONDS = 0.5
 LAST_RETRY_SECONDS = 30.0
 
 #: The largest version the tables hold: aggregate_version is a UInt32 in every table, and the ticket tables collapse
-#: redelivered rows by it (deploy/clickhouse). The contract bounds it from below only; a bigger one would fail the
-#: insert of its whole batch, every time it is delivered.
+#: redelivered rows by it (deploy/clickhouse). The contract bounds it from below only.
 LARGEST_VERSION = 2**32 - 1
 
-#: The topics reporting reads.
-TOPICS_READ = (TICKETS_EVENTS, SLA_EVENTS, ASSIGNMENT_EVENTS)
-
-
-def topic_decoder(topic: str) -> Decoder:
-    """The decoder of one topic: the event, or for an event type this contract does not know yet its envelope,
-    which the raw table keeps so that a later version can report on it. Raises InvalidEvent (the message goes to
-    the DLQ) otherwise."""
-
-    def decode(raw: bytes) -> Envelope:
-        try:
-            return decode_event(topic, raw)
-        except UnknownEventType:
-            return Envelope.model_validate_json(raw)
-
-    return decode
-
-
-def decoders() -> dict[str, Decoder]:
-    return {topic: topic_decoder(topic) for topic in TOPICS_READ}
-
-
-def _check_storable(delivery: Delivery) -> None:
-    version = delivery.event.aggregate_version
-    if version is not None and version > LARGEST_VERSION:
-        raise InvalidEvent(f"aggregate_version: {version} is more than the tables hold ({LARGEST_VERSION})")
-
-
-def rows_of(batch: Iterable[Delivery], calendars: ClientCalendars) -> dict[str, list[Row]]:
-    """The rows of every table for a batch of events, in processors' order, worklogs split by `calendars`;
-    tables without rows are left out. Raises InvalidEvent if an event cannot be projected."""
-    deliveries = list(batch)
-    for delivery in deliveries:
-        _check_storable(delivery)
-    rows = {
-        table: [row for delivery in deliveries for row in rows_of_one(delivery)]
-        for table, rows_of_one in processors(calendars).items()
+#: ClickHouse error codes that say a message holds a value the tables cannot take (e.g. a number beyond its column's
+#: type, accurateCast in the views): the same message fails every time, the others of its batch do not.
+_REFUSED_MESSAGE_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE: accurateCast of a value its type cannot hold
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        376,  # CANNOT_PARSE_UUID
+        395,  # FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
     }
-    return {table: table_rows for table, table_rows in rows.items() if table_rows}
+)
 
 
-def decided_rows(batch: list[Delivery], calendars: ClientCalendars) -> tuple[dict[str, list[Row]], Rejections]:
-    """The rows of the events of `batch` that can be projected (as rows_of), and the others with the reason."""
-    try:
-        return rows_of(batch, calendars), []
-    except InvalidEvent:
-        pass  # rare: find the events that cannot be projected, one by one
-    projectable: list[Delivery] = []
-    refused: Rejections = []
-    for delivery in batch:
-        try:
-            rows_of([delivery], calendars)
-        except InvalidEvent as error:
-            refused.append((delivery, error.reason))
-        else:
-            projectable.append(delivery)
-    return rows_of(projectable, calendars), refused
+def refuses_a_message(error: BaseException) -> bool:
+    """Whether ClickHouse refused an insert of messages for a value in one of them (not for being down, and not for
+    SQL that does not match the tables, which would refuse every message alike: a defect)."""
+    return isinstance(error, DatabaseError) and error.code in _REFUSED_MESSAGE_CODES
+
+
+def _reason(error: BaseException) -> str:
+    """ClickHouse's error text on one line, as the dead-letter reason."""
+    return " ".join(str(error).split())[:1000]
 
 
 class RowStore(Protocol):
-    """Where projected rows go, and what the worklog ledger holds: the Warehouse, or a fake in tests."""
+    """Where the messages and ledger rows go, and what the ledger holds: the Warehouse, or a fake in tests."""
 
-    async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None: ...
+    async def insert_messages(self, deliveries: Sequence[Delivery]) -> None:
+        """One insert of the messages into inbox, whose views fill the tables."""
+        ...
+
+    async def insert(self, rows: Mapping[str, Sequence[LedgerRow]]) -> None: ...
 
     async def newest_ledger_rows(self, worklogs: Collection[WorklogRow]) -> dict[uuid.UUID, LedgerRow]:
         """The newest ledger row of each of these worklogs that has one."""
         ...
 
 
-async def with_ledger_rows(store: RowStore, rows: Mapping[str, Sequence[Row]]) -> dict[str, Sequence[Row | LedgerRow]]:
-    """`rows`, and the ledger rows of their worklog versions that the ledger does not hold yet (read from the store
-    now, so call it again for a retry)."""
-    stored: dict[str, Sequence[Row | LedgerRow]] = dict(rows)
-    worklogs = [row for row in rows.get("worklogs", ()) if isinstance(row, WorklogRow)]
-    if worklogs:
-        newest = await store.newest_ledger_rows(worklogs)
-        if ledger := ledger_rows_of(worklogs, newest):
-            stored["worklog_ledger"] = ledger
-    return stored
+def too_new_to_store(delivery: Delivery) -> str | None:
+    """Why the tables cannot hold this event's version, if they cannot."""
+    arrival: Arrival = delivery.event
+    version = arrival.event.aggregate_version
+    if version is not None and version > LARGEST_VERSION:
+        return f"aggregate_version: {version} is more than the tables hold ({LARGEST_VERSION})"
+    return None
 
 
 class Projector:
-    """The batch handler of the reporting consumer."""
+    """The batch handler of the reporting consumer, and of rebuild."""
 
     def __init__(
         self, store: RowStore, calendars: ClientCalendars, *, first_retry_seconds: float = FIRST_RETRY_SECONDS
@@ -136,16 +112,9 @@ class Projector:
         self._calendars = calendars
         self._first_retry_seconds = first_retry_seconds
 
-    async def project(self, batch: list[Delivery]) -> Rejections:
-        """Insert the rows of every event of `batch` that can be projected, one insert per table; returns once they
-        are stored, with the events that cannot be and why (the consumer dead-letters them).
-
-        While ClickHouse is down the insert is retried rather than raised: raising would stop the service, and
-        skipping would commit events that never reached the tables. A retry reads the ledger again, since it may
-        hold some of the rows now. Any other error is raised. On shutdown the wait is cancelled and nothing is
-        committed.
-        """
-        rows, refused = decided_rows(batch, self._calendars)
+    async def _while_down(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call`, tried again while ClickHouse is down rather than raised: raising would stop the service, and
+        skipping would commit events that never reached the tables. On shutdown the wait is cancelled."""
         waiting = while_down(
             "ClickHouse",
             clickhouse_is_down,
@@ -154,8 +123,51 @@ class Projector:
         )
         async for attempt in waiting:
             with attempt:
-                stored = await with_ledger_rows(self._store, rows)
-                with INSERT_SECONDS.time():
-                    await self._store.insert(stored)
+                return await call()
+        raise AssertionError("while_down retries until the call succeeds or raises")
+
+    async def project(self, batch: list[Delivery]) -> Rejections:
+        """Insert every event of `batch` that can be projected; returns once they are stored, with the events that
+        cannot be and why (the consumer dead-letters them). The ledger rows are computed after the messages are in,
+        from the ledger as it is then (read again on a retry, since it may hold some of them by then)."""
+        refused: Rejections = []
+        storable: list[Delivery] = []
+        worklogs: dict[int, list[WorklogRow]] = {}  # id of the delivery -> its worklog versions
+        for delivery in batch:
+            try:
+                if (reason := too_new_to_store(delivery)) is not None:
+                    raise InvalidEvent(reason)
+                worklogs[id(delivery)] = worklog_rows(delivery, self._calendars)
+            except InvalidEvent as error:
+                refused.append((delivery, error.reason))
+            else:
+                storable.append(delivery)
+        with INSERT_SECONDS.time():
+            refused_by_clickhouse = await self._insert_messages(storable)
+            for delivery, _ in refused_by_clickhouse:
+                del worklogs[id(delivery)]
+            if versions := [row for rows in worklogs.values() for row in rows]:
+                await self._while_down(lambda: self._insert_ledger_rows(versions))
         THROUGHPUT.processed(len(batch))
-        return refused
+        return refused + refused_by_clickhouse
+
+    async def _insert_messages(self, deliveries: Sequence[Delivery]) -> Rejections:
+        """Insert `deliveries`; if ClickHouse refuses a value in one, halve and try again until the messages it
+        refuses are alone, and hand those back with ClickHouse's reason."""
+        if not deliveries:
+            return []
+        try:
+            await self._while_down(lambda: self._store.insert_messages(deliveries))
+        except Exception as error:
+            if not refuses_a_message(error):
+                raise
+            if len(deliveries) == 1:
+                return [(deliveries[0], _reason(error))]
+            half = len(deliveries) // 2
+            return await self._insert_messages(deliveries[:half]) + await self._insert_messages(deliveries[half:])
+        return []
+
+    async def _insert_ledger_rows(self, worklogs: list[WorklogRow]) -> None:
+        newest = await self._store.newest_ledger_rows(worklogs)
+        if ledger := ledger_rows_of(worklogs, newest):
+            await self._store.insert({"worklog_ledger": ledger})

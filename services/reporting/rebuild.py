@@ -24,11 +24,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from ticketstream_shared.contract import TOPICS, InvalidEvent
-from ticketstream_shared.runtime.consumer import Decoder, Delivery
+from ticketstream_shared.runtime.consumer import Decoder, Delivery, Rejections
 from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
 
 from .business_hours import ClientCalendars
-from .projector import decided_rows, decoders, with_ledger_rows
+from .inbox import decoders
+from .projector import Projector
 from .settings import ReportingSettings
 from .sla_config import read_changes
 from .warehouse import Warehouse
@@ -91,22 +92,21 @@ async def _project(
     until: Offsets,
     batch_size: int,
 ) -> tuple[int, int]:
-    """Replay into `warehouse`, inserting batch N while batch N+1 is read and decoded; returns (events, skipped).
-    Batch N+1's rows are computed once batch N is in, since its ledger rows depend on what the ledger holds. An
-    event the projector refuses (the service dead-lettered it when it first read it) is skipped, as the service
-    does: the same path, so a rebuild gives the service's figures."""
-    events = skipped = 0
-    inserting: asyncio.Task[None] | None = None
-    async for batch, not_events in replay(consumer, decoders(), start, until, batch_size):
-        decided, refused = decided_rows(batch, calendars)
-        events, skipped = events + len(batch) - len(refused), skipped + not_events + len(refused)
-        if inserting is not None:
-            await inserting
-        rows = await with_ledger_rows(warehouse, decided)
-        inserting = asyncio.create_task(warehouse.insert(rows))
-    if inserting is not None:
-        await inserting
-    return events, skipped
+    """Replay into `warehouse` through the service's own Projector, projecting batch N while batch N+1 is read and
+    validated; returns (events, skipped). Batch N+1 is projected once batch N is in, since its ledger rows depend on
+    what the ledger holds. An event the projector refuses (the service dead-lettered it when it first read it) is
+    skipped, as the service does: the same path, so a rebuild gives the service's figures."""
+    projector = Projector(warehouse, calendars)
+    read = not_events = refused = 0
+    projecting: asyncio.Task[Rejections] | None = None
+    async for batch, skipped in replay(consumer, decoders(), start, until, batch_size):
+        read, not_events = read + len(batch), not_events + skipped
+        if projecting is not None:
+            refused += len(await projecting)
+        projecting = asyncio.create_task(projector.project(batch))
+    if projecting is not None:
+        refused += len(await projecting)
+    return read - refused, not_events + refused
 
 
 async def rebuild(settings: ReportingSettings) -> RebuildSummary:

@@ -20,13 +20,15 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError, error_name_from_body
 
+from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.retry import while_down
 
+from .inbox import INBOX_COLUMNS, deduplication_token, inbox_rows
 from .ledger import LedgerRow
 from .migrations import apply_migrations, read_migrations
-from .processors import Row, WorklogRow
 from .queries import statement_for
 from .reports import Report, ReportQuery, ReportsUnavailable
+from .worklogs import WorklogRow
 
 T = TypeVar("T")
 
@@ -150,11 +152,24 @@ class Warehouse:
     async def ping(self) -> bool:
         return await self._on_thread(lambda: self._client is not None and self._client.ping())
 
-    async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
+    async def insert_messages(self, deliveries: Sequence[Delivery]) -> None:
+        """One insert of the messages into inbox, whose views fill the tables; repeated whole (its outcome unknown
+        after a broken connection), it is recognised by its deduplication token and adds nothing."""
+        await self._on_thread(self._insert_messages, deliveries)
+
+    def _insert_messages(self, deliveries: Sequence[Delivery]) -> None:
+        settings = {
+            "insert_deduplicate": 1,
+            "insert_deduplication_token": deduplication_token(deliveries),
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+        }
+        self._open_client.raw_insert("inbox", INBOX_COLUMNS, inbox_rows(deliveries), settings=settings, fmt="RowBinary")
+
+    async def insert(self, rows: Mapping[str, Sequence[LedgerRow]]) -> None:
         """One insert per table, in the order given."""
         await self._on_thread(self._insert, rows)
 
-    def _insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
+    def _insert(self, rows: Mapping[str, Sequence[LedgerRow]]) -> None:
         client = self._open_client
         for table, table_rows in rows.items():
             if table_rows:

@@ -226,6 +226,31 @@ def test_assignment_events(system: System) -> None:
     event_topic_case(system, ASSIGNMENT_EVENTS, good, [system.groups["reporting"]])
 
 
+def test_assignment_events_a_value_only_clickhouse_refuses(system: System) -> None:
+    """The contract bounds a tier from below only; reporting's table holds up to 255. ClickHouse refuses the message
+    (its batch is bisected), reporting parks it with ClickHouse's reason and goes on."""
+    assigned = {"technician_id": "tech-1", "team": "network", "tier": 300, "strategy": "least_loaded",
+                "reason": "least loaded"}  # fmt: skip
+    too_high = TicketAssigned(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), ticket_id=unique("tier-300"),
+                              client_id="acme", producer="assignment", correlation_id="t", data=assigned)  # fmt: skip
+    good = too_high.model_copy(update={"event_id": uuid.uuid4(), "data": too_high.data.model_copy(update={"tier": 2})})
+    key = too_high.ticket_id.encode()
+    raw = too_high.model_dump_json().encode()
+
+    partition = send(system.bootstrap, ASSIGNMENT_EVENTS, [(key, raw), (key, good.model_dump_json().encode())])
+
+    parked = eventually(
+        lambda: parked_copies(system.bootstrap, ASSIGNMENT_EVENTS).get(raw),
+        timeout_s=60,
+        interval_s=0.5,
+        what="the tier-300 assignment in the DLQ",
+    )
+    reason = parked[0]["dlq.reason"].decode()
+    assert "Code: 70" in reason and "UInt8" in reason, reason
+    assert good.model_dump_json().encode() not in parked_copies(system.bootstrap, ASSIGNMENT_EVENTS)
+    assert_groups_go_on(system.bootstrap, [system.groups["reporting"]], partition)
+
+
 def test_tickets_inbound(system: System) -> None:
     request_id = unique("poison-request")
     good = {

@@ -33,7 +33,7 @@ from deploy.kafka.launcher import free_ports
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.integration.test_reporting_rebuild import publish
 from tests.polling import eventually
-from tests.unit.test_reporting_processors import a_csat, a_worklog_corrected, a_worklog_voided
+from tests.reporting_events import a_csat, a_worklog_corrected, a_worklog_voided
 from ticketstream_shared.contract import Envelope, WorklogCorrected, WorklogRecorded, WorklogVoided
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import write_dev_keys
@@ -195,21 +195,18 @@ def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_counts_nothing_twice(
         assert reported_hours(service) == expected
 
 
-def migrations_without_the_csat_comment(directory: Path) -> Path:
-    """The service's migrations, but for a csat_ratings table that forgot the comment column its processor writes:
-    a defect of ours (code and tables out of step), which no retry can mend."""
+def migrations_that_lose_the_csat_table(directory: Path) -> Path:
+    """The service's migrations, and then one that drops the table a view of theirs writes csat ratings to: a defect
+    of ours (views and tables out of step), which no retry can mend."""
     directory.mkdir()
     for migration in (ROOT / "deploy" / "clickhouse").glob("*.sql"):
-        sql = migration.read_text()
-        if migration.name == "009_csat_ratings.sql":
-            assert "    comment           String,\n" in sql
-            sql = sql.replace("    comment           String,\n", "")
-        (directory / migration.name).write_text(sql)
+        (directory / migration.name).write_text(migration.read_text())
+    (directory / "999_a_defect.sql").write_text("DROP TABLE IF EXISTS csat_ratings;\n")
     return directory
 
 
 def test_a_defect_stops_the_service_loudly_instead_of_retrying_forever(kafka_bootstrap: str, tmp_path: Path) -> None:
-    migrations = migrations_without_the_csat_comment(tmp_path / "migrations")
+    migrations = migrations_that_lose_the_csat_table(tmp_path / "migrations")
     ticket = a_ticket_created(f"T-{RUN}-rated", f"acme-{RUN}")
     log_path = tmp_path / "reporting.log"
 
@@ -222,5 +219,5 @@ def test_a_defect_stops_the_service_loudly_instead_of_retrying_forever(kafka_boo
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     stopped = [line for line in lines if line["level"] == "CRITICAL"]
     assert stopped and stopped[0]["message"] == "reporting-consumer stopped; stopping the service", stopped
-    assert "Unrecognized column 'comment' in table csat_ratings" in stopped[0]["exc_info"]
+    assert "csat_ratings" in stopped[0]["exc_info"] and "UNKNOWN_TABLE" in stopped[0]["exc_info"]
     assert not [line for line in lines if "trying again" in line["message"] and "ClickHouse" in line["message"]]

@@ -12,12 +12,13 @@ import pytest
 
 from reporting import warehouse as warehouse_module
 from reporting.business_hours import ClientCalendars
-from reporting.projector import Projector, rows_of
+from reporting.projector import Projector
 from reporting.reports import HoursPerClientQuery
 from reporting.settings import ReportingSettings
 from reporting.warehouse import Warehouse
+from reporting.worklogs import worklogs_of
 from tests.builders import a_worklog_recorded
-from tests.unit.test_reporting_processors import a_worklog_corrected, a_worklog_voided, read
+from tests.reporting_events import a_worklog_corrected, a_worklog_voided, read
 
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
 PRINTER = a_worklog_recorded("T-1", 2, minutes=90)
@@ -44,9 +45,9 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
     async def before_the_upgrade() -> None:
         old = Warehouse(dsn, before_the_ledger)
         await old.open()
-        await old.insert(
-            rows_of((read(event, offset=offset) for offset, event in enumerate(history)), ClientCalendars())
-        )
+        # the worklogs table as the projector of that time wrote it, with each worklog's business minutes
+        deliveries = [read(event, offset=offset) for offset, event in enumerate(history)]
+        await old.insert({"worklogs": worklogs_of(deliveries, ClientCalendars())})
         await old.close()
 
     asyncio.run(before_the_upgrade())

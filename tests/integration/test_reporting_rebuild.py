@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 
 from reporting.api import REPORTS
 from reporting.app import build_app
-from reporting.projector import TOPICS_READ
+from reporting.inbox import TOPICS_READ
 from reporting.rebuild import rebuild
 from reporting.settings import ReportingSettings
 from tests.builders import a_worklog_recorded
 from tests.integration.test_reporting_projection import ADMIN_KEY, KEYS, bearer
 from tests.integration.test_reporting_reports import week
 from tests.polling import eventually
-from tests.unit.test_reporting_processors import topic_of
+from tests.reporting_events import topic_of
 from ticketstream_shared.contract import Envelope, encode
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS
 from ticketstream_shared.runtime.kafka import make_producer

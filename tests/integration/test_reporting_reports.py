@@ -1,4 +1,4 @@
-"""Every report against real ClickHouse (chDB), fed through the processors as the projector feeds it: events in
+"""Every report against real ClickHouse (chDB), fed by the projector as the service feeds it: events in
 shuffled order, each delivered twice, corrections and voids before or after the worklogs they change.
 
 The figures expected below are worked out by hand from the help desk's week described in `week()`.
@@ -29,7 +29,7 @@ from reporting.reports import (
 from reporting.settings import ReportingSettings
 from reporting.warehouse import Warehouse
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
-from tests.unit.test_reporting_processors import (
+from tests.reporting_events import (
     _ticket_envelope,
     a_comment,
     a_csat,

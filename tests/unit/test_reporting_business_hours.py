@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from reporting.business_hours import OFFICE_HOURS, ClientCalendars
-from reporting.processors import worklog_rows
+from reporting.worklogs import worklog_rows
 from tests.builders import a_worklog_recorded
-from tests.unit.test_reporting_processors import read
+from tests.reporting_events import read
 from ticketstream_shared.business_time import version_in_force
 from ticketstream_shared.contract.sla import (
     CalendarChanged,

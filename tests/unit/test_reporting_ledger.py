@@ -12,9 +12,9 @@ import pytest
 
 from reporting.business_hours import ClientCalendars
 from reporting.ledger import LedgerRow, ledger_rows, ledger_rows_of
-from reporting.processors import WorklogRow, worklog_rows
+from reporting.worklogs import WorklogRow, worklog_rows
 from tests.builders import T0, a_worklog_recorded
-from tests.unit.test_reporting_processors import a_worklog_corrected, a_worklog_voided, read
+from tests.reporting_events import a_worklog_corrected, a_worklog_voided, read
 from ticketstream_shared.contract import Envelope
 
 

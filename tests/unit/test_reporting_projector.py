@@ -1,5 +1,6 @@
-"""The projector's batch handler: one insert per table per batch. Its failures are told apart: ClickHouse down is
-waited for, an event that cannot be projected is refused with its reason, and a defect ends the projection."""
+"""The projector's batch handler: the messages in one insert, then the ledger rows. Its failures are told apart:
+ClickHouse down is waited for, an event that cannot be projected is refused with its reason (also one whose value
+ClickHouse refuses, found by bisecting the batch), and a defect ends the projection."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError, ProgrammingError
 
 from reporting.business_hours import ClientCalendars
+from reporting.inbox import Arrival, decoders, topic_decoder
 from reporting.ledger import LedgerRow
-from reporting.processors import Row, WorklogRow
-from reporting.projector import Projector, decoders, topic_decoder
+from reporting.projector import Projector
+from reporting.worklogs import WorklogRow
 from tests.builders import a_ticket_created, a_worklog_recorded
-from tests.unit.test_reporting_processors import an_escalation, an_sla_event
+from tests.reporting_events import a_comment, a_csat, an_escalation, an_sla_event, read
 from ticketstream_shared.contract import Envelope, InvalidEvent, TicketCreated, encode
 from ticketstream_shared.contract.assignment import TicketEscalated
 from ticketstream_shared.contract.sla import SlaBreached
@@ -28,24 +30,42 @@ from ticketstream_shared.runtime.consumer import Delivery
 #: what chDB and a server raise while short of memory: ClickHouse is down or overloaded, not wrong.
 CLICKHOUSE_RESTARTING = OperationalError("Error HTTPConnectionPool: Connection refused executing HTTP request")
 CLICKHOUSE_OUT_OF_MEMORY = DatabaseError("Code: 241. DB::Exception: Memory limit exceeded", code=241)
+#: What ClickHouse says of a value its column cannot hold (the views' accurateCast).
+TIER_TOO_HIGH = "Code: 70. DB::Exception: Value in column Int64 cannot be safely converted into type UInt8"
 
 
 class FlakyStore:
-    """Refuses the first `failures` inserts with `error`, as a ClickHouse being restarted would, then keeps what it
-    gets."""
+    """Refuses the first `failures` inserts with `error`, as a ClickHouse being restarted would, and any insert of
+    messages holding an offset of `refused_offsets`, as ClickHouse refuses a value; keeps the rest."""
 
-    def __init__(self, failures: int = 0, error: Exception = CLICKHOUSE_RESTARTING) -> None:
+    def __init__(
+        self, failures: int = 0, error: Exception = CLICKHOUSE_RESTARTING, refused_offsets: Collection[int] = ()
+    ) -> None:
         self.failures = failures
         self.error = error
+        self.refused_offsets = set(refused_offsets)
         self.attempts = 0
-        self.inserts: list[dict[str, list[Row | LedgerRow]]] = []
+        self.messages: list[list[Delivery]] = []
+        self.inserts: list[dict[str, list[LedgerRow]]] = []
 
-    async def insert(self, rows: Mapping[str, Sequence[Row | LedgerRow]]) -> None:
+    def _attempt(self) -> None:
         self.attempts += 1
         if self.failures:
             self.failures -= 1
             raise self.error
+
+    async def insert_messages(self, deliveries: Sequence[Delivery]) -> None:
+        self._attempt()
+        if any(delivery.offset in self.refused_offsets for delivery in deliveries):
+            raise DatabaseError(TIER_TOO_HIGH, code=70)
+        self.messages.append(list(deliveries))
+
+    async def insert(self, rows: Mapping[str, Sequence[LedgerRow]]) -> None:
+        self._attempt()
         self.inserts.append({table: list(table_rows) for table, table_rows in rows.items()})
+
+    def offsets_stored(self) -> list[int]:
+        return [delivery.offset for insert in self.messages for delivery in insert]
 
     def ledger(self) -> list[LedgerRow]:
         rows = [row for insert in self.inserts for row in insert.get("worklog_ledger", ())]
@@ -63,24 +83,18 @@ class FlakyStore:
 def a_batch() -> list[Delivery]:
     created = a_ticket_created("T-7")
     events: list[Envelope] = [created, a_worklog_recorded("T-7", 2, minutes=90), a_ticket_created("T-8")]
-    tickets = [Delivery(event, TICKETS_EVENTS, 3, offset) for offset, event in enumerate(events, start=100)]
-    return [*tickets, Delivery(an_sla_event("breached", "T-7"), SLA_EVENTS, 3, 9)]
+    tickets = [read(event, 3, offset) for offset, event in enumerate(events, start=100)]
+    return [*tickets, read(an_sla_event("breached", "T-7"), 3, 9)]
 
 
-def test_a_batch_is_one_insert_per_table() -> None:
+def test_a_batch_is_one_insert_of_its_messages_then_one_of_its_ledger_rows() -> None:
     store = FlakyStore()
 
     asyncio.run(Projector(store, ClientCalendars()).project(a_batch()))
 
+    assert store.offsets_stored() == [100, 101, 102, 9]
     (inserted,) = store.inserts
-    assert {table: len(rows) for table, rows in inserted.items()} == {
-        "ticket_events": 4,
-        "ticket_changes": 3,
-        "worklogs": 1,
-        "sla_clock_events": 1,
-        "worklog_ledger": 1,
-    }
-    assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102, 9]
+    assert [(row.offset, row.minutes, row.sign) for row in inserted["worklog_ledger"]] == [(101, 90, 1)]
 
 
 #: Long enough for a projection that ends by itself; a projection still retrying by then never would.
@@ -103,7 +117,8 @@ def test_clickhouse_down_is_waited_for_and_the_batch_then_lands(error: Exception
 
     refused = projected(Projector(store, ClientCalendars(), first_retry_seconds=0), a_batch())
 
-    assert refused == [] and store.attempts == 4 and len(store.inserts) == 1
+    assert refused == [] and store.attempts == 5
+    assert store.offsets_stored() == [100, 101, 102, 9] and len(store.inserts) == 1
 
 
 class BrokenCalendars(ClientCalendars):
@@ -119,7 +134,7 @@ def test_a_defect_in_a_processor_ends_the_projection_instead_of_being_retried() 
     with pytest.raises(AssertionError, match="calendar that does not exist"):
         projected(Projector(store, BrokenCalendars(), first_retry_seconds=0), a_batch())
 
-    assert store.inserts == []
+    assert store.messages == [] and store.inserts == []
 
 
 @pytest.mark.parametrize(
@@ -153,14 +168,14 @@ class RefusingCalendars(ClientCalendars):
 
 def test_an_event_a_processor_rejects_is_refused_with_its_reason_and_the_rest_lands() -> None:
     store = FlakyStore()
-    rejected = Delivery(a_worklog_recorded("T-9", 2, client_id="initech"), TICKETS_EVENTS, 4, 55)
+    rejected = read(a_worklog_recorded("T-9", 2, client_id="initech"), 4, 55)
     batch = a_batch()
 
     refused = projected(Projector(store, RefusingCalendars()), [*batch[:2], rejected, *batch[2:]])
 
     assert refused == [(rejected, "performed_at: no calendar of initech covers it")]
+    assert store.offsets_stored() == [100, 101, 102, 9]
     (inserted,) = store.inserts
-    assert [row.offset for row in inserted["ticket_events"]] == [100, 101, 102, 9]
     assert [row.offset for row in inserted["worklog_ledger"]] == [101]
 
 
@@ -168,22 +183,78 @@ def test_an_event_whose_version_the_tables_cannot_hold_is_refused_and_the_rest_l
     """Versions are UInt32 columns that the tables collapse by: a bigger one would fail the whole batch's insert."""
     store = FlakyStore()
     too_new = a_worklog_recorded("T-7", 2**32, minutes=30)
-    rejected = Delivery(too_new, TICKETS_EVENTS, 3, 104)
+    rejected = read(too_new, 3, 104)
 
     refused = projected(Projector(store, ClientCalendars()), [*a_batch(), rejected])
 
     assert refused == [(rejected, "aggregate_version: 4294967296 is more than the tables hold (4294967295)")]
+    assert store.offsets_stored() == [100, 101, 102, 9]
     (inserted,) = store.inserts
-    assert [row.offset for row in inserted["worklogs"]] == [101]
+    assert [row.offset for row in inserted["worklog_ledger"]] == [101]
 
 
-def test_an_unknown_event_type_decodes_to_its_envelope() -> None:
+@pytest.mark.parametrize("refused_offset", [100, 101, 102, 9])
+def test_a_message_clickhouse_refuses_is_found_by_bisecting_and_the_rest_lands(refused_offset: int) -> None:
+    store = FlakyStore(refused_offsets={refused_offset})
+    batch = a_batch()
+
+    refused = projected(Projector(store, ClientCalendars()), batch)
+
+    (rejected,) = [delivery for delivery in batch if delivery.offset == refused_offset]
+    assert refused == [(rejected, TIER_TOO_HIGH)]
+    assert sorted(store.offsets_stored()) == sorted({100, 101, 102, 9} - {refused_offset})
+    ledger = [row.offset for insert in store.inserts for row in insert["worklog_ledger"]]
+    assert ledger == ([] if refused_offset == 101 else [101])  # a refused worklog is not counted either
+
+
+def test_bisecting_finds_every_message_clickhouse_refuses_in_few_inserts() -> None:
+    batch = [read(a_ticket_created(f"T-{number}"), 0, number) for number in range(64)]
+    store = FlakyStore(refused_offsets={5, 40})
+
+    refused = projected(Projector(store, ClientCalendars()), batch)
+
+    assert [delivery.offset for delivery, _ in refused] == [5, 40]
+    assert sorted(store.offsets_stored()) == [offset for offset in range(64) if offset not in {5, 40}]
+    assert store.attempts <= 2 * 2 * 6 + 1  # two paths down a tree of depth log2(64), two inserts a level
+
+
+def test_an_unknown_event_type_decodes_to_its_envelope_encoded_for_clickhouse() -> None:
     payload = json.loads(encode(a_ticket_created("T-7")))
     payload.update(event_type="ticket.merged", data={"into": "T-1"})
 
-    event = topic_decoder(TICKETS_EVENTS)(json.dumps(payload).encode())
+    arrival = topic_decoder(TICKETS_EVENTS)(json.dumps(payload).encode())
 
-    assert type(event) is Envelope and event.event_type == "ticket.merged"
+    assert type(arrival.event) is Envelope and arrival.event.event_type == "ticket.merged"
+    assert arrival.current == encode(arrival.event)
+
+
+def test_an_event_as_the_contract_writes_it_goes_to_clickhouse_as_read() -> None:
+    message = encode(a_ticket_created("T-7"))
+
+    arrival = topic_decoder(TICKETS_EVENTS)(message)
+
+    assert isinstance(arrival.event, TicketCreated) and arrival.current == b""
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ((b'"schema_version":2', b'"schema_version":1'), "an older schema_version, upcast"),
+        ((b'"rating":4', b'"rating":"4"'), "a number the contract coerces from a string"),
+    ],
+)
+def test_any_other_event_goes_to_clickhouse_re_encoded_beside_the_message(
+    written: tuple[bytes, bytes], why: str
+) -> None:
+    event = a_comment("T-7", 4) if b"schema_version" in written[0] else a_csat("T-7", 5, 4)
+    message = encode(event).replace(*written)
+    if b"schema_version" in written[0]:
+        message = message.replace(b'"visibility":"public"', b'"public":true')
+    assert message != encode(event), why
+
+    arrival = topic_decoder(TICKETS_EVENTS)(message)
+
+    assert arrival.event == event and arrival.current == encode(event)
 
 
 @pytest.mark.parametrize("topic", [TICKETS_EVENTS, SLA_EVENTS, ASSIGNMENT_EVENTS])
@@ -204,12 +275,12 @@ def test_anything_else_is_invalid_with_the_codecs_reason(topic: str, raw: bytes,
 def test_a_known_event_decodes_to_its_model_on_every_topic() -> None:
     decode = decoders()
 
-    assert isinstance(decode[TICKETS_EVENTS](encode(a_ticket_created("T-7"))), TicketCreated)
-    assert isinstance(decode[SLA_EVENTS](encode(an_sla_event("breached", "T-7"))), SlaBreached)
-    assert isinstance(decode[ASSIGNMENT_EVENTS](encode(an_escalation("T-7"))), TicketEscalated)
+    assert isinstance(decode[TICKETS_EVENTS](encode(a_ticket_created("T-7"))).event, TicketCreated)
+    assert isinstance(decode[SLA_EVENTS](encode(an_sla_event("breached", "T-7"))).event, SlaBreached)
+    assert isinstance(decode[ASSIGNMENT_EVENTS](encode(an_escalation("T-7"))).event, TicketEscalated)
 
 
 def test_an_event_of_another_topic_is_not_taken_for_one_of_this_topic() -> None:
-    event = topic_decoder(TICKETS_EVENTS)(encode(an_sla_event("breached", "T-7")))
+    arrival: Arrival = topic_decoder(TICKETS_EVENTS)(encode(an_sla_event("breached", "T-7")))
 
-    assert type(event) is Envelope and event.event_type == "sla.breached"
+    assert type(arrival.event) is Envelope and arrival.event.event_type == "sla.breached"

@@ -3,6 +3,7 @@
 from .codec import (
     InvalidEvent,
     UnknownEventType,
+    decode_as_written,
     decode_assignment_event,
     decode_event,
     decode_sla_event,
@@ -47,6 +48,7 @@ __all__ = [
     "WorklogVoided",
     "dead_letter_topic",
     "decode_assignment_event",
+    "decode_as_written",
     "decode_event",
     "decode_sla_event",
     "decode_ticket_event",
