@@ -54,6 +54,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         handle=project,
         max_batch=settings.batch_size,
         max_wait_s=settings.batch_max_wait_seconds,
+        read_ahead=True,  # the next batch is read and validated while ClickHouse inserts this one
     )
 
     async def project_until(stopping: asyncio.Event) -> None:

@@ -43,7 +43,9 @@ class Projector:
         return [(delivery, self.refuse[delivery.offset]) for delivery in batch if delivery.offset in self.refuse]
 
 
-def an_event_consumer(projector: Projector, max_batch: int = 500, max_wait_s: float = 0.05) -> EventConsumer:
+def an_event_consumer(
+    projector: Projector, max_batch: int = 500, max_wait_s: float = 0.05, read_ahead: bool = False
+) -> EventConsumer:
     return EventConsumer(
         SETTINGS,
         service="reporting",
@@ -52,6 +54,7 @@ def an_event_consumer(projector: Projector, max_batch: int = 500, max_wait_s: fl
         handle=projector.handle,
         max_batch=max_batch,
         max_wait_s=max_wait_s,
+        read_ahead=read_ahead,
     )
 
 
@@ -175,7 +178,7 @@ def test_an_idle_fetch_returns_an_empty_batch_with_nothing_to_commit():
     async def story() -> None:
         member = FakeConsumer(FakeBroker(), GROUP)
         await member.rebalance(assigned=every_partition(TICKETS_EVENTS))
-        assert await an_event_consumer(Projector())._next_batch(member) == ([], False)
+        assert await an_event_consumer(Projector())._next_batch(member) == ([], {})
         assert member.fetches == [(500, 500)]
 
     asyncio.run(story())
@@ -304,5 +307,60 @@ def test_stopping_finishes_the_batch_in_hand_commits_it_and_leaves():
         await consuming
         assert running.committed() == {tp: 2} and len(projector.batches) == 1
         assert running.group_member.stopped and running.dead_letters.stopped
+
+    asyncio.run(story())
+
+
+# --- reading ahead ----------------------------------------------------------------------------------------------
+
+
+def test_reading_ahead_reads_the_next_batch_while_the_handler_works_and_commits_each_batch_once_handled():
+    """The next batch is read meanwhile, but handed over only after this one, and this one's commit covers only
+    what it was read with: a crash while the handler works delivers this batch and the next one again."""
+
+    async def story() -> None:
+        broker, projector = FakeBroker(), Projector()
+        projector.release.clear()
+        tp, first = one_tickets_story(broker, worklogs=1)
+        async with Running(broker, an_event_consumer(projector, read_ahead=True)) as running:
+            await projector.entered.wait()
+            fetches = len(running.group_member.fetches)
+            later = a_worklog_recorded(first[0].ticket_id, 3)
+            broker.append(TICKETS_EVENTS, encode(later), key=later.ticket_id.encode(), partition=tp.partition)
+            await until(lambda: running.group_member.positions[tp] == 3)  # read while the handler holds batch one
+            assert len(running.group_member.fetches) > fetches
+            assert running.committed() == {} and len(projector.batches) == 1
+            projector.release.set()
+            await until(lambda: running.committed() == {tp: 3})
+        assert [[event.aggregate_version for event in batch] for batch in projector.batches] == [[1, 2], [3]]
+
+    asyncio.run(story())
+
+
+def test_reading_ahead_commits_nothing_of_a_batch_whose_handler_failed():
+    async def story() -> None:
+        broker, projector = FakeBroker(), Projector(fail=RuntimeError("ClickHouse went away"))
+        one_tickets_story(broker, worklogs=1)
+        running = Running(broker, an_event_consumer(projector, read_ahead=True))
+        with pytest.raises(RuntimeError, match="ClickHouse went away"):
+            await (await running.start())
+        assert running.group_member.commits == [] and running.group_member.stopped
+
+    asyncio.run(story())
+
+
+def test_reading_ahead_stopping_finishes_the_batch_in_hand_and_commits_it():
+    async def story() -> None:
+        broker, projector = FakeBroker(), Projector()
+        projector.release.clear()
+        tp, _ = one_tickets_story(broker, worklogs=2)
+        consumer = an_event_consumer(projector, read_ahead=True)
+        running = Running(broker, consumer)
+        consuming = await running.start()
+        await projector.entered.wait()
+        consumer.stop()
+        projector.release.set()
+        await consuming
+        assert running.committed() == {tp: 3} and len(projector.batches) == 1
 
     asyncio.run(story())

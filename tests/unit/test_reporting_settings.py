@@ -23,7 +23,7 @@ def test_defaults_are_chdb_under_the_working_directory(monkeypatch: pytest.Monke
 
     assert settings.clickhouse_dsn() == f"chdb://{tmp_path.resolve()}/.local/clickhouse"
     assert (settings.http_port, settings.consumer_group, settings.batch_size) == (8004, "reporting", 20_000)
-    assert settings.batch_max_wait_seconds == 1.0
+    assert settings.batch_max_wait_seconds == 0.1
 
 
 def test_clickhouse_url_selects_a_server(monkeypatch: pytest.MonkeyPatch) -> None:

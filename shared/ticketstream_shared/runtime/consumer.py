@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 
@@ -68,6 +68,15 @@ class Delivery:
         return written_under or getattr(self.event, "correlation_id", None)
 
 
+@dataclass
+class _Handling:
+    """A batch in the handler's hands, and how far each partition was read for it."""
+
+    batch: list[Delivery]
+    read: dict[TopicPartition, int]
+    handled: asyncio.Task[Rejections | None] | None
+
+
 Decoder = Callable[[bytes], Any]
 #: What a handler refuses although it could decode it (e.g. a command for an unknown ticket), with the reason.
 Rejections = list[tuple[Delivery, str]]
@@ -87,7 +96,11 @@ class _Assignment(ConsumerRebalanceListener):
 
 
 class EventConsumer:
-    """One consumer-group member. A batch ends at `max_batch` events or `max_wait_s` after its first event."""
+    """One consumer-group member. A batch ends at `max_batch` events or `max_wait_s` after its first event.
+
+    With `read_ahead`, the next batch is read and decoded while the handler works on this one; handlers still run one
+    after another, in order, and each batch is committed (its own offsets) once its handler is done. For a handler
+    that spends its time off the event loop (reporting's insert runs in ClickHouse, on a thread of its own)."""
 
     def __init__(
         self,
@@ -99,6 +112,7 @@ class EventConsumer:
         handle: BatchHandler,
         max_batch: int = 500,
         max_wait_s: float = 0.05,
+        read_ahead: bool = False,
     ) -> None:
         self._settings = settings
         self._service = service
@@ -107,6 +121,7 @@ class EventConsumer:
         self._handle = handle
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        self._read_ahead = read_ahead
         self._assignment = _Assignment()
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
@@ -153,20 +168,27 @@ class EventConsumer:
         self._dead_letters, self.consumer = dead_letters, consumer
         await wait_for_topics(self.consumer, self._decoders)
         self.consumer.subscribe(list(self._decoders), listener=self._assignment)
+        in_hand: _Handling | None = None
         try:
             while not self._stopping.is_set():
-                batch, read_any = await self._next_batch(self.consumer)
-                if batch:
-                    with correlated(delivery.correlation_id for delivery in batch):  # for the handler's log lines
-                        rejections = await self._handle(batch) or ()
-                    for delivery, reason in rejections:
-                        await self._dead_letter(delivery.record, reason)
-                    for topic, handled in collections.Counter(delivery.topic for delivery in batch).items():
-                        EVENTS_HANDLED.labels(topic).inc(handled)  # per batch: 2 µs an event when per event
-                if read_any:  # also a batch of only dead letters or skipped events: they are done with too
-                    await commit_unless_rebalanced(self.consumer)
+                batch, read = await self._next_batch(self.consumer)
+                if in_hand is not None:
+                    await self._finish(in_hand)
+                    in_hand = None
+                if read:  # also a batch of only dead letters or skipped events: they are done with too
+                    in_hand = self._start(batch, read)
+                    if not self._read_ahead:
+                        await self._finish(in_hand)
+                        in_hand = None
                 await self._record_lag(self.consumer)
+            if in_hand is not None:
+                await self._finish(in_hand)
+                in_hand = None
         finally:
+            if in_hand is not None and in_hand.handled is not None:  # failed or cancelled: nothing more of it
+                in_hand.handled.cancel()
+                with contextlib.suppress(BaseException):
+                    await in_hand.handled
             # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at
             # shutdown the broker may already be gone (then the group notices by itself, and nothing is lost:
             # what was not committed is delivered again).
@@ -176,6 +198,23 @@ class EventConsumer:
                 except TimeoutError:
                     log.warning("Kafka did not answer while leaving; stopped anyway")
 
+    def _start(self, batch: list[Delivery], read: dict[TopicPartition, int]) -> _Handling:
+        """Hand `batch` to the handler, as a task: with read_ahead the next batch is read meanwhile."""
+        if not batch:
+            return _Handling(batch, read, None)
+        with correlated(delivery.correlation_id for delivery in batch):  # the task's log lines carry them
+            return _Handling(batch, read, asyncio.create_task(self._handle(batch)))
+
+    async def _finish(self, handling: _Handling) -> None:
+        """Once the handler is done with a batch: dead-letter what it refused, then commit what was read."""
+        rejections = (await handling.handled if handling.handled is not None else None) or ()
+        for delivery, reason in rejections:
+            await self._dead_letter(delivery.record, reason)
+        for topic, handled in collections.Counter(delivery.topic for delivery in handling.batch).items():
+            EVENTS_HANDLED.labels(topic).inc(handled)  # per batch: 2 µs an event when per event
+        assert self.consumer is not None
+        await commit_unless_rebalanced(self.consumer, handling.read)
+
     async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         """From what the last fetch said of each partition's end: no extra request to the broker."""
         for partition in consumer.assignment():
@@ -184,27 +223,28 @@ class EventConsumer:
                 lag = end - await consumer.position(partition)
                 CONSUMER_LAG.labels(self._group_id, partition.topic, str(partition.partition)).set(lag)
 
-    async def _next_batch(self, consumer: AIOKafkaConsumer) -> tuple[list[Delivery], bool]:
-        """The events to hand over, and whether any message at all was read (and so needs committing)."""
+    async def _next_batch(self, consumer: AIOKafkaConsumer) -> tuple[list[Delivery], dict[TopicPartition, int]]:
+        """The events to hand over, and how far each partition was read (what to commit once they are handled)."""
         batch: list[Delivery] = []
-        read_any = False
+        read: dict[TopicPartition, int] = {}
         deadline: float | None = None
         while len(batch) < self._max_batch and not self._stopping.is_set():
             timeout = 0.5 if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 break
             fetched = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=self._max_batch - len(batch))
-            for records in fetched.values():
+            for partition, records in fetched.items():
                 for record in records:
                     delivery = await self._decode(record)
                     if delivery is not None:
                         batch.append(delivery)
+                if records:
+                    read[partition] = records[-1].offset + 1
             if fetched and deadline is None:
-                read_any = True
                 deadline = time.monotonic() + self._max_wait_s
             if not fetched and deadline is None:
                 break  # idle: look again
-        return batch, read_any
+        return batch, read
 
     async def _decode(self, record: ConsumerRecord) -> Delivery | None:
         topic = record.topic

@@ -159,12 +159,19 @@ async def wait_for_topics(consumer: AIOKafkaConsumer, topics: Iterable[str], max
     await waiting(all_there)
 
 
-async def commit_unless_rebalanced(consumer: AIOKafkaConsumer) -> None:
-    """Commit what was handled. If the group rebalanced meanwhile, the partitions' new owners get those messages
-    again, which every handler tolerates (ids derive from the event or command): say so and go on, rather than let
-    the loop die."""
+async def commit_unless_rebalanced(
+    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int] | None = None
+) -> None:
+    """Commit what was handled: `offsets` (the next offset to read, per partition; those no longer assigned are left
+    out), else how far every assigned partition has been read. If the group rebalanced meanwhile, the partitions'
+    new owners get those messages again, which every handler tolerates (ids derive from the event or command): say
+    so and go on, rather than let the loop die."""
+    if offsets is not None:
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+        if not offsets:
+            return
     try:
-        await consumer.commit()
+        await consumer.commit(offsets)
     except CommitFailedError as error:
         log.warning(
             "commit refused after a rebalance; the new owner handles those messages again",
