@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from functools import singledispatch
 from types import MappingProxyType
@@ -550,15 +550,26 @@ _DECIDERS: dict[type, Any] = {
 # --- evolve ----------------------------------------------------------------------------------------------------
 
 
+_TICKET_FIELDS = frozenset(each.name for each in fields(Ticket))
+
+
 def _advanced(ticket: Ticket, event: TicketEvent, **changes: Any) -> Ticket:
-    return replace(
-        ticket,
+    """`ticket` moved to `event`'s version, with `changes`. Built from the old state's fields directly: every event
+    of a replay comes through here, and dataclasses.replace (which re-runs __init__) cost 10 µs of the 58 µs an
+    event took."""
+    if not changes.keys() <= _TICKET_FIELDS:
+        raise TypeError(f"a ticket has no field {sorted(changes.keys() - _TICKET_FIELDS)}")
+    state = dict(ticket.__dict__)
+    state.update(
+        changes,
         version=event.aggregate_version,
         updated_at=event.occurred_at,
         event_ids=ticket.event_ids.add(event.event_id),
         history=ticket.history.append(event),
-        **changes,
     )
+    advanced = object.__new__(Ticket)
+    object.__setattr__(advanced, "__dict__", state)
+    return advanced
 
 
 @singledispatch

@@ -36,6 +36,8 @@ class TicketLedger:
         self._tickets: dict[str, Ticket] = {}
         self._in_flight: dict[str, tuple[asyncio.Lock, int]] = {}
         self._applied = asyncio.Event()
+        #: How many callers of reached() wait for the next event applied.
+        self._waiting = 0
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -74,13 +76,18 @@ class TicketLedger:
         if folded is not None:
             self._tickets[event.ticket_id] = folded
         self._keys.note(event)
-        applied, self._applied = self._applied, asyncio.Event()
-        applied.set()
+        if self._waiting:  # a new Event per event cost more than the rest of the bookkeeping of a replay
+            applied, self._applied = self._applied, asyncio.Event()
+            applied.set()
 
     async def reached(self, ticket_id: str, version: int) -> None:
         """Return once this ledger holds `version` of the ticket (decided elsewhere, read back from the log)."""
         while (ticket := self._tickets.get(ticket_id)) is None or ticket.version < version:
-            await self._applied.wait()
+            self._waiting += 1
+            try:
+                await self._applied.wait()
+            finally:
+                self._waiting -= 1
 
     async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, bool]:
         """Decide `command` and append its events. Returns the ticket after them and False; or, when the command

@@ -78,11 +78,13 @@ async def follow(
     end_at_start: dict[TopicPartition, int] | None = None
     while True:
         batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
+        folded = 0
         for partition, records in batches.items():
             for record in records:
-                _apply(topic, record.value, apply)
+                folded += _apply(topic, record.value, apply)
             if positions is not None and records:
                 positions.advance(partition.partition, records[-1].offset + 1)
+        EVENTS_READ.labels(topic).inc(folded)  # per batch: 2 µs an event when per event
         if caught_up.is_set() or not consumer.assignment():
             continue
         if end_at_start is None:
@@ -93,14 +95,15 @@ async def follow(
             caught_up.set()
 
 
-def _apply(topic: str, raw: bytes | None, apply: Callable[[Envelope], None]) -> None:
+def _apply(topic: str, raw: bytes | None, apply: Callable[[Envelope], None]) -> bool:
+    """Whether the message was an event, and so folded."""
     try:
         event = decode_event(topic, raw or b"")
     except UnknownEventType:
-        return
+        return False
     except InvalidEvent as error:
         EVENTS_UNREADABLE.labels(topic).inc()
         log.warning("skipped an unreadable event", extra={"topic": topic, "reason": error.reason})
-        return
+        return False
     apply(event)
-    EVENTS_READ.labels(topic).inc()
+    return True

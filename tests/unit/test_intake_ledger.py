@@ -126,3 +126,26 @@ def test_keys_are_known_to_a_ledger_rebuilt_from_the_log_until_their_ttl_passes(
     now[0] = T0 + timedelta(hours=24, seconds=1)
     asyncio.run(rebuilt.execute(*_keyed_worklog(ticket_id="t-2")))
     assert rebuilt.get("t-2").worklog_minutes == 30
+
+
+def test_a_version_decided_elsewhere_is_waited_for_until_the_log_brings_it():
+    """Another replica decided it: reached() returns once this ledger has read it back, and every waiter wakes."""
+
+    async def story():
+        source = _ledger()
+        await _concurrent_worklogs(source, 2)
+        events = source._event_log.events
+        reader = _ledger()
+        waiting = [asyncio.create_task(reader.reached("t-1", version)) for version in (1, 3, 3)]
+        await asyncio.sleep(0)
+        assert not any(task.done() for task in waiting)
+        reader.apply(events[0])
+        await asyncio.wait_for(waiting[0], 1)
+        reader.apply(events[1])
+        await asyncio.sleep(0)
+        assert not waiting[1].done() and not waiting[2].done()
+        reader.apply(events[2])
+        await asyncio.wait_for(asyncio.gather(*waiting[1:]), 1)
+        assert reader.get("t-1").version == 3 and reader._waiting == 0
+
+    asyncio.run(story())

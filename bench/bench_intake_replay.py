@@ -1,0 +1,132 @@
+"""Intake's log replay: how fast a starting intake process reads tickets.events back into its ledger.
+
+    .venv/bin/python -m bench intake_replay      (or bench/bench_intake_replay.py [--tickets 20000])
+
+Every intake process reads the whole ticket log on start-up before it answers (issue #16 will make it read only
+past its local store's checkpoint); issue #12's bar for the replay itself is 50k events/s. TICKETS tickets of ten
+events each (created, in progress, six worklogs, a comment, resolved: the reporting benchmark's mix) are written to
+a local broker, then measured:
+  (a) through Kafka: `intake.log.follow` with a fresh consumer, from the first message until the ledger is caught
+      up, with the process's RSS before and after;
+  (b) in memory: the codec's decoding and the ledger's fold of every message, as `intake.log.follow` does them.
+Prints a table and writes bench/results/intake_replay.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
+
+from bench.bench_reporting import a_ticket_day  # noqa: E402
+from deploy.kafka.launcher import LocalKafka  # noqa: E402
+from intake.idempotency import RequestKeys  # noqa: E402
+from intake.ledger import TicketLedger  # noqa: E402
+from intake.log import _apply, follow  # noqa: E402
+from ticketstream_shared.contract import encode  # noqa: E402
+from ticketstream_shared.contract.topics import TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer  # noqa: E402
+from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
+from ticketstream_shared.runtime.memory import tune_garbage_collection  # noqa: E402
+from ticketstream_shared.runtime.settings import ServiceSettings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "intake_replay.json"
+
+
+def a_ledger() -> TicketLedger:
+    """An intake ledger as the service builds one; replay appends nothing, so it has no log to write to."""
+    return TicketLedger(None, RequestKeys(timedelta(hours=168), lambda: datetime.now(UTC)))  # type: ignore[arg-type]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_memory(messages: list[bytes]) -> float:
+    """(b): events per second of decoding and folding alone."""
+    ledger = a_ledger()
+    started = time.perf_counter()
+    for message in messages:
+        _apply(TICKETS_EVENTS, message, ledger.apply)
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def produce(settings: ServiceSettings, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = make_producer(settings, client_id="bench-intake-replay", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for first in range(0, len(messages), 10_000):
+            sent = [await producer.send(TICKETS_EVENTS, value=v, key=k) for k, v in messages[first : first + 10_000]]
+            await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def through_kafka(settings: ServiceSettings) -> dict[str, float]:
+    """(a): `follow` from the first message until caught up, as a starting intake process does."""
+    ledger = a_ledger()
+    consumer = make_consumer(settings, group_id=None, client_id="bench-intake-replay")
+    await consumer.start()
+    before = rss_mb()
+    started = time.perf_counter()
+    following = asyncio.create_task(follow(consumer, TICKETS_EVENTS, ledger.apply, ledger.caught_up))
+    try:
+        await ledger.caught_up.wait()
+        seconds = time.perf_counter() - started
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await consumer.stop()
+    return {"seconds": seconds, "tickets": len(ledger), "rss_mb_before": before, "rss_mb_after": rss_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=20_000)
+    args = parser.parse_args()
+    tune_garbage_collection()  # as the service does once caught up
+    events = [event for number in range(args.tickets) for event in a_ticket_day(number)]
+    keyed = [(event.ticket_id.encode(), encode(event)) for event in events]
+    with tempfile.TemporaryDirectory(prefix="bench-intake-replay-") as scratch, LocalKafka(Path(scratch)) as kafka:
+        settings = ServiceSettings(
+            kafka_bootstrap_servers=kafka.bootstrap_servers, api_keys_file=Path(scratch, "unused.json")
+        )
+        asyncio.run(ensure_topics(kafka.bootstrap_servers))
+        asyncio.run(produce(settings, keyed))
+        replayed = asyncio.run(through_kafka(settings))  # first: its memory figure is the ledger's alone
+    memory_per_s = in_memory([value for _, value in keyed])
+    if replayed["tickets"] != args.tickets:
+        raise AssertionError(f"the ledger holds {replayed['tickets']} tickets, {args.tickets} were written")
+    result = {
+        "events": len(keyed),
+        "tickets": args.tickets,
+        "in_memory_events_per_s": round(memory_per_s),
+        "through_kafka_events_per_s": round(len(keyed) / replayed["seconds"]),
+        "through_kafka_seconds": round(replayed["seconds"], 2),
+        "rss_mb_growth": round(replayed["rss_mb_after"] - replayed["rss_mb_before"]),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nintake log replay ({result['tickets']:,} tickets, {result['events']:,} events)")
+    print(f"  follow() through Kafka (a)         {result['through_kafka_events_per_s']:,} events/s "
+          f"({result['through_kafka_seconds']} s; bar: 50,000)")  # fmt: skip
+    print(f"  decode + fold, in memory (b)       {result['in_memory_events_per_s']:,} events/s")
+    print(f"  memory held by the ledger          {result['rss_mb_growth']:,} MB")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
