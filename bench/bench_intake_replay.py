@@ -27,14 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
-from bench.bench_reporting import a_ticket_day  # noqa: E402
+from bench.bench_reporting import a_ticket_day, produce  # noqa: E402
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from intake.idempotency import RequestKeys  # noqa: E402
 from intake.ledger import TicketLedger  # noqa: E402
 from intake.log import _apply, follow  # noqa: E402
 from ticketstream_shared.contract import encode  # noqa: E402
 from ticketstream_shared.contract.topics import TICKETS_EVENTS  # noqa: E402
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer  # noqa: E402
+from ticketstream_shared.runtime.kafka import make_consumer  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
 from ticketstream_shared.runtime.memory import tune_garbage_collection  # noqa: E402
 from ticketstream_shared.runtime.settings import ServiceSettings  # noqa: E402
@@ -44,7 +44,7 @@ RESULTS = ROOT / "bench" / "results" / "intake_replay.json"
 
 def a_ledger() -> TicketLedger:
     """An intake ledger as the service builds one; replay appends nothing, so it has no log to write to."""
-    return TicketLedger(None, RequestKeys(timedelta(hours=168), lambda: datetime.now(UTC)))  # type: ignore[arg-type]
+    return TicketLedger(None, RequestKeys(timedelta(hours=168), lambda: datetime.now(UTC)))
 
 
 def rss_mb() -> float:
@@ -62,17 +62,6 @@ def in_memory(messages: list[bytes]) -> float:
     for message in messages:
         _apply(TICKETS_EVENTS, message, ledger.apply)
     return len(messages) / (time.perf_counter() - started)
-
-
-async def produce(settings: ServiceSettings, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = make_producer(settings, client_id="bench-intake-replay", linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        for first in range(0, len(messages), 10_000):
-            sent = [await producer.send(TICKETS_EVENTS, value=v, key=k) for k, v in messages[first : first + 10_000]]
-            await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def through_kafka(settings: ServiceSettings) -> dict[str, float]:
