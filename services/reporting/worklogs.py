@@ -8,7 +8,6 @@ ledger. Rows keep partition and offset so that every ledger row can be traced ba
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -81,8 +80,3 @@ def worklog_rows(delivery: Delivery, calendars: ClientCalendars) -> list[Worklog
             )
         ]
     return []
-
-
-def worklogs_of(batch: Iterable[Delivery], calendars: ClientCalendars) -> list[WorklogRow]:
-    """The worklog versions of a batch, in the order read."""
-    return [row for delivery in batch for row in worklog_rows(delivery, calendars)]

@@ -16,7 +16,7 @@ from reporting.projector import Projector
 from reporting.reports import HoursPerClientQuery
 from reporting.settings import ReportingSettings
 from reporting.warehouse import Warehouse
-from reporting.worklogs import worklogs_of
+from reporting.worklogs import worklog_rows
 from tests.builders import a_worklog_recorded
 from tests.reporting_events import a_worklog_corrected, a_worklog_voided, read
 
@@ -47,7 +47,8 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
         await old.open()
         # the worklogs table as the projector of that time wrote it, with each worklog's business minutes
         deliveries = [read(event, offset=offset) for offset, event in enumerate(history)]
-        await old.insert({"worklogs": worklogs_of(deliveries, ClientCalendars())})
+        worklogs = [row for delivery in deliveries for row in worklog_rows(delivery, ClientCalendars())]
+        await old.insert({"worklogs": worklogs})
         await old.close()
 
     asyncio.run(before_the_upgrade())
