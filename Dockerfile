@@ -1,4 +1,4 @@
-# One image for every service; SERVICE picks which one runs (intake, sla, assignment, reporting).
+# One image for every service; SERVICE picks which one runs (intake, sla, assignment, reporting, notify).
 # Production only: the runtime lock, not requirements.lock, so no test or dev tool is installed
 # (tests/unit/test_image.py checks what the services import against it).
 FROM python:3.11-slim
@@ -9,12 +9,17 @@ RUN pip install -q uv==0.13.9 && uv pip install --system -q -r requirements-runt
 COPY shared ./shared
 COPY services ./services
 # Of deploy/, what the image runs: the topic creator (`python -m deploy.kafka.launcher create-topics`, the compose
-# file's and Kubernetes' topics job) and reporting's ClickHouse migrations, read from /app/deploy/clickhouse.
-COPY deploy/__init__.py ./deploy/
+# file's and Kubernetes' topics job), reporting's ClickHouse migrations, read from /app/deploy/clickhouse, and the
+# compose file's local mailbox (`python -m deploy.mail_sink`).
+COPY deploy/__init__.py deploy/mail_sink.py ./deploy/
 COPY deploy/kafka ./deploy/kafka
 COPY deploy/clickhouse ./deploy/clickhouse
 COPY pyproject.toml README.md ./
 RUN uv pip install --system -q --no-deps ./shared .
+# Mount points the image's user owns, so that the compose file's named volumes, created from them, are writable by
+# it: notify's sealing key (written by the notify-key job) and the mail sink's messages. Kubernetes mounts the key
+# read-only from a Secret instead.
+RUN mkdir -p /run/ticketstream-notify /data/mail && chown 65534:65534 /run/ticketstream-notify /data/mail
 ENV SERVICE=intake HTTP_HOST=0.0.0.0
 # numeric, so Kubernetes can check runAsNonRoot
 USER 65534:65534

@@ -9,7 +9,7 @@ KAFKA_JARS := .local/kafka/libs/.verified
 # Debian's Chromium, for the dashboard's browser test (driven by Playwright, never a downloaded browser build).
 CHROMIUM := /usr/bin/chromium
 
-# `make run SCALE=2`: two processes each of intake, sla and assignment (consumer groups share the work; replica 2
+# `make run SCALE=2`: two processes each of intake, sla, assignment and notify (consumer groups share the work; replica 2
 # on ports 8101-8103). Reporting stays one process: it writes through one chDB directory (with CLICKHOUSE_URL, a
 # ClickHouse server, it could run several).
 SCALE ?= 1
@@ -24,8 +24,12 @@ BOOTSTRAP_3 := 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
 run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
 run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= $(BOOTSTRAP_$(KAFKA_BROKERS))
 run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
+run demo: export NOTIFY_SECRETS_KEY_FILE ?= $(CURDIR)/.local/notify-secrets.key
+# Webhooks to this machine are allowed locally (a receiver you run yourself); production allows none by default.
+run demo: export NOTIFY_ALLOWED_HOSTS ?= 127.0.0.1,localhost,::1
+run demo: export MAIL_GATEWAY_PORT ?= 2526
 
-.PHONY: install run demo test test-cluster bench schemas lock kafka clean
+.PHONY: install run demo test test-cluster bench schemas lock kafka mail clean
 
 install: $(INSTALLED) $(KAFKA_JARS) $(CHROMIUM)
 
@@ -47,21 +51,25 @@ $(CHROMIUM):
 .local/dev-keys.json: | $(INSTALLED)
 	$(PY) -m ticketstream_shared.runtime.auth .local
 
-run: install .local/dev-keys.json
+.local/notify-secrets.key: | $(INSTALLED)
+	$(PY) -m notify.sealing $@
+
+run: install .local/dev-keys.json .local/notify-secrets.key
 	@echo "ticketstream is starting; Ctrl-C stops everything. Data is kept under .local/."
 	@echo "  intake      http://127.0.0.1:8001/docs"
 	@echo "  sla         http://127.0.0.1:8002/docs"
 	@echo "  assignment  http://127.0.0.1:8003/docs"
 	@echo "  reporting   http://127.0.0.1:8004/docs   (dashboard: http://127.0.0.1:8004/dashboard)"
+	@echo "  notify      http://127.0.0.1:8005/docs   (mail sent: .local/mail/*.eml, 'make mail'; mail to ticket: smtp://127.0.0.1:2526)"
 	@case "$(SCALE)" in 1|2) ;; *) echo "SCALE must be 1 or 2, not '$(SCALE)'" >&2; exit 2 ;; esac
 	@case "$(KAFKA_BROKERS)" in 1|3) ;; *) echo "KAFKA_BROKERS must be 1 or 3, not '$(KAFKA_BROKERS)'" >&2; exit 2 ;; esac
-	@if [ "$(SCALE)" = 2 ]; then echo "  replica 2   intake :8101, sla :8102, assignment :8103 (reporting: one process)"; fi
+	@if [ "$(SCALE)" = 2 ]; then echo "  replica 2   intake :8101, sla :8102, assignment :8103, notify :8105 (reporting: one process)"; fi
 	@echo "  kafka       $$KAFKA_BOOTSTRAP_SERVERS"
 	@echo "  API keys    .local/dev-keys.json  (send 'Authorization: Bearer <key>')"
-	$(VENV)/bin/honcho -f deploy/Procfile -d . start -c intake=$(SCALE),sla=$(SCALE),assignment=$(SCALE) \
-		kafka intake sla assignment reporting
+	$(VENV)/bin/honcho -f deploy/Procfile -d . start -c intake=$(SCALE),sla=$(SCALE),assignment=$(SCALE),notify=$(SCALE) \
+		kafka intake sla assignment reporting notify mail
 
-demo: install .local/dev-keys.json
+demo: install .local/dev-keys.json .local/notify-secrets.key
 	@echo "ticketstream with a simulated help-desk day; the dashboard: http://127.0.0.1:8004/dashboard"
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start
 
@@ -88,6 +96,10 @@ lock: $(INSTALLED)
 
 kafka: install
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start kafka
+
+# What notify has mailed in `make run` (the local SMTP sink's .eml files, oldest first).
+mail: install
+	$(PY) -m deploy.mail_sink --list --dir .local/mail
 
 clean:
 	rm -rf .local $(VENV)

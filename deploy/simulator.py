@@ -5,7 +5,8 @@ agreements, a team of tier-1 and tier-2 technicians with skills, capacity and sh
 runs a day at `--speed` times real time: tickets arrive following a business-hours curve (peaks mid-morning and
 mid-afternoon) from clients of different sizes; each ticket lives its life (picked up, answered, sometimes waiting
 on the customer who then replies, time logged, resolved, rated); technicians change shifts. The dashboard fills
-within a minute at the default speed.
+within a minute at the default speed, and every requester and technician has an address with notify, so the
+day's mail lands in the local mailbox (`make mail`).
 
 `python -m deploy.simulator --keys .local/dev-keys.json --speed 120`
 """
@@ -123,6 +124,23 @@ class Desk:
             )
         await self.call("assignment", "PUT", "/v1/routing/teams/service-desk", "admin", {"strategy": "least_loaded"})
         await self.shift_change(hour=0)
+        await self.address_book()
+
+    async def address_book(self) -> None:
+        """Everyone's address for notify, so the day's mail lands in `make run`'s mailbox (.local/mail, `make mail`)."""
+        people = [
+            (technician["id"], technician["id"].replace("-", " ").title(), "technician", None)
+            for technician in TECHNICIANS
+        ]
+        people.append(("desk-manager", "Desk Manager", "manager", None))
+        people.append((DEV_REQUESTER[1], "Anna Acme", "requester", DEV_REQUESTER[0]))
+        for client in CLIENTS:
+            client_id, name = client.client_id, client.client_id.title()
+            people += [(f"{client_id}-user-{n}", f"User {n} of {name}", "requester", client_id) for n in range(30)]
+        for person_id, name, role, client_id in people:
+            email = f"{person_id}@{client_id or 'desk'}.example"
+            body = {"name": name, "email": email, "role": role, "client_id": client_id}
+            await self.call("notify", "PUT", f"/v1/notify/people/{person_id}", "admin", body)
 
     async def shift_change(self, hour: int) -> None:
         """Early shift 08-14, late shift 12-18; experts all day."""
@@ -221,7 +239,7 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the story of the day
     urls = {
         name: f"{options.host}:{port}"
-        for name, port in (("intake", 8001), ("sla", 8002), ("assignment", 8003), ("reporting", 8004))
+        for name, port in (("intake", 8001), ("sla", 8002), ("assignment", 8003), ("reporting", 8004), ("notify", 8005))
     }
 
     async def simulate() -> None:

@@ -90,11 +90,14 @@ class Desk:
     #: Tickets waiting for a rule of their category, and those a rule routed from there: (category, rule).
     parked: dict[str, TicketSnapshot] = field(default_factory=dict)
     released: dict[str, tuple[str, CategoryRule]] = field(default_factory=dict)
+    #: Whether the record being folded is one this process decides on (see `Team.deciding`).
+    _deciding: bool = field(default=True, repr=False, compare=False)
 
     def team(self, name: str) -> Team:
         found = self.teams.get(name)
         if found is None:
             found = self.teams[name] = Team(name)
+        found.deciding = self._deciding
         return found
 
     def ticket(self, ticket_id: str) -> Ticket | None:
@@ -107,6 +110,7 @@ class Desk:
 
     def apply(self, record: TeamLogEvent, *, decides: bool, instance: str) -> list[Decision]:
         """Fold one record; when this process decides for the record's team, settle it and say what to publish."""
+        self._deciding = decides
         if isinstance(record, CategoryRouted):
             rule = self.rules[record.data.category] = CategoryRule(record.data.team, record.data.skill)
             waiting = [ticket for ticket in self.parked.values() if ticket.category == record.data.category]
@@ -160,7 +164,9 @@ class Desk:
 
     def settle(self, team_name: str, cause_id: uuid.UUID) -> list[Decision]:
         """Decide what waits in a team just taken over (its previous owner may have stopped mid-way)."""
+        self._deciding = True
         team = self.team(team_name)
+        team.reconsider()
         return [Decision(team.name, outcome, cause_id, "takeover") for outcome in team.settle()]
 
     def _fold(self, record: TeamLogEvent) -> tuple[Team, list[Outcome]]:

@@ -1,9 +1,11 @@
 """Assignment's pure core: a team's roster and tickets, the strategies that pick a technician, and why.
 
-No I/O here. A `Team` is folded from its ordered log (roster changes and ticket work); changes that leave tickets
-waiting for a technician put them in `awaiting`, and only the team's owner calls `settle`, which decides each
-waiting ticket with the team's strategy and applies the outcome. Other processes apply the owner's recorded
-outcomes instead (`apply_outcome`), so every process holds the same state while one decides.
+No I/O here. A `Team` is folded from its ordered log (roster changes and ticket work); in the team's owner
+(`deciding`), changes that leave tickets waiting for a technician put them in `awaiting`, and `settle` decides each
+waiting ticket with the team's strategy and applies the outcome. Other processes queue nothing: they apply the
+owner's recorded outcomes (`apply_outcome`), which reach them some records after their causes, so what they would
+queue themselves could differ from what the owner did. A process taking a team over queues it all once
+(`reconsider`): every open ticket nobody holds, and the backlog.
 
 Strategies are pure functions over (ticket, team) returning an outcome with its reason in plain words. Every one
 of them honours on-shift, capacity (open tickets held) and tier: a ticket of tier t goes to the lowest tier >= t
@@ -246,6 +248,8 @@ class Team:
     #: How many roster changes the team has taken (profiles, transfers out, shifts, strategies): the same in every
     #: process that has read its log as far, and only ever growing, so a roster change's event id derives from it.
     roster_revision: int = 0
+    #: Whether this process decides for the team (its owner): only then are tickets queued in `awaiting`.
+    deciding: bool = field(default=True, compare=False)
     _roster: tuple[Technician, ...] | None = field(default=None, repr=False, compare=False)
     _on_shift: dict[int, tuple[Technician, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -282,8 +286,16 @@ class Team:
         self.tickets[ticket.ticket_id] = ticket
 
     def _await(self, ticket_id: str) -> None:
-        self.backlog.pop(ticket_id, None)
-        self.awaiting[ticket_id] = None
+        if self.deciding:
+            self.backlog.pop(ticket_id, None)
+            self.awaiting[ticket_id] = None
+
+    def reconsider(self) -> None:
+        """Queue, in arrival order, every open ticket nobody holds and the backlog: what a process that followed the
+        team without deciding never queued, for it to decide now that it owns the team."""
+        for ticket in self.tickets.values():
+            if ticket.is_open and (ticket.assignee is None or ticket.ticket_id in self.backlog):
+                self._await(ticket.ticket_id)
 
     def _retry_backlog(self) -> None:
         for ticket_id in list(self.backlog):

@@ -25,17 +25,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
 from ticketstream_shared.contract import Envelope, InvalidEvent, UnknownEventType, encode
 from ticketstream_shared.contract.assignment import TeamLogEvent
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS
-from ticketstream_shared.runtime.consumer import EVENTS_DEAD_LETTERED
-from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, header, wait_for_topics
+from ticketstream_shared.runtime.kafka import correlation_headers, header, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
 
 from .desk import DECISION_IDS, Decision, Desk, Forwarded, published, recorded
 from .records import OutcomeRecorded, decode_team_record, team_key
@@ -65,11 +64,7 @@ class TeamLog:
         #: Held while a batch is folded and its decisions sent, so giving up a partition waits for it.
         self._batch = asyncio.Lock()
         self._owner: AIOKafkaConsumer | None = None
-        #: Per owned partition: below this offset, its unreadable records are parked (committed in the group).
-        self._parked_below: dict[int, int] = {}
-        self._uncommitted: set[int] = set()
-        #: Unreadable records of partitions others own, with the reason: ours to park if we take one over first.
-        self._unparked: dict[int, list[tuple[ConsumerRecord, str]]] = defaultdict(list)
+        self.parking = Parking(ASSIGNMENT_BY_TEAM, "assignment", lambda: self.producer)
 
     def decides(self, partition: int) -> bool:
         return partition in self.owned and partition not in self._takeovers
@@ -123,7 +118,8 @@ class TeamLog:
                         pending += await self._publish(self.desk.settle(team, cause))
                     log.info("took a team partition over", extra={"partition": partition})
                 await asyncio.gather(*pending)
-            await self._commit_parked()
+            if self._owner is not None:
+                await self.parking.commit(self._owner)  # outside the batch lock: a commit may wait for a rebalance
             if end_at_start is None and consumer.assignment():
                 assigned = list(consumer.assignment())
                 end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(assigned)).items()}
@@ -149,10 +145,7 @@ class TeamLog:
             return []
         except InvalidEvent as error:
             RECORDS_SKIPPED.inc()
-            if partition in self.owned:
-                await self._park(message, error.reason)
-            else:
-                self._unparked[partition].append((message, error.reason))
+            await self.parking.unreadable(message, error.reason)
             return []
         self._teams_in[partition].add(team_key(record))
         decisions = self.desk.apply(record, decides=self.decides(partition), instance=self.instance)
@@ -177,69 +170,27 @@ class TeamLog:
                 pending.append(await self.send(ASSIGNMENT_BY_TEAM, record, decision.team, ours))
         return pending
 
-    async def _park(self, message: ConsumerRecord, reason: str) -> None:
-        """Put an unreadable record of an owned partition in the DLQ, unless an owner already did."""
-        if message.offset < self._parked_below.get(message.partition, 0):
-            return
-        assert self.producer is not None
-        await dead_letter(self.producer, message, reason, "assignment")
-        EVENTS_DEAD_LETTERED.labels(message.topic).inc()
-        self._parked_below[message.partition] = message.offset + 1
-        self._uncommitted.add(message.partition)
-
-    async def _commit_parked(self) -> None:
-        """Commit how far each owned partition's unreadable records are parked. Outside the batch lock: a commit
-        may wait for a rebalance, whose listener waits for that lock. A refused commit only means the next owner
-        parks those records again."""
-        offsets = {
-            TopicPartition(ASSIGNMENT_BY_TEAM, partition): OffsetAndMetadata(self._parked_below[partition], "")
-            for partition in self._uncommitted & self.owned
-        }
-        self._uncommitted.clear()
-        if offsets and self._owner is not None:
-            try:
-                await self._owner.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as error:
-                log.warning("could not commit how far the DLQ has the team log", extra={"error": str(error)})
-
     # owning
 
     async def own(self, consumer: AIOKafkaConsumer) -> None:
         """Hold a share of the team log's partitions in the group; fetch nothing (the follower reads)."""
-        await wait_for_topics(consumer, [ASSIGNMENT_BY_TEAM])
         self._owner = consumer
-        consumer.subscribe([ASSIGNMENT_BY_TEAM], listener=_Ownership(self, consumer))
-        while True:
-            await consumer.getmany(timeout_ms=1_000)  # keeps the membership alive; every partition is paused
+        await PartitionOwnership(consumer, ASSIGNMENT_BY_TEAM, self._taken, self._given_up).hold()
 
-    async def _taken(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        consumer.pause(*assigned)
-        ends = await consumer.end_offsets(list(assigned)) if assigned else {}
-        parked = {tp: await consumer.committed(tp) for tp in assigned}
+    async def _taken(self, assigned: set[TopicPartition]) -> None:
+        assert self._owner is not None
+        ends = await self._owner.end_offsets(list(assigned)) if assigned else {}
         async with self._batch:  # the follower sees the partition owned and its DLQ mark together
             for tp in assigned:
                 self._takeovers[tp.partition] = ends[tp]
-                self._parked_below[tp.partition] = parked[tp] or 0
                 self.owned.add(tp.partition)
-                for message, reason in self._unparked.pop(tp.partition, []):
-                    await self._park(message, reason)
+            await self.parking.taken(self._owner, assigned)
 
     async def _given_up(self, revoked: set[TopicPartition]) -> None:
+        self.parking.given_up(revoked)
         for tp in revoked:
             self.owned.discard(tp.partition)
             self._takeovers.pop(tp.partition, None)
         async with self._batch:  # the batch in hand finishes deciding and sending
             if self.producer is not None:
                 await self.producer.flush()
-
-
-class _Ownership(ConsumerRebalanceListener):
-    def __init__(self, team_log: TeamLog, consumer: AIOKafkaConsumer) -> None:
-        self._team_log = team_log
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._team_log._given_up(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._team_log._taken(self._consumer, assigned)

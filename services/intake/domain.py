@@ -461,8 +461,10 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
             visibility=Visibility.PUBLIC if command.public else Visibility.INTERNAL,
         ),
     )
-    if role is Role.REQUESTER and ticket.status is S.WAITING_ON_CUSTOMER:
-        # The answer we were waiting for: back to the queue, which also resumes the SLA clock.
+    by_the_requester = role is Role.REQUESTER or (command.public and command.author_id == ticket.requester_id)
+    if by_the_requester and ticket.status is S.WAITING_ON_CUSTOMER:
+        # The answer we were waiting for, from the requester's key or through an integration that speaks for them
+        # (a reply by mail): back to the queue, which also resumes the SLA clock.
         decision.add(
             TicketStatusChanged,
             StatusChangedData(from_status=ticket.status, to_status=S.OPEN, reason="the requester replied"),

@@ -33,13 +33,14 @@ from ticketstream_shared.contract.sla import (
 )
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.ids import IdSpace
 from ticketstream_shared.runtime.kafka import partition_of
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .agreements import Agreements, History, UnknownCalendar
-from .config_log import ConfigLog
+from .config_log import config_key
 from .history import TicketHistory
 from .timekeeper import Timekeeper
 from .views import ticket_view, what_if_view
@@ -219,7 +220,7 @@ def _history_view(kind: str, subject: str, history: History[Any] | None, now: da
 def install(
     app: FastAPI,
     timekeeper: Timekeeper,
-    config_log: ConfigLog,
+    config_log: ConfigLog[SlaConfigEvent],
     clock: Callable[[], datetime],
     ticket_history: TicketHistory,
     directory: ReplicaDirectory,
@@ -256,18 +257,17 @@ def install(
                 return JSONResponse(versions(kind, subject), headers=REPLAYED)
             at = effective(body, now)
             require_known_calendar(getattr(body, "calendar_id", None), at)  # policies and agreements may name one
-            recorded = await config_log.append(
-                kind.change(
-                    event_id=change_id(kind, subject, history, data, body.effective_at),
-                    occurred_at=now,
-                    effective_at=at,
-                    producer="sla",
-                    correlation_id=correlation_id.get() or str(uuid.uuid4()),
-                    changed_by=principal.name,
-                    data=data,
-                    **{kind.subject_field: subject},
-                )
+            change = kind.change(
+                event_id=change_id(kind, subject, history, data, body.effective_at),
+                occurred_at=now,
+                effective_at=at,
+                producer="sla",
+                correlation_id=correlation_id.get() or str(uuid.uuid4()),
+                changed_by=principal.name,
+                data=data,
+                **{kind.subject_field: subject},
             )
+            recorded = await config_log.append(change, config_key(change))
             return JSONResponse(versions(kind, subject), headers=None if recorded else REPLAYED)
 
     def versions(kind: _Configurable, subject: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .agreements import Agreements
-from .config_log import ConfigLog
+from .config_log import sla_config_log
 from .history import TicketHistory
 from .settings import SlaSettings
 from .timekeeper import Timekeeper
@@ -37,7 +37,7 @@ def utc_now() -> datetime:
 def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     timekeeper = Timekeeper(Agreements.with_defaults())
     directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
-    config_log = ConfigLog(timekeeper)
+    config_log = sla_config_log(timekeeper)
     workers: list[ClockWorker] = []
     stopping = asyncio.Event()
 

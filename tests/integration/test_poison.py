@@ -1,10 +1,10 @@
 """Poison messages of every kind (not JSON, wrong shape, unknown schema_version, oversized) on every consumed
 topic: each lands in the topic's DLQ with a dlq.reason header, and its consumers go on with what follows.
 
-Every service runs in process against the session's broker (sla, assignment and reporting in consumer groups of
-their own). "Goes on" is seen where the service shows it: a group commits past the good message written after the
-poison (commits follow the handling), a ticket sent after it is created, a configuration change after it is
-read back.
+Every service runs in process against the session's broker (sla, assignment, reporting and notify in consumer
+groups of their own). "Goes on" is seen where the service shows it: a group commits past the good message written
+after the poison (commits follow the handling), a ticket sent after it is created, a configuration change after it
+is read back, a webhook delivery after it made.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from assignment.app import build_app as build_assignment
 from assignment.settings import AssignmentSettings
 from intake.domain import CommandContext, CreateTicket
 from intake.owners import encode_call
+from notify.app import build_app as build_notify
+from notify.sealing import write_key
+from notify.settings import NotifySettings
 from reporting.app import build_app as build_reporting
 from reporting.settings import ReportingSettings
 from sla.app import build_app as build_sla
@@ -35,6 +38,7 @@ from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters
 from tests.keys import ADMIN, TEST_KEYS, bearer
 from tests.polling import eventually
+from tests.receivers import Receiver, http_receiver
 from ticketstream_shared.contract import dead_letter_topic
 from ticketstream_shared.contract.assignment import TicketAssigned
 from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
@@ -46,6 +50,8 @@ from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
     INTAKE_COMMANDS,
     INTAKE_REPLIES,
+    NOTIFY_CONFIG,
+    NOTIFY_DELIVERIES,
     SLA_CONFIG,
     SLA_EVENTS,
     TICKETS_EVENTS,
@@ -80,12 +86,14 @@ class System:
     sla: TestClient
     assignment: TestClient
     reporting: TestClient
+    notify: TestClient
+    receiver: Receiver
     groups: dict[str, str]  # service -> its consumer group
 
 
 @pytest.fixture(scope="module")
 def system(kafka_bootstrap: str, intake: TestClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    groups = {service: unique(f"poison-{service}") for service in ("sla", "assignment", "reporting")}
+    groups = {service: unique(f"poison-{service}") for service in ("sla", "assignment", "reporting", "notify")}
     common = {"kafka_bootstrap_servers": kafka_bootstrap, "api_keys_file": Path("unused-keys-come-from-tests")}
     reporting = ReportingSettings(
         **common,
@@ -94,16 +102,25 @@ def system(kafka_bootstrap: str, intake: TestClient, tmp_path_factory: pytest.Te
         clickhouse_url=None,
         batch_max_wait_seconds=0.2,
     )
+    notify = NotifySettings(
+        **common,
+        consumer_group=groups["notify"],
+        notify_secrets_key_file=write_key(tmp_path_factory.mktemp("notify") / "secrets.key"),
+        notify_allowed_hosts="127.0.0.1",
+    )
     with (
         TestClient(build_sla(SlaSettings(**common, consumer_group=groups["sla"]), TEST_KEYS)) as sla,
         TestClient(
             build_assignment(AssignmentSettings(**common, consumer_group=groups["assignment"]), TEST_KEYS)
         ) as assignment,
         TestClient(build_reporting(reporting, TEST_KEYS)) as reporting_app,
+        TestClient(build_notify(notify, TEST_KEYS)) as notify_app,
+        http_receiver() as receiver,
     ):
-        for name, app in (("sla", sla), ("assignment", assignment), ("reporting", reporting_app)):
+        apps = (("sla", sla), ("assignment", assignment), ("reporting", reporting_app), ("notify", notify_app))
+        for name, app in apps:
             eventually(lambda a=app: a.get("/readyz").status_code == 200, timeout_s=90, what=f"{name} ready")
-        yield System(kafka_bootstrap, intake, sla, assignment, reporting_app, groups)
+        yield System(kafka_bootstrap, intake, sla, assignment, reporting_app, notify_app, receiver, groups)
 
 
 def send(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]], headers=None) -> TopicPartition:
@@ -203,7 +220,8 @@ def event_topic_case(system: System, topic: str, good: Any, groups: list[str]) -
 
 def test_tickets_events(system: System) -> None:
     good = a_ticket_created(unique("poison-ticket"), occurred_at=datetime.now(UTC))
-    event_topic_case(system, TICKETS_EVENTS, good, [system.groups[s] for s in ("sla", "assignment", "reporting")])
+    groups = [system.groups[s] for s in ("sla", "assignment", "reporting", "notify")]
+    event_topic_case(system, TICKETS_EVENTS, good, groups)
 
 
 def test_sla_events(system: System) -> None:
@@ -215,7 +233,7 @@ def test_sla_events(system: System) -> None:
     }  # fmt: skip
     good = ClockStarted(event_id=uuid.uuid4(), occurred_at=now, ticket_id=unique("poison-ticket"),
                         client_id="acme", producer="sla", correlation_id="test", data=clock)  # fmt: skip
-    event_topic_case(system, SLA_EVENTS, good, [system.groups[s] for s in ("assignment", "reporting")])
+    event_topic_case(system, SLA_EVENTS, good, [system.groups[s] for s in ("assignment", "reporting", "notify")])
 
 
 def test_assignment_events(system: System) -> None:
@@ -223,7 +241,7 @@ def test_assignment_events(system: System) -> None:
                 "reason": "least loaded"}  # fmt: skip
     good = TicketAssigned(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), ticket_id=unique("poison-ticket"),
                           client_id="acme", producer="assignment", correlation_id="test", data=assigned)  # fmt: skip
-    event_topic_case(system, ASSIGNMENT_EVENTS, good, [system.groups["reporting"]])
+    event_topic_case(system, ASSIGNMENT_EVENTS, good, [system.groups[s] for s in ("reporting", "notify")])
 
 
 def test_assignment_events_a_value_only_clickhouse_refuses(system: System) -> None:
@@ -346,3 +364,40 @@ def test_sla_config(system: System) -> None:
     assert after.status_code == 200, after.text
     assert after.json()["current_version"] == 1, "a poison message counted as a version"
     assert_dead_lettered(system.bootstrap, SLA_CONFIG, poison)
+
+
+def test_notify_config(system: System) -> None:
+    """Every notify replica reads all of notify.config (no group); a person put after the poison is answered only
+    once this replica has read it back."""
+    person = unique("poison-person")
+    change = {
+        "event_id": uuid.uuid4().hex, "event_type": "notify.person_changed", "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(), "producer": "notify", "correlation_id": person,
+        "changed_by": "admin", "person_id": person, "data": {"name": "Poison", "email": f"{person}@example.org"},
+    }  # fmt: skip
+    poison = poison_like(change, "data", person)
+    send(system.bootstrap, NOTIFY_CONFIG, [(f"person/{person}".encode(), raw) for raw in poison.values()])
+    body = {"name": "After the poison", "email": f"{person}@example.org"}
+    after = system.notify.put(f"/v1/notify/people/{person}", json=body, headers=bearer(ADMIN))
+    assert after.status_code == 200 and after.json()["created"], after.text
+    assert_dead_lettered(system.bootstrap, NOTIFY_CONFIG, poison)
+
+
+def test_notify_deliveries(system: System) -> None:
+    """Every notify replica reads all of notify.deliveries; the owner of a partition parks what it cannot read, and
+    a webhook whose deliveries share that partition still gets the next event."""
+    client_id, hook = unique("poison-client"), unique("poison-hook")
+    scheduled = {
+        "delivery_id": uuid.uuid4().hex, "event_type": "notify.delivery_scheduled", "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(), "channel": "webhook", "target": hook, "ticket_id": hook,
+        "source_event_id": hook, "source_event_type": "ticket.created", "content": {"body": "{}"},
+    }  # fmt: skip
+    poison = poison_like(scheduled, "content", hook)
+    send(system.bootstrap, NOTIFY_DELIVERIES, [(f"webhook:{hook}".encode(), raw) for raw in poison.values()])
+    body = {"url": f"{system.receiver.url}/{hook}", "event_types": ["ticket.created"], "client_id": client_id,
+            "secret": "a-secret-of-16-chars"}  # fmt: skip
+    assert system.notify.put(f"/v1/notify/webhooks/{hook}", json=body, headers=bearer(ADMIN)).status_code == 200
+    created = a_ticket_created(unique("poison-ticket"), client_id=client_id)
+    send(system.bootstrap, TICKETS_EVENTS, [(created.ticket_id.encode(), created.model_dump_json().encode())])
+    eventually(lambda: system.receiver.to(f"/{hook}"), timeout_s=60, what="the delivery after the poison")
+    assert_dead_lettered(system.bootstrap, NOTIFY_DELIVERIES, poison)

@@ -1,5 +1,5 @@
-"""Schemathesis over the OpenAPI documents of sla, assignment and reporting, as test_intake_fuzz.py does for intake:
-requests generated from each service's own document, valid and not, sent over real HTTP to the service served by
+"""Schemathesis over the OpenAPI documents of sla, assignment, reporting and notify, as test_intake_fuzz.py does for
+intake: requests generated from each service's own document, valid and not, sent over real HTTP to the service served by
 uvicorn on the session's broker (reporting on a chDB of its own). Whatever comes in, the answer is never a server
 error. Generation is random on every run; a failing example is kept in tests/hypothesis-examples and replayed first.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -34,6 +35,9 @@ from schemathesis.config import SchemathesisConfig
 from assignment.app import build_app as build_assignment
 from assignment.settings import AssignmentSettings
 from deploy.kafka.launcher import free_ports
+from notify.app import build_app as build_notify
+from notify.sealing import write_key
+from notify.settings import NotifySettings
 from reporting.app import build_app as build_reporting
 from reporting.settings import ReportingSettings
 from sla.app import build_app as build_sla
@@ -198,6 +202,25 @@ ASSIGNMENT = load(
 )
 
 REPORTING = load(build_reporting(ReportingSettings(api_keys_file=UNUSED), TEST_KEYS).openapi())
+#: notify seals webhook secrets with a key it reads when built.
+NOTIFY_KEY = write_key(Path(tempfile.mkdtemp(prefix="notify-fuzz-")) / "secrets.key")
+WEBHOOK, PERSON = "/v1/notify/webhooks/{webhook_id}", "/v1/notify/people/{person_id}"
+SAME_WEBHOOK = {"path.webhook_id": "$request.path.webhook_id"}
+NOTIFY = load(
+    build_notify(NotifySettings(api_keys_file=UNUSED, notify_secrets_key_file=NOTIFY_KEY), TEST_KEYS).openapi(),
+    {
+        ("put", WEBHOOK): {
+            "ReadWebhook": link("get", WEBHOOK, parameters=SAME_WEBHOOK),
+            "ItsDeliveries": link("get", f"{WEBHOOK}/deliveries", parameters=SAME_WEBHOOK),
+            "ListWebhooks": link("get", "/v1/notify/webhooks"),
+            "ChangeWebhook": link("put", WEBHOOK, parameters=SAME_WEBHOOK),
+            "RemoveWebhook": link("delete", WEBHOOK, parameters=SAME_WEBHOOK),
+        },
+        ("put", PERSON): {
+            "ReadPerson": link("get", PERSON, parameters={"path.person_id": "$request.path.person_id"}),
+        },
+    },
+)
 
 
 # --- calling ----------------------------------------------------------------------------------------------------
@@ -211,6 +234,13 @@ def contained(case: Case) -> Case:
         match = case.body.get("match", {})
         if isinstance(match, dict):
             case.body = {**case.body, "match": {**match, "client_ids": [FUZZ_CLIENT]}}
+    # notify.config too is read by every notify of the session: the webhooks and people the fuzz writes hear of the
+    # fuzz's own client only, so no later test's events are delivered to them.
+    notify_put = case.operation.method.upper() == "PUT" and case.operation.path in (WEBHOOK, PERSON)
+    if notify_put and isinstance(case.body, dict):
+        case.body = {**case.body, "client_id": FUZZ_CLIENT}
+        if case.operation.path == PERSON:
+            case.body["role"] = "requester"
     return case
 
 
@@ -402,3 +432,36 @@ class TestReporting:
     @FUZZ
     def test_no_report_asked_by_a_clients_manager_makes_it_fail(self, case: Case, reporting_url: str) -> None:
         never_a_server_error(case, reporting_url, ACME_MANAGER)
+
+
+# --- notify -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def notify_url(kafka_bootstrap: str) -> Iterator[str]:
+    notify = NotifySettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        api_keys_file=UNUSED,
+        consumer_group=unique("notify-fuzz"),
+        notify_secrets_key_file=NOTIFY_KEY,
+    )
+    with served(build_notify(notify, TEST_KEYS), what="notify") as url:
+        yield url
+
+
+class TestNotify:
+    @api(NOTIFY).parametrize()
+    @FUZZ
+    def test_no_request_makes_it_fail(self, case: Case, notify_url: str) -> None:
+        never_a_server_error(case, notify_url, ADMIN)
+
+    @api(NOTIFY, method="GET").parametrize()
+    @FUZZ
+    def test_no_read_by_a_requester_makes_it_fail(self, case: Case, notify_url: str) -> None:
+        never_a_server_error(case, notify_url, REQUESTER)
+
+    def test_no_workflow_makes_it_fail(self, notify_url: str) -> None:
+        class NotifyWorkflows(Workflows, api(NOTIFY).as_state_machine()):  # type: ignore[misc]
+            base_url = notify_url
+
+        NotifyWorkflows.run(settings=WORKFLOWS)

@@ -7,6 +7,7 @@ production."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib.metadata
 import re
 import shlex
@@ -34,7 +35,7 @@ DEV_ONLY = {
     "kubernetes-validate",
 }
 #: The image's own top-level packages (installed from the source tree, in no lock).
-FIRST_PARTY = {"ticketstream_shared", "intake", "sla", "assignment", "reporting", "deploy"}
+FIRST_PARTY = {"ticketstream_shared", "intake", "sla", "assignment", "reporting", "notify", "deploy"}
 #: Modules loaded at run time without an import statement naming them: a string in the code stands for them.
 LOADED_BY_STRING = {
     # clickhouse-connect opens a chdb:// DSN (reporting's default, without CLICKHOUSE_URL) with the chdb package
@@ -129,6 +130,26 @@ def test_the_image_holds_the_services_and_the_contract():
     assert ROOT / "shared" in sources
     assert ROOT / "services" in sources
     assert (ROOT / "deploy" / "clickhouse") in sources, "reporting applies its migrations from deploy/clickhouse"
+    assert (ROOT / "deploy" / "mail_sink.py") in sources, "the compose file's mail service runs deploy.mail_sink"
+
+
+def test_the_wheel_packages_every_service_with_its_data_files():
+    """`uv pip install .` builds the wheel with hatch, which takes every file of a listed package (notify's Jinja2
+    templates too) unless told to include or exclude; files the build context leaves out never reach it."""
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    services = {f"services/{main.parent.name}" for main in (ROOT / "services").glob("*/__main__.py")}
+    assert "services/notify" in services
+    assert set(wheel["packages"]) == services
+    assert not {"include", "exclude", "only-include", "only-packages"} & wheel.keys()
+    templates = [path.relative_to(ROOT) for path in (ROOT / "services" / "notify" / "templates").rglob("*.j2")]
+    assert templates, "notify's mail templates"
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    ignored = [line for line in lines if line and not line.startswith("#")]
+    for path in templates:
+        assert not any(
+            fnmatch.fnmatch(str(path), pattern) or str(path).startswith(pattern.rstrip("/") + "/")
+            for pattern in ignored
+        ), path
 
 
 # --- the locks -----------------------------------------------------------------------------------------------------

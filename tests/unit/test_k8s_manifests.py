@@ -9,11 +9,13 @@ renders the same directories and must give the same objects."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import inspect
 import re
 import shutil
 import subprocess
+import typing
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,13 +23,15 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from assignment.settings import AssignmentSettings
 from deploy.kafka import launcher
 from intake.settings import IntakeSettings
+from notify.settings import NotifySettings
 from reporting.settings import ReportingSettings
 from sla.settings import SlaSettings
-from ticketstream_shared.contract.topics import TEAM_PARTITIONS, TICKET_PARTITIONS
+from ticketstream_shared.contract.topics import DELIVERY_PARTITIONS, TEAM_PARTITIONS, TICKET_PARTITIONS
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.settings import ServiceSettings
 
@@ -39,14 +43,19 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "sla": SlaSettings,
     "assignment": AssignmentSettings,
     "reporting": ReportingSettings,
+    "notify": NotifySettings,
 }
-PORTS = {"intake": 8001, "sla": 8002, "assignment": 8003, "reporting": 8004}
+PORTS = {"intake": 8001, "sla": 8002, "assignment": 8003, "reporting": 8004, "notify": 8005}
+#: Ports besides HTTP: notify's mail to ticket (MAIL_GATEWAY_PORT, container port -> the Service's port).
+EXTRA_PORTS = {"notify": {"smtp": (2525, 25)}}
 #: The replicas that can hold partitions: every consumer group of a service reads topics of this many partitions.
 USEFUL_REPLICAS = {
     "intake": TICKET_PARTITIONS,
     "sla": TICKET_PARTITIONS,
     "assignment": min(TICKET_PARTITIONS, TEAM_PARTITIONS),
     "reporting": TICKET_PARTITIONS,
+    # "notify" on the ticket-keyed topics, "notify-senders" on notify.deliveries
+    "notify": min(TICKET_PARTITIONS, DELIVERY_PARTITIONS),
 }
 #: The oldest Kubernetes the manifests are meant for, and the newest the installed schemas know.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -55,9 +64,12 @@ UVICORN_GRACE_S = 10
 #: Secrets the operator creates (never in the manifests) and the keys the manifests read from them.
 OPERATOR_SECRETS = {
     "ticketstream-api-keys": {"api-keys.json"},
-    "ticketstream-secrets": {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"},
+    "ticketstream-secrets": {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "SMTP_USERNAME", "SMTP_PASSWORD"},
     "ticketstream-kafka-ca": {"ca.crt"},
+    "ticketstream-notify-key": {"notify-secrets.key"},
 }
+#: Where notify finds its sealing key: a file of the Secret ticketstream-notify-key.
+NOTIFY_KEY_FILE = "/run/ticketstream-notify/notify-secrets.key"
 
 # --- the kustomize subset ------------------------------------------------------------------------------------------
 
@@ -338,6 +350,112 @@ def test_the_secrets_the_manifests_read_are_the_ones_the_readme_tells_the_operat
         assert all(key in readme for key in keys)
 
 
+@both_layouts
+def test_notify_reads_its_sealing_key_from_its_secret_mounted_read_only(layout):
+    deployment = objects_of(layout, "Deployment")["notify"]
+    pod, container = deployment["spec"]["template"]["spec"], container_of(deployment)
+    env = environment(layout, container)
+    assert env["NOTIFY_SECRETS_KEY_FILE"] == NOTIFY_KEY_FILE
+    volume, inside = mount_of(pod, container, NOTIFY_KEY_FILE)
+    assert volume["secret"]["secretName"] == "ticketstream-notify-key"
+    assert not volume["secret"].get("optional"), "without its key notify can neither seal nor sign"
+    assert volume["secret"]["items"] == [{"key": "notify-secrets.key", "path": str(inside)}]
+    (mount,) = (mount for mount in container["volumeMounts"] if mount["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    # only notify holds the key
+    for obj in RENDERED[layout]:
+        for other in _pod_templates(obj):
+            if other is not pod:
+                assert all(
+                    volume.get("secret", {}).get("secretName") != "ticketstream-notify-key"
+                    for volume in other.get("volumes", [])
+                ), obj["metadata"]["name"]
+
+
+@both_layouts
+def test_notify_takes_mail_to_ticket_on_the_port_its_service_exposes(layout, monkeypatch):
+    container = container_of(objects_of(layout, "Deployment")["notify"])
+    env = environment(layout, container)
+    for name in NotifySettings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    settings = NotifySettings(**{name.lower(): value for name, value in env.items() if name != "SERVICE"})
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert settings.mail_gateway_port == ports["smtp"] > 1024, "no root, no capabilities: no port below 1024"
+    assert settings.mail_gateway_host == "0.0.0.0"
+    service_ports = {port["name"]: port for port in objects_of(layout, "Service")["notify"]["spec"]["ports"]}
+    assert service_ports["smtp"]["port"] == 25 and service_ports["smtp"]["targetPort"] == "smtp"
+    # no private address is allowed to webhooks unless an overlay says so
+    assert "NOTIFY_ALLOWED_HOSTS" not in config_of("base")
+    assert settings.smtp_password is None or settings.smtp_password.get_secret_value().startswith("<ticketstream-")
+
+
+def secret_fields() -> set[str]:
+    """The variables whose values are secrets: the SecretStr fields of every service's settings."""
+    return {
+        name.upper()
+        for settings_class in SETTINGS.values()
+        for name, field in settings_class.model_fields.items()
+        if SecretStr in (field.annotation, *typing.get_args(field.annotation))
+    }
+
+
+#: A sealing key (32 bytes in base64, as `python -m notify.sealing` writes it) and credentials inside a URL.
+LITERAL_SECRETS = (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}="), re.compile(r"://[^/\s:@]+:[^/\s@]+@"))
+
+
+def literal_secrets(objects: list[dict[str, Any]]) -> list[str]:
+    """Where the rendered objects hold a secret value themselves instead of a reference to an operator's Secret."""
+    found = []
+    secrets = secret_fields()
+
+    def strings(node: Any, where: str) -> Iterator[tuple[str, str]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from strings(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for at, value in enumerate(node):
+                yield from strings(value, f"{where}[{at}]")
+        elif isinstance(node, str):
+            yield where, node
+
+    for obj in objects:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] == "Secret":
+            found.append(f"{name}: a Secret in the manifests")
+        if obj["kind"] == "ConfigMap":
+            found += [f"{name}: {key} is a secret" for key in obj.get("data", {}) if key in secrets]
+        for pod in _pod_templates(obj):
+            for container in pod["containers"] + pod.get("initContainers", []):
+                for variable in container.get("env", []):
+                    if variable["name"] in secrets and "secretKeyRef" not in variable.get("valueFrom", {}):
+                        found.append(f"{name}: {variable['name']} is not read from a Secret")
+        found += [
+            f"{name}: {where} looks like a secret"
+            for where, text in strings(obj, name)
+            if any(pattern.search(text) for pattern in LITERAL_SECRETS)
+        ]
+    return found
+
+
+@both_layouts
+def test_no_secret_value_is_written_in_the_manifests(layout):
+    assert {"KAFKA_SASL_PASSWORD", "SMTP_PASSWORD"} <= secret_fields()
+    assert not literal_secrets(RENDERED[layout])
+
+
+def test_the_literal_secret_check_catches_a_mistake():
+    objects = copy.deepcopy(RENDERED["base"])
+    container = container_of(next(obj for obj in objects if obj["metadata"]["name"] == "notify"))
+    (variable,) = (variable for variable in container["env"] if variable["name"] == "SMTP_PASSWORD")
+    variable.pop("valueFrom")
+    variable["value"] = "hunter2"
+    config = next(obj for obj in objects if obj["kind"] == "ConfigMap")
+    config["data"]["CLICKHOUSE_URL"] = "https://reporting:s3cret@clickhouse.example.com:8443"
+    config["data"]["NOTIFY_KEY"] = base64.b64encode(bytes(range(32))).decode()
+    found = literal_secrets(objects)
+    assert len(found) == 3, found
+
+
 # --- probes, ports, shutdown, security, resources ------------------------------------------------------------------
 
 
@@ -347,7 +465,8 @@ def test_probes_ask_the_service_on_its_port(layout, service):
     deployment = objects_of(layout, "Deployment")[service]
     container = container_of(deployment)
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"http": PORTS[service]}
+    extra = EXTRA_PORTS.get(service, {})
+    assert ports == {"http": PORTS[service]} | {name: inside for name, (inside, _) in extra.items()}
     expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
     for probe, path in expected.items():
         get = container[probe]["httpGet"]
@@ -355,8 +474,11 @@ def test_probes_ask_the_service_on_its_port(layout, service):
         assert ports.get(get["port"], get["port"]) == PORTS[service], probe
     service_object = objects_of(layout, "Service")[service]
     assert [ports.get(port["targetPort"], port["targetPort"]) for port in service_object["spec"]["ports"]] == [
-        PORTS[service]
+        PORTS[service],
+        *(inside for inside, _ in extra.values()),
     ]
+    exposed = {port["name"]: port["port"] for port in service_object["spec"]["ports"]}
+    assert exposed == {"http": PORTS[service]} | {name: outside for name, (_, outside) in extra.items()}
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service_object["spec"]["selector"].items() <= labels.items()
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -450,7 +572,7 @@ def test_reporting_on_chdb_runs_alone_on_a_persistent_volume(layout):
 @both_layouts
 def test_disruption_budgets_take_one_replica_at_a_time_and_never_block_a_drain(layout):
     budgets = objects_of(layout, "PodDisruptionBudget")
-    assert set(budgets) == {"intake", "sla", "assignment"}
+    assert set(budgets) == {"intake", "sla", "assignment", "notify"}
     for name, budget in budgets.items():
         assert budget["spec"]["maxUnavailable"] == 1
         labels = objects_of(layout, "Deployment")[name]["spec"]["template"]["metadata"]["labels"]
@@ -458,7 +580,7 @@ def test_disruption_budgets_take_one_replica_at_a_time_and_never_block_a_drain(l
 
 
 @both_layouts
-@pytest.mark.parametrize("service", ["intake", "sla", "assignment"])
+@pytest.mark.parametrize("service", ["intake", "sla", "assignment", "notify"])
 def test_a_rollout_at_full_scale_does_not_wait_on_a_replica_without_partitions(layout, service):
     """At one replica per partition the surge pod may be the member left without a partition, and sla is not
     ready without one: the roll-out must then be allowed to stop an old pod first."""

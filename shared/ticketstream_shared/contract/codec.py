@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
+from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
 from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
 from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 
@@ -91,6 +92,8 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     ASSIGNMENT_EVENTS: TypeAdapter(AssignmentEventUnion),
 }
 _SLA_CONFIG_CHANGES: TypeAdapter[SlaConfigEvent] = TypeAdapter(SlaConfigEventUnion)
+_NOTIFY_CONFIG_CHANGES: TypeAdapter[NotifyConfigEvent] = TypeAdapter(NotifyConfigEventUnion)
+_DELIVERY_RECORDS: TypeAdapter[DeliveryRecord] = TypeAdapter(DeliveryRecordUnion)
 _KNOWN_TYPES = {
     topic: {model.model_fields["event_type"].default for model in models}
     for topic, models in EVENT_TYPES_BY_TOPIC.items()
@@ -147,5 +150,21 @@ def decode_sla_config_change(raw: bytes) -> SlaConfigEvent:
     schema_version) otherwise."""
     try:
         return _SLA_CONFIG_CHANGES.validate_python(parse_message(raw))
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+
+
+def decode_notify_config_change(raw: bytes) -> NotifyConfigEvent:
+    """One message of notify.config; InvalidEvent with the reason otherwise."""
+    try:
+        return _NOTIFY_CONFIG_CHANGES.validate_python(parse_message(raw))
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+
+
+def decode_delivery_record(raw: bytes) -> DeliveryRecord:
+    """One message of notify.deliveries; InvalidEvent with the reason otherwise."""
+    try:
+        return _DELIVERY_RECORDS.validate_python(parse_message(raw))
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None

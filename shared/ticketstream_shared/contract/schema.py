@@ -16,9 +16,10 @@ from pydantic import BaseModel
 from .assignment import ROSTER_EVENT_TYPES
 from .codec import EVENT_TYPES_BY_TOPIC
 from .legacy import LEGACY_EVENT_TYPES
+from .notify import DELIVERY_RECORD_TYPES, NOTIFY_CONFIG_EVENT_TYPES
 from .requests import InboundRequest
 from .sla import SLA_CONFIG_EVENT_TYPES
-from .topics import ASSIGNMENT_BY_TEAM, SLA_CONFIG, TICKETS_INBOUND, dead_letter_topic
+from .topics import ASSIGNMENT_BY_TEAM, NOTIFY_CONFIG, NOTIFY_DELIVERIES, SLA_CONFIG, TICKETS_INBOUND, dead_letter_topic
 
 CONTRACT_VERSION = "1.0.0"
 BASE_ID = "https://ticketstream.dev/schemas"
@@ -29,17 +30,25 @@ WRITERS = {
     "assignment.events": "assignment",
     SLA_CONFIG: "sla",
     ASSIGNMENT_BY_TEAM: "assignment",
+    NOTIFY_CONFIG: "notify",
+    NOTIFY_DELIVERIES: "notify",
 }
 #: Configuration logs: not keyed by ticket, each with its own envelope; published so operators and auditors can
 #: read them, written and read by their service.
 CONFIGURATION_BY_TOPIC: dict[str, tuple[type[BaseModel], ...]] = {
     SLA_CONFIG: SLA_CONFIG_EVENT_TYPES,
     ASSIGNMENT_BY_TEAM: ROSTER_EVENT_TYPES,
+    NOTIFY_CONFIG: NOTIFY_CONFIG_EVENT_TYPES,
+    NOTIFY_DELIVERIES: DELIVERY_RECORD_TYPES,
 }
 CONFIGURATION_NOTES = {
     SLA_CONFIG: "Versioned calendars, policies and client agreements, each with effective_at; key = '<kind>/<id>'.",
     ASSIGNMENT_BY_TEAM: "Roster and routing changes, keyed by team (rules by 'category:<name>'); it also carries "
     "assignment's own re-keyed ticket work, which is not part of this contract.",
+    NOTIFY_CONFIG: "Webhooks (their secrets sealed, never in plain text) and the people mail goes to; key = "
+    "'<kind>/<id>'.",
+    NOTIFY_DELIVERIES: "Every webhook delivery and mail with each attempt's outcome: the delivery log behind "
+    "GET /v1/notify/webhooks/{id}/deliveries; key = '<channel>:<target>', kept 7 days.",
 }
 
 
@@ -69,7 +78,7 @@ def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    consumed = [*EVENT_TYPES_BY_TOPIC, TICKETS_INBOUND]
+    consumed = [*EVENT_TYPES_BY_TOPIC, TICKETS_INBOUND, NOTIFY_DELIVERIES]
     for topic, models in (*EVENT_TYPES_BY_TOPIC.items(), *CONFIGURATION_BY_TOPIC.items()):
         names = {}
         for model in models:

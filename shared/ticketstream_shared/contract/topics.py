@@ -21,6 +21,13 @@ SLA_CONFIG = "sla.config"
 #: The sla service's changelog: each ticket's clocks as they stand (compacted, keyed like tickets.events), so a
 #: worker given a partition restores its clocks instead of replaying the partition's whole history.
 SLA_CLOCKS = "sla.clocks"
+#: notify's webhooks and people (one partition, every change kept), its deliveries with every attempt (keyed by
+#: target; kept a week, beyond the longest retry budget), and the little it knows of each open ticket (compacted).
+NOTIFY_CONFIG = "notify.config"
+NOTIFY_DELIVERIES = "notify.deliveries"
+NOTIFY_TICKETS = "notify.tickets"
+DELIVERY_PARTITIONS = 6
+DELIVERIES_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 #: Partitions of the ticket-keyed topics. They must agree, so that a ticket's events, commands and
 #: downstream decisions share one partition number everywhere.
@@ -53,6 +60,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
     TopicSpec(SLA_CONFIG, 1, _FOREVER),
     TopicSpec(SLA_CLOCKS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
+    TopicSpec(NOTIFY_CONFIG, 1, _FOREVER),
+    TopicSpec(NOTIFY_DELIVERIES, DELIVERY_PARTITIONS, {"retention.ms": str(DELIVERIES_RETENTION_MS)}),
+    TopicSpec(NOTIFY_TICKETS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
 )
 #: Every topic is consumed by some service, so every topic has a dead-letter topic beside it.
 TOPICS += tuple(TopicSpec(dead_letter_topic(spec.name), 1, _DLQ) for spec in TOPICS)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 
@@ -84,14 +85,22 @@ Rejections = list[tuple[Delivery, str]]
 BatchHandler = Callable[[list[Delivery]], Awaitable[Rejections | None]]
 
 
+#: Called with the partitions just assigned, before any of their messages is fetched (e.g. to restore the state
+#: kept for them).
+OnAssigned = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
 class _Assignment(ConsumerRebalanceListener):
-    def __init__(self) -> None:
+    def __init__(self, on_assigned: OnAssigned | None) -> None:
         self.assigned = False
+        self._on_assigned = on_assigned
 
     async def on_partitions_revoked(self, revoked: object) -> None:
         self.assigned = False
 
-    async def on_partitions_assigned(self, assigned: object) -> None:
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._on_assigned is not None:
+            await self._on_assigned(set(assigned))
         self.assigned = True
 
 
@@ -100,7 +109,11 @@ class EventConsumer:
 
     With `read_ahead`, the next batch is read and decoded while the handler works on this one; handlers still run one
     after another, in order, and each batch is committed (its own offsets) once its handler is done. For a handler
-    that spends its time off the event loop (reporting's insert runs in ClickHouse, on a thread of its own)."""
+    that spends its time off the event loop (reporting's insert runs in ClickHouse, on a thread of its own).
+
+    With `co_partitioned`, partition n of every topic goes to the same member (the range assignor; the topics have
+    as many partitions each): state kept per ticket partition sees all of a ticket's events, whatever topic. With
+    `start_at_end`, a group that has committed nothing yet starts at the end of each partition, not its beginning."""
 
     def __init__(
         self,
@@ -113,6 +126,9 @@ class EventConsumer:
         max_batch: int = 500,
         max_wait_s: float = 0.05,
         read_ahead: bool = False,
+        co_partitioned: bool = False,
+        start_at_end: bool = False,
+        on_assigned: OnAssigned | None = None,
     ) -> None:
         self._settings = settings
         self._service = service
@@ -122,11 +138,28 @@ class EventConsumer:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._read_ahead = read_ahead
-        self._assignment = _Assignment()
+        self._on_assigned = on_assigned
+        self._assignment = _Assignment(self._assigned)
+        self._co_partitioned = co_partitioned
+        self._start_at_end = start_at_end
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._dead_letters: AIOKafkaProducer | None = None
+
+    async def _assigned(self, partitions: set[TopicPartition]) -> None:
+        if self._start_at_end and self.consumer is not None:
+            # Where a partition the group never read starts is settled now, and committed: once `ready`, whatever is
+            # written is read, also by the member that holds the partition after the next rebalance. (By offset:
+            # position() here would wait for the assignment this listener is part of.)
+            fresh = [partition for partition in partitions if await self.consumer.committed(partition) is None]
+            starts = await self.consumer.end_offsets(fresh) if fresh else {}
+            for partition, end in starts.items():
+                self.consumer.seek(partition, end)
+            if starts:
+                await commit_unless_rebalanced(self.consumer, starts)
+        if self._on_assigned is not None:
+            await self._on_assigned(partitions)
 
     @property
     def ready(self) -> bool:
@@ -157,8 +190,12 @@ class EventConsumer:
         dead_letters = await start_when_reachable(
             lambda: make_producer(self._settings, f"{self._service}-dlq"), "dead-letter producer"
         )
+        options: dict[str, Any] = {"auto_offset_reset": "latest"} if self._start_at_end else {}
+        if self._co_partitioned:
+            options["partition_assignment_strategy"] = (RangePartitionAssignor,)
         consumer = await start_when_reachable(
-            lambda: make_consumer(self._settings, group_id=self._group_id, client_id=self._service), "consumer"
+            lambda: make_consumer(self._settings, group_id=self._group_id, client_id=self._service, **options),
+            "consumer",
         )
         await self.consume(consumer, dead_letters)
 

@@ -1,0 +1,105 @@
+"""Owning partitions without reading them: a member of a consumer group that fetches nothing and only holds a
+share of a topic's partitions, telling its service which ones it was given and which it gave up.
+
+For a log every replica reads whole (assignment's team log, notify's deliveries) while one replica at a time acts
+on each partition (decides for its teams, sends its deliveries): the group settles who acts, as it settles who
+consumes, and a take-over follows the group's own rebalance protocol and session timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from .consumer import EVENTS_DEAD_LETTERED
+from .kafka import dead_letter, wait_for_topics
+
+log = logging.getLogger(__name__)
+
+#: Told of partitions given to (or taken from) this member, while the group rebalances: a service that gives one up
+#: finishes what it does for it first, so the next owner starts where this one ended.
+Handover = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+class PartitionOwnership(ConsumerRebalanceListener):
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, taken: Handover, given_up: Handover) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._taken = taken
+        self._given_up = given_up
+
+    async def hold(self) -> None:
+        """Be a member for as long as the service runs; every partition stays paused (the service reads elsewhere)."""
+        await wait_for_topics(self._consumer, [self._topic])
+        self._consumer.subscribe([self._topic], listener=self)
+        while True:
+            await self._consumer.getmany(timeout_ms=1_000)  # keeps the membership alive
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._consumer.pause(*assigned)
+        await self._taken(set(assigned))
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._given_up(set(revoked))
+
+
+class Parking:
+    """The unreadable records of such a log, each parked in its DLQ once: by the partition's owner, which commits in
+    the owners' group the offset below which the partition's unreadable records are parked. A new owner (or this one
+    after a restart, reading the log again) parks only those nobody parked yet, including those it read while it did
+    not own the partition."""
+
+    def __init__(self, topic: str, service: str, producer: Callable[[], AIOKafkaProducer | None]) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._service = service
+        self._owned: set[int] = set()
+        self._parked_below: dict[int, int] = {}
+        self._uncommitted: set[int] = set()
+        #: Unreadable records of partitions others own, with the reason: ours to park if we take one over first.
+        self._unparked: dict[int, list[tuple[ConsumerRecord[bytes, bytes], str]]] = defaultdict(list)
+
+    async def unreadable(self, message: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        if message.partition in self._owned:
+            await self._park(message, reason)
+        else:
+            self._unparked[message.partition].append((message, reason))
+
+    async def taken(self, owner: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self._parked_below[tp.partition] = await owner.committed(tp) or 0
+            self._owned.add(tp.partition)
+            for message, reason in self._unparked.pop(tp.partition, []):
+                await self._park(message, reason)
+
+    def given_up(self, revoked: set[TopicPartition]) -> None:
+        self._owned -= {tp.partition for tp in revoked}
+
+    async def _park(self, message: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        if message.offset < self._parked_below.get(message.partition, 0):
+            return  # an owner before us parked it
+        producer = self._producer()
+        assert producer is not None, "parked before the broker answered"
+        await dead_letter(producer, message, reason, self._service)
+        EVENTS_DEAD_LETTERED.labels(message.topic).inc()
+        self._parked_below[message.partition] = message.offset + 1
+        self._uncommitted.add(message.partition)
+
+    async def commit(self, owner: AIOKafkaConsumer) -> None:
+        """Commit how far each owned partition's unreadable records are parked. Not from a rebalance listener (a
+        commit may wait for the rebalance); a refused commit only means the next owner parks those records again."""
+        offsets = {
+            TopicPartition(self._topic, partition): OffsetAndMetadata(self._parked_below[partition], "")
+            for partition in self._uncommitted & self._owned
+        }
+        self._uncommitted.clear()
+        if offsets:
+            try:
+                await owner.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as error:
+                log.warning("could not commit how far the DLQ has %s", self._topic, extra={"error": str(error)})

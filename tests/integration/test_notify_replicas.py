@@ -1,0 +1,112 @@
+"""Two notify replicas in one consumer group, on the real broker: they share the work (each target is sent to by
+the replica owning its partition of notify.deliveries, each ticket partition's events are fanned out by one), every
+delivery is made, none twice while both run, and when one stops the other takes its partitions over and carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from notify.app import build_app
+from notify.sealing import write_key
+from notify.settings import NotifySettings
+from tests.builders import a_ticket_created
+from tests.keys import ADMIN, TEST_KEYS, bearer
+from tests.polling import eventually
+from tests.publishing import publish
+from tests.receivers import http_receiver
+from ticketstream_shared.contract.topics import DELIVERY_PARTITIONS
+
+pytestmark = pytest.mark.integration
+
+WEBHOOKS = 12
+
+
+def a_replica(kafka_bootstrap: str, group: str, key_file: Path) -> TestClient:
+    settings = NotifySettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        api_keys_file="unused-keys-come-from-tests",
+        consumer_group=group,
+        notify_secrets_key_file=key_file,
+        notify_allowed_hosts="127.0.0.1",
+        webhook_first_retry_s=0.1,
+        webhook_longest_retry_s=0.5,
+    )
+    return TestClient(build_app(settings, TEST_KEYS))
+
+
+def sending(replica: TestClient) -> set[int]:
+    return set(replica.app.state.deliveries.sending)
+
+
+def test_two_replicas_share_the_deliveries_and_one_carries_on_alone(kafka_bootstrap: str, tmp_path: Path) -> None:
+    group = f"notify-{uuid.uuid4().hex[:8]}"
+    key_file = write_key(tmp_path / "secrets.key")  # both replicas open what either sealed: one key
+    client_id = f"replicas-{uuid.uuid4().hex[:8]}"
+    with http_receiver() as receiver, a_replica(kafka_bootstrap, group, key_file) as first:
+        eventually(lambda: first.get("/readyz").status_code == 200, timeout_s=60, what="first replica ready")
+        for n in range(WEBHOOKS):
+            body = {"url": f"{receiver.url}/hook-{n}", "event_types": ["ticket.created"], "client_id": client_id,
+                    "secret": "a-secret-of-16-chars"}  # fmt: skip
+            assert (
+                first.put(f"/v1/notify/webhooks/{client_id}-{n}", json=body, headers=bearer(ADMIN)).status_code == 200
+            )
+        second = a_replica(kafka_bootstrap, group, key_file)
+        with second:
+            eventually(lambda: second.get("/readyz").status_code == 200, timeout_s=60, what="second replica ready")
+            eventually(
+                lambda: (
+                    sending(first)
+                    and sending(second)
+                    and sending(first) | sending(second) == set(range(DELIVERY_PARTITIONS))
+                    and not sending(first) & sending(second)
+                ),
+                timeout_s=60,
+                what="the deliveries' partitions split between the two",
+            )
+            # A webhook made on one replica is known to the other: both read notify.config.
+            answer = second.get(f"/v1/notify/webhooks/{client_id}-0", headers=bearer(ADMIN))
+            assert answer.status_code == 200 and answer.json()["url"] == f"{receiver.url}/hook-0"
+
+            shared = [a_ticket_created(client_id=client_id) for _ in range(30)]
+            publish(kafka_bootstrap, shared)
+
+            def received(events: list) -> Counter[tuple[str, str]]:
+                wanted = {str(event.event_id) for event in events}
+                with receiver.lock:
+                    requests = list(receiver.requests)
+                return Counter(
+                    (request.path, json.loads(request.body)["event_id"])
+                    for request in requests
+                    if json.loads(request.body)["event_id"] in wanted
+                )
+
+            def missing() -> str:
+                made = received(shared)
+                absent = [(f"/hook-{n}", str(e.event_id)) for n in range(WEBHOOKS) for e in shared]
+                absent = [pair for pair in absent if pair not in made]
+                views = {
+                    replica: replica.get(f"/v1/notify/webhooks/{client_id}-{path.removeprefix('/hook-')}/deliveries",
+                                         headers=bearer(ADMIN)).json()
+                    for replica in (first, second) for path, _ in absent[:1]
+                }  # fmt: skip
+                return f"{len(absent)} missing, e.g. {absent[:3]}; deliveries seen by each replica: {views}"
+
+            try:
+                eventually(lambda: len(received(shared)) == 30 * WEBHOOKS, timeout_s=60, what="every delivery")
+            except AssertionError as failed:
+                raise AssertionError(missing()) from failed
+            assert set(received(shared).values()) == {1}, "a delivery made twice while both replicas ran"
+            # Every webhook got its deliveries, whichever replica owns it.
+            assert {path for path, _ in received(shared)} == {f"/hook-{n}" for n in range(WEBHOOKS)}
+        # The second replica left the group: the first takes every partition again and delivers what comes next.
+        eventually(lambda: sending(first) == set(range(DELIVERY_PARTITIONS)), timeout_s=60, what="the take-over")
+        alone = [a_ticket_created(client_id=client_id) for _ in range(10)]
+        publish(kafka_bootstrap, alone)
+        eventually(lambda: len(received(alone)) == 10 * WEBHOOKS, timeout_s=60, what="every delivery after it")
