@@ -70,10 +70,10 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         clock,
         changelog_reader=lambda: make_consumer(settings, group_id=None, client_id="notify-tickets"),
     )
-    logs_read = asyncio.Event()
-
     async def fan_out(batch: list[Delivery]) -> Rejections | None:
-        await logs_read.wait()  # whom to tell is known only once the directory is read
+        # Whom to tell is known once the directory is read; what was scheduled already, once the deliveries are.
+        await config.caught_up.wait()
+        await deliveries.caught_up.wait()
         return await fanout.handle(batch)
 
     consumer = EventConsumer(
@@ -107,9 +107,6 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         )
         following = asyncio.gather(config.follow(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner))
         try:
-            await config.caught_up.wait()
-            await deliveries.caught_up.wait()
-            logs_read.set()
             await following
         finally:
             following.cancel()
@@ -152,7 +149,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         return {
             "kafka": consumer.ready,
             "config_read": config.caught_up.is_set(),
-            "deliveries_read": logs_read.is_set(),
+            "deliveries_read": deliveries.caught_up.is_set(),
         }
 
     app = create_service_app(service="notify", keys=keys, readiness=readiness, lifespan=lifespan)

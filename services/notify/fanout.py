@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 
-from ticketstream_shared.contract import TicketCreated
 from ticketstream_shared.contract.topics import NOTIFY_TICKETS, TICKET_PARTITIONS
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
 from ticketstream_shared.runtime.kafka import partition_of, records_to_end
@@ -89,7 +88,7 @@ class Fanout:
             after = next_brief(before, event)
             scheduled = webhook_deliveries(event, self._directory, now)
             if now - event.occurred_at <= MAIL_MAX_AGE:
-                about = after if isinstance(event, TicketCreated) or after is not None else before
+                about = after if after is not None else before  # the ticket as the event leaves it, if still open
                 scheduled += mail_deliveries(event, about, self._directory, self._mail, now)
             for record in scheduled:
                 waiting = self._book.waiting(record.channel, record.target)

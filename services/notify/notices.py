@@ -122,8 +122,8 @@ def webhook_deliveries(event: Envelope, directory: Directory, now: datetime) -> 
 
 
 def mails_for(event: Envelope, brief: Brief | None, directory: Directory) -> list[tuple[Mail, str, dict[str, Any]]]:
-    """(kind, person id, the kind's own context) for every mail `event` calls for; `brief` is the ticket as it
-    was before the event (after it, for ticket.created)."""
+    """(kind, person id, the kind's own context) for every mail `event` calls for; `brief` is the ticket as the
+    event leaves it (as it was, for the event that closes it)."""
     if brief is None:
         return []
     requester = brief.requester_id

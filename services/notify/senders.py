@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import aiosmtplib
@@ -31,6 +32,11 @@ class Result:
     error: str | None = None
     #: No later attempt can succeed where this one failed (the webhook is gone, the mailbox does not exist).
     final: bool = False
+
+
+def _took(started: float, **outcome: Any) -> Result:
+    """The outcome of an attempt begun at `started` (time.perf_counter())."""
+    return Result(latency_ms=round((time.perf_counter() - started) * 1000, 2), **outcome)
 
 
 def signature(secret: str, timestamp: str, body: str) -> str:
@@ -80,23 +86,20 @@ class WebhookSender:
     async def send(self, delivery: DeliveryScheduled) -> Result:
         started = time.perf_counter()
 
-        def result(**outcome: object) -> Result:
-            return Result(latency_ms=round((time.perf_counter() - started) * 1000, 2), **outcome)  # type: ignore[arg-type]
-
         webhook = self._directory.webhooks.get(delivery.target)
         if webhook is None:
-            return result(delivered=False, error="the webhook was removed", final=True)
+            return _took(started, delivered=False, error="the webhook was removed", final=True)
         if not webhook.data.active:
-            return result(delivered=False, error="the webhook was deactivated", final=True)
+            return _took(started, delivered=False, error="the webhook was deactivated", final=True)
         assert isinstance(delivery.content, WebhookPost)
         url = str(webhook.data.url)
         try:
             await self._check(url, webhook.data.url.host or "")
             secret = self._box.open(webhook.data.sealed_secret, webhook.webhook_id)
         except AddressRefused as refused:
-            return result(delivered=False, error=str(refused))
+            return _took(started, delivered=False, error=str(refused))
         except SecretNotOpened as error:
-            return result(delivered=False, error=f"cannot sign: {error}", final=True)
+            return _took(started, delivered=False, error=f"cannot sign: {error}", final=True)
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -113,34 +116,28 @@ class WebhookSender:
                 await answer.read()  # the connection goes back to the pool only once the answer is read
                 status = answer.status
         except TimeoutError as error:
-            return result(delivered=False, error=f"no answer in time ({type(error).__name__})")
+            return _took(started, delivered=False, error=f"no answer in time ({type(error).__name__})")
         except aiohttp.ClientError as error:
-            return result(delivered=False, error=f"{type(error).__name__}: {str(error)[:200]}")
+            return _took(started, delivered=False, error=f"{type(error).__name__}: {str(error)[:200]}")
         if 200 <= status < 300:
-            return result(delivered=True, status_code=status)
+            return _took(started, delivered=True, status_code=status)
         why = "redirects are not followed" if 300 <= status < 400 else "the receiver did not accept it"
-        return result(delivered=False, status_code=status, error=f"HTTP {status}: {why}")
+        return _took(started, delivered=False, status_code=status, error=f"HTTP {status}: {why}")
 
 
 class MailSender:
     def __init__(self, settings: NotifySettings) -> None:
         self._settings = settings
 
-    async def close(self) -> None:
-        return None
-
     async def send(self, delivery: DeliveryScheduled) -> Result:
         assert isinstance(delivery.content, MailMessage)
         settings = self._settings
         started = time.perf_counter()
 
-        def result(**outcome: object) -> Result:
-            return Result(latency_ms=round((time.perf_counter() - started) * 1000, 2), **outcome)  # type: ignore[arg-type]
-
         try:
             message = as_email(delivery.content, settings.mail_from, delivery.occurred_at)
         except (ValueError, UnicodeError) as error:  # written before the address rules of today
-            return result(delivered=False, error=f"cannot be written as a mail: {error}"[:300], final=True)
+            return _took(started, delivered=False, error=f"cannot be written as a mail: {error}"[:300], final=True)
         try:
             await aiosmtplib.send(
                 message,
@@ -154,12 +151,13 @@ class MailSender:
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as error:
             # 5xx: the server will never take this mail (no such mailbox, refused); 4xx: later, perhaps.
             refused = error.recipients[0] if isinstance(error, aiosmtplib.SMTPRecipientsRefused) else error
-            return result(
+            return _took(
+                started,
                 delivered=False,
                 status_code=refused.code,
                 error=f"SMTP {refused.code}: {refused.message}"[:300],
                 final=500 <= refused.code < 600,
             )
         except (aiosmtplib.SMTPException, OSError) as error:
-            return result(delivered=False, error=f"{type(error).__name__}: {str(error)[:200]}")
-        return result(delivered=True, status_code=250)
+            return _took(started, delivered=False, error=f"{type(error).__name__}: {str(error)[:200]}")
+        return _took(started, delivered=True, status_code=250)
