@@ -137,8 +137,19 @@ class FakeProducer:
         return set(range(PARTITIONS[topic]))
 
 
+class _Metadata:
+    """What runtime.kafka.partitions_of asks aiokafka's client for: the cluster's topics and their partitions."""
+
+    async def fetch_all_metadata(self) -> _Metadata:
+        return self
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(PARTITIONS[topic]))
+
+
 class FakeConsumer:
     def __init__(self, broker: FakeBroker, group: str | None = None, *, from_end: bool = False) -> None:
+        self._client = _Metadata()
         self.broker = broker
         self.group = group
         self.from_end = from_end

@@ -56,6 +56,7 @@ from .domain import (
     evolve,
 )
 from .idempotency import request_context
+from .ticket_store import Filters
 from .timeline import timeline
 
 #: The status of every refusal intake gives (domain.REFUSALS), each named: a refusal without one is a defect of
@@ -233,15 +234,8 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
             client_id = principal.client_id
         requester_id = principal.requester_id if principal.role is Role.REQUESTER else None
         after = _decode_cursor(cursor) if cursor else None
-        page = desk.find(
-            client_id=client_id,
-            status=status_,
-            assignee_id=assignee_id,
-            priority=priority,
-            requester_id=requester_id,
-            after=after,
-            limit=limit + 1,
-        )
+        filters = Filters(client_id, status_, priority, requester_id, assignee_id)
+        page = desk.find(filters, after, limit + 1)
         more = len(page) > limit
         page = page[:limit]
         return JSONResponse(

@@ -12,11 +12,19 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
-from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, INTAKE_COMMANDS, TICKETS_EVENTS, TICKETS_INBOUND
+from ticketstream_shared.contract.topics import (
+    ASSIGNMENT_EVENTS,
+    INTAKE_COMMANDS,
+    INTAKE_TICKETS,
+    TICKETS_EVENTS,
+    TICKETS_INBOUND,
+)
 from ticketstream_shared.runtime.auth import ApiKeys
+from ticketstream_shared.runtime.changelog import ChangelogWriter, restore
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
+from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
@@ -28,6 +36,7 @@ from .ledger import TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
 from .settings import IntakeSettings
+from .ticket_store import TicketStore
 
 
 def utc_now() -> datetime:
@@ -36,7 +45,10 @@ def utc_now() -> datetime:
 
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
-    ledger = TicketLedger(event_log, RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock))
+    store = LocalStore(settings.state_dir)
+    tickets = TicketStore(store)
+    request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
+    ledger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache)
     positions = LogPositions()
     #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
     lookups: dict[str, AIOKafkaConsumer] = {}
@@ -46,11 +58,21 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             raise NotReady("intake is still connecting to Kafka; retry shortly")
         return await tickets_log_end(lookups["offsets"], partitions)
 
-    ownership = Ownership(positions, log_end)
+    async def a_reader() -> AIOKafkaConsumer:
+        return await start_when_reachable(
+            lambda: make_consumer(settings, group_id=None, client_id="intake-changelog"), "changelog reader"
+        )
+
+    changelog = ChangelogWriter(
+        INTAKE_TICKETS, TICKETS_EVENTS, store, tickets.record, lambda: event_log.producer, a_reader
+    )
+    ownership = Ownership(positions, log_end, changelog)
     bus = CommandBus(ledger, ownership)
     desk = Desk(ledger, bus)
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
+    #: Set once the local store is known to hold this log's state (restored, if it was new).
+    store_opened = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
     inbound = EventConsumer(
@@ -81,6 +103,19 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         lookups["offsets"] = consumer
         await asyncio.Event().wait()
 
+    async def read_ticket_log(consumer: AIOKafkaConsumer) -> None:
+        await wait_for_topics(consumer, [INTAKE_TICKETS, TICKETS_EVENTS])
+        if not await store_belongs_to(consumer, TICKETS_EVENTS, store):
+            store.clear()
+        if not store.is_restored:  # a new machine (or an interrupted restore): the changelog, not the history
+            await restore(consumer, INTAKE_TICKETS, TICKETS_EVENTS, store, tickets.restore)
+        store_opened.set()
+        await follow(consumer, TICKETS_EVENTS, store, ledger.apply, ledger.caught_up, positions, changelog.changed)
+
+    async def read_assignments(consumer: AIOKafkaConsumer) -> None:
+        await store_opened.wait()
+        await follow(consumer, ASSIGNMENT_EVENTS, store, desk.note_assignment, assignments_read)
+
     async def own(consumer: AIOKafkaConsumer) -> None:
         await wait_for_topics(consumer, [INTAKE_COMMANDS, TICKETS_EVENTS])
         consumer.subscribe([INTAKE_COMMANDS], listener=ownership)
@@ -90,20 +125,9 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks[:] = [
             asyncio.create_task(connect()),
-            asyncio.create_task(
-                consuming(
-                    "ledger",
-                    lambda c: follow(c, TICKETS_EVENTS, ledger.apply, ledger.caught_up, positions),
-                    group_id=None,
-                )
-            ),
-            asyncio.create_task(
-                consuming(
-                    "assignments",
-                    lambda c: follow(c, ASSIGNMENT_EVENTS, desk.note_assignment, assignments_read),
-                    group_id=None,
-                )
-            ),
+            asyncio.create_task(consuming("ledger", read_ticket_log, group_id=None)),
+            asyncio.create_task(consuming("assignments", read_assignments, group_id=None)),
+            asyncio.create_task(changelog.run()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
             asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
             asyncio.create_task(consuming("owner", own, group_id=settings.owners_group)),
@@ -119,6 +143,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
                 await task
         if event_log.producer is not None:
             await event_log.producer.stop()  # flushes what is in flight
+        store.close()
 
     def readiness() -> dict[str, bool]:
         return {

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from datetime import datetime, timedelta
 
 from ticketstream_shared.contract import TicketEvent
 from ticketstream_shared.contract.events import KeyedRequest
+from ticketstream_shared.runtime.store import Changes, LocalStore
 
 from .domain import (
     Actor,
@@ -39,6 +39,7 @@ from .domain import (
     UpdateTicket,
     VoidWorklog,
 )
+from .ticket_store import REQUEST_KEYS
 
 #: The operation each command is, by the names tickets.inbound uses where it has them.
 OPERATIONS: dict[type, str] = {
@@ -126,41 +127,53 @@ class FirstUse:
 
 
 class RequestKeys:
-    """The keys used within the TTL, per caller, with what each first asked for: rebuilt from the events' `request`,
-    so memory follows the keyed requests of one TTL, not the history."""
+    """The keys used within the TTL, per caller, with what each first asked for. Kept in the local store (and its
+    changelog) from the events' `request` as the log is read; the keys of this replica's own decisions are held in
+    memory from the decision until the log is read back to them."""
 
-    def __init__(self, ttl: timedelta, clock: Callable[[], datetime]) -> None:
+    def __init__(self, ttl: timedelta, clock: Callable[[], datetime], store: LocalStore) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._first: dict[tuple[str, str], FirstUse] = {}
-        self._expiry: list[tuple[datetime, tuple[str, str]]] = []
+        self._store = store
+        self._decided: dict[bytes, FirstUse] = {}
 
-    def __len__(self) -> int:
-        return len(self._first)
-
-    def note(self, event: TicketEvent) -> None:
-        """Remember the key of an event's request, if it is the key's first use within the TTL."""
-        if event.request is None or event.request_id is None:
-            return
-        self._forget_expired()
-        key = (event.request.caller, event.request_id)
-        if key in self._first or event.occurred_at <= self._clock() - self._ttl:
-            return
-        self._first[key] = FirstUse(event.request, event.occurred_at)
-        heapq.heappush(self._expiry, (event.occurred_at, key))
+    def note(self, event: TicketEvent, changes: Changes | None = None) -> bytes | None:
+        """Remember the key of an event's request, if it is the key's first use within the TTL: into `changes` (an
+        event read from the log), or until it is (one this replica decided). Returns the store key written."""
+        if event.request is None or event.request_id is None or event.occurred_at <= self._clock() - self._ttl:
+            return None
+        key = _key(event.request.caller, event.request_id)
+        if changes is None:
+            self._decided.setdefault(key, FirstUse(event.request, event.occurred_at))
+            return None
+        self._decided.pop(key, None)
+        if self._first(key, changes) is not None:
+            return None
+        record = {"request": event.request.model_dump(mode="json"), "at": event.occurred_at.isoformat()}
+        changes.put(key, json.dumps(record, separators=(",", ":")).encode())
+        return key
 
     def check(self, context: CommandContext) -> None:
         """Refuse a keyed command whose key was first used, by the same caller, for another request."""
         if context.request is None or context.request_key is None:
             return
-        self._forget_expired()
-        first = self._first.get((context.request.caller, context.request_key))
+        key = _key(context.request.caller, context.request_key)
+        first = self._decided.get(key) or self._first(key)
         if first is not None and first.request != context.request:
             raise refusal(first.request, context.request)
 
-    def _forget_expired(self) -> None:
-        horizon = self._clock() - self._ttl
-        while self._expiry and self._expiry[0][0] <= horizon:
-            at, key = heapq.heappop(self._expiry)
-            if (first := self._first.get(key)) is not None and first.at == at:
-                del self._first[key]
+    def _first(self, key: bytes, within: Changes | None = None) -> FirstUse | None:
+        """The key's first use, if still within the TTL (an expired record is left on disk, and overwritten by the
+        key's next first use)."""
+        raw = self._store.get(key, within)
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        at = datetime.fromisoformat(record["at"])
+        if at <= self._clock() - self._ttl:
+            return None
+        return FirstUse(KeyedRequest.model_validate(record["request"]), at)
+
+
+def _key(caller: str, request_key: str) -> bytes:
+    return REQUEST_KEYS + caller.encode() + b"\x00" + request_key.encode()

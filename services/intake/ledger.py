@@ -1,4 +1,5 @@
-"""The ticket ledger: every ticket's current state, and the one path by which commands become events.
+"""The ticket ledger: every ticket's current state (in the local store, the tickets in use in memory), and the one
+path by which commands become events.
 
 A command on a ticket is decided against the ticket's current state and its events appended to the log before
 the next command on that ticket is decided (one lock per ticket in flight), so versions never gap or repeat.
@@ -9,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 from ticketstream_shared.contract import TicketEvent
+from ticketstream_shared.runtime.store import Changes
 from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from .domain import Command, CommandContext, NotReady, Ticket, as_of, decide, evolve, fold, replayed_version
 from .idempotency import RequestKeys
+from .ticket_store import TicketStore
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +32,44 @@ class EventLog(Protocol):
 
 
 class TicketLedger:
-    def __init__(self, event_log: EventLog, keys: RequestKeys) -> None:
+    """Tickets live in the local store (ticket_store.py), fed by the log as it is read; memory holds the tickets in
+    use: up to `recent` most recently used, plus those this replica decided and has not yet read back."""
+
+    def __init__(self, event_log: EventLog, keys: RequestKeys, tickets: TicketStore, recent: int = 10_000) -> None:
         self._event_log = event_log
         self._keys = keys
+        self.tickets = tickets
         #: Set once the log has been read to the end it had at start-up.
         self.caught_up = asyncio.Event()
-        self._tickets: dict[str, Ticket] = {}
+        self._recent: OrderedDict[str, Ticket] = OrderedDict()
+        self._recent_bound = recent
+        #: Tickets this replica appended events to that the store does not hold yet: never evicted.
+        self._ahead: dict[str, Ticket] = {}
         self._in_flight: dict[str, tuple[asyncio.Lock, int]] = {}
         self._applied = asyncio.Event()
         #: How many callers of reached() wait for the next event applied.
         self._waiting = 0
 
-    def __len__(self) -> int:
-        return len(self._tickets)
-
     def get(self, ticket_id: str) -> Ticket | None:
         self.require_caught_up()
-        return self._tickets.get(ticket_id)
+        return self._ticket(ticket_id)
+
+    def _ticket(self, ticket_id: str) -> Ticket | None:
+        if (ticket := self._ahead.get(ticket_id)) is not None:
+            return ticket
+        if (ticket := self._recent.get(ticket_id)) is not None:
+            self._recent.move_to_end(ticket_id)
+            return ticket
+        ticket = self.tickets.load(ticket_id)
+        if ticket is not None:
+            self._remember(ticket)
+        return ticket
+
+    def _remember(self, ticket: Ticket) -> None:
+        self._recent[ticket.ticket_id] = ticket
+        self._recent.move_to_end(ticket.ticket_id)
+        while len(self._recent) > self._recent_bound:
+            self._recent.popitem(last=False)
 
     def at_version(self, ticket_id: str, version: int) -> Ticket:
         """The ticket as it stood at `version`, which this ledger holds."""
@@ -52,37 +77,39 @@ class TicketLedger:
         assert ticket is not None and ticket.version >= version
         return as_of(ticket, version)
 
-    def tickets(self) -> list[Ticket]:
-        self.require_caught_up()
-        return list(self._tickets.values())
-
     def require_caught_up(self) -> None:
         if not self.caught_up.is_set():
             raise NotReady("intake is still reading the ticket log; retry shortly")
 
-    def apply(self, event: TicketEvent) -> None:
-        """Fold an event read back from the log. Events this ledger already holds (it appended them itself, or
-        reads the log again) are skipped by version, so the log may be replayed any number of times."""
-        current = self._tickets.get(event.ticket_id)
-        known = current.version if current else 0
-        if event.aggregate_version <= known:
-            return
-        if event.aggregate_version != known + 1:
-            log.error(
-                "version gap in the ticket log",
-                extra={"ticket_id": event.ticket_id, "known": known, "got": event.aggregate_version},
-            )
-        folded = evolve(event, current)
-        if folded is not None:
-            self._tickets[event.ticket_id] = folded
-        self._keys.note(event)
+    def apply(self, changes: Changes, event: TicketEvent, raw: bytes) -> set[bytes]:
+        """Fold an event read back from the log into `changes` (written by the caller with the log's position) and
+        into the tickets in memory. Events the store already holds are skipped by version, so the log may be read
+        again from any earlier point. Returns the store keys whose changelog records changed."""
+        if not self.tickets.apply(changes, event, raw):
+            return set()
+        changed = {event.ticket_id.encode()}
+        if (request_key := self._keys.note(event, changes)) is not None:
+            changed.add(request_key)
+        if (ahead := self._ahead.get(event.ticket_id)) is not None and ahead.version <= event.aggregate_version:
+            del self._ahead[event.ticket_id]
+        if (cached := self._recent.get(event.ticket_id)) is not None:
+            if cached.version + 1 == event.aggregate_version and (folded := evolve(event, cached)) is not None:
+                self._recent[event.ticket_id] = folded
+            elif cached.version < event.aggregate_version:
+                del self._recent[event.ticket_id]  # the store has it; loaded again when asked for
         if self._waiting:  # a new Event per event cost more than the rest of the bookkeeping of a replay
             applied, self._applied = self._applied, asyncio.Event()
             applied.set()
+        return changed
+
+    def _version(self, ticket_id: str) -> int:
+        if (ticket := self._ahead.get(ticket_id) or self._recent.get(ticket_id)) is not None:
+            return ticket.version
+        return self.tickets.version(ticket_id)
 
     async def reached(self, ticket_id: str, version: int) -> None:
         """Return once this ledger holds `version` of the ticket (decided elsewhere, read back from the log)."""
-        while (ticket := self._tickets.get(ticket_id)) is None or ticket.version < version:
+        while self._version(ticket_id) < version:
             self._waiting += 1
             try:
                 await self._applied.wait()
@@ -97,15 +124,17 @@ class TicketLedger:
         with self._exclusive(command.ticket_id) as lock:
             async with lock:
                 self._keys.check(context)
-                ticket = self._tickets.get(command.ticket_id)
+                ticket = self._ticket(command.ticket_id)
                 events = decide(ticket, command, context)
                 if events:
                     await self._event_log.append(events)
                     ticket = fold(ticket, events)
                     assert ticket is not None
-                    self._tickets[command.ticket_id] = ticket
-                    for event in events:
-                        self._keys.note(event)
+                    if ticket.version > self.tickets.version(command.ticket_id):  # not read back during the append
+                        self._ahead[command.ticket_id] = ticket
+                        for event in events:
+                            self._keys.note(event)
+                    self._remember(ticket)
                     return ticket, False
                 assert ticket is not None
                 first = replayed_version(ticket, context)

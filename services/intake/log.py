@@ -1,5 +1,6 @@
 """The topics as intake's memory: appending to tickets.events with Kafka's acknowledgement, and reading topics
-back into state (tickets.events into the ledger, assignment.events into the desk)."""
+back into the local store (tickets.events into the ledger, assignment.events into the desk), each from where the
+store has applied it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter
 
 from ticketstream_shared.contract import Envelope, InvalidEvent, TicketEvent, UnknownEventType, decode_event, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import correlation_headers, wait_for_topics
+from ticketstream_shared.runtime.kafka import correlation_headers, partitions_of, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.store import Changes, LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -64,46 +66,62 @@ class LogPositions:
             await self._moved.wait()
 
 
+#: Folds one event read from a topic into a write of the store; returns the changelog keys whose records it changed.
+Apply = Callable[[Changes, Envelope, bytes], set[bytes]]
+
+
 async def follow(
     consumer: AIOKafkaConsumer,
     topic: str,
-    apply: Callable[[Envelope], None],
+    store: LocalStore,
+    apply: Apply,
     caught_up: asyncio.Event,
     positions: LogPositions | None = None,
+    changed: Callable[[int, set[bytes]], None] | None = None,
 ) -> None:
-    """Read `topic` from the beginning through `apply`, set `caught_up` once the end it had when we started is
-    reached, and keep following what its writers append (recording how far in `positions`)."""
+    """Read every partition of `topic` from where `store` has applied it through `apply`, writing each fetched batch
+    to the store atomically with how far it reaches; set `caught_up` once the end the topic had when we started is
+    reached, and keep following what its writers append (recording how far in `positions`, and telling `changed`
+    which changelog keys each batch changed)."""
     await wait_for_topics(consumer, [topic])
-    consumer.subscribe([topic])  # without a group: every partition, from the beginning
-    end_at_start: dict[TopicPartition, int] | None = None
+    partitions = await partitions_of(consumer, topic)
+    consumer.assign(partitions)
+    applied = store.applied(topic)
+    for partition in partitions:
+        consumer.seek(partition, applied.get(partition.partition, 0))
+        if positions is not None:
+            positions.advance(partition.partition, applied.get(partition.partition, 0))  # held in the store already
+    end_at_start = await consumer.end_offsets(partitions)
+    log.info("reading from the store's position", extra={"topic": topic, "from": applied})
     while True:
+        if not caught_up.is_set() and all([await consumer.position(tp) >= end for tp, end in end_at_start.items()]):
+            log.info("read to its end", extra={"topic": topic})
+            tune_garbage_collection()  # what start-up allocated leaves the collector's walks
+            caught_up.set()
         batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
         folded = 0
         for partition, records in batches.items():
+            changes, keys = Changes(), set()
             for record in records:
-                folded += _apply(topic, record.value, apply)
-            if positions is not None and records:
+                if (event := _decoded(topic, record.value)) is not None:
+                    keys |= apply(changes, event, record.value)
+                    folded += 1
+            changes.applied(topic, partition.partition, records[-1].offset + 1)
+            store.write(changes)
+            if changed is not None:
+                changed(partition.partition, keys)
+            if positions is not None:
                 positions.advance(partition.partition, records[-1].offset + 1)
         EVENTS_READ.labels(topic).inc(folded)  # per batch: 2 µs an event when per event
-        if caught_up.is_set() or not consumer.assignment():
-            continue
-        if end_at_start is None:
-            end_at_start = await consumer.end_offsets(list(consumer.assignment()))
-        if all([await consumer.position(tp) >= end for tp, end in end_at_start.items()]):
-            log.info("read to its end", extra={"topic": topic})
-            tune_garbage_collection()  # the state just read back leaves the collector's walks
-            caught_up.set()
 
 
-def _apply(topic: str, raw: bytes | None, apply: Callable[[Envelope], None]) -> bool:
-    """Whether the message was an event, and so folded."""
+def _decoded(topic: str, raw: bytes | None) -> Envelope | None:
+    """The event, or None for what is not one this version folds (skipped: the consumer groups dead-letter it)."""
     try:
-        event = decode_event(topic, raw or b"")
+        return decode_event(topic, raw or b"")
     except UnknownEventType:
-        return False
+        return None
     except InvalidEvent as error:
         EVENTS_UNREADABLE.labels(topic).inc()
         log.warning("skipped an unreadable event", extra={"topic": topic, "reason": error.reason})
-        return False
-    apply(event)
-    return True
+        return None

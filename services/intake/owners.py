@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ticketstream_shared.contract import InvalidEvent
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
+from ticketstream_shared.runtime.changelog import ChangelogWriter
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, header, partition_of
 from ticketstream_shared.runtime.logging import correlated
 
@@ -142,9 +143,16 @@ def refusal_of(reply: dict[str, Any]) -> DomainError:
 class Ownership(ConsumerRebalanceListener):
     """The partitions this replica decides for, with the hand-over rules of the module docstring."""
 
-    def __init__(self, positions: LogPositions, log_end: Callable[[list[int]], Awaitable[dict[int, int]]]) -> None:
+    def __init__(
+        self,
+        positions: LogPositions,
+        log_end: Callable[[list[int]], Awaitable[dict[int, int]]],
+        changelog: ChangelogWriter | None = None,
+    ) -> None:
         self._positions = positions
         self._log_end = log_end
+        #: The owner of a partition is also the writer of its changelog (intake.tickets).
+        self._changelog = changelog
         self._read_before_deciding: dict[int, int] = {}
         self._in_flight: Tally[int] = Tally()
         self._settled = asyncio.Condition()
@@ -166,12 +174,16 @@ class Ownership(ConsumerRebalanceListener):
         partitions = {tp.partition for tp in revoked}
         for partition in partitions:
             self._read_before_deciding.pop(partition, None)
+        if self._changelog is not None:
+            self._changelog.give_up(partitions)
         async with self._settled:
             await self._settled.wait_for(lambda: not any(self._in_flight[p] for p in partitions))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         ends = await self._log_end([tp.partition for tp in assigned])
         self._read_before_deciding.update(ends)
+        if self._changelog is not None:
+            self._changelog.take(ends)
         self.joined = True
         log.info("owning ticket partitions", extra={"partitions": sorted(ends)})
 

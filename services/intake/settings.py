@@ -16,3 +16,8 @@ class IntakeSettings(ServiceSettings):
         description="How long a request key (Idempotency-Key, an inbound request_id) stays bound to its first request: "
         "a retry within it is answered with the first outcome, another request under the key is a 409.",
     )
+    ticket_cache: int = Field(
+        default=10_000,
+        ge=1,
+        description="How many recently used tickets intake keeps in memory besides its local store (about 6 KB each).",
+    )

@@ -126,6 +126,8 @@ def scaled_system(broker, tmp_path):
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "API_KEYS_FILE": str(api_keys_path),
         "CHDB_PATH": str(tmp_path / "clickhouse"),
+        # each replica's local store, kept across its kill -9 as a pod's volume is across a container restart
+        "STATE_ROOT": str(tmp_path / "state"),
     }
     replicas = procfile_processes(
         REPLICAS, environment, dict(zip(names, free_ports(len(names)), strict=True)), tmp_path

@@ -49,6 +49,7 @@ def system(kafka_bootstrap, tmp_path_factory):
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "API_KEYS_FILE": str(api_keys_path),
         "CHDB_PATH": str(local / "clickhouse"),
+        "STATE_ROOT": str(local / "state"),
         **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
     }
     log = (local / "honcho.log").open("w")

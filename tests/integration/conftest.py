@@ -19,9 +19,12 @@ NEW_TICKET = {
 }
 
 
-def running_intake(kafka_bootstrap: str) -> TestClient:
-    """An intake app over the broker; entering the client runs its lifespan (it reads the log back first)."""
-    settings = IntakeSettings(kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests")
+def running_intake(kafka_bootstrap: str, **configured: object) -> TestClient:
+    """An intake app over the broker; entering the client runs its lifespan (it reads the log back first). Without a
+    `state_dir`, its local store is a temporary directory: each one starts as on a new machine."""
+    settings = IntakeSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests", **configured
+    )
     return TestClient(build_app(settings, TEST_KEYS))
 
 

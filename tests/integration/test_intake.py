@@ -95,7 +95,7 @@ def test_bad_bodies_get_field_level_messages(intake):
         json={"technician_id": "t", "minutes": 5, "billable": True},
         headers=bearer(ADMIN),
     )
-    assert unknown.status_code == 404
+    assert unknown.status_code == 404, unknown.text
 
 
 def test_a_stale_if_match_is_a_conflict(intake):

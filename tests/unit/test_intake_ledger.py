@@ -9,8 +9,11 @@ import pytest
 from intake.domain import ChangeStatus, CommandContext, IdempotencyKeyReused, NotReady, child_id_for
 from intake.idempotency import RequestKeys
 from intake.ledger import TicketLedger
+from intake.ticket_store import TicketStore
 from tests.builders import T0
 from tests.unit.test_intake_domain import create, keyed, worklog
+from ticketstream_shared.contract import encode
+from ticketstream_shared.runtime.store import Changes, LocalStore
 
 
 class SlowLog:
@@ -33,8 +36,22 @@ def ledger():
     return _ledger()
 
 
+def a_ledger(log, now=lambda: T0):
+    """A ledger as intake builds one, over a local store of its own (a temporary directory)."""
+    store = LocalStore(None)
+    return TicketLedger(log, RequestKeys(timedelta(hours=24), now, store), TicketStore(store), recent=100)
+
+
+def read_back(ledger, *events):
+    """What following the log does with `events`: one write of the store."""
+    changes = Changes()
+    for event in events:
+        ledger.apply(changes, event, encode(event))
+    ledger.tickets.store.write(changes)
+
+
 def _ledger(log=None, now=lambda: T0):
-    ledger = TicketLedger(log or SlowLog(), RequestKeys(timedelta(hours=24), now))
+    ledger = a_ledger(log or SlowLog(), now)
     ledger.caught_up.set()
     return ledger
 
@@ -55,13 +72,12 @@ def test_concurrent_commands_on_one_ticket_get_contiguous_versions(ledger):
 def test_reading_back_its_own_events_changes_nothing(ledger):
     asyncio.run(_concurrent_worklogs(ledger, 3))
     before = ledger.get("t-1")
-    for event in ledger._event_log.events:
-        ledger.apply(event)
+    read_back(ledger, *ledger._event_log.events)
     assert ledger.get("t-1") == before
 
 
 def test_a_ledger_that_has_not_read_its_log_answers_nothing():
-    ledger = TicketLedger(SlowLog(), RequestKeys(timedelta(hours=24), lambda: T0))
+    ledger = a_ledger(SlowLog())
     with pytest.raises(NotReady):
         ledger.get("t-1")
     with pytest.raises(NotReady):
@@ -119,8 +135,7 @@ def test_keys_are_known_to_a_ledger_rebuilt_from_the_log_until_their_ttl_passes(
     asyncio.run(_keyed_story(ledger))
     now = [T0]
     rebuilt = _ledger(now=lambda: now[0])
-    for event in ledger._event_log.events:
-        rebuilt.apply(event)
+    read_back(rebuilt, *ledger._event_log.events)
     with pytest.raises(IdempotencyKeyReused):
         asyncio.run(rebuilt.execute(*_keyed_worklog(ticket_id="t-2")))
     now[0] = T0 + timedelta(hours=24, seconds=1)
@@ -139,12 +154,12 @@ def test_a_version_decided_elsewhere_is_waited_for_until_the_log_brings_it():
         waiting = [asyncio.create_task(reader.reached("t-1", version)) for version in (1, 3, 3)]
         await asyncio.sleep(0)
         assert not any(task.done() for task in waiting)
-        reader.apply(events[0])
+        read_back(reader, events[0])
         await asyncio.wait_for(waiting[0], 1)
-        reader.apply(events[1])
+        read_back(reader, events[1])
         await asyncio.sleep(0)
         assert not waiting[1].done() and not waiting[2].done()
-        reader.apply(events[2])
+        read_back(reader, events[2])
         await asyncio.wait_for(asyncio.gather(*waiting[1:]), 1)
         assert reader.get("t-1").version == 3 and reader._waiting == 0
 

@@ -8,19 +8,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
 
 import pytest
 from aiokafka import TopicPartition
 
 from intake.domain import NotReady, TicketNotFound
-from intake.idempotency import RequestKeys
-from intake.ledger import TicketLedger
 from intake.log import KafkaTicketLog, LogPositions, follow
 from intake.owners import FORWARD_TIMEOUT_S, CommandBus, Ownership, tickets_log_end
-from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition, still_waiting, until
 from tests.unit.test_intake_domain import context, create, worklog
+from tests.unit.test_intake_ledger import a_ledger
 from ticketstream_shared.contract import dead_letter_topic
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import header, partition_of
@@ -57,7 +54,7 @@ class Replica:
         producer = FakeProducer(broker)
         event_log = KafkaTicketLog()
         event_log.producer = producer  # type: ignore[assignment]
-        self.ledger = TicketLedger(event_log, RequestKeys(timedelta(hours=24), lambda: T0))
+        self.ledger = a_ledger(event_log)
         self.positions = LogPositions()
         lookups = FakeConsumer(broker)
         self.ownership = Ownership(self.positions, lambda partitions: tickets_log_end(lookups, partitions))  # type: ignore[arg-type]
@@ -70,7 +67,9 @@ class Replica:
     async def start(self, owns: Iterable[int] = ()) -> Replica:
         """Read the log, listen for replies, join the owners' group and own the partitions `owns` of it."""
         ledger, bus, broker = self.ledger, self.bus, self.broker
-        reading = follow(self.reader, TICKETS_EVENTS, ledger.apply, ledger.caught_up, self.positions)  # type: ignore[arg-type]
+        reading = follow(
+            self.reader, TICKETS_EVENTS, ledger.tickets.store, ledger.apply, ledger.caught_up, self.positions
+        )  # type: ignore[arg-type]
         listening = bus.listen(FakeConsumer(broker, from_end=True))  # type: ignore[arg-type]
         self._tasks += [asyncio.create_task(work) for work in (reading, listening, self._own())]
         await until(lambda: ledger.caught_up.is_set() and bus.listening and self.member.subscribed)
@@ -97,7 +96,7 @@ class Appended(list[object]):
 async def a_bus_alone(owns: Iterable[int] = ()) -> tuple[CommandBus, Appended]:
     """A bus owning `owns`, whose ledger has read its (empty) log; the partitions of the log not yet known."""
     appended = Appended()
-    ledger = TicketLedger(appended, RequestKeys(timedelta(hours=24), lambda: T0))  # type: ignore[arg-type]
+    ledger = a_ledger(appended)
     ledger.caught_up.set()
     ownership, _ = an_ownership()
     await ownership.on_partitions_assigned(commands(*owns))

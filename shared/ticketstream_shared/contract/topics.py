@@ -12,6 +12,9 @@ ASSIGNMENT_EVENTS = "assignment.events"
 #: ticket's partition, and the outcomes carried back.
 INTAKE_COMMANDS = "intake.commands"
 INTAKE_REPLIES = "intake.replies"
+#: Intake's changelog: each ticket as its local store holds it (its events, compacted to the latest record), and
+#: each request key still bound, keyed and partitioned as tickets.events; a new replica restores from it.
+INTAKE_TICKETS = "intake.tickets"
 #: The assignment service's team log, keyed by team: roster changes and the ticket work re-keyed from
 #: tickets.events and sla.events, so one partition (one owner) holds everything that decides for a team.
 ASSIGNMENT_BY_TEAM = "assignment.by_team"
@@ -57,6 +60,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ASSIGNMENT_EVENTS, TICKET_PARTITIONS, _FOREVER),
     TopicSpec(INTAKE_COMMANDS, TICKET_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)}),
     TopicSpec(INTAKE_REPLIES, TICKET_PARTITIONS, {"retention.ms": str(3600 * 1000)}),
+    TopicSpec(INTAKE_TICKETS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
     TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
     TopicSpec(SLA_CONFIG, 1, _FOREVER),
     TopicSpec(SLA_CLOCKS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),

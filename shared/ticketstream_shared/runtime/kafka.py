@@ -159,6 +159,13 @@ async def wait_for_topics(consumer: AIOKafkaConsumer, topics: Iterable[str], max
     await waiting(all_there)
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, from the broker's metadata now. (The consumer's own partitions_for_topic reads the
+    metadata it has cached, which has none for a topic it was never subscribed to: None, read as no partitions.)"""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
 async def commit_unless_rebalanced(
     consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int] | None = None
 ) -> None:

@@ -57,3 +57,8 @@ class ServiceSettings(KafkaSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where the service keeps its local state store (RocksDB), one directory per process. Unset: a "
+        "temporary one, so every start restores from the service's changelog topic.",
+    )

@@ -1,0 +1,265 @@
+"""State that grows with history, or not: how long an intake process takes to be ready, and how much memory it holds,
+with N tickets in tickets.events (each created, given two worklogs and closed long ago: 4 events).
+
+    .venv/bin/python -m bench history      (or bench/bench_history.py [--tickets 100000,1000000])
+
+For each N, on a fresh local broker, `python -m intake` is started as production starts it (its own process, a
+STATE_DIR) and timed from exec until /readyz answers 200, with its RSS then:
+  (a) first start: an empty store and an empty changelog, as on upgrading from a version without them: it reads the
+      whole of tickets.events (what every start did before issue #16), and writes the intake.tickets changelog;
+  (b) restart: the same process again on the same STATE_DIR: it reads only past its store's checkpoint;
+  (c) new machine: an empty STATE_DIR, the changelog written by (a): it restores from the changelog only.
+After (b), GET /v1/tickets (pages of 50, filtered as a desk filters, followed by cursor) is timed on the restarted
+process. Prints a table with the growth from the smallest N to the largest; writes bench/results/history.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
+
+from bench.procfs import rss_bytes  # noqa: E402
+from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from ticketstream_shared.contract import (  # noqa: E402
+    TicketCreated,
+    TicketStatusChanged,
+    WorklogRecorded,
+    encode,
+)
+from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
+from ticketstream_shared.runtime.kafka import make_producer  # noqa: E402
+from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
+from ticketstream_shared.runtime.settings import KafkaSettings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "history.json"
+LONG_AGO = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
+TEMPLATE_ID = "TICKET-TEMPLATE-0000"
+EVENT_ID = "00000000-0000-4000-8000-00000000000"  # + one digit: the event's index in the ticket
+
+
+def ticket_template() -> list[bytes]:
+    """One closed ticket's four events as the contract encodes them, with placeholders for the ids."""
+
+    def envelope(version: int, minutes: int) -> dict[str, Any]:
+        return {
+            "event_id": f"{EVENT_ID}{version}",
+            "occurred_at": LONG_AGO + timedelta(minutes=minutes),
+            "ticket_id": TEMPLATE_ID,
+            "client_id": "acme",
+            "aggregate_version": version,
+            "producer": "intake",
+            "correlation_id": "bench-history",
+        }
+
+    created = {"requester_id": "req-1", "title": "Printer jams", "category": "hardware", "priority": "P3"}
+    worklog = {"technician_id": "tech-1", "minutes": 15, "billable": True, "performed_at": LONG_AGO, "note": "Fixed."}
+    events = [
+        TicketCreated.model_validate({**envelope(1, 0), "data": created}),
+        WorklogRecorded.model_validate({**envelope(2, 10), "data": {**worklog, "worklog_id": uuid.uuid4()}}),
+        WorklogRecorded.model_validate({**envelope(3, 20), "data": {**worklog, "worklog_id": uuid.uuid4()}}),
+        TicketStatusChanged.model_validate({**envelope(4, 30), "data": {"from_status": "new", "to_status": "closed"}}),
+    ]
+    return [encode(event) for event in events]
+
+
+async def write_history(bootstrap: str, tickets: int) -> float:
+    """Append `tickets` closed tickets to tickets.events; returns seconds taken."""
+    template = ticket_template()
+    producer = make_producer(KafkaSettings(kafka_bootstrap_servers=bootstrap), "bench-history", linger_ms=20,
+                             max_batch_size=512 * 1024)  # fmt: skip
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for number in range(tickets):
+            ticket_id = str(uuid.uuid4())
+            key = ticket_id.encode()
+            for index, raw in enumerate(template):
+                value = raw.replace(TEMPLATE_ID.encode(), key).replace(
+                    f"{EVENT_ID}{index + 1}".encode(), str(uuid.uuid4()).encode()
+                )
+                pending.append(await producer.send(TICKETS_EVENTS, value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+            if number and number % 200_000 == 0:
+                print(f"    {number} tickets written", flush=True)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def start_intake(bootstrap: str, api_keys: Path, state_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_ports(1)[0]
+    environment = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "API_KEYS_FILE": str(api_keys),
+        "HTTP_PORT": str(port),
+        "STATE_DIR": str(state_dir),
+        "LOG_LEVEL": "WARNING",
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "intake"], cwd=ROOT, env=environment, stdout=out,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+def until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"intake exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # polling cadence of the readiness probe, not a wait for anything
+    raise TimeoutError(f"intake not ready after {timeout_s} s")
+
+
+def changelog_written(url: str, admin: str) -> float:
+    answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=5)
+    answer.raise_for_status()
+    for line in answer.text.splitlines():
+        if line.startswith("ticketstream_changelog_records_written_total{") and INTAKE_TICKETS in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def until_changelogged(url: str, admin: str, tickets: int, timeout_s: float) -> float:
+    """Wait for the first start to have written every ticket to the changelog, and for its writing to settle."""
+    started, last = time.monotonic(), -1.0
+    while time.monotonic() - started < timeout_s:
+        written = changelog_written(url, admin)
+        if written >= tickets and written == last:
+            return written
+        last = written
+        time.sleep(2)  # polling cadence; two equal readings 2 s apart: the changelog writer has flushed it all
+    raise TimeoutError("the changelog was not written in time")
+
+
+def listing_latency(url: str, admin: str, requests: int = 300) -> dict[str, float]:
+    """GET /v1/tickets, a page of 50, with the filters a desk uses and pages followed by cursor: p50 and p99 in ms."""
+    headers = {"Authorization": f"Bearer {admin}"}
+    shapes: list[dict[str, str]] = [{}, {"client_id": "acme"}, {"status": "closed"},
+                                    {"client_id": "acme", "status": "closed"}, {"client_id": "acme", "priority": "P1"},
+                                    {"status": "open"}, {"assignee_id": "tech-1"}]  # fmt: skip
+    took: list[float] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        while len(took) < requests:
+            params = {**shapes[len(took) % len(shapes)], "limit": "50"}
+            for _ in range(5):  # the first page and four more by cursor
+                started = time.perf_counter()
+                page = client.get("/v1/tickets", params=params)
+                took.append(time.perf_counter() - started)
+                page.raise_for_status()
+                if not page.json()["next_cursor"]:
+                    break
+                params["cursor"] = page.json()["next_cursor"]
+    took.sort()
+    return {"p50_ms": round(took[len(took) // 2] * 1000, 1), "p99_ms": round(took[int(len(took) * 0.99)] * 1000, 1)}
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def timed_start(bootstrap: str, keys: Path, state: Path, log: Path, timeout_s: float) -> tuple[dict[str, float], Any]:
+    process, url = start_intake(bootstrap, keys, state, log)
+    seconds = until_ready(process, url, timeout_s)
+    figures = {"ready_s": round(seconds, 1), "rss_mb": round(rss_bytes(process.pid) / 2**20)}
+    return figures, (process, url)
+
+
+def du_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def run(tickets: int, scratch: Path) -> dict[str, Any]:
+    with LocalKafka(scratch / "kafka") as kafka:
+        bootstrap = kafka.bootstrap_servers
+        asyncio.run(ensure_topics(bootstrap))
+        dev_keys, keys = write_dev_keys(scratch / "keys")
+        admin = json.loads(dev_keys.read_text())["admin"]
+        written_s = asyncio.run(write_history(bootstrap, tickets))
+        print(f"  {tickets} tickets ({4 * tickets} events) written in {written_s:.0f} s", flush=True)
+        log = scratch / "intake.log"
+        timeout_s = 60 + tickets * 0.004
+
+        first, (process, url) = timed_start(bootstrap, keys, scratch / "state-a", log, timeout_s)
+        first["changelog_records"] = until_changelogged(url, admin, tickets, timeout_s)
+        stop(process)
+        first["store_mb"] = du_mb(scratch / "state-a")
+        print(f"  (a) first start, whole history: {first}", flush=True)
+
+        restart, (process, url) = timed_start(bootstrap, keys, scratch / "state-a", log, timeout_s)
+        restart["listing"] = listing_latency(url, admin)
+        restart["rss_mb_after_listing"] = round(rss_bytes(process.pid) / 2**20)
+        stop(process)
+        print(f"  (b) restart on its store: {restart}", flush=True)
+
+        new_machine, (process, _) = timed_start(bootstrap, keys, scratch / "state-c", log, timeout_s)
+        stop(process)
+        print(f"  (c) new machine, from the changelog: {new_machine}", flush=True)
+        return {"events": 4 * tickets, "first_start": first, "restart": restart, "new_machine": new_machine}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", default="100000,1000000", help="comma-separated ticket counts")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    sizes = [int(size) for size in args.tickets.split(",")]
+    measured: dict[int, dict[str, Any]] = {}
+    for tickets in sizes:
+        print(f"--- {tickets} tickets ---", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as scratch:
+            measured[tickets] = run(tickets, Path(scratch))
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "tickets": measured,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'tickets':>9} {'phase':<28} {'ready s':>8} {'RSS MB':>7}")
+    for tickets, figures in measured.items():
+        for phase in ("first_start", "restart", "new_machine"):
+            print(f"{tickets:>9} {phase:<28} {figures[phase]['ready_s']:>8} {figures[phase]['rss_mb']:>7}")
+        print(f"{tickets:>9} listing p50/p99 ms: {figures['restart']['listing']}")
+    if len(sizes) > 1:
+        small, large = measured[sizes[0]], measured[sizes[-1]]
+        for phase in ("first_start", "restart", "new_machine"):
+            ratio = large[phase]["ready_s"] / max(small[phase]["ready_s"], 0.1)
+            memory = large[phase]["rss_mb"] / max(small[phase]["rss_mb"], 1)
+            print(f"growth {sizes[0]} -> {sizes[-1]}, {phase}: ready x{ratio:.1f}, RSS x{memory:.1f}")
+
+
+if __name__ == "__main__":
+    main()

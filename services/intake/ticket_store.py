@@ -1,0 +1,246 @@
+"""Intake's tickets on disk, in the local store: every ticket's events, a summary of what tickets are listed by, the
+indexes the list endpoint reads, who each ticket is assigned to, and the request keys still bound.
+
+Keys (NUL separates parts; identifiers never contain it):
+- `t|<ticket>`: the ticket's events as the log holds them, one JSON document per line, oldest first
+- `s|<ticket>`: its summary, JSON: client, requester, status, priority, created, version
+- `w|<ticket>`: who it is assigned to (from assignment.events)
+- `i|<index>\\0<value>\\0<created>\\0<ticket>`: one entry per index a ticket is in, ordered by creation
+- `n|<index>\\0<value>`: how many entries that index value has, so a listing reads the smallest index it may
+- `k|<caller>\\0<key>`: a request key's first use (idempotency.py)
+
+The changelog holds a record per ticket (its summary line, then its event lines) and one per request key: a new
+machine rebuilds every key above from it but the assignees, which it reads from assignment.events again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from ticketstream_shared.contract import (
+    Priority,
+    TicketCreated,
+    TicketEvent,
+    TicketStatus,
+    TicketStatusChanged,
+    TicketUpdated,
+    decode_event,
+    encode,
+)
+from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.runtime.store import Changes, LocalStore
+
+from .domain import Ticket, fold
+
+_EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT = b"t|", b"s|", b"w|", b"i|", b"n|"
+#: Request keys' records are kept as idempotency.RequestKeys writes them, under this prefix, and changelogged as such.
+REQUEST_KEYS = b"k|"
+_SEP = b"\x00"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a listing asks for; None matches anything."""
+
+    client_id: str | None = None
+    status: TicketStatus | None = None
+    priority: Priority | None = None
+    requester_id: str | None = None
+    assignee_id: str | None = None
+
+    def match(self, summary: dict[str, str], assignee: str | None) -> bool:
+        return (
+            (self.client_id is None or summary["client"] == self.client_id)
+            and (self.status is None or summary["status"] == self.status.value)
+            and (self.priority is None or summary["priority"] == self.priority.value)
+            and (self.requester_id is None or summary["requester"] == self.requester_id)
+            and (self.assignee_id is None or assignee == self.assignee_id)
+        )
+
+
+def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None) -> list[bytes]:
+    """The index keys of a ticket: all tickets, and by each field a listing filters on (client and status together,
+    the desk's most common question, too)."""
+    values = {
+        "all": "",
+        "client": summary["client"],
+        "status": summary["status"],
+        "priority": summary["priority"],
+        "requester": summary["requester"],
+        "client_status": f"{summary['client']}/{summary['status']}",
+    }
+    if assignee is not None:
+        values["assignee"] = assignee
+    tail = summary["created"].encode() + _SEP + ticket_id.encode()
+    return [_index_prefix(name, value) + tail for name, value in values.items()]
+
+
+def _index_prefix(name: str, value: str) -> bytes:
+    return _INDEX + name.encode() + _SEP + value.encode() + _SEP
+
+
+def _count_key(entry: bytes) -> bytes:
+    """The key counting the entries of an index value, from one of its entries."""
+    name_and_value = entry[len(_INDEX) :].rsplit(_SEP, 2)[0]
+    return _COUNT + name_and_value
+
+
+def _sortable(moment: datetime) -> str:
+    """A creation time whose text sorts as the time does (isoformat drops zero microseconds)."""
+    return moment.strftime("%Y%m%dT%H%M%S.%f%z")
+
+
+def _summary_after(event: TicketEvent, summary: dict[str, str] | None) -> dict[str, str] | None:
+    if isinstance(event, TicketCreated):
+        return {
+            "client": event.client_id,
+            "requester": event.data.requester_id,
+            "status": event.data.status.value,
+            "priority": event.data.priority.value,
+            "created": _sortable(event.occurred_at),
+            "version": event.aggregate_version,  # type: ignore[dict-item]
+        }
+    if summary is None:
+        return None
+    summary = {**summary, "version": event.aggregate_version}  # type: ignore[dict-item]
+    if isinstance(event, TicketStatusChanged):
+        summary["status"] = event.data.to_status.value
+    elif isinstance(event, TicketUpdated) and event.data.changes.priority is not None:
+        summary["priority"] = event.data.changes.priority.value
+    return summary
+
+
+class TicketStore:
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+
+    # --- reading --------------------------------------------------------------------------------------------------
+
+    def load(self, ticket_id: str) -> Ticket | None:
+        """The ticket folded from its stored events."""
+        raw = self.store.get(_EVENTS + ticket_id.encode())
+        if raw is None:
+            return None
+        return fold(None, [decode_event(TICKETS_EVENTS, line) for line in raw.split(b"\n")])  # type: ignore[misc]
+
+    def version(self, ticket_id: str) -> int:
+        summary = self._summary(ticket_id)
+        return int(summary["version"]) if summary else 0
+
+    def assignee(self, ticket_id: str) -> str | None:
+        raw = self.store.get(_ASSIGNEE + ticket_id.encode())
+        return raw.decode() if raw is not None else None
+
+    def find(self, filters: Filters, after: tuple[datetime, str] | None, limit: int) -> list[str]:
+        """Ids of up to `limit` tickets matching `filters`, oldest first, after the cursor (created_at, id). Reads
+        the narrowest index the filters allow and checks the rest on each candidate's summary."""
+        prefix = min(self._indexes_for(filters), key=self._entries)
+        start = prefix if after is None else prefix + _sortable(after[0]).encode() + _SEP + after[1].encode() + b"\x01"
+        found: list[str] = []
+        for key, _ in self.store.scan(start, prefix):
+            ticket_id = key.rsplit(_SEP, 1)[1].decode()
+            summary = self._summary(ticket_id)
+            if summary is not None and filters.match(summary, self.assignee(ticket_id)):
+                found.append(ticket_id)
+                if len(found) == limit:
+                    break
+        return found
+
+    @staticmethod
+    def _indexes_for(filters: Filters) -> list[bytes]:
+        """The index values a listing with `filters` may read: each holds every ticket the filters match."""
+        indexes = [_index_prefix("all", "")]
+        for name, value in (
+            ("requester", filters.requester_id),
+            ("assignee", filters.assignee_id),
+            ("client", filters.client_id),
+            ("status", filters.status and filters.status.value),
+            ("priority", filters.priority and filters.priority.value),
+        ):
+            if value is not None:
+                indexes.append(_index_prefix(name, value))
+        if filters.client_id is not None and filters.status is not None:
+            indexes.append(_index_prefix("client_status", f"{filters.client_id}/{filters.status.value}"))
+        return indexes
+
+    def _entries(self, prefix: bytes) -> int:
+        raw = self.store.get(_COUNT + prefix[len(_INDEX) : -len(_SEP)])
+        return int(raw) if raw is not None else 0
+
+    def _summary(self, ticket_id: str, within: Changes | None = None) -> dict[str, str] | None:
+        raw = self.store.get(_SUMMARY + ticket_id.encode(), within)
+        return json.loads(raw) if raw is not None else None
+
+    # --- writing --------------------------------------------------------------------------------------------------
+
+    def apply(self, changes: Changes, event: TicketEvent, raw: bytes) -> bool:
+        """Add an event read from the log to `changes`; False (and nothing added) if the store holds it already."""
+        key = event.ticket_id.encode()
+        summary = self._summary(event.ticket_id, changes)
+        if event.aggregate_version <= int(summary["version"] if summary else 0):
+            return False
+        after = _summary_after(event, summary)
+        if after is None:
+            return False  # an event of a ticket whose creation is not in the log: nothing to fold it into
+        line = raw if b"\n" not in raw else encode(event)  # one line per event; our encoder writes no newlines
+        earlier = self.store.get(_EVENTS + key, changes)
+        changes.put(_EVENTS + key, line if earlier is None else earlier + b"\n" + line)
+        self._put_summary(changes, event.ticket_id, summary, after)
+        return True
+
+    def assign(self, changes: Changes, ticket_id: str, technician_id: str) -> None:
+        summary = self._summary(ticket_id, changes)
+        before = self.store.get(_ASSIGNEE + ticket_id.encode(), changes)
+        if summary is not None:
+            old = set(_index_entries(ticket_id, summary, before and before.decode()))
+            self._reindex(changes, old, set(_index_entries(ticket_id, summary, technician_id)))
+        changes.put(_ASSIGNEE + ticket_id.encode(), technician_id.encode())
+
+    def _put_summary(
+        self, changes: Changes, ticket_id: str, before: dict[str, str] | None, after: dict[str, str]
+    ) -> None:
+        assignee = self.assignee(ticket_id)
+        old = set(_index_entries(ticket_id, before, assignee)) if before else set()
+        new = set(_index_entries(ticket_id, after, assignee))
+        self._reindex(changes, old, new)
+        changes.put(_SUMMARY + ticket_id.encode(), json.dumps(after, separators=(",", ":")).encode())
+
+    def _reindex(self, changes: Changes, old: set[bytes], new: set[bytes]) -> None:
+        for entries, step in ((old - new, -1), (new - old, 1)):
+            for entry in entries:
+                if step < 0:
+                    changes.delete(entry)
+                else:
+                    changes.put(entry, b"")
+                counter = _count_key(entry)
+                counted = self.store.get(counter, changes)
+                changes.put(counter, str(int(counted or 0) + step).encode())
+
+    # --- the changelog --------------------------------------------------------------------------------------------
+
+    def record(self, key: bytes) -> bytes | None:
+        """The changelog record of a key: a request key's as stored; a ticket's summary line, then its event lines."""
+        if key.startswith(REQUEST_KEYS):
+            return self.store.get(key)
+        summary = self.store.get(_SUMMARY + key)
+        events = self.store.get(_EVENTS + key)
+        return None if summary is None or events is None else summary + b"\n" + events
+
+    def restore(self, changes: Changes, key: bytes, record: bytes) -> None:
+        if key.startswith(REQUEST_KEYS):
+            changes.put(key, record)
+            return
+        summary_line, _, events = record.partition(b"\n")
+        ticket_id = key.decode()
+        before = self._summary(ticket_id, changes)
+        if before is not None and int(before["version"]) >= int(json.loads(summary_line)["version"]):
+            return
+        changes.put(_EVENTS + key, events)
+        self._put_summary(changes, ticket_id, before, json.loads(summary_line))
+
+    def ticket_ids(self) -> Iterator[str]:
+        for key, _ in self.store.scan(_SUMMARY, _SUMMARY):
+            yield key[len(_SUMMARY) :].decode()

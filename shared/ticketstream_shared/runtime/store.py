@@ -1,0 +1,145 @@
+"""A service's local state store: RocksDB on local disk (through rocksdict), holding state that grows with history so
+that memory does not have to, with the input offsets it has applied written atomically with the state.
+
+A process restarted on the same disk opens its store and reads its inputs only past what the store has applied. On a
+new machine the store is rebuilt from the service's changelog (changelog.py), a compacted topic that holds the latest
+record of every key, never from the whole input history.
+
+Keys and values are bytes; what they mean belongs to the service. Keys beginning with NUL are the store's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+log = logging.getLogger(__name__)
+
+_APPLIED = b"\x00applied\x00"
+_RESTORED = b"\x00restored"
+
+
+class Changes:
+    """What one atomic write does: puts, deletes, and how far each input partition has been applied."""
+
+    def __init__(self) -> None:
+        self._batch = WriteBatch(raw_mode=True)
+        self._written: dict[bytes, bytes | None] = {}
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._batch.put(key, value)
+        self._written[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self._batch.delete(key)
+        self._written[key] = None
+
+    def applied(self, topic: str, partition: int, next_offset: int) -> None:
+        """`topic`'s `partition` is applied up to (not including) `next_offset`."""
+        self.put(_applied_key(topic, partition), str(next_offset).encode())
+
+    def restored(self) -> None:
+        """The store holds a whole restore: a changelog read to its end, or a start from an empty input."""
+        self.put(_RESTORED, b"1")
+
+    def pending(self, key: bytes) -> bytes | None | bool:
+        """The value this write will give `key`: bytes, None for a delete, or False if it does not touch it."""
+        return self._written.get(key, False)
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+
+class LocalStore:
+    """One RocksDB database. `path=None` gives a temporary one, removed on close: a process with no disk of its own
+    (a test, or a deployment that chose not to keep one) restores from the changelog on every start."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._temporary = path is None
+        self.path = Path(tempfile.mkdtemp(prefix="ticketstream-store-")) if path is None else path
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+
+    def _open(self) -> Rdict:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.increase_parallelism(2)  # flushes and compactions in the background, not stalling writes
+        db = Rdict(str(self.path), options)
+        # No write-ahead log (it doubled the cost of a write): a process killed with unflushed writes reopens its
+        # store as it stood at the last flush, state and offsets together (each write is one atomic batch), and
+        # reads its inputs again from there; applying them again changes nothing.
+        unlogged = WriteOptions()
+        unlogged.disable_wal = True
+        db.set_write_options(unlogged)
+        return db
+
+    def get(self, key: bytes, within: Changes | None = None) -> bytes | None:
+        """The value of `key`, as `within` (a write being prepared) will leave it if given."""
+        if within is not None and (pending := within.pending(key)) is not False:
+            return pending  # type: ignore[return-value]
+        return self._db.get(key)  # type: ignore[no-any-return]
+
+    def scan(self, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Keys from `start` on, in order, for as long as they begin with `prefix`."""
+        cursor = self._db.iter()
+        cursor.seek(start)
+        while cursor.valid():
+            key = cursor.key()
+            if not key.startswith(prefix):
+                return
+            yield key, cursor.value()
+            cursor.next()
+
+    def applied(self, topic: str) -> dict[int, int]:
+        """Per partition of `topic`, the offset of the first message not yet applied (partitions never applied are
+        absent)."""
+        prefix = _APPLIED + topic.encode() + b"\x00"
+        return {int(key[len(prefix) :]): int(value) for key, value in self.scan(prefix, prefix)}
+
+    @property
+    def is_restored(self) -> bool:
+        """Whether the store holds a whole state: otherwise it is new, or a restore into it was interrupted."""
+        return self._db.get(_RESTORED) is not None
+
+    def write(self, changes: Changes) -> None:
+        if len(changes):
+            self._db.write(changes._batch)
+
+    def clear(self) -> None:
+        """Empty the store: what it held belongs to no log this service reads (see store_belongs_to)."""
+        self._db.close()
+        Rdict.destroy(str(self.path))
+        self._db = self._open()
+
+    def close(self) -> None:
+        self._db.flush()
+        self._db.close()
+        if self._temporary:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _applied_key(topic: str, partition: int) -> bytes:
+    return _APPLIED + topic.encode() + b"\x00" + str(partition).encode()
+
+
+async def store_belongs_to(consumer: AIOKafkaConsumer, topic: str, store: LocalStore) -> bool:
+    """Whether what `store` applied of `topic` can be this topic's: not if it applied past where a partition ends.
+    Then the topic was deleted and created again, or the disk came from another cluster, and the store must start
+    over rather than serve tickets the log never had."""
+    applied = store.applied(topic)
+    if not applied:
+        return True
+    ends = await consumer.end_offsets([TopicPartition(topic, p) for p in applied])
+    beyond = {tp.partition: end for tp, end in ends.items() if applied[tp.partition] > end}
+    if beyond:
+        log.error(
+            "the local store is ahead of the log; starting it over",
+            extra={"topic": topic, "store": str(store.path), "applied": applied, "log_ends": beyond},
+        )
+    return not beyond

@@ -1,0 +1,116 @@
+"""The shared changelog of a local store (runtime/changelog.py), on the in-memory broker and a real RocksDB store: a
+restore resumes each input partition where the changelog's last record says; a writer taking a partition over
+first writes what the input changed since then, and stops when it gives the partition up."""
+
+import asyncio
+
+import pytest
+
+from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, until
+from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
+from ticketstream_shared.runtime.changelog import APPLIED_HEADER, ChangelogWriter, restore
+from ticketstream_shared.runtime.store import Changes, LocalStore
+
+
+@pytest.fixture
+def store():
+    store = LocalStore(None)
+    yield store
+    store.close()
+
+
+def changelogged(broker, key, value, partition, applied):
+    broker.append(
+        INTAKE_TICKETS, value, key=key, partition=partition, headers=[(APPLIED_HEADER, str(applied).encode())]
+    )
+
+
+def put(store, values, applied=None):
+    """Values as the service writes them after its store is restored."""
+    changes = Changes()
+    changes.restored()
+    for key, value in values.items():
+        changes.put(b"v|" + key, value)
+    for partition, offset in (applied or {}).items():
+        changes.applied(TICKETS_EVENTS, partition, offset)
+    store.write(changes)
+
+
+def test_a_restore_keeps_the_latest_record_of_each_key_and_resumes_the_input_at_the_last_header(store):
+    broker = FakeBroker()
+    changelogged(broker, b"t-1", b"first", partition=0, applied=2)
+    changelogged(broker, b"t-2", b"only", partition=0, applied=4)
+    changelogged(broker, b"t-1", b"latest", partition=0, applied=5)
+    changelogged(broker, b"t-3", b"other", partition=3, applied=7)
+
+    def keep(changes, key, value):
+        changes.put(b"v|" + key, value)
+
+    restored = asyncio.run(restore(FakeConsumer(broker), INTAKE_TICKETS, TICKETS_EVENTS, store, keep))
+    assert restored == 4 and store.is_restored
+    assert [store.get(b"v|" + key) for key in (b"t-1", b"t-2", b"t-3")] == [b"latest", b"only", b"other"]
+    assert store.applied(TICKETS_EVENTS) == {0: 5, 3: 7}
+
+
+def test_an_empty_changelog_restores_an_empty_store_that_reads_the_input_from_the_beginning(store):
+    asyncio.run(restore(FakeConsumer(FakeBroker()), INTAKE_TICKETS, TICKETS_EVENTS, store, lambda *_: None))
+    assert store.is_restored and store.applied(TICKETS_EVENTS) == {}
+
+
+def a_writer(broker, store):
+    async def reader():
+        return FakeConsumer(broker)
+
+    producer = FakeProducer(broker)
+    return ChangelogWriter(INTAKE_TICKETS, TICKETS_EVENTS, store, lambda key: store.get(b"v|" + key),
+                           lambda: producer, reader)  # fmt: skip
+
+
+def written(broker, partition):
+    return [
+        (record.key, record.value, dict(record.headers)[APPLIED_HEADER])
+        for record in broker.records(INTAKE_TICKETS)
+        if record.partition == partition
+    ]
+
+
+def test_a_writer_taking_a_partition_over_first_writes_what_the_input_changed_since_the_changelog(store):
+    """A previous owner applied offsets 0-2 of partition 1 but wrote only offset 0's change before it died."""
+    broker = FakeBroker()
+    for key in (b"t-1", b"t-2", b"t-3"):
+        broker.append(TICKETS_EVENTS, b"{}", key=key, partition=1)
+    changelogged(broker, b"t-1", b"t-1 v1", partition=1, applied=1)
+
+    async def story():
+        writer = a_writer(broker, store)
+        writer.take([1])
+        put(store, {b"t-1": b"t-1 v1", b"t-2": b"t-2 v1", b"t-3": b"t-3 v1"}, applied={1: 3})
+        running = asyncio.create_task(writer.run())
+        try:
+            await until(lambda: len(written(broker, 1)) == 3)
+            # a flush's records say what the previous complete flush covered: here, the changelog before it
+            assert sorted(written(broker, 1)[1:]) == [(b"t-2", b"t-2 v1", b"1"), (b"t-3", b"t-3 v1", b"1")]
+            put(store, {b"t-2": b"t-2 v2"}, applied={1: 4})
+            writer.changed(1, {b"t-2"})
+            writer.changed(2, {b"t-9"})  # not a partition it writes
+            await until(lambda: len(written(broker, 1)) == 4)
+            assert written(broker, 1)[-1] == (b"t-2", b"t-2 v2", b"3")
+
+            store.clear()  # restoring again: what it would write could say it covers less than the changelog does
+            writer.changed(1, {b"t-3"})
+            await writer.flush()
+            assert len(written(broker, 1)) == 4, "nothing written while the store is not restored"
+            put(store, {b"t-3": b"t-3 v2"}, applied={1: 5})
+            await until(lambda: len(written(broker, 1)) == 5)
+            assert written(broker, 1)[-1] == (b"t-3", b"t-3 v2", b"4")
+
+            writer.give_up([1])
+            put(store, {b"t-3": b"t-3 v3"}, applied={1: 6})
+            writer.changed(1, {b"t-3"})
+            await writer.flush()
+            assert len(written(broker, 1)) == 5 and written(broker, 2) == []
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(story())
