@@ -10,7 +10,9 @@ STATE_DIR) and timed from exec until /readyz answers 200, with its RSS then:
   (b) restart: the same process again on the same STATE_DIR: it reads only past its store's checkpoint;
   (c) new machine: an empty STATE_DIR, the changelog written by (a): it restores from the changelog only.
 After (b), GET /v1/tickets (pages of 50, filtered as a desk filters, followed by cursor) is timed on the restarted
-process. Prints a table with the growth from the smallest N to the largest; writes bench/results/history.json.
+process. Prints a table with the growth from the smallest N to the largest; writes bench/results/history.json. Up to
+--baseline-up-to tickets, the intake of --baseline (a commit before the local store, run from a git worktree) is
+started first on the same log, for the figures before.
 """
 
 from __future__ import annotations
@@ -108,10 +110,14 @@ async def write_history(bootstrap: str, tickets: int) -> float:
     return time.perf_counter() - started
 
 
-def start_intake(bootstrap: str, api_keys: Path, state_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_intake(
+    bootstrap: str, api_keys: Path, state_dir: Path, log: Path, checkout: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m intake` from `checkout` (this one, or a baseline's worktree)."""
     port = free_ports(1)[0]
     environment = {
         **os.environ,
+        "PYTHONPATH": f"{checkout / 'services'}:{checkout / 'shared'}",
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "API_KEYS_FILE": str(api_keys),
         "HTTP_PORT": str(port),
@@ -119,7 +125,7 @@ def start_intake(bootstrap: str, api_keys: Path, state_dir: Path, log: Path) -> 
         "LOG_LEVEL": "WARNING",
     }
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "intake"], cwd=ROOT, env=environment, stdout=out,
+        process = subprocess.Popen([sys.executable, "-m", "intake"], cwd=checkout, env=environment, stdout=out,
                                    stderr=subprocess.STDOUT)  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
 
@@ -190,8 +196,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def timed_start(bootstrap: str, keys: Path, state: Path, log: Path, timeout_s: float) -> tuple[dict[str, float], Any]:
-    process, url = start_intake(bootstrap, keys, state, log)
+def timed_start(
+    bootstrap: str, keys: Path, state: Path, log: Path, timeout_s: float, checkout: Path = ROOT
+) -> tuple[dict[str, float], Any]:
+    process, url = start_intake(bootstrap, keys, state, log, checkout)
     seconds = until_ready(process, url, timeout_s)
     figures = {"ready_s": round(seconds, 1), "rss_mb": round(rss_bytes(process.pid) / 2**20)}
     return figures, (process, url)
@@ -201,7 +209,21 @@ def du_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
 
 
-def run(tickets: int, scratch: Path) -> dict[str, Any]:
+def baseline_start(bootstrap: str, keys: Path, scratch: Path, log: Path, timeout_s: float, ref: str) -> dict[str, Any]:
+    """The intake of commit `ref` (before the local store) started on the same log: every start reads it all."""
+    checkout = scratch / "baseline"
+    if not checkout.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(checkout), ref], cwd=ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+    try:
+        figures, (process, _) = timed_start(bootstrap, keys, scratch / "state-baseline", log, timeout_s, checkout)
+        stop(process)
+        return {"ref": ref, **figures}
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, capture_output=True)
+
+
+def run(tickets: int, scratch: Path, baseline: str | None) -> dict[str, Any]:
     with LocalKafka(scratch / "kafka") as kafka:
         bootstrap = kafka.bootstrap_servers
         asyncio.run(ensure_topics(bootstrap))
@@ -211,6 +233,10 @@ def run(tickets: int, scratch: Path) -> dict[str, Any]:
         print(f"  {tickets} tickets ({4 * tickets} events) written in {written_s:.0f} s", flush=True)
         log = scratch / "intake.log"
         timeout_s = 60 + tickets * 0.004
+        measured: dict[str, Any] = {"events": 4 * tickets}
+        if baseline is not None:
+            measured["baseline"] = baseline_start(bootstrap, keys, scratch, log, timeout_s, baseline)
+            print(f"  baseline {baseline}, any start: {measured['baseline']}", flush=True)
 
         first, (process, url) = timed_start(bootstrap, keys, scratch / "state-a", log, timeout_s)
         first["changelog_records"] = until_changelogged(url, admin, tickets, timeout_s)
@@ -227,12 +253,15 @@ def run(tickets: int, scratch: Path) -> dict[str, Any]:
         new_machine, (process, _) = timed_start(bootstrap, keys, scratch / "state-c", log, timeout_s)
         stop(process)
         print(f"  (c) new machine, from the changelog: {new_machine}", flush=True)
-        return {"events": 4 * tickets, "first_start": first, "restart": restart, "new_machine": new_machine}
+        return {**measured, "first_start": first, "restart": restart, "new_machine": new_machine}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", default="100000,1000000", help="comma-separated ticket counts")
+    parser.add_argument("--baseline", default="3bdafc6", help="commit whose intake is the baseline ('' for none)")
+    parser.add_argument("--baseline-up-to", type=int, default=200_000,
+                        help="the baseline only up to this many tickets (it holds ~6 KB each in memory)")  # fmt: skip
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     sizes = [int(size) for size in args.tickets.split(",")]
@@ -240,7 +269,8 @@ def main() -> None:
     for tickets in sizes:
         print(f"--- {tickets} tickets ---", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-history-") as scratch:
-            measured[tickets] = run(tickets, Path(scratch))
+            baseline = args.baseline if args.baseline and tickets <= args.baseline_up_to else None
+            measured[tickets] = run(tickets, Path(scratch), baseline)
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -252,6 +282,10 @@ def main() -> None:
     for tickets, figures in measured.items():
         for phase in ("first_start", "restart", "new_machine"):
             print(f"{tickets:>9} {phase:<28} {figures[phase]['ready_s']:>8} {figures[phase]['rss_mb']:>7}")
+        if "baseline" in figures:
+            base = figures["baseline"]
+            phase = f"baseline {base['ref']}, any start"
+            print(f"{tickets:>9} {phase:<28} {base['ready_s']:>8} {base['rss_mb']:>7}")
         print(f"{tickets:>9} listing p50/p99 ms: {figures['restart']['listing']}")
     if len(sizes) > 1:
         small, large = measured[sizes[0]], measured[sizes[-1]]

@@ -234,12 +234,12 @@ class TicketStore:
             changes.put(key, record)
             return
         summary_line, _, events = record.partition(b"\n")
-        ticket_id = key.decode()
+        ticket_id, summary = key.decode(), json.loads(summary_line)
         before = self._summary(ticket_id, changes)
-        if before is not None and int(before["version"]) >= int(json.loads(summary_line)["version"]):
+        if before is not None and int(before["version"]) >= int(summary["version"]):
             return
         changes.put(_EVENTS + key, events)
-        self._put_summary(changes, ticket_id, before, json.loads(summary_line))
+        self._put_summary(changes, ticket_id, before, summary)
 
     def ticket_ids(self) -> Iterator[str]:
         for key, _ in self.store.scan(_SUMMARY, _SUMMARY):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, until
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
-from ticketstream_shared.runtime.changelog import APPLIED_HEADER, ChangelogWriter, restore
+from ticketstream_shared.runtime.changelog import APPLIED_HEADER, PROGRESS_KEY, ChangelogWriter, restore
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 
@@ -42,6 +42,7 @@ def test_a_restore_keeps_the_latest_record_of_each_key_and_resumes_the_input_at_
     changelogged(broker, b"t-2", b"only", partition=0, applied=4)
     changelogged(broker, b"t-1", b"latest", partition=0, applied=5)
     changelogged(broker, b"t-3", b"other", partition=3, applied=7)
+    changelogged(broker, PROGRESS_KEY, b"", partition=3, applied=9)
 
     def keep(changes, key, value):
         changes.put(b"v|" + key, value)
@@ -49,7 +50,7 @@ def test_a_restore_keeps_the_latest_record_of_each_key_and_resumes_the_input_at_
     restored = asyncio.run(restore(FakeConsumer(broker), INTAKE_TICKETS, TICKETS_EVENTS, store, keep))
     assert restored == 4 and store.is_restored
     assert [store.get(b"v|" + key) for key in (b"t-1", b"t-2", b"t-3")] == [b"latest", b"only", b"other"]
-    assert store.applied(TICKETS_EVENTS) == {0: 5, 3: 7}
+    assert store.applied(TICKETS_EVENTS) == {0: 5, 3: 9} and store.get(b"v|" + PROGRESS_KEY) is None
 
 
 def test_an_empty_changelog_restores_an_empty_store_that_reads_the_input_from_the_beginning(store):
@@ -67,11 +68,18 @@ def a_writer(broker, store):
 
 
 def written(broker, partition):
+    """The records the writer wrote to `partition`: key, value and `applied` header (progress records left out)."""
     return [
         (record.key, record.value, dict(record.headers)[APPLIED_HEADER])
         for record in broker.records(INTAKE_TICKETS)
-        if record.partition == partition
+        if record.partition == partition and record.key != PROGRESS_KEY
     ]
+
+
+def progress(broker, partition):
+    """The `applied` header of the partition's last progress record: how far a restore would resume the input."""
+    marks = [r for r in broker.records(INTAKE_TICKETS) if r.partition == partition and r.key == PROGRESS_KEY]
+    return dict(marks[-1].headers)[APPLIED_HEADER] if marks else None
 
 
 def test_a_writer_taking_a_partition_over_first_writes_what_the_input_changed_since_the_changelog(store):
@@ -88,13 +96,16 @@ def test_a_writer_taking_a_partition_over_first_writes_what_the_input_changed_si
         running = asyncio.create_task(writer.run())
         try:
             await until(lambda: len(written(broker, 1)) == 3)
-            # a flush's records say what the previous complete flush covered: here, the changelog before it
+            # a flush's records say what the previous complete flush covered (here, the changelog before it); once
+            # they are acknowledged, a progress record says how far this one reached
             assert sorted(written(broker, 1)[1:]) == [(b"t-2", b"t-2 v1", b"1"), (b"t-3", b"t-3 v1", b"1")]
+            await until(lambda: progress(broker, 1) == b"3")
             put(store, {b"t-2": b"t-2 v2"}, applied={1: 4})
             writer.changed(1, {b"t-2"})
             writer.changed(2, {b"t-9"})  # not a partition it writes
             await until(lambda: len(written(broker, 1)) == 4)
             assert written(broker, 1)[-1] == (b"t-2", b"t-2 v2", b"3")
+            await until(lambda: progress(broker, 1) == b"4")
 
             store.clear()  # restoring again: what it would write could say it covers less than the changelog does
             writer.changed(1, {b"t-3"})
@@ -108,9 +119,39 @@ def test_a_writer_taking_a_partition_over_first_writes_what_the_input_changed_si
             put(store, {b"t-3": b"t-3 v3"}, applied={1: 6})
             writer.changed(1, {b"t-3"})
             await writer.flush()
-            assert len(written(broker, 1)) == 5 and written(broker, 2) == []
+            assert len(written(broker, 1)) == 5 and written(broker, 2) == [] and progress(broker, 1) == b"5"
         finally:
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(story())
+
+
+def test_a_partition_given_up_while_another_is_written_is_skipped(store):
+    """The rebalance that takes partition 2 away arrives while the writer waits for Kafka on partition 1."""
+    broker = FakeBroker()
+    put(store, {b"t-1": b"one", b"t-2": b"two"}, applied={1: 1, 2: 1})
+
+    async def story():
+        producer = FakeProducer(broker)
+
+        async def reader():
+            return FakeConsumer(broker)
+
+        writer = ChangelogWriter(INTAKE_TICKETS, TICKETS_EVENTS, store, lambda key: store.get(b"v|" + key),
+                                 lambda: producer, reader)  # fmt: skip
+        writer.take([1, 2])
+        await writer._catch_up([1, 2])
+        await writer.flush()
+        writer.changed(1, {b"t-1"})
+        writer.changed(2, {b"t-2"})
+        producer.acknowledging = False  # Kafka slow to answer: the flush waits on partition 1's records
+        flushing = asyncio.create_task(writer.flush())
+        await until(lambda: producer.held)
+        writer.give_up([2])
+        producer.acknowledging = True
+        producer.acknowledge()
+        await asyncio.wait_for(flushing, 5)
+        assert [key for key, _, _ in written(broker, 1)] == [b"t-1"] and written(broker, 2) == []
 
     asyncio.run(story())

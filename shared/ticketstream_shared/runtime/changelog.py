@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 APPLIED_HEADER = "applied"
 FLUSH_INTERVAL_S = 0.2
 SENDS_IN_FLIGHT = 5_000
+#: The key of the record saying how far a partition of the input is covered (compaction keeps the latest).
+PROGRESS_KEY = b"\x00covered"
 
 RECORDS_WRITTEN = Counter("ticketstream_changelog_records_written_total", "Records written to changelogs", ["topic"])
 RECORDS_RESTORED = Counter(
@@ -54,10 +56,12 @@ async def restore(consumer: AIOKafkaConsumer, changelog: str, source: str, store
     async for record in records_to_end(consumer, dict.fromkeys(partitions)):
         if record.key is None or record.value is None:
             continue
-        put(changes, record.key, record.value)
         applied = header(record, APPLIED_HEADER)
         if applied is not None:
             covered[record.partition] = int(applied)
+        if record.key == PROGRESS_KEY:
+            continue
+        put(changes, record.key, record.value)
         restored += 1
         if len(changes) >= 10_000:
             store.write(changes)
@@ -148,6 +152,8 @@ class ChangelogWriter:
             return
         applied = self._store.applied(self._source)  # read before the records: they are at least this recent
         for partition in list(self._writable):
+            if partition not in self._writable:
+                continue  # given up while an earlier partition was written
             keys, self._dirty[partition] = self._dirty[partition], set()
             # The records say what the last complete flush covered, not this one: if this one is cut short (the
             # partition is given up, the process dies), the changelog's last record still tells the truth.
@@ -164,8 +170,15 @@ class ChangelogWriter:
                 if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
                     await self._acknowledged(sends)
             await self._acknowledged(sends)
-            if partition in self._writable:
-                self._covered[partition] = applied.get(partition, 0)
+            reached = applied.get(partition, 0)
+            if partition in self._writable and reached > self._covered[partition]:
+                self._covered[partition] = reached
+                # Progress without a change to any key (events that changed nothing, or all written above) would
+                # otherwise never reach the changelog: a restore would read the input from much further back.
+                marker = [(APPLIED_HEADER, str(reached).encode())]
+                await producer.send_and_wait(
+                    self._changelog, b"", key=PROGRESS_KEY, partition=partition, headers=marker
+                )
 
     async def _acknowledged(self, sends: list[asyncio.Future[object]]) -> None:
         await asyncio.gather(*sends)

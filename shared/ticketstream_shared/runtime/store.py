@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,11 @@ class LocalStore:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.increase_parallelism(2)  # flushes and compactions in the background, not stalling writes
+        tables = BlockBasedOptions()
+        # Most reads of a key a store does not hold yet (a new ticket's summary) would otherwise search every
+        # table on disk: 35% of a restore's time at 1M tickets (py-spy) went to such misses.
+        tables.set_bloom_filter(10, False)
+        options.set_block_based_table_factory(tables)
         db = Rdict(str(self.path), options)
         # No write-ahead log (it doubled the cost of a write): a process killed with unflushed writes reopens its
         # store as it stood at the last flush, state and offsets together (each write is one atomic batch), and
