@@ -69,6 +69,7 @@ def start_system(scale: int, bootstrap: str, work: Path) -> tuple[dict[str, Serv
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "API_KEYS_FILE": str(api_keys),
         "CHDB_PATH": str(work / "clickhouse"),
+        "STATE_ROOT": str(work / "state"),
     }
     processes = procfile_processes(counts, environment, dict(zip(names, free_ports(len(names)), strict=True)), work)
     for process in processes.values():

@@ -16,6 +16,7 @@ machine rebuilds every key above from it but the assignees, which it reads from 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,8 @@ from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 from .domain import Ticket, fold
+
+log = logging.getLogger(__name__)
 
 _EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT = b"t|", b"s|", b"w|", b"i|", b"n|"
 #: Request keys' records are kept as idempotency.RequestKeys writes them, under this prefix, and changelogged as such.
@@ -180,8 +183,14 @@ class TicketStore:
         """Add an event read from the log to `changes`; False (and nothing added) if the store holds it already."""
         key = event.ticket_id.encode()
         summary = self._summary(event.ticket_id, changes)
-        if event.aggregate_version <= int(summary["version"] if summary else 0):
+        known = int(summary["version"]) if summary else 0
+        if event.aggregate_version <= known:
             return False
+        if event.aggregate_version != known + 1:
+            log.error(
+                "version gap in the ticket log",
+                extra={"ticket_id": event.ticket_id, "known": known, "got": event.aggregate_version},
+            )
         after = _summary_after(event, summary)
         if after is None:
             return False  # an event of a ticket whose creation is not in the log: nothing to fold it into

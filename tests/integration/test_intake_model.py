@@ -105,6 +105,8 @@ def system(tmp_path_factory) -> Iterator[System]:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "API_KEYS_FILE": str(api_keys_path),
+            # the replicas' local stores: this broker's, not the checkout's .local/state (make run's)
+            "STATE_ROOT": str(root / "state"),
         }
         names = ["intake.1", "intake.2"]
         processes = procfile_processes({"intake": 2}, environment, dict(zip(names, free_ports(2), strict=True)), root)
