@@ -1,18 +1,21 @@
-"""State that grows with history, or not: how long an intake process takes to be ready, and how much memory it holds,
-with N tickets in tickets.events (each created, given two worklogs and closed long ago: 4 events).
+"""State that grows with history, or not: how long an intake (and an sla) process takes to be ready, and how much
+memory it holds, with N tickets in tickets.events (each created, given two worklogs and closed long ago: 4 events).
 
-    .venv/bin/python -m bench history      (or bench/bench_history.py [--tickets 100000,1000000])
+    .venv/bin/python -m bench history      (or bench/bench_history.py [--tickets 100000,1000000]
+                                                                       [--services intake,sla])
 
-For each N, on a fresh local broker, `python -m intake` is started as production starts it (its own process, a
-STATE_DIR) and timed from exec until /readyz answers 200, with its RSS then:
+For each N, on a fresh local broker, `python -m intake` (then `python -m sla`) is started as production starts it
+(its own process, a STATE_DIR) and timed from exec until /readyz answers 200, with its RSS then:
   (a) first start: an empty store and an empty changelog, as on upgrading from a version without them: it reads the
-      whole of tickets.events (what every start did before issue #16), and writes the intake.tickets changelog;
+      whole of tickets.events (what every start did before issue #16), and writes its changelog (intake.tickets,
+      sla.clocks);
   (b) restart: the same process again on the same STATE_DIR: it reads only past its store's checkpoint;
   (c) new machine: an empty STATE_DIR, the changelog written by (a): it restores from the changelog only.
-After (b), GET /v1/tickets (pages of 50, filtered as a desk filters, followed by cursor) is timed on the restarted
-process. Prints a table with the growth from the smallest N to the largest; writes bench/results/history.json. Up to
---baseline-up-to tickets, the intake of --baseline (a commit before the local store, run from a git worktree) is
-started first on the same log, for the figures before.
+After intake's (b), GET /v1/tickets (pages of 50, filtered as a desk filters, followed by cursor) is timed on the
+restarted process. Prints a table with the growth from the smallest N to the largest; writes
+bench/results/history.json. Up to --baseline-up-to tickets, the intake of --baseline (a commit before the local store,
+run from a git worktree) is started first on the same log, for the figures before (sla's are in docs/benchmarks.md:
+it held every ticket's clocks in memory).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from ticketstream_shared.contract import (  # noqa: E402
     WorklogRecorded,
     encode,
 )
-from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.contract.topics import INTAKE_TICKETS, SLA_CLOCKS, TICKETS_EVENTS  # noqa: E402
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
 from ticketstream_shared.runtime.kafka import make_producer  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
@@ -110,10 +113,14 @@ async def write_history(bootstrap: str, tickets: int) -> float:
     return time.perf_counter() - started
 
 
-def start_intake(
-    bootstrap: str, api_keys: Path, state_dir: Path, log: Path, checkout: Path = ROOT
+#: Each service measured, and its changelog.
+CHANGELOGS = {"intake": INTAKE_TICKETS, "sla": SLA_CLOCKS}
+
+
+def start_service(
+    service: str, bootstrap: str, api_keys: Path, state_dir: Path, log: Path, checkout: Path = ROOT
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m intake` from `checkout` (this one, or a baseline's worktree)."""
+    """`python -m <service>` from `checkout` (this one, or a baseline's worktree)."""
     port = free_ports(1)[0]
     environment = {
         **os.environ,
@@ -125,7 +132,7 @@ def start_intake(
         "LOG_LEVEL": "WARNING",
     }
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "intake"], cwd=checkout, env=environment, stdout=out,
+        process = subprocess.Popen([sys.executable, "-m", service], cwd=checkout, env=environment, stdout=out,
                                    stderr=subprocess.STDOUT)  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
 
@@ -134,30 +141,30 @@ def until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float) ->
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if process.poll() is not None:
-            raise RuntimeError(f"intake exited with {process.returncode}")
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return time.monotonic() - started
         except httpx.HTTPError:
             pass
         time.sleep(0.1)  # polling cadence of the readiness probe, not a wait for anything
-    raise TimeoutError(f"intake not ready after {timeout_s} s")
+    raise TimeoutError(f"{process.args} not ready after {timeout_s} s")
 
 
-def changelog_written(url: str, admin: str) -> float:
+def changelog_written(url: str, admin: str, changelog: str) -> float:
     answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=5)
     answer.raise_for_status()
     for line in answer.text.splitlines():
-        if line.startswith("ticketstream_changelog_records_written_total{") and INTAKE_TICKETS in line:
+        if line.startswith("ticketstream_changelog_records_written_total{") and f'"{changelog}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
-def until_changelogged(url: str, admin: str, tickets: int, timeout_s: float) -> float:
+def until_changelogged(url: str, admin: str, changelog: str, tickets: int, timeout_s: float) -> float:
     """Wait for the first start to have written every ticket to the changelog, and for its writing to settle."""
     started, last = time.monotonic(), -1.0
     while time.monotonic() - started < timeout_s:
-        written = changelog_written(url, admin)
+        written = changelog_written(url, admin, changelog)
         if written >= tickets and written == last:
             return written
         last = written
@@ -197,9 +204,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def timed_start(
-    bootstrap: str, keys: Path, state: Path, log: Path, timeout_s: float, checkout: Path = ROOT
+    service: str, bootstrap: str, keys: Path, state: Path, log: Path, timeout_s: float, checkout: Path = ROOT
 ) -> tuple[dict[str, float], Any]:
-    process, url = start_intake(bootstrap, keys, state, log, checkout)
+    process, url = start_service(service, bootstrap, keys, state, log, checkout)
     seconds = until_ready(process, url, timeout_s)
     figures = {"ready_s": round(seconds, 1), "rss_mb": round(rss_bytes(process.pid) / 2**20)}
     return figures, (process, url)
@@ -216,14 +223,16 @@ def baseline_start(bootstrap: str, keys: Path, scratch: Path, log: Path, timeout
         subprocess.run(["git", "worktree", "add", "--detach", str(checkout), ref], cwd=ROOT, check=True,
                        capture_output=True)  # fmt: skip
     try:
-        figures, (process, _) = timed_start(bootstrap, keys, scratch / "state-baseline", log, timeout_s, checkout)
+        figures, (process, _) = timed_start(
+            "intake", bootstrap, keys, scratch / "state-baseline", log, timeout_s, checkout
+        )
         stop(process)
         return {"ref": ref, **figures}
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, capture_output=True)
 
 
-def run(tickets: int, scratch: Path, baseline: str | None) -> dict[str, Any]:
+def run(tickets: int, scratch: Path, baseline: str | None, services: list[str]) -> dict[str, Any]:
     with LocalKafka(scratch / "kafka") as kafka:
         bootstrap = kafka.bootstrap_servers
         asyncio.run(ensure_topics(bootstrap))
@@ -231,34 +240,44 @@ def run(tickets: int, scratch: Path, baseline: str | None) -> dict[str, Any]:
         admin = json.loads(dev_keys.read_text())["admin"]
         written_s = asyncio.run(write_history(bootstrap, tickets))
         print(f"  {tickets} tickets ({4 * tickets} events) written in {written_s:.0f} s", flush=True)
-        log = scratch / "intake.log"
         timeout_s = 60 + tickets * 0.004
         measured: dict[str, Any] = {"events": 4 * tickets}
-        if baseline is not None:
+        if baseline is not None and "intake" in services:
+            log = scratch / "intake.log"
             measured["baseline"] = baseline_start(bootstrap, keys, scratch, log, timeout_s, baseline)
-            print(f"  baseline {baseline}, any start: {measured['baseline']}", flush=True)
+            print(f"  baseline {baseline}, intake, any start: {measured['baseline']}", flush=True)
+        for service in services:
+            measured[service] = phases(service, bootstrap, keys, admin, scratch, tickets, timeout_s)
+        return measured
 
-        first, (process, url) = timed_start(bootstrap, keys, scratch / "state-a", log, timeout_s)
-        first["changelog_records"] = until_changelogged(url, admin, tickets, timeout_s)
-        stop(process)
-        first["store_mb"] = du_mb(scratch / "state-a")
-        print(f"  (a) first start, whole history: {first}", flush=True)
 
-        restart, (process, url) = timed_start(bootstrap, keys, scratch / "state-a", log, timeout_s)
+def phases(
+    service: str, bootstrap: str, keys: Path, admin: str, scratch: Path, tickets: int, timeout_s: float
+) -> dict[str, Any]:
+    log, state = scratch / f"{service}.log", scratch / f"{service}-state"
+    first, (process, url) = timed_start(service, bootstrap, keys, state / "a", log, timeout_s)
+    first["changelog_records"] = until_changelogged(url, admin, CHANGELOGS[service], tickets, timeout_s)
+    stop(process)
+    first["store_mb"] = du_mb(state / "a")
+    print(f"  {service} (a) first start, whole history: {first}", flush=True)
+
+    restart, (process, url) = timed_start(service, bootstrap, keys, state / "a", log, timeout_s)
+    if service == "intake":
         restart["listing"] = listing_latency(url, admin)
         restart["rss_mb_after_listing"] = round(rss_bytes(process.pid) / 2**20)
-        stop(process)
-        print(f"  (b) restart on its store: {restart}", flush=True)
+    stop(process)
+    print(f"  {service} (b) restart on its store: {restart}", flush=True)
 
-        new_machine, (process, _) = timed_start(bootstrap, keys, scratch / "state-c", log, timeout_s)
-        stop(process)
-        print(f"  (c) new machine, from the changelog: {new_machine}", flush=True)
-        return {**measured, "first_start": first, "restart": restart, "new_machine": new_machine}
+    new_machine, (process, _) = timed_start(service, bootstrap, keys, state / "c", log, timeout_s)
+    stop(process)
+    print(f"  {service} (c) new machine, from the changelog: {new_machine}", flush=True)
+    return {"first_start": first, "restart": restart, "new_machine": new_machine}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", default="100000,1000000", help="comma-separated ticket counts")
+    parser.add_argument("--services", default="intake,sla", help="comma-separated: intake, sla")
     parser.add_argument("--baseline", default="3bdafc6", help="commit whose intake is the baseline ('' for none)")
     parser.add_argument("--baseline-up-to", type=int, default=200_000,
                         help="the baseline only up to this many tickets (it holds ~6 KB each in memory)")  # fmt: skip
@@ -270,7 +289,7 @@ def main() -> None:
         print(f"--- {tickets} tickets ---", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-history-") as scratch:
             baseline = args.baseline if args.baseline and tickets <= args.baseline_up_to else None
-            measured[tickets] = run(tickets, Path(scratch), baseline)
+            measured[tickets] = run(tickets, Path(scratch), baseline, args.services.split(","))
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -278,21 +297,25 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'tickets':>9} {'phase':<28} {'ready s':>8} {'RSS MB':>7}")
+    print(f"{'tickets':>9} {'service':<7} {'phase':<28} {'ready s':>8} {'RSS MB':>7}")
     for tickets, figures in measured.items():
-        for phase in ("first_start", "restart", "new_machine"):
-            print(f"{tickets:>9} {phase:<28} {figures[phase]['ready_s']:>8} {figures[phase]['rss_mb']:>7}")
+        for service in args.services.split(","):
+            for phase in ("first_start", "restart", "new_machine"):
+                done = figures[service][phase]
+                print(f"{tickets:>9} {service:<7} {phase:<28} {done['ready_s']:>8} {done['rss_mb']:>7}")
         if "baseline" in figures:
             base = figures["baseline"]
             phase = f"baseline {base['ref']}, any start"
-            print(f"{tickets:>9} {phase:<28} {base['ready_s']:>8} {base['rss_mb']:>7}")
-        print(f"{tickets:>9} listing p50/p99 ms: {figures['restart']['listing']}")
+            print(f"{tickets:>9} {'intake':<7} {phase:<28} {base['ready_s']:>8} {base['rss_mb']:>7}")
+        if "intake" in figures:
+            print(f"{tickets:>9} listing p50/p99 ms: {figures['intake']['restart']['listing']}")
     if len(sizes) > 1:
         small, large = measured[sizes[0]], measured[sizes[-1]]
-        for phase in ("first_start", "restart", "new_machine"):
-            ratio = large[phase]["ready_s"] / max(small[phase]["ready_s"], 0.1)
-            memory = large[phase]["rss_mb"] / max(small[phase]["rss_mb"], 1)
-            print(f"growth {sizes[0]} -> {sizes[-1]}, {phase}: ready x{ratio:.1f}, RSS x{memory:.1f}")
+        for service in args.services.split(","):
+            for phase in ("first_start", "restart", "new_machine"):
+                ratio = large[service][phase]["ready_s"] / max(small[service][phase]["ready_s"], 0.1)
+                memory = large[service][phase]["rss_mb"] / max(small[service][phase]["rss_mb"], 1)
+                print(f"growth {sizes[0]} -> {sizes[-1]}, {service} {phase}: ready x{ratio:.1f}, RSS x{memory:.1f}")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,18 @@
 and after a takeover; missed and doubled alarms; what the worker spends.
 
     .venv/bin/python -m bench sla_restart       (or bench/bench_sla_restart.py [--tickets 100000] [--seconds 60]
-                                                 [--rate 1000] [--restart kill|term] [--lead 60])
+                                                 [--rate 1000] [--restart kill|term|standby] [--session 10]
+                                                 [--lead 60])
 
-A LocalKafka (or KAFKA_BOOTSTRAP_SERVERS) and ONE `python -m sla` process as production runs it, on the built-in
-24x7 policy. `--tickets` ticket.created events (bench_sla.py's input) are produced, backdated so that their alarms
+A LocalKafka (or KAFKA_BOOTSTRAP_SERVERS) and ONE `python -m sla` process as production runs it (its store on a
+disk kept across the restart), on the built-in 24x7 policy; with `--restart standby`, TWO processes in one group,
+each following the other's changelog, and the group's session timeout `--session` seconds. `--tickets`
+ticket.created events (bench_sla.py's input) are produced, backdated so that their alarms
 fall due evenly over the `--seconds` run that begins `--lead` seconds later; once the worker holds every ticket, the
 run offers follow-ups (requester comments, open <-> in progress) at `--rate`/s on schedule. Halfway through, the
 process is killed (`--restart kill`, SIGKILL: the honest worst case) or stopped (`term`, SIGTERM) and a new one
-started at once; takeover = signal to /readyz 200 (clocks restored, replayed and caught up).
+started at once; takeover = signal to /readyz 200 (clocks loaded, replayed and caught up). With `standby`, the first
+process is killed and takeover = signal to the survivor holding every ticket.
 
 At the end sla.events is read: lateness = the record's Kafka timestamp minus the moment the alarm was due (its
 occurred_at), overall, for alarms due outside the restart window and for those due inside it (between the signal
@@ -62,12 +66,15 @@ AGES = (timedelta(minutes=45), timedelta(minutes=54), timedelta(minutes=60))
 class SlaWorker:
     """The one `python -m sla` process of the run, and what it costs."""
 
-    def __init__(self, bootstrap: str, api_keys: Path, admin_key: str, log: Path) -> None:
+    def __init__(
+        self, bootstrap: str, api_keys: Path, admin_key: str, log: Path, group: str, state: Path, session_s: float
+    ) -> None:
         (port,) = free_ports(1)
         env = {
             **os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "API_KEYS_FILE": str(api_keys),
             "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-            "CONSUMER_GROUP": f"bench-sla-{port}", "LOG_LEVEL": "WARNING",
+            "CONSUMER_GROUP": group, "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            "STATE_DIR": str(state), "SESSION_TIMEOUT_SECONDS": str(session_s),
         }  # fmt: skip
         self.process = ServiceProcess("sla", f"exec {sys.executable} -m sla", env, port, log)
         self._headers = {"Authorization": f"Bearer {admin_key}"}
@@ -92,10 +99,14 @@ class SlaWorker:
         response.raise_for_status()
         return sum(float(line.split()[-1]) for line in response.text.splitlines() if line.startswith(f"{name} "))
 
-    def holds(self, tickets: int) -> bool:
+    def held(self) -> float:
         with contextlib.suppress(httpx.HTTPError):
-            return self.metric("ticketstream_sla_tickets") >= tickets
-        return False
+            return self.metric("ticketstream_sla_tickets")
+        return 0.0
+
+
+def hold(workers: list[SlaWorker], tickets: int) -> bool:
+    return sum(worker.held() for worker in workers) >= tickets
 
 
 def backdated_tickets(tickets: int, first_due: datetime, seconds: float) -> list[tuple[str, bytes]]:
@@ -142,18 +153,25 @@ async def offer_follow_ups(bootstrap: str, ids: list[str], rate: int, until: flo
     return sent
 
 
-def restart(worker: SlaWorker, how: str, at: float) -> dict[str, Any]:
-    """At wall time `at`: signal the worker, start a new one at once, wait until it is ready."""
+def restart(workers: list[SlaWorker], how: str, at: float, tickets: int) -> dict[str, Any]:
+    """At wall time `at`: signal the first worker; with a standby, wait until the other holds every ticket, otherwise
+    start a new process at once and wait until it is ready."""
     time.sleep(max(0.0, at - time.time()))
-    cpu = procfs.cpu_seconds(worker.pid)
+    victim, heir = workers[0], workers[-1]
+    cpu = sum(procfs.cpu_seconds(worker.pid) for worker in workers)
+    loaded_before = heir.metric("ticketstream_sla_tickets_restored_total") if heir is not victim else 0.0
+    replayed_before = heir.metric("ticketstream_sla_events_replayed_total") if heir is not victim else 0.0
     signalled = time.time()
-    if how == "kill":
-        worker.process.kill9()
+    if how == "term":
+        victim.process.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        victim.process.popen.wait(60)  # type: ignore[union-attr]
     else:
-        worker.process.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        worker.process.popen.wait(60)  # type: ignore[union-attr]
+        victim.process.kill9()
     exited = time.time()
-    worker.start_and_wait()
+    if heir is victim:
+        victim.start_and_wait()
+    else:
+        wait_for(lambda: heir.held() >= tickets, 300, "the standby holds every ticket")
     ready = time.time()
     return {
         "signalled_at": signalled,
@@ -161,8 +179,8 @@ def restart(worker: SlaWorker, how: str, at: float) -> dict[str, Any]:
         "exit_s": round(exited - signalled, 2),
         "takeover_s": round(ready - signalled, 2),
         "cpu_s_before": cpu,
-        "tickets_restored": worker.metric("ticketstream_sla_tickets_restored_total"),
-        "events_replayed": worker.metric("ticketstream_sla_events_replayed_total"),
+        "tickets_restored": heir.metric("ticketstream_sla_tickets_restored_total") - loaded_before,
+        "events_replayed": heir.metric("ticketstream_sla_events_replayed_total") - replayed_before,
     }
 
 
@@ -242,36 +260,47 @@ def judge(
 def run(args: argparse.Namespace, bootstrap: str, scratch: Path) -> dict[str, Any]:
     asyncio.run(ensure_topics(bootstrap))
     dev_keys, api_keys = write_dev_keys(scratch / "keys")
-    worker = SlaWorker(bootstrap, api_keys, json.loads(dev_keys.read_text())["admin"], scratch / "sla.log")
+    admin = json.loads(dev_keys.read_text())["admin"]
+    group = f"bench-sla-{os.getpid()}"
+    workers = [
+        SlaWorker(bootstrap, api_keys, admin, scratch / f"sla-{n}.log", group, scratch / f"state-{n}", args.session)
+        for n in range(2 if args.restart == "standby" else 1)
+    ]
     try:
-        worker.start_and_wait()
-        rss_empty = procfs.rss_bytes(worker.pid)
+        for worker in workers:
+            worker.start_and_wait()
+        rss_empty = sum(procfs.rss_bytes(worker.pid) for worker in workers)
         first_due = time.time() + args.lead
         tickets = backdated_tickets(args.tickets, datetime.fromtimestamp(first_due, UTC), args.seconds)
-        cpu0, began = procfs.cpu_seconds(worker.pid), time.time()
+
+        def cpu() -> float:
+            return sum(procfs.cpu_seconds(worker.pid) for worker in workers if worker.process.running())
+
+        cpu0, began = cpu(), time.time()
         asyncio.run(produce_tickets(bootstrap, tickets))
-        wait_for(lambda: worker.holds(args.tickets), 600, "the worker holds every ticket")
+        wait_for(lambda: hold(workers, args.tickets), 600, "the workers hold every ticket")
         load_s = time.time() - began  # from the first send: the worker reads while they are produced
-        load_cpu = procfs.cpu_seconds(worker.pid) - cpu0
-        rss_loaded = procfs.rss_bytes(worker.pid)
+        load_cpu = cpu() - cpu0
+        rss_loaded = sum(procfs.rss_bytes(worker.pid) for worker in workers)
         print(f"{args.tickets:,} ticket.created held after {load_s:.1f} s ({load_cpu:.1f} CPU s)", flush=True)
         if time.time() > first_due:
             print(f"the first alarms were due {time.time() - first_due:.1f} s before that: raise --lead", flush=True)
         time.sleep(max(0.0, first_due - time.time()))
 
         end = first_due + args.seconds
-        cpu1 = procfs.cpu_seconds(worker.pid)
+        cpu1 = cpu()
 
         async def offer_and_restart() -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
-            restarting = asyncio.to_thread(restart, worker, args.restart, first_due + args.seconds / 2)
+            at = first_due + args.seconds / 2
+            restarting = asyncio.to_thread(restart, workers, args.restart, at, args.tickets)
             offering = offer_follow_ups(bootstrap, [ticket_id for ticket_id, _ in tickets], args.rate, end)
             return await asyncio.gather(offering, restarting)
 
         follow_ups, restarted = asyncio.run(offer_and_restart())
         print(f"{args.restart}: takeover in {restarted['takeover_s']} s", flush=True)
         time.sleep(max(0.0, end + 2 - time.time()))  # the last alarms' batch
-        cpu_offer = restarted["cpu_s_before"] - cpu1 + procfs.cpu_seconds(worker.pid)
-        rss_after = procfs.rss_bytes(worker.pid)
+        cpu_offer = restarted["cpu_s_before"] - cpu1 + cpu()
+        rss_after = procfs.rss_bytes(workers[-1].pid)
 
         span = (datetime.fromtimestamp(first_due, UTC), datetime.fromtimestamp(end, UTC))
         expected = expected_alarms(tickets + follow_ups, span[1])
@@ -284,7 +313,8 @@ def run(args: argparse.Namespace, bootstrap: str, scratch: Path) -> dict[str, An
                 break
             time.sleep(2)
     finally:
-        worker.process.stop()
+        for worker in workers:
+            worker.process.stop()
     return {
         "tickets": args.tickets,
         "running_clocks": clocks,
@@ -292,10 +322,12 @@ def run(args: argparse.Namespace, bootstrap: str, scratch: Path) -> dict[str, An
         "follow_ups_per_s_offered": args.rate,
         "follow_ups_offered": len(follow_ups),
         "restart": args.restart,
+        "processes": len(workers),
+        "session_timeout_s": args.session,
         **verdict,
         "takeover_s": restarted["takeover_s"],
         "old_process_exit_s": restarted["exit_s"],
-        "tickets_restored_from_sla_clocks": restarted["tickets_restored"],
+        "tickets_loaded_from_the_store": restarted["tickets_restored"],
         "ticket_events_replayed": restarted["events_replayed"],
         "load": {
             "ticket_created_events": args.tickets,
@@ -305,7 +337,7 @@ def run(args: argparse.Namespace, bootstrap: str, scratch: Path) -> dict[str, An
             "events_per_cpu_s": round(args.tickets / load_cpu),
         },
         "run": {
-            "worker_cpu_s_both_processes": round(cpu_offer, 1),
+            "worker_cpu_s_every_process": round(cpu_offer, 1),
             "worker_cores_busy": round(cpu_offer / (args.seconds + 2), 2),
         },
         "rss_bytes": {"empty": rss_empty, "loaded": rss_loaded, "after_restart": rss_after},
@@ -318,7 +350,14 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=60, help="the run: alarms fall due over it")
     parser.add_argument("--rate", type=int, default=1000, help="follow-up ticket events/s offered during the run")
-    parser.add_argument("--restart", choices=("kill", "term"), default="kill")
+    parser.add_argument(
+        "--restart",
+        choices=("kill", "term", "standby"),
+        default="kill",
+        help="kill -9 the process and start it again, or SIGTERM; standby: two processes, one killed with -9 and its "
+        "partitions taken over by the other",
+    )
+    parser.add_argument("--session", type=float, default=10, help="the sla group's session timeout, seconds")
     parser.add_argument("--lead", type=float, default=60, help="seconds from producing the tickets to the first alarm")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stop the worker on the way out

@@ -325,6 +325,9 @@ class LocalKafka(_Running):
             "share.coordinator.state.topic.replication.factor": replicas,
             "share.coordinator.state.topic.min.isr": in_sync,
             "group.initial.rebalance.delay.ms": "0",
+            # sla's standbys take a dead replica's partitions over once its session expires: a service may ask for
+            # a session as short as a second (the broker's default floor is six).
+            "group.min.session.timeout.ms": "1000",
         }
 
     def start(self) -> None:

@@ -238,7 +238,7 @@ class TicketStore:
         events = self.store.get(_EVENTS + key)
         return None if summary is None or events is None else summary + b"\n" + events
 
-    def restore(self, changes: Changes, key: bytes, record: bytes) -> None:
+    def restore(self, changes: Changes, partition: int, key: bytes, record: bytes) -> None:
         if key.startswith(REQUEST_KEYS):
             changes.put(key, record)
             return

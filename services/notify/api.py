@@ -178,4 +178,3 @@ def install(app: FastAPI, desk: NotifyDesk) -> None:
     app.include_router(router)
     for refusal in (*REFUSALS, InvalidField):
         app.add_exception_handler(refusal, _refused)
-

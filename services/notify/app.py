@@ -70,6 +70,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         clock,
         changelog_reader=lambda: make_consumer(settings, group_id=None, client_id="notify-tickets"),
     )
+
     async def fan_out(batch: list[Delivery]) -> Rejections | None:
         # Whom to tell is known once the directory is read; what was scheduled already, once the deliveries are.
         await config.caught_up.wait()

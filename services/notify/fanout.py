@@ -109,4 +109,3 @@ class Fanout:
             pending.append(await self.producer.send(NOTIFY_TICKETS, value, key=ticket_id.encode()))
         await asyncio.gather(*pending)
         return rejections
-

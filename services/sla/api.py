@@ -40,8 +40,11 @@ from ticketstream_shared.runtime.kafka import partition_of
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .agreements import Agreements, History, UnknownCalendar
+from .clock_store import ClockStore
+from .clocks import TicketClocks
 from .config_log import config_key
 from .history import TicketHistory
+from .snapshots import UnreadableSnapshot
 from .timekeeper import Timekeeper
 from .views import ticket_view, what_if_view
 from .whatif import Candidate, Replay, in_force
@@ -217,9 +220,18 @@ def _history_view(kind: str, subject: str, history: History[Any] | None, now: da
     }
 
 
+def _settled(clocks: ClockStore, ticket_id: str) -> TicketClocks | None:
+    """A ticket of a partition held here whose clocks are settled: they are in the store, not in memory."""
+    try:
+        return clocks.load(ticket_id)
+    except UnreadableSnapshot:
+        return None  # its partition is being replayed from the beginning
+
+
 def install(
     app: FastAPI,
     timekeeper: Timekeeper,
+    clocks: ClockStore,
     config_log: ConfigLog[SlaConfigEvent],
     clock: Callable[[], datetime],
     ticket_history: TicketHistory,
@@ -312,9 +324,12 @@ def install(
 
     @router.get("/tickets/{ticket_id}")
     async def get_ticket(ticket_id: Identifier, principal: Caller, request: Request) -> Any:
+        partition = partition_of(ticket_id, TICKET_PARTITIONS)
         state = timekeeper.ticket(ticket_id)
+        if state is None and directory.holds_here(partition):
+            state = _settled(clocks, ticket_id)
         if state is None:
-            holder = directory.holder(partition_of(ticket_id, TICKET_PARTITIONS))
+            holder = directory.holder(partition)
             if holder is not None and FORWARDED_BY not in request.headers:
                 return await _ask_holder(holder, request)
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no SLA clocks for ticket {ticket_id}")

@@ -1,28 +1,35 @@
 """The sla service's composition root: the one place where Kafka, the wall clock and the HTTP app are wired.
 
-Start-up order matters: sla.config is read to its end first (clocks are timed by it), then the worker joins the
-"sla" group on tickets.events and rebuilds the clocks of its partitions; /readyz says when both are done.
+Start-up order matters: the local store is opened (and emptied if it holds another log's state), the standby begins
+following sla.clocks into it, sla.config is read to its end (clocks are timed by it), then the worker joins the
+"sla" group on tickets.events and takes its partitions over from the store; /readyz says when all are done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
+from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import ApiKeys
+from ticketstream_shared.runtime.changelog import ChangelogWriter, Standby
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.store import Changes, LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .agreements import Agreements
+from .clock_store import ClockStore
 from .config_log import sla_config_log
 from .history import TicketHistory
 from .settings import SlaSettings
@@ -38,18 +45,57 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
     timekeeper = Timekeeper(Agreements.with_defaults())
     directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
     config_log = sla_config_log(timekeeper)
+    store = LocalStore(settings.state_dir)
+    clocks = ClockStore(store, timekeeper.agreements)
     workers: list[ClockWorker] = []
     stopping = asyncio.Event()
+
+    async def a_reader() -> AIOKafkaConsumer:
+        return await start_when_reachable(
+            lambda: make_consumer(settings, group_id=None, client_id="sla-changelog"), "changelog reader"
+        )
+
+    changelog = ChangelogWriter(
+        SLA_CLOCKS, TICKETS_EVENTS, store, clocks.record_of, lambda: config_log.producer, a_reader, also=(SLA_EVENTS,)
+    )
+
+    async def open_store(reader: AIOKafkaConsumer) -> None:
+        await wait_for_topics(reader, [TICKETS_EVENTS, SLA_EVENTS, SLA_CLOCKS])
+        for topic in (TICKETS_EVENTS, SLA_EVENTS, SLA_CLOCKS):
+            if not await store_belongs_to(reader, topic, store):
+                store.clear()
+                break
+        if not store.is_restored:
+            # The standby fills the store partition by partition, each whole once read to the end a take-over
+            # waits for: the store is consistent from the start, never half a restore.
+            opened = Changes()
+            opened.restored()
+            store.write(opened)
+
+    def supervised(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        stop_the_service_if_it_fails(task, stopping.is_set)
+        return task
 
     async def run() -> None:
         tune_garbage_collection()  # rare collections from the start: the rebuild fills the heap with clocks
         producer = await start_when_reachable(lambda: make_producer(settings, "sla"), "producer")
+        standby_reader = await start_when_reachable(
+            lambda: make_consumer(settings, group_id=None, client_id="sla-standby"), "standby reader"
+        )
+        await open_store(standby_reader)
+        standby = Standby(SLA_CLOCKS, TICKETS_EVENTS, store, clocks.restore, standby_reader, also=(SLA_EVENTS,))
         config_log.producer = producer
         config_reader = await start_when_reachable(
             lambda: make_consumer(settings, group_id=None, client_id="sla-config"), "config reader"
         )
-        following = asyncio.create_task(config_log.follow(config_reader), name="follow-sla-config")
-        stop_the_service_if_it_fails(following, stopping.is_set)  # clocks are timed by it
+        # clocks are timed by the configuration; the store is written only by these and the worker
+        background = [
+            supervised(config_log.follow(config_reader), "follow-sla-config"),
+            supervised(standby.run(), "sla-standby"),
+            supervised(changelog.run(), "sla-changelog"),
+        ]
+        session_ms = int(settings.session_timeout_seconds * 1000)
         consumer = await start_when_reachable(
             lambda: make_consumer(
                 settings,
@@ -59,6 +105,8 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 # protocols, and the broker takes each later one as changed metadata and rebalances again: two
                 # members doing so kept a group rebalancing for minutes (aio-libs/aiokafka#1168).
                 partition_assignment_strategy=(directory,),
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(session_ms // 5, 100),
             ),
             "consumer",
         )
@@ -70,15 +118,19 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 producer,
                 history_reader=lambda: make_consumer(settings, group_id=None, client_id="sla-history"),
                 now=clock,
+                clocks=clocks,
+                changelog=changelog,
+                standby=standby,
             )
             workers.append(worker)
             await worker.run()
         finally:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
-            for client in (consumer, config_reader, producer):  # the consumer leaves its group at once
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            for client in (consumer, config_reader, standby_reader, producer):  # the consumer leaves its group at once
                 await client.stop()
+            store.close()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -104,5 +156,5 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
 
     app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
     what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
-    api.install(app, timekeeper, config_log, clock, what_if_reader, directory)
+    api.install(app, timekeeper, clocks, config_log, clock, what_if_reader, directory)
     return app

@@ -11,6 +11,14 @@ class SlaSettings(ServiceSettings):
     http_port: int = Field(default=8002, ge=1, le=65535)
     consumer_group: str = "sla"
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0, description="Finishing the batch in hand on SIGTERM.")
+    session_timeout_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="How long the group waits for a silent replica before its partitions go to another (a standby "
+        "with their clocks warm): alarms due meanwhile are late by up to this. The broker's "
+        "group.min.session.timeout.ms must allow it (6 s by default).",
+    )
     advertised_url: str | None = Field(
         default=None,
         description="How the other sla replicas reach this one's HTTP API, e.g. http://$(POD_IP):8002. By default "

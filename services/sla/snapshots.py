@@ -1,10 +1,6 @@
-"""The clocks' changelog, sla.clocks: each ticket's clocks as they stand, and per partition a checkpoint saying up
-to where in tickets.events (and sla.events) those snapshots reach. Pure: bytes in, state out, and back.
-
-sla.clocks is compacted and keyed by ticket (the checkpoint by a key no ticket can have), with the partition count
-of tickets.events, so partition p of it holds the clocks of the tickets of partition p. A worker given partition p
-reads it to its end and carries on from the checkpoint, instead of replaying all of p's history. A snapshot names
-its terms by policy and calendar version, and the calendar is looked up in sla.config's history again on restore.
+"""A ticket's clocks as bytes and back: what the local store (clock_store.py) and its changelog sla.clocks hold.
+Pure. A snapshot names its terms by policy and calendar version, and the calendar is looked up in sla.config's
+history again when it is read.
 """
 
 from __future__ import annotations
@@ -20,9 +16,6 @@ from ticketstream_shared.contract.sla import SlaMetric
 from .agreements import Agreements, Terms, TicketFacts
 from .clocks import Clock, ClockStatus, TicketClocks
 
-#: The checkpoint's key: ticket ids are identifiers and never contain a space.
-CHECKPOINT_KEY = b"checkpoint of the partition"
-
 
 class UnreadableSnapshot(ValueError):
     """A snapshot this worker cannot restore (e.g. its calendar version is not in sla.config): replay instead."""
@@ -30,19 +23,12 @@ class UnreadableSnapshot(ValueError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The snapshots written before it reflect every record of tickets.events below `tickets_offset`, and every sla
-    event of the partition below `sla_offset` (those at or above it may have been published without their
-    snapshot: they are looked up when the partition is restored, so that none is published twice)."""
+    """The clocks of a partition reflect every record of tickets.events below `tickets_offset`, and every sla event
+    of the partition below `sla_offset` (those at or above it may have been published without their clocks being
+    saved: they are looked up when the partition is taken over, so that none is published twice)."""
 
     tickets_offset: int = 0
     sla_offset: int = 0
-
-    def encode(self) -> bytes:
-        return json.dumps({"tickets_offset": self.tickets_offset, "sla_offset": self.sla_offset}).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Checkpoint:
-        return cls(**json.loads(raw))
 
 
 def encode(state: TicketClocks) -> bytes:

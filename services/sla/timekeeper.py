@@ -91,6 +91,13 @@ class Timekeeper:
         self._changed.clear()
         return changed
 
+    def forget(self, ticket_ids: list[str]) -> None:
+        """Tickets whose clocks are saved and settled: they leave memory (their heap entries go stale)."""
+        for ticket_id in ticket_ids:
+            if self._tickets.pop(ticket_id, None) is not None:
+                del self._partition_of[ticket_id]
+                self._changed.discard(ticket_id)
+
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions taken away by a rebalance: another worker rebuilds their clocks."""
         for ticket_id in [t for t, p in self._partition_of.items() if p in partitions]:

@@ -1,17 +1,21 @@
 """The sla worker: its share of tickets.events in, sla.events out, alarms on time, the same after any restart.
 
-Durability: the clocks are a pure function of tickets.events (kept forever), of sla.config and of time, and their
-changelog sla.clocks (snapshots.py) keeps them as they stand. After each batch the worker publishes the sla events
-it decided, then the snapshots of the tickets that changed and a checkpoint per partition (the tickets.events offset
-those snapshots reach, and the sla.events offset below which every published event is reflected in them), and only
-then commits (for lag monitoring). When the group hands it a partition it restores the snapshots, replays
-tickets.events from the checkpoint (everything from the beginning when there is none, e.g. the first start on an
-existing history, or a snapshot naming a calendar version sla.config no longer has), and reads the sla.events
-published since the checkpoint: while replaying, and in the catch-up that raises what fell due while no worker held
-the partition, decisions whose ids are there are not published again. Replayed events a snapshot already reflects
-change nothing (aggregate_version). Alarm ids derive from (ticket, metric, kind, deadline), everything else from its
-cause, so after a kill -9 nothing is missed (what was decided but not acknowledged is decided again) and nothing is
-doubled. Start-up time is that of reading the partition's snapshots, not its history (bench/bench_sla.py).
+Durability: the clocks are a pure function of tickets.events (kept forever), of sla.config and of time. After each
+batch the worker publishes the sla events it decided, then writes to its local store (clock_store.py), in one
+atomic write, the clocks of the tickets that changed and per partition how far they reach: the tickets.events
+offset, and the sla.events offset below which every published event is reflected in them. The changelog writer
+carries both into sla.clocks; the other replicas follow it as standbys. Only then does it commit (for lag
+monitoring). Memory holds the tickets whose clocks run or wait; settled ones are in the store, loaded again by the
+event that reopens them.
+
+When the group hands it a partition, the worker lets the standby read the partition's changelog to its end (the
+tail only, when the store is warm; all of it on a new machine), loads its live clocks from the store, replays
+tickets.events from the store's position (from the beginning when it has none, e.g. the first start on an existing
+history, or clocks naming a calendar version sla.config no longer has), and reads the sla.events published since:
+while replaying, and in the catch-up that raises what fell due while no worker held the partition, decisions whose
+ids are there are not published again. Replayed events the clocks already reflect change nothing
+(aggregate_version). Alarm ids derive from (ticket, metric, kind, deadline), everything else from its cause, so
+after a kill -9 nothing is missed (what was decided but not acknowledged is decided again) and nothing is doubled.
 
 One task does everything in order (fetch, decide, tick, publish, save), waiting for new events no longer than the
 next deadline, so a ticket's sla events are published in the order they were decided and alarms are late only by
@@ -35,14 +39,22 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
 from ticketstream_shared.contract.sla import SlaEvent
-from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, records_to_end, wait_for_topics
+from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKET_PARTITIONS, TICKETS_EVENTS
+from ticketstream_shared.runtime.changelog import ChangelogWriter, Standby
+from ticketstream_shared.runtime.kafka import (
+    commit_unless_rebalanced,
+    dead_letter,
+    partition_of,
+    records_to_end,
+    wait_for_topics,
+)
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.retry import while_down
+from ticketstream_shared.runtime.store import Changes
 from ticketstream_shared.runtime.throughput import THROUGHPUT
 
-from . import snapshots
-from .snapshots import CHECKPOINT_KEY, Checkpoint, UnreadableSnapshot
+from .clock_store import ClockStore, is_settled
+from .snapshots import Checkpoint, UnreadableSnapshot
 from .timekeeper import Timekeeper
 
 log = logging.getLogger(__name__)
@@ -54,8 +66,8 @@ LATENESS = Histogram(
     "Publication time minus the moment an alarm was due",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300),
 )
-TICKETS = Gauge("ticketstream_sla_tickets", "Tickets with clocks held by this worker")
-RESTORED = Counter("ticketstream_sla_tickets_restored_total", "Tickets whose clocks were restored from sla.clocks")
+TICKETS = Gauge("ticketstream_sla_tickets", "Tickets with live clocks held in memory by this worker")
+RESTORED = Counter("ticketstream_sla_tickets_restored_total", "Tickets whose clocks were loaded from the local store")
 REPLAYED = Counter("ticketstream_sla_events_replayed_total", "Ticket events read again when a partition was taken over")
 
 #: The longest a fetch waits when no alarm is due sooner.
@@ -64,6 +76,9 @@ IDLE_WAIT_S = 0.5
 #: restarting); later waits double, up to the shared policy's longest (runtime/retry.py).
 TAKE_OVER_RETRY_S = 1.0
 ALARMS = frozenset({"sla.warning", "sla.breached"})
+#: Bounds on the work done between two yields to the event loop while taking partitions over and saving.
+LOADED_BETWEEN_YIELDS = 2_000
+SAVED_PER_WRITE = 5_000
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -72,6 +87,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._worker.give_up(revoked)
+        # The next owner reads where sla.events and sla.clocks end when it takes over: nothing may land later.
+        await self._worker.published()
+        await self._worker.changelog.written()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker.take_over(assigned)
@@ -85,8 +103,14 @@ class ClockWorker:
         producer: AIOKafkaProducer,
         history_reader: Callable[[], AIOKafkaConsumer],
         now: Callable[[], datetime],
+        clocks: ClockStore,
+        changelog: ChangelogWriter,
+        standby: Standby,
     ) -> None:
         self.timekeeper = timekeeper
+        self.clocks = clocks
+        self.changelog = changelog
+        self._standby = standby
         self._consumer = consumer
         self._producer = producer
         self._history_reader = history_reader
@@ -111,10 +135,17 @@ class ClockWorker:
         self._rebuilds = 0
         self._rebuilt_at: dict[TopicPartition, int] = {}
         #: Per partition: the next tickets.events offset to decide, and the sla.events offset below which every
-        #: event is reflected in the clocks held (what the next checkpoint says).
+        #: event is reflected in the clocks held (what the store records with them).
         self._next_offset: dict[int, int] = {}
         self._sla_offset: dict[int, int] = {}
-        self._checkpointed: dict[int, Checkpoint] = {}
+        #: Per partition being replayed, the sla.events offset its clocks reflect (the store's, at the take-over):
+        #: what a save records until the replay is done, since the clocks do not yet reflect what was published
+        #: after it (a restart then looks those events up again).
+        self._replayed_sla_offset: dict[int, int] = {}
+        #: Settled tickets loaded from the store since the last save (a reopen, a late comment): they leave memory
+        #: again at the save unless the event woke a clock.
+        self._loaded: set[str] = set()
+        self._publishing = asyncio.Lock()
         self._stopping = asyncio.Event()
 
     @property
@@ -155,20 +186,19 @@ class ClockWorker:
                 await self._publish(decided)
                 continue
             if self._catch_up_due and not self._rebuild_until:
-                decided.extend(self.timekeeper.catch_up(self._now(), self._catch_up_due))
-                self._catch_up_due = set()
+                # one partition per turn: a large one's catch-up and save take long enough without the others
+                decided.extend(self.timekeeper.catch_up(self._now(), {self._catch_up_due.pop()}))
                 await self._publish(decided)
                 await self._save()
                 if not (self._preparing or self._catch_up_due or self._rebuild_until):
                     self._published_before.clear()  # every id in it is published: keeping one more is harmless
-                log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
-                tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
+                    log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
+                    tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
                 continue
             if not self._rebuild_until:
                 decided.extend(self.timekeeper.tick(self._now()))
             await self._publish(decided)
-            if not self._rebuild_until:  # mid-replay, the clocks do not yet reflect what was published before
-                await self._save()
+            await self._save()  # mid-replay too: memory holds only the tickets still live, even on a first start
             if fetched and not self._rebuild_until:
                 await commit_unless_rebalanced(self._consumer)
             TICKETS.set(len(self.timekeeper))
@@ -197,21 +227,37 @@ class ClockWorker:
             return []
         finally:
             self._next_offset[partition.partition] = record.offset + 1  # type: ignore[attr-defined]
+        if self.timekeeper.ticket(event.ticket_id) is None:
+            self._load(event.ticket_id, partition.partition)  # settled, or a partition replayed from its beginning
         return self.timekeeper.handle(event, partition.partition)
+
+    def _load(self, ticket_id: str, partition: int) -> None:
+        """The ticket's clocks from the store, if it has readable ones; otherwise the ticket's events rebuild them
+        (its partition is replayed from the beginning when the store's clocks of it cannot be read)."""
+        try:
+            state = self.clocks.load(ticket_id)
+        except UnreadableSnapshot:
+            return
+        if state is not None:
+            self.timekeeper.restore(state, partition)
+            self._loaded.add(ticket_id)
 
     def give_up(self, revoked: set[TopicPartition]) -> None:
         """Partitions taken away: whoever gets them rebuilds their clocks."""
-        self.timekeeper.forget_partitions({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        self.timekeeper.forget_partitions(partitions)
+        self.changelog.give_up(partitions)
+        self._standby.follow(partitions)
         self._held -= revoked
         self._preparing -= revoked
         for tp in revoked:
             self._rebuilt_at.pop(tp, None)
             self._rebuild_until.pop(tp, None)
+            self._replayed_sla_offset.pop(tp.partition, None)
             self._dead_letter_from.pop(tp, None)
             self._catch_up_due.discard(tp.partition)
             self._next_offset.pop(tp.partition, None)
             self._sla_offset.pop(tp.partition, None)
-            self._checkpointed.pop(tp.partition, None)
 
     def take_over(self, assigned: set[TopicPartition]) -> None:
         """Partitions given by a rebalance: start them over beside the loop and return at once. The group waits
@@ -254,19 +300,34 @@ class ClockWorker:
                     raise
 
     async def _restore(self, partitions: list[TopicPartition], rebuild: int) -> None:
-        """The partitions' clocks from sla.clocks, what was published since their checkpoints, and where to replay
-        tickets.events from. Whatever a rebalance took away meanwhile is left alone."""
-        snapshots_read = await self._read_snapshots({tp.partition for tp in partitions})
+        """The partitions' live clocks from the local store (once it holds their changelog to its end), what was
+        published since, and where to replay tickets.events from. Whatever a rebalance took away meanwhile is left
+        alone."""
+        began = time.monotonic()
+        await self._standby.hand_over(tp.partition for tp in partitions)
+        # given up while their changelog was read: the standby follows them on
+        self._standby.follow(tp.partition for tp in partitions if tp not in self._held)
+        changelog_read = time.monotonic()
         checkpoints: dict[int, Checkpoint] = {}
         for tp in partitions:
-            await asyncio.sleep(0)  # one partition's snapshots at a time: heartbeats and the HTTP API go on
             if self._still_taking_over([tp], rebuild):
-                checkpoints[tp.partition] = self._restore_partition(tp.partition, snapshots_read[tp.partition])
+                checkpoints[tp.partition] = await self._restore_partition(tp, rebuild)
+        loaded = time.monotonic()
         published, sla_offsets = await self._published_since(
             {partition: checkpoint.sla_offset for partition, checkpoint in checkpoints.items()}
         )
         ends = await self._consumer.end_offsets(partitions)
         acknowledged = {tp: await self._consumer.committed(tp) for tp in partitions}
+        log.info(
+            "partitions' clocks loaded",
+            extra={
+                "partitions": sorted(tp.partition for tp in partitions),
+                "changelog_tail_s": round(changelog_read - began, 3),
+                "load_s": round(loaded - changelog_read, 3),
+                "published_since_s": round(time.monotonic() - loaded, 3),
+                "tickets_held": len(self.timekeeper),
+            },
+        )
         # No await from here on: the partitions still ours stay ours until this is done.
         partitions = self._still_taking_over(partitions, rebuild)
         self._published_before |= published
@@ -278,6 +339,8 @@ class ClockWorker:
             self._dead_letter_from[tp] = acknowledged[tp] or checkpoint.tickets_offset
             if ends[tp] > checkpoint.tickets_offset:
                 self._rebuild_until[tp] = ends[tp]
+                self._replayed_sla_offset[tp.partition] = checkpoint.sla_offset
+        self.changelog.take(tp.partition for tp in partitions)
         self._catch_up_due.update(tp.partition for tp in partitions)
         self._preparing.difference_update(partitions)
         self._consumer.resume(*partitions)
@@ -287,29 +350,32 @@ class ClockWorker:
         for tp, end in list(self._rebuild_until.items()):
             if tp in self._rebuild_until and await self._consumer.position(tp) >= end:
                 self._rebuild_until.pop(tp, None)
+                self._replayed_sla_offset.pop(tp.partition, None)
 
-    async def _read_snapshots(self, partitions: set[int]) -> dict[int, dict[bytes, bytes | None]]:
-        """The last record of each key in the given partitions of sla.clocks (one pass of one reader)."""
-        read: dict[int, dict[bytes, bytes | None]] = {partition: {} for partition in partitions}
-        async for record in self._read(SLA_CLOCKS, dict.fromkeys(partitions, 0)):
-            read[record.partition][record.key or b""] = record.value
-        return read
-
-    def _restore_partition(self, partition: int, restored: dict[bytes, bytes | None]) -> Checkpoint:
-        """One partition's last snapshots into the timekeeper; an empty start if it has none or they are unreadable."""
-        checkpoint_raw = restored.pop(CHECKPOINT_KEY, None)
-        if checkpoint_raw is None:
+    async def _restore_partition(self, tp: TopicPartition, rebuild: int) -> Checkpoint:
+        """One partition's live clocks from the store into the timekeeper, and how far they reach; an empty start
+        if the store has nothing of it, or clocks it cannot read. A few thousand at a time: heartbeats (the group
+        expels a member silent for its session timeout) and the HTTP API go on meanwhile."""
+        partition, store = tp.partition, self.clocks.store
+        tickets_offset = store.applied(TICKETS_EVENTS).get(partition)
+        if tickets_offset is None:
             return Checkpoint()
+        loaded = 0
         try:
-            terms_seen: snapshots.TermsSeen = {}
-            states = [snapshots.decode(raw, self.timekeeper.agreements, terms_seen) for raw in restored.values() if raw]
+            for state in self.clocks.hot(partition):
+                self.timekeeper.restore(state, partition)
+                loaded += 1
+                if loaded % LOADED_BETWEEN_YIELDS == 0:
+                    await asyncio.sleep(0)
+                    if not self._still_taking_over([tp], rebuild):
+                        break  # given up meanwhile: what was loaded is forgotten with it
         except UnreadableSnapshot as error:
             log.warning("replaying a partition's history instead", extra={"partition": partition, "why": str(error)})
+            self.timekeeper.forget_partitions({partition})
             return Checkpoint()
-        for state in states:
-            self.timekeeper.restore(state, partition)
-        RESTORED.inc(len(states))
-        return Checkpoint.decode(checkpoint_raw)
+        finally:
+            RESTORED.inc(loaded)
+        return Checkpoint(tickets_offset, store.applied(SLA_EVENTS).get(partition, 0))
 
     async def _published_since(self, since: dict[int, int]) -> tuple[set[uuid.UUID], dict[int, int]]:
         """Ids of the sla events published from the given offsets on, per partition of sla.events, and the offset
@@ -334,48 +400,66 @@ class ClockWorker:
             await reader.stop()
 
     async def _save(self) -> None:
-        """The snapshots of the tickets that changed, then a checkpoint for each partition whose records were
-        decided or whose tickets changed; returns once Kafka has them all."""
-        sent = []
-        partitions = set()
-        for partition, state in self.timekeeper.take_changed():
-            partitions.add(partition)
-            sent.append(
-                await self._producer.send(
-                    SLA_CLOCKS, snapshots.encode(state), key=state.ticket_id.encode(), partition=partition
-                )
-            )
-        for partition in partitions | set(self._checkpointed_offsets_behind()):
-            checkpoint = Checkpoint(self._next_offset.get(partition, 0), self._sla_offset.get(partition, 0))
-            sent.append(
-                await self._producer.send(SLA_CLOCKS, checkpoint.encode(), key=CHECKPOINT_KEY, partition=partition)
-            )
-            self._checkpointed[partition] = checkpoint
-        await asyncio.gather(*sent)
+        """The clocks of the tickets that changed, then how far each partition is, written to the store; the
+        changelog writes them on. Tickets whose clocks are all settled then leave memory (the store has them).
 
-    def _checkpointed_offsets_behind(self) -> list[int]:
-        """Partitions whose last checkpoint lags behind what was decided since (records without any change)."""
-        return [
-            partition
+        A few thousand tickets per write, yielding between (heartbeats go on), the offsets in the last: a process
+        killed in between keeps clocks newer than its offsets say, and reading the input again from there changes
+        nothing it holds."""
+        changed = self.timekeeper.take_changed()
+        reflected = {
+            partition: (offset, self._replayed_sla_offset.get(partition, self._sla_offset.get(partition, 0)))
             for partition, offset in self._next_offset.items()
-            if self._checkpointed.get(partition) != Checkpoint(offset, self._sla_offset.get(partition, 0))
-        ]
+        }
+        settled = []
+        for start in range(0, max(len(changed), 1), SAVED_PER_WRITE):
+            changes = Changes()
+            keys: dict[int, list[bytes]] = {}
+            for partition, state in changed[start : start + SAVED_PER_WRITE]:
+                keys.setdefault(partition, []).append(self.clocks.save(changes, partition, state))
+                if is_settled(state):
+                    settled.append(state.ticket_id)
+            if start + SAVED_PER_WRITE >= len(changed):
+                for partition, (offset, sla_offset) in reflected.items():
+                    changes.applied(TICKETS_EVENTS, partition, offset)
+                    changes.applied(SLA_EVENTS, partition, sla_offset)
+            self.clocks.store.write(changes)
+            for partition, written in keys.items():
+                self.changelog.changed(partition, written)
+            if start + SAVED_PER_WRITE < len(changed):
+                await asyncio.sleep(0)
+        loaded, self._loaded = self._loaded, set()
+        settled.extend(t for t in loaded if (state := self.timekeeper.ticket(t)) is not None and is_settled(state))
+        self.timekeeper.forget(settled)
 
     async def _publish(self, events: list[SlaEvent]) -> None:
+        """Publish what was decided, but nothing of a partition given up meanwhile: its next owner decides that
+        again from the log. A revocation waits for this (`published`), so that the next owner, which reads what was
+        published before it takes over, sees every event sent from here."""
         if not events:
             return
-        sent = []
-        published_at = time.time()
-        for event in events:
-            if event.event_id in self._published_before:
-                SUPPRESSED.inc()
-                continue
-            sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=event.ticket_id.encode()))
-            PUBLISHED.labels(event.event_type).inc()
-            if event.event_type in ALARMS:
-                LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
-        for written in await asyncio.gather(*sent):
-            self._sla_offset[written.partition] = max(self._sla_offset.get(written.partition, 0), written.offset + 1)
+        async with self._publishing:
+            sent = []
+            published_at = time.time()
+            for event in events:
+                if event.event_id in self._published_before:
+                    SUPPRESSED.inc()
+                    continue
+                if TopicPartition(TICKETS_EVENTS, partition_of(event.ticket_id, TICKET_PARTITIONS)) not in self._held:
+                    continue
+                sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=event.ticket_id.encode()))
+                PUBLISHED.labels(event.event_type).inc()
+                if event.event_type in ALARMS:
+                    LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
+            for written in await asyncio.gather(*sent):
+                self._sla_offset[written.partition] = max(
+                    self._sla_offset.get(written.partition, 0), written.offset + 1
+                )
+
+    async def published(self) -> None:
+        """Return once no publishing is under way."""
+        async with self._publishing:
+            pass
 
 
 def _event_id(raw: bytes | None) -> uuid.UUID | None:

@@ -384,7 +384,7 @@ def test_a_poison_configuration_change_is_parked_once_and_the_log_goes_on(kafka_
 class SlaProcess(ServiceProcess):
     """`python -m sla` as its own process, as in production, its output in the test's."""
 
-    def __init__(self, bootstrap: str, keys_file: Path, group: str) -> None:
+    def __init__(self, bootstrap: str, keys_file: Path, group: str, state_dir: Path, **settings: str) -> None:
         (port,) = free_ports(1)
         env = {
             **os.environ,
@@ -393,6 +393,8 @@ class SlaProcess(ServiceProcess):
             "CONSUMER_GROUP": group,
             "HTTP_PORT": str(port),
             "LOG_LEVEL": "WARNING",
+            "STATE_DIR": str(state_dir),  # kept across its restarts, as a pod's volume
+            **settings,
         }
         super().__init__("sla", f"exec {sys.executable} -m sla", env, port, log=None)
 
@@ -404,85 +406,150 @@ class SlaProcess(ServiceProcess):
     def metric(self, name: str) -> float:
         response = httpx.get(f"http://127.0.0.1:{self.port}/metrics", headers=bearer(ADMIN), timeout=10)
         assert response.status_code == 200, response.text
-        return sum(float(line.split()[-1]) for line in response.text.splitlines() if line.startswith(f"{name} "))
+        lines = response.text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith((f"{name} ", f"{name}{{")))
 
     def put(self, path: str, body: dict[str, Any]) -> None:
         response = httpx.put(f"http://127.0.0.1:{self.port}{path}", json=body, headers=bearer(ADMIN), timeout=10)
         assert response.status_code == 200, response.text
 
 
-def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str, tmp_path: Path) -> None:
+def admin_keys(tmp_path: Path) -> Path:
     keys_file = tmp_path / "api-keys.json"
     keys_file.write_text(
         ApiKeysFile(keys=[ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role="admin")]).model_dump_json()
     )
-    service = SlaProcess(kafka_bootstrap, keys_file, unique("sla-kill"))
+    return keys_file
+
+
+#: When a ticket of `a_minute_policy` warns and breaches, in seconds of age: first response, then resolution.
+ALARM_AGES = {"warning:0.75": (45, 90), "warning:0.9": (54, 108), "breach": (60, 120)}
+
+
+def a_minute_policy(service: SlaProcess) -> str:
+    """A client whose tickets must be answered in a minute and solved in two, around the clock; its id."""
+    client_id, calendar_id = unique("client"), unique("always")
+    # In effect a little before the (backdated) tickets were opened, as a change may be (clock skew allowance).
+    since = (datetime.now(UTC) - timedelta(minutes=4)).isoformat()
+    service.put(f"/v1/sla/calendars/{calendar_id}", {**ALWAYS, "effective_at": since})
+    policy = policy_for(client_id, calendar_id, first=1, resolution=2)
+    service.put(f"/v1/sla/policies/{unique('policy')}", {**policy, "effective_at": since})
+    return client_id
+
+
+def ticket_events_in_the_log(bootstrap: str) -> int:
+    async def ends() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(TICKETS_EVENTS, p) for p in range(TICKET_PARTITIONS)]
+            return sum((await consumer.end_offsets(partitions)).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(ends())
+
+
+def alarms_fall_due_around_now(kafka_bootstrap: str, client_id: str) -> list[Envelope]:
+    """40 tickets whose alarms (at 45, 54, 60, 90, 108 and 120 s of age) fall over the next 50 s and before; once
+    every clock has started."""
+    start = datetime.now(UTC)
+    tickets = [
+        a_ticket_created(client_id=client_id, occurred_at=start - timedelta(seconds=110) + timedelta(seconds=i))
+        for i in range(40)
+    ]
+    produce(kafka_bootstrap, *tickets)
+    ids = {t.ticket_id for t in tickets}
+    eventually(
+        lambda: sum(e["event_type"] == "sla.clock_started" for e in sla_events(kafka_bootstrap, ids)) == 80,
+        what="every clock started",
+    )
+    return tickets
+
+
+def assert_every_alarm_raised_once(kafka_bootstrap: str, tickets: list[Envelope]) -> None:
+    ids = {t.ticket_id for t in tickets}
+    end = max(t.occurred_at for t in tickets) + timedelta(seconds=121)  # the last alarm is due by then
+
+    def expected() -> Counter[tuple[str, str, str]]:
+        return Counter(
+            (t.ticket_id, metric, kind)
+            for t in tickets
+            for kind, seconds in ALARM_AGES.items()
+            for metric, after in zip(("first_response", "resolution"), seconds, strict=True)
+            if t.occurred_at + timedelta(seconds=after) <= end
+        )
+
+    def alarms() -> Counter[tuple[str, str, str]]:
+        found: Counter[tuple[str, str, str]] = Counter()
+        for event in sla_events(kafka_bootstrap, ids):
+            if event["event_type"] == "sla.warning":
+                found[(event["ticket_id"], event["data"]["metric"], f"warning:{event['data']['threshold']:g}")] += 1
+            elif event["event_type"] == "sla.breached":
+                found[(event["ticket_id"], event["data"]["metric"], "breach")] += 1
+        return found
+
+    eventually(
+        lambda: datetime.now(UTC) > end and not set(expected()) - set(alarms()), timeout_s=90, what="every alarm"
+    )
+    assert alarms() == expected()
+    events = sla_events(kafka_bootstrap, ids)
+    assert len({e["event_id"] for e in events}) == len(events), "an sla event was published twice"
+    assert sum(1 for e in events if e["event_type"] == "sla.clock_started") == 80
+
+
+def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    service = SlaProcess(kafka_bootstrap, admin_keys(tmp_path), unique("sla-kill"), tmp_path / "state")
     service.start()
     try:
         eventually(service.ready, timeout_s=60, what="sla process ready")
-        client_id, calendar_id = unique("client"), unique("always")
-        # In effect a little before the (backdated) tickets were opened, as a change may be (clock skew allowance).
-        since = (datetime.now(UTC) - timedelta(minutes=4)).isoformat()
-        service.put(f"/v1/sla/calendars/{calendar_id}", {**ALWAYS, "effective_at": since})
-        policy = policy_for(client_id, calendar_id, first=1, resolution=2)
-        service.put(f"/v1/sla/policies/{unique('policy')}", {**policy, "effective_at": since})
-        # 40 tickets whose alarms (at 45, 54, 60, 90, 108 and 120 s of age) fall before, during and after the kill.
-        start = datetime.now(UTC)
-        tickets = [
-            a_ticket_created(client_id=client_id, occurred_at=start - timedelta(seconds=110) + timedelta(seconds=i))
-            for i in range(40)
-        ]
-        produce(kafka_bootstrap, *tickets)
-        ids = {t.ticket_id for t in tickets}
-        eventually(
-            lambda: sum(e["event_type"] == "sla.clock_started" for e in sla_events(kafka_bootstrap, ids)) == 80,
-            what="every clock started before the kill",
-        )
+        tickets = alarms_fall_due_around_now(kafka_bootstrap, a_minute_policy(service))
         service.kill9()
         service.start()
         eventually(service.ready, timeout_s=60, what="sla process ready again")
 
-        # Restored from the changelog rather than by replaying tickets.events: a ticket's clocks come from sla.clocks,
-        # or (if the kill came between publishing and saving them) from its one event read again.
-        def restored_and_replayed() -> tuple[float, float]:
+        # Loaded from its store (and the changelog's tail: a process killed keeps only what its store had flushed)
+        # rather than by replaying tickets.events from the beginning.
+        def loaded_and_replayed() -> tuple[float, float]:
             return (
                 service.metric("ticketstream_sla_tickets_restored_total"),
                 service.metric("ticketstream_sla_events_replayed_total"),
             )
 
-        restored, replayed = eventually(lambda: sum(r := restored_and_replayed()) >= 40 and r, what="all taken over")
-        assert restored > 0 and replayed < 40, (restored, replayed)
-        end = start + timedelta(seconds=50)  # the last alarm (120 s after the youngest ticket) is due by then
-
-        offsets = {"warning:0.75": (45, 90), "warning:0.9": (54, 108), "breach": (60, 120)}
-
-        def expected() -> Counter[tuple[str, str, str]]:
-            return Counter(
-                (t.ticket_id, metric, kind)
-                for t in tickets
-                for kind, seconds in offsets.items()
-                for metric, after in zip(("first_response", "resolution"), seconds, strict=True)
-                if t.occurred_at + timedelta(seconds=after) <= end
-            )
-
-        def alarms() -> Counter[tuple[str, str, str]]:
-            found: Counter[tuple[str, str, str]] = Counter()
-            for event in sla_events(kafka_bootstrap, ids):
-                if event["event_type"] == "sla.warning":
-                    found[(event["ticket_id"], event["data"]["metric"], f"warning:{event['data']['threshold']:g}")] += 1
-                elif event["event_type"] == "sla.breached":
-                    found[(event["ticket_id"], event["data"]["metric"], "breach")] += 1
-            return found
-
-        eventually(
-            lambda: datetime.now(UTC) > end and not set(expected()) - set(alarms()), timeout_s=60, what="every alarm"
-        )
-        assert alarms() == expected()
-        events = sla_events(kafka_bootstrap, ids)
-        assert len({e["event_id"] for e in events}) == len(events), "an sla event was published twice"
-        assert sum(1 for e in events if e["event_type"] == "sla.clock_started") == 80
+        loaded, replayed = eventually(lambda: sum(r := loaded_and_replayed()) >= 40 and r, what="all taken over")
+        assert loaded > 0 and replayed < ticket_events_in_the_log(kafka_bootstrap), (loaded, replayed)
+        assert_every_alarm_raised_once(kafka_bootstrap, tickets)
     finally:
         service.stop()
+
+
+def test_a_standby_takes_a_killed_replicas_partitions_over_from_its_warm_store(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Each replica follows sla.clocks of the partitions the other owns; killed, its partitions go to the survivor,
+    whose store already holds their clocks: it reads the changelog's tail, not the partitions, and no alarm is missed
+    or doubled."""
+    keys, group = admin_keys(tmp_path), unique("sla-standby")
+    victim, survivor = (
+        SlaProcess(kafka_bootstrap, keys, group, tmp_path / f"state-{i}", SESSION_TIMEOUT_SECONDS="2") for i in (1, 2)
+    )
+    victim.start()
+    survivor.start()
+    try:
+        eventually(lambda: victim.ready() and survivor.ready(), timeout_s=90, what="both replicas ready")
+        tickets = alarms_fall_due_around_now(kafka_bootstrap, a_minute_policy(victim))
+        gauge, loaded = "ticketstream_sla_tickets", "ticketstream_sla_tickets_restored_total"
+        # (Other tests' tickets are in the topics too: count what changes.)
+        eventually(lambda: victim.metric(gauge) and survivor.metric(gauge), what="both replicas holding tickets")
+        held, own, loaded_before = victim.metric(gauge), survivor.metric(gauge), survivor.metric(loaded)
+        victim.kill9()
+        eventually(lambda: survivor.metric(gauge) == own + held, timeout_s=60, what="the survivor holding all")
+        # The victim's clocks (and its own: the group gave it its own partitions again too) came from its store.
+        assert survivor.metric(loaded) - loaded_before >= held
+        assert_every_alarm_raised_once(kafka_bootstrap, tickets)
+    finally:
+        victim.stop()
+        survivor.stop()
 
 
 def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -492,7 +559,7 @@ def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: P
         ApiKeysFile(keys=[ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role="admin")]).model_dump_json()
     )
     group = unique("sla-pair")
-    replicas = [SlaProcess(kafka_bootstrap, keys_file, group) for _ in range(2)]
+    replicas = [SlaProcess(kafka_bootstrap, keys_file, group, tmp_path / f"state-{i}") for i in range(2)]
     for replica in replicas:
         replica.start()
     try:
@@ -515,6 +582,19 @@ def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: P
             what="every ticket answered by both replicas",
         )
         assert {answers(replica, "no-such-ticket") for replica in replicas} == {404}
+
+        # A resolved ticket's clocks are settled: they leave memory for the holder's store, and are answered from it.
+        resolved = tickets[0]
+        at = datetime.now(UTC)
+        produce(kafka_bootstrap, follow_up(TicketStatusChanged, resolved.ticket_id, resolved.client_id, 2, at,
+                                           from_status="new", to_status="resolved"))  # fmt: skip
+
+        def statuses(replica: SlaProcess) -> set[str]:
+            url = f"http://127.0.0.1:{replica.port}/v1/sla/tickets/{resolved.ticket_id}"
+            answer = httpx.get(url, headers=bearer(ADMIN), timeout=10)
+            return {clock["status"] for clock in answer.json()["clocks"]} if answer.status_code == 200 else set()
+
+        eventually(lambda: all(statuses(replica) == {"met"} for replica in replicas), what="the resolved ticket's")
     finally:
         unstoppable = []
         for replica in replicas:

@@ -44,7 +44,7 @@ def test_a_restore_keeps_the_latest_record_of_each_key_and_resumes_the_input_at_
     changelogged(broker, b"t-3", b"other", partition=3, applied=7)
     changelogged(broker, PROGRESS_KEY, b"", partition=3, applied=9)
 
-    def keep(changes, key, value):
+    def keep(changes, partition, key, value):
         changes.put(b"v|" + key, value)
 
     restored = asyncio.run(restore(FakeConsumer(broker), INTAKE_TICKETS, TICKETS_EVENTS, store, keep))

@@ -112,9 +112,9 @@ def test_changelog_records_rebuild_tickets_and_indexes_in_another_store(tickets)
     try:
         changes = Changes()
         for ticket_id in tickets.ticket_ids():
-            elsewhere.restore(changes, ticket_id.encode(), tickets.record(ticket_id.encode()))
+            elsewhere.restore(changes, 0, ticket_id.encode(), tickets.record(ticket_id.encode()))
         stale = events_of(create(ticket_id="t-1"))  # an older record of t-1, as compaction may still hold one
-        elsewhere.restore(changes, b"t-1", b'{"version":1}\n' + encode(stale[0]))
+        elsewhere.restore(changes, 0, b"t-1", b'{"version":1}\n' + encode(stale[0]))
         elsewhere.store.write(changes)
         for ticket_id in ("t-1", "t-2"):
             assert elsewhere.load(ticket_id) == tickets.load(ticket_id)

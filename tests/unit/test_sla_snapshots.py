@@ -7,7 +7,7 @@ import pytest
 
 from sla import snapshots
 from sla.agreements import Agreements
-from sla.snapshots import Checkpoint, UnreadableSnapshot
+from sla.snapshots import UnreadableSnapshot
 from sla.timekeeper import Timekeeper
 from tests.builders import T0
 from tests.unit.test_sla_clocks import HOUR, MINUTE, Story, agreements_with, config, policy
@@ -84,10 +84,6 @@ def test_a_snapshot_naming_a_calendar_version_unknown_here_is_refused() -> None:
         snapshots.decode(b"{not json", story.keeper.agreements)
     with pytest.raises(UnreadableSnapshot, match="P9"):  # a priority this version does not know
         snapshots.decode(raw.replace(b'"P2"', b'"P9"'), story.keeper.agreements)
-
-
-def test_a_checkpoint_reads_back_equal() -> None:
-    assert Checkpoint.decode(Checkpoint(1234, 56).encode()) == Checkpoint(1234, 56)
 
 
 def test_tickets_alike_restored_share_their_terms() -> None:

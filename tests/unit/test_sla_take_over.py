@@ -1,7 +1,8 @@
 """Taking partitions over happens beside the rebalance, not inside it: the group's rebalance waits for every
 member's callbacks no longer than its rebalance timeout, and a restore that outlasted it got the member expelled,
 its partitions handed to the other replica, which restored them in turn: two replicas passed the partitions back
-and forth without end. Kafka here is a fake (pure logic); tests/integration has the same on the real broker."""
+and forth without end. The partition's clocks come from the local store once the standby has read its changelog to
+the end. Kafka here is a fake (pure logic); tests/integration has the same on the real broker."""
 
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from sla.agreements import Agreements
-from sla.snapshots import CHECKPOINT_KEY, Checkpoint, encode
+from sla.clock_store import ClockStore
+from sla.snapshots import encode
 from sla.timekeeper import Timekeeper
 from sla.worker import ClockWorker
 from tests.builders import T0
+from tests.fakes_kafka import FakeBroker, FakeConsumer
 from tests.unit.test_sla_clocks import Story
 from ticketstream_shared.contract import encode as encode_event
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
+from ticketstream_shared.runtime.changelog import APPLIED_HEADER, ChangelogWriter, Standby
+from ticketstream_shared.runtime.store import LocalStore
 
 HELD = TopicPartition(TICKETS_EVENTS, 3)
-CHECKPOINT = Checkpoint(tickets_offset=7, sla_offset=0)
+#: Where the changelog's record says the partition's clocks reach in tickets.events.
+CHECKPOINT = 7
 
 
 class Log:
@@ -97,29 +103,47 @@ class GroupMember:
         return None
 
 
-def a_worker(
-    opened: asyncio.Event,
-    published: Sequence[bytes] = (),
-) -> tuple[ClockWorker, GroupMember, str]:
-    """A worker whose partition HELD has one ticket and a checkpoint in sla.clocks, and `published` in sla.events
-    after the checkpoint."""
-    story = Story()
-    changelog = {
-        TopicPartition(SLA_CLOCKS, HELD.partition): [
-            (story.ticket_id.encode(), encode(story.state)),
-            (CHECKPOINT_KEY, CHECKPOINT.encode()),
-        ],
-        TopicPartition(SLA_EVENTS, HELD.partition): [(b"", raw) for raw in published],
-    }
-    member = GroupMember()
-    worker = ClockWorker(
-        Timekeeper(Agreements.with_defaults()),
-        member,  # type: ignore[arg-type]
-        producer=None,  # type: ignore[arg-type]
-        history_reader=Log(changelog, opened).reader,  # type: ignore[arg-type]
-        now=lambda: datetime.now(T0.tzinfo),
-    )
-    return worker, member, story.ticket_id
+class Harness:
+    """A worker whose partition HELD has one ticket in sla.clocks, and `published` in sla.events; the standby that
+    fills its store starts once `opened` is set (a slow broker, or a large changelog: as long as the test wants)."""
+
+    def __init__(self, opened: asyncio.Event, published: Sequence[bytes] = ()) -> None:
+        story = Story()
+        self.ticket_id = story.ticket_id
+        broker = FakeBroker()
+        headers = [(APPLIED_HEADER, str(CHECKPOINT).encode()), (f"{APPLIED_HEADER} {SLA_EVENTS}", b"0")]
+        broker.append(SLA_CLOCKS, encode(story.state), key=story.ticket_id.encode(), partition=3, headers=headers)
+        self.store = LocalStore(None)
+        agreements = Agreements.with_defaults()
+        clocks = ClockStore(self.store, agreements)
+        self.standby = Standby(
+            SLA_CLOCKS, TICKETS_EVENTS, self.store, clocks.restore, FakeConsumer(broker), also=(SLA_EVENTS,)
+        )
+        self.opened = opened
+        self.member = GroupMember()
+        self.worker = ClockWorker(
+            Timekeeper(agreements),
+            self.member,  # type: ignore[arg-type]
+            producer=None,  # type: ignore[arg-type]
+            history_reader=Log({TopicPartition(SLA_EVENTS, 3): [(b"", raw) for raw in published]}, opened).reader,  # type: ignore[arg-type]
+            now=lambda: datetime.now(T0.tzinfo),
+            clocks=clocks,
+            changelog=ChangelogWriter(SLA_CLOCKS, TICKETS_EVENTS, self.store, clocks.record_of, lambda: None, None),  # type: ignore[arg-type]
+            standby=self.standby,
+        )
+
+    async def __aenter__(self) -> Harness:
+        async def follow() -> None:
+            await self.opened.wait()
+            await self.standby.run()
+
+        self._following = asyncio.create_task(follow())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._following.cancel()
+        await asyncio.gather(self._following, return_exceptions=True)
+        self.store.close()
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -132,13 +156,14 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
 def test_the_rebalance_goes_on_while_the_restore_waits_and_the_partition_resumes_at_its_checkpoint() -> None:
     async def story() -> None:
         opened = asyncio.Event()
-        worker, member, ticket_id = a_worker(opened)
-        worker.take_over({HELD})  # what the rebalance callback does: it returns at once, the restore not begun
-        assert member.paused == {HELD} and not member.sought and not worker.ready
-        opened.set()
-        await until(lambda: not member.paused)
-        assert member.sought == {HELD: CHECKPOINT.tickets_offset}
-        assert worker.timekeeper.ticket(ticket_id) is not None
+        async with Harness(opened) as harness:
+            worker, member = harness.worker, harness.member
+            worker.take_over({HELD})  # what the rebalance callback does: it returns at once, the restore not begun
+            assert member.paused == {HELD} and not member.sought and not worker.ready
+            opened.set()
+            await until(lambda: not member.paused)
+            assert member.sought == {HELD: CHECKPOINT}
+            assert worker.timekeeper.ticket(harness.ticket_id) is not None
 
     asyncio.run(story())
 
@@ -146,12 +171,13 @@ def test_the_rebalance_goes_on_while_the_restore_waits_and_the_partition_resumes
 def test_a_partition_taken_away_during_its_take_over_is_left_alone() -> None:
     async def story() -> None:
         opened = asyncio.Event()
-        worker, member, ticket_id = a_worker(opened)
-        worker.take_over({HELD})
-        worker.give_up({HELD})
-        opened.set()
-        await until(lambda: not worker._taking_over)
-        assert member.sought == {} and worker.timekeeper.ticket(ticket_id) is None
+        async with Harness(opened) as harness:
+            worker, member = harness.worker, harness.member
+            worker.take_over({HELD})
+            worker.give_up({HELD})
+            opened.set()
+            await until(lambda: not worker._taking_over)
+            assert member.sought == {} and worker.timekeeper.ticket(harness.ticket_id) is None
 
     asyncio.run(story())
 
@@ -159,15 +185,16 @@ def test_a_partition_taken_away_during_its_take_over_is_left_alone() -> None:
 def test_a_partition_taken_away_and_given_back_is_restored_once_by_its_last_take_over() -> None:
     async def story() -> None:
         opened = asyncio.Event()
-        worker, member, ticket_id = a_worker(opened)
-        worker.take_over({HELD})
-        worker.give_up({HELD})
-        worker.take_over({HELD})
-        assert member.paused == {HELD}
-        opened.set()
-        await until(lambda: not worker._taking_over)
-        assert member.sought == {HELD: CHECKPOINT.tickets_offset} and not member.paused
-        assert len(worker.timekeeper) == 1 and worker.timekeeper.ticket(ticket_id) is not None
+        async with Harness(opened) as harness:
+            worker, member = harness.worker, harness.member
+            worker.take_over({HELD})
+            worker.give_up({HELD})
+            worker.take_over({HELD})
+            assert member.paused == {HELD}
+            opened.set()
+            await until(lambda: not worker._taking_over)
+            assert member.sought == {HELD: CHECKPOINT} and not member.paused
+            assert len(worker.timekeeper) == 1 and worker.timekeeper.ticket(harness.ticket_id) is not None
 
     asyncio.run(story())
 
@@ -180,9 +207,9 @@ def test_what_is_not_an_sla_event_in_sla_events_does_not_stop_a_take_over() -> N
         poison = [b"{not json", b"[]", b'{"event_id": 7}', b"\xff", b""]
         opened = asyncio.Event()
         opened.set()
-        worker, member, _ = a_worker(opened, published=[*poison, encode_event(ours)])
-        worker.take_over({HELD})
-        await until(lambda: not member.paused)
-        assert worker._published_before == {ours.event_id}
+        async with Harness(opened, published=[*poison, encode_event(ours)]) as harness:
+            harness.worker.take_over({HELD})
+            await until(lambda: not harness.member.paused)
+            assert harness.worker._published_before == {ours.event_id}
 
     asyncio.run(story())

@@ -9,9 +9,15 @@ A restore resumes the input at the header of each partition's last record. Resum
 harmless, since applying an input message twice leaves a store as it was (the service's apply skips what it
 holds), so a record may carry state newer than its header says.
 
+A store may also record how far it is in other topics, partitioned as the input (sla: the sla.events it published):
+each of those is carried the same way, in a header `applied <topic>`.
+
 One writer per partition: the replica owning it (the service's own ownership scheme says which). On taking a
 partition over, the writer first reads where the changelog stops and marks every key the input changed since then,
 so whatever a previous owner applied but did not get into the changelog (killed in between) gets in now.
+
+A standby (`Standby`) keeps a store warm for the partitions another replica owns: it follows their changelog into
+the store, each partition's read position written with what it read, so that taking one over reads only the tail.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 from prometheus_client import Counter
 
 from .kafka import header, partitions_of, records_to_end
@@ -39,39 +46,59 @@ RECORDS_RESTORED = Counter(
     "ticketstream_changelog_records_restored_total", "Records restored from changelogs", ["topic"]
 )
 
-#: Puts a changelog record's key and value into a write of the store.
-Restore = Callable[[Changes, bytes, bytes], None]
+#: Puts a changelog record (partition, key, value) into a write of the store.
+Restore = Callable[[Changes, int, bytes, bytes], None]
 #: The changelog record of a key as the store holds it now, or None if the store does not hold it.
 RecordOf = Callable[[bytes], bytes | None]
 
 
-async def restore(consumer: AIOKafkaConsumer, changelog: str, source: str, store: LocalStore, put: Restore) -> int:
+def _header_name(topic: str, source: str) -> str:
+    return APPLIED_HEADER if topic == source else f"{APPLIED_HEADER} {topic}"
+
+
+def _covered_by(record: ConsumerRecord, topics: Iterable[str], source: str) -> dict[str, int]:
+    """The offsets a changelog record says its partition of each topic is covered to (those it names)."""
+    covered = {}
+    for topic in topics:
+        if (applied := header(record, _header_name(topic, source))) is not None:
+            covered[topic] = int(applied)
+    return covered
+
+
+async def restore(
+    consumer: AIOKafkaConsumer,
+    changelog: str,
+    source: str,
+    store: LocalStore,
+    put: Restore,
+    also: tuple[str, ...] = (),
+) -> int:
     """Rebuild `store` from `changelog` read to its end, and note how far each partition of `source` it covers.
 
     `consumer` is started and in no group. The store is marked restored only at the end: an interrupted restore
     starts again from the beginning, never from the middle of a compacted topic (whose order is not the input's)."""
     partitions = await partitions_of(consumer, changelog)
-    covered: dict[int, int] = {}
+    covered: dict[tuple[str, int], int] = {}
     changes, restored = Changes(), 0
     async for record in records_to_end(consumer, dict.fromkeys(partitions)):
         if record.key is None or record.value is None:
             continue
-        applied = header(record, APPLIED_HEADER)
-        if applied is not None:
-            covered[record.partition] = int(applied)
+        for topic, offset in _covered_by(record, (source, *also), source).items():
+            covered[topic, record.partition] = offset
         if record.key == PROGRESS_KEY:
             continue
-        put(changes, record.key, record.value)
+        put(changes, record.partition, record.key, record.value)
         restored += 1
         if len(changes) >= 10_000:
             store.write(changes)
             changes = Changes()
-    for partition, offset in covered.items():
-        changes.applied(source, partition, offset)
+    for (topic, partition), offset in covered.items():
+        changes.applied(topic, partition, offset)
     changes.restored()
     store.write(changes)
     RECORDS_RESTORED.labels(changelog).inc(restored)
-    log.info("restored the local store", extra={"changelog": changelog, "records": restored, "covers": covered})
+    covers = {topic: {p: offset for (t, p), offset in covered.items() if t == topic} for topic in (source, *also)}
+    log.info("restored the local store", extra={"changelog": changelog, "records": restored, "covers": covers})
     return restored
 
 
@@ -86,9 +113,11 @@ class ChangelogWriter:
         record_of: RecordOf,
         producer: Callable[[], AIOKafkaProducer | None],
         reader: Callable[[], Awaitable[AIOKafkaConsumer]],
+        also: tuple[str, ...] = (),
     ) -> None:
         self._changelog = changelog
         self._source = source
+        self._topics = (source, *also)
         self._store = store
         self._record_of = record_of
         self._producer = producer
@@ -97,8 +126,9 @@ class ChangelogWriter:
         self._dirty: dict[int, set[bytes]] = {}
         self._writable: set[int] = set()
         self._to_take: set[int] = set()
-        #: Per writable partition, how far the input is in the changelog: what the next records' header says.
-        self._covered: dict[int, int] = {}
+        #: Per writable partition, how far each topic is in the changelog: what the next records' headers say.
+        self._covered: dict[int, dict[str, int]] = {}
+        self._flushing = asyncio.Lock()
 
     def changed(self, partition: int, keys: Iterable[bytes]) -> None:
         """Keys the store has just applied changes to (called after the store's write)."""
@@ -131,7 +161,8 @@ class ChangelogWriter:
     async def _catch_up(self, taken: list[int]) -> None:
         reader = await self._reader()
         try:
-            since = await _last_applied(reader, self._changelog, taken)
+            last = await _last_covered(reader, self._changelog, taken, self._topics, self._source)
+            since = {p: last[p].get(self._source) for p in taken}
             async for record in records_to_end(reader, {TopicPartition(self._source, p): since[p] for p in taken}):
                 if record.key is not None and record.partition in self._dirty:
                     self._dirty[record.partition].add(record.key)
@@ -140,25 +171,37 @@ class ChangelogWriter:
         for partition in taken:
             if partition in self._dirty:
                 self._writable.add(partition)
-                self._covered[partition] = since[partition] or 0
+                self._covered[partition] = {topic: last[partition].get(topic, 0) for topic in self._topics}
         log.info("writing the changelog", extra={"changelog": self._changelog, "partitions": taken, "from": since})
+
+    async def written(self) -> None:
+        """Return once no flush is under way: after `give_up`, nothing more of those partitions reaches Kafka from
+        here, so their new owner reads where their changelog ends without a record of this one landing later."""
+        async with self._flushing:
+            pass
 
     async def flush(self) -> None:
         """Write what is dirty in the writable partitions, and return once Kafka has it."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         producer = self._producer()
         if producer is None or not self._store.is_restored:
             # while the store restores, its offsets are not yet the changelog's: a record written now would say it
             # covers less than the changelog does, and a later restore would read the input from further back
             return
-        applied = self._store.applied(self._source)  # read before the records: they are at least this recent
+        # read before the records: they are at least this recent
+        applied = {topic: self._store.applied(topic) for topic in self._topics}
         for partition in list(self._writable):
             if partition not in self._writable:
                 continue  # given up while an earlier partition was written
             keys, self._dirty[partition] = self._dirty[partition], set()
             # The records say what the last complete flush covered, not this one: if this one is cut short (the
             # partition is given up, the process dies), the changelog's last record still tells the truth.
-            headers = [(APPLIED_HEADER, str(self._covered[partition]).encode())]
-            sends: list[asyncio.Future[object]] = []
+            headers = self._headers(self._covered[partition])
+            sends: list[asyncio.Future[RecordMetadata]] = []
+            written = -1
             for key in keys:
                 if partition not in self._writable:
                     break  # given up meanwhile: its new writer marks what this one leaves
@@ -168,34 +211,150 @@ class ChangelogWriter:
                         await producer.send(self._changelog, value, key=key, partition=partition, headers=headers)
                     )
                 if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
-                    await self._acknowledged(sends)
-            await self._acknowledged(sends)
-            reached = applied.get(partition, 0)
-            if partition in self._writable and reached > self._covered[partition]:
-                self._covered[partition] = reached
-                # Progress without a change to any key (events that changed nothing, or all written above) would
-                # otherwise never reach the changelog: a restore would read the input from much further back.
-                marker = [(APPLIED_HEADER, str(reached).encode())]
-                await producer.send_and_wait(
-                    self._changelog, b"", key=PROGRESS_KEY, partition=partition, headers=marker
-                )
+                    written = max(written, await self._acknowledged(sends))
+            written = max(written, await self._acknowledged(sends))
+            if partition in self._writable:
+                covered = self._covered[partition]
+                reached = {topic: max(applied[topic].get(partition, 0), covered[topic]) for topic in self._topics}
+                if reached != covered:
+                    self._covered[partition] = reached
+                    # Progress without a change to any key (events that changed nothing, or all written above)
+                    # would otherwise never reach the changelog: a restore would read the input from further back.
+                    marked = await producer.send_and_wait(
+                        self._changelog, b"", key=PROGRESS_KEY, partition=partition, headers=self._headers(reached)
+                    )
+                    written = max(written, marked.offset)
+            if written >= 0:
+                # The store holds at least what it wrote: were it to follow this partition again (given up, or
+                # restarted), it reads on from here, not its own records since it took the partition.
+                position = Changes()
+                position.applied(self._changelog, partition, written + 1)
+                self._store.write(position)
 
-    async def _acknowledged(self, sends: list[asyncio.Future[object]]) -> None:
-        await asyncio.gather(*sends)
+    def _headers(self, covered: dict[str, int]) -> list[tuple[str, bytes]]:
+        return [(_header_name(topic, self._source), str(offset).encode()) for topic, offset in covered.items()]
+
+    async def _acknowledged(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
+        """Wait for `sends` (emptied); the highest offset they were written at, -1 for none."""
+        written = max((metadata.offset for metadata in await asyncio.gather(*sends)), default=-1)
         RECORDS_WRITTEN.labels(self._changelog).inc(len(sends))
         sends.clear()
+        return written
 
 
-async def _last_applied(consumer: AIOKafkaConsumer, changelog: str, partitions: list[int]) -> dict[int, int | None]:
-    """Per partition, the `applied` header of the changelog's last record (None: from the input's beginning)."""
+async def _last_covered(
+    consumer: AIOKafkaConsumer, changelog: str, partitions: list[int], topics: tuple[str, ...], source: str
+) -> dict[int, dict[str, int]]:
+    """Per partition, the offsets the changelog's last record says are covered (none: from the beginning)."""
     tps = [TopicPartition(changelog, p) for p in partitions]
     ends = await consumer.end_offsets(tps)
-    since: dict[int, int | None] = {p: None for p in partitions}
+    covered: dict[int, dict[str, int]] = {p: {} for p in partitions}
     last = {tp: end - 1 for tp, end in ends.items() if end > 0}
     if not last:
-        return since
+        return covered
     async for record in records_to_end(consumer, last):
         if record.offset == last[TopicPartition(changelog, record.partition)]:
-            applied = header(record, APPLIED_HEADER)
-            since[record.partition] = int(applied) if applied is not None else None
-    return since
+            covered[record.partition] = _covered_by(record, topics, source)
+    return covered
+
+
+class Standby:
+    """Follows the changelog of the partitions this replica does not own into its store, so that one taken over after
+    its owner died (or moved) is read from the local disk and only the changelog's tail from Kafka (Kafka Streams'
+    standby replicas). With a new store it reads every partition from the beginning: a new machine's restore.
+
+    Each batch of records is written with the position it reached, in one atomic write: a restart resumes where it
+    stopped. A compacted topic may be resumed anywhere, because compaction keeps every key's latest record. The
+    records' headers become the store's position in the input (and the other covered topics): its owner's replay
+    starts there."""
+
+    def __init__(
+        self,
+        changelog: str,
+        source: str,
+        store: LocalStore,
+        put: Restore,
+        consumer: AIOKafkaConsumer,
+        also: tuple[str, ...] = (),
+    ) -> None:
+        self._changelog = changelog
+        self._source = source
+        self._topics = (source, *also)
+        self._store = store
+        self._put = put
+        self._consumer = consumer  # started, in no group: this task's alone
+        self._followed: set[int] = set()
+        #: Partitions a take-over waits for: the end of the changelog to reach, and who is waiting.
+        self._handing_over: dict[int, tuple[int, asyncio.Future[None]]] = {}
+        self._started = asyncio.Event()
+
+    async def run(self) -> None:
+        positions = self._store.applied(self._changelog)
+        tps = await partitions_of(self._consumer, self._changelog)
+        self._consumer.assign(tps)
+        beginnings = await self._consumer.beginning_offsets(tps)
+        for tp in tps:
+            self._consumer.seek(tp, max(positions.get(tp.partition, 0), beginnings[tp]))
+            self._followed.add(tp.partition)
+        self._started.set()
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
+            changes = Changes()
+            for tp, records in fetched.items():
+                if tp.partition not in self._followed:
+                    continue  # owned since the fetch: its owner writes its state
+                for record in records:
+                    self._apply(changes, record)
+                changes.applied(self._changelog, tp.partition, records[-1].offset + 1)
+            self._store.write(changes)
+            RECORDS_RESTORED.labels(self._changelog).inc(sum(len(records) for records in fetched.values()))
+            await self._hand_over_those_read()
+
+    def _apply(self, changes: Changes, record: ConsumerRecord) -> None:
+        if record.key is None or record.value is None:
+            return
+        for topic, offset in _covered_by(record, self._topics, self._source).items():
+            changes.applied(topic, record.partition, offset)
+        if record.key != PROGRESS_KEY:
+            self._put(changes, record.partition, record.key, record.value)
+
+    async def _hand_over_those_read(self) -> None:
+        if not self._handing_over:
+            return
+        for partition, (end, waiting) in list(self._handing_over.items()):
+            tp = TopicPartition(self._changelog, partition)
+            if partition in self._followed and await self._consumer.position(tp) < end:
+                continue
+            if self._handing_over.get(partition, (None, None))[1] is not waiting:
+                continue  # handed over meanwhile, or asked again
+            del self._handing_over[partition]
+            self._followed.discard(partition)
+            self._consumer.pause(tp)
+            if not waiting.done():
+                waiting.set_result(None)
+
+    async def hand_over(self, partitions: Iterable[int]) -> None:
+        """Stop following `partitions` once the store holds their changelog to the end it has now: the caller
+        becomes their owner, and their state (and position in the input) is the store's."""
+        await self._started.wait()
+        tps = [TopicPartition(self._changelog, p) for p in partitions]
+        ends = await self._consumer.end_offsets(tps)
+        waits = []
+        for tp in tps:
+            waiting = asyncio.get_running_loop().create_future()
+            self._handing_over[tp.partition] = (ends[tp], waiting)
+            waits.append(waiting)
+        await asyncio.gather(*waits)
+
+    def follow(self, partitions: Iterable[int]) -> None:
+        """Partitions given up: follow their changelog again, from where this store last read it (their new owner
+        writes what this replica had not, or what it changes next)."""
+        for partition in partitions:
+            if (handing := self._handing_over.pop(partition, None)) is not None and not handing[1].done():
+                handing[1].set_result(None)  # its take-over finds the partition gone and leaves it alone
+            if not self._started.is_set() or partition in self._followed:
+                continue  # run follows every partition from the start
+            tp = TopicPartition(self._changelog, partition)
+            self._followed.add(partition)
+            self._consumer.seek(tp, self._store.applied(self._changelog).get(partition, 0))
+            self._consumer.resume(tp)

@@ -50,6 +50,9 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
         self.holders = {int(partition): address for partition, address in json.loads(assignment.user_data).items()}
 
+    def holds_here(self, partition: int) -> bool:
+        return self.holders.get(partition) == self.address
+
     def holder(self, partition: int) -> str | None:
         """The address of the replica holding `partition`, if it is another one."""
         address = self.holders.get(partition)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 _APPLIED = b"\x00applied\x00"
 _RESTORED = b"\x00restored"
+#: How often written state is flushed to disk: a process killed loses at most about this much of its store (its
+#: writes skip the write-ahead log), which it then reads again from its inputs or its changelog.
+FLUSH_EVERY_S = 5.0
 
 
 class Changes:
@@ -65,6 +69,7 @@ class LocalStore:
         self.path = Path(tempfile.mkdtemp(prefix="ticketstream-store-")) if path is None else path
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
+        self._flushed_at = time.monotonic()
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
@@ -115,6 +120,9 @@ class LocalStore:
     def write(self, changes: Changes) -> None:
         if len(changes):
             self._db.write(changes._batch)
+            if (now := time.monotonic()) - self._flushed_at >= FLUSH_EVERY_S:
+                self._flushed_at = now
+                self._db.flush(wait=False)
 
     def clear(self) -> None:
         """Empty the store: what it held belongs to no log this service reads (see store_belongs_to)."""

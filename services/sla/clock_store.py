@@ -1,0 +1,75 @@
+"""The sla worker's state on local disk: every ticket's clocks as their snapshot (snapshots.py), an index of the
+tickets whose clocks still run or wait (the hot set, what a worker holds in memory), and how far each partition of
+tickets.events and sla.events the clocks reflect, written atomically with them (runtime/store.py).
+
+Its changelog is sla.clocks (runtime/changelog.py): keyed by ticket, a snapshot per record, partitioned as
+tickets.events. The other replicas follow it into their own stores as standbys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from ticketstream_shared.runtime.store import Changes, LocalStore
+
+from . import snapshots
+from .agreements import Agreements
+from .clocks import ClockStatus, TicketClocks
+
+_CLOCKS, _HOT = b"c|", b"h|"
+#: Clocks that may still raise an alarm or be re-timed by a configuration change.
+_LIVE = frozenset({ClockStatus.RUNNING, ClockStatus.PAUSED})
+_LIVE_VALUES = frozenset(status.value for status in _LIVE)
+
+
+def is_settled(state: TicketClocks) -> bool:
+    """Whether no clock of the ticket can change without a new ticket event (a reopen): it need not be in memory."""
+    return not any(clock.status in _LIVE for clock in state.clocks)
+
+
+class ClockStore:
+    def __init__(self, store: LocalStore, agreements: Agreements) -> None:
+        self.store = store
+        self._agreements = agreements
+        #: Terms already restored, shared by the clocks of tickets alike (snapshots.TermsSeen).
+        self._terms_seen: snapshots.TermsSeen = {}
+
+    def save(self, changes: Changes, partition: int, state: TicketClocks) -> bytes:
+        """Add a ticket's clocks to `changes`; returns its key (the changelog's)."""
+        key = state.ticket_id.encode()
+        changes.put(_CLOCKS + key, snapshots.encode(state))
+        self._index(changes, partition, key, not is_settled(state))
+        return key
+
+    def restore(self, changes: Changes, partition: int, key: bytes, record: bytes) -> None:
+        """A record of sla.clocks into `changes` (a restore or a standby). Whether the ticket is hot is read from the
+        record's clock statuses, not by decoding its terms: a standby follows every record its owner writes."""
+        changes.put(_CLOCKS + key, record)
+        clocks = json.loads(record)["clocks"]
+        self._index(changes, partition, key, any(clock["status"] in _LIVE_VALUES for clock in clocks))
+
+    def _index(self, changes: Changes, partition: int, key: bytes, hot: bool) -> None:
+        if hot:
+            changes.put(_hot_prefix(partition) + key, b"")
+        else:
+            changes.delete(_hot_prefix(partition) + key)
+
+    def record_of(self, key: bytes) -> bytes | None:
+        return self.store.get(_CLOCKS + key)
+
+    def load(self, ticket_id: str) -> TicketClocks | None:
+        """A ticket's clocks as last saved, or None if it has none here. Raises snapshots.UnreadableSnapshot."""
+        raw = self.store.get(_CLOCKS + ticket_id.encode())
+        return None if raw is None else snapshots.decode(raw, self._agreements, self._terms_seen)
+
+    def hot(self, partition: int) -> Iterator[TicketClocks]:
+        """The clocks of the partition's tickets that still run or wait. Raises snapshots.UnreadableSnapshot."""
+        prefix = _hot_prefix(partition)
+        for key, _ in self.store.scan(prefix, prefix):
+            if (state := self.load(key[len(prefix) :].decode())) is not None:
+                yield state
+
+
+def _hot_prefix(partition: int) -> bytes:
+    return _HOT + b"%05d|" % partition
