@@ -207,9 +207,14 @@ class ClockWorker:
         """How long the next fetch may wait: until the next alarm, unless no alarm is to be raised now. While a
         partition is being restored or replayed, alarms wait (some restored ones are already past due), and the
         fetch must wait too: a fetch without a wait returns without yielding to the event loop, and the loop would
-        then spin without ever letting the take-over (a task beside it) go on."""
+        then spin without ever letting the take-over (a task beside it) go on. Partitions waiting for their catch-up
+        (one per turn, a turn for each) do not wait."""
         due = self.timekeeper.next_due
-        if due is None or self._rebuild_until or self._preparing:
+        if self._rebuild_until or self._preparing:
+            return int(IDLE_WAIT_S * 1000)
+        if self._catch_up_due:
+            return 0
+        if due is None:
             return int(IDLE_WAIT_S * 1000)
         return int(min(max((due - self._now()).total_seconds(), 0), IDLE_WAIT_S) * 1000)
 
