@@ -36,7 +36,7 @@ from .ledger import TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
 from .settings import IntakeSettings
-from .ticket_store import TicketStore
+from .ticket_store import CHANGELOG, TicketStore
 
 
 def utc_now() -> datetime:
@@ -63,9 +63,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             lambda: make_consumer(settings, group_id=None, client_id="intake-changelog"), "changelog reader"
         )
 
-    changelog = ChangelogWriter(
-        INTAKE_TICKETS, TICKETS_EVENTS, store, tickets.record, lambda: event_log.producer, a_reader
-    )
+    changelog = ChangelogWriter(CHANGELOG, store, tickets.record, lambda: event_log.producer, a_reader)
     ownership = Ownership(positions, log_end, changelog)
     bus = CommandBus(ledger, ownership)
     desk = Desk(ledger, bus)
@@ -108,7 +106,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         if not await store_belongs_to(consumer, TICKETS_EVENTS, store):
             store.clear()
         if not store.is_restored:  # a new machine (or an interrupted restore): the changelog, not the history
-            await restore(consumer, INTAKE_TICKETS, TICKETS_EVENTS, store, tickets.restore)
+            await restore(consumer, CHANGELOG, store, tickets.restore)
         store_opened.set()
         await follow(consumer, TICKETS_EVENTS, store, ledger.apply, ledger.caught_up, positions, changelog.changed)
 

@@ -31,7 +31,8 @@ from ticketstream_shared.contract import (
     decode_event,
     encode,
 )
-from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
+from ticketstream_shared.runtime.changelog import Changelog
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 from .domain import Ticket, fold
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 _EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT = b"t|", b"s|", b"w|", b"i|", b"n|"
 #: Request keys' records are kept as idempotency.RequestKeys writes them, under this prefix, and changelogged as such.
 REQUEST_KEYS = b"k|"
+#: The store's changelog: a record per ticket (and per request key), partitioned as tickets.events.
+CHANGELOG = Changelog(INTAKE_TICKETS, TICKETS_EVENTS)
 _SEP = b"\x00"
 
 

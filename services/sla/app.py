@@ -29,7 +29,7 @@ from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .agreements import Agreements
-from .clock_store import ClockStore
+from .clock_store import CHANGELOG, ClockStore
 from .config_log import sla_config_log
 from .history import TicketHistory
 from .settings import SlaSettings
@@ -55,9 +55,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             lambda: make_consumer(settings, group_id=None, client_id="sla-changelog"), "changelog reader"
         )
 
-    changelog = ChangelogWriter(
-        SLA_CLOCKS, TICKETS_EVENTS, store, clocks.record_of, lambda: config_log.producer, a_reader, also=(SLA_EVENTS,)
-    )
+    changelog = ChangelogWriter(CHANGELOG, store, clocks.record_of, lambda: config_log.producer, a_reader)
 
     async def open_store(reader: AIOKafkaConsumer) -> None:
         await wait_for_topics(reader, [TICKETS_EVENTS, SLA_EVENTS, SLA_CLOCKS])
@@ -84,7 +82,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             lambda: make_consumer(settings, group_id=None, client_id="sla-standby"), "standby reader"
         )
         await open_store(standby_reader)
-        standby = Standby(SLA_CLOCKS, TICKETS_EVENTS, store, clocks.restore, standby_reader, also=(SLA_EVENTS,))
+        standby = Standby(CHANGELOG, store, clocks.restore, standby_reader)
         config_log.producer = producer
         config_reader = await start_when_reachable(
             lambda: make_consumer(settings, group_id=None, client_id="sla-config"), "config reader"

@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
+from ticketstream_shared.runtime.changelog import Changelog
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 from . import snapshots
 from .agreements import Agreements
 from .clocks import ClockStatus, TicketClocks
 
+#: The store's changelog: a record per ticket, partitioned as tickets.events, whose headers also say how far the
+#: sla events published are reflected.
+CHANGELOG = Changelog(SLA_CLOCKS, TICKETS_EVENTS, also=(SLA_EVENTS,))
 _CLOCKS, _HOT = b"c|", b"h|"
 #: Clocks that may still raise an alarm or be re-timed by a configuration change.
 _LIVE = frozenset({ClockStatus.RUNNING, ClockStatus.PAUSED})

@@ -8,8 +8,17 @@ import pytest
 
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, until
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
-from ticketstream_shared.runtime.changelog import APPLIED_HEADER, PROGRESS_KEY, ChangelogWriter, restore
+from ticketstream_shared.runtime.changelog import (
+    APPLIED_HEADER,
+    PROGRESS_KEY,
+    Changelog,
+    ChangelogWriter,
+    Standby,
+    restore,
+)
 from ticketstream_shared.runtime.store import Changes, LocalStore
+
+CHANGELOG = Changelog(INTAKE_TICKETS, TICKETS_EVENTS)
 
 
 @pytest.fixture
@@ -47,14 +56,14 @@ def test_a_restore_keeps_the_latest_record_of_each_key_and_resumes_the_input_at_
     def keep(changes, partition, key, value):
         changes.put(b"v|" + key, value)
 
-    restored = asyncio.run(restore(FakeConsumer(broker), INTAKE_TICKETS, TICKETS_EVENTS, store, keep))
+    restored = asyncio.run(restore(FakeConsumer(broker), CHANGELOG, store, keep))
     assert restored == 4 and store.is_restored
     assert [store.get(b"v|" + key) for key in (b"t-1", b"t-2", b"t-3")] == [b"latest", b"only", b"other"]
     assert store.applied(TICKETS_EVENTS) == {0: 5, 3: 9} and store.get(b"v|" + PROGRESS_KEY) is None
 
 
 def test_an_empty_changelog_restores_an_empty_store_that_reads_the_input_from_the_beginning(store):
-    asyncio.run(restore(FakeConsumer(FakeBroker()), INTAKE_TICKETS, TICKETS_EVENTS, store, lambda *_: None))
+    asyncio.run(restore(FakeConsumer(FakeBroker()), CHANGELOG, store, lambda *_: None))
     assert store.is_restored and store.applied(TICKETS_EVENTS) == {}
 
 
@@ -63,7 +72,7 @@ def a_writer(broker, store):
         return FakeConsumer(broker)
 
     producer = FakeProducer(broker)
-    return ChangelogWriter(INTAKE_TICKETS, TICKETS_EVENTS, store, lambda key: store.get(b"v|" + key),
+    return ChangelogWriter(CHANGELOG, store, lambda key: store.get(b"v|" + key),
                            lambda: producer, reader)  # fmt: skip
 
 
@@ -138,7 +147,7 @@ def test_a_partition_given_up_while_another_is_written_is_skipped(store):
         async def reader():
             return FakeConsumer(broker)
 
-        writer = ChangelogWriter(INTAKE_TICKETS, TICKETS_EVENTS, store, lambda key: store.get(b"v|" + key),
+        writer = ChangelogWriter(CHANGELOG, store, lambda key: store.get(b"v|" + key),
                                  lambda: producer, reader)  # fmt: skip
         writer.take([1, 2])
         await writer._catch_up([1, 2])
@@ -153,5 +162,50 @@ def test_a_partition_given_up_while_another_is_written_is_skipped(store):
         producer.acknowledge()
         await asyncio.wait_for(flushing, 5)
         assert [key for key, _, _ in written(broker, 1)] == [b"t-1"] and written(broker, 2) == []
+
+    asyncio.run(story())
+
+
+def test_a_standby_follows_the_changelog_and_hands_a_partition_over_once_it_holds_its_end(store):
+    """What a standby reads lands in the store with the positions it reached and the headers' input offsets; a
+    partition handed over is no longer applied (its owner writes it), and given up it is followed on from there."""
+    broker = FakeBroker()
+    changelogged(broker, b"t-1", b"one", partition=1, applied=3)
+    changelogged(broker, b"t-2", b"two", partition=2, applied=5)
+
+    def keep(changes, partition, key, value):
+        changes.put(b"v|" + key, value)
+
+    async def story():
+        standby = Standby(CHANGELOG, store, keep, FakeConsumer(broker))
+        following = asyncio.create_task(standby.run())
+        await until(lambda: store.get(b"v|t-2") == b"two")
+        assert store.applied(TICKETS_EVENTS) == {1: 3, 2: 5} and store.applied(INTAKE_TICKETS) == {1: 1, 2: 1}
+
+        changelogged(broker, b"t-1", b"one v2", partition=1, applied=4)  # its owner's last record before it died
+        await asyncio.wait_for(standby.hand_over([1]), 5)
+        assert store.get(b"v|t-1") == b"one v2" and store.applied(TICKETS_EVENTS)[1] == 4
+
+        changelogged(broker, b"t-1", b"written while owned here", partition=1, applied=9)
+        changelogged(broker, b"t-2", b"two v2", partition=2, applied=6)
+        await until(lambda: store.get(b"v|t-2") == b"two v2")
+        assert store.get(b"v|t-1") == b"one v2", "a partition owned here is its owner's to write"
+
+        standby.follow([1])  # given up: followed on from where this store last read it
+        await until(lambda: store.get(b"v|t-1") == b"written while owned here")
+        assert store.applied(TICKETS_EVENTS) == {1: 9, 2: 6}
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+        # A restart resumes at the positions written with what was read, not at the changelog's beginning.
+        overwritten = Changes()
+        overwritten.put(b"v|t-2", b"newer here")
+        store.write(overwritten)
+        changelogged(broker, b"t-3", b"three", partition=2, applied=7)
+        again = asyncio.create_task(Standby(CHANGELOG, store, keep, FakeConsumer(broker)).run())
+        await until(lambda: store.get(b"v|t-3") == b"three")
+        assert store.get(b"v|t-2") == b"newer here"
+        again.cancel()
+        await asyncio.gather(again, return_exceptions=True)
 
     asyncio.run(story())

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from sla.agreements import Agreements
-from sla.clock_store import ClockStore
+from sla.clock_store import CHANGELOG, ClockStore
 from sla.snapshots import encode
 from sla.timekeeper import Timekeeper
 from sla.worker import ClockWorker
@@ -116,9 +116,7 @@ class Harness:
         self.store = LocalStore(None)
         agreements = Agreements.with_defaults()
         clocks = ClockStore(self.store, agreements)
-        self.standby = Standby(
-            SLA_CLOCKS, TICKETS_EVENTS, self.store, clocks.restore, FakeConsumer(broker), also=(SLA_EVENTS,)
-        )
+        self.standby = Standby(CHANGELOG, self.store, clocks.restore, FakeConsumer(broker))
         self.opened = opened
         self.member = GroupMember()
         self.worker = ClockWorker(
@@ -128,7 +126,7 @@ class Harness:
             history_reader=Log({TopicPartition(SLA_EVENTS, 3): [(b"", raw) for raw in published]}, opened).reader,  # type: ignore[arg-type]
             now=lambda: datetime.now(T0.tzinfo),
             clocks=clocks,
-            changelog=ChangelogWriter(SLA_CLOCKS, TICKETS_EVENTS, self.store, clocks.record_of, lambda: None, None),  # type: ignore[arg-type]
+            changelog=ChangelogWriter(CHANGELOG, self.store, clocks.record_of, lambda: None, None),  # type: ignore[arg-type]
             standby=self.standby,
         )
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
@@ -52,38 +53,47 @@ Restore = Callable[[Changes, int, bytes, bytes], None]
 RecordOf = Callable[[bytes], bytes | None]
 
 
-def _header_name(topic: str, source: str) -> str:
-    return APPLIED_HEADER if topic == source else f"{APPLIED_HEADER} {topic}"
+@dataclass(frozen=True)
+class Changelog:
+    """A store's changelog: its topic, the input it is partitioned as (whose keys a new writer marks), and the other
+    topics, partitioned alike, whose offsets its records' headers carry too."""
+
+    topic: str
+    source: str
+    also: tuple[str, ...] = ()
+
+    @property
+    def covered(self) -> tuple[str, ...]:
+        """Every topic whose offsets the headers carry."""
+        return (self.source, *self.also)
+
+    def headers(self, covered: dict[str, int]) -> list[tuple[str, bytes]]:
+        return [(self._header_name(topic), str(offset).encode()) for topic, offset in covered.items()]
+
+    def covered_by(self, record: ConsumerRecord) -> dict[str, int]:
+        """The offsets a record says its partition of each topic is covered to (those it names)."""
+        covered = {}
+        for topic in self.covered:
+            if (applied := header(record, self._header_name(topic))) is not None:
+                covered[topic] = int(applied)
+        return covered
+
+    def _header_name(self, topic: str) -> str:
+        return APPLIED_HEADER if topic == self.source else f"{APPLIED_HEADER} {topic}"
 
 
-def _covered_by(record: ConsumerRecord, topics: Iterable[str], source: str) -> dict[str, int]:
-    """The offsets a changelog record says its partition of each topic is covered to (those it names)."""
-    covered = {}
-    for topic in topics:
-        if (applied := header(record, _header_name(topic, source))) is not None:
-            covered[topic] = int(applied)
-    return covered
-
-
-async def restore(
-    consumer: AIOKafkaConsumer,
-    changelog: str,
-    source: str,
-    store: LocalStore,
-    put: Restore,
-    also: tuple[str, ...] = (),
-) -> int:
-    """Rebuild `store` from `changelog` read to its end, and note how far each partition of `source` it covers.
+async def restore(consumer: AIOKafkaConsumer, changelog: Changelog, store: LocalStore, put: Restore) -> int:
+    """Rebuild `store` from `changelog` read to its end, and note how far each partition of its inputs it covers.
 
     `consumer` is started and in no group. The store is marked restored only at the end: an interrupted restore
     starts again from the beginning, never from the middle of a compacted topic (whose order is not the input's)."""
-    partitions = await partitions_of(consumer, changelog)
+    partitions = await partitions_of(consumer, changelog.topic)
     covered: dict[tuple[str, int], int] = {}
     changes, restored = Changes(), 0
     async for record in records_to_end(consumer, dict.fromkeys(partitions)):
         if record.key is None or record.value is None:
             continue
-        for topic, offset in _covered_by(record, (source, *also), source).items():
+        for topic, offset in changelog.covered_by(record).items():
             covered[topic, record.partition] = offset
         if record.key == PROGRESS_KEY:
             continue
@@ -96,9 +106,9 @@ async def restore(
         changes.applied(topic, partition, offset)
     changes.restored()
     store.write(changes)
-    RECORDS_RESTORED.labels(changelog).inc(restored)
-    covers = {topic: {p: offset for (t, p), offset in covered.items() if t == topic} for topic in (source, *also)}
-    log.info("restored the local store", extra={"changelog": changelog, "records": restored, "covers": covers})
+    RECORDS_RESTORED.labels(changelog.topic).inc(restored)
+    covers = {topic: {p: offset for (t, p), offset in covered.items() if t == topic} for topic in changelog.covered}
+    log.info("restored the local store", extra={"changelog": changelog.topic, "records": restored, "covers": covers})
     return restored
 
 
@@ -107,17 +117,13 @@ class ChangelogWriter:
 
     def __init__(
         self,
-        changelog: str,
-        source: str,
+        changelog: Changelog,
         store: LocalStore,
         record_of: RecordOf,
         producer: Callable[[], AIOKafkaProducer | None],
         reader: Callable[[], Awaitable[AIOKafkaConsumer]],
-        also: tuple[str, ...] = (),
     ) -> None:
         self._changelog = changelog
-        self._source = source
-        self._topics = (source, *also)
         self._store = store
         self._record_of = record_of
         self._producer = producer
@@ -161,9 +167,10 @@ class ChangelogWriter:
     async def _catch_up(self, taken: list[int]) -> None:
         reader = await self._reader()
         try:
-            last = await _last_covered(reader, self._changelog, taken, self._topics, self._source)
-            since = {p: last[p].get(self._source) for p in taken}
-            async for record in records_to_end(reader, {TopicPartition(self._source, p): since[p] for p in taken}):
+            last = await _last_covered(reader, self._changelog, taken)
+            source = self._changelog.source
+            since = {p: last[p].get(source) for p in taken}
+            async for record in records_to_end(reader, {TopicPartition(source, p): since[p] for p in taken}):
                 if record.key is not None and record.partition in self._dirty:
                     self._dirty[record.partition].add(record.key)
         finally:
@@ -171,8 +178,10 @@ class ChangelogWriter:
         for partition in taken:
             if partition in self._dirty:
                 self._writable.add(partition)
-                self._covered[partition] = {topic: last[partition].get(topic, 0) for topic in self._topics}
-        log.info("writing the changelog", extra={"changelog": self._changelog, "partitions": taken, "from": since})
+                self._covered[partition] = {topic: last[partition].get(topic, 0) for topic in self._changelog.covered}
+        log.info(
+            "writing the changelog", extra={"changelog": self._changelog.topic, "partitions": taken, "from": since}
+        )
 
     async def written(self) -> None:
         """Return once no flush is under way: after `give_up`, nothing more of those partitions reaches Kafka from
@@ -192,14 +201,14 @@ class ChangelogWriter:
             # covers less than the changelog does, and a later restore would read the input from further back
             return
         # read before the records: they are at least this recent
-        applied = {topic: self._store.applied(topic) for topic in self._topics}
+        applied = {topic: self._store.applied(topic) for topic in self._changelog.covered}
         for partition in list(self._writable):
             if partition not in self._writable:
                 continue  # given up while an earlier partition was written
             keys, self._dirty[partition] = self._dirty[partition], set()
             # The records say what the last complete flush covered, not this one: if this one is cut short (the
             # partition is given up, the process dies), the changelog's last record still tells the truth.
-            headers = self._headers(self._covered[partition])
+            headers = self._changelog.headers(self._covered[partition])
             sends: list[asyncio.Future[RecordMetadata]] = []
             written = -1
             for key in keys:
@@ -208,53 +217,54 @@ class ChangelogWriter:
                 value = self._record_of(key)
                 if value is not None:
                     sends.append(
-                        await producer.send(self._changelog, value, key=key, partition=partition, headers=headers)
+                        await producer.send(self._changelog.topic, value, key=key, partition=partition, headers=headers)
                     )
                 if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
                     written = max(written, await self._acknowledged(sends))
             written = max(written, await self._acknowledged(sends))
             if partition in self._writable:
                 covered = self._covered[partition]
-                reached = {topic: max(applied[topic].get(partition, 0), covered[topic]) for topic in self._topics}
+                reached = {t: max(applied[t].get(partition, 0), covered[t]) for t in self._changelog.covered}
                 if reached != covered:
                     self._covered[partition] = reached
                     # Progress without a change to any key (events that changed nothing, or all written above)
                     # would otherwise never reach the changelog: a restore would read the input from further back.
                     marked = await producer.send_and_wait(
-                        self._changelog, b"", key=PROGRESS_KEY, partition=partition, headers=self._headers(reached)
+                        self._changelog.topic,
+                        b"",
+                        key=PROGRESS_KEY,
+                        partition=partition,
+                        headers=self._changelog.headers(reached),
                     )
                     written = max(written, marked.offset)
             if written >= 0:
                 # The store holds at least what it wrote: were it to follow this partition again (given up, or
                 # restarted), it reads on from here, not its own records since it took the partition.
                 position = Changes()
-                position.applied(self._changelog, partition, written + 1)
+                position.applied(self._changelog.topic, partition, written + 1)
                 self._store.write(position)
-
-    def _headers(self, covered: dict[str, int]) -> list[tuple[str, bytes]]:
-        return [(_header_name(topic, self._source), str(offset).encode()) for topic, offset in covered.items()]
 
     async def _acknowledged(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
         """Wait for `sends` (emptied); the highest offset they were written at, -1 for none."""
         written = max((metadata.offset for metadata in await asyncio.gather(*sends)), default=-1)
-        RECORDS_WRITTEN.labels(self._changelog).inc(len(sends))
+        RECORDS_WRITTEN.labels(self._changelog.topic).inc(len(sends))
         sends.clear()
         return written
 
 
 async def _last_covered(
-    consumer: AIOKafkaConsumer, changelog: str, partitions: list[int], topics: tuple[str, ...], source: str
+    consumer: AIOKafkaConsumer, changelog: Changelog, partitions: list[int]
 ) -> dict[int, dict[str, int]]:
     """Per partition, the offsets the changelog's last record says are covered (none: from the beginning)."""
-    tps = [TopicPartition(changelog, p) for p in partitions]
+    tps = [TopicPartition(changelog.topic, p) for p in partitions]
     ends = await consumer.end_offsets(tps)
     covered: dict[int, dict[str, int]] = {p: {} for p in partitions}
     last = {tp: end - 1 for tp, end in ends.items() if end > 0}
     if not last:
         return covered
     async for record in records_to_end(consumer, last):
-        if record.offset == last[TopicPartition(changelog, record.partition)]:
-            covered[record.partition] = _covered_by(record, topics, source)
+        if record.offset == last[TopicPartition(changelog.topic, record.partition)]:
+            covered[record.partition] = changelog.covered_by(record)
     return covered
 
 
@@ -268,18 +278,9 @@ class Standby:
     records' headers become the store's position in the input (and the other covered topics): its owner's replay
     starts there."""
 
-    def __init__(
-        self,
-        changelog: str,
-        source: str,
-        store: LocalStore,
-        put: Restore,
-        consumer: AIOKafkaConsumer,
-        also: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, changelog: Changelog, store: LocalStore, put: Restore, consumer: AIOKafkaConsumer) -> None:
         self._changelog = changelog
-        self._source = source
-        self._topics = (source, *also)
+        self._topic = changelog.topic
         self._store = store
         self._put = put
         self._consumer = consumer  # started, in no group: this task's alone
@@ -289,8 +290,8 @@ class Standby:
         self._started = asyncio.Event()
 
     async def run(self) -> None:
-        positions = self._store.applied(self._changelog)
-        tps = await partitions_of(self._consumer, self._changelog)
+        positions = self._store.applied(self._topic)
+        tps = await partitions_of(self._consumer, self._topic)
         self._consumer.assign(tps)
         beginnings = await self._consumer.beginning_offsets(tps)
         for tp in tps:
@@ -305,15 +306,15 @@ class Standby:
                     continue  # owned since the fetch: its owner writes its state
                 for record in records:
                     self._apply(changes, record)
-                changes.applied(self._changelog, tp.partition, records[-1].offset + 1)
+                changes.applied(self._topic, tp.partition, records[-1].offset + 1)
             self._store.write(changes)
-            RECORDS_RESTORED.labels(self._changelog).inc(sum(len(records) for records in fetched.values()))
+            RECORDS_RESTORED.labels(self._topic).inc(sum(len(records) for records in fetched.values()))
             await self._hand_over_those_read()
 
     def _apply(self, changes: Changes, record: ConsumerRecord) -> None:
         if record.key is None or record.value is None:
             return
-        for topic, offset in _covered_by(record, self._topics, self._source).items():
+        for topic, offset in self._changelog.covered_by(record).items():
             changes.applied(topic, record.partition, offset)
         if record.key != PROGRESS_KEY:
             self._put(changes, record.partition, record.key, record.value)
@@ -322,7 +323,7 @@ class Standby:
         if not self._handing_over:
             return
         for partition, (end, waiting) in list(self._handing_over.items()):
-            tp = TopicPartition(self._changelog, partition)
+            tp = TopicPartition(self._topic, partition)
             if partition in self._followed and await self._consumer.position(tp) < end:
                 continue
             if self._handing_over.get(partition, (None, None))[1] is not waiting:
@@ -337,7 +338,7 @@ class Standby:
         """Stop following `partitions` once the store holds their changelog to the end it has now: the caller
         becomes their owner, and their state (and position in the input) is the store's."""
         await self._started.wait()
-        tps = [TopicPartition(self._changelog, p) for p in partitions]
+        tps = [TopicPartition(self._topic, p) for p in partitions]
         ends = await self._consumer.end_offsets(tps)
         waits = []
         for tp in tps:
@@ -354,7 +355,7 @@ class Standby:
                 handing[1].set_result(None)  # its take-over finds the partition gone and leaves it alone
             if not self._started.is_set() or partition in self._followed:
                 continue  # run follows every partition from the start
-            tp = TopicPartition(self._changelog, partition)
+            tp = TopicPartition(self._topic, partition)
             self._followed.add(partition)
-            self._consumer.seek(tp, self._store.applied(self._changelog).get(partition, 0))
+            self._consumer.seek(tp, self._store.applied(self._topic).get(partition, 0))
             self._consumer.resume(tp)
