@@ -450,9 +450,11 @@ class ClockWorker:
                 if event.event_id in self._published_before:
                     SUPPRESSED.inc()
                     continue
-                if TopicPartition(TICKETS_EVENTS, partition_of(event.ticket_id, TICKET_PARTITIONS)) not in self._held:
+                partition = partition_of(event.ticket_id, TICKET_PARTITIONS)  # the producer's, computed once
+                if TopicPartition(TICKETS_EVENTS, partition) not in self._held:
                     continue
-                sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=event.ticket_id.encode()))
+                key = event.ticket_id.encode()
+                sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=key, partition=partition))
                 PUBLISHED.labels(event.event_type).inc()
                 if event.event_type in ALARMS:
                     LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
