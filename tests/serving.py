@@ -3,6 +3,7 @@ the test process (so the test can reach into nothing but its URL), ready once /r
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +19,27 @@ from tests.polling import eventually
 @contextmanager
 def served(app: FastAPI, *, port: int | None = None, what: str = "the service", timeout_s: float = 60) -> Iterator[str]:
     """Serve `app` on `port` (a free one if None) and yield its base URL once /readyz says ready; on exit uvicorn
-    stops accepting and runs the app's lifespan shutdown (consumers leave their groups, producers flush)."""
+    stops accepting and runs the app's lifespan shutdown (consumers leave their groups, producers flush).
+
+    A service whose background work fails stops itself with a SIGTERM to its process (runtime/supervision.py): here
+    that is the test process, which would die without a word, its run with it. Meanwhile a SIGTERM stops the
+    services served instead, and the test fails on exit, its captured log showing why."""
     if port is None:
         (port,) = free_ports(1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
+    stopped_itself = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopped_itself.set()
+        server.should_exit = True
+        if callable(previous):  # another service served around this one stops too: which one failed is unknown
+            previous(signum, frame)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
 
     def ready() -> bool:
         assert thread.is_alive(), f"{what} stopped before it was ready (see the log above)"
@@ -39,3 +54,6 @@ def served(app: FastAPI, *, port: int | None = None, what: str = "the service", 
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    assert not stopped_itself.is_set(), f"{what} stopped itself: its background work failed (the CRITICAL log says why)"
