@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.notify import EventTypePattern, PersonData
-from ticketstream_shared.runtime.auth import Principal, require_role
+from ticketstream_shared.runtime.auth import require_role
+from ticketstream_shared.runtime.http import Caller
 
 from .book import Delivery, Target
 from .desk import Forbidden, InvalidField, NotFound, NotifyDesk, Saved, Unavailable, WebhookRequest
@@ -37,15 +38,10 @@ class WebhookBody(BaseModel):
     active: bool = True
 
 
-async def _caller(request: Request) -> Principal:
-    return await request.app.state.principal(request)  # type: ignore[no-any-return]
-
-
 def _desk(request: Request) -> NotifyDesk:
     return request.app.state.notify  # type: ignore[no-any-return]
 
 
-Caller = Annotated[Principal, Depends(_caller)]
 Desk = Annotated[NotifyDesk, Depends(_desk)]
 router = APIRouter(prefix="/v1/notify", tags=["notify"])
 

@@ -29,6 +29,8 @@ from ticketstream_shared.contract.sla import (
     ClientAgreementData,
     PolicyChanged,
     PolicyData,
+    ServiceChanged,
+    ServiceData,
     SlaConfigEvent,
     SlaMetric,
     Targets,
@@ -137,6 +139,8 @@ class Agreements:
     calendars: dict[str, History[CalendarData]] = field(default_factory=dict)
     policies: dict[str, History[PolicyData]] = field(default_factory=dict)
     clients: dict[str, History[ClientAgreementData]] = field(default_factory=dict)
+    #: The service catalogue.
+    services: dict[str, History[ServiceData]] = field(default_factory=dict)
     #: Every moment at which some change takes effect, sorted: clocks are re-timed at each of them.
     change_moments: list[datetime] = field(default_factory=list)
     #: One Calendar object per version, shared by every clock using it.
@@ -176,6 +180,8 @@ class Agreements:
             return self.calendars.setdefault(change.calendar_id, History()).add(*args, change.data)
         if isinstance(change, PolicyChanged):
             return self.policies.setdefault(change.policy_id, History()).add(*args, change.data)
+        if isinstance(change, ServiceChanged):
+            return self.services.setdefault(change.service_id, History()).add(*args, change.data)
         assert isinstance(change, ClientAgreementChanged)
         return self.clients.setdefault(change.client_id, History()).add(*args, change.data)
 
@@ -183,6 +189,15 @@ class Agreements:
         """Refuse a policy or agreement naming a calendar that will not exist when it takes effect."""
         if calendar_id is not None and self._calendar_version(calendar_id, effective_at) is None:
             raise UnknownCalendar(f"no calendar {calendar_id!r} is defined at {effective_at.isoformat()}")
+
+    def category_owners(self, moment: datetime) -> dict[str, str]:
+        """Which service each category belongs to at `moment` (a category is in one service at most)."""
+        owners = {}
+        for service_id, history in sorted(self.services.items()):
+            version = history.at(moment)
+            for category in version.value.categories if version else ():
+                owners.setdefault(category, service_id)
+        return owners
 
     def next_change_after(self, moment: datetime) -> datetime | None:
         index = bisect.bisect_right(self.change_moments, moment)
@@ -224,6 +239,11 @@ class Agreements:
     def calendar(self, calendar_id: str, moment: datetime) -> Calendar | None:
         version = self._calendar_version(calendar_id, moment)
         return None if version is None else self.calendar_version(calendar_id, version.number)
+
+    def calendar_data(self, calendar_id: str | None, moment: datetime) -> CalendarData:
+        """The definition of a calendar in force at `moment`; the built-in 24x7 one for None or an unknown id."""
+        version = self._calendar_version(calendar_id or DEFAULT_ID, moment)
+        return version.value if version else DEFAULT_CALENDAR
 
     def calendar_version(self, calendar_id: str, number: int) -> Calendar | None:
         """Version `number` of a calendar, whenever it is in effect (a restored clock names the one it ran on)."""

@@ -27,7 +27,7 @@ from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.store import Changes, LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
-from . import api
+from . import api, catalog_api
 from .agreements import Agreements
 from .clock_store import CHANGELOG, ClockStore
 from .config_log import sla_config_log
@@ -155,4 +155,5 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
     app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
     what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
     api.install(app, timekeeper, clocks, config_log, clock, what_if_reader, directory)
+    app.include_router(catalog_api.router)
     return app

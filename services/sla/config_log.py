@@ -9,12 +9,7 @@ its id derives from what it changes, see api.py) is skipped by every reader: it 
 from __future__ import annotations
 
 from ticketstream_shared.contract.codec import decode_sla_config_change
-from ticketstream_shared.contract.sla import (
-    CalendarChanged,
-    ClientAgreementChanged,
-    PolicyChanged,
-    SlaConfigEvent,
-)
+from ticketstream_shared.contract.sla import SlaConfigEvent
 from ticketstream_shared.contract.topics import SLA_CONFIG
 from ticketstream_shared.runtime.config_log import ConfigLog
 
@@ -23,14 +18,7 @@ from .timekeeper import Timekeeper
 
 def config_key(change: SlaConfigEvent) -> bytes:
     """'<event type>/<id>', so a change's history can be told from the key alone."""
-    if isinstance(change, CalendarChanged):
-        subject = change.calendar_id
-    elif isinstance(change, PolicyChanged):
-        subject = change.policy_id
-    else:
-        assert isinstance(change, ClientAgreementChanged)
-        subject = change.client_id
-    return f"{change.event_type}/{subject}".encode()
+    return f"{change.event_type}/{change.subject}".encode()
 
 
 def sla_config_log(timekeeper: Timekeeper) -> ConfigLog[SlaConfigEvent]:

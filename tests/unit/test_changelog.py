@@ -123,6 +123,7 @@ def test_a_writer_taking_a_partition_over_first_writes_what_the_input_changed_si
             put(store, {b"t-3": b"t-3 v2"}, applied={1: 5})
             await until(lambda: len(written(broker, 1)) == 5)
             assert written(broker, 1)[-1] == (b"t-3", b"t-3 v2", b"4")
+            await until(lambda: progress(broker, 1) == b"5")  # written after the record's acknowledgement
 
             writer.give_up([1])
             put(store, {b"t-3": b"t-3 v3"}, applied={1: 6})

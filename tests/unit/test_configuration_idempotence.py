@@ -9,7 +9,7 @@ from datetime import timedelta
 from assignment.api import roster_change_id
 from assignment.domain import Team, Technician, Ticket
 from sla.agreements import Agreements, History
-from sla.api import CALENDARS, change_id
+from sla.configuration import CALENDARS, change_id
 from tests.builders import T0
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.assignment import ShiftChanged, ShiftChangedData, Strategy

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -247,6 +247,46 @@ class ClientAgreementData(Frozen):
     tier: Identifier = "standard"
 
 
+class ServiceTargets(Frozen):
+    """What a service promises for one priority, in business minutes of its calendar."""
+
+    first_response_minutes: int = Field(gt=0, le=10_000_000)
+    next_reply_minutes: int | None = Field(
+        default=None, gt=0, le=10_000_000, description="After each message of the requester; none: not promised."
+    )
+    resolution_minutes: int = Field(gt=0, le=10_000_000)
+
+
+class ServiceData(Frozen):
+    """A service of the catalogue: what IT offers, who answers for it, which categories of ticket belong to it, and
+    what it promises, per priority."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000, description="For requesters: what the service covers.")
+    owner_team: Identifier = Field(description="The team that answers for it (assignment's team id).")
+    categories: list[Identifier] = Field(
+        default_factory=list, max_length=200, description="Ticket categories of the service; each in one service."
+    )
+    targets: dict[Priority, ServiceTargets] = Field(description="Per priority; at least one.")
+    calendar_id: Identifier | None = Field(default=None, description="None: the built-in 24x7 calendar (UTC).")
+    published: bool = Field(default=False, description="Listed to requesters; a draft until then.")
+
+    @field_validator("categories")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        repeated = sorted({category for category in value if value.count(category) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _some_targets(cls, value: dict[Priority, ServiceTargets]) -> dict[Priority, ServiceTargets]:
+        if not value:
+            raise ValueError("a service promises targets for at least one priority")
+        return value
+
+
 class SlaConfigEvent(Frozen):
     """A change of SLA configuration on sla.config (one partition, key = '<kind>/<id>', kept forever)."""
 
@@ -259,10 +299,18 @@ class SlaConfigEvent(Frozen):
     correlation_id: str = Field(min_length=1)
     changed_by: str = Field(min_length=1, description="The API key's name that made the change.")
 
+    #: The field naming what changed (a calendar, policy, client or service).
+    subject_field: ClassVar[str]
+
+    @property
+    def subject(self) -> str:
+        return str(getattr(self, self.subject_field))
+
 
 class CalendarChanged(SlaConfigEvent):
     event_type: Literal["sla.calendar_changed"] = "sla.calendar_changed"
     schema_version: Literal[1] = 1
+    subject_field: ClassVar[str] = "calendar_id"
     calendar_id: Identifier
     data: CalendarData
 
@@ -270,6 +318,7 @@ class CalendarChanged(SlaConfigEvent):
 class PolicyChanged(SlaConfigEvent):
     event_type: Literal["sla.policy_changed"] = "sla.policy_changed"
     schema_version: Literal[1] = 1
+    subject_field: ClassVar[str] = "policy_id"
     policy_id: Identifier
     data: PolicyData
 
@@ -277,11 +326,27 @@ class PolicyChanged(SlaConfigEvent):
 class ClientAgreementChanged(SlaConfigEvent):
     event_type: Literal["sla.client_agreement_changed"] = "sla.client_agreement_changed"
     schema_version: Literal[1] = 1
+    subject_field: ClassVar[str] = "client_id"
     client_id: Identifier
     data: ClientAgreementData
 
 
-SLA_CONFIG_EVENT_TYPES: tuple[type[SlaConfigEvent], ...] = (CalendarChanged, PolicyChanged, ClientAgreementChanged)
+class ServiceChanged(SlaConfigEvent):
+    """A version of a service of the catalogue."""
+
+    event_type: Literal["sla.service_changed"] = "sla.service_changed"
+    schema_version: Literal[1] = 1
+    subject_field: ClassVar[str] = "service_id"
+    service_id: Identifier
+    data: ServiceData
+
+
+SLA_CONFIG_EVENT_TYPES: tuple[type[SlaConfigEvent], ...] = (
+    CalendarChanged,
+    PolicyChanged,
+    ClientAgreementChanged,
+    ServiceChanged,
+)
 SlaConfigEventUnion = Annotated[
-    CalendarChanged | PolicyChanged | ClientAgreementChanged, Field(discriminator="event_type")
+    CalendarChanged | PolicyChanged | ClientAgreementChanged | ServiceChanged, Field(discriminator="event_type")
 ]

@@ -121,6 +121,14 @@ def create_service_app(
     return app
 
 
+async def _caller(request: Request) -> Principal:
+    return await request.app.state.principal(request)  # type: ignore[no-any-return]
+
+
+#: The authenticated caller of a route declared on a router of its own, outside the app (the app's keys).
+Caller = Annotated[Principal, Depends(_caller)]
+
+
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run `app` until SIGTERM or Ctrl-C; uvicorn then stops accepting, finishes requests in flight and runs the
     app's lifespan shutdown (where each service drains its consumers and producers)."""
