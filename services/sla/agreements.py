@@ -52,6 +52,13 @@ DEFAULT_POLICY = PolicyData(
     },
 )
 DEFAULT_TIER = "standard"
+#: Clocks timed by a service's promise name it where a policy's id would be: `service:<service id>`.
+SERVICE_PREFIX = "service:"
+#: A service's clocks warn and pause as a policy's do by default.
+_SERVICE_THRESHOLDS = tuple(
+    sorted(set(PolicyData.model_fields["warning_thresholds"].get_default(call_default_factory=True)))
+)
+_SERVICE_PAUSES = frozenset(PolicyData.model_fields["pause_statuses"].get_default(call_default_factory=True))
 
 T = TypeVar("T")
 
@@ -213,11 +220,17 @@ class Agreements:
         return self._terms_cache[key]
 
     def _find_terms(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
+        """The first active policy (by rank, then id) that matches the ticket, unless it is one for any ticket (no
+        client, tier or category named) and the ticket's service promises targets for its priority: a service's
+        own promise is more specific than that. None if nothing covers the ticket."""
         tier = self._tier(ticket.client_id, moment)
+        service = self._service_terms(ticket, metric, moment)
         for policy_id, version in self._policies_by_rank(moment):
             policy = version.value
             if not _matches(policy, ticket, tier):
                 continue
+            if service is not None and _for_any_ticket(policy):
+                return service
             calendar_id = policy.calendar_id or self._client_calendar(ticket.client_id, moment)
             calendar = self.calendar(calendar_id, moment) or self.calendar(DEFAULT_ID, moment)
             if calendar is None:
@@ -234,7 +247,31 @@ class Agreements:
                 thresholds=tuple(sorted(set(policy.warning_thresholds))),
                 pause_statuses=frozenset(policy.pause_statuses),
             )
-        return None
+        return service
+
+    def _service_terms(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
+        """The promise of the published service the ticket's category belongs to, for its priority (if it has one);
+        named `service:<id>` where a policy's id would be, with the service's version."""
+        service_id = self.category_owners(moment).get(ticket.category)
+        if service_id is None:
+            return None
+        version = self.services[service_id].at(moment)
+        assert version is not None, "category_owners names services in force"
+        if not version.value.published:
+            return None  # a draft promises nothing yet
+        targets = version.value.targets.get(ticket.priority)
+        calendar = self.calendar(version.value.calendar_id or DEFAULT_ID, moment) or self.calendar(DEFAULT_ID, moment)
+        if targets is None or calendar is None:
+            return None
+        minutes = targets.first_response_minutes if metric is SlaMetric.FIRST_RESPONSE else targets.resolution_minutes
+        return Terms(
+            policy_id=f"{SERVICE_PREFIX}{service_id}",
+            policy_version=version.number,
+            calendar=calendar,
+            target=timedelta(minutes=minutes),
+            thresholds=_SERVICE_THRESHOLDS,
+            pause_statuses=_SERVICE_PAUSES,
+        )
 
     def calendar(self, calendar_id: str, moment: datetime) -> Calendar | None:
         version = self._calendar_version(calendar_id, moment)
@@ -276,6 +313,11 @@ class Agreements:
             if version is not None and version.value.active:
                 in_effect.append((version.value.rank, policy_id, version))
         return [(policy_id, version) for _, policy_id, version in sorted(in_effect, key=lambda item: item[:2])]
+
+
+def _for_any_ticket(policy: PolicyData) -> bool:
+    """A policy naming no client, tier or category: less specific than a service's own promise."""
+    return not (policy.match.client_ids or policy.match.tiers or policy.match.categories)
 
 
 def _matches(policy: PolicyData, ticket: TicketFacts, tier: str) -> bool:

@@ -25,6 +25,7 @@ from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.kafka import partition_of
 
+from .agreements import SERVICE_PREFIX
 from .clock_store import ClockStore
 from .clocks import TicketClocks
 from .configuration import (
@@ -195,6 +196,8 @@ def install(
 
     @router.put("/policies/{policy_id}")
     async def put_policy(policy_id: Identifier, body: PolicyBody, principal: Caller) -> JSONResponse:
+        if policy_id.startswith(SERVICE_PREFIX):
+            raise Unprocessable("policy_id", f"ids beginning with {SERVICE_PREFIX!r} name the catalogue's services")
         return await answer_change(configuration, POLICIES, policy_id, body, principal)
 
     @router.get("/policies/{policy_id}")

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from ticketstream_shared.contract.events import Identifier
-from ticketstream_shared.contract.sla import ServiceData
+from ticketstream_shared.contract.sla import ServiceData, ServiceId
 from ticketstream_shared.runtime.auth import require_role
 from ticketstream_shared.runtime.http import Caller
 
@@ -43,7 +42,7 @@ def _current(configuration: Configuration, service_id: str) -> dict[str, Any] | 
 
 
 @router.put("/services/{service_id}")
-async def put_service(service_id: Identifier, body: ServiceBody, caller: Caller, config: Config) -> JSONResponse:
+async def put_service(service_id: ServiceId, body: ServiceBody, caller: Caller, config: Config) -> JSONResponse:
     """A new version of the service, effective from `effective_at` (now if not given)."""
     return await answer_change(config, SERVICES, service_id, body, caller)
 
@@ -63,7 +62,7 @@ async def list_services(
 
 
 @router.get("/services/{service_id}")
-async def get_service(service_id: Identifier, caller: Caller, config: Config) -> dict[str, Any]:
+async def get_service(service_id: ServiceId, caller: Caller, config: Config) -> dict[str, Any]:
     """The service as it stands; for admins and managers also every version, drafts and future ones included."""
     current = _current(config, service_id)
     if caller.role in KEEPERS and (history := config.history(SERVICES, service_id)) is not None:

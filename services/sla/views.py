@@ -17,7 +17,7 @@ from ticketstream_shared.contract.sla import (
     WorkingHours,
 )
 
-from .agreements import DEFAULT_ID, Version
+from .agreements import DEFAULT_ID, SERVICE_PREFIX, Version
 from .clocks import BREACH, Clock, ClockStatus, TicketClocks
 from .whatif import ChangedOutcome, Comparison, Compliance, Outcome, Verdict, Verdicts, compliance_pct
 
@@ -140,6 +140,14 @@ def service_view(service_id: str, version: Version[ServiceData], calendar: Calen
     }
 
 
+def _service_of(clock: Clock) -> dict[str, Any] | None:
+    """The service whose promise times the clock, if one does (rather than a policy)."""
+    terms = clock.terms
+    if not terms.policy_id.startswith(SERVICE_PREFIX):
+        return None
+    return {"id": terms.policy_id.removeprefix(SERVICE_PREFIX), "version": terms.policy_version}
+
+
 def ticket_view(state: TicketClocks, now: datetime) -> dict[str, Any]:
     return {
         "ticket_id": state.ticket_id,
@@ -155,6 +163,7 @@ def ticket_view(state: TicketClocks, now: datetime) -> dict[str, Any]:
                 "elapsed_business_seconds": int(clock.elapsed_at(now).total_seconds()),
                 "remaining_business_seconds": int((clock.terms.target - clock.elapsed_at(now)).total_seconds()),
                 "policy": {"id": clock.terms.policy_id, "version": clock.terms.policy_version},
+                "service": _service_of(clock),
                 "calendar": {"id": clock.terms.calendar.calendar_id, "version": clock.terms.calendar.version},
                 "explanation": plain_line(clock, now),
             }

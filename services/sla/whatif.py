@@ -66,6 +66,7 @@ def in_force(agreements: Agreements, candidate: Candidate | None = None) -> Agre
         calendars={key: History(list(history.versions)) for key, history in agreements.calendars.items()},
         policies={key: History(list(history.versions)) for key, history in agreements.policies.items()},
         clients={key: History(list(history.versions)) for key, history in agreements.clients.items()},
+        services={key: History(list(history.versions)) for key, history in agreements.services.items()},
         change_moments=list(agreements.change_moments),
     )
     if candidate is not None:

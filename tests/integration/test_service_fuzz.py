@@ -205,6 +205,7 @@ REPORTING = load(build_reporting(ReportingSettings(api_keys_file=UNUSED), TEST_K
 #: notify seals webhook secrets with a key it reads when built.
 NOTIFY_KEY = write_key(Path(tempfile.mkdtemp(prefix="notify-fuzz-")) / "secrets.key")
 WEBHOOK, PERSON = "/v1/notify/webhooks/{webhook_id}", "/v1/notify/people/{person_id}"
+SERVICE = "/v1/catalog/services/{service_id}"
 SAME_WEBHOOK = {"path.webhook_id": "$request.path.webhook_id"}
 NOTIFY = load(
     build_notify(NotifySettings(api_keys_file=UNUSED, notify_secrets_key_file=NOTIFY_KEY), TEST_KEYS).openapi(),
@@ -228,12 +229,17 @@ NOTIFY = load(
 
 def contained(case: Case) -> Case:
     """sla.config is read by every sla and reporting of the session: a policy the fuzz writes covers the fuzz's own
-    client only, where one with an empty match and rank 0 would time every later test's tickets. The rest of the
-    body stays as generated (a match that is not an object is left to be refused)."""
+    client only, where one with an empty match and rank 0 would time every later test's tickets; a service names
+    categories of the fuzz's own. The rest of the body stays as generated (a match that is not an object is left to
+    be refused)."""
     if case.operation.method.upper() == "PUT" and case.operation.path == POLICY and isinstance(case.body, dict):
         match = case.body.get("match", {})
         if isinstance(match, dict):
             case.body = {**case.body, "match": {**match, "client_ids": [FUZZ_CLIENT]}}
+    # A published service times the tickets of its categories: those the fuzz writes are categories of its own.
+    service_put = case.operation.method.upper() == "PUT" and case.operation.path == SERVICE
+    if service_put and isinstance(case.body, dict) and isinstance(case.body.get("categories"), list):
+        case.body = {**case.body, "categories": [f"fuzz-{RUN}-{i}" for i, _ in enumerate(case.body["categories"])]}
     # notify.config too is read by every notify of the session: the webhooks and people the fuzz writes hear of the
     # fuzz's own client only, so no later test's events are delivered to them.
     notify_put = case.operation.method.upper() == "PUT" and case.operation.path in (WEBHOOK, PERSON)

@@ -13,8 +13,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
-from tests.integration.test_sla_service import running_sla
+from tests.builders import a_ticket_created
+from tests.integration.test_sla_service import produce, running_sla
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, bearer
+from tests.polling import eventually
 from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.sla import ServiceChanged
 from ticketstream_shared.contract.topics import SLA_CONFIG
@@ -189,6 +191,38 @@ def test_a_category_belongs_to_one_service(sla: TestClient, office: str) -> None
     assert given.status_code == 200, given.text
 
 
+def test_a_published_service_times_the_tickets_of_its_categories(
+    sla: TestClient, office: str, kafka_bootstrap: str
+) -> None:
+    service_id, category = unique("laptops"), unique("laptop")
+    body = a_service(office, published=True, categories=[category])
+    assert sla.put(f"/v1/catalog/services/{service_id}", json=body, headers=bearer(ADMIN)).status_code == 200
+    opened = datetime.now(UTC)  # clocks start under the terms in force when the ticket was opened
+    ticket = a_ticket_created(client_id=unique("client"), category=category, priority="P3", occurred_at=opened)
+    produce(kafka_bootstrap, ticket)
+
+    def clocks() -> list[dict[str, Any]] | None:
+        answer = sla.get(f"/v1/sla/tickets/{ticket.ticket_id}", headers=bearer(ADMIN))
+        return answer.json()["clocks"] if answer.status_code == 200 else None
+
+    timed = {clock["metric"]: clock for clock in eventually(clocks, what="the ticket's clocks")}
+    assert {metric: clock["service"] for metric, clock in timed.items()} == {
+        "first_response": {"id": service_id, "version": 1},
+        "resolution": {"id": service_id, "version": 1},
+    }
+    assert timed["first_response"]["policy"] == {"id": f"service:{service_id}", "version": 1}
+    assert timed["first_response"]["target_business_seconds"] == 4 * 3600
+    assert timed["resolution"]["target_business_seconds"] == 18 * 3600
+    assert timed["resolution"]["calendar"]["id"] == office
+
+    impostor = {
+        "targets": {"P3": {"first_response_minutes": 1, "resolution_minutes": 2}},
+        "match": {"client_ids": ["x"]},
+    }
+    refused = sla.put(f"/v1/sla/policies/service:{service_id}", json=impostor, headers=bearer(ADMIN))
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "policy_id", refused.text
+
+
 # --- sla.config, read raw -------------------------------------------------------------------------------------------
 
 
@@ -206,3 +240,12 @@ def sla_config(bootstrap: str) -> list[Any]:
             await consumer.stop()
 
     return asyncio.run(read())
+
+
+def test_a_service_id_leaves_room_for_the_prefix_its_clocks_carry(sla: TestClient, office: str) -> None:
+    """A clock timed by a service names `service:<id>`, an id of 128 characters at most like any other."""
+    too_long = sla.put(f"/v1/catalog/services/{'s' * 121}", json=a_service(office), headers=bearer(ADMIN))
+    assert too_long.status_code == 422, too_long.text
+    assert (
+        sla.put(f"/v1/catalog/services/{'s' * 120}", json=a_service(office), headers=bearer(ADMIN)).status_code == 200
+    )

@@ -247,6 +247,10 @@ class ClientAgreementData(Frozen):
     tier: Identifier = "standard"
 
 
+#: A service's id: an Identifier short enough that `service:<id>` is one too (the policy id of its clocks).
+ServiceId = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+
+
 class ServiceTargets(Frozen):
     """What a service promises for one priority, in business minutes of its calendar."""
 
@@ -337,7 +341,7 @@ class ServiceChanged(SlaConfigEvent):
     event_type: Literal["sla.service_changed"] = "sla.service_changed"
     schema_version: Literal[1] = 1
     subject_field: ClassVar[str] = "service_id"
-    service_id: Identifier
+    service_id: ServiceId
     data: ServiceData
 
 
