@@ -45,7 +45,7 @@ class ClientCalendars:
         self._agreements: dict[str, list[tuple[datetime, str]]] = {}
 
     def apply(self, change: SlaConfigEvent) -> None:
-        """Record one change of sla.config; policies time clocks, not hours, and are left out."""
+        """Record one change of sla.config; policies and services time clocks, not hours, and are left out."""
         if isinstance(change, CalendarChanged):
             versions = self._calendars.setdefault(change.calendar_id, [])
             calendar = Calendar.from_data(change.calendar_id, len(versions) + 1, change.data)

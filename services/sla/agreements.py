@@ -221,13 +221,15 @@ class Agreements:
 
     def _find_terms(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
         """The first active policy (by rank, then id) that matches the ticket, unless it is one for any ticket (no
-        client, tier or category named) and the ticket's service promises targets for its priority: a service's
-        own promise is more specific than that. None if nothing covers the ticket."""
+        client, tier, category or service named) and the ticket's service promises targets for its priority: a
+        service's own promise is more specific than that. None if nothing covers the ticket. A ticket's service is
+        the one its category belongs to, published or not."""
         tier = self._tier(ticket.client_id, moment)
-        service = self._service_terms(ticket, metric, moment)
+        service_id = self.category_owners(moment).get(ticket.category)
+        service = self._service_terms(service_id, ticket, metric, moment)
         for policy_id, version in self._policies_by_rank(moment):
             policy = version.value
-            if not _matches(policy, ticket, tier):
+            if not _matches(policy, ticket, tier, service_id):
                 continue
             if service is not None and _for_any_ticket(policy):
                 return service
@@ -249,10 +251,11 @@ class Agreements:
             )
         return service
 
-    def _service_terms(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
+    def _service_terms(
+        self, service_id: str | None, ticket: TicketFacts, metric: SlaMetric, moment: datetime
+    ) -> Terms | None:
         """The promise of the published service the ticket's category belongs to, for its priority (if it has one);
         named `service:<id>` where a policy's id would be, with the service's version."""
-        service_id = self.category_owners(moment).get(ticket.category)
         if service_id is None:
             return None
         version = self.services[service_id].at(moment)
@@ -316,11 +319,12 @@ class Agreements:
 
 
 def _for_any_ticket(policy: PolicyData) -> bool:
-    """A policy naming no client, tier or category: less specific than a service's own promise."""
-    return not (policy.match.client_ids or policy.match.tiers or policy.match.categories)
+    """A policy naming no client, tier, category or service: less specific than a service's own promise."""
+    match = policy.match
+    return not (match.client_ids or match.tiers or match.categories or match.service_ids)
 
 
-def _matches(policy: PolicyData, ticket: TicketFacts, tier: str) -> bool:
+def _matches(policy: PolicyData, ticket: TicketFacts, tier: str, service_id: str | None) -> bool:
     match = policy.match
     return (
         ticket.priority in policy.targets
@@ -328,4 +332,5 @@ def _matches(policy: PolicyData, ticket: TicketFacts, tier: str) -> bool:
         and (not match.tiers or tier in match.tiers)
         and (not match.priorities or ticket.priority in match.priorities)
         and (not match.categories or ticket.category in match.categories)
+        and (not match.service_ids or service_id in match.service_ids)
     )

@@ -86,3 +86,12 @@ def test_a_what_if_replays_under_the_services_as_the_clocks_ran() -> None:
     replayed = in_force(agreements).terms_for(facts, SlaMetric.FIRST_RESPONSE, T0)
     assert replayed == agreements.terms_for(facts, SlaMetric.FIRST_RESPONSE, T0)
     assert replayed is not None and replayed.policy_id == "service:hardware"
+
+
+def test_a_policy_may_name_services_and_then_comes_before_their_own_promise() -> None:
+    for_the_service = policy("hardware-gold", 15, 120, match={"service_ids": ["hardware"]})
+    assert started(agreements_with(service(), for_the_service))["first_response"][0] == "hardware-gold"
+    assert started(agreements_with(service(published=False), for_the_service))["first_response"][0] == "hardware-gold"
+    for_another = policy("printing-gold", 15, 120, match={"service_ids": ["printing"]})
+    assert started(agreements_with(service(), for_another))["first_response"][0] == "service:hardware"
+    assert started(agreements_with(for_another))["first_response"][0] == "default", "a ticket of no service"

@@ -206,6 +206,9 @@ class PolicyMatch(Frozen):
     tiers: list[Identifier] = Field(default_factory=list)
     priorities: list[Priority] = Field(default_factory=list)
     categories: list[Identifier] = Field(default_factory=list)
+    service_ids: list[Identifier] = Field(
+        default_factory=list, description="Services of the catalogue: a ticket's service is the one of its category."
+    )
 
 
 def _default_thresholds() -> list[float]:
