@@ -120,7 +120,8 @@ class Terms:
     @cached_property
     def warnings(self) -> tuple[tuple[str, timedelta], ...]:
         """Each warning as (its alarm kind, the business time at which it is due), earliest first."""
-        return tuple((f"warning:{threshold:g}", self.target * threshold) for threshold in self.thresholds)
+        # repr: the shortest text that reads back as the same float (":g" made 0.9999999 a warning at "1")
+        return tuple((f"warning:{threshold!r}", self.target * threshold) for threshold in self.thresholds)
 
     @property
     def identity(self) -> tuple[str, int, str, int, timedelta]:

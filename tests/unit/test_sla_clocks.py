@@ -142,6 +142,18 @@ def test_warnings_and_breach_fire_at_their_moments_once() -> None:
     assert story.tick(T0 + 3 * HOUR) == []
 
 
+def test_a_threshold_a_breath_below_the_target_warns_with_its_own_value() -> None:
+    """Found by the fuzz (a what-if answered 500, and a live policy stopped the worker): alarm kinds carried the
+    threshold as ":g" text, which made 0.9999999999999999 a warning at 1, which no warning may have; and two
+    thresholds alike to six digits one alarm."""
+    thresholds = [0.9999999999999999, 0.99999999, 0.9999999]
+    story = Story(agreements_with(policy("edge", 60, 600, warning_thresholds=thresholds)))
+    raised = story.tick(T0 + HOUR)
+    warnings = [event.data.threshold for event in raised if event.event_type == "sla.warning"]
+    assert sorted(warnings[:3]) == sorted(thresholds), raised
+    assert [event.event_type for event in raised if event.data.metric is FIRST][-1] == "sla.breached"
+
+
 def test_alarm_ids_derive_from_ticket_metric_kind_and_deadline() -> None:
     """Deciding the same history twice (a restart replaying the log) yields the same alarm ids."""
     first = Story()
