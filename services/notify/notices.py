@@ -30,7 +30,7 @@ from ticketstream_shared.contract.notify import (
     MailMessage,
     WebhookPost,
 )
-from ticketstream_shared.contract.sla import SlaBreached, SlaMetric, SlaWarning
+from ticketstream_shared.contract.sla import SERVICE_PREFIX, SlaBreached, SlaMetric, SlaWarning
 
 from .directory import Directory, Person
 from .mails import render, thread_id
@@ -38,7 +38,11 @@ from .mails import render, thread_id
 DELIVERY_IDS = uuid.UUID("6c1f0c7e-4f7b-4e0f-9a59-2d6f4b8e9a10")
 STAFF = (Role.TECHNICIAN, Role.MANAGER, Role.ADMIN)
 PRIORITY_WORDS = {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"}
-METRIC_WORDS = {SlaMetric.FIRST_RESPONSE: "first response", SlaMetric.RESOLUTION: "resolution"}
+METRIC_WORDS = {
+    SlaMetric.FIRST_RESPONSE: "first response",
+    SlaMetric.NEXT_REPLY: "next reply",
+    SlaMetric.RESOLUTION: "resolution",
+}
 
 
 class Brief(BaseModel):
@@ -159,12 +163,21 @@ def mails_for(event: Envelope, brief: Brief | None, directory: Directory) -> lis
             "metric_words": METRIC_WORDS.get(event.data.metric, str(event.data.metric)),
             "due": _when(event.data.deadline),
             "client_id": event.client_id,
+            "promise": _promise_words(event.data.policy_id, event.data.policy_version),
         }
         return [(Mail.SLA_BREACHED, person, extra) for person in dict.fromkeys(staff + managers)]
     if isinstance(event, TicketEscalated):
         extra = {"from_tier": event.data.from_tier, "to_tier": event.data.to_tier, "reason": event.data.reason}
         return [(Mail.ESCALATED, person, extra) for person in dict.fromkeys(staff + managers)]
     return []
+
+
+def _promise_words(policy_id: str, version: int) -> str:
+    """Whose promise was broken: a service of the catalogue (its clocks name `service:<id>`) or a policy."""
+    service_id = policy_id.removeprefix(SERVICE_PREFIX)
+    if service_id != policy_id:
+        return f"service {service_id} (version {version})"
+    return f"policy {policy_id} (version {version})"
 
 
 def mail_deliveries(

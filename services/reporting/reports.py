@@ -96,10 +96,11 @@ class HoursPerClientQuery(ReportQuery):
 
 
 class SlaComplianceQuery(ReportQuery):
-    """SLA outcomes (met or breached, of each clock's newest policy version) decided on the days from..to."""
+    """SLA outcomes (met or breached, of each clock's newest policy version) decided on the days from..to. Next
+    reply counts once per ticket: breached if any of its rounds was late."""
 
     priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
-    metric: SlaMetric | None = Field(default=None, description="first_response or resolution only.")
+    metric: SlaMetric | None = Field(default=None, description="first_response, next_reply or resolution only.")
 
 
 class ResponseTimesQuery(ReportQuery):

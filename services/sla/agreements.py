@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from operator import attrgetter
 from typing import Generic, TypeVar
 
 from ticketstream_shared.business_time import Calendar, version_in_force
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.sla import (
+    SERVICE_PREFIX,
     CalendarChanged,
     CalendarData,
     ClientAgreementChanged,
@@ -52,8 +54,6 @@ DEFAULT_POLICY = PolicyData(
     },
 )
 DEFAULT_TIER = "standard"
-#: Clocks timed by a service's promise name it where a policy's id would be: `service:<service id>`.
-SERVICE_PREFIX = "service:"
 #: A service's clocks warn and pause as a policy's do by default.
 _SERVICE_THRESHOLDS = tuple(
     sorted(set(PolicyData.model_fields["warning_thresholds"].get_default(call_default_factory=True)))
@@ -223,59 +223,47 @@ class Agreements:
     def _find_terms(self, ticket: TicketFacts, metric: SlaMetric, moment: datetime) -> Terms | None:
         """The first active policy (by rank, then id) that matches the ticket, unless it is one for any ticket (no
         client, tier, category or service named) and the ticket's service promises targets for its priority: a
-        service's own promise is more specific than that. None if nothing covers the ticket. A ticket's service is
-        the one its category belongs to, published or not."""
+        service's own promise is more specific than that. None if nothing covers the ticket, or if what covers it
+        sets no target for `metric` (next reply is optional). A ticket's service is the one its category belongs
+        to, published or not."""
         tier = self._tier(ticket.client_id, moment)
         service_id = self.category_owners(moment).get(ticket.category)
-        service = self._service_terms(service_id, ticket, metric, moment)
+        service = self._service_promise(service_id, ticket.priority, moment)
         for policy_id, version in self._policies_by_rank(moment):
             policy = version.value
             if not _matches(policy, ticket, tier, service_id):
                 continue
             if service is not None and _for_any_ticket(policy):
-                return service
+                break
             calendar_id = policy.calendar_id or self._client_calendar(ticket.client_id, moment)
             calendar = self.calendar(calendar_id, moment) or self.calendar(DEFAULT_ID, moment)
             if calendar is None:
                 return None
-            targets = policy.targets[ticket.priority]
-            minutes = (
-                targets.first_response_minutes if metric is SlaMetric.FIRST_RESPONSE else targets.resolution_minutes
+            thresholds = tuple(sorted(set(policy.warning_thresholds)))
+            pauses = frozenset(policy.pause_statuses)
+            return _terms(
+                policy_id, version.number, policy.targets[ticket.priority], calendar, metric, thresholds, pauses
             )
-            return Terms(
-                policy_id=policy_id,
-                policy_version=version.number,
-                calendar=calendar,
-                target=timedelta(minutes=minutes),
-                thresholds=tuple(sorted(set(policy.warning_thresholds))),
-                pause_statuses=frozenset(policy.pause_statuses),
-            )
-        return service
+        if service is None:
+            return None
+        return _terms(*service, metric, _SERVICE_THRESHOLDS, _SERVICE_PAUSES)
 
-    def _service_terms(
-        self, service_id: str | None, ticket: TicketFacts, metric: SlaMetric, moment: datetime
-    ) -> Terms | None:
-        """The promise of the published service the ticket's category belongs to, for its priority (if it has one);
-        named `service:<id>` where a policy's id would be, with the service's version."""
+    def _service_promise(
+        self, service_id: str | None, priority: Priority, moment: datetime
+    ) -> tuple[str, int, Targets, Calendar] | None:
+        """What the published service of the ticket's category promises for its priority, on its calendar, if it
+        does: named `service:<id>` where a policy's id would be, with the service's version."""
         if service_id is None:
             return None
         version = self.services[service_id].at(moment)
         assert version is not None, "category_owners names services in force"
         if not version.value.published:
             return None  # a draft promises nothing yet
-        targets = version.value.targets.get(ticket.priority)
+        targets = version.value.targets.get(priority)
         calendar = self.calendar(version.value.calendar_id or DEFAULT_ID, moment) or self.calendar(DEFAULT_ID, moment)
         if targets is None or calendar is None:
             return None
-        minutes = targets.first_response_minutes if metric is SlaMetric.FIRST_RESPONSE else targets.resolution_minutes
-        return Terms(
-            policy_id=f"{SERVICE_PREFIX}{service_id}",
-            policy_version=version.number,
-            calendar=calendar,
-            target=timedelta(minutes=minutes),
-            thresholds=_SERVICE_THRESHOLDS,
-            pause_statuses=_SERVICE_PAUSES,
-        )
+        return f"{SERVICE_PREFIX}{service_id}", version.number, targets, calendar
 
     def calendar(self, calendar_id: str, moment: datetime) -> Calendar | None:
         version = self._calendar_version(calendar_id, moment)
@@ -317,6 +305,30 @@ class Agreements:
             if version is not None and version.value.active:
                 in_effect.append((version.value.rank, policy_id, version))
         return [(policy_id, version) for _, policy_id, version in sorted(in_effect, key=lambda item: item[:2])]
+
+
+#: Each metric's target among a priority's targets.
+_TARGET_MINUTES: dict[SlaMetric, Callable[[Targets], int | None]] = {
+    SlaMetric.FIRST_RESPONSE: attrgetter("first_response_minutes"),
+    SlaMetric.NEXT_REPLY: attrgetter("next_reply_minutes"),
+    SlaMetric.RESOLUTION: attrgetter("resolution_minutes"),
+}
+
+
+def _terms(
+    owner_id: str,
+    version: int,
+    targets: Targets,
+    calendar: Calendar,
+    metric: SlaMetric,
+    thresholds: tuple[float, ...],
+    pause_statuses: frozenset[TicketStatus],
+) -> Terms | None:
+    """A policy's or a service's targets for one priority as one metric's terms; None where it sets none."""
+    minutes = _TARGET_MINUTES[metric](targets)
+    if minutes is None:
+        return None
+    return Terms(owner_id, version, calendar, timedelta(minutes=minutes), thresholds, pause_statuses)
 
 
 def _for_any_ticket(policy: PolicyData) -> bool:

@@ -18,14 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier, UtcDatetime
-from ticketstream_shared.contract.sla import CalendarData, ClientAgreementData, PolicyData, SlaConfigEvent
+from ticketstream_shared.contract.sla import (
+    SERVICE_PREFIX,
+    CalendarData,
+    ClientAgreementData,
+    PolicyData,
+    SlaConfigEvent,
+)
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.kafka import partition_of
 
-from .agreements import SERVICE_PREFIX
 from .clock_store import ClockStore
 from .clocks import TicketClocks
 from .configuration import (

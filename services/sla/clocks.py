@@ -1,12 +1,17 @@
 """A ticket's SLA clocks as pure functions of its events, of time, and of the agreements in force.
 
-Each ticket has a first-response and a resolution clock. Both start at ticket.created (event time), pause in the
-policy's pause statuses and resume after them; first response is met by the first public comment of a technician,
-admin or manager (a requester's reply or an internal note never counts), and also when the ticket is resolved or
-closed without one (resolving answers the requester, as Jira Service Management counts it); resolution is met at
-resolved or closed and runs on after a reopen with the business time it had. A priority or category change, or a
-policy or calendar change taking effect, re-times the running clocks from the matching policy, keeping the business
-time already elapsed; if no active policy matches any more, the clock stops and never warns or breaches again.
+Each ticket has a first-response and a resolution clock, and a next-reply clock where its terms set a target for it.
+First response and resolution start at ticket.created (event time); all three pause in the policy's pause statuses
+and resume after them. First response is met by the first public comment of a technician, admin or manager (a
+requester's reply or an internal note never counts), and also when the ticket is resolved or closed without one
+(resolving answers the requester, as Jira Service Management counts it); resolution is met at resolved or closed and
+runs on after a reopen with the business time it had. Next reply times each wait of the requester after the first
+answer: a round starts at a requester's public message while no answer is awaited (neither the first response nor a
+round is open, and the ticket is not resolved or closed) and is met by the next public staff reply, or by resolving;
+a new round starts from nothing, and the clock remembers whether an earlier round was late. A priority or category
+change, or a policy or calendar change taking effect, re-times the running clocks from the matching policy, keeping
+the business time already elapsed; if no active policy matches any more, the clock stops and never warns or
+breaches again.
 
 Everything happens in event time: `advance(state, until)` fires the warnings and breaches due up to `until` and
 re-times clocks at the configuration changes in between, in the order they fall, so a history read back (or
@@ -58,6 +63,10 @@ SLA_EVENT_IDS = IdSpace(uuid.UUID("5b1d7c3e-9a2f-4e6b-8d0c-3f7a1e5b9c04"))
 #: Roles whose public comment is an answer to the requester.
 RESPONDERS = frozenset({Role.TECHNICIAN, Role.ADMIN, Role.MANAGER})
 FINAL = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
+#: The clocks every ticket starts with; next reply starts at a requester's message.
+AT_CREATION = (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION)
+#: What a staff reply answers: the first response, and the round of next reply the requester waits on.
+ANSWERED_BY_A_REPLY = frozenset({SlaMetric.FIRST_RESPONSE, SlaMetric.NEXT_REPLY})
 BREACH = "breach"
 
 
@@ -82,6 +91,12 @@ class Clock:
     raised: frozenset[str] = frozenset()
     #: The alarms still to come, (moment, kind), earliest first; only while running.
     alarms: tuple[tuple[datetime, str], ...] = ()
+    #: Next reply: an earlier round was late (a ticket's next-reply promise is kept only if every reply was on time).
+    breached_before: bool = False
+
+    @property
+    def awaits_answer(self) -> bool:
+        return self.metric in ANSWERED_BY_A_REPLY and self.status in (ClockStatus.RUNNING, ClockStatus.PAUSED)
 
     def elapsed_at(self, moment: datetime) -> timedelta:
         if self.status is not ClockStatus.RUNNING or moment <= self.since:
@@ -249,7 +264,7 @@ def start(event: TicketCreated, agreements: Agreements) -> Decision:
     facts = TicketFacts(event.client_id, event.data.priority, event.data.category)
     moment = event.occurred_at
     clocks = []
-    for metric in SlaMetric:
+    for metric in AT_CREATION:
         terms = agreements.terms_for(facts, metric, moment)
         if terms is not None:
             clocks.append(_new_clock(metric, terms, moment))
@@ -292,7 +307,7 @@ def decide(state: TicketClocks | None, event: TicketEvent, agreements: Agreement
     if isinstance(event, TicketStatusChanged):
         state, caused = _status_changed(state, event, moment)
     elif isinstance(event, CommentAdded):
-        state, caused = _commented(state, event, moment)
+        state, caused = _commented(state, event, moment, agreements)
     elif isinstance(event, TicketUpdated):
         state, caused = _updated(state, event, moment, agreements)
     else:
@@ -344,23 +359,53 @@ def _on_status(clock: Clock, to: TicketStatus, moment: datetime) -> tuple[str | 
     return None, clock
 
 
-def _commented(state: TicketClocks, event: CommentAdded, moment: datetime) -> Decision:
+def _commented(state: TicketClocks, event: CommentAdded, moment: datetime, agreements: Agreements) -> Decision:
     comment = event.data
-    first = state.clock(SlaMetric.FIRST_RESPONSE)
-    answers = comment.public and comment.author_role in RESPONDERS
-    if first is None or not answers or first.status in (ClockStatus.MET, ClockStatus.STOPPED):
+    if not comment.public:
         return state, []
-    met = _halted(first, moment, ClockStatus.MET)
-    clocks = tuple(met if clock is first else clock for clock in state.clocks)
-    sla_event = _event(
-        SlaMet,
-        state,
-        caused_id(event.event_id, SlaMetric.FIRST_RESPONSE, "met"),
-        moment,
-        event.correlation_id,
-        ClockData(**_clock_data(met, moment)),
-    )
-    return _evolve(state, clocks=clocks), [sla_event]
+    if comment.author_role in RESPONDERS:
+        return _answered(state, event, moment)
+    # The requester's own key, or an integration speaking for them (a reply by mail), as intake counts it.
+    if comment.author_role is Role.REQUESTER or comment.author_id == state.requester_id:
+        return _awaits_reply(state, event, moment, agreements)
+    return state, []
+
+
+def _answered(state: TicketClocks, event: CommentAdded, moment: datetime) -> Decision:
+    """A public staff reply meets the first response and the round of next reply, whichever is open."""
+    clocks, events = [], []
+    for clock in state.clocks:
+        if clock.awaits_answer:
+            clock = _halted(clock, moment, ClockStatus.MET)
+            event_id = caused_id(event.event_id, clock.metric, "met")
+            data = ClockData(**_clock_data(clock, moment))
+            events.append(_event(SlaMet, state, event_id, moment, event.correlation_id, data))
+        clocks.append(clock)
+    return _evolve(state, clocks=tuple(clocks)), events
+
+
+def _awaits_reply(state: TicketClocks, event: CommentAdded, moment: datetime, agreements: Agreements) -> Decision:
+    """A requester's message starts a round of next reply, unless an answer is awaited already, the ticket is
+    resolved or closed, or its terms set no next-reply target. In a pause status the round starts paused."""
+    if state.status in FINAL or any(clock.awaits_answer for clock in state.clocks):
+        return state, []
+    terms = agreements.terms_for(state.facts, SlaMetric.NEXT_REPLY, moment)
+    if terms is None:
+        return state, []
+    previous = state.clock(SlaMetric.NEXT_REPLY)
+    late_before = previous is not None and (previous.breached_before or BREACH in previous.raised)
+    clock = _evolve(_new_clock(SlaMetric.NEXT_REPLY, terms, moment), breached_before=late_before)
+    caused = [(ClockStarted, "started", ClockData(**_clock_data(clock, moment)))]
+    if state.status in terms.pause_statuses:
+        clock = _halted(clock, moment, ClockStatus.PAUSED)
+        reason = f"ticket {state.status.value}"
+        caused.append((ClockPaused, "paused", PauseData(**_clock_data(clock, moment), reason=reason)))
+    others = tuple(other for other in state.clocks if other.metric is not SlaMetric.NEXT_REPLY)
+    events = [
+        _event(cls, state, caused_id(event.event_id, SlaMetric.NEXT_REPLY, kind), moment, event.correlation_id, data)
+        for cls, kind, data in caused
+    ]
+    return _evolve(state, clocks=(*others, clock)), events
 
 
 def _updated(state: TicketClocks, event: TicketUpdated, moment: datetime, agreements: Agreements) -> Decision:

@@ -64,6 +64,7 @@ def _clock(clock: Clock) -> dict[str, Any]:
         "deadline": clock.deadline.isoformat(),
         "raised": sorted(clock.raised),
         "alarms": [[at.isoformat(), kind] for at, kind in clock.alarms],
+        "breached_before": clock.breached_before,
     }
 
 
@@ -131,6 +132,7 @@ def _restored_clock(data: dict[str, Any], agreements: Agreements, seen: TermsSee
         deadline=datetime.fromisoformat(data["deadline"]),
         raised=frozenset(data["raised"]),
         alarms=tuple((datetime.fromisoformat(at), kind) for at, kind in data["alarms"]),
+        breached_before=data.get("breached_before", False),  # absent in snapshots from before next reply
     )
 
 

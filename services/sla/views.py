@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ticketstream_shared.contract.sla import (
+    SERVICE_PREFIX,
     CalendarData,
     ServiceData,
     ServiceTargets,
@@ -17,14 +18,22 @@ from ticketstream_shared.contract.sla import (
     WorkingHours,
 )
 
-from .agreements import DEFAULT_ID, SERVICE_PREFIX, Version
+from .agreements import DEFAULT_ID, Version
 from .clocks import BREACH, Clock, ClockStatus, TicketClocks
 from .whatif import ChangedOutcome, Comparison, Compliance, Outcome, Verdict, Verdicts, compliance_pct
 
 #: The changed clocks listed in one answer (all are counted): a period of a busy desk may change thousands.
 MAX_CHANGED = 1000
-PROMISE = {SlaMetric.FIRST_RESPONSE: "a first answer", SlaMetric.RESOLUTION: "a solution"}
-DONE = {SlaMetric.FIRST_RESPONSE: "We answered first", SlaMetric.RESOLUTION: "We solved it"}
+PROMISE = {
+    SlaMetric.FIRST_RESPONSE: "a first answer",
+    SlaMetric.NEXT_REPLY: "a reply to your message",
+    SlaMetric.RESOLUTION: "a solution",
+}
+DONE = {
+    SlaMetric.FIRST_RESPONSE: "We answered first",
+    SlaMetric.NEXT_REPLY: "We replied to your message",
+    SlaMetric.RESOLUTION: "We solved it",
+}
 
 
 def _when(moment: datetime, clock: Clock, now: datetime) -> str:

@@ -90,7 +90,8 @@ class Outcome:
 def _outcome(clock: Clock | None, until: datetime) -> Outcome | None:
     if clock is None:
         return None
-    if BREACH in clock.raised:  # late, whether it was met afterwards, still runs, or stopped since
+    # Late, whether it was met afterwards, still runs, or stopped since; for next reply, late in any round.
+    if BREACH in clock.raised or clock.breached_before:
         verdict = Verdict.BREACHED
     elif clock.status is ClockStatus.MET:
         verdict = Verdict.MET
@@ -146,7 +147,7 @@ class Comparison:
 
 class Replay:
     """The period's ticket log folded into both sides one event at a time: the log need not fit in memory, only
-    the clocks of the tickets opened in the period (two per ticket)."""
+    the clocks of the tickets opened in the period (up to three per ticket)."""
 
     def __init__(self, opened_from: datetime, until: datetime, actual: Agreements, candidate: Agreements) -> None:
         self.opened_from = opened_from

@@ -64,7 +64,8 @@ async def caught_up(bootstrap: str, group: str) -> bool:
     try:
         committed = await admin.list_consumer_group_offsets(group)
         ends = await reader.end_offsets(partitions)
-        return all(p in committed and committed[p].offset == ends[p] for p in partitions)
+        # A partition nothing was ever written to has nothing to commit (alone on a fresh broker, some have none).
+        return all((committed[p].offset if p in committed else 0) == ends[p] for p in partitions)
     except GroupCoordinatorNotAvailableError:  # a group's first moments on a fresh broker
         return False
     finally:

@@ -100,6 +100,11 @@ def week() -> list[Envelope]:
         an_sla_event("breached", "vpn", at=at(1, 5)),
         an_sla_event("breached", "mail", client_id="globex", at=at(0, 7)),
         an_sla_event("met", "mail", client_id="globex", at=at(0, 3.5), policy_version=2),  # recomputed: met
+        # Two rounds of next reply on the printer ticket, the first late: the ticket's promise was not kept.
+        an_sla_event("breached", "printer", metric="next_reply", at=at(0, 1)),
+        an_sla_event("met", "printer", metric="next_reply", at=at(0, 1.5)),
+        an_sla_event("met", "printer", metric="next_reply", at=at(0, 1.75)),
+        an_sla_event("met", "mail", metric="next_reply", client_id="globex", at=at(0, 4)),
         an_assignment("printer", "tech-1"),
         an_assignment("printer", "tech-2", at=at(0, 1)),
         an_assignment("vpn", "tech-1", at=at(1, 1)),
@@ -160,13 +165,22 @@ def test_sla_compliance_per_client_priority_and_metric(warehouse: Warehouse) -> 
          "compliance_pct": 0.0},
         {"client_id": "acme", "priority": "P2", "metric": "first_response", "met": 1, "breached": 0,
          "compliance_pct": 100.0},
+        {"client_id": "acme", "priority": "P2", "metric": "next_reply", "met": 0, "breached": 1,
+         "compliance_pct": 0.0},
         {"client_id": "acme", "priority": "P2", "metric": "resolution", "met": 1, "breached": 0,
          "compliance_pct": 100.0},
         {"client_id": "globex", "priority": "P2", "metric": "first_response", "met": 1, "breached": 0,
          "compliance_pct": 100.0},
+        {"client_id": "globex", "priority": "P2", "metric": "next_reply", "met": 1, "breached": 0,
+         "compliance_pct": 100.0},
     ]  # fmt: skip
     only = SlaComplianceQuery.model_validate({**MARCH, "priority": "P1", "metric": "first_response"})
     assert [row["breached"] for row in rows(warehouse, only)] == [1]
+    replies = SlaComplianceQuery.model_validate({**MARCH, "metric": "next_reply"})
+    assert [(row["client_id"], row["compliance_pct"]) for row in rows(warehouse, replies)] == [
+        ("acme", 0.0),
+        ("globex", 100.0),
+    ]
 
 
 def test_response_times_percentiles(warehouse: Warehouse) -> None:

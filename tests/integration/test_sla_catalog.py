@@ -14,9 +14,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from tests.builders import a_ticket_created
-from tests.integration.test_sla_service import produce, running_sla
+from tests.integration.test_sla_service import follow_up, produce, running_sla, sla_events
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, bearer
 from tests.polling import eventually
+from ticketstream_shared.contract import CommentAdded
 from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.sla import ServiceChanged
 from ticketstream_shared.contract.topics import SLA_CONFIG
@@ -221,6 +222,39 @@ def test_a_published_service_times_the_tickets_of_its_categories(
     }
     refused = sla.put(f"/v1/sla/policies/service:{service_id}", json=impostor, headers=bearer(ADMIN))
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "policy_id", refused.text
+
+
+def test_a_late_next_reply_breaches_the_service_promise(sla: TestClient, kafka_bootstrap: str) -> None:
+    """A requester's message after the first answer waits a minute at most for the next reply, around the clock;
+    the ticket's story is told a little in the past, so the breach is due as soon as the message is read."""
+    service_id, category = unique("vpn"), unique("vpn")
+    since = datetime.now(UTC) - timedelta(minutes=4)  # in effect before the ticket below was opened
+    targets = {"P2": {"first_response_minutes": 60, "next_reply_minutes": 1, "resolution_minutes": 480}}
+    body = a_service(None, published=True, categories=[category], targets=targets, effective_at=since.isoformat())
+    assert sla.put(f"/v1/catalog/services/{service_id}", json=body, headers=bearer(MANAGER)).status_code == 200
+    opened = since + timedelta(minutes=1)
+    ticket = a_ticket_created(client_id=unique("client"), category=category, priority="P2", occurred_at=opened)
+
+    def comment(version: int, minutes: int, role: str, author_id: str) -> CommentAdded:
+        data = {"comment_id": uuid.uuid4(), "author_id": author_id, "author_role": role, "body": "..."}
+        at = opened + timedelta(minutes=minutes)
+        return follow_up(CommentAdded, ticket.ticket_id, ticket.client_id, version, at, **data, visibility="public")
+
+    answer, message = comment(2, 0, "technician", "tech-1"), comment(3, 1, "requester", "alice")
+    produce(kafka_bootstrap, ticket, answer, message)
+
+    def next_reply_breached() -> list[dict[str, Any]]:
+        events = sla_events(kafka_bootstrap, {ticket.ticket_id})
+        return [e for e in events if e["event_type"] == "sla.breached" and e["data"]["metric"] == "next_reply"]
+
+    [breach] = eventually(next_reply_breached, what="the next reply's breach")
+    assert breach["data"]["policy_id"] == f"service:{service_id}"  # whose promise was broken
+    assert datetime.fromisoformat(breach["data"]["deadline"]) == message.occurred_at + timedelta(minutes=1)
+    clocks = sla.get(f"/v1/sla/tickets/{ticket.ticket_id}", headers=bearer(ADMIN)).json()["clocks"]
+    [next_reply] = [clock for clock in clocks if clock["metric"] == "next_reply"]
+    assert next_reply["breached"] and next_reply["status"] == "running"
+    assert next_reply["service"] == {"id": service_id, "version": 1}
+    assert next_reply["explanation"].startswith("We promised a reply to your message by ")
 
 
 # --- sla.config, read raw -------------------------------------------------------------------------------------------

@@ -400,6 +400,20 @@ def test_breaches_and_escalations_go_to_the_assignee_and_the_clients_managers(ev
     assert sorted(sent_to(event(), a_brief(assignee="tom"), people)) == ["gus", "mia", "tom"]
 
 
+@pytest.mark.parametrize(
+    ("policy_id", "metric", "words"),
+    [
+        ("service:vpn", "next_reply", ("next reply", "service vpn (version 3)")),
+        ("standard", "resolution", ("resolution", "policy standard (version 3)")),
+    ],
+)
+def test_a_breach_says_which_target_and_whose_promise(policy_id: str, metric: str, words: tuple[str, str]):
+    data = clock(remaining_business_seconds=-1, policy_id=policy_id, policy_version=3, metric=metric)
+    breach = SlaBreached(**envelope(None, "acme", producer="sla"), data=data)
+    [(_, _, extra), *_] = mails_for(breach, a_brief(assignee="tom"), staff_and_people())
+    assert (extra["metric_words"], extra["promise"]) == words
+
+
 @pytest.mark.parametrize("event", [sla_breached, escalated])
 def test_an_assignee_who_is_also_a_manager_hears_once(event: Any):
     people = staff_and_people()

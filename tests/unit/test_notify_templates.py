@@ -59,7 +59,12 @@ def extras(kind: Mail) -> dict[str, Any]:
         Mail.RESOLVED: {"reason": "We replaced the empty toner cartridge.", "rate_link": RATE_LINK},
         Mail.ASSIGNED: {"priority_words": "high", "reason": "least loaded among skilled on-shift tier-1"},
         Mail.SLA_WARNING: {"metric_words": "first response", "due": "Thu 3 Dec 2026, 14:00 UTC", "share_used": 75},
-        Mail.SLA_BREACHED: {"metric_words": "resolution", "due": "Fri 4 Dec 2026, 09:30 UTC", "client_id": "acme"},
+        Mail.SLA_BREACHED: {
+            "metric_words": "resolution",
+            "due": "Fri 4 Dec 2026, 09:30 UTC",
+            "client_id": "acme",
+            "promise": "service vpn (version 2)",
+        },
         Mail.ESCALATED: {"from_tier": 1, "to_tier": 2, "reason": "no fix found within 2 hours on tier 1"},
     }[kind]
 
@@ -84,7 +89,7 @@ def expected_values(kind: Mail) -> list[str]:
         Mail.RESOLVED: [given.get("reason", ""), RATE_LINK],
         Mail.ASSIGNED: ["high", "least loaded among skilled on-shift tier-1"],
         Mail.SLA_WARNING: ["first response", "Thu 3 Dec 2026, 14:00 UTC", "75%"],
-        Mail.SLA_BREACHED: ["resolution", "Fri 4 Dec 2026, 09:30 UTC", "acme"],
+        Mail.SLA_BREACHED: ["resolution", "Fri 4 Dec 2026, 09:30 UTC", "acme", "service vpn (version 2)"],
         Mail.ESCALATED: ["tier 1", "tier 2", "no fix found within 2 hours on tier 1"],
     }[kind]
 

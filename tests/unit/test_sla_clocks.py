@@ -62,10 +62,12 @@ class Story:
     def status(self, at: datetime, from_status: str, to_status: str) -> list[SlaEvent]:
         return self._next(TicketStatusChanged, at, {"from_status": from_status, "to_status": to_status})
 
-    def comment(self, at: datetime, role: str = "technician", public: bool = True) -> list[SlaEvent]:
+    def comment(
+        self, at: datetime, role: str = "technician", public: bool = True, author_id: str = "x"
+    ) -> list[SlaEvent]:
         data = {
             "comment_id": uuid.uuid4(),
-            "author_id": "x",
+            "author_id": author_id,
             "author_role": role,
             "body": "hi",
             "visibility": "public" if public else "internal",

@@ -34,7 +34,9 @@ def _in_utc(moment: datetime) -> datetime:
 #: services' APIs uses it, so no moment that breaks UTC arithmetic gets past validation.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+#: What an id may be made of: letters and digits first, then also . _ : @ -.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)]
 
 
 class Priority(StrEnum):

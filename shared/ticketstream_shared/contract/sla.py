@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .events import Envelope, Frozen, Identifier, Priority, TicketStatus, UtcDatetime
+from .events import IDENTIFIER_PATTERN, Envelope, Frozen, Identifier, Priority, TicketStatus, UtcDatetime
 
 
 class SlaMetric(StrEnum):
     FIRST_RESPONSE = "first_response"
     RESOLUTION = "resolution"
+    #: Runs from a requester's message, while no answer to an earlier one is awaited, to the next public staff reply.
+    NEXT_REPLY = "next_reply"
 
 
 class ClockData(Frozen):
@@ -196,6 +198,12 @@ class CalendarData(Frozen):
 
 class Targets(Frozen):
     first_response_minutes: int = Field(gt=0, le=10_000_000, description="Business minutes.")
+    next_reply_minutes: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000_000,
+        description="Business minutes after each message of the requester; none: not timed.",
+    )
     resolution_minutes: int = Field(gt=0, le=10_000_000, description="Business minutes.")
 
 
@@ -250,18 +258,14 @@ class ClientAgreementData(Frozen):
     tier: Identifier = "standard"
 
 
+#: A clock timed by a service's promise names it where a policy's id would be: `service:<service id>`.
+SERVICE_PREFIX = "service:"
 #: A service's id: an Identifier short enough that `service:<id>` is one too (the policy id of its clocks).
-ServiceId = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+ServiceId = Annotated[str, Field(min_length=1, max_length=120, pattern=IDENTIFIER_PATTERN)]
 
 
-class ServiceTargets(Frozen):
+class ServiceTargets(Targets):
     """What a service promises for one priority, in business minutes of its calendar."""
-
-    first_response_minutes: int = Field(gt=0, le=10_000_000)
-    next_reply_minutes: int | None = Field(
-        default=None, gt=0, le=10_000_000, description="After each message of the requester; none: not promised."
-    )
-    resolution_minutes: int = Field(gt=0, le=10_000_000)
 
 
 class ServiceData(Frozen):
