@@ -100,6 +100,7 @@ def ticket_view(ticket: Ticket, assignee_id: str | None) -> dict[str, Any]:
         "description": ticket.description,
         "category": ticket.category,
         "priority": ticket.priority,
+        "service_id": ticket.creation.data.service_id,
         "channel": ticket.channel,
         "status": ticket.status,
         "assignee_id": assignee_id,

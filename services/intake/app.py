@@ -12,15 +12,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
+from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
     INTAKE_COMMANDS,
     INTAKE_TICKETS,
+    SLA_CONFIG,
     TICKETS_EVENTS,
     TICKETS_INBOUND,
 )
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.changelog import ChangelogWriter, restore
+from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
@@ -28,6 +31,7 @@ from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
+from .catalogue import Catalogue
 from .desk import Desk
 from .domain import LifecycleRules, NotReady
 from .idempotency import RequestKeys
@@ -66,7 +70,10 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     changelog = ChangelogWriter(CHANGELOG, store, tickets.record, lambda: event_log.producer, a_reader)
     ownership = Ownership(positions, log_end, changelog)
     bus = CommandBus(ledger, ownership)
-    desk = Desk(ledger, bus)
+    catalogue = Catalogue()
+    #: sla writes sla.config; intake follows it for the catalogue's services, and parks nothing of it.
+    catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "intake", owner=False)
+    desk = Desk(ledger, bus, catalogue, catalogue_log.caught_up)
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
     #: Set once the local store is known to hold this log's state (restored, if it was new).
@@ -125,6 +132,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(connect()),
             asyncio.create_task(consuming("ledger", read_ticket_log, group_id=None)),
             asyncio.create_task(consuming("assignments", read_assignments, group_id=None)),
+            asyncio.create_task(consuming("catalogue", catalogue_log.follow, group_id=None)),
             asyncio.create_task(changelog.run()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
             asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
@@ -148,6 +156,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             "kafka": event_log.producer is not None,
             "ticket_log_read": ledger.caught_up.is_set(),
             "assignments_read": assignments_read.is_set(),
+            "catalogue_read": catalogue_log.caught_up.is_set(),
             "owns_partitions": ownership.joined,
             "peers_reachable": bus.listening,
             "inbound": inbound.ready,

@@ -1,29 +1,40 @@
 """The desk: what intake's edges (HTTP, tickets.inbound) talk to. Commands go through the command bus to the owner
-of their ticket; reads come from the ledger's tickets plus who each ticket is assigned to (from assignment.events,
-which only assignment writes), both in the local store."""
+of their ticket, a new ticket's service checked against the catalogue first; reads come from the ledger's tickets
+plus who each ticket is assigned to (from assignment.events, which only assignment writes), both in the local
+store."""
 
 from __future__ import annotations
 
+from asyncio import Event
 from datetime import datetime
 
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 from ticketstream_shared.contract.requests import ticket_id_for
 from ticketstream_shared.runtime.store import Changes
 
-from .domain import Command, CommandContext, Ticket
+from .catalogue import Catalogue
+from .domain import Command, CommandContext, CreateTicket, NotReady, Ticket
 from .ledger import TicketLedger
 from .owners import CommandBus
 from .ticket_store import Filters
 
 
 class Desk:
-    def __init__(self, ledger: TicketLedger, bus: CommandBus) -> None:
+    def __init__(self, ledger: TicketLedger, bus: CommandBus, catalogue: Catalogue, catalogue_read: Event) -> None:
         self.ledger = ledger
         self.bus = bus
+        self.catalogue = catalogue
+        self.catalogue_read = catalogue_read
 
     async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, bool]:
         """The ticket after `command`, and whether the command had been carried out before (a replay)."""
         self.ledger.require_caught_up()
+        if isinstance(command, CreateTicket) and command.service_id is not None:
+            # Checked where the request arrives: every replica reads the whole catalogue, and the owner deciding
+            # the ticket may be another one.
+            if not self.catalogue_read.is_set():
+                raise NotReady("intake is still reading the service catalogue; retry shortly")
+            self.catalogue.require(command.service_id, context.actor.role, context.now)
         return await self.bus.execute(command, context)
 
     def new_ticket_id(self, scope: str, request_key: str | None) -> str:

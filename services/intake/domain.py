@@ -238,6 +238,7 @@ class CreateTicket:
     description: str = ""
     channel: Channel = Channel.API
     occurred_at: datetime | None = None
+    service_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,7 @@ def _decide_create(ticket: Ticket | None, command: CreateTicket, context: Comman
         category=command.category,
         priority=command.priority,
         channel=command.channel,
+        service_id=command.service_id,
     )
     if ticket is not None:
         if ticket.creation.data != data or ticket.client_id != command.client_id:

@@ -136,6 +136,8 @@ class TicketFacts:
     client_id: str
     priority: Priority
     category: str
+    #: The service the ticket was filed under, if it names one; otherwise its category's.
+    service_id: str | None = None
 
 
 class UnknownCalendar(ValueError):
@@ -224,10 +226,10 @@ class Agreements:
         """The first active policy (by rank, then id) that matches the ticket, unless it is one for any ticket (no
         client, tier, category or service named) and the ticket's service promises targets for its priority: a
         service's own promise is more specific than that. None if nothing covers the ticket, or if what covers it
-        sets no target for `metric` (next reply is optional). A ticket's service is the one its category belongs
-        to, published or not."""
+        sets no target for `metric` (next reply is optional). A ticket's service, published or not, is the one it
+        names, or else the one its category belongs to."""
         tier = self._tier(ticket.client_id, moment)
-        service_id = self.category_owners(moment).get(ticket.category)
+        service_id = self._service_of(ticket, moment)
         service = self._service_promise(service_id, ticket.priority, moment)
         for policy_id, version in self._policies_by_rank(moment):
             policy = version.value
@@ -248,6 +250,14 @@ class Agreements:
             return None
         return _terms(*service, metric, _SERVICE_THRESHOLDS, _SERVICE_PAUSES)
 
+    def _service_of(self, ticket: TicketFacts, moment: datetime) -> str | None:
+        """The service a ticket names if it is in the catalogue at `moment` (intake checked it, but this replica
+        may not have read it yet), else the one its category belongs to."""
+        named = self.services.get(ticket.service_id or "")
+        if named is not None and named.at(moment) is not None:
+            return ticket.service_id
+        return self.category_owners(moment).get(ticket.category)
+
     def _service_promise(
         self, service_id: str | None, priority: Priority, moment: datetime
     ) -> tuple[str, int, Targets, Calendar] | None:
@@ -256,7 +266,7 @@ class Agreements:
         if service_id is None:
             return None
         version = self.services[service_id].at(moment)
-        assert version is not None, "category_owners names services in force"
+        assert version is not None, "_service_of names services in force"
         if not version.value.published:
             return None  # a draft promises nothing yet
         targets = version.value.targets.get(priority)

@@ -261,7 +261,7 @@ def _retimed(clock: Clock, terms: Terms, moment: datetime) -> Clock:
 
 def start(event: TicketCreated, agreements: Agreements) -> Decision:
     """The clocks of a new ticket; none (and no state) when no active policy covers it."""
-    facts = TicketFacts(event.client_id, event.data.priority, event.data.category)
+    facts = TicketFacts(event.client_id, event.data.priority, event.data.category, event.data.service_id)
     moment = event.occurred_at
     clocks = []
     for metric in AT_CREATION:

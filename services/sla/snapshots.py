@@ -39,6 +39,7 @@ def encode(state: TicketClocks) -> bytes:
             "requester_id": state.requester_id,
             "priority": state.facts.priority.value,
             "category": state.facts.category,
+            "service_id": state.facts.service_id,
             "status": state.status.value,
             "version": state.version,
             "as_of": state.as_of.isoformat(),
@@ -88,7 +89,9 @@ def decode(raw: bytes, agreements: Agreements, terms_seen: TermsSeen | None = No
             ticket_id=data["ticket_id"],
             client_id=data["client_id"],
             requester_id=data["requester_id"],
-            facts=TicketFacts(data["client_id"], _PRIORITIES[data["priority"]], data["category"]),
+            facts=TicketFacts(
+                data["client_id"], _PRIORITIES[data["priority"]], data["category"], data.get("service_id")
+            ),
             status=_TICKET_STATUSES[data["status"]],
             version=data["version"],
             as_of=datetime.fromisoformat(data["as_of"]),

@@ -101,6 +101,18 @@ def test_what_cannot_be_carried_out_is_dead_lettered_with_its_reason(intake, kaf
             occurred_at=in_a_week,
         ): "occurred_at: may not be in the future",
         b'{"padding": "' + b"x" * MAX_EVENT_BYTES + run.encode() + b'"}': "oversized",
+        request(
+            "create_ticket",
+            f"{run}-unknown-service",
+            {
+                "client_id": "acme",
+                "requester_id": "alice",
+                "title": "t",
+                "category": "c",
+                "priority": "P3",
+                "service_id": "no-such-service",
+            },
+        ): "InvalidCommand: service_id: no service 'no-such-service' in the catalogue",
     }
     after = request(
         "create_ticket",

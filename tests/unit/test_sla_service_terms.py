@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sla import snapshots
 from sla.agreements import Agreements
+from sla.timekeeper import Timekeeper
 from sla.whatif import in_force
-from tests.builders import T0
+from tests.builders import T0, a_ticket_created
 from tests.unit.test_sla_clocks import HOUR, MINUTE, Story, agreements_with, config, policy
 from ticketstream_shared.contract.sla import CalendarChanged, ServiceChanged, SlaConfigEvent, SlaMetric
 
@@ -60,6 +62,32 @@ def test_a_policy_naming_the_client_tier_or_category_comes_before_the_service() 
         assert clocks["first_response"][0] == "acme-gold", match
     for_any_p2 = policy("any-p2", 15, 120, match={"priorities": ["P2"]})
     assert started(agreements_with(service(), for_any_p2))["first_response"][0] == "service:hardware"
+
+
+def test_a_ticket_naming_a_service_is_timed_by_it_whatever_its_category() -> None:
+    vpn = config(
+        ServiceChanged,
+        service_id="vpn",
+        data={
+            "name": "VPN",
+            "owner_team": "network",
+            "categories": ["vpn"],
+            "targets": {"P2": {"first_response_minutes": 45, "resolution_minutes": 300}},
+            "published": True,
+        },
+    )
+    keeper = Timekeeper(agreements_with(service(), vpn))
+    named = keeper.handle(a_ticket_created(service_id="vpn"), 0)  # its category, hardware, is another service's
+    assert {(event.data.policy_id, event.data.deadline) for event in named} == {
+        ("service:vpn", T0 + 45 * MINUTE),
+        ("service:vpn", T0 + 5 * HOUR),
+    }
+    # A service this replica has not read (yet): the category's service, as for a ticket naming none.
+    unknown = keeper.handle(a_ticket_created(service_id="not-read-yet"), 0)
+    assert {event.data.policy_id for event in unknown} == {"service:hardware"}
+    restored = keeper.ticket(named[0].ticket_id)
+    assert restored is not None and restored.facts.service_id == "vpn"
+    assert snapshots.decode(snapshots.encode(restored), keeper.agreements) == restored
 
 
 def test_a_draft_or_a_priority_the_service_does_not_promise_falls_to_the_policies() -> None:

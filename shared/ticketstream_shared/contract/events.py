@@ -37,6 +37,8 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 #: What an id may be made of: letters and digits first, then also . _ : @ -.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)]
+#: A service's id: an Identifier short enough that `service:<id>` is one too (the policy id of its clocks).
+ServiceId = Annotated[str, Field(min_length=1, max_length=120, pattern=IDENTIFIER_PATTERN)]
 
 
 class Priority(StrEnum):
@@ -130,6 +132,10 @@ class TicketCreatedData(Frozen):
     priority: Priority
     channel: Channel = Channel.API
     status: Literal[TicketStatus.NEW] = TicketStatus.NEW
+    service_id: ServiceId | None = Field(
+        default=None,
+        description="The service of the catalogue the requester chose; none: the service its category belongs to.",
+    )
 
 
 class WorklogRecordedData(Frozen):

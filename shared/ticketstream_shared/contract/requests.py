@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .events import Channel, Identifier, Priority, TicketStatus, UtcDatetime
+from .events import Channel, Identifier, Priority, ServiceId, TicketStatus, UtcDatetime
 
 
 class Body(BaseModel):
@@ -23,6 +23,9 @@ class CreateTicketBody(Body):
     category: Identifier
     priority: Priority
     channel: Channel = Channel.API
+    service_id: ServiceId | None = Field(
+        default=None, description="A service of the catalogue (GET /v1/catalog/services); none: its category's."
+    )
 
 
 class UpdateTicketBody(Body):

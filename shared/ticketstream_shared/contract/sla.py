@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .events import IDENTIFIER_PATTERN, Envelope, Frozen, Identifier, Priority, TicketStatus, UtcDatetime
+from .events import Envelope, Frozen, Identifier, Priority, ServiceId, TicketStatus, UtcDatetime
 
 
 class SlaMetric(StrEnum):
@@ -260,8 +260,6 @@ class ClientAgreementData(Frozen):
 
 #: A clock timed by a service's promise names it where a policy's id would be: `service:<service id>`.
 SERVICE_PREFIX = "service:"
-#: A service's id: an Identifier short enough that `service:<id>` is one too (the policy id of its clocks).
-ServiceId = Annotated[str, Field(min_length=1, max_length=120, pattern=IDENTIFIER_PATTERN)]
 
 
 class ServiceTargets(Targets):

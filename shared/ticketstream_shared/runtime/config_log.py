@@ -33,7 +33,12 @@ Apply = Callable[[C, bool], bool]
 
 
 class ConfigLog(Generic[C]):
-    def __init__(self, topic: str, decode: Callable[[bytes], C], apply: Apply[C], service: str) -> None:
+    def __init__(
+        self, topic: str, decode: Callable[[bytes], C], apply: Apply[C], service: str, owner: bool = True
+    ) -> None:
+        """`owner`: this service writes the log and parks what does not belong in it; a follower (intake reading
+        sla.config) only skips such messages, leaving them to the owner."""
+        self._owner = owner
         self._partition = TopicPartition(topic, 0)
         self._dead_letters = TopicPartition(dead_letter_topic(topic), 0)
         self._decode = decode
@@ -66,7 +71,8 @@ class ConfigLog(Generic[C]):
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
         """Read the log from the beginning, then keep following it."""
         await wait_for_topics(consumer, [self._partition.topic, self._dead_letters.topic])
-        self._parked = await self._parked_offsets(consumer)
+        if self._owner:
+            self._parked = await self._parked_offsets(consumer)
         consumer.assign([self._partition])
         await consumer.seek_to_beginning(self._partition)
         end = (await consumer.end_offsets([self._partition]))[self._partition]
@@ -94,7 +100,7 @@ class ConfigLog(Generic[C]):
         try:
             change = self._decode(record.value or b"")
         except InvalidEvent as error:
-            if record.offset not in self._parked:
+            if self._owner and record.offset not in self._parked:
                 assert self.producer is not None, "the producer starts before the log is followed"
                 await dead_letter(self.producer, record, error.reason, self._service)
                 self._parked.add(record.offset)

@@ -1,0 +1,82 @@
+"""Tickets filed under a service of the catalogue, against the real broker: intake follows sla.config (which sla
+writes) to know the catalogue, refuses a service it has not got with a 422 naming the field, and records the
+service a ticket names in its creation event."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from sla.config_log import config_key
+from tests.integration.conftest import NEW_TICKET
+from tests.integration.test_intake import read_events_of
+from tests.keys import INTEGRATION, REQUESTER, bearer
+from tests.polling import eventually
+from tests.unit.test_sla_clocks import config
+from ticketstream_shared.contract.sla import ServiceChanged
+from ticketstream_shared.contract.topics import SLA_CONFIG
+
+pytestmark = pytest.mark.integration
+
+
+def a_service_on_sla_config(bootstrap: str, published: bool) -> str:
+    """A service appended to sla.config as sla appends one (a PUT of the catalogue); its id."""
+    service_id = f"vpn-{uuid.uuid4().hex[:8]}"
+    body = {
+        "name": "VPN",
+        "owner_team": "network",
+        "targets": {"P2": {"first_response_minutes": 60, "resolution_minutes": 480}},
+        "published": published,
+    }
+    change = config(ServiceChanged, datetime.now(UTC) - timedelta(seconds=1), service_id=service_id, data=body)
+
+    async def append() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(SLA_CONFIG, change.model_dump_json().encode(), key=config_key(change))
+        finally:
+            await producer.stop()
+
+    asyncio.run(append())
+    return service_id
+
+
+def create(intake, key: str, service_id: str, request_key: str | None = None):
+    headers = {**bearer(key), "Idempotency-Key": request_key or str(uuid.uuid4())}
+    return intake.post("/v1/tickets", json={**NEW_TICKET, "service_id": service_id}, headers=headers)
+
+
+def test_a_ticket_names_a_service_of_the_catalogue(intake, kafka_bootstrap):
+    service_id = a_service_on_sla_config(kafka_bootstrap, published=True)
+    request_key = str(uuid.uuid4())  # one request, retried until this replica has read the service
+    created = eventually(
+        lambda: (answer := create(intake, REQUESTER, service_id, request_key)).status_code == 201 and answer,
+        what="the service known to intake",
+    )
+    assert created.json()["service_id"] == service_id
+    [(_, event)] = read_events_of(kafka_bootstrap, created.json()["id"], 1)
+    assert event.data.service_id == service_id
+    # Without one, a ticket names none: sla and reporting take its category's service.
+    plain = intake.post("/v1/tickets", json=NEW_TICKET, headers=bearer(REQUESTER))
+    assert plain.status_code == 201 and plain.json()["service_id"] is None
+
+
+def test_a_service_the_catalogue_has_not_got_is_a_422_naming_it(intake):
+    refused = create(intake, REQUESTER, "no-such-service")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"field": "service_id", "message": "no service 'no-such-service' in the catalogue"}
+    ]
+    malformed = create(intake, REQUESTER, "not a service id")
+    assert malformed.status_code == 422 and "service_id" in malformed.text
+
+
+def test_a_draft_takes_tickets_from_staff_and_integrations_only(intake, kafka_bootstrap):
+    draft = a_service_on_sla_config(kafka_bootstrap, published=False)
+    eventually(lambda: create(intake, INTEGRATION, draft).status_code == 201, what="the draft known to intake")
+    refused = create(intake, REQUESTER, draft)
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [{"field": "service_id", "message": f"service {draft!r} is not published"}]

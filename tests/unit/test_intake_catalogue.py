@@ -1,0 +1,64 @@
+"""The catalogue as intake knows it from sla.config: a service it has not got, or a draft named by a requester, is
+refused with the field named."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from intake.catalogue import Catalogue
+from intake.domain import InvalidCommand
+from tests.builders import T0
+from tests.unit.test_sla_clocks import config, policy
+from ticketstream_shared.contract import Role
+from ticketstream_shared.contract.sla import ServiceChanged
+
+DAY = timedelta(days=1)
+
+
+def a_service(published: bool, effective: timedelta = -DAY) -> ServiceChanged:
+    body = {
+        "name": "VPN",
+        "owner_team": "network",
+        "targets": {"P2": {"first_response_minutes": 60, "resolution_minutes": 480}},
+    }
+    change = config(ServiceChanged, T0 + effective, service_id="vpn", data={**body, "published": published})
+    assert isinstance(change, ServiceChanged)
+    return change
+
+
+def refusal(catalogue: Catalogue, role: Role, at=T0) -> str | None:
+    try:
+        catalogue.require("vpn", role, at)
+    except InvalidCommand as refused:
+        assert refused.field_name == "service_id"
+        return refused.message
+    return None
+
+
+def test_a_service_not_in_the_catalogue_is_refused_until_it_takes_effect() -> None:
+    catalogue = Catalogue()
+    catalogue.apply(policy("gold", 15, 60))  # the rest of sla.config is sla's alone
+    assert refusal(catalogue, Role.ADMIN) == "no service 'vpn' in the catalogue"
+    catalogue.apply(a_service(published=True, effective=DAY))
+    assert refusal(catalogue, Role.REQUESTER) == "no service 'vpn' in the catalogue"  # tomorrow's
+    assert refusal(catalogue, Role.REQUESTER, at=T0 + 2 * DAY) is None
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_a_draft_is_refused_to_requesters_only(role: Role) -> None:
+    catalogue = Catalogue()
+    catalogue.apply(a_service(published=False))
+    expected = "service 'vpn' is not published" if role is Role.REQUESTER else None
+    assert refusal(catalogue, role) == expected
+    catalogue.apply(a_service(published=True))
+    assert refusal(catalogue, role) is None
+
+
+def test_a_change_read_twice_is_one_version() -> None:
+    catalogue = Catalogue()
+    change = a_service(published=True)
+    assert catalogue.apply(change) and not catalogue.apply(change)
+    assert catalogue.apply(change.model_copy(update={"event_id": uuid.uuid4()}))
