@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
@@ -31,7 +32,6 @@ from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
-from .catalogue import Catalogue
 from .desk import Desk
 from .domain import LifecycleRules, NotReady
 from .idempotency import RequestKeys
@@ -70,7 +70,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     changelog = ChangelogWriter(CHANGELOG, store, tickets.record, lambda: event_log.producer, a_reader)
     ownership = Ownership(positions, log_end, changelog)
     bus = CommandBus(ledger, ownership)
-    catalogue = Catalogue()
+    catalogue = ServiceCatalogue()
     #: sla writes sla.config; intake follows it for the catalogue's services, and parks nothing of it.
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "intake", owner=False)
     desk = Desk(ledger, bus, catalogue, catalogue_log.caught_up)

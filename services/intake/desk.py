@@ -8,11 +8,12 @@ from __future__ import annotations
 from asyncio import Event
 from datetime import datetime
 
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 from ticketstream_shared.contract.requests import ticket_id_for
 from ticketstream_shared.runtime.store import Changes
 
-from .catalogue import Catalogue
+from .catalogue import require_service
 from .domain import Command, CommandContext, CreateTicket, NotReady, Ticket
 from .ledger import TicketLedger
 from .owners import CommandBus
@@ -20,7 +21,9 @@ from .ticket_store import Filters
 
 
 class Desk:
-    def __init__(self, ledger: TicketLedger, bus: CommandBus, catalogue: Catalogue, catalogue_read: Event) -> None:
+    def __init__(
+        self, ledger: TicketLedger, bus: CommandBus, catalogue: ServiceCatalogue, catalogue_read: Event
+    ) -> None:
         self.ledger = ledger
         self.bus = bus
         self.catalogue = catalogue
@@ -34,7 +37,7 @@ class Desk:
             # the ticket may be another one.
             if not self.catalogue_read.is_set():
                 raise NotReady("intake is still reading the service catalogue; retry shortly")
-            self.catalogue.require(command.service_id, context.actor.role, context.now)
+            require_service(self.catalogue, command.service_id, context.actor.role, context.now)
         return await self.bus.execute(command, context)
 
     def new_ticket_id(self, scope: str, request_key: str | None) -> str:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 
+from .queries import Services
 from .reports import (
     BacklogQuery,
     CsatQuery,
@@ -22,6 +23,7 @@ from .reports import (
     ReportQuery,
     ReportsUnavailable,
     ResponseTimesQuery,
+    ServicesOverviewQuery,
     SlaComplianceQuery,
     WorkloadQuery,
 )
@@ -37,13 +39,14 @@ REPORTS: dict[str, type[ReportQuery]] = {
     "backlog": BacklogQuery,
     "technician-workload": WorkloadQuery,
     "csat": CsatQuery,
+    "services": ServicesOverviewQuery,
 }
 
 Q = TypeVar("Q", bound=ReportQuery)
 
 
 class Reports(Protocol):
-    async def report(self, query: ReportQuery) -> Report: ...
+    async def report(self, query: ReportQuery, services: Services) -> Report: ...
 
 
 def scoped(query: Q, caller: Principal) -> Q:
@@ -55,7 +58,10 @@ def scoped(query: Q, caller: Principal) -> Q:
     return query.model_copy(update={"client_id": caller.client_id})
 
 
-def reports_router(warehouse: Reports, principal: Callable[..., Principal]) -> APIRouter:
+def reports_router(
+    warehouse: Reports, principal: Callable[..., Principal], services: Callable[[], Services]
+) -> APIRouter:
+    """`services`: the catalogue as it stands, read when a report is asked."""
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
     def report_reader(caller: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -70,7 +76,7 @@ def reports_router(warehouse: Reports, principal: Callable[..., Principal]) -> A
             format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
         ) -> Response:
             try:
-                result = await warehouse.report(scoped(query, caller))
+                result = await warehouse.report(scoped(query, caller), services())
             except ReportsUnavailable as error:
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
             if format == "csv":

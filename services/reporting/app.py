@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
@@ -22,6 +23,7 @@ from .business_hours import ClientCalendars
 from .dashboard import dashboard_router
 from .inbox import decoders
 from .projector import Projector
+from .queries import Services
 from .settings import ReportingSettings
 from .sla_config import SlaConfigFollower
 from .warehouse import Warehouse
@@ -94,6 +96,8 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         return {"clickhouse": clickhouse, "kafka": consumer.ready}
 
     app = create_service_app(service="reporting", keys=keys, readiness=readiness, lifespan=lifespan)
-    app.include_router(reports_router(warehouse, app.state.principal))
+    app.include_router(
+        reports_router(warehouse, app.state.principal, lambda: Services.of(calendars.catalogue, datetime.now(UTC)))
+    )
     app.include_router(dashboard_router(app.state.principal))
     return app

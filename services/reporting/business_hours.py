@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from ticketstream_shared.business_time import Calendar, WorkingRange, business_time_between, version_in_force
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract.sla import CalendarChanged, ClientAgreementChanged, SlaConfigEvent
 
 _ONE_MINUTE = timedelta(minutes=1)
@@ -40,12 +41,15 @@ class ClientCalendars:
     """Every version of every calendar and client agreement read from sla.config, in the order made."""
 
     def __init__(self) -> None:
+        #: The services of the catalogue, folded from the same log: reports group tickets by them.
+        self.catalogue = ServiceCatalogue()
         self._calendars: dict[str, list[tuple[datetime, Calendar]]] = {}
         #: client_id -> (effective_at, calendar_id) of each version of its agreement.
         self._agreements: dict[str, list[tuple[datetime, str]]] = {}
 
     def apply(self, change: SlaConfigEvent) -> None:
-        """Record one change of sla.config; policies and services time clocks, not hours, and are left out."""
+        """Record one change of sla.config; policies time clocks, not hours, and are left out."""
+        self.catalogue.apply(change)
         if isinstance(change, CalendarChanged):
             versions = self._calendars.setdefault(change.calendar_id, [])
             calendar = Calendar.from_data(change.calendar_id, len(versions) + 1, change.data)

@@ -7,17 +7,25 @@ which ClickHouse evaluates after FINAL's merge for columns outside the sorting k
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import singledispatch
 from typing import Any, NamedTuple
 
+from ticketstream_shared.catalogue import ServiceCatalogue
+
 from .reports import (
     BacklogQuery,
+    ByService,
     CsatQuery,
     Granularity,
     HoursBreakdown,
     HoursPerClientQuery,
     ReportQuery,
     ResponseTimesQuery,
+    ServiceBreakdown,
+    ServicesOverviewQuery,
     SlaComplianceQuery,
     WorkloadQuery,
 )
@@ -28,24 +36,63 @@ class Statement(NamedTuple):
     parameters: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Services:
+    """The service catalogue as reports read it: which service each category belongs to, and each service's name
+    (sla.config as it stands when the report is asked). A ticket's service is the one it names, else its
+    category's."""
+
+    owners: Mapping[str, str] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def parameters(self) -> dict[str, list[str]]:
+        """The categories' services as the tickets' query reads them (two arrays: a Map does not bind alike on
+        every ClickHouse client)."""
+        categories = sorted(self.owners)
+        return {"categories": categories, "their_services": [self.owners[category] for category in categories]}
+
+    @classmethod
+    def of(cls, catalogue: ServiceCatalogue, now: datetime) -> Services:
+        """Every service in force `now`, drafts too: managers report on what is not published yet as well."""
+        in_force = catalogue.in_force(now)
+        return cls(catalogue.category_owners(now), {service_id: data.name for service_id, data in in_force.items()})
+
+
+NO_SERVICES = Services()
+
+
 #: Statuses that take a ticket out of the backlog.
 _DONE = "('resolved', 'closed')"
 
 #: A ticket's current fields, from the argMax states of the tickets table.
 _TICKETS = """
     SELECT client_id, ticket_id, argMaxMerge(category) AS category, argMaxMerge(priority) AS priority,
-           argMaxMerge(status) AS status, min(created_at) AS created_at
+           argMaxMerge(status) AS status, min(created_at) AS created_at,
+           ifNull(argMaxMerge(service_id),
+                  transform(ifNull(category, ''), {{categories:Array(String)}}, {{their_services:Array(String)}}, ''))
+               AS service_id
     FROM tickets {where}
     GROUP BY client_id, ticket_id
+"""
+
+#: Each clock's outcome, per ticket and metric: that of its newest policy version, breached over met if both were
+#: sent (so a next reply is breached if any round was); `decided_at` the day it counts on.
+_OUTCOMES = """
+    SELECT client_id, ticket_id, metric,
+           argMax(event_type, (policy_version, event_type = 'sla.breached')) AS outcome,
+           argMax(occurred_at, (policy_version, event_type = 'sla.breached')) AS decided_at
+    FROM sla_clock_events FINAL
+    {where}
+    GROUP BY client_id, ticket_id, metric
 """
 
 _IN_RANGE = "{column} >= {{start:DateTime64(3, 'UTC')}} AND {column} < {{end:DateTime64(3, 'UTC')}}"
 
 
-def _base(query: ReportQuery) -> tuple[dict[str, Any], list[str]]:
-    """The interval's parameters, and the client filter if the query names a client."""
+def _base(query: ReportQuery, services: Services) -> tuple[dict[str, Any], list[str]]:
+    """The interval's parameters, the catalogue's categories, and the client filter if the query names a client."""
     start, end = query.utc_interval()
-    parameters: dict[str, Any] = {"start": start, "end": end}
+    parameters: dict[str, Any] = {"start": start, "end": end, **services.parameters()}
     client_filter = []
     if query.client_id is not None:
         parameters["client_id"] = query.client_id
@@ -57,8 +104,20 @@ def _where(conditions: list[str]) -> str:
     return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
+def _per_service(query: ByService, parameters: dict[str, Any], after: list[str], keys: list[str]) -> str:
+    """A report's service filter and split, on its tickets' `service_id`: adds the condition (to apply after the
+    tickets are joined) and the key after the client; returns the column to select, if split."""
+    if query.service_id is not None:
+        after.append("service_id = {service_id:String}")
+        parameters["service_id"] = query.service_id
+    if query.by is not ServiceBreakdown.SERVICE:
+        return ""
+    keys.insert(1, "service_id")
+    return "ifNull(service_id, '') AS service_id,"
+
+
 @singledispatch
-def statement_for(query: ReportQuery) -> Statement:
+def statement_for(query: ReportQuery, services: Services = NO_SERVICES) -> Statement:
     raise TypeError(f"no report for {type(query).__name__}")
 
 
@@ -77,7 +136,7 @@ _LEDGER_SUMS = {
 
 
 @statement_for.register
-def hours_per_client_sql(query: HoursPerClientQuery) -> Statement:
+def hours_per_client_sql(query: HoursPerClientQuery, services: Services = NO_SERVICES) -> Statement:
     """Hours per client from the signed worklog ledger: plain sums, exact without FINAL however many times a
     worklog was delivered or corrected. They are summed per ticket first, so that a ticket counts when some of its
     worklogs do, even though their rows may lie in parts not merged yet."""
@@ -108,15 +167,21 @@ def hours_per_client_sql(query: HoursPerClientQuery) -> Statement:
             GROUP BY {", ".join(keys)}, ticket_id
             HAVING entries > 0
         ) AS worked_tickets"""
-    if query.by is HoursBreakdown.CATEGORY or query.category is not None:
+    by_ticket = query.by in (HoursBreakdown.CATEGORY, HoursBreakdown.SERVICE)
+    if by_ticket or query.category is not None or query.service_id is not None:
         tickets = _TICKETS.format(where="WHERE client_id = {client_id:String}" if query.client_id else "")
         source += f" LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)"
-        if query.category is not None:
-            source += " WHERE tickets.category = {category:String}"
-            parameters["category"] = query.category
-        if query.by is HoursBreakdown.CATEGORY:
-            keys.append("category")
-            columns.append("ifNull(tickets.category, '') AS category")
+        parameters.update(services.parameters())
+        of_tickets = []
+        for name in ("category", "service_id"):
+            if (value := getattr(query, name)) is not None:
+                of_tickets.append(f"tickets.{name} = {{{name}:String}}")
+                parameters[name] = value
+        source += f" {_where(of_tickets)}"
+        if by_ticket:
+            column = "category" if query.by is HoursBreakdown.CATEGORY else "service_id"
+            keys.append(column)
+            columns.append(f"ifNull(tickets.{column}, '') AS {column}")
     business_hours = ""
     if query.business_hours:
         business_hours = """
@@ -137,12 +202,13 @@ def hours_per_client_sql(query: HoursPerClientQuery) -> Statement:
 
 
 @statement_for.register
-def sla_compliance_sql(query: SlaComplianceQuery) -> Statement:
+def sla_compliance_sql(query: SlaComplianceQuery, services: Services = NO_SERVICES) -> Statement:
     """A clock's outcome is that of its newest policy version, breached over met if both were sent, and counts on
     the day it was decided; priority is the ticket's current one."""
-    parameters, conditions = _base(query)
+    parameters, conditions = _base(query, services)
     tickets = _TICKETS.format(where=_where(conditions))
     conditions.append("event_type IN ('sla.met', 'sla.breached')")
+    keys = ["client_id", "priority", "metric"]
     if query.metric is not None:
         conditions.append("metric = {metric:String}")
         parameters["metric"] = query.metric.value
@@ -150,41 +216,38 @@ def sla_compliance_sql(query: SlaComplianceQuery) -> Statement:
     if query.priority is not None:
         after.append("priority = {priority:String}")
         parameters["priority"] = query.priority.value
+    service = _per_service(query, parameters, after, keys)
     sql = f"""
         SELECT
             client_id,
+            {service}
             ifNull(priority, '')                            AS priority,
             metric,
             countIf(outcome = 'sla.met')                    AS met,
             countIf(outcome = 'sla.breached')               AS breached,
             round(100 * met / (met + breached), 1)          AS compliance_pct
-        FROM (
-            SELECT client_id, ticket_id, metric,
-                   argMax(event_type, (policy_version, event_type = 'sla.breached')) AS outcome,
-                   argMax(occurred_at, (policy_version, event_type = 'sla.breached')) AS decided_at
-            FROM sla_clock_events FINAL
-            {_where(conditions)}
-            GROUP BY client_id, ticket_id, metric
-        ) AS outcomes
+        FROM ({_OUTCOMES.format(where=_where(conditions))}) AS outcomes
         LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)
         {_where(after)}
-        GROUP BY client_id, priority, metric
-        ORDER BY client_id, priority, metric
+        GROUP BY {", ".join(keys)}
+        ORDER BY {", ".join(keys)}
         SETTINGS join_use_nulls = 1
     """
     return Statement(sql, parameters)
 
 
 @statement_for.register
-def response_times_sql(query: ResponseTimesQuery) -> Statement:
+def response_times_sql(query: ResponseTimesQuery, services: Services = NO_SERVICES) -> Statement:
     """Wall-clock minutes from creation to the first public comment of a technician (first response) and to the
     first resolution; business-time figures are the SLA report's."""
-    parameters, conditions = _base(query)
+    parameters, conditions = _base(query, services)
     client = _where(conditions)
     after = [_IN_RANGE.format(column="created_at")]
     if query.priority is not None:
         after.append("priority = {priority:String}")
         parameters["priority"] = query.priority.value
+    keys = ["client_id", "priority"]
+    service = _per_service(query, parameters, after, keys)
     percentiles = []
     for name, column in (("first_response", "first_response_at"), ("resolution", "resolved_at")):
         for level in (50, 90, 99):
@@ -197,6 +260,7 @@ def response_times_sql(query: ResponseTimesQuery) -> Statement:
     sql = f"""
         SELECT
             client_id,
+            {service}
             ifNull(priority, '')                            AS priority,
             count()                                         AS tickets,
             countIf(first_response_at IS NOT NULL)          AS responded,
@@ -212,54 +276,69 @@ def response_times_sql(query: ResponseTimesQuery) -> Statement:
             FROM ticket_status_changes FINAL {resolutions} GROUP BY client_id, ticket_id
         ) AS resolutions USING (client_id, ticket_id)
         {_where(after)}
-        GROUP BY client_id, priority
-        ORDER BY client_id, priority
+        GROUP BY {", ".join(keys)}
+        ORDER BY {", ".join(keys)}
         SETTINGS join_use_nulls = 1
     """
     return Statement(sql, parameters)
 
 
 @statement_for.register
-def backlog_sql(query: BacklogQuery) -> Statement:
+def backlog_sql(query: BacklogQuery, services: Services = NO_SERVICES) -> Statement:
     """The backlog is a running sum: +1 when a ticket is created, and for each status change whether it moves the
     ticket into or out of resolved/closed. A sum over a set of changes does not depend on their order; every day
-    of the range is listed, with 0 changes where nothing happened."""
-    parameters, conditions = _base(query)
+    of the range is listed, with 0 changes where nothing happened. Split or narrowed by service, a status change
+    counts for its ticket's service (the tickets are joined only then)."""
+    parameters, conditions = _base(query, services)
     parameters.update(first_day=query.from_, days=(query.to - query.from_).days + 1)
     client = _where(conditions)
+    keys, of_service = ["client_id"], []
+    service = _per_service(query, parameters, of_service, keys)
+    group = ", ".join(keys)
+    tickets = f"({_TICKETS.format(where=client)})"
+    changes, known = f"ticket_status_changes FINAL {client}", "SELECT DISTINCT client_id FROM tickets " + client
+    if service or of_service:
+        changes = f"""(SELECT client_id, ticket_id, occurred_at, from_status, to_status
+                      FROM ticket_status_changes FINAL {client}) AS changes
+                     LEFT JOIN (SELECT client_id, ticket_id, service_id FROM {tickets}) AS tickets
+                     USING (client_id, ticket_id) {_where(of_service)}"""
+        columns = f"client_id, {service.removesuffix(',')}" if service else "client_id"
+        known = f"SELECT DISTINCT {columns} FROM {tickets} AS known {_where(of_service)}"
+    created = _where(["created_at IS NOT NULL", *of_service])
     sql = f"""
-        SELECT client_id, day, backlog
+        SELECT {group}, day, backlog
         FROM (
-            SELECT client_id, day,
-                   sum(delta) OVER (PARTITION BY client_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS backlog
+            SELECT {group}, day,
+                   sum(delta) OVER (PARTITION BY {group} ORDER BY day ROWS UNBOUNDED PRECEDING) AS backlog
             FROM (
-                SELECT client_id, day, sum(delta) AS delta
+                SELECT {group}, day, sum(delta) AS delta
                 FROM (
-                    SELECT client_id, toDate32(assumeNotNull(created_at)) AS day, toInt64(1) AS delta
-                    FROM ({_TICKETS.format(where=client)}) AS created WHERE created_at IS NOT NULL
+                    SELECT client_id, {service} toDate32(assumeNotNull(created_at)) AS day, toInt64(1) AS delta
+                    FROM {tickets} AS created {created}
                     UNION ALL
-                    SELECT client_id, toDate32(occurred_at) AS day,
+                    SELECT client_id, {service} toDate32(occurred_at) AS day,
                            toInt64(to_status NOT IN {_DONE}) - toInt64(from_status NOT IN {_DONE}) AS delta
-                    FROM ticket_status_changes FINAL {client}
+                    FROM {changes}
                     UNION ALL
-                    SELECT client_id, toDate32({{first_day:Date32}}) + number AS day, toInt64(0) AS delta
-                    FROM (SELECT DISTINCT client_id FROM tickets {client}) AS clients
+                    SELECT {group}, toDate32({{first_day:Date32}}) + number AS day, toInt64(0) AS delta
+                    FROM ({known}) AS clients
                     CROSS JOIN numbers({{days:UInt32}}) AS days
                 )
-                GROUP BY client_id, day
+                GROUP BY {group}, day
             )
         )
         WHERE day >= {{first_day:Date32}} AND day < {{first_day:Date32}} + {{days:UInt32}}
-        ORDER BY client_id, day
+        ORDER BY {group}, day
+        SETTINGS join_use_nulls = 1
     """
     return Statement(sql, parameters)
 
 
 @statement_for.register
-def workload_sql(query: WorkloadQuery) -> Statement:
+def workload_sql(query: WorkloadQuery, services: Services = NO_SERVICES) -> Statement:
     """Per technician: hours on the days asked, tickets assigned to them on those days, and tickets whose latest
     assignment is theirs and that are still open now."""
-    parameters, conditions = _base(query)
+    parameters, conditions = _base(query, services)
     client = list(conditions)
     technician = []
     if query.technician_id is not None:
@@ -304,19 +383,85 @@ def workload_sql(query: WorkloadQuery) -> Statement:
 
 
 @statement_for.register
-def csat_sql(query: CsatQuery) -> Statement:
-    parameters, conditions = _base(query)
+def csat_sql(query: CsatQuery, services: Services = NO_SERVICES) -> Statement:
+    parameters, conditions = _base(query, services)
+    tickets = _TICKETS.format(where=_where(conditions))
     conditions.append(_IN_RANGE.format(column="occurred_at"))
+    source = f"(SELECT client_id, ticket_id, rating FROM csat_ratings FINAL {_where(conditions)}) AS ratings"
+    keys, of_service = ["client_id"], []
+    service = _per_service(query, parameters, of_service, keys)
+    if service or of_service:
+        source += f" LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)"
     sql = f"""
         SELECT
             client_id,
+            {service}
             count()                                         AS ratings,
             round(avg(rating), 2)                           AS average_rating,
             round(100 * countIf(rating >= 4) / count(), 1)  AS satisfied_pct,
             {", ".join(f"countIf(rating = {stars}) AS rated_{stars}" for stars in range(1, 6))}
-        FROM csat_ratings FINAL
-        {_where(conditions)}
-        GROUP BY client_id
-        ORDER BY client_id
+        FROM {source}
+        {_where(of_service)}
+        GROUP BY {", ".join(keys)}
+        ORDER BY {", ".join(keys)}
+        SETTINGS join_use_nulls = 1
+    """
+    return Statement(sql, parameters)
+
+
+@statement_for.register
+def services_overview_sql(query: ServicesOverviewQuery, services: Services = NO_SERVICES) -> Statement:
+    """One row per service: every service of the catalogue, and any other a ticket of the client(s) names (or ""
+    for tickets of no service), with what happened in the days asked."""
+    parameters, conditions = _base(query, services)
+    service_ids = sorted(services.names)
+    names = [services.names[service_id] for service_id in service_ids]
+    parameters.update(first_day=query.from_, last_day=query.to, service_ids=service_ids, names=names)
+    tickets = _TICKETS.format(where=_where(conditions))
+    responses = _where([*conditions, "public", "author_role = 'technician'"])
+    outcomes = _OUTCOMES.format(where=_where([*conditions, "event_type IN ('sla.met', 'sla.breached')"]))
+    worked = _where([*conditions, "day >= {first_day:Date32}", "day <= {last_day:Date32}"])
+    sql = f"""
+        SELECT
+            service_id,
+            transform(service_id, {{service_ids:Array(String)}}, {{names:Array(String)}}, '') AS name,
+            ifNull(opened.tickets, 0)                         AS tickets,
+            decided.compliance_pct                            AS compliance_pct,
+            opened.first_response_p50_minutes                 AS first_response_p50_minutes,
+            ifNull(worked.hours, 0)                           AS hours
+        FROM (
+            SELECT arrayJoin({{service_ids:Array(String)}}) AS service_id
+            UNION DISTINCT
+            SELECT DISTINCT service_id FROM ({tickets})
+        ) AS catalogue
+        LEFT JOIN (
+            SELECT service_id, count() AS tickets,
+                   round(quantileExactIf(0.5)(dateDiff('second', created_at, first_response_at),
+                                              first_response_at IS NOT NULL) / 60, 1) AS first_response_p50_minutes
+            FROM ({tickets}) AS tickets
+            LEFT JOIN (
+                SELECT client_id, ticket_id, min(occurred_at) AS first_response_at
+                FROM ticket_comments FINAL {responses} GROUP BY client_id, ticket_id
+            ) AS responses USING (client_id, ticket_id)
+            WHERE {_IN_RANGE.format(column="created_at")}
+            GROUP BY service_id
+        ) AS opened USING (service_id)
+        LEFT JOIN (
+            SELECT ifNull(service_id, '') AS service_id,
+                   round(100 * countIf(outcome = 'sla.met') / count(), 1) AS compliance_pct
+            FROM ({outcomes}) AS outcomes
+            LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)
+            WHERE {_IN_RANGE.format(column="decided_at")}
+            GROUP BY service_id
+        ) AS decided USING (service_id)
+        LEFT JOIN (
+            SELECT ifNull(service_id, '') AS service_id, round(sum(minutes) / 60, 2) AS hours
+            FROM (SELECT client_id, ticket_id, sum(minutes) AS minutes FROM worklog_ledger {worked}
+                  GROUP BY client_id, ticket_id) AS work
+            LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)
+            GROUP BY service_id
+        ) AS worked USING (service_id)
+        ORDER BY service_id
+        SETTINGS join_use_nulls = 1
     """
     return Statement(sql, parameters)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from ticketstream_shared.contract.events import Identifier, Priority
+from ticketstream_shared.contract.events import Identifier, Priority, ServiceId
 from ticketstream_shared.contract.sla import SlaMetric
 
 #: Days ClickHouse's DateTime64 and Date32 hold comfortably; outside them a date is a typo, not a question.
@@ -74,6 +74,23 @@ class HoursBreakdown(StrEnum):
 
     TECHNICIAN = "technician"
     CATEGORY = "category"
+    SERVICE = "service"
+
+
+class ServiceBreakdown(StrEnum):
+    """Reports other than hours split by one thing only: the service of the catalogue."""
+
+    SERVICE = "service"
+
+
+#: The service filter of every report that has one.
+SERVICE_FILTER = Field(
+    default=None,
+    description=(
+        "Only tickets of this service of the catalogue: the one a ticket names, else the one its category belongs "
+        "to in the catalogue as it stands now."
+    ),
+)
 
 
 class HoursPerClientQuery(ReportQuery):
@@ -81,7 +98,8 @@ class HoursPerClientQuery(ReportQuery):
     voided ones not at all."""
 
     granularity: Granularity | None = Field(default=None, description="Adds a period column: day, week or month.")
-    by: HoursBreakdown | None = Field(default=None, description="Adds a technician_id or category column.")
+    by: HoursBreakdown | None = Field(default=None, description="Adds a technician_id, category or service_id column.")
+    service_id: ServiceId | None = SERVICE_FILTER
     technician_id: Identifier | None = Field(default=None, description="Only this technician's worklogs.")
     category: Identifier | None = Field(default=None, description="Only tickets of this category.")
     billable: bool | None = Field(default=None, description="Only billable (true) or non-billable (false) work.")
@@ -95,7 +113,14 @@ class HoursPerClientQuery(ReportQuery):
     )
 
 
-class SlaComplianceQuery(ReportQuery):
+class ByService(ReportQuery):
+    """A report that may be narrowed to one service and split by service."""
+
+    service_id: ServiceId | None = SERVICE_FILTER
+    by: ServiceBreakdown | None = Field(default=None, description="service: adds a service_id column.")
+
+
+class SlaComplianceQuery(ByService):
     """SLA outcomes (met or breached, of each clock's newest policy version) decided on the days from..to. Next
     reply counts once per ticket: breached if any of its rounds was late."""
 
@@ -103,13 +128,19 @@ class SlaComplianceQuery(ReportQuery):
     metric: SlaMetric | None = Field(default=None, description="first_response, next_reply or resolution only.")
 
 
-class ResponseTimesQuery(ReportQuery):
+class ServicesOverviewQuery(ReportQuery):
+    """Per service of the catalogue (and tickets of none, as ""): the tickets created on the days from..to, the
+    SLA compliance of the outcomes decided on those days (every metric), the median first response of those tickets
+    in minutes, and the hours worked on those days."""
+
+
+class ResponseTimesQuery(ByService):
     """First-response and resolution times of the tickets created on the days from..to, in minutes."""
 
     priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
 
 
-class BacklogQuery(ReportQuery):
+class BacklogQuery(ByService):
     """Tickets neither resolved nor closed at the end of each day from..to, per client."""
 
 
@@ -119,7 +150,7 @@ class WorkloadQuery(ReportQuery):
     technician_id: Identifier | None = Field(default=None, description="Only this technician.")
 
 
-class CsatQuery(ReportQuery):
+class CsatQuery(ByService):
     """Satisfaction ratings given on the days from..to (a ticket's newest rating), per client."""
 
 

@@ -26,7 +26,7 @@ from ticketstream_shared.runtime.retry import while_down
 from .inbox import INBOX_COLUMNS, deduplication_token, inbox_rows
 from .ledger import LedgerRow
 from .migrations import apply_migrations, read_migrations
-from .queries import statement_for
+from .queries import NO_SERVICES, Services, statement_for
 from .reports import Report, ReportQuery, ReportsUnavailable
 from .worklogs import WorklogRow
 
@@ -221,10 +221,10 @@ class Warehouse:
         result = self._open_client.query(sql, parameters=parameters)
         return Report(tuple(result.column_names), [tuple(row) for row in result.result_rows])
 
-    async def report(self, query: ReportQuery) -> Report:
+    async def report(self, query: ReportQuery, services: Services = NO_SERVICES) -> Report:
         """Raises ReportsUnavailable while ClickHouse is down (the caller answers 503), and anything else as is."""
         try:
-            return await self.select(*statement_for(query))
+            return await self.select(*statement_for(query, services))
         except Exception as error:
             if clickhouse_is_down(error):
                 raise ReportsUnavailable(f"ClickHouse does not answer: {type(error).__name__}") from error

@@ -22,6 +22,7 @@ from operator import attrgetter
 from typing import Generic, TypeVar
 
 from ticketstream_shared.business_time import Calendar, version_in_force
+from ticketstream_shared.catalogue import category_owners
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.sla import (
     SERVICE_PREFIX,
@@ -202,12 +203,8 @@ class Agreements:
 
     def category_owners(self, moment: datetime) -> dict[str, str]:
         """Which service each category belongs to at `moment` (a category is in one service at most)."""
-        owners = {}
-        for service_id, history in sorted(self.services.items()):
-            version = history.at(moment)
-            for category in version.value.categories if version else ():
-                owners.setdefault(category, service_id)
-        return owners
+        in_force = ((service_id, history.at(moment)) for service_id, history in self.services.items())
+        return category_owners((service_id, version.value) for service_id, version in in_force if version)
 
     def next_change_after(self, moment: datetime) -> datetime | None:
         index = bisect.bisect_right(self.change_moments, moment)

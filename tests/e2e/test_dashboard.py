@@ -81,7 +81,7 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
                 )
             ]
             page.screenshot(path=str(tmp_path / "dashboard-hours-per-client.png"), full_page=True)
-            for view in ("sla", "backlog", "response"):
+            for view in ("sla", "backlog", "response", "services"):
                 page.click(f"#show-{view}")
                 page.wait_for_selector(f"body[data-shown={view}]")
             assert page.inner_text("#status") == ""

@@ -17,12 +17,14 @@ import pytest
 
 from reporting.business_hours import ClientCalendars
 from reporting.projector import Projector
+from reporting.queries import NO_SERVICES, Services
 from reporting.reports import (
     BacklogQuery,
     CsatQuery,
     HoursPerClientQuery,
     ReportQuery,
     ResponseTimesQuery,
+    ServicesOverviewQuery,
     SlaComplianceQuery,
     WorkloadQuery,
 )
@@ -58,7 +60,9 @@ def week() -> list[Envelope]:
     software to network) nobody answered in time, still open. globex: a mail ticket (P2) resolved, reopened, closed.
     """
     printer = a_ticket_created("printer", "acme")
-    vpn = a_ticket_created("vpn", "acme", priority="P1", category="software", occurred_at=at(1, 1))
+    vpn = a_ticket_created(
+        "vpn", "acme", priority="P1", category="software", occurred_at=at(1, 1), service_id="remote-access"
+    )
     mail = a_ticket_created("mail", "globex", category="network", occurred_at=at(0, 3))
     printer_work = a_worklog_recorded("printer", 4, minutes=90, technician_id="tech-1")
     late_work = a_worklog_recorded("printer", 5, minutes=60, billable=False, technician_id="tech-2",
@@ -132,8 +136,16 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     asyncio.run(store.close())
 
 
-def rows(warehouse: Warehouse, query: ReportQuery) -> list[dict[str, Any]]:
-    return asyncio.run(warehouse.report(query)).records()
+def rows(warehouse: Warehouse, query: ReportQuery, services: Services = NO_SERVICES) -> list[dict[str, Any]]:
+    return asyncio.run(warehouse.report(query, services)).records()
+
+
+#: The catalogue the service tests report with: the printer ticket's category is the workplace service's, the mail
+#: ticket's network's; the VPN ticket names its service; printing has no ticket.
+CATALOGUE = Services(
+    owners={"hardware": "workplace", "network": "network"},
+    names={"workplace": "Workplace", "network": "Network", "remote-access": "Remote access", "printing": "Printing"},
+)
 
 
 def test_hours_per_client_count_corrections_and_not_voids(warehouse: Warehouse) -> None:
@@ -229,3 +241,87 @@ def test_a_client_scoped_query_sees_only_that_client(warehouse: Warehouse) -> No
         found = rows(warehouse, model.model_validate({**MARCH, "client_id": "globex"}))
         assert found and {row["client_id"] for row in found} == {"globex"}
     assert [row["technician_id"] for row in rows(warehouse, WorkloadQuery(**MARCH, client_id="globex"))] == ["tech-3"]
+
+
+def test_hours_and_compliance_by_service(warehouse: Warehouse) -> None:
+    def hours(**params: Any) -> list[tuple[Any, ...]]:
+        query = HoursPerClientQuery.model_validate({**MARCH, **params})
+        return [(row["client_id"], row.get("service_id"), row["hours"]) for row in rows(warehouse, query, CATALOGUE)]
+
+    assert hours(by="service") == [
+        ("acme", "remote-access", 0.5),
+        ("acme", "workplace", 3.5),
+        ("globex", "network", 0.25),
+    ]
+    assert hours(service_id="workplace") == [("acme", None, 3.5)]
+    # Without a catalogue, only the ticket naming its service has one.
+    without = rows(warehouse, HoursPerClientQuery.model_validate({**MARCH, "by": "service"}))
+    assert [(row["client_id"], row["service_id"]) for row in without] == [
+        ("acme", ""), ("acme", "remote-access"), ("globex", "")
+    ]  # fmt: skip
+
+    compliance = SlaComplianceQuery.model_validate({**MARCH, "by": "service"})
+    assert [
+        (row["client_id"], row["service_id"], row["metric"], row["compliance_pct"])
+        for row in rows(warehouse, compliance, CATALOGUE)
+    ] == [
+        ("acme", "remote-access", "first_response", 0.0),
+        ("acme", "workplace", "first_response", 100.0),
+        ("acme", "workplace", "next_reply", 0.0),
+        ("acme", "workplace", "resolution", 100.0),
+        ("globex", "network", "first_response", 100.0),
+        ("globex", "network", "next_reply", 100.0),
+    ]
+    one = SlaComplianceQuery.model_validate({**MARCH, "service_id": "network"})
+    assert [row["client_id"] for row in rows(warehouse, one, CATALOGUE)] == ["globex", "globex"]
+
+
+def test_response_times_and_satisfaction_by_service(warehouse: Warehouse) -> None:
+    times = ResponseTimesQuery.model_validate({**MARCH, "by": "service"})
+    assert [
+        (row["client_id"], row["service_id"], row["priority"], row["tickets"])
+        for row in rows(warehouse, times, CATALOGUE)
+    ] == [("acme", "remote-access", "P1", 1), ("acme", "workplace", "P2", 1), ("globex", "network", "P2", 1)]
+    only = ResponseTimesQuery.model_validate({**MARCH, "service_id": "workplace"})
+    assert [(row["client_id"], row["first_response_p50_minutes"]) for row in rows(warehouse, only, CATALOGUE)] == [
+        ("acme", 30.0)
+    ]
+    csat = CsatQuery.model_validate({**MARCH, "by": "service"})
+    assert [
+        (row["client_id"], row["service_id"], row["ratings"], row["average_rating"])
+        for row in rows(warehouse, csat, CATALOGUE)
+    ] == [("acme", "workplace", 1, 5.0), ("globex", "network", 1, 2.0)]
+    assert rows(warehouse, CsatQuery.model_validate({**MARCH, "service_id": "printing"}), CATALOGUE) == []
+
+
+def test_the_backlog_by_service(warehouse: Warehouse) -> None:
+    query = BacklogQuery.model_validate({"from": "2026-03-02", "to": "2026-03-06", "by": "service"})
+    backlog = [(row["service_id"], row["day"].day, row["backlog"]) for row in rows(warehouse, query, CATALOGUE)]
+    # As test_backlog_at_the_end_of_each_day, each client's tickets under their services.
+    assert backlog == [
+        *(("remote-access", day, 0 if day == 2 else 1) for day in range(2, 7)),
+        *(("workplace", day, 0) for day in range(2, 7)),
+        *(("network", day, 1 if day == 4 else 0) for day in range(2, 7)),
+    ]
+    network = BacklogQuery.model_validate({"from": "2026-03-02", "to": "2026-03-06", "service_id": "network"})
+    assert [(row["client_id"], row["backlog"]) for row in rows(warehouse, network, CATALOGUE)] == [
+        ("globex", 1 if day == 4 else 0) for day in range(2, 7)
+    ]
+
+
+def test_the_services_overview(warehouse: Warehouse) -> None:
+    overview = rows(warehouse, ServicesOverviewQuery.model_validate(MARCH), CATALOGUE)
+    assert overview == [
+        {"service_id": "network", "name": "Network", "tickets": 1, "compliance_pct": 100.0,
+         "first_response_p50_minutes": 20.0, "hours": 0.25},
+        {"service_id": "printing", "name": "Printing", "tickets": 0, "compliance_pct": None,
+         "first_response_p50_minutes": None, "hours": 0.0},
+        {"service_id": "remote-access", "name": "Remote access", "tickets": 1, "compliance_pct": 0.0,
+         "first_response_p50_minutes": None, "hours": 0.5},
+        {"service_id": "workplace", "name": "Workplace", "tickets": 1, "compliance_pct": 66.7,
+         "first_response_p50_minutes": 30.0, "hours": 3.5},
+    ]  # fmt: skip
+    acme = rows(warehouse, ServicesOverviewQuery.model_validate({**MARCH, "client_id": "acme"}), CATALOGUE)
+    assert [(row["service_id"], row["tickets"]) for row in acme] == [
+        ("network", 0), ("printing", 0), ("remote-access", 1), ("workplace", 1)
+    ]  # fmt: skip

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from intake.catalogue import Catalogue
+from intake.catalogue import require_service
 from intake.domain import InvalidCommand
 from tests.builders import T0
 from tests.unit.test_sla_clocks import config, policy
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.sla import ServiceChanged
 
@@ -29,9 +30,9 @@ def a_service(published: bool, effective: timedelta = -DAY) -> ServiceChanged:
     return change
 
 
-def refusal(catalogue: Catalogue, role: Role, at=T0) -> str | None:
+def refusal(catalogue: ServiceCatalogue, role: Role, at=T0) -> str | None:
     try:
-        catalogue.require("vpn", role, at)
+        require_service(catalogue, "vpn", role, at)
     except InvalidCommand as refused:
         assert refused.field_name == "service_id"
         return refused.message
@@ -39,7 +40,7 @@ def refusal(catalogue: Catalogue, role: Role, at=T0) -> str | None:
 
 
 def test_a_service_not_in_the_catalogue_is_refused_until_it_takes_effect() -> None:
-    catalogue = Catalogue()
+    catalogue = ServiceCatalogue()
     catalogue.apply(policy("gold", 15, 60))  # the rest of sla.config is sla's alone
     assert refusal(catalogue, Role.ADMIN) == "no service 'vpn' in the catalogue"
     catalogue.apply(a_service(published=True, effective=DAY))
@@ -49,7 +50,7 @@ def test_a_service_not_in_the_catalogue_is_refused_until_it_takes_effect() -> No
 
 @pytest.mark.parametrize("role", list(Role))
 def test_a_draft_is_refused_to_requesters_only(role: Role) -> None:
-    catalogue = Catalogue()
+    catalogue = ServiceCatalogue()
     catalogue.apply(a_service(published=False))
     expected = "service 'vpn' is not published" if role is Role.REQUESTER else None
     assert refusal(catalogue, role) == expected
@@ -58,7 +59,7 @@ def test_a_draft_is_refused_to_requesters_only(role: Role) -> None:
 
 
 def test_a_change_read_twice_is_one_version() -> None:
-    catalogue = Catalogue()
+    catalogue = ServiceCatalogue()
     change = a_service(published=True)
     assert catalogue.apply(change) and not catalogue.apply(change)
     assert catalogue.apply(change.model_copy(update={"event_id": uuid.uuid4()}))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from reporting.api import REPORTS, reports_router
-from reporting.queries import hours_per_client_sql, statement_for
+from reporting.queries import NO_SERVICES, Services, hours_per_client_sql, statement_for
 from reporting.reports import Granularity, HoursPerClientQuery, Report, ReportQuery, ReportsUnavailable
+from tests.builders import T0
 from tests.keys import ACME_MANAGER, ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.unit.test_sla_clocks import config
+from ticketstream_shared.catalogue import ServiceCatalogue
+from ticketstream_shared.contract.sla import ServiceChanged
 from ticketstream_shared.runtime.http import create_service_app
 
 URL = "/v1/reports/hours-per-client"
@@ -25,7 +29,7 @@ class FakeWarehouse:
         self.asked: list[ReportQuery] = []
         self.down = False
 
-    async def report(self, query: ReportQuery) -> Report:
+    async def report(self, query: ReportQuery, services: Services = NO_SERVICES) -> Report:
         self.asked.append(query)
         if self.down:
             raise ReportsUnavailable("ClickHouse does not answer: connection refused")
@@ -43,7 +47,7 @@ def warehouse() -> FakeWarehouse:
 @pytest.fixture
 def http(warehouse: FakeWarehouse) -> TestClient:
     app = create_service_app(service="reporting", keys=TEST_KEYS, readiness=lambda: {})
-    app.include_router(reports_router(warehouse, app.state.principal))
+    app.include_router(reports_router(warehouse, app.state.principal, lambda: NO_SERVICES))
     return TestClient(app)
 
 
@@ -193,3 +197,20 @@ def test_hours_filters_are_checked(http: TestClient, params: dict[str, str], fie
 
     assert response.status_code == 422
     assert [error["field"] for error in response.json()["errors"]] == [field]
+
+
+def test_reports_see_the_catalogue_as_it_stands() -> None:
+    def service(service_id: str, categories: list[str], published: bool = True, at: datetime = T0) -> ServiceChanged:
+        data = {"name": service_id.upper(), "owner_team": "it", "categories": categories, "published": published,
+                "targets": {"P2": {"first_response_minutes": 60, "resolution_minutes": 480}}}  # fmt: skip
+        return config(ServiceChanged, at, service_id=service_id, data=data)
+
+    catalogue = ServiceCatalogue()
+    for change in (service("vpn", ["network", "vpn"]), service("mail", ["mail"], published=False)):
+        catalogue.apply(change)
+    catalogue.apply(service("vpn", ["vpn"], at=T0 + timedelta(days=1)))
+
+    assert Services.of(catalogue, T0) == Services(
+        owners={"network": "vpn", "vpn": "vpn", "mail": "mail"}, names={"vpn": "VPN", "mail": "MAIL"}
+    )  # drafts too: managers report on them
+    assert Services.of(catalogue, T0 + timedelta(days=2)).owners == {"vpn": "vpn", "mail": "mail"}
