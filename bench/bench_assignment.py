@@ -53,9 +53,9 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from assignment.desk import Desk, published, recorded  # noqa: E402
+from assignment.desk import CategoryRule, Desk, published, recorded  # noqa: E402
 from assignment.domain import Assigned, Load  # noqa: E402
-from assignment.records import TicketRouted, decode_team_record, team_key  # noqa: E402
+from assignment.records import TicketRouted, TicketSnapshot, decode_team_record, team_key  # noqa: E402
 from assignment.routing import route  # noqa: E402
 from bench import procfs  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
@@ -158,7 +158,10 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
     for record in setup:
         desk.apply(record, decides=True, instance="bench")
     tune_garbage_collection()  # as the worker does once it has read the team log
-    rules = desk.rules.get
+
+    def rules(ticket: TicketSnapshot) -> CategoryRule | None:
+        return desk.rules.get(ticket.category)
+
     known: dict[str, Any] = {}
     if not through_codec:  # records built beforehand: only the domain is timed
         prepared = []

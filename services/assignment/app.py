@@ -1,11 +1,12 @@
 """The assignment service's composition root: the only place where Kafka, the clock and HTTP are wired together.
 
-Three Kafka clients, one producer:
+Four Kafka clients, one producer:
   - the router, a member of `CONSUMER_GROUP` on tickets.events and sla.events (the shared EventConsumer: DLQ,
     commit after the team-log records are acknowledged), re-keys ticket work by team onto assignment.by_team;
   - the team-log follower reads all of assignment.by_team into the desk (every process knows every team);
   - the ownership member of `<CONSUMER_GROUP>-teams` holds a share of assignment.by_team's partitions: the teams
-    this process decides for.
+    this process decides for;
+  - a reader of sla.config: the services of the catalogue, whose owner teams take the tickets no rule routes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract import decode_sla_event, decode_ticket_event
-from ticketstream_shared.contract.topics import SLA_EVENTS, TICKETS_EVENTS
+from ticketstream_shared.contract.codec import decode_sla_config_change
+from ticketstream_shared.contract.topics import SLA_CONFIG, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import ApiKeys
+from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
@@ -43,13 +47,26 @@ def utc_now() -> datetime:
 
 def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     team_log = TeamLog(Desk(), clock)
+    catalogue = ServiceCatalogue()
+    #: sla writes sla.config; assignment follows it for the services' owner teams, and parks nothing of it.
+    catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "assignment", owner=False)
     router = EventConsumer(
         settings,
         service="assignment",
         group_id=settings.consumer_group,
         decoders={TICKETS_EVENTS: decode_ticket_event, SLA_EVENTS: decode_sla_event},
-        handle=TicketRouter(team_log).handle,
+        handle=TicketRouter(team_log, catalogue, catalogue_log.caught_up, clock).handle,
     )
+
+    async def follow_catalogue() -> None:
+        reader = await start_when_reachable(
+            lambda: make_consumer(settings, group_id=None, client_id="assignment-catalogue"), "catalogue reader"
+        )
+        try:
+            await catalogue_log.follow(reader)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader.stop(), 3.0)
 
     async def follow_and_own() -> None:
         team_log.producer = await start_when_reachable(
@@ -73,20 +90,27 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stopping = asyncio.Event()
         team_task = asyncio.create_task(follow_and_own(), name="assignment-team-log")
-        stop_the_service_if_it_fails(team_task, stopping.is_set)
+        catalogue_task = asyncio.create_task(follow_catalogue(), name="assignment-catalogue")
+        for task in (team_task, catalogue_task):
+            stop_the_service_if_it_fails(task, stopping.is_set)
         try:
             async with router.running():
                 yield
         finally:
             stopping.set()
-            team_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await team_task
+            for task in (team_task, catalogue_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if team_log.producer is not None:
                 await team_log.producer.stop()  # flushes what is in flight
 
     def readiness() -> dict[str, bool]:
-        return {"kafka": router.ready, "team_log_read": team_log.caught_up.is_set()}
+        return {
+            "kafka": router.ready,
+            "team_log_read": team_log.caught_up.is_set(),
+            "catalogue_read": catalogue_log.caught_up.is_set(),
+        }
 
     app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan)
     app.state.team_log = team_log  # which teams this process decides for, for operators and tests

@@ -58,6 +58,8 @@ DECISION_IDS = IdSpace(uuid.UUID("5b1f0c7e-3d2a-4e6b-9f8c-a1d2e3f4a505"))
 class CategoryRule:
     team: str
     skill: str
+    #: Why the team takes the ticket, when not a rule of its category (the service's owner team): see routing.
+    routed_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Desk:
     ) -> tuple[str, Forwarded]:
         self.parked.pop(ticket.ticket_id, None)
         self.released[ticket.ticket_id] = (category, rule)
-        snapshot = ticket.model_copy(update={"skill": rule.skill})
+        snapshot = ticket.model_copy(update={"skill": rule.skill, "routed_as": rule.routed_as})
         routed = TicketRouted(**_forwarding(cause, ticket.ticket_id), data=RoutedData(team=rule.team, ticket=snapshot))
         return rule.team, Forwarded(ticket.ticket_id, routed)
 
@@ -196,9 +198,11 @@ class Desk:
             snapshot = record.data.ticket
             team.route(Ticket(
                 snapshot.ticket_id, snapshot.client_id, snapshot.priority, snapshot.status, snapshot.category,
-                snapshot.skill, snapshot.tier, version=snapshot.version,
+                snapshot.skill, snapshot.tier, version=snapshot.version, routed_as=snapshot.routed_as,
+                service_id=snapshot.service_id,
             ))  # fmt: skip
             self.ticket_teams[snapshot.ticket_id] = team.name
+            self.parked.pop(snapshot.ticket_id, None)  # routed while it waited (its service's team took it)
         elif isinstance(record, TicketWithdrawn):
             team = self.team(record.data.team)
             team.withdraw(record.data.ticket_id)

@@ -58,6 +58,10 @@ class Ticket:
     version: int = 0
     #: Why nobody could take it, as last announced; a retry that finds the same reason announces nothing new.
     unassignable_reason: str | None = None
+    #: Why the team has it, when no routing rule of its category said so (e.g. "the owner team of service VPN").
+    routed_as: str = ""
+    #: The service the ticket names, if any (it routes the ticket again should its category change).
+    service_id: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -168,6 +172,8 @@ def _least_loaded(candidates: Iterable[Candidate]) -> Candidate:
 
 
 def _assigned(ticket: Ticket, candidate: Candidate, strategy: Strategy, reason: str) -> Assigned:
+    if ticket.routed_as:
+        reason = f"{reason}; the team is {ticket.routed_as}"
     return Assigned(
         ticket.ticket_id,
         candidate.technician.technician_id,

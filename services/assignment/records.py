@@ -36,6 +36,10 @@ class TicketSnapshot(Frozen):
     skill: Identifier
     tier: int = Field(default=1, ge=1)
     version: int = Field(ge=1)
+    #: The service the ticket names, if it names one (ticket.created); else its category's counts.
+    service_id: Identifier | None = None
+    #: Why the team has it when no routing rule of its category said so, in words for the assignment's reason.
+    routed_as: str = ""
 
 
 class RoutedData(Frozen):

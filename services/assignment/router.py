@@ -8,21 +8,46 @@ team log keeps current.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import datetime
 
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.throughput import THROUGHPUT
 
+from .desk import CategoryRule
 from .records import TicketSnapshot
 from .routing import Routed, route
 from .teamlog import TeamLog
 
+Clock = Callable[[], datetime]
+
 
 class TicketRouter:
-    def __init__(self, team_log: TeamLog) -> None:
+    def __init__(
+        self, team_log: TeamLog, catalogue: ServiceCatalogue, catalogue_read: asyncio.Event, clock: Clock
+    ) -> None:
         self._team_log = team_log
         self._desk = team_log.desk
         self._routed: dict[str, Routed] = {}
+        self._catalogue = catalogue
+        self._catalogue_read = catalogue_read
+        self._clock = clock
+
+    def rule_for(self, ticket: TicketSnapshot) -> CategoryRule | None:
+        """The routing rule of the ticket's category; else its service's owner team (the service it names, or its
+        category's, as the catalogue stands now), the reason saying so; None if neither."""
+        rule = self._desk.rules.get(ticket.category)
+        if rule is not None:
+            return rule
+        now = self._clock()
+        service_id = ticket.service_id if ticket.service_id and self._catalogue.at(ticket.service_id, now) else None
+        service_id = service_id or self._catalogue.category_owners(now).get(ticket.category)
+        service = self._catalogue.at(service_id, now) if service_id else None
+        if service is None:
+            return None
+        return CategoryRule(service.owner_team, ticket.category, f"the owner team of service {service.name}")
 
     def where(self, ticket_id: str) -> Routed | None:
         known = self._routed.get(ticket_id)
@@ -31,7 +56,17 @@ class TicketRouter:
             return known
         ticket = self._desk.ticket(ticket_id)
         if team is not None and ticket is not None:  # routed by us before, or by a rule from where it waited
-            fields = ("ticket_id", "client_id", "priority", "status", "category", "skill", "tier", "version")
+            fields = (
+                "ticket_id",
+                "client_id",
+                "priority",
+                "status",
+                "category",
+                "skill",
+                "tier",
+                "version",
+                "routed_as",
+            )
             return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in fields}))
         waiting = self._desk.parked.get(ticket_id)
         return Routed(None, waiting) if waiting is not None else known
@@ -39,10 +74,11 @@ class TicketRouter:
     async def handle(self, batch: list[Delivery]) -> None:
         """Route a batch; returns once Kafka has every record (the consumer commits after)."""
         await self._team_log.caught_up.wait()  # the rules and the tickets' teams come from the team log
+        await self._catalogue_read.wait()  # and the services' owner teams from sla.config
         pending = []
         for delivery in batch:
             event = delivery.event
-            routing = route(event, self.where(event.ticket_id), self._desk.rules.get)
+            routing = route(event, self.where(event.ticket_id), self.rule_for)
             if routing.where is None:
                 self._routed.pop(event.ticket_id, None)
             else:

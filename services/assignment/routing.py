@@ -1,7 +1,8 @@
 """The router: tickets.events and sla.events (keyed by ticket) re-keyed by team onto the team log. Pure.
 
-It decides only *which team* a ticket belongs to (its category's rule) and forwards what a team needs: the
-ticket's arrival, status and priority changes, and escalations due. Which technician is the team owner's call.
+It decides only *which team* a ticket belongs to (its category's rule, else the owner team of its service: the one
+it names, or its category's in the catalogue) and forwards what a team needs: the ticket's arrival, status and
+priority changes, and escalations due. Which technician is the team owner's call.
 A ticket whose category no rule routes yet waits under its category on the team log (`TicketParked`), where the
 rule will find it when it comes (see `Desk`).
 """
@@ -58,8 +59,12 @@ class Routing:
     where: Routed | None = None
 
 
-def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], CategoryRule | None]) -> Routing:
-    """Route one ticket or SLA event given where the ticket is (`known`) and the category rules."""
+#: The team a ticket goes to: its category's routing rule, else its service's owner team (see router.py).
+RuleFor = Callable[[TicketSnapshot], CategoryRule | None]
+
+
+def route(event: Envelope, known: Routed | None, rule_for: RuleFor) -> Routing:
+    """Route one ticket or SLA event given where the ticket is (`known`) and how tickets find their team."""
 
     def envelope(kind: str) -> dict[str, object]:
         return {
@@ -73,7 +78,7 @@ def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], Categ
         data = event.data
         snapshot = TicketSnapshot(
             ticket_id=event.ticket_id, client_id=event.client_id, priority=data.priority, status=data.status,
-            category=data.category, skill=data.category, version=event.aggregate_version,
+            category=data.category, skill=data.category, version=event.aggregate_version, service_id=data.service_id,
         )  # fmt: skip
         return _to_team(snapshot, rule_for, envelope)
     if known is None:
@@ -115,11 +120,13 @@ def route(event: Envelope, known: Routed | None, rule_for: Callable[[str], Categ
 def _while_unrouted(
     event: Envelope,
     ticket: TicketSnapshot,
-    rule_for: Callable[[str], CategoryRule | None],
+    rule_for: RuleFor,
     envelope: Callable[[str], dict[str, object]],
 ) -> Routing:
-    """A ticket waiting for a rule changed: it waits with the newer snapshot, or its new category routes it.
-    (An SLA event changes nothing yet: a ticket no team has is not escalated.)"""
+    """A ticket waiting for a rule changed: it waits with the newer snapshot, or goes to the team its new category
+    or a service now gives it (a service of the catalogue appears without a record on the team log: a waiting
+    ticket of its categories goes to its owner team with its next change). (An SLA event changes nothing yet: a
+    ticket no team has is not escalated.)"""
     if isinstance(event, TicketStatusChanged):
         current = ticket.model_copy(update={"status": event.data.to_status, "version": event.aggregate_version})
     elif isinstance(event, TicketUpdated):
@@ -133,6 +140,8 @@ def _while_unrouted(
         return Routing([], where=Routed(None, ticket))
     waits = TicketParked(**envelope("parked-again"), data=ParkedData(category=ticket.category, ticket=current))
     if current.category == ticket.category:
+        if rule_for(current) is not None:
+            return _to_team(current, rule_for, envelope)
         return Routing([waits], where=Routed(None, current))
     moved = _to_team(current, rule_for, envelope)  # `waits`, of another category, takes it out of the old one
     return Routing([waits, *moved.records], moved.unroutable, moved.where)
@@ -140,18 +149,21 @@ def _while_unrouted(
 
 def _to_team(
     snapshot: TicketSnapshot,
-    rule_for: Callable[[str], CategoryRule | None],
+    rule_for: RuleFor,
     envelope: Callable[[str], dict[str, object]],
 ) -> Routing:
-    rule = rule_for(snapshot.category)
+    rule = rule_for(snapshot)
     if rule is None:
-        reason = f"no team takes category {snapshot.category} (PUT /v1/routing/categories/{snapshot.category})"
+        reason = (
+            f"no team takes category {snapshot.category} (PUT /v1/routing/categories/{snapshot.category}), and no "
+            "service of the catalogue owns it"
+        )
         unroutable = TicketUnassignable(
             **envelope("unroutable"), ticket_id=snapshot.ticket_id, client_id=snapshot.client_id,
             data=UnassignableData(reason=reason),
         )  # fmt: skip
         parked = TicketParked(**envelope("parked"), data=ParkedData(category=snapshot.category, ticket=snapshot))
         return Routing([parked], unroutable=unroutable, where=Routed(None, snapshot))
-    snapshot = snapshot.model_copy(update={"skill": rule.skill})
+    snapshot = snapshot.model_copy(update={"skill": rule.skill, "routed_as": rule.routed_as})
     data = RoutedData(team=rule.team, ticket=snapshot)
     return Routing([TicketRouted(**envelope("routed"), data=data)], where=Routed(rule.team, snapshot))

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,9 +24,11 @@ from fastapi.testclient import TestClient
 
 from assignment.app import build_app
 from assignment.settings import AssignmentSettings
+from sla.config_log import config_key
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.polling import eventually
+from tests.unit.test_sla_clocks import config
 from ticketstream_shared.contract import (
     Envelope,
     TicketStatusChanged,
@@ -35,10 +38,11 @@ from ticketstream_shared.contract import (
     encode,
 )
 from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
-from ticketstream_shared.contract.sla import SlaBreached, SlaWarning
+from ticketstream_shared.contract.sla import ServiceChanged, SlaBreached, SlaWarning
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_BY_TEAM,
     ASSIGNMENT_EVENTS,
+    SLA_CONFIG,
     SLA_EVENTS,
     TEAM_PARTITIONS,
     TICKETS_EVENTS,
@@ -451,6 +455,31 @@ def test_tickets_no_rule_routes_are_assigned_once_a_rule_for_their_category_come
         assert (assigned.data.team, assigned.data.technician_id) == (f"{prefix}-network", f"{prefix}-network-tech0")
         view = process.get(f"/v1/technicians/{prefix}-network-tech0", headers=bearer(ADMIN)).json()
         assert (view["open_tickets"], view["weighted_load"]) == (1, 4), "it arrived with its change: P1 weighs 4"
+
+
+def test_a_ticket_of_a_service_goes_to_its_owner_team_unless_a_rule_of_its_category_says_otherwise(
+    kafka_bootstrap, group
+):
+    with an_assignment_process(kafka_bootstrap, group) as process:
+        prefix = set_up_teams(ready(process), {"network": "least_loaded"}, technicians_per_team=1, capacity=5)
+        category = f"{prefix}-vpn"
+        append_to_sla_config(kafka_bootstrap, f"{prefix}-vpn-service", f"{prefix}-network", [category])
+        ticket = a_ticket_created(f"{prefix}-vpn-ticket", category=category, priority="P3")
+        publish(kafka_bootstrap, [ticket])
+        [assigned] = eventually(lambda: decisions_about(kafka_bootstrap, {ticket.ticket_id}), timeout_s=30,
+                                what="the ticket assigned in its service's owner team")  # fmt: skip
+        assert assigned.event_type == "assignment.assigned"
+        assert (assigned.data.team, assigned.data.technician_id) == (f"{prefix}-network", f"{prefix}-network-tech0")
+        assert assigned.data.reason.endswith(f"the team is the owner team of service VPN {prefix}")
+
+
+def append_to_sla_config(kafka_bootstrap: str, service_id: str, owner_team: str, categories: list[str]) -> None:
+    """A published service as sla appends one to sla.config (a PUT of the catalogue)."""
+    name = f"VPN {service_id.removesuffix('-vpn-service')}"
+    body = {"name": name, "owner_team": owner_team, "categories": categories, "published": True,
+            "targets": {"P3": {"first_response_minutes": 60, "resolution_minutes": 480}}}  # fmt: skip
+    change = config(ServiceChanged, datetime.now(UTC) - timedelta(minutes=1), service_id=service_id, data=body)
+    send_raw(kafka_bootstrap, SLA_CONFIG, [(config_key(change).decode(), change.model_dump_json().encode())])
 
 
 # --- configuration PUTs: a retry changes nothing ----------------------------------------------------------------

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assignment.desk import CategoryRule, Desk, published, recorded
-from assignment.records import TicketParked, TicketRouted, TicketWithdrawn, team_key
+from assignment.records import TicketParked, TicketRouted, TicketSnapshot, TicketWithdrawn, team_key
 from assignment.routing import Routed, route
 from tests.builders import T0, a_ticket_created
 from ticketstream_shared.contract import TicketStatusChanged, TicketUpdated
@@ -23,6 +23,14 @@ from ticketstream_shared.contract.assignment import (
 from ticketstream_shared.contract.sla import SlaWarning
 
 NETWORK = {"network": CategoryRule("net-team", "network")}
+
+
+def rule_of_category(ticket: TicketSnapshot) -> CategoryRule | None:
+    return NETWORK.get(ticket.category)
+
+
+def no_rule(ticket: TicketSnapshot) -> None:
+    return None
 
 
 def roster_event(kind: type[TeamLogEvent], **data: object) -> TeamLogEvent:
@@ -40,7 +48,7 @@ def a_shift(technician_id: str, on_shift: bool) -> TeamLogEvent:
 
 def routed(ticket_id: str, priority: str = "P2") -> TicketRouted:
     created = a_ticket_created(ticket_id, category="network", priority=priority)
-    [record] = route(created, None, NETWORK.get).records
+    [record] = route(created, None, rule_of_category).records
     assert isinstance(record, TicketRouted)
     return record
 
@@ -51,22 +59,22 @@ def status_of(ticket_id: str, version: int, status: str) -> TeamLogEvent:
         producer="intake", correlation_id="test", data={"from_status": "new", "to_status": status},
     )  # fmt: skip
     known = Routed("net-team", routed(ticket_id).data.ticket)
-    [record] = route(changed, known, NETWORK.get).records
+    [record] = route(changed, known, rule_of_category).records
     return record
 
 
 def test_a_new_ticket_goes_to_its_categorys_team_with_the_rules_skill():
     created = a_ticket_created("t1", category="network")
-    [record] = route(created, None, NETWORK.get).records
+    [record] = route(created, None, rule_of_category).records
     assert isinstance(record, TicketRouted)
     assert record.data.team == "net-team" and record.data.ticket.skill == "network"
-    [again] = route(created, None, NETWORK.get).records
+    [again] = route(created, None, rule_of_category).records
     assert again.event_id == record.event_id, "a redelivered event is routed under the same id"
 
 
 def test_a_ticket_whose_category_no_team_takes_is_unassignable_with_the_reason_and_waits_for_a_rule():
     created = a_ticket_created("t1", category="facilities")
-    routing = route(created, None, NETWORK.get)
+    routing = route(created, None, rule_of_category)
     [parked] = routing.records
     assert isinstance(parked, TicketParked) and parked.data.category == "facilities" and team_key(parked) == (
         "category:facilities")  # fmt: skip
@@ -83,11 +91,11 @@ def a_change(ticket_id: str, version: int, **changes: object) -> TicketUpdated:
 
 
 def test_a_waiting_ticket_waits_with_its_changes_until_its_new_category_routes_it():
-    [parked] = route(a_ticket_created("t1", category="facilities"), None, NETWORK.get).records
+    [parked] = route(a_ticket_created("t1", category="facilities"), None, rule_of_category).records
     waiting = Routed(None, parked.data.ticket)
-    [again] = route(a_change("t1", 2, priority="P1"), waiting, NETWORK.get).records
+    [again] = route(a_change("t1", 2, priority="P1"), waiting, rule_of_category).records
     assert again.data.category == "facilities" and (again.data.ticket.priority, again.data.ticket.version) == ("P1", 2)
-    moved = route(a_change("t1", 3, category="network"), Routed(None, again.data.ticket), NETWORK.get)
+    moved = route(a_change("t1", 3, category="network"), Routed(None, again.data.ticket), rule_of_category)
     left, routed_now = moved.records
     assert isinstance(left, TicketParked) and left.data.category == "facilities"
     assert left.data.ticket.category == "network", "a snapshot of another category takes it out of facilities"
@@ -99,7 +107,7 @@ def test_a_rule_for_a_waiting_category_routes_its_tickets_and_their_later_change
     owner, follower = Desk(), Desk()
     for record in (a_profile("ann", capacity=1), a_shift("ann", True)):
         owner.apply(record, decides=True, instance="owner")
-    [parked] = route(a_ticket_created("t1", category="network"), None, {}.get).records
+    [parked] = route(a_ticket_created("t1", category="network"), None, no_rule).records
     rule = roster_event(CategoryRouted, category="network", team="net-team", skill="network")
     for desk, decides in ((owner, True), (follower, False)):
         assert desk.apply(parked, decides=decides, instance="x") == [] and "t1" in desk.parked
@@ -111,7 +119,7 @@ def test_a_rule_for_a_waiting_category_routes_its_tickets_and_their_later_change
     [assigned] = owner.apply(routed_record, decides=True, instance="owner")
     assert assigned.outcome.technician_id == "ann"
 
-    resolved = route(status_of_waiting(parked, 2, "resolved"), Routed(None, parked.data.ticket), {}.get).records
+    resolved = route(status_of_waiting(parked, 2, "resolved"), Routed(None, parked.data.ticket), no_rule).records
     [newer] = owner.apply(resolved[0], decides=True, instance="owner")
     owner.apply(recorded(newer, "owner", T0), decides=True, instance="owner")
     assert owner.ticket("t1").status == "resolved" and owner.teams["net-team"].load_of("ann").open_tickets == 0
@@ -121,18 +129,20 @@ def test_a_rule_that_came_first_routes_a_ticket_parked_after_it():
     desk = Desk()
     desk.apply(roster_event(CategoryRouted, category="network", team="net-team", skill="net"), decides=True,
                instance="me")  # fmt: skip
-    [parked] = route(a_ticket_created("t1", category="network"), None, {}.get).records
+    [parked] = route(a_ticket_created("t1", category="network"), None, no_rule).records
     [forwarded] = desk.apply(parked, decides=True, instance="me")
     assert forwarded.outcome.record.data.ticket.skill == "net" and desk.parked == {}
 
 
 def test_a_routed_ticket_that_left_its_waiting_category_is_withdrawn_from_the_rules_team():
     desk = Desk()
-    [parked] = route(a_ticket_created("t1", category="network"), None, {}.get).records
+    [parked] = route(a_ticket_created("t1", category="network"), None, no_rule).records
     desk.apply(parked, decides=True, instance="me")
     desk.apply(roster_event(CategoryRouted, category="network", team="net-team", skill="net"), decides=True,
                instance="me")  # fmt: skip
-    [left, _] = route(a_change("t1", 2, category="database"), Routed(None, parked.data.ticket), NETWORK.get).records
+    [left, _] = route(
+        a_change("t1", 2, category="database"), Routed(None, parked.data.ticket), rule_of_category
+    ).records
     [withdrawn] = desk.apply(left, decides=True, instance="me")
     assert isinstance(withdrawn.outcome.record, TicketWithdrawn) and withdrawn.team == "net-team"
     assert desk.released == {}
@@ -153,7 +163,7 @@ def test_a_category_change_withdraws_the_ticket_and_routes_it_again():
         event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t1", client_id="acme", aggregate_version=2,
         producer="intake", correlation_id="test", data={"changes": {"category": "database"}, "previous": {}},
     )  # fmt: skip
-    withdrawn, rerouted = route(updated, known, rules.get).records
+    withdrawn, rerouted = route(updated, known, lambda ticket: rules.get(ticket.category)).records
     assert isinstance(withdrawn, TicketWithdrawn) and withdrawn.data.team == "net-team"
     assert isinstance(rerouted, TicketRouted)
     assert (rerouted.data.team, rerouted.data.ticket.skill) == ("dba-team", "sql")
@@ -171,8 +181,8 @@ def test_only_the_last_sla_threshold_escalates():
         return SlaWarning(event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t1", client_id="acme",
                           producer="sla", correlation_id="test", data=clock)  # fmt: skip
 
-    assert route(warning(0.75), known, NETWORK.get).records == []
-    [due] = route(warning(0.9), known, NETWORK.get).records
+    assert route(warning(0.75), known, rule_of_category).records == []
+    [due] = route(warning(0.9), known, rule_of_category).records
     assert due.data.reason == "SLA resolution 90% used: escalated to tier 2"
 
 

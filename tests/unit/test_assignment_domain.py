@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,6 +51,15 @@ def test_least_loaded_says_why_in_plain_words():
     assert isinstance(outcome, Assigned) and outcome.technician_id == "bob"
     assert outcome.reason == "least loaded (weighted load 0) among 3 on-shift tier-1 technicians"
     assert team.load_of("ann").weighted == 4
+
+
+def test_a_ticket_its_service_brought_says_so_in_its_reason():
+    team = a_team(a_technician("ann"))
+    ticket = replace(a_ticket("t1"), routed_as="the owner team of service VPN")
+    [outcome] = arrive(team, ticket)
+    assert isinstance(outcome, Assigned) and outcome.reason == (
+        "least loaded (weighted load 0) among 1 on-shift tier-1 technician; the team is the owner team of service VPN"
+    )
 
 
 def test_skills_strategy_takes_only_technicians_with_the_categorys_skill():

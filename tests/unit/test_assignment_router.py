@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta
 
 from assignment.desk import Desk, recorded
 from assignment.records import TicketParked, TicketRouted, TicketStatusMoved, TicketWithdrawn, decode_team_record
@@ -13,21 +14,29 @@ from assignment.teamlog import TeamLog
 from tests.builders import T0, a_ticket_created
 from tests.fakes_kafka import FakeBroker, FakeProducer, still_waiting, until
 from tests.unit.test_assignment_desk import a_change, roster_event, routed
+from tests.unit.test_sla_clocks import config
+from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract import TicketStatusChanged, decode_assignment_event
 from ticketstream_shared.contract.assignment import CategoryRouted, TeamLogEvent, TicketUnassignable
+from ticketstream_shared.contract.sla import ServiceChanged
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TEAM_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.kafka import partition_of
 
 
-def a_router(broker: FakeBroker, *rules: tuple[str, str]) -> tuple[TicketRouter, TeamLog]:
-    """A router whose team log has been read: the desk holds a rule (category, team) for each of `rules`."""
+def a_router(
+    broker: FakeBroker, *rules: tuple[str, str], catalogue: ServiceCatalogue | None = None
+) -> tuple[TicketRouter, TeamLog]:
+    """A router whose team log and catalogue have been read: the desk holds a rule (category, team) for each of
+    `rules`."""
     team_log = TeamLog(Desk(), clock=lambda: T0)
     team_log.producer = FakeProducer(broker)  # type: ignore[assignment]
     for category, team in rules:
         team_log.desk.apply(a_rule(category, team), decides=False, instance="me")
     team_log.caught_up.set()
-    return TicketRouter(team_log), team_log
+    catalogue_read = asyncio.Event()
+    catalogue_read.set()
+    return TicketRouter(team_log, catalogue or ServiceCatalogue(), catalogue_read, lambda: T0), team_log
 
 
 def a_rule(category: str, team: str) -> TeamLogEvent:
@@ -185,5 +194,64 @@ def test_routing_waits_for_the_team_log_to_be_read():
         await handling
         [(key, record)] = team_records(broker)
         assert key == "net-team" and isinstance(record, TicketRouted)
+
+    asyncio.run(story())
+
+
+def a_service(service_id: str, owner_team: str, categories: list[str], at: datetime = T0) -> ServiceChanged:
+    data = {
+        "name": service_id.upper(),
+        "owner_team": owner_team,
+        "categories": categories,
+        "targets": {"P2": {"first_response_minutes": 60, "resolution_minutes": 480}},
+    }
+    change = config(ServiceChanged, at - timedelta(hours=1), service_id=service_id, data=data)
+    assert isinstance(change, ServiceChanged)
+    return change
+
+
+def test_a_ticket_no_rule_routes_goes_to_its_services_owner_team_and_a_rule_comes_first():
+    async def story() -> None:
+        broker = FakeBroker()
+        catalogue = ServiceCatalogue()
+        catalogue.apply(a_service("vpn", "network-team", ["vpn"]))
+        catalogue.apply(a_service("mail", "messaging", ["mail", "network"]))
+        router, _ = a_router(broker, ("network", "net-team"), catalogue=catalogue)
+        await router.handle(
+            delivered(
+                a_ticket_created("t1", category="vpn"),  # its category's service
+                a_ticket_created("t2", category="printing", service_id="mail"),  # the service it names
+                a_ticket_created("t3", category="network"),  # a rule of its category comes before the service
+                a_ticket_created("t4", category="printing", service_id="gone"),  # nothing takes it
+            )
+        )
+        routed = {record.data.ticket.ticket_id: (key, record.data.ticket.routed_as)
+                  for key, record in team_records(broker) if isinstance(record, TicketRouted)}  # fmt: skip
+        assert routed == {
+            "t1": ("network-team", "the owner team of service VPN"),
+            "t2": ("messaging", "the owner team of service MAIL"),
+            "t3": ("net-team", ""),
+        }
+        [unroutable] = [decode_assignment_event(r.value) for r in broker.records(ASSIGNMENT_EVENTS)]
+        assert unroutable.ticket_id == "t4" and "no service of the catalogue owns it" in unroutable.data.reason
+
+    asyncio.run(story())
+
+
+def test_a_waiting_ticket_goes_to_the_owner_team_of_a_service_that_came_since_with_its_next_change():
+    async def story() -> None:
+        broker = FakeBroker()
+        catalogue = ServiceCatalogue()
+        router, team_log = a_router(broker, catalogue=catalogue)
+        await router.handle(delivered(a_ticket_created("t1", category="vpn")))
+        for _, record in team_records(broker):
+            team_log.desk.apply(record, decides=False, instance="me")
+        assert "t1" in team_log.desk.parked
+        catalogue.apply(a_service("vpn", "network-team", ["vpn"]))
+        await router.handle(delivered(status_changed("t1", 2, "open")))
+        key, record = team_records(broker)[-1]
+        assert key == "network-team" and isinstance(record, TicketRouted) and record.data.ticket.status == "open"
+        team_log.desk.apply(record, decides=False, instance="me")
+        assert "t1" not in team_log.desk.parked and team_log.desk.ticket_teams["t1"] == "network-team"
 
     asyncio.run(story())
