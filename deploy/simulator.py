@@ -1,10 +1,12 @@
 """A help-desk day, simulated for `make demo`, through the public APIs only, as real front ends and people would.
 
 It first sets the desk up: an office calendar (Europe/Berlin, Mon-Fri 08:00-18:00), SLA policies, client
-agreements, a team of tier-1 and tier-2 technicians with skills, capacity and shifts, and routing rules. Then it
-runs a day at `--speed` times real time: tickets arrive following a business-hours curve (peaks mid-morning and
-mid-afternoon) from clients of different sizes; each ticket lives its life (picked up, answered, sometimes waiting
-on the customer who then replies, time logged, resolved, rated); technicians change shifts. The dashboard fills
+agreements, a team of tier-1 and tier-2 technicians with skills, capacity and shifts, routing rules, a service
+catalogue (e-mail, VPN, laptops, accounts, printing) and help articles. Then it runs a day at `--speed` times real
+time: tickets arrive following a business-hours curve (peaks mid-morning and mid-afternoon) from clients of
+different sizes; some requesters solve their problem with an article suggested to them, the other tickets live
+their life (picked up, answered, sometimes waiting on the customer who then replies, time logged, resolved,
+rated); technicians change shifts. The dashboard fills
 within a minute at the default speed, and every requester and technician has an address with notify, so the
 day's mail lands in the local mailbox (`make mail`).
 
@@ -46,6 +48,32 @@ CATEGORIES = {
     "email": ("Mail bounces", "Shared mailbox missing", "Calendar not syncing"),
     "access": ("Password reset", "New starter needs accounts", "Locked out of ERP"),
 }
+#: The service catalogue: what IT offers, the categories of each, and what it promises per priority (first answer,
+#: next reply, solution, in working minutes). Printing has no category of its own: printer tickets name it.
+SERVICES = {
+    "email": ("E-mail", "Mailboxes, shared mailboxes, calendars and distribution lists.", ["email"]),
+    "vpn": ("VPN and network", "Working from home, Wi-Fi in the offices and the file shares.", ["network"]),
+    "laptop": ("Laptops and screens", "Your laptop, docking station and screens.", ["hardware"]),
+    "accounts": ("Accounts and access", "Passwords, new starters and access to applications.", ["access"]),
+    "printing": ("Printing", "The office printers and follow-me printing.", []),
+}
+SERVICE_TARGETS = {"P1": (30, 60, 240), "P2": (60, 120, 480), "P3": (240, 480, 1440), "P4": (480, 960, 2880)}
+#: Help articles (id: title, body, service, keywords); some requesters solve their problem with one.
+ARTICLES = {
+    "kb-vpn-drops": ("VPN drops every hour", "Sign out of the VPN client, restart it and sign in again. If it "
+                     "still drops, switch off your home router's power saving.", "vpn", ["vpn", "disconnects"]),
+    "kb-printer-jam": ("Clearing a printer jam", "Open the front cover, pull the jammed paper out slowly in the "
+                       "direction it feeds, close the cover and print again.", "printing", ["printer", "jams"]),
+    "kb-password": ("Reset your password yourself", "Open the self-service portal, choose Forgot password and "
+                    "confirm with your phone. The new password works everywhere within a minute.", "accounts",
+                    ["password", "reset", "locked"]),
+    "kb-calendar-sync": ("Calendar not syncing on your phone", "Remove the mail account from the phone and add "
+                         "it again; calendars sync within a few minutes.", "email", ["calendar", "sync"]),
+    "kb-laptop-boot": ("Laptop will not boot after an update", "Hold the power button for 15 seconds, plug in the "
+                       "charger and start again.", "laptop", ["boot", "power", "laptop"]),
+    "kb-shared-mailbox": ("Opening a shared mailbox", "In Outlook choose File, Open, Other user's folder and type "
+                          "the shared mailbox's name.", "email", ["shared", "mailbox"]),
+}  # fmt: skip
 PRIORITIES = {"P1": 0.05, "P2": 0.2, "P3": 0.5, "P4": 0.25}
 TECHNICIANS = [
     *({"id": f"tech-{n}", "tier": 1, "skills": list(CATEGORIES)[n % 4 : n % 4 + 2]} for n in range(1, 9)),
@@ -125,6 +153,23 @@ class Desk:
         await self.call("assignment", "PUT", "/v1/routing/teams/service-desk", "admin", {"strategy": "least_loaded"})
         await self.shift_change(hour=0)
         await self.address_book()
+        await self.catalogue()
+
+    async def catalogue(self) -> None:
+        """The services IT offers, with their promises, and the help articles requesters find before they ask."""
+        for service_id, (name, description, categories) in SERVICES.items():
+            await self.call("sla", "PUT", f"/v1/catalog/services/{service_id}", "admin", {
+                "name": name, "description": description, "owner_team": "service-desk", "categories": categories,
+                "calendar_id": "office", "published": True,
+                "targets": {priority: {"first_response_minutes": first, "next_reply_minutes": reply,
+                                       "resolution_minutes": solved}
+                            for priority, (first, reply, solved) in SERVICE_TARGETS.items()},
+            })  # fmt: skip
+        for article_id, (title, body, service_id, keywords) in ARTICLES.items():
+            await self.call("intake", "PUT", f"/v1/knowledge/articles/{article_id}", "technician", {
+                "title": title, "body": body, "service_id": service_id, "categories": SERVICES[service_id][2],
+                "keywords": keywords, "published": True,
+            })  # fmt: skip
 
     async def address_book(self) -> None:
         """Everyone's address for notify, so the day's mail lands in `make run`'s mailbox (.local/mail, `make mail`)."""
@@ -157,14 +202,22 @@ class Desk:
         category = rng.choice(list(CATEGORIES))
         mine = client.client_id == DEV_REQUESTER[0] and rng.random() < 0.5
         requester_id = DEV_REQUESTER[1] if mine else f"{client.client_id}-user-{rng.randrange(30)}"
-        ticket = await self.call("intake", "POST", "/v1/tickets", "requester" if mine else "integration", {
-            "client_id": client.client_id, "requester_id": requester_id, "title": rng.choice(CATEGORIES[category]),
-            "category": category, "priority": rng.choices(list(PRIORITIES), weights=list(PRIORITIES.values()))[0],
+        title = rng.choice(CATEGORIES[category])
+        requester = "requester" if mine else "integration"
+        ticket = await self.call("intake", "POST", "/v1/tickets", requester, {
+            "client_id": client.client_id, "requester_id": requester_id, "title": title, "category": category,
+            "priority": rng.choices(list(PRIORITIES), weights=list(PRIORITIES.values()))[0],
             "channel": rng.choice(["portal", "email", "phone", "monitoring"]),
+            **({"service_id": "printing"} if "Printer" in title else {}),
         })  # fmt: skip
         if "id" not in ticket:
             return
         path = f"/v1/tickets/{ticket['id']}"
+        suggested = ticket.get("suggested_articles") or []
+        if suggested and rng.random() < 0.3:  # the first suggestion helped: solved without anyone's work
+            await self.wait(rng.uniform(1, 10))
+            await self.call("intake", "POST", f"{path}/self-solved", requester, {"article_id": suggested[0]["id"]})
+            return
         technician = rng.choice(TECHNICIANS)["id"]
         await self.wait(rng.uniform(5, 40))
         await self.call("intake", "POST", f"{path}/status", "technician", {"status": "in_progress"})

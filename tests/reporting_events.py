@@ -68,12 +68,18 @@ def a_worklog_voided(recorded: WorklogRecorded, version: int) -> WorklogVoided:
 
 
 def a_status_change(
-    ticket_id: str, version: int, from_status: str, to_status: str, client_id: str = "acme", at: datetime = T0
+    ticket_id: str,
+    version: int,
+    from_status: str,
+    to_status: str,
+    client_id: str = "acme",
+    at: datetime = T0,
+    **data: Any,
 ) -> TicketStatusChanged:
     return TicketStatusChanged.model_validate(
         {
             **_ticket_envelope(ticket_id, client_id, version, at),
-            "data": {"from_status": from_status, "to_status": to_status},
+            "data": {"from_status": from_status, "to_status": to_status, **data},
         }
     )
 

@@ -20,6 +20,7 @@ from ticketstream_shared.contract.requests import (
     CorrectionBody,
     CreateTicketBody,
     CsatBody,
+    SelfSolvedBody,
     StatusBody,
     UpdateTicketBody,
     VoidBody,
@@ -46,6 +47,7 @@ from .domain import (
     NotReady,
     RecordCsat,
     RecordWorklog,
+    SolveMyself,
     Ticket,
     TicketNotFound,
     UpdateTicket,
@@ -56,6 +58,8 @@ from .domain import (
     evolve,
 )
 from .idempotency import request_context
+from .knowledge import Library
+from .knowledge_api import hit_view
 from .ticket_store import Filters
 from .timeline import timeline
 
@@ -178,8 +182,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCommand("cursor", "is not a cursor this API gave out") from None
 
 
-def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: LifecycleRules) -> None:
-    """Add intake's routes and its domain-error mapping to `app`."""
+def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: LifecycleRules, library: Library) -> None:
+    """Add intake's routes and its domain-error mapping to `app`; a new ticket is answered with up to three articles
+    of `library` for what its requester wrote."""
     Caller = Annotated[Principal, Depends(app.state.principal)]
     router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
@@ -217,7 +222,23 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         ticket, replayed = await execute(command, principal, request_key)
         first = evolve(ticket.creation, None)
         assert first is not None
-        return _answer(view(first), first.version, replayed, status.HTTP_201_CREATED)
+        suggested = [hit_view(hit) for hit in library.suggest(first.title, first.description)]
+        return _answer(
+            {**view(first), "suggested_articles": suggested}, first.version, replayed, status.HTTP_201_CREATED
+        )
+
+    @router.post("/{ticket_id}/self-solved")
+    async def self_solved(
+        ticket_id: Identifier, body: SelfSolvedBody, principal: Caller, request_key: RequestKey = None
+    ) -> JSONResponse:
+        """The requester confirms a published knowledge article solved their problem: the ticket is resolved as
+        self-service (its SLA clocks met) and the article counts as a deflection."""
+        article = library.current(body.article_id)
+        if article is None or not article.data.published:
+            raise InvalidCommand("article_id", f"no published article {body.article_id}")
+        await visible_ticket(ticket_id, principal)
+        ticket, replayed = await execute(SolveMyself(ticket_id, body.article_id), principal, request_key)
+        return _answer(view(ticket), ticket.version, replayed)
 
     @router.get("")
     async def list_tickets(

@@ -13,11 +13,12 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from ticketstream_shared.catalogue import ServiceCatalogue
-from ticketstream_shared.contract.codec import decode_sla_config_change
+from ticketstream_shared.contract.codec import decode_article_change, decode_sla_config_change
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
     INTAKE_COMMANDS,
     INTAKE_TICKETS,
+    KNOWLEDGE_ARTICLES,
     SLA_CONFIG,
     TICKETS_EVENTS,
     TICKETS_INBOUND,
@@ -31,11 +32,13 @@ from ticketstream_shared.runtime.kafka import make_consumer, make_producer, star
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
-from . import api
+from . import api, knowledge_api
 from .desk import Desk
 from .domain import LifecycleRules, NotReady
 from .idempotency import RequestKeys
 from .inbound import InboundRequests, decode_request
+from .knowledge import Library
+from .knowledge_api import Knowledge
 from .ledger import TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
@@ -74,8 +77,11 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     #: sla writes sla.config; intake follows it for the catalogue's services, and parks nothing of it.
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "intake", owner=False)
     desk = Desk(ledger, bus, catalogue, catalogue_log.caught_up)
+    library = Library()
+    knowledge_log = ConfigLog(KNOWLEDGE_ARTICLES, decode_article_change, library.apply, "intake")
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
+    connected = asyncio.Event()
     #: Set once the local store is known to hold this log's state (restored, if it was new).
     store_opened = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -102,7 +108,8 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     async def connect() -> None:
         producer = await start_when_reachable(lambda: make_producer(settings, "intake"), "producer")
         bus.partitions = len(await producer.partitions_for(TICKETS_EVENTS))
-        event_log.producer = bus.producer = producer
+        event_log.producer = bus.producer = knowledge_log.producer = producer
+        connected.set()
 
     async def answer_offset_lookups(consumer: AIOKafkaConsumer) -> None:
         lookups["offsets"] = consumer
@@ -116,6 +123,10 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             await restore(consumer, CHANGELOG, store, tickets.restore)
         store_opened.set()
         await follow(consumer, TICKETS_EVENTS, store, ledger.apply, ledger.caught_up, positions, changelog.changed)
+
+    async def follow_knowledge(consumer: AIOKafkaConsumer) -> None:
+        await connected.wait()  # intake owns the log: a message to park needs the producer
+        await knowledge_log.follow(consumer)
 
     async def read_assignments(consumer: AIOKafkaConsumer) -> None:
         await store_opened.wait()
@@ -133,6 +144,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(consuming("ledger", read_ticket_log, group_id=None)),
             asyncio.create_task(consuming("assignments", read_assignments, group_id=None)),
             asyncio.create_task(consuming("catalogue", catalogue_log.follow, group_id=None)),
+            asyncio.create_task(consuming("knowledge", follow_knowledge, group_id=None)),
             asyncio.create_task(changelog.run()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
             asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
@@ -157,6 +169,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             "ticket_log_read": ledger.caught_up.is_set(),
             "assignments_read": assignments_read.is_set(),
             "catalogue_read": catalogue_log.caught_up.is_set(),
+            "knowledge_read": knowledge_log.caught_up.is_set(),
             "owns_partitions": ownership.joined,
             "peers_reachable": bus.listening,
             "inbound": inbound.ready,
@@ -164,5 +177,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     app = create_service_app(service="intake", keys=keys, readiness=readiness, lifespan=lifespan)
     app.state.replica_id = bus.replica_id  # the key of the replies meant for this replica, for operators and tests
-    api.install(app, desk, clock, rules)
+    api.install(app, desk, clock, rules, library)
+    app.state.knowledge = Knowledge(library, knowledge_log)
+    app.include_router(knowledge_api.router)
     return app

@@ -308,6 +308,15 @@ class VoidWorklog:
 
 
 @dataclass(frozen=True)
+class SolveMyself:
+    """The requester confirms that a knowledge article solved their problem: resolved as self-service."""
+
+    ticket_id: str
+    article_id: str
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RecordCsat:
     ticket_id: str
     rating: int
@@ -316,7 +325,15 @@ class RecordCsat:
 
 
 Command = (
-    CreateTicket | ChangeStatus | UpdateTicket | AddComment | RecordWorklog | CorrectWorklog | VoidWorklog | RecordCsat
+    CreateTicket
+    | ChangeStatus
+    | UpdateTicket
+    | AddComment
+    | RecordWorklog
+    | CorrectWorklog
+    | VoidWorklog
+    | RecordCsat
+    | SolveMyself
 )
 
 
@@ -416,6 +433,20 @@ def _decide_status(ticket: Ticket, command: ChangeStatus, context: CommandContex
         TicketStatusChanged,
         StatusChangedData(from_status=ticket.status, to_status=command.status, reason=command.reason),
     )
+
+
+def _decide_self_solved(ticket: Ticket, command: SolveMyself, context: CommandContext, decision: _Decision) -> None:
+    if context.actor.role not in (Role.REQUESTER, Role.INTEGRATION):
+        raise NotPermitted("only the requester (or a portal for them) says an article solved their problem")
+    if ticket.status in (S.RESOLVED, S.CLOSED):
+        raise IllegalTransition(f"a ticket that is {ticket.status.value} needs no solving")
+    data = StatusChangedData(
+        from_status=ticket.status,
+        to_status=S.RESOLVED,
+        reason=f"solved by the requester with article {command.article_id}",
+        article_id=command.article_id,
+    )
+    decision.add(TicketStatusChanged, data)
 
 
 def _check_transition(ticket: Ticket, to: TicketStatus, context: CommandContext) -> None:
@@ -548,6 +579,7 @@ _DECIDERS: dict[type, Any] = {
     CorrectWorklog: _decide_correction,
     VoidWorklog: _decide_void,
     RecordCsat: _decide_csat,
+    SolveMyself: _decide_self_solved,
 }
 
 

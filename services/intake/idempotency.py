@@ -36,6 +36,7 @@ from .domain import (
     LifecycleRules,
     RecordCsat,
     RecordWorklog,
+    SolveMyself,
     UpdateTicket,
     VoidWorklog,
 )
@@ -51,6 +52,7 @@ OPERATIONS: dict[type, str] = {
     CorrectWorklog: "correct_worklog",
     VoidWorklog: "void_worklog",
     RecordCsat: "rate_ticket",
+    SolveMyself: "self_solved",
 }
 #: Fields that are not what the caller asks for: the target, the If-Match precondition, and ids derived from the key.
 _NOT_ASKED = {"ticket_id", "expected_version"}

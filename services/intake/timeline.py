@@ -23,13 +23,14 @@ from ticketstream_shared.contract import (
 URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
 
 STATUS_LINES = {
-    TicketStatus.OPEN: "Your request is in our queue.",
+    TicketStatus.OPEN: "Your request is waiting for the next free member of our team.",
     TicketStatus.IN_PROGRESS: "A technician is working on it.",
     TicketStatus.WAITING_ON_CUSTOMER: "We are waiting for your answer.",
     TicketStatus.RESOLVED: "We believe your request is resolved. If it is not, you can reopen it.",
     TicketStatus.CLOSED: "Your request is closed.",
 }
 REOPENED = "Your request was reopened."
+SELF_SOLVED = "You solved it with one of our help articles. If the problem comes back, you can reopen it."
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def _(event: TicketStatusChanged) -> str:
     reopened = event.data.from_status in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
     if reopened and event.data.to_status is TicketStatus.OPEN:
         return REOPENED
+    if event.data.article_id is not None:
+        return SELF_SOLVED
     return STATUS_LINES.get(event.data.to_status, "")
 
 

@@ -143,7 +143,8 @@ def mails_for(event: Envelope, brief: Brief | None, directory: Directory) -> lis
     if isinstance(event, TicketStatusChanged):
         if event.data.to_status is TicketStatus.WAITING_ON_CUSTOMER:
             return [(Mail.WAITING_FOR_YOU, requester, {"reason": event.data.reason})]
-        if event.data.to_status is TicketStatus.RESOLVED:
+        if event.data.to_status is TicketStatus.RESOLVED and event.data.article_id is None:
+            # Solved by the requester with an article: they know, and a mail saying "we resolved it" would not be true.
             return [(Mail.RESOLVED, requester, {"reason": event.data.reason, "rate_link": ""})]
         return []
     if isinstance(event, TicketAssigned):

@@ -18,6 +18,7 @@ from .queries import Services
 from .reports import (
     BacklogQuery,
     CsatQuery,
+    DeflectionsQuery,
     HoursPerClientQuery,
     Report,
     ReportQuery,
@@ -40,6 +41,7 @@ REPORTS: dict[str, type[ReportQuery]] = {
     "technician-workload": WorkloadQuery,
     "csat": CsatQuery,
     "services": ServicesOverviewQuery,
+    "deflections": DeflectionsQuery,
 }
 
 Q = TypeVar("Q", bound=ReportQuery)

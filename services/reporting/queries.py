@@ -19,6 +19,7 @@ from .reports import (
     BacklogQuery,
     ByService,
     CsatQuery,
+    DeflectionsQuery,
     Granularity,
     HoursBreakdown,
     HoursPerClientQuery,
@@ -104,12 +105,17 @@ def _where(conditions: list[str]) -> str:
     return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
-def _per_service(query: ByService, parameters: dict[str, Any], after: list[str], keys: list[str]) -> str:
-    """A report's service filter and split, on its tickets' `service_id`: adds the condition (to apply after the
-    tickets are joined) and the key after the client; returns the column to select, if split."""
+def _service_filter(query: ByService | DeflectionsQuery, parameters: dict[str, Any], after: list[str]) -> None:
+    """A report's service filter, on its tickets' `service_id` (a condition to apply once the tickets are joined)."""
     if query.service_id is not None:
         after.append("service_id = {service_id:String}")
         parameters["service_id"] = query.service_id
+
+
+def _per_service(query: ByService, parameters: dict[str, Any], after: list[str], keys: list[str]) -> str:
+    """A report's service filter and split: adds the condition and the key after the client; returns the column
+    to select, if split."""
+    _service_filter(query, parameters, after)
     if query.by is not ServiceBreakdown.SERVICE:
         return ""
     keys.insert(1, "service_id")
@@ -462,6 +468,31 @@ def services_overview_sql(query: ServicesOverviewQuery, services: Services = NO_
             GROUP BY service_id
         ) AS worked USING (service_id)
         ORDER BY service_id
+        SETTINGS join_use_nulls = 1
+    """
+    return Statement(sql, parameters)
+
+
+@statement_for.register
+def deflections_sql(query: DeflectionsQuery, services: Services = NO_SERVICES) -> Statement:
+    """A ticket counts once per article it was solved with (reopened and solved again, it is still one)."""
+    parameters, conditions = _base(query, services)
+    tickets = _TICKETS.format(where=_where(conditions))
+    solved = _where([*conditions, "article_id IS NOT NULL", _IN_RANGE.format(column="occurred_at")])
+    of_service: list[str] = []
+    _service_filter(query, parameters, of_service)
+    sql = f"""
+        SELECT client_id, ifNull(service_id, '') AS service_id, article AS article_id,
+               uniqExact(ticket_id) AS deflections
+        FROM (
+            -- not aliased article_id: WHERE would then read the alias, never NULL
+            SELECT client_id, ticket_id, assumeNotNull(article_id) AS article
+            FROM ticket_status_changes FINAL {solved}
+        ) AS solved
+        LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)
+        {_where(of_service)}
+        GROUP BY client_id, service_id, article
+        ORDER BY client_id, service_id, article
         SETTINGS join_use_nulls = 1
     """
     return Statement(sql, parameters)

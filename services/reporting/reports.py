@@ -134,6 +134,13 @@ class ServicesOverviewQuery(ReportQuery):
     in minutes, and the hours worked on those days."""
 
 
+class DeflectionsQuery(ReportQuery):
+    """Tickets their requesters solved themselves with a knowledge article on the days from..to, per client,
+    service and article."""
+
+    service_id: ServiceId | None = SERVICE_FILTER
+
+
 class ResponseTimesQuery(ByService):
     """First-response and resolution times of the tickets created on the days from..to, in minutes."""
 

@@ -58,7 +58,7 @@ def plain_line(clock: Clock, now: datetime) -> str:
         verdict = "on time" if remaining >= timedelta() else f"{_duration(remaining)} of working time late"
         return f"{DONE[clock.metric]} on {_when(clock.since, clock, now)}, {verdict}."
     if clock.status is ClockStatus.STOPPED:
-        return "No service level applies to this ticket any more."
+        return "We no longer promise a time for this; we are still on it."
     if clock.status is ClockStatus.PAUSED:
         return f"Waiting for your reply; the clock is paused with {_duration(remaining)} of working time left."
     if BREACH in clock.raised:

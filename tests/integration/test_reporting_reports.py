@@ -21,6 +21,7 @@ from reporting.queries import NO_SERVICES, Services
 from reporting.reports import (
     BacklogQuery,
     CsatQuery,
+    DeflectionsQuery,
     HoursPerClientQuery,
     ReportQuery,
     ResponseTimesQuery,
@@ -84,7 +85,7 @@ def week() -> list[Envelope]:
         a_worklog_corrected(late_work, 7, minutes=120, performed_at=at(0, 7)),  # 16:00-18:00: 1 h inside
         a_worklog_voided(wrong_work, 8),
         a_status_change("printer", 9, "new", "in_progress", at=at(0, 0.5)),
-        a_status_change("printer", 10, "in_progress", "resolved", at=at(0, 2)),
+        a_status_change("printer", 10, "in_progress", "resolved", at=at(0, 2), article_id="kb-toner"),  # self-solved
         a_csat("printer", 11, 3, at=at(0, 3)),
         a_csat("printer", 12, 5, at=at(0, 4)),  # rated again: the newest rating counts
         vpn,
@@ -325,3 +326,11 @@ def test_the_services_overview(warehouse: Warehouse) -> None:
     assert [(row["service_id"], row["tickets"]) for row in acme] == [
         ("network", 0), ("printing", 0), ("remote-access", 1), ("workplace", 1)
     ]  # fmt: skip
+
+
+def test_deflections_per_service_and_article(warehouse: Warehouse) -> None:
+    assert rows(warehouse, DeflectionsQuery.model_validate(MARCH), CATALOGUE) == [
+        {"client_id": "acme", "service_id": "workplace", "article_id": "kb-toner", "deflections": 1}
+    ]
+    assert rows(warehouse, DeflectionsQuery.model_validate({**MARCH, "service_id": "network"}), CATALOGUE) == []
+    assert rows(warehouse, DeflectionsQuery.model_validate({"from": "2026-03-03", "to": "2026-03-31"})) == []

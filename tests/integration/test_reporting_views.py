@@ -499,6 +499,7 @@ def test_status_changes_comments_and_ratings_keep_what_the_reports_read(warehous
             "from_status": "in_progress",
             "to_status": "waiting_on_customer",
             "reason": "asked for the printer's serial number",
+            "article_id": None,  # not solved by the requester with an article
             "event_id": waiting.event_id,
             "offset": first,
         }

@@ -20,6 +20,7 @@ from intake.domain import (
     NotPermitted,
     RecordCsat,
     RecordWorklog,
+    SolveMyself,
     UpdateTicket,
     VoidWorklog,
     decide,
@@ -205,3 +206,22 @@ def test_a_command_decided_again_is_recognised_as_done():
     ticket = fold(ticket, decide(ticket, command, again))
     assert decide(ticket, command, again) == []
     assert decide(ticket, ChangeStatus("t-1", S.OPEN), again) == [], "the same command id is the same command"
+
+
+def test_a_requester_who_solved_it_with_an_article_resolves_it_as_self_service():
+    ticket = moved(new_ticket(), S.OPEN)
+    [event] = decide(ticket, SolveMyself("t-1", "kb-vpn"), context(REQUESTER))
+    assert isinstance(event, TicketStatusChanged)
+    assert (event.data.from_status, event.data.to_status, event.data.article_id) == (S.OPEN, S.RESOLVED, "kb-vpn")
+    solved = fold(ticket, [event])
+    assert solved.status is S.RESOLVED
+    assert timeline(solved.history)[-1].text.startswith("You solved it with one of our help articles.")
+    with pytest.raises(IllegalTransition):
+        decide(solved, SolveMyself("t-1", "kb-vpn"), context(REQUESTER))
+
+
+@pytest.mark.parametrize("actor", [TECHNICIAN, Actor(Role.MANAGER), Actor(Role.ADMIN), Actor(Role.REQUESTER, "bob")])
+def test_only_the_requester_or_their_portal_says_an_article_solved_it(actor):
+    with pytest.raises(NotPermitted):
+        decide(new_ticket(), SolveMyself("t-1", "kb-vpn"), context(actor))
+    assert decide(new_ticket(), SolveMyself("t-1", "kb-vpn"), context(Actor(Role.INTEGRATION)))

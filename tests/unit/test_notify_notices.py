@@ -365,6 +365,14 @@ def test_the_requester_hears_when_they_are_waited_for_and_when_it_is_resolved():
     assert resolved[0][2]["reason"] == "Toner replaced"
 
 
+def test_a_requester_who_solved_it_with_an_article_is_not_told_we_resolved_it():
+    solved = TicketStatusChanged(
+        **envelope(4, "acme"),
+        data={"from_status": "open", "to_status": "resolved", "reason": "self", "article_id": "kb-vpn"},
+    )
+    assert mails_for(solved, a_brief(), staff_and_people()) == []
+
+
 @pytest.mark.parametrize("status", [TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.CLOSED])
 def test_other_status_changes_send_no_mail(status: TicketStatus):
     assert mails_for(status_changed(status, 4), a_brief(), staff_and_people()) == []

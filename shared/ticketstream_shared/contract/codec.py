@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
+from .knowledge import ArticleChanged
 from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
 from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
 from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
@@ -150,6 +151,14 @@ def decode_sla_config_change(raw: bytes) -> SlaConfigEvent:
     schema_version) otherwise."""
     try:
         return _SLA_CONFIG_CHANGES.validate_python(parse_message(raw))
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+
+
+def decode_article_change(raw: bytes) -> ArticleChanged:
+    """One message of knowledge.articles; InvalidEvent with the reason otherwise."""
+    try:
+        return ArticleChanged.model_validate(parse_message(raw))
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None
 

@@ -37,6 +37,16 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 #: What an id may be made of: letters and digits first, then also . _ : @ -.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)]
+
+
+def listed_once(value: list[str]) -> list[str]:
+    """A list in which each item appears once; the repeated ones are named."""
+    repeated = sorted({item for item in value if value.count(item) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return value
+
+
 #: A service's id: an Identifier short enough that `service:<id>` is one too (the policy id of its clocks).
 ServiceId = Annotated[str, Field(min_length=1, max_length=120, pattern=IDENTIFIER_PATTERN)]
 
@@ -181,6 +191,9 @@ class StatusChangedData(Frozen):
     from_status: TicketStatus
     to_status: TicketStatus
     reason: str = Field(default="", max_length=2_000)
+    article_id: Identifier | None = Field(
+        default=None, description="The knowledge article the requester solved it with themselves (self-service)."
+    )
 
 
 class Visibility(StrEnum):

@@ -28,6 +28,10 @@ class CreateTicketBody(Body):
     )
 
 
+class SelfSolvedBody(Body):
+    article_id: Identifier = Field(description="The published knowledge article that solved the problem.")
+
+
 class UpdateTicketBody(Body):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     category: Identifier | None = None

@@ -15,11 +15,20 @@ from pydantic import BaseModel
 
 from .assignment import ROSTER_EVENT_TYPES
 from .codec import EVENT_TYPES_BY_TOPIC
+from .knowledge import KNOWLEDGE_EVENT_TYPES
 from .legacy import LEGACY_EVENT_TYPES
 from .notify import DELIVERY_RECORD_TYPES, NOTIFY_CONFIG_EVENT_TYPES
 from .requests import InboundRequest
 from .sla import SLA_CONFIG_EVENT_TYPES
-from .topics import ASSIGNMENT_BY_TEAM, NOTIFY_CONFIG, NOTIFY_DELIVERIES, SLA_CONFIG, TICKETS_INBOUND, dead_letter_topic
+from .topics import (
+    ASSIGNMENT_BY_TEAM,
+    KNOWLEDGE_ARTICLES,
+    NOTIFY_CONFIG,
+    NOTIFY_DELIVERIES,
+    SLA_CONFIG,
+    TICKETS_INBOUND,
+    dead_letter_topic,
+)
 
 CONTRACT_VERSION = "1.0.0"
 BASE_ID = "https://ticketstream.dev/schemas"
@@ -29,6 +38,7 @@ WRITERS = {
     "sla.events": "sla",
     "assignment.events": "assignment",
     SLA_CONFIG: "sla",
+    KNOWLEDGE_ARTICLES: "intake",
     ASSIGNMENT_BY_TEAM: "assignment",
     NOTIFY_CONFIG: "notify",
     NOTIFY_DELIVERIES: "notify",
@@ -37,12 +47,15 @@ WRITERS = {
 #: read them, written and read by their service.
 CONFIGURATION_BY_TOPIC: dict[str, tuple[type[BaseModel], ...]] = {
     SLA_CONFIG: SLA_CONFIG_EVENT_TYPES,
+    KNOWLEDGE_ARTICLES: KNOWLEDGE_EVENT_TYPES,
     ASSIGNMENT_BY_TEAM: ROSTER_EVENT_TYPES,
     NOTIFY_CONFIG: NOTIFY_CONFIG_EVENT_TYPES,
     NOTIFY_DELIVERIES: DELIVERY_RECORD_TYPES,
 }
 CONFIGURATION_NOTES = {
     SLA_CONFIG: "Versioned calendars, policies and client agreements, each with effective_at; key = '<kind>/<id>'.",
+    KNOWLEDGE_ARTICLES: "Every version of every knowledge article (PUT /v1/knowledge/articles/{id}); key = the "
+    "article id.",
     ASSIGNMENT_BY_TEAM: "Roster and routing changes, keyed by team (rules by 'category:<name>'); it also carries "
     "assignment's own re-keyed ticket work, which is not part of this contract.",
     NOTIFY_CONFIG: "Webhooks (their secrets sealed, never in plain text) and the people mail goes to; key = "

@@ -12,9 +12,9 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from .events import Envelope, Frozen, Identifier, Priority, ServiceId, TicketStatus, UtcDatetime
+from .events import Envelope, Frozen, Identifier, Priority, ServiceId, TicketStatus, UtcDatetime, listed_once
 
 
 class SlaMetric(StrEnum):
@@ -273,20 +273,12 @@ class ServiceData(Frozen):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=5000, description="For requesters: what the service covers.")
     owner_team: Identifier = Field(description="The team that answers for it (assignment's team id).")
-    categories: list[Identifier] = Field(
+    categories: Annotated[list[Identifier], AfterValidator(listed_once)] = Field(
         default_factory=list, max_length=200, description="Ticket categories of the service; each in one service."
     )
     targets: dict[Priority, ServiceTargets] = Field(description="Per priority; at least one.")
     calendar_id: Identifier | None = Field(default=None, description="None: the built-in 24x7 calendar (UTC).")
     published: bool = Field(default=False, description="Listed to requesters; a draft until then.")
-
-    @field_validator("categories")
-    @classmethod
-    def _each_once(cls, value: list[str]) -> list[str]:
-        repeated = sorted({category for category in value if value.count(category) > 1})
-        if repeated:
-            raise ValueError(f"listed more than once: {', '.join(repeated)}")
-        return value
 
     @field_validator("targets")
     @classmethod

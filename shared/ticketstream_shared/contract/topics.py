@@ -21,6 +21,8 @@ ASSIGNMENT_BY_TEAM = "assignment.by_team"
 TEAM_PARTITIONS = 6
 #: SLA calendars, policies and client agreements: every change, in one partition so all readers agree on versions.
 SLA_CONFIG = "sla.config"
+#: Knowledge articles, every version (intake writes them, one partition, key = the article id).
+KNOWLEDGE_ARTICLES = "knowledge.articles"
 #: The sla service's changelog: each ticket's clocks as they stand (compacted, keyed like tickets.events), so a
 #: worker given a partition restores its clocks instead of replaying the partition's whole history.
 SLA_CLOCKS = "sla.clocks"
@@ -63,6 +65,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(INTAKE_TICKETS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
     TopicSpec(ASSIGNMENT_BY_TEAM, TEAM_PARTITIONS, _FOREVER),
     TopicSpec(SLA_CONFIG, 1, _FOREVER),
+    TopicSpec(KNOWLEDGE_ARTICLES, 1, _FOREVER),
     TopicSpec(SLA_CLOCKS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
     TopicSpec(NOTIFY_CONFIG, 1, _FOREVER),
     TopicSpec(NOTIFY_DELIVERIES, DELIVERY_PARTITIONS, {"retention.ms": str(DELIVERIES_RETENTION_MS)}),
