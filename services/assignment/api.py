@@ -8,8 +8,6 @@ routing rule, team strategy) that would change nothing appends nothing and answe
 """
 
 import asyncio
-import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -36,7 +34,7 @@ from ticketstream_shared.contract.assignment import (
 )
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.runtime.auth import Principal, require_role
-from ticketstream_shared.runtime.ids import IdSpace
+from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .desk import CategoryRule, Desk
@@ -91,11 +89,8 @@ class ManualBody(BaseModel):
 
 
 def roster_change_id(record: type[TeamLogEvent], subject: str, basis: str, data: BaseModel) -> uuid.UUID:
-    """A roster change's event id from what it changes: the record's type, its subject, what it was judged against
-    (`basis`) and its content. The same PUT taken by two processes that have read the team log as far (or retried
-    before the first was read back) gets one id: the twin is recognisable, and folding it changes nothing."""
-    content = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    return ROSTER_CHANGE_IDS(f"{record.model_fields['event_type'].default}/{subject}/{basis}/{content}")
+    """`basis`: how far the team log was read when the change was judged (a team's revision)."""
+    return change_id(ROSTER_CHANGE_IDS, record, subject, basis, data)
 
 
 def same_profile(technician: Technician, profile: TechnicianProfileData) -> bool:

@@ -41,12 +41,11 @@ class TicketRouter:
         rule = self._desk.rules.get(ticket.category)
         if rule is not None:
             return rule
-        now = self._clock()
-        service_id = ticket.service_id if ticket.service_id and self._catalogue.at(ticket.service_id, now) else None
-        service_id = service_id or self._catalogue.category_owners(now).get(ticket.category)
-        service = self._catalogue.at(service_id, now) if service_id else None
-        if service is None:
+        in_force = self._catalogue.in_force(self._clock())
+        service_id = in_force.service_of(ticket.service_id, ticket.category)
+        if service_id is None:
             return None
+        service = in_force.services[service_id]
         return CategoryRule(service.owner_team, ticket.category, f"the owner team of service {service.name}")
 
     def where(self, ticket_id: str) -> Routed | None:
@@ -56,18 +55,7 @@ class TicketRouter:
             return known
         ticket = self._desk.ticket(ticket_id)
         if team is not None and ticket is not None:  # routed by us before, or by a rule from where it waited
-            fields = (
-                "ticket_id",
-                "client_id",
-                "priority",
-                "status",
-                "category",
-                "skill",
-                "tier",
-                "version",
-                "routed_as",
-            )
-            return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in fields}))
+            return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in TicketSnapshot.model_fields}))
         waiting = self._desk.parked.get(ticket_id)
         return Routed(None, waiting) if waiting is not None else known
 

@@ -222,7 +222,10 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         ticket, replayed = await execute(command, principal, request_key)
         first = evolve(ticket.creation, None)
         assert first is not None
-        suggested = [hit_view(hit) for hit in library.suggest(first.title, first.description)]
+        named = ticket.creation.data.service_id
+        service_id = desk.catalogue.in_force(clock()).service_of(named, first.category)
+        hits = library.suggest(first.title, first.description, service_id, first.category)
+        suggested = [hit_view(hit) for hit in hits]
         return _answer(
             {**view(first), "suggested_articles": suggested}, first.version, replayed, status.HTTP_201_CREATED
         )

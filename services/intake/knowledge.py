@@ -7,7 +7,8 @@ well under a millisecond (`make bench knowledge`). Each intake replica folds the
 
 Ranking: a word in the title counts most, then the keywords, the categories, and the body. The searcher's words are
 OR-ed (a requester describes a problem, they do not write queries), so an article matching more and rarer words
-ranks first; a word of one or two letters, or a common English word, is left out.
+ranks first; a word of one or two letters, or a common English word, is left out. A new ticket's suggestions
+favour the articles of its service and category.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
 #: BM25 weights of the indexed columns, in their order: title, keywords, categories, body.
 WEIGHTS = (10.0, 5.0, 3.0, 1.0)
 SUGGESTIONS = 3
+#: How much more an article of a new ticket's own service or category counts among the suggestions: the ticket
+#: already says where the problem lies, and its words alone may fit an article elsewhere as well.
+OWN_SERVICE_BOOST = 2.0
 #: The words of a search or a new ticket that count, the first ones written: a long description says what the
 #: problem is at the start, and every word searched costs a pass over the articles that have it.
 MAX_WORDS = 16
@@ -144,8 +148,10 @@ class Library:
         service_id: str | None = None,
         category: str | None = None,
         limit: int = 10,
+        boosted: tuple[str | None, str] | None = None,
     ) -> list[Hit]:
-        """The articles best matching `text`, best first, each with a snippet of the body around the words found."""
+        """The articles best matching `text`, best first, each with a snippet of the body around the words found.
+        `boosted`: a (service, category) whose articles count OWN_SERVICE_BOOST times as much."""
         words = self._telling_words(searched_words(text))
         expression = match_expression(words)
         if expression is None:
@@ -159,10 +165,15 @@ class Library:
         if category is not None:
             conditions.append("instr(category_list, ?) > 0")
             parameters.append(f" {category} ")
+        # bm25() is negative, the best the lowest: a boost multiplies it.
+        rank, rank_parameters = f"bm25(articles, {', '.join(map(str, WEIGHTS))})", []
+        if boosted is not None:
+            rank += f" * CASE WHEN service_id = ? OR instr(category_list, ?) > 0 THEN {OWN_SERVICE_BOOST} ELSE 1 END"
+            rank_parameters = [boosted[0], f" {boosted[1]} "]
         rows = self._index.execute(
             f"SELECT article_id, title, service_id FROM articles WHERE {' AND '.join(conditions)} "
-            f"ORDER BY bm25(articles, {', '.join(map(str, WEIGHTS))}), article_id LIMIT ?",
-            (*parameters, limit),
+            f"ORDER BY {rank}, article_id LIMIT ?",
+            (*parameters, *rank_parameters, limit),
         ).fetchall()
         return [
             Hit(
@@ -207,6 +218,9 @@ class Library:
             postings += articles
         return telling
 
-    def suggest(self, title: str, description: str) -> list[Hit]:
-        """Up to three published articles for a new ticket, from what its requester wrote."""
-        return self.search(f"{title} {description}", published_only=True, limit=SUGGESTIONS)
+    def suggest(self, title: str, description: str, service_id: str | None = None, category: str = "") -> list[Hit]:
+        """Up to three published articles for a new ticket, from what its requester wrote, those of its service or
+        category first among equals."""
+        return self.search(
+            f"{title} {description}", published_only=True, limit=SUGGESTIONS, boosted=(service_id, category)
+        )

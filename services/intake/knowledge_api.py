@@ -2,7 +2,6 @@
 every change a version on knowledge.articles; searched by everyone, requesters among the published ones only.
 (No postponed annotations in this module: FastAPI must see the dependencies.)"""
 
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
 from ticketstream_shared.runtime.auth import Principal, require_role
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.http import Caller
-from ticketstream_shared.runtime.ids import IdSpace
+from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .knowledge import Hit, Library, Version
@@ -72,10 +71,8 @@ async def put_article(article_id: Identifier, body: ArticleData, caller: Caller,
     _ready(knowledge)
     current = knowledge.library.current(article_id)
     if current is None or current.data != body:
-        number = current.number if current else 0
-        content = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
         change = ArticleChanged(
-            event_id=CHANGE_IDS(f"{article_id}\x00{number}\x00{content}"),
+            event_id=change_id(CHANGE_IDS, ArticleChanged, article_id, current.number if current else 0, body),
             occurred_at=datetime.now(UTC),
             producer="intake",
             correlation_id=correlation_id.get() or str(uuid.uuid4()),

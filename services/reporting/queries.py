@@ -56,7 +56,7 @@ class Services:
     def of(cls, catalogue: ServiceCatalogue, now: datetime) -> Services:
         """Every service in force `now`, drafts too: managers report on what is not published yet as well."""
         in_force = catalogue.in_force(now)
-        return cls(catalogue.category_owners(now), {service_id: data.name for service_id, data in in_force.items()})
+        return cls(in_force.category_owners, {service_id: data.name for service_id, data in in_force.services.items()})
 
 
 NO_SERVICES = Services()

@@ -22,7 +22,7 @@ from operator import attrgetter
 from typing import Generic, TypeVar
 
 from ticketstream_shared.business_time import Calendar, version_in_force
-from ticketstream_shared.catalogue import category_owners
+from ticketstream_shared.catalogue import CatalogueInForce
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.sla import (
     SERVICE_PREFIX,
@@ -159,6 +159,8 @@ class Agreements:
     #: terms_for's answers by (ticket facts, metric, how many change moments precede): between two change moments
     #: every history answers the same, so tickets alike share one Terms. Emptied by every change applied.
     _terms_cache: dict[tuple[TicketFacts, SlaMetric, int], Terms | None] = field(default_factory=dict)
+    #: The catalogue in force, by how many change moments precede, as `_terms_cache`.
+    _catalogue_cache: dict[int, CatalogueInForce] = field(default_factory=dict)
     #: The event ids folded so far: a change appended twice (two replicas taking the same PUT, a retry after a
     #: timeout) carries the same id and counts once, so every reader numbers the versions alike.
     _folded: set[uuid.UUID] = field(default_factory=set)
@@ -186,6 +188,7 @@ class Agreements:
         self._folded.add(change.event_id)
         bisect.insort(self.change_moments, change.effective_at)
         self._terms_cache.clear()
+        self._catalogue_cache.clear()
         args = (change.effective_at, change.occurred_at, change.changed_by)
         if isinstance(change, CalendarChanged):
             return self.calendars.setdefault(change.calendar_id, History()).add(*args, change.data)
@@ -201,10 +204,14 @@ class Agreements:
         if calendar_id is not None and self._calendar_version(calendar_id, effective_at) is None:
             raise UnknownCalendar(f"no calendar {calendar_id!r} is defined at {effective_at.isoformat()}")
 
-    def category_owners(self, moment: datetime) -> dict[str, str]:
-        """Which service each category belongs to at `moment` (a category is in one service at most)."""
-        in_force = ((service_id, history.at(moment)) for service_id, history in self.services.items())
-        return category_owners((service_id, version.value) for service_id, version in in_force if version)
+    def catalogue(self, moment: datetime) -> CatalogueInForce:
+        """The services in force at `moment`, drafts included, and which service each category belongs to."""
+        changes_before = bisect.bisect_right(self.change_moments, moment)
+        if (found := self._catalogue_cache.get(changes_before)) is None:
+            in_force = ((service_id, history.at(moment)) for service_id, history in self.services.items())
+            found = CatalogueInForce({service_id: version.value for service_id, version in in_force if version})
+            self._catalogue_cache[changes_before] = found
+        return found
 
     def next_change_after(self, moment: datetime) -> datetime | None:
         index = bisect.bisect_right(self.change_moments, moment)
@@ -226,7 +233,7 @@ class Agreements:
         sets no target for `metric` (next reply is optional). A ticket's service, published or not, is the one it
         names, or else the one its category belongs to."""
         tier = self._tier(ticket.client_id, moment)
-        service_id = self._service_of(ticket, moment)
+        service_id = self.catalogue(moment).service_of(ticket.service_id, ticket.category)
         service = self._service_promise(service_id, ticket.priority, moment)
         for policy_id, version in self._policies_by_rank(moment):
             policy = version.value
@@ -247,14 +254,6 @@ class Agreements:
             return None
         return _terms(*service, metric, _SERVICE_THRESHOLDS, _SERVICE_PAUSES)
 
-    def _service_of(self, ticket: TicketFacts, moment: datetime) -> str | None:
-        """The service a ticket names if it is in the catalogue at `moment` (intake checked it, but this replica
-        may not have read it yet), else the one its category belongs to."""
-        named = self.services.get(ticket.service_id or "")
-        if named is not None and named.at(moment) is not None:
-            return ticket.service_id
-        return self.category_owners(moment).get(ticket.category)
-
     def _service_promise(
         self, service_id: str | None, priority: Priority, moment: datetime
     ) -> tuple[str, int, Targets, Calendar] | None:
@@ -263,7 +262,7 @@ class Agreements:
         if service_id is None:
             return None
         version = self.services[service_id].at(moment)
-        assert version is not None, "_service_of names services in force"
+        assert version is not None, "service_of names services in force"
         if not version.value.published:
             return None  # a draft promises nothing yet
         targets = version.value.targets.get(priority)

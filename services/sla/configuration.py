@@ -9,8 +9,6 @@ on their own.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +30,9 @@ from ticketstream_shared.contract.sla import (
     ServiceData,
     SlaConfigEvent,
 )
+from ticketstream_shared.runtime import ids
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.config_log import ConfigLog
-from ticketstream_shared.runtime.ids import IdSpace
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .agreements import Agreements, History, UnknownCalendar, Version
@@ -43,7 +41,7 @@ from .config_log import config_key
 #: How far in the past an effective time may lie (clock skew between caller and service); older is a rewrite.
 CLOCK_SKEW = timedelta(minutes=5)
 #: uuid5 namespace of configuration changes (see `change_id`).
-CONFIG_CHANGE_IDS = IdSpace(uuid.UUID("9d3c2f6e-41b7-4c58-a0e2-6f1b8d7c5e30"))
+CONFIG_CHANGE_IDS = ids.IdSpace(uuid.UUID("9d3c2f6e-41b7-4c58-a0e2-6f1b8d7c5e30"))
 
 
 class Effective(BaseModel):
@@ -94,8 +92,7 @@ def change_id(
     versions, so it is a change of its own."""
     basis = len(history.versions) if history else 0
     when = effective_at.isoformat() if effective_at else "now"
-    content = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    return CONFIG_CHANGE_IDS(f"{kind.change.model_fields['event_type'].default}/{subject}/{basis}/{when}/{content}")
+    return ids.change_id(CONFIG_CHANGE_IDS, kind.change, subject, f"{basis}/{when}", data)
 
 
 def version_view(version: Version[Any]) -> dict[str, Any]:
@@ -179,7 +176,7 @@ class Configuration:
 
     def _require_own_categories(self, service_id: str, data: ServiceData, at: datetime) -> None:
         """A category belongs to one service: a ticket's category then names its service."""
-        owners = self.agreements.category_owners(at)
+        owners = self.agreements.catalogue(at).category_owners
         taken = {
             category: owners[category] for category in data.categories if owners.get(category, service_id) != service_id
         }

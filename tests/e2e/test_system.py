@@ -1,5 +1,6 @@
 """The whole system as `make run` starts it: four service processes under honcho from deploy/Procfile, against a
-real broker, driven over HTTP only."""
+real broker, driven over HTTP only: the hours report, the guards, and the service catalogue with self-help and the
+next-reply promise from end to end."""
 
 import json
 import os
@@ -160,3 +161,161 @@ def test_every_service_guards_its_endpoints_but_health(system):
     assert httpx.get(f"{urls['reporting']}/dashboard").status_code == 401
     technician = httpx.post(f"{urls['reporting']}/dashboard/session", data={"key": keys["technician"]})
     assert technician.status_code == 403, "a technician's key does not open the manager dashboard"
+
+
+# --- the service catalogue, self-help and the next-reply promise, end to end ----------------------------------------
+
+
+def a_published_service(owner_team: str, category: str, **targets: int) -> dict:
+    """A service around the clock (no calendar), so that its promises fall due in the test's own minutes."""
+    return {
+        "name": f"Remote access {category}",
+        "description": "Working from home: the VPN client and its sign-in.",
+        "owner_team": owner_team,
+        "categories": [category],
+        "targets": {"P2": {"first_response_minutes": 60, "resolution_minutes": 8 * 60, **targets}},
+        "published": True,
+    }
+
+
+def test_a_requester_solves_their_problem_with_an_article_of_a_catalogue_service(system):
+    """catalogue -> suggestion -> self-solved: a manager publishes a service, a technician writes its help article,
+    a requester sees the service's promise, opens a ticket naming it, is offered the article, and says it solved the
+    problem; the ticket is resolved as self-service, its clocks are met, and the manager sees the deflection."""
+    urls, keys = system
+    manager, technician, requester = ({"Authorization": f"Bearer {keys[role]}"}
+                                      for role in ("manager", "technician", "requester"))  # fmt: skip
+    word = f"quuxvpn{uuid.uuid4().hex[:6]}"  # a word only this test's article and ticket use
+    service_id, category = f"vpn-{word}", f"vpn-{word}"
+    put = httpx.put(f"{urls['sla']}/v1/catalog/services/{service_id}",
+                    json=a_published_service("network", category), headers=manager)  # fmt: skip
+    assert put.status_code == 200, put.text
+    listed = httpx.get(f"{urls['sla']}/v1/catalog/services", headers=requester).json()["services"]
+    [offered] = [service for service in listed if service["id"] == service_id]
+    assert offered["promises"]["P2"] == "We answer within 1 hour and solve it within 8 hours (around the clock)."
+
+    article_id = f"kb-{word}"
+    article = {
+        "title": f"The {word} client disconnects every hour",
+        "body": f"Sign out of the {word} client, restart it and sign in again.",
+        "service_id": service_id,
+        "categories": [category],
+        "keywords": ["vpn"],
+        "published": True,
+        "language": "en",
+    }
+    written = httpx.put(f"{urls['intake']}/v1/knowledge/articles/{article_id}", json=article, headers=technician)
+    assert written.status_code == 201, written.text
+
+    ticket = {"client_id": "acme", "requester_id": "acme-requester", "service_id": service_id, "category": category,
+              "priority": "P2", "title": f"My {word} keeps disconnecting",
+              "description": "Every hour since Monday."}  # fmt: skip
+
+    def created() -> dict | None:
+        # Intake learns of the service from sla.config a moment after sla wrote it: until then it names it unknown.
+        answer = httpx.post(f"{urls['intake']}/v1/tickets", json=ticket, headers=requester)
+        if answer.status_code == 422 and answer.json()["errors"][0]["field"] == "service_id":
+            return None
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    opened = eventually(created, timeout_s=20, what="intake knows the service")
+    assert opened["service_id"] == service_id
+    assert [suggestion["id"] for suggestion in opened["suggested_articles"]][:1] == [article_id]
+
+    solved = httpx.post(f"{urls['intake']}/v1/tickets/{opened['id']}/self-solved",
+                        json={"article_id": article_id}, headers=requester)  # fmt: skip
+    assert solved.status_code == 200, solved.text
+    assert solved.json()["status"] == "resolved"
+
+    def clocks_met() -> dict | None:
+        answer = httpx.get(f"{urls['sla']}/v1/sla/tickets/{opened['id']}", headers=requester)
+        if answer.status_code != 200:
+            return None
+        clocks = {clock["metric"]: clock for clock in answer.json()["clocks"]}
+        return clocks if clocks and all(clock["status"] == "met" for clock in clocks.values()) else None
+
+    clocks = eventually(clocks_met, timeout_s=20, what="the ticket's clocks are met")
+    assert set(clocks) == {"first_response", "resolution"}
+    assert {clock["service"]["id"] for clock in clocks.values()} == {service_id}
+
+    today = datetime.now(UTC).date().isoformat()
+
+    def deflections() -> list | None:
+        answer = httpx.get(f"{urls['reporting']}/v1/reports/deflections",
+                           params={"from": today, "to": today, "service_id": service_id}, headers=manager)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        return answer.json()["rows"] or None
+
+    assert eventually(deflections, timeout_s=20, what="reporting counts the deflection") == [
+        {"client_id": "acme", "service_id": service_id, "article_id": article_id, "deflections": 1}
+    ]
+
+
+def test_a_late_reply_breaks_a_service_promise_and_the_report_by_service_shows_it(system):
+    """catalogue -> ticket -> next-reply breach -> report by service: a service promises a reply to each message
+    within a minute; a ticket of its category goes to its owner team, is answered, the requester writes again, nobody
+    replies for a minute, and the promise is broken where the requester, the manager and the reports see it."""
+    urls, keys = system
+    manager, technician, requester = ({"Authorization": f"Bearer {keys[role]}"}
+                                      for role in ("manager", "technician", "requester"))  # fmt: skip
+    suffix = uuid.uuid4().hex[:8]
+    service_id, category, team = f"remote-{suffix}", f"remote-{suffix}", f"team-{suffix}"
+    put = httpx.put(f"{urls['sla']}/v1/catalog/services/{service_id}",
+                    json=a_published_service(team, category, next_reply_minutes=1), headers=manager)  # fmt: skip
+    assert put.status_code == 200, put.text
+    ticket = {"client_id": "acme", "requester_id": "acme-requester", "category": category, "priority": "P2",
+              "title": "I cannot reach the office drive from home"}  # fmt: skip
+    opened = httpx.post(f"{urls['intake']}/v1/tickets", json=ticket, headers=requester)
+    assert opened.status_code == 201, opened.text
+    ticket_id = opened.json()["id"]
+    path = f"{urls['intake']}/v1/tickets/{ticket_id}"
+
+    def clocks() -> dict[str, dict]:
+        answer = httpx.get(f"{urls['sla']}/v1/sla/tickets/{ticket_id}", headers=requester)
+        return {clock["metric"]: clock for clock in answer.json()["clocks"]} if answer.status_code == 200 else {}
+
+    # Without service_id, the service is its category's; sla times it by the service's promise.
+    timed = eventually(lambda: clocks().get("first_response"), timeout_s=20, what="sla times the ticket")
+    assert timed["service"] == {"id": service_id, "version": 1}
+
+    def routed() -> dict | None:
+        answer = httpx.get(f"{urls['assignment']}/v1/assignments/{ticket_id}", headers=manager)
+        return answer.json() if answer.status_code == 200 else None
+
+    assert eventually(routed, timeout_s=20, what="assignment routes the ticket")["team"] == team
+
+    answer = {"author_id": "tech-1", "body": "Which drive letter do you use?", "public": True}
+    assert httpx.post(f"{path}/comments", json=answer, headers=technician).status_code == 201
+    eventually(lambda: clocks()["first_response"]["status"] == "met", timeout_s=20, what="the first answer counts")
+    message = {"author_id": "acme-requester", "body": "The drive is H:.", "public": True}
+    assert httpx.post(f"{path}/comments", json=message, headers=requester).status_code == 201
+
+    def next_reply_broken() -> dict | None:
+        clock = clocks().get("next_reply")
+        return clock if clock and clock["breached"] else None
+
+    late = eventually(next_reply_broken, timeout_s=120, interval_s=2, what="the promised reply is late")
+    assert late["service"] == {"id": service_id, "version": 1}
+    assert late["explanation"].startswith("We promised a reply to your message by ")
+    reply = {"author_id": "tech-1", "body": "Your drive is mapped again.", "public": True}
+    assert httpx.post(f"{path}/comments", json=reply, headers=technician).status_code == 201
+
+    today = datetime.now(UTC).date().isoformat()
+
+    def compliance() -> dict | None:
+        answer = httpx.get(f"{urls['reporting']}/v1/reports/sla-compliance",
+                           params={"from": today, "to": today, "by": "service", "service_id": service_id},
+                           headers=manager)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        rows = {row["metric"]: row for row in answer.json()["rows"]}
+        return rows if "next_reply" in rows and "first_response" in rows else None
+
+    rows = eventually(compliance, timeout_s=20, what="reporting shows the broken promise")
+    assert {row["service_id"] for row in rows.values()} == {service_id}
+    assert (rows["first_response"]["compliance_pct"], rows["next_reply"]["compliance_pct"]) == (100.0, 0.0)
+
+    overview = httpx.get(f"{urls['reporting']}/v1/reports/services", params={"from": today, "to": today},
+                         headers=manager).json()["rows"]  # fmt: skip
+    [ours] = [row for row in overview if row["service_id"] == service_id]
+    assert (ours["tickets"], ours["compliance_pct"]) == (1, 50.0)

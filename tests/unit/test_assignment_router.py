@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from assignment.desk import Desk, recorded
 from assignment.records import TicketParked, TicketRouted, TicketStatusMoved, TicketWithdrawn, decode_team_record
 from assignment.router import TicketRouter
+from assignment.routing import Routed
 from assignment.teamlog import TeamLog
 from tests.builders import T0, a_ticket_created
 from tests.fakes_kafka import FakeBroker, FakeProducer, still_waiting, until
@@ -253,5 +254,26 @@ def test_a_waiting_ticket_goes_to_the_owner_team_of_a_service_that_came_since_wi
         assert key == "network-team" and isinstance(record, TicketRouted) and record.data.ticket.status == "open"
         team_log.desk.apply(record, decides=False, instance="me")
         assert "t1" not in team_log.desk.parked and team_log.desk.ticket_teams["t1"] == "network-team"
+
+    asyncio.run(story())
+
+
+def test_a_router_that_did_not_route_a_ticket_itself_reads_it_whole_from_the_desk():
+    """After a restart or a rebalance, the desk's ticket stands in for the snapshot the router sent: all of it,
+    the service it names too (a later change routes it by that service again)."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        catalogue = ServiceCatalogue()
+        catalogue.apply(a_service("mail", "messaging", ["mail"]))
+        router, team_log = a_router(broker, catalogue=catalogue)
+        await router.handle(delivered(a_ticket_created("t1", category="printing", service_id="mail")))
+        [(_, sent)] = team_records(broker)
+        team_log.desk.apply(sent, decides=False, instance="me")
+        catalogue_read = asyncio.Event()
+        catalogue_read.set()
+        restarted = TicketRouter(team_log, catalogue, catalogue_read, lambda: T0)
+        assert restarted.where("t1") == Routed(sent.data.team, sent.data.ticket)
+        assert sent.data.ticket.service_id == "mail"
 
     asyncio.run(story())

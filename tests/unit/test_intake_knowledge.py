@@ -109,6 +109,24 @@ def test_suggestions_are_three_published_articles_at_most(library: Library) -> N
     assert "laptop-battery-draft" not in {hit.article_id for hit in suggested}
 
 
+@pytest.mark.parametrize(
+    ("title", "service_id", "category", "expected"),
+    [
+        ("I cannot sign in", None, "", "mfa-new-phone"),
+        ("I cannot sign in", "vpn", "network", "vpn-disconnects"),
+        ("I cannot sign in", None, "network", "vpn-disconnects"),  # the category's articles, without a service
+        ("printer and outlook", "printing", "printing", "printer-add"),
+        ("printer and outlook", "email", "email", "mailbox-full"),
+        ("connection drops", "printing", "printing", "vpn-disconnects"),  # a boost does not invent a match
+    ],
+)
+def test_a_new_tickets_own_service_comes_first_among_equals(
+    library: Library, title: str, service_id: str | None, category: str, expected: str
+) -> None:
+    suggested = library.suggest(title, "", service_id, category)
+    assert suggested[0].article_id == expected, [hit.article_id for hit in suggested]
+
+
 def test_drafts_only_for_staff_and_filters_narrow(library: Library) -> None:
     assert [hit.article_id for hit in library.search("battery drains", published_only=True)] == []
     assert [hit.article_id for hit in library.search("battery drains", published_only=False)] == [

@@ -4,7 +4,10 @@ process and on every retry (consumers deduplicate on it)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+
+from pydantic import BaseModel
 
 
 class IdSpace:
@@ -19,3 +22,12 @@ class IdSpace:
         digest = self._hashed.copy()
         digest.update(name.encode())
         return uuid.UUID(bytes=digest.digest()[:16], version=5)
+
+
+def change_id(space: IdSpace, record: type[BaseModel], subject: str, basis: object, data: BaseModel) -> uuid.UUID:
+    """A configuration change's event id from what it changes: the record's type, its subject, what it was judged
+    against (`basis`: the versions read so far, say) and its content. The same PUT taken by two processes that have
+    read the log as far, or retried before the first was read back, gets one id: every reader folds the twin once,
+    while the same content again after another change is a change of its own."""
+    content = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return space(f"{record.model_fields['event_type'].default}/{subject}/{basis}/{content}")
