@@ -1,4 +1,5 @@
-"""API keys for tests: one per role, a requester and a manager scoped to client acme."""
+"""API keys for tests: one per role, a requester and a manager scoped to client acme, and two keys of a person
+(ann, a technician; maria, a manager)."""
 
 from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
@@ -6,6 +7,7 @@ from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
 ADMIN, MANAGER, TECHNICIAN, INTEGRATION = "key-admin", "key-manager", "key-technician", "key-integration"
 REQUESTER = "key-requester-acme"  # alice of acme
 ACME_MANAGER = "key-manager-acme"
+ANN, MARIA = "key-technician-ann", "key-manager-maria"
 
 _ENTRIES = [
     ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role=Role.ADMIN),
@@ -14,6 +16,8 @@ _ENTRIES = [
     ApiKeyEntry(name="integration", sha256=hash_key(INTEGRATION), role=Role.INTEGRATION),
     ApiKeyEntry(name="alice", sha256=hash_key(REQUESTER), role=Role.REQUESTER, client_id="acme", requester_id="alice"),
     ApiKeyEntry(name="acme-manager", sha256=hash_key(ACME_MANAGER), role=Role.MANAGER, client_id="acme"),
+    ApiKeyEntry(name="ann-laptop", sha256=hash_key(ANN), role=Role.TECHNICIAN, subject="ann"),
+    ApiKeyEntry(name="maria", sha256=hash_key(MARIA), role=Role.MANAGER, subject="maria"),
 ]
 TEST_KEYS = ApiKeys(_ENTRIES)
 

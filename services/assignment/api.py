@@ -138,12 +138,14 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
     #: it repeats finds it done (roster changes are rare: one at a time costs nothing).
     one_roster_change_at_a_time = asyncio.Lock()
 
-    def envelope(event_id: uuid.UUID | None = None) -> dict[str, Any]:
+    def envelope(event_id: uuid.UUID | None = None, caller: Principal | None = None) -> dict[str, Any]:
+        """`caller`: who changes the roster, recorded as the change's actor."""
         return {
             "event_id": event_id or uuid.uuid4(),
             "occurred_at": clock(),
             "producer": PRODUCER,
             "correlation_id": correlation_id.get() or str(uuid.uuid4()),
+            **({"actor": caller.actor} if caller else {}),
         }
 
     def ready_desk() -> Desk:
@@ -184,8 +186,9 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
             records: list[TeamLogEvent] = []
             if before is not None and before.team != body.team:
                 moved = TechnicianTransferredData(technician_id=technician_id, from_team=before.team, to_team=body.team)
-                records.append(TechnicianTransferred(**envelope(ROSTER_CHANGE_IDS(f"{change}/moved")), data=moved))
-            records.append(TechnicianProfiled(**envelope(change), data=profile))
+                moved_id = ROSTER_CHANGE_IDS(f"{change}/moved")
+                records.append(TechnicianTransferred(**envelope(moved_id, caller), data=moved))
+            records.append(TechnicianProfiled(**envelope(change, caller), data=profile))
             return await write(records, lambda: current_view(technician_id))
 
     @router.post("/technicians/{technician_id}/shift")
@@ -197,7 +200,8 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
                 return unchanged(current_view(technician_id))
             shift = ShiftChangedData(technician_id=technician_id, team=technician.team, on_shift=body.on_shift)
             change = roster_change_id(ShiftChanged, technician_id, revision_of(technician.team), shift)
-            return await write([ShiftChanged(**envelope(change), data=shift)], lambda: current_view(technician_id))
+            shifted = ShiftChanged(**envelope(change, caller), data=shift)
+            return await write([shifted], lambda: current_view(technician_id))
 
     @router.get("/technicians/{technician_id}")
     async def get_technician(technician_id: PathId, caller: Caller) -> JSONResponse:
@@ -224,7 +228,7 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
             # then told by its content, and folding it changes nothing (the rule is the same, nothing waits).
             basis = f"{before.team}/{before.skill}" if before else "none"
             change = roster_change_id(CategoryRouted, category, f"{basis}@{clock().isoformat()}", rule)
-            return await write([CategoryRouted(**envelope(change), data=rule)], lambda: category_view(category))
+            return await write([CategoryRouted(**envelope(change, caller), data=rule)], lambda: category_view(category))
 
     def category_view(category: str) -> dict[str, Any]:
         rule = ready_desk().rules.get(category)
@@ -251,7 +255,7 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
                 return unchanged(team_view(known))
             change = roster_change_id(TeamStrategyChosen, team, revision_of(team), chosen)
             return await write(
-                [TeamStrategyChosen(**envelope(change), data=chosen)], lambda: team_view(desk.team(team))
+                [TeamStrategyChosen(**envelope(change, caller), data=chosen)], lambda: team_view(desk.team(team))
             )
 
     @router.get("/routing/teams/{team}")
@@ -295,7 +299,11 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
         if desk.ticket(ticket_id).is_open is False:  # type: ignore[union-attr]
             raise HTTPException(status.HTTP_409_CONFLICT, f"ticket {ticket_id} is {ticket_view['status']}")
         request = ManualAssignmentData(
-            team=technician.team, ticket_id=ticket_id, technician_id=technician.technician_id, assigned_by=caller.name
+            team=technician.team,
+            ticket_id=ticket_id,
+            technician_id=technician.technician_id,
+            assigned_by=caller.name,
+            actor=caller.actor,
         )
         return await write([ManualAssignmentRequested(**envelope(), data=request)], lambda: assignment_view(ticket_id))
 

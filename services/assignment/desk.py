@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ticketstream_shared.contract import Actor
 from ticketstream_shared.contract.assignment import (
     AssignedData,
     CategoryRouted,
@@ -33,6 +34,7 @@ from ticketstream_shared.runtime.ids import IdSpace
 
 from .domain import Assigned, Escalated, Outcome, Team, Technician, Ticket, Unassignable
 from .records import (
+    ACTOR,
     PRODUCER,
     EscalationDue,
     ManualAssignmentRequested,
@@ -80,6 +82,8 @@ class Decision:
     outcome: Outcome | Forwarded
     cause_id: uuid.UUID
     correlation_id: str
+    #: Who decided it, when a person did (a manual assignment); assignment itself otherwise.
+    actor: Actor | None = None
 
 
 @dataclass
@@ -128,8 +132,11 @@ class Desk:
         team, announced = self._fold(record)
         if not decides:
             return []
-        outcomes = announced + team.settle()
-        return [Decision(team.name, outcome, record.event_id, record.correlation_id) for outcome in outcomes]
+        # A manual assignment is its requester's act; what the team settles after it is assignment's own.
+        by = record.data.actor if isinstance(record, ManualAssignmentRequested) else None
+        cause = (record.event_id, record.correlation_id)
+        decided = [Decision(team.name, outcome, *cause, by) for outcome in announced]
+        return decided + [Decision(team.name, outcome, *cause) for outcome in team.settle()]
 
     def _wait(self, parked: ParkedData, cause: TeamLogEvent) -> list[tuple[str, Forwarded]]:
         """A ticket waits under a category, or goes on to the team a rule of the category gave it; a snapshot of
@@ -286,6 +293,7 @@ def published(
         "client_id": ticket.client_id,
         "producer": PRODUCER,
         "correlation_id": decision.correlation_id,
+        "actor": decision.actor or ACTOR,
     }
     if isinstance(outcome, Assigned):
         data = AssignedData(

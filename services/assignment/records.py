@@ -12,7 +12,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ticketstream_shared.contract import InvalidEvent, Priority, TicketStatus, UnknownEventType
+from ticketstream_shared.contract import Actor, InvalidEvent, Priority, TicketStatus, UnknownEventType
 from ticketstream_shared.contract.assignment import (
     ROSTER_EVENT_TYPES,
     CategoryRouted,
@@ -21,10 +21,12 @@ from ticketstream_shared.contract.assignment import (
     TeamLogEvent,
     TechnicianTransferred,
 )
-from ticketstream_shared.contract.codec import MAX_EVENT_BYTES, describe_validation_error, parse_message
+from ticketstream_shared.contract.codec import MAX_EVENT_BYTES, describe_validation_error, parse_message, upcast
 from ticketstream_shared.contract.events import Frozen, Identifier
 
 PRODUCER = "assignment"
+#: The actor of assignment's own decisions.
+ACTOR = Actor.system(PRODUCER)
 
 
 class TicketSnapshot(Frozen):
@@ -117,6 +119,8 @@ class EscalationDue(TeamLogEvent):
 class ManualAssignmentData(TicketRef):
     technician_id: Identifier
     assigned_by: Identifier
+    #: The key that asked, recorded as the actor of the assignment (records before it have none).
+    actor: Actor | None = None
 
 
 class ManualAssignmentRequested(TeamLogEvent):
@@ -163,7 +167,7 @@ def decode_team_record(raw: bytes) -> TeamLogEvent:
             return _RECORDS.validate_json(raw)  # type: ignore[return-value]
         except ValidationError:
             pass  # the careful path says why
-    payload = parse_message(raw)
+    payload = upcast(parse_message(raw))  # a roster change from before actors were recorded, say
     model = _RECORD_TYPES.get(payload.get("event_type"))  # type: ignore[arg-type]
     try:
         if model is None:

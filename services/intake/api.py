@@ -29,10 +29,10 @@ from ticketstream_shared.contract.requests import (
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 from ticketstream_shared.runtime.logging import correlation_id
 
+from .audit import audit
 from .desk import Desk
 from .domain import (
     STAFF,
-    Actor,
     AddComment,
     ChangeStatus,
     Command,
@@ -62,6 +62,9 @@ from .knowledge import Library
 from .knowledge_api import hit_view
 from .ticket_store import Filters
 from .timeline import timeline
+
+#: Who reads a ticket's audit trail: the people of the desk (not requesters, not integrations).
+AUDITORS = (Role.ADMIN, Role.MANAGER, Role.TECHNICIAN)
 
 #: The status of every refusal intake gives (domain.REFUSALS), each named: a refusal without one is a defect of
 #: ours and answers 500, never a guessed 409.
@@ -196,7 +199,7 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
             request_key=request_key,
             now=clock(),
             correlation_id=correlation_id.get() or str(uuid.uuid4()),
-            actor=Actor(principal.role, principal.requester_id),
+            actor=principal.actor,
             rules=rules,
         )
         return await desk.execute(command, context)
@@ -389,6 +392,14 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
         ticket = await visible_ticket(ticket_id, principal)
         entries = [{"at": entry.at.isoformat(), "text": entry.text} for entry in timeline(ticket.history)]
         return _answer({"ticket_id": ticket_id, "status": ticket.status, "timeline": entries}, ticket.version)
+
+    @router.get("/{ticket_id}/audit")
+    async def get_audit(ticket_id: str, principal: Caller) -> JSONResponse:
+        """Every change of the ticket, who made it (from their key) and what it was before and after."""
+        require_role(principal, *AUDITORS)
+        ticket = await visible_ticket(ticket_id, principal)
+        changes = [change.view() for change in audit(ticket.history)]
+        return _answer({"ticket_id": ticket_id, "changes": changes}, ticket.version)
 
     app.include_router(router)
 

@@ -18,6 +18,7 @@ from typing import Any
 from pyrsistent import PMap, PSet, PVector, pmap, pset, pvector
 
 from ticketstream_shared.contract import (
+    Actor,
     Channel,
     CommentAdded,
     CsatRecorded,
@@ -184,14 +185,6 @@ class Ticket:
 
 
 @dataclass(frozen=True)
-class Actor:
-    """Who issues a command: the role of their key and, for requesters, who they are."""
-
-    role: Role
-    actor_id: str | None = None
-
-
-@dataclass(frozen=True)
 class LifecycleRules:
     reopen_window: timedelta = timedelta(days=14)
     clock_skew: timedelta = timedelta(minutes=5)
@@ -207,7 +200,8 @@ class CommandContext:
     now: datetime
     correlation_id: str
     command_id: str
-    actor: Actor = Actor(Role.ADMIN)
+    #: Who asks: the caller's key, as every event the command causes records it.
+    actor: Actor = Actor(key_name="admin", role=Role.ADMIN)
     request_key: str | None = None
     rules: LifecycleRules = LifecycleRules()
     request: KeyedRequest | None = None
@@ -350,7 +344,9 @@ class _Decision:
         self._client_id = client_id
         self.events: list[TicketEvent] = []
 
-    def add(self, event_class: type[TicketEvent], data: Any) -> None:
+    def add(self, event_class: type[TicketEvent], data: Any, actor: Actor | None = None) -> None:
+        """`actor`: who made the change, when it is made in someone's name (see `_in_the_name_of`); the caller's key
+        otherwise."""
         index = len(self.events)
         self.events.append(
             event_class(
@@ -363,6 +359,7 @@ class _Decision:
                 correlation_id=self._context.correlation_id,
                 request_id=self._context.request_key,
                 request=self._context.request,
+                actor=actor or self._context.actor,
                 data=data,
             )
         )
@@ -392,6 +389,20 @@ def _require_staff(context: CommandContext, what: str) -> None:
         raise NotPermitted(f"only staff may {what}")
 
 
+#: Roles whose key, when it names its person, acts as that person only; managers, admins and integrations act in
+#: anyone's name, recorded as on behalf of them.
+SELF_ONLY = frozenset((Role.TECHNICIAN, Role.REQUESTER))
+
+
+def _in_the_name_of(person: str, context: CommandContext) -> Actor:
+    """The actor of a change made in `person`'s name (a comment's author, a worklog's technician, a ticket's
+    requester): the key's own person, or someone the key may act for, recorded as on behalf of them."""
+    actor = context.actor
+    if actor.role in SELF_ONLY and actor.subject is not None and person != actor.subject:
+        raise NotPermitted(f"this key is {actor.subject}'s and acts in no one else's name (not {person}'s)")
+    return actor.acting_for(person)
+
+
 def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> list[TicketEvent]:
     """The events that `command` causes on `ticket` (None: no such ticket yet); [] when it was already done."""
     if isinstance(command, CreateTicket):
@@ -400,7 +411,7 @@ def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> 
         raise TicketNotFound(f"no ticket {command.ticket_id}")
     if context.event_id(command.ticket_id, 0) in ticket.event_ids:
         return []
-    if context.actor.role is Role.REQUESTER and context.actor.actor_id != ticket.requester_id:
+    if context.actor.role is Role.REQUESTER and context.actor.subject != ticket.requester_id:
         raise NotPermitted("requesters act only on their own tickets")
     decision = _Decision(ticket, command, context, ticket.client_id)
     _DECIDERS[type(command)](ticket, command, context, decision)
@@ -422,7 +433,8 @@ def _decide_create(ticket: Ticket | None, command: CreateTicket, context: Comman
             raise IdempotencyKeyReused("this request key was first used for a different ticket", ("body",))
         return []
     decision = _Decision(None, command, context, command.client_id)
-    decision.add(TicketCreated, data)
+    # Staff open tickets for the people who call them (requesters only for themselves: the edge checks it).
+    decision.add(TicketCreated, data, context.actor.acting_for(command.requester_id))
     return decision.events
 
 
@@ -446,7 +458,7 @@ def _decide_self_solved(ticket: Ticket, command: SolveMyself, context: CommandCo
         reason=f"solved by the requester with article {command.article_id}",
         article_id=command.article_id,
     )
-    decision.add(TicketStatusChanged, data)
+    decision.add(TicketStatusChanged, data, context.actor.acting_for(ticket.requester_id))
 
 
 def _check_transition(ticket: Ticket, to: TicketStatus, context: CommandContext) -> None:
@@ -484,6 +496,7 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
         raise NotPermitted("requesters write public comments only")
     if ticket.status is S.CLOSED:
         raise IllegalTransition("a closed ticket takes no comments; reopen it first")
+    author = _in_the_name_of(command.author_id, context)
     decision.add(
         CommentAdded,
         CommentAddedData(
@@ -493,6 +506,7 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
             body=command.body,
             visibility=Visibility.PUBLIC if command.public else Visibility.INTERNAL,
         ),
+        author,
     )
     by_the_requester = role is Role.REQUESTER or (command.public and command.author_id == ticket.requester_id)
     if by_the_requester and ticket.status is S.WAITING_ON_CUSTOMER:
@@ -501,6 +515,7 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
         decision.add(
             TicketStatusChanged,
             StatusChangedData(from_status=ticket.status, to_status=S.OPEN, reason="the requester replied"),
+            author,
         )
 
 
@@ -523,7 +538,7 @@ def _decide_worklog(ticket: Ticket, command: RecordWorklog, context: CommandCont
     if command.worklog_id in ticket.worklogs:  # the same request again would have been recognised by its ids
         raise IdempotencyKeyReused("this request key was first used for a different worklog", ("body",))
     _check_version(ticket, command.expected_version)
-    decision.add(WorklogRecorded, data)
+    decision.add(WorklogRecorded, data, _in_the_name_of(command.technician_id, context))
 
 
 def _existing_worklog(ticket: Ticket, worklog_id: uuid.UUID) -> Worklog:
@@ -538,8 +553,10 @@ def _existing_worklog(ticket: Ticket, worklog_id: uuid.UUID) -> Worklog:
 def _decide_correction(ticket: Ticket, command: CorrectWorklog, context: CommandContext, decision: _Decision) -> None:
     _require_staff(context, "correct time entries")
     _check_version(ticket, command.expected_version)
-    _existing_worklog(ticket, command.worklog_id)
+    worklog = _existing_worklog(ticket, command.worklog_id)
+    _in_the_name_of(worklog.technician_id, context)  # one's own entries only, to whomever they go
     _not_in_future("performed_at", command.performed_at, context)
+    author = _in_the_name_of(command.technician_id, context)
     decision.add(
         WorklogCorrected,
         WorklogCorrectedData(
@@ -551,14 +568,16 @@ def _decide_correction(ticket: Ticket, command: CorrectWorklog, context: Command
             performed_at=command.performed_at,
             reason=command.reason,
         ),
+        author,
     )
 
 
 def _decide_void(ticket: Ticket, command: VoidWorklog, context: CommandContext, decision: _Decision) -> None:
     _require_staff(context, "void time entries")
     _check_version(ticket, command.expected_version)
-    _existing_worklog(ticket, command.worklog_id)
-    decision.add(WorklogVoided, WorklogVoidedData(worklog_id=command.worklog_id, reason=command.reason))
+    worklog = _existing_worklog(ticket, command.worklog_id)
+    author = _in_the_name_of(worklog.technician_id, context)
+    decision.add(WorklogVoided, WorklogVoidedData(worklog_id=command.worklog_id, reason=command.reason), author)
 
 
 def _decide_csat(ticket: Ticket, command: RecordCsat, context: CommandContext, decision: _Decision) -> None:

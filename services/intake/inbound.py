@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ticketstream_shared.contract import InvalidEvent, Role
+from ticketstream_shared.contract import Actor, InvalidEvent, Role
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.requests import BODY_OF, INBOUND_SCOPE, Body, InboundRequest, inbound_ticket_id
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
@@ -23,7 +23,6 @@ from ticketstream_shared.runtime.retry import while_down
 
 from .desk import Desk
 from .domain import (
-    Actor,
     AddComment,
     ChangeStatus,
     Command,
@@ -37,6 +36,9 @@ from .domain import (
     child_id_for,
 )
 from .idempotency import request_context
+
+#: Who acts for a request on tickets.inbound: the integrations allowed to write to the topic, all alike.
+INBOUND_ACTOR = Actor(key_name=INBOUND_SCOPE, role=Role.INTEGRATION)
 
 
 def decode_request(raw: bytes) -> tuple[InboundRequest, Body]:
@@ -96,7 +98,7 @@ class InboundRequests:
                 request_key=request.request_id,
                 now=self._clock(),
                 correlation_id=request.request_id,
-                actor=Actor(Role.INTEGRATION),
+                actor=INBOUND_ACTOR,
                 rules=self._rules,
             )
             await self._carry_out(delivery, command, context, rejections)

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from ticketstream_shared.business_time import add_business_time, business_time_between
 from ticketstream_shared.contract import (
+    Actor,
     CommentAdded,
     Role,
     TicketCreated,
@@ -59,6 +60,8 @@ from ticketstream_shared.runtime.ids import IdSpace
 from .agreements import Agreements, Terms, TicketFacts
 
 PRODUCER = "sla"
+#: Every clock event is sla's own decision.
+ACTOR = Actor.system(PRODUCER)
 SLA_EVENT_IDS = IdSpace(uuid.UUID("5b1d7c3e-9a2f-4e6b-8d0c-3f7a1e5b9c04"))
 #: Roles whose public comment is an answer to the requester.
 RESPONDERS = frozenset({Role.TECHNICIAN, Role.ADMIN, Role.MANAGER})
@@ -186,6 +189,7 @@ def _event(
         client_id=state.client_id,
         producer=PRODUCER,
         correlation_id=correlation_id,
+        actor=ACTOR,
         data=data,
     )
 

@@ -30,7 +30,9 @@ from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_
 from tests.polling import eventually
 from tests.unit.test_sla_clocks import config
 from ticketstream_shared.contract import (
+    Actor,
     Envelope,
+    Role,
     TicketStatusChanged,
     TicketUpdated,
     dead_letter_topic,
@@ -302,6 +304,14 @@ def test_the_http_edge_checks_roles_and_bodies_and_records_manual_assignments(ka
             what="the manual assignment on assignment.events",
         )
         assert (manual[0].data.assigned_by, manual[0].data.previous_technician_id) == ("technician", first)
+        # Who decided: the technician's key by hand, assignment itself before.
+        assert manual[0].actor == Actor(key_name="technician", role=Role.TECHNICIAN)
+        automatic = [e for e in decisions_about(kafka_bootstrap, {ticket.ticket_id}) if e.data.strategy != "manual"]
+        assert automatic and {event.actor for event in automatic} == {Actor.system("assignment")}
+        # and who changed the roster: the key of the manager who profiled the technician and put them on shift.
+        for event_type in ("assignment.technician_profiled", "assignment.shift_changed"):
+            [change] = roster_records(kafka_bootstrap, event_type, technician_id=technician)
+            assert change["actor"] == {"key_name": "manager", "role": "manager", "subject": None, "on_behalf_of": None}
         assert process.post(f"/v1/assignments/{ticket.ticket_id}", json={"technician_id": other},
                             headers=bearer(REQUESTER)).status_code == 403  # fmt: skip
         assert process.post("/v1/assignments/unknown-ticket", json={"technician_id": other},

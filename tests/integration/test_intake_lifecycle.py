@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from tests.integration.conftest import NEW_TICKET
-from tests.keys import ACME_MANAGER, ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, bearer
+from tests.keys import ACME_MANAGER, ADMIN, ANN, INTEGRATION, MANAGER, MARIA, REQUESTER, TECHNICIAN, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -122,16 +122,13 @@ ROLES = {
     "integration": INTEGRATION,
     "requester": REQUESTER,
     "acme_manager": ACME_MANAGER,
+    "ann": ANN,  # a technician's own key
+    "maria": MARIA,  # a manager's own key
 }
-STAFF_ONLY = {
-    "admin": 200,
-    "manager": 200,
-    "technician": 200,
-    "integration": 200,
-    "requester": 403,
-    "acme_manager": 200,
-}
+STAFF_ONLY = {**dict.fromkeys(ROLES, 200), "requester": 403}
 EVERYONE = dict.fromkeys(ROLES, 200)
+#: Writing in someone else's name (not ann's, not the requester's): her own key may not, nor a requester's.
+AS_ANOTHER = {**STAFF_ONLY, "ann": 403}
 
 
 def _expect(codes, created=False):
@@ -148,15 +145,28 @@ CASES = {
         "POST",
         "/comments",
         {"author_id": "alice", "body": "hi", "public": True},
-        _expect(EVERYONE, True),
+        _expect({**EVERYONE, "ann": 403}, True),
     ),
     "internal comment": (
         "POST",
         "/comments",
         {"author_id": "tech-1", "body": "hm", "public": False},
-        _expect(STAFF_ONLY, True),
+        _expect(AS_ANOTHER, True),
     ),
-    "worklog": ("POST", "/worklogs", {"technician_id": "t", "minutes": 5, "billable": True}, _expect(STAFF_ONLY, True)),
+    "public comment as ann": (
+        "POST",
+        "/comments",
+        {"author_id": "ann", "body": "hi", "public": True},
+        _expect({**STAFF_ONLY, "requester": 403}, True),
+    ),  # fmt: skip
+    "worklog": ("POST", "/worklogs", {"technician_id": "t", "minutes": 5, "billable": True}, _expect(AS_ANOTHER, True)),
+    "worklog of ann": (
+        "POST",
+        "/worklogs",
+        {"technician_id": "ann", "minutes": 5, "billable": True},
+        _expect(STAFF_ONLY, True),
+    ),  # fmt: skip
+    "audit": ("GET", "/audit", None, {**STAFF_ONLY, "integration": 403}),
     "csat on an open ticket": ("POST", "/csat", {"rating": 4}, {**dict.fromkeys(ROLES, 403), "requester": 409}),
 }
 
@@ -177,3 +187,31 @@ def test_scoped_keys_never_reach_another_clients_ticket(intake, role):
     assert answer.status_code == (403 if role in ("requester", "acme_manager") else 200)
     creation = intake.post("/v1/tickets", json={**NEW_TICKET, "client_id": "globex"}, headers=bearer(ROLES[role]))
     assert creation.status_code == (403 if role in ("requester", "acme_manager") else 201)
+
+
+def test_the_audit_shows_who_did_what_from_their_keys(intake):
+    """The actor comes from the key, whatever the body says; a manager's time entry for ann is on her behalf."""
+    ticket = open_ticket(intake, key=INTEGRATION)
+    path = f"/v1/tickets/{ticket}"
+    logged = intake.post(f"{path}/worklogs", json={"technician_id": "ann", "minutes": 45, "billable": True},
+                         headers=bearer(ANN))  # fmt: skip
+    assert logged.status_code == 201, logged.text
+    correction = {"technician_id": "ann", "minutes": 30, "billable": True,
+                  "performed_at": logged.json()["performed_at"], "reason": "it was half an hour"}  # fmt: skip
+    corrected = intake.post(f"{path}/worklogs/{logged.json()['id']}/correction", json=correction, headers=bearer(MARIA))
+    assert corrected.status_code == 200, corrected.text
+    refused = intake.post(f"{path}/comments", json={"author_id": "maria", "body": "done", "public": True},
+                          headers=bearer(ANN))  # fmt: skip
+    assert refused.status_code == 403 and "ann's" in refused.json()["detail"]
+
+    answer = intake.get(f"{path}/audit", headers=bearer(MANAGER))
+    assert answer.status_code == 200, answer.text
+    changes = answer.json()["changes"]
+    assert [(change["version"], change["event_type"], change["by"]) for change in changes] == [
+        (1, "ticket.created", "key integration (integration), on behalf of alice"),
+        (2, "ticket.worklog_recorded", "ann (technician, key ann-laptop)"),
+        (3, "ticket.worklog_corrected", "maria (manager, key maria), on behalf of ann"),
+    ]
+    assert (changes[2]["before"]["minutes"], changes[2]["after"]["minutes"]) == (45, 30)
+    assert changes[2]["what"].endswith("(it was half an hour)")
+    assert intake.get(f"{path}/audit", headers=bearer(REQUESTER)).status_code == 403

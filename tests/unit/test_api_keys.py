@@ -49,3 +49,21 @@ def test_a_broken_file_is_refused_and_the_keys_in_use_stay(tmp_path: Path) -> No
     write(path, 3, "repaired")
     clock.now += RELOAD_CHECK_S
     assert keys.identify("repaired") is not None and keys.identify("key") is None
+
+
+def test_a_key_may_name_its_person_and_acts_as_them() -> None:
+    ann = ApiKeyEntry(name="ann-laptop", sha256=hash_key("a"), role=Role.TECHNICIAN, subject="ann")
+    alice = ApiKeyEntry(name="alice", sha256=hash_key("b"), role=Role.REQUESTER, client_id="acme", requester_id="alice")
+    desk = ApiKeyEntry(name="desk", sha256=hash_key("c"), role=Role.TECHNICIAN)
+    keys = ApiKeys([ann, alice, desk])
+    assert keys.identify("a").actor.model_dump() == {  # type: ignore[union-attr]
+        "key_name": "ann-laptop", "role": Role.TECHNICIAN, "subject": "ann", "on_behalf_of": None
+    }  # fmt: skip
+    assert keys.identify("b").subject == "alice"  # type: ignore[union-attr]  # a requester's key is theirs
+    assert keys.identify("c").subject is None  # type: ignore[union-attr]  # a shared key names nobody
+    try:
+        ApiKeyEntry(name="x", sha256=hash_key("d"), role=Role.REQUESTER, requester_id="alice", subject="bob")
+    except ValueError as refused:
+        assert "belongs to its requester_id" in str(refused)
+    else:
+        raise AssertionError("a requester's key named someone else")

@@ -4,6 +4,7 @@ partition decides for the team. Kafka here is a fake (pure logic); tests/integra
 from __future__ import annotations
 
 import asyncio
+import json
 
 from aiokafka import TopicPartition
 
@@ -13,8 +14,8 @@ from assignment.teamlog import DECIDED_BY, TeamLog
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, still_waiting, until
 from tests.unit.test_assignment_desk import a_profile, a_shift, routed
-from ticketstream_shared.contract import dead_letter_topic, decode_assignment_event, encode
-from ticketstream_shared.contract.assignment import TeamLogEvent, TicketAssigned
+from ticketstream_shared.contract import Actor, dead_letter_topic, decode_assignment_event, encode
+from ticketstream_shared.contract.assignment import TeamLogEvent, TechnicianProfiled, TicketAssigned
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TEAM_PARTITIONS
 from ticketstream_shared.runtime.kafka import partition_of
 
@@ -241,3 +242,14 @@ def test_a_partition_given_up_is_flushed_first_and_no_longer_decided_for():
             assert published(broker) == [] and process.desk.ticket("t1").assignee is None
 
     asyncio.run(story())
+
+
+def test_a_roster_change_from_before_actors_is_read_with_no_actor():
+    """The team log is kept: a change written before actors were recorded is upcast, one written since keeps its."""
+    now = a_profile("ann").model_copy(update={"actor": Actor(key_name="ops", role="manager", subject="maria")})
+    assert decode_team_record(encode(now)) == now  # type: ignore[arg-type]
+    old = json.loads(encode(now))  # type: ignore[arg-type]
+    del old["actor"]
+    old["schema_version"] = 1
+    read = decode_team_record(json.dumps(old).encode())
+    assert isinstance(read, TechnicianProfiled) and read.actor is None and read.data == now.data

@@ -1,5 +1,6 @@
 """The event contract: round trips, clear reasons for bad messages, schemas in step with the models."""
 
+import json
 import subprocess
 import sys
 import uuid
@@ -8,8 +9,19 @@ from pathlib import Path
 import pytest
 
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
-from ticketstream_shared.contract import InvalidEvent, UnknownEventType, decode_ticket_event, encode
+from tests.reporting_events import an_assignment, an_escalation, an_sla_event
+from ticketstream_shared.contract import (
+    Actor,
+    InvalidEvent,
+    UnknownEventType,
+    decode_assignment_event,
+    decode_sla_event,
+    decode_ticket_event,
+    encode,
+)
 from ticketstream_shared.contract.codec import MAX_EVENT_BYTES
+from ticketstream_shared.contract.events import TICKET_EVENT_TYPES
+from ticketstream_shared.contract.legacy import LEGACY_EVENT_TYPES
 from ticketstream_shared.contract.schema import generate_schemas
 
 SCHEMAS = Path(__file__).parents[2] / "shared" / "schemas"
@@ -113,8 +125,9 @@ def test_the_asyncapi_document_names_every_topic_and_event_and_its_references_re
             assert message["payload"]["$ref"].rsplit("/", 1)[1] in published
 
 
-def test_a_comment_of_schema_version_1_is_read_as_version_2():
-    """Events written before the bump stay readable forever: the codec upcasts them on the way in."""
+def test_a_comment_of_schema_version_1_is_read_as_the_current_version():
+    """Events written before the bump stay readable forever: the codec upcasts them on the way in (v1 -> v2 ->
+    v3, its actor not recorded)."""
     from ticketstream_shared.contract import CommentAdded
     from ticketstream_shared.contract.legacy import CommentAddedV1
 
@@ -136,6 +149,65 @@ def test_a_comment_of_schema_version_1_is_read_as_version_2():
             },
         )
         read = decode_ticket_event(encode(old))
-        assert isinstance(read, CommentAdded) and read.schema_version == 2
+        assert isinstance(read, CommentAdded) and (read.schema_version, read.actor) == (3, None)
         assert (read.data.visibility, read.data.public) == (visibility, public)
         assert (read.event_id, read.data.comment_id, read.data.body) == (old.event_id, old.data.comment_id, "hi")
+
+
+#: A value of `data` for each ticket event type.
+DATA = {
+    "ticket.created": {"requester_id": "alice", "title": "VPN", "category": "network", "priority": "P2"},
+    "ticket.updated": {"changes": {"priority": "P1"}, "previous": {"priority": "P2"}},
+    "ticket.status_changed": {"from_status": "new", "to_status": "open"},
+    "ticket.comment_added": {"comment_id": str(uuid.UUID(int=1)), "author_id": "ann", "author_role": "technician",
+                             "body": "hi", "visibility": "public"},
+    "ticket.worklog_recorded": {"worklog_id": str(uuid.UUID(int=2)), "technician_id": "ann", "minutes": 30,
+                                "billable": True, "performed_at": T0.isoformat()},
+    "ticket.worklog_corrected": {"worklog_id": str(uuid.UUID(int=2)), "technician_id": "ann", "minutes": 15,
+                                 "billable": True, "performed_at": T0.isoformat(), "reason": "typo"},
+    "ticket.worklog_voided": {"worklog_id": str(uuid.UUID(int=2)), "reason": "twice"},
+    "ticket.csat_recorded": {"rating": 5},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("current", TICKET_EVENT_TYPES, ids=lambda model: model.model_fields["event_type"].default)
+def test_a_ticket_event_written_before_actors_were_recorded_is_read_with_no_actor(current):
+    """Every ticket event type as it was published before its actor: read as the current version, its actor not
+    recorded, everything else as written."""
+    event_type, version = (current.model_fields[name].default for name in ("event_type", "schema_version"))
+    [before] = [
+        model
+        for model in LEGACY_EVENT_TYPES
+        if (model.model_fields["event_type"].default, model.model_fields["schema_version"].default)
+        == (event_type, version - 1)
+    ]
+    old = before(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t-1", client_id="acme", aggregate_version=2,
+        producer="intake", correlation_id="c", data=DATA[event_type],
+    )  # fmt: skip
+    assert b'"actor"' not in encode(old)
+    read = decode_ticket_event(encode(old))
+    assert type(read) is current and read.actor is None
+    assert read.model_dump(exclude={"actor", "schema_version"}) == old.model_dump(exclude={"schema_version"})
+    actor = Actor(key_name="ops", role="manager", subject="maria", on_behalf_of="ann")
+    now = current.model_validate({**read.model_dump(), "actor": actor, "schema_version": read.schema_version})
+    assert decode_ticket_event(encode(now)).actor == actor
+
+
+@pytest.mark.parametrize(
+    ("written", "decode"),
+    [
+        (an_sla_event("breached", "t-1"), decode_sla_event),
+        (an_assignment("t-1", "ann"), decode_assignment_event),
+        (an_escalation("t-1"), decode_assignment_event),
+    ],
+    ids=["sla.breached", "assignment.assigned", "assignment.escalated"],
+)
+def test_an_sla_or_assignment_event_from_before_actors_is_read_with_no_actor(written, decode):
+    old = json.loads(encode(written))
+    del old["actor"]
+    old["schema_version"] -= 1
+    [shape] = [model for model in LEGACY_EVENT_TYPES if model.model_fields["event_type"].default == old["event_type"]]
+    shape.model_validate(old)  # the shape published before
+    read = decode(json.dumps(old).encode())
+    assert type(read) is type(written) and read.actor is None and read.data == written.data

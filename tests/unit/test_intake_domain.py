@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from intake.domain import (
-    Actor,
     CommandContext,
     CreateTicket,
     IdempotencyKeyReused,
@@ -24,7 +23,7 @@ from intake.domain import (
 )
 from intake.idempotency import request_context
 from tests.builders import T0
-from ticketstream_shared.contract import Priority, TicketCreated, WorklogRecorded
+from ticketstream_shared.contract import Actor, Priority, TicketCreated, WorklogRecorded
 from ticketstream_shared.contract.requests import ticket_id_for
 
 
@@ -111,7 +110,7 @@ def keyed(command, key="k-1", caller="portal"):
         request_key=key,
         now=T0,
         correlation_id="c-1",
-        actor=Actor(Role.ADMIN),
+        actor=Actor(key_name=caller, role=Role.ADMIN),
         rules=LifecycleRules(),
     )
 

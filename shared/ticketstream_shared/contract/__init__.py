@@ -11,6 +11,7 @@ from .codec import (
     encode,
 )
 from .events import (
+    Actor,
     Channel,
     CommentAdded,
     CsatRecorded,
@@ -30,6 +31,7 @@ from .topics import TOPICS, dead_letter_topic
 
 __all__ = [
     "TOPICS",
+    "Actor",
     "Channel",
     "CommentAdded",
     "CsatRecorded",

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .events import Envelope, Frozen, Identifier, UtcDatetime
+from .events import Envelope, Frozen, Identifier, RecordedActor, UtcDatetime
 
 
 class Strategy(StrEnum):
@@ -45,25 +45,33 @@ class UnassignableData(Frozen):
     reason: str = Field(min_length=1)
 
 
-class AssignmentEvent(Envelope):
+class AssignmentEnvelopeV1(Envelope):
+    """An assignment's envelope before actors were recorded."""
+
     aggregate_version: None = None
+
+
+class AssignmentEvent(AssignmentEnvelopeV1):
+    """A decision of assignment: its own (system:assignment), or a person's by hand (their key)."""
+
+    actor: RecordedActor = None
 
 
 class TicketAssigned(AssignmentEvent):
     event_type: Literal["assignment.assigned"] = "assignment.assigned"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: AssignedData
 
 
 class TicketEscalated(AssignmentEvent):
     event_type: Literal["assignment.escalated"] = "assignment.escalated"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: EscalatedData
 
 
 class TicketUnassignable(AssignmentEvent):
     event_type: Literal["assignment.unassignable"] = "assignment.unassignable"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: UnassignableData
 
 
@@ -91,6 +99,12 @@ class TeamLogEvent(Frozen):
     correlation_id: str = Field(min_length=1)
 
 
+class RosterChange(TeamLogEvent):
+    """A change of the roster or of routing, made by a person through assignment's HTTP edge."""
+
+    actor: RecordedActor = None
+
+
 class TechnicianProfileData(Frozen):
     technician_id: Identifier
     name: str = Field(min_length=1, max_length=200)
@@ -100,11 +114,11 @@ class TechnicianProfileData(Frozen):
     capacity: int = Field(ge=0, le=1000, description="Most open tickets the technician holds at once.")
 
 
-class TechnicianProfiled(TeamLogEvent):
+class TechnicianProfiled(RosterChange):
     """A technician joined the roster or their profile changed (PUT /v1/technicians/{id}); key = team."""
 
     event_type: Literal["assignment.technician_profiled"] = "assignment.technician_profiled"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: TechnicianProfileData
 
 
@@ -114,11 +128,11 @@ class TechnicianTransferredData(Frozen):
     to_team: Identifier
 
 
-class TechnicianTransferred(TeamLogEvent):
+class TechnicianTransferred(RosterChange):
     """A technician left `from_team` for `to_team`; key = from_team, whose tickets of theirs go back to it."""
 
     event_type: Literal["assignment.technician_transferred"] = "assignment.technician_transferred"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: TechnicianTransferredData
 
 
@@ -128,11 +142,11 @@ class ShiftChangedData(Frozen):
     on_shift: bool
 
 
-class ShiftChanged(TeamLogEvent):
+class ShiftChanged(RosterChange):
     """A technician came on or went off shift; key = team."""
 
     event_type: Literal["assignment.shift_changed"] = "assignment.shift_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: ShiftChangedData
 
 
@@ -142,11 +156,11 @@ class CategoryRoutedData(Frozen):
     skill: Identifier = Field(description="The skill a ticket of this category needs (strategy skills).")
 
 
-class CategoryRouted(TeamLogEvent):
+class CategoryRouted(RosterChange):
     """Tickets of `category` go to `team` from now on; key = "category:<category>"."""
 
     event_type: Literal["assignment.category_routed"] = "assignment.category_routed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: CategoryRoutedData
 
 
@@ -155,15 +169,15 @@ class TeamStrategyChosenData(Frozen):
     strategy: Strategy
 
 
-class TeamStrategyChosen(TeamLogEvent):
+class TeamStrategyChosen(RosterChange):
     """The team distributes its tickets by `strategy` from now on (never manual); key = team."""
 
     event_type: Literal["assignment.team_strategy_chosen"] = "assignment.team_strategy_chosen"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: TeamStrategyChosenData
 
 
-ROSTER_EVENT_TYPES: tuple[type[TeamLogEvent], ...] = (
+ROSTER_EVENT_TYPES: tuple[type[RosterChange], ...] = (
     TechnicianProfiled,
     TechnicianTransferred,
     ShiftChanged,

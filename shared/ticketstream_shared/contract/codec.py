@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
+from .assignment import ASSIGNMENT_EVENT_TYPES, ROSTER_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
 from .knowledge import ArticleChanged
 from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
@@ -29,10 +29,19 @@ def comment_added_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "schema_version": 2, "data": data}
 
 
+def actor_not_recorded(payload: dict[str, Any]) -> dict[str, Any]:
+    """An event written before actors were recorded: the next version, its actor unknown (None)."""
+    return {**payload, "schema_version": payload["schema_version"] + 1, "actor": None}
+
+
 #: (event_type, schema_version) -> a function that turns that payload into the next schema_version.
 #: Chained until the current version is reached; old shapes are never edited in place.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("ticket.comment_added", 1): comment_added_v1_to_v2,
+    **{
+        (model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1): actor_not_recorded
+        for model in (*TICKET_EVENT_TYPES, *SLA_EVENT_TYPES, *ASSIGNMENT_EVENT_TYPES, *ROSTER_EVENT_TYPES)
+    },
 }
 
 

@@ -124,11 +124,57 @@ class KeyedRequest(Frozen):
     )
 
 
-class TicketEvent(Envelope):
-    """An event of the ticket aggregate, written by intake only, to tickets.events."""
+class Actor(Frozen):
+    """Who made a change: the API key (by its name, never the key itself), its role, and the person it belongs to.
+    Recorded from the key, never from what the caller writes in the body."""
+
+    key_name: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The API key's name; 'inbound' for a request on tickets.inbound; 'system:<service>' for a "
+        "service's own decision (a clock's breach, an automatic assignment).",
+    )
+    role: Role | Literal["system"]
+    subject: Identifier | None = Field(
+        default=None, description="The person the key belongs to, if it names one (a requester's key always does)."
+    )
+    on_behalf_of: Identifier | None = Field(
+        default=None,
+        description="The person the change was made for, when that is not the key's own: a manager logging a "
+        "technician's time, a mail gateway writing a requester's reply.",
+    )
+
+    @classmethod
+    def system(cls, service: str) -> Actor:
+        """A service deciding on its own."""
+        return cls(key_name=f"system:{service}", role="system")
+
+    def acting_for(self, person: str) -> Actor:
+        """This actor making a change in `person`'s name: on behalf of them, unless they are the key's own person."""
+        return self if person == self.subject else self.model_copy(update={"on_behalf_of": person})
+
+
+class TicketEnvelopeV1(Envelope):
+    """A ticket event's envelope before actors were recorded (schema versions up to the ones of legacy.py)."""
 
     aggregate_version: int = Field(ge=1)
     request: KeyedRequest | None = Field(default=None, description="Set when the command came with a key.")
+
+
+#: The envelope's actor, on every event of tickets.events, sla.events and assignment.events.
+RecordedActor = Annotated[
+    Actor | None,
+    Field(
+        description="Who made the change. None only on an event written before actors were recorded (upcast from "
+        "an earlier schema_version)."
+    ),
+]
+
+
+class TicketEvent(TicketEnvelopeV1):
+    """An event of the ticket aggregate, written by intake only, to tickets.events."""
+
+    actor: RecordedActor = None
 
 
 # --- data of the ticket events ----------------------------------------------------------------------------------
@@ -223,49 +269,49 @@ class CsatRecordedData(Frozen):
 
 class TicketCreated(TicketEvent):
     event_type: Literal["ticket.created"] = "ticket.created"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: TicketCreatedData
 
 
 class WorklogRecorded(TicketEvent):
     event_type: Literal["ticket.worklog_recorded"] = "ticket.worklog_recorded"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: WorklogRecordedData
 
 
 class WorklogCorrected(TicketEvent):
     event_type: Literal["ticket.worklog_corrected"] = "ticket.worklog_corrected"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: WorklogCorrectedData
 
 
 class WorklogVoided(TicketEvent):
     event_type: Literal["ticket.worklog_voided"] = "ticket.worklog_voided"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: WorklogVoidedData
 
 
 class TicketUpdated(TicketEvent):
     event_type: Literal["ticket.updated"] = "ticket.updated"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: TicketUpdatedData
 
 
 class TicketStatusChanged(TicketEvent):
     event_type: Literal["ticket.status_changed"] = "ticket.status_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: StatusChangedData
 
 
 class CommentAdded(TicketEvent):
     event_type: Literal["ticket.comment_added"] = "ticket.comment_added"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: CommentAddedData
 
 
 class CsatRecorded(TicketEvent):
     event_type: Literal["ticket.csat_recorded"] = "ticket.csat_recorded"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: CsatRecordedData
 
 

@@ -4,11 +4,13 @@ keep their JSON Schemas published for whoever still holds such events, and the c
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, create_model
 
-from .events import Frozen, Identifier, Role, TicketEvent
+from .assignment import ASSIGNMENT_EVENT_TYPES, ROSTER_EVENT_TYPES, AssignmentEnvelopeV1, TeamLogEvent
+from .events import TICKET_EVENT_TYPES, Frozen, Identifier, Role, TicketEnvelopeV1
+from .sla import SLA_EVENT_TYPES, SlaEnvelopeV1
 
 
 class CommentAddedDataV1(Frozen):
@@ -19,7 +21,7 @@ class CommentAddedDataV1(Frozen):
     public: bool
 
 
-class CommentAddedV1(TicketEvent):
+class CommentAddedV1(TicketEnvelopeV1):
     """ticket.comment_added as of schema_version 1 (upcast by codec.comment_added_v1_to_v2)."""
 
     event_type: Literal["ticket.comment_added"] = "ticket.comment_added"
@@ -27,4 +29,28 @@ class CommentAddedV1(TicketEvent):
     data: CommentAddedDataV1
 
 
-LEGACY_EVENT_TYPES: tuple[type[TicketEvent], ...] = (CommentAddedV1,)
+def _before_actors(model: type[BaseModel], envelope: type[BaseModel]) -> type[BaseModel]:
+    """An event type as it was before its actor was recorded: the schema_version before the current one, the same
+    data, `envelope` without `actor` (upcast by codec.actor_not_recorded). Named and described as it was, so that
+    its published JSON Schema stays as it was."""
+    event_type, version = model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1
+    fields: dict[str, Any] = {
+        "event_type": (Literal[event_type], event_type),
+        "schema_version": (Literal[version], version),
+        "data": (model.model_fields["data"].annotation, ...),
+    }
+    return create_model(model.__name__, __base__=envelope, __doc__=model.__doc__, **fields)
+
+
+#: The event types that record their actor, and their envelope from before.
+ACTED_EVENT_TYPES: tuple[tuple[tuple[type[BaseModel], ...], type[BaseModel]], ...] = (
+    (TICKET_EVENT_TYPES, TicketEnvelopeV1),
+    (SLA_EVENT_TYPES, SlaEnvelopeV1),
+    (ASSIGNMENT_EVENT_TYPES, AssignmentEnvelopeV1),
+    (ROSTER_EVENT_TYPES, TeamLogEvent),
+)
+
+LEGACY_EVENT_TYPES: tuple[type[BaseModel], ...] = (
+    CommentAddedV1,
+    *(_before_actors(model, envelope) for models, envelope in ACTED_EVENT_TYPES for model in models),
+)

@@ -14,7 +14,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from .events import Envelope, Frozen, Identifier, Priority, ServiceId, TicketStatus, UtcDatetime, listed_once
+from .events import (
+    Envelope,
+    Frozen,
+    Identifier,
+    Priority,
+    RecordedActor,
+    ServiceId,
+    TicketStatus,
+    UtcDatetime,
+    listed_once,
+)
 
 
 class SlaMetric(StrEnum):
@@ -60,45 +70,51 @@ class StopData(ClockData):
     reason: str = Field(min_length=1, description="Why the clock no longer runs, e.g. its policy was deactivated.")
 
 
-class SlaEvent(Envelope):
-    """An event of an SLA clock; aggregate_version stays null outside tickets.events."""
+class SlaEnvelopeV1(Envelope):
+    """An SLA clock's envelope before actors were recorded; aggregate_version stays null outside tickets.events."""
 
     aggregate_version: None = None
 
 
+class SlaEvent(SlaEnvelopeV1):
+    """An event of an SLA clock, decided by sla itself (its actor: system:sla)."""
+
+    actor: RecordedActor = None
+
+
 class ClockStarted(SlaEvent):
     event_type: Literal["sla.clock_started"] = "sla.clock_started"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: ClockData
 
 
 class ClockPaused(SlaEvent):
     event_type: Literal["sla.paused"] = "sla.paused"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: PauseData
 
 
 class ClockResumed(SlaEvent):
     event_type: Literal["sla.resumed"] = "sla.resumed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: PauseData
 
 
 class SlaWarning(SlaEvent):
     event_type: Literal["sla.warning"] = "sla.warning"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: WarningData
 
 
 class SlaBreached(SlaEvent):
     event_type: Literal["sla.breached"] = "sla.breached"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: ClockData
 
 
 class SlaMet(SlaEvent):
     event_type: Literal["sla.met"] = "sla.met"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: ClockData
 
 
@@ -106,7 +122,7 @@ class ClockRetargeted(SlaEvent):
     """A priority or category change, or a policy or calendar change, gave the clock new terms."""
 
     event_type: Literal["sla.retargeted"] = "sla.retargeted"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: RetargetData
 
 
@@ -114,7 +130,7 @@ class ClockStopped(SlaEvent):
     """No active policy applies to the ticket any more: the clock neither warns nor breaches from now on."""
 
     event_type: Literal["sla.clock_stopped"] = "sla.clock_stopped"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     data: StopData
 
 

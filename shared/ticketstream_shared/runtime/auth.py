@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ticketstream_shared.contract import Role
+from ticketstream_shared.contract import Actor, Role
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ class ApiKeyEntry(BaseModel):
     role: Role
     client_id: str | None = None
     requester_id: str | None = None
+    #: The person the key belongs to (a technician's own key, say); a requester's key belongs to its requester.
+    #: A technician's key that names its person acts as that person only.
+    subject: str | None = None
+
+    @model_validator(mode="after")
+    def _one_person(self) -> ApiKeyEntry:
+        if self.requester_id is not None and self.subject not in (None, self.requester_id):
+            raise ValueError(f"key {self.name}: a requester's key belongs to its requester_id")
+        return self
 
 
 class ApiKeysFile(BaseModel):
@@ -52,9 +61,16 @@ class Principal:
     role: Role
     client_id: str | None = None
     requester_id: str | None = None
+    #: The person the key belongs to, if it names one.
+    subject: str | None = None
 
     def may_see_client(self, client_id: str) -> bool:
         return self.client_id is None or self.client_id == client_id
+
+    @property
+    def actor(self) -> Actor:
+        """This key as the actor of the changes it makes."""
+        return Actor(key_name=self.name, role=self.role, subject=self.subject)
 
 
 def hash_key(key: str) -> str:
@@ -84,7 +100,10 @@ class ApiKeys:
 
     def _use(self, entries: list[ApiKeyEntry]) -> None:
         self._by_hash = {
-            entry.sha256: Principal(entry.name, entry.role, entry.client_id, entry.requester_id) for entry in entries
+            entry.sha256: Principal(
+                entry.name, entry.role, entry.client_id, entry.requester_id, entry.subject or entry.requester_id
+            )
+            for entry in entries
         }
 
     def _follow_the_file(self) -> None:
