@@ -11,9 +11,10 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from itertools import islice
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -207,6 +208,19 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
     async def get_technician(technician_id: PathId, caller: Caller) -> JSONResponse:
         require_role(caller, *READERS)
         return JSONResponse(current_view(technician_id))
+
+    @router.get("/roster/changes")
+    async def roster_changes(
+        caller: Caller,
+        technician_id: Identifier | None = None,
+        team: Identifier | None = None,
+        category: Identifier | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        """The audit trail of the roster and routing, newest first: who changed what, before and after."""
+        require_role(caller, *ROSTER_WRITERS)
+        about = ready_desk().trail.newest_first(technician_id=technician_id, team=team, category=category)
+        return JSONResponse({"changes": [entry.view() for entry in islice(about, limit)]})
 
     @router.get("/technicians")
     async def list_technicians(caller: Caller, team: Identifier | None = None) -> JSONResponse:

@@ -20,6 +20,7 @@ from ticketstream_shared.contract.assignment import (
     AssignedData,
     CategoryRouted,
     EscalatedData,
+    RosterChange,
     ShiftChanged,
     TeamLogEvent,
     TeamStrategyChosen,
@@ -50,6 +51,7 @@ from .records import (
     TicketStatusMoved,
     TicketWithdrawn,
 )
+from .roster_trail import RosterTrail
 
 #: uuid5 namespace of published events: the same decision gets the same event id in every process, on every
 #: retry, so consumers deduplicate a decision published twice (e.g. around a takeover).
@@ -96,6 +98,8 @@ class Desk:
     #: Tickets waiting for a rule of their category, and those a rule routed from there: (category, rule).
     parked: dict[str, TicketSnapshot] = field(default_factory=dict)
     released: dict[str, tuple[str, CategoryRule]] = field(default_factory=dict)
+    #: Every roster change read, with what it replaced: the audit trail (GET /v1/roster/changes).
+    trail: RosterTrail = field(default_factory=RosterTrail, repr=False, compare=False)
     #: Whether the record being folded is one this process decides on (see `Team.deciding`).
     _deciding: bool = field(default=True, repr=False, compare=False)
 
@@ -117,6 +121,8 @@ class Desk:
     def apply(self, record: TeamLogEvent, *, decides: bool, instance: str) -> list[Decision]:
         """Fold one record; when this process decides for the record's team, settle it and say what to publish."""
         self._deciding = decides
+        if isinstance(record, RosterChange):
+            self.trail.record(record, self)
         if isinstance(record, CategoryRouted):
             rule = self.rules[record.data.category] = CategoryRule(record.data.team, record.data.skill)
             waiting = [ticket for ticket in self.parked.values() if ticket.category == record.data.category]

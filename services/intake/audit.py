@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import singledispatch
 from typing import Any
 
+from ticketstream_shared.audit import by
 from ticketstream_shared.contract import (
     Actor,
     CommentAdded,
@@ -64,17 +65,6 @@ def audit(history: Iterable[TicketEvent]) -> list[Change]:
             Change(event.aggregate_version, event.occurred_at, event.event_type, event.actor, what, before, after)
         )
     return changes
-
-
-def by(actor: Actor | None) -> str:
-    """ "Maria (manager, key ops-lead), on behalf of tech-7" """
-    if actor is None:
-        return "not recorded (before actors were)"
-    if actor.subject:
-        who = f"{actor.subject} ({actor.role}, key {actor.key_name})"
-    else:
-        who = f"key {actor.key_name} ({actor.role})"
-    return f"{who}, on behalf of {actor.on_behalf_of}" if actor.on_behalf_of else who
 
 
 def _minutes(values: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ticketstream_shared.audit import changed_fields
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import UtcDatetime
 from ticketstream_shared.contract.sla import (
@@ -95,13 +96,17 @@ def change_id(
     return ids.change_id(CONFIG_CHANGE_IDS, kind.change, subject, f"{basis}/{when}", data)
 
 
-def version_view(version: Version[Any]) -> dict[str, Any]:
+def version_view(version: Version[Any], previous: Version[Any] | None) -> dict[str, Any]:
+    """One version, who made it, and what it changed from the version made before it (the audit trail)."""
+    values = version.value.model_dump(mode="json")
+    before = previous.value.model_dump(mode="json") if previous else None
     return {
         "version": version.number,
         "effective_at": version.effective_at.isoformat(),
         "recorded_at": version.recorded_at.isoformat(),
         "changed_by": version.changed_by,
-        **version.value.model_dump(mode="json"),
+        **values,
+        "changes": changed_fields(before, values),
     }
 
 
@@ -111,7 +116,10 @@ def history_view(subject: str, history: History[Any], now: datetime) -> dict[str
         "id": subject,
         "current_version": current.number if current else None,
         "current": current.value.model_dump(mode="json") if current else None,
-        "versions": [version_view(version) for version in history.versions],
+        "versions": [
+            version_view(version, history.versions[index - 1] if index else None)
+            for index, version in enumerate(history.versions)
+        ],
     }
 
 

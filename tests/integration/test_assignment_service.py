@@ -312,6 +312,13 @@ def test_the_http_edge_checks_roles_and_bodies_and_records_manual_assignments(ka
         for event_type in ("assignment.technician_profiled", "assignment.shift_changed"):
             [change] = roster_records(kafka_bootstrap, event_type, technician_id=technician)
             assert change["actor"] == {"key_name": "manager", "role": "manager", "subject": None, "on_behalf_of": None}
+        trail = process.get("/v1/roster/changes", params={"technician_id": technician}, headers=bearer(ADMIN))
+        assert [(change["what"], change["by"]) for change in trail.json()["changes"]] == [
+            (f"put technician {technician} on shift", "key manager (manager)"),
+            (f"profiled technician {technician} (Tech 0) in team {prefix}-network", "key manager (manager)"),
+        ]
+        assert trail.json()["changes"][0]["changes"] == {"on_shift": {"before": False, "after": True}}
+        assert process.get("/v1/roster/changes", headers=bearer(TECHNICIAN)).status_code == 403
         assert process.post(f"/v1/assignments/{ticket.ticket_id}", json={"technician_id": other},
                             headers=bearer(REQUESTER)).status_code == 403  # fmt: skip
         assert process.post("/v1/assignments/unknown-ticket", json={"technician_id": other},

@@ -137,6 +137,9 @@ def test_a_service_is_versioned_and_a_retry_records_nothing(sla: TestClient, off
     renamed = {**body, "name": "VPN and remote access", "effective_at": next_week.isoformat()}
     later = sla.put(f"/v1/catalog/services/{service_id}", json=renamed, headers=bearer(ADMIN)).json()
     assert [version["version"] for version in later["versions"]] == [1, 2]
+    # Each version says what it changed: the audit trail of the catalogue.
+    assert later["versions"][1]["changes"] == {"name": {"before": "E-mail", "after": "VPN and remote access"}}
+    assert later["versions"][0]["changes"]["name"] == {"before": None, "after": "E-mail"}
     assert later["current_version"] == 1, "the new version takes effect next week"
     assert listed(sla, REQUESTER)[service_id]["name"] == "E-mail"
 

@@ -142,6 +142,7 @@ def test_configuration_is_versioned_and_checked(sla_app: TestClient) -> None:
     assert second.json()["current_version"] == 2
     history = sla_app.get(f"/v1/sla/calendars/{calendar_id}", headers=bearer(MANAGER)).json()
     assert [v["version"] for v in history["versions"]] == [1, 2] and history["versions"][0]["holidays"] == []
+    assert history["versions"][1]["changes"] == {"holidays": {"before": [], "after": ["2026-12-25"]}}
 
     assert sla_app.put(f"/v1/sla/calendars/{calendar_id}", json=office, headers=bearer(MANAGER)).status_code == 403
     assert sla_app.get(f"/v1/sla/calendars/{calendar_id}", headers=bearer(TECHNICIAN)).status_code == 403

@@ -149,6 +149,14 @@ class Actor(Frozen):
         """A service deciding on its own."""
         return cls(key_name=f"system:{service}", role="system")
 
+    def in_words(self) -> str:
+        """ "maria (manager, key ops-lead), on behalf of ann" """
+        if self.subject:
+            who = f"{self.subject} ({self.role}, key {self.key_name})"
+        else:
+            who = f"key {self.key_name} ({self.role})"
+        return f"{who}, on behalf of {self.on_behalf_of}" if self.on_behalf_of else who
+
     def acting_for(self, person: str) -> Actor:
         """This actor making a change in `person`'s name: on behalf of them, unless they are the key's own person."""
         return self if person == self.subject else self.model_copy(update={"on_behalf_of": person})
