@@ -35,6 +35,7 @@ from ticketstream_shared.contract.assignment import (
 )
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.runtime.auth import Principal, require_role
+from ticketstream_shared.runtime.http import REPLAYED
 from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.logging import correlation_id
 
@@ -51,7 +52,6 @@ WRITE_VISIBLE_S = 5.0
 PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 #: uuid5 namespace of roster changes (see `roster_change_id`).
 ROSTER_CHANGE_IDS = IdSpace(uuid.UUID("3f8a6d21-7c4e-4b9a-8e15-c2d0b7a9e641"))
-REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class TechnicianBody(BaseModel):

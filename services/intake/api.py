@@ -27,6 +27,7 @@ from ticketstream_shared.contract.requests import (
     WorklogBody,
 )
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.http import REPLAYED
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .audit import audit
@@ -166,7 +167,7 @@ def _expected_version(if_match: str | None) -> int | None:
 def _answer(body: Any, version: int, replayed: bool = False, code: int = status.HTTP_200_OK) -> JSONResponse:
     headers = {"ETag": f'"{version}"'}
     if replayed:
-        headers["Idempotent-Replayed"] = "true"
+        headers.update(REPLAYED)
     return JSONResponse(body, status_code=code, headers=headers)
 
 

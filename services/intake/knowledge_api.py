@@ -14,7 +14,7 @@ from ticketstream_shared.contract.events import Identifier, ServiceId
 from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
 from ticketstream_shared.runtime.auth import Principal, require_role
 from ticketstream_shared.runtime.config_log import ConfigLog
-from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller
 from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.logging import correlation_id
 
@@ -87,7 +87,7 @@ async def put_article(article_id: Identifier, body: ArticleData, caller: Caller,
     return JSONResponse(
         article_view(article_id, version),
         status_code=status.HTTP_201_CREATED if current is None else status.HTTP_200_OK,
-        headers={} if changed else {"Idempotent-Replayed": "true"},
+        headers={} if changed else REPLAYED,
     )
 
 

@@ -12,7 +12,7 @@ from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.notify import EventTypePattern, PersonData
 from ticketstream_shared.runtime.auth import require_role
-from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller
 
 from .book import Delivery, Target
 from .desk import Forbidden, InvalidField, NotFound, NotifyDesk, Saved, Unavailable, WebhookRequest
@@ -21,7 +21,6 @@ from .directory import Webhook
 WEBHOOK_KEEPERS = (Role.ADMIN, Role.INTEGRATION)
 PEOPLE_KEEPERS = (Role.ADMIN, Role.MANAGER)
 PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
-REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class WebhookBody(BaseModel):

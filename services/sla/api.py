@@ -29,6 +29,7 @@ from ticketstream_shared.contract.topics import TICKET_PARTITIONS
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.directory import ReplicaDirectory
+from ticketstream_shared.runtime.http import REPLAYED
 from ticketstream_shared.runtime.kafka import partition_of
 
 from .clock_store import ClockStore
@@ -57,7 +58,6 @@ FORWARDED_BY = "X-Forwarded-By-Replica"
 FORWARD_TIMEOUT_S = 5.0
 #: The longest period a what-if replays: a quarter, so one request cannot hold a worker for long.
 LONGEST_WHAT_IF = timedelta(days=93)
-REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class CalendarBody(CalendarData, Effective):

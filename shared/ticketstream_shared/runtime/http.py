@@ -28,6 +28,10 @@ S = TypeVar("S", bound=ServiceSettings)
 #: Each check names a dependency and says whether it is usable now.
 ReadinessCheck = Callable[[], Mapping[str, bool] | Awaitable[Mapping[str, bool]]]
 
+#: The header of the answer to a request carried out before (a retry, a PUT of what is in force): nothing new
+#: was recorded.
+REPLAYED = {"Idempotent-Replayed": "true"}
+
 REQUESTS = Counter("ticketstream_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram(
     "ticketstream_http_request_seconds",
