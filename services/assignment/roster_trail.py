@@ -46,6 +46,12 @@ class Entry:
         data = self.change.data
         return {name: getattr(data, name) for name in ("technician_id", "team", "category") if hasattr(data, name)}
 
+    def concerns(self, name: str, value: str) -> bool:
+        """Whether the change is about `value` as its `name`: a transfer is about the team left and the one joined."""
+        if name == "team" and isinstance(self.change, TechnicianTransferred):
+            return value in (self.change.data.from_team, self.change.data.to_team)
+        return self.subject.get(name) == value
+
     def view(self) -> dict[str, Any]:
         change = self.change
         actor = change.actor
@@ -95,7 +101,7 @@ class RosterTrail:
         """The entries whose subject has the given values (None: any), newest first."""
         wanted = {name: value for name, value in about.items() if value is not None}
         for entry in reversed(self._entries.values()):
-            if all(entry.subject.get(name) == value for name, value in wanted.items()):
+            if all(entry.concerns(name, value) for name, value in wanted.items()):
                 yield entry
 
 

@@ -43,7 +43,7 @@ from .ledger import TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
 from .settings import IntakeSettings
-from .ticket_store import CHANGELOG, TicketStore
+from .ticket_store import CHANGELOG, LAYOUT, TicketStore
 
 
 def utc_now() -> datetime:
@@ -52,7 +52,7 @@ def utc_now() -> datetime:
 
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
-    store = LocalStore(settings.state_dir)
+    store = LocalStore(settings.state_dir, LAYOUT)
     tickets = TicketStore(store)
     request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
     ledger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache)
@@ -70,7 +70,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             lambda: make_consumer(settings, group_id=None, client_id="intake-changelog"), "changelog reader"
         )
 
-    changelog = ChangelogWriter(CHANGELOG, store, tickets.record, lambda: event_log.producer, a_reader)
+    changelog = ChangelogWriter(CHANGELOG, store, tickets.records_of, lambda: event_log.producer, a_reader)
     ownership = Ownership(positions, log_end, changelog)
     bus = CommandBus(ledger, ownership)
     catalogue = ServiceCatalogue()

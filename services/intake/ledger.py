@@ -85,9 +85,9 @@ class TicketLedger:
         """Fold an event read back from the log into `changes` (written by the caller with the log's position) and
         into the tickets in memory. Events the store already holds are skipped by version, so the log may be read
         again from any earlier point. Returns the store keys whose changelog records changed."""
-        if not self.tickets.apply(changes, event, raw):
-            return set()
-        changed = {event.ticket_id.encode()}
+        changed = self.tickets.apply(changes, event, raw)
+        if not changed:
+            return changed
         if (request_key := self._keys.note(event, changes)) is not None:
             changed.add(request_key)
         if (ahead := self._ahead.get(event.ticket_id)) is not None and ahead.version <= event.aggregate_version:

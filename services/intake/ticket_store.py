@@ -2,22 +2,27 @@
 indexes the list endpoint reads, who each ticket is assigned to, and the request keys still bound.
 
 Keys (NUL separates parts; identifiers never contain it):
-- `t|<ticket>`: the ticket's events as the log holds them, one JSON document per line, oldest first
+- `t|<ticket>\\0<version>`: one event of the ticket as the log holds it (the version zero-padded, so that a
+  ticket's events are read in order)
 - `s|<ticket>`: its summary, JSON: client, requester, status, priority, created, version
 - `w|<ticket>`: who it is assigned to (from assignment.events)
 - `i|<index>\\0<value>\\0<created>\\0<ticket>`: one entry per index a ticket is in, ordered by creation
 - `n|<index>\\0<value>`: how many entries that index value has, so a listing reads the smallest index it may
 - `k|<caller>\\0<key>`: a request key's first use (idempotency.py)
 
-The changelog holds a record per ticket (its summary line, then its event lines) and one per request key: a new
-machine rebuilds every key above from it but the assignees, which it reads from assignment.events again.
+The changelog holds a record per request key, and per ticket a record for each run of its events
+(`c|<ticket>\\0<first version of the run>`): the ticket's summary as the run was last written, then the run's events.
+A run ends before `EVENTS_PER_RECORD` events or `RECORD_BYTES` of them, whichever comes first. A new machine rebuilds
+every key above from the changelog but the assignees, which it reads from assignment.events again. A typical ticket
+is one record; a busy one is several of bounded size, where a single record of its whole history once grew past the
+1 MB Kafka accepts (at about 2,000 events), and was written whole for each.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,12 +44,19 @@ from .domain import Ticket, fold
 
 log = logging.getLogger(__name__)
 
-_EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT = b"t|", b"s|", b"w|", b"i|", b"n|"
+_EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT, _RUN = b"t|", b"s|", b"w|", b"i|", b"n|", b"c|"
 #: Request keys' records are kept as idempotency.RequestKeys writes them, under this prefix, and changelogged as such.
 REQUEST_KEYS = b"k|"
-#: The store's changelog: a record per ticket (and per request key), partitioned as tickets.events.
+#: The store's changelog: records of runs of a ticket's events, and of request keys, partitioned as tickets.events.
 CHANGELOG = Changelog(INTAKE_TICKETS, TICKETS_EVENTS)
+#: What the store's keys mean: a store written in another layout is emptied and restored from the changelog.
+LAYOUT = "tickets/2: a key per event"
+#: A changelog record's run of events: most tickets in one, and never near the 1 MB Kafka accepts in one record (an
+#: event of the largest description or comment is about 120 KB).
+EVENTS_PER_RECORD = 64
+RECORD_BYTES = 256 * 1024
 _SEP = b"\x00"
+_DIGITS = 10
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,28 @@ def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None
         values["assignee"] = assignee
     tail = summary["created"].encode() + _SEP + ticket_id.encode()
     return [_index_prefix(name, value) + tail for name, value in values.items()]
+
+
+def _events_prefix(ticket: bytes) -> bytes:
+    return _EVENTS + ticket + _SEP
+
+
+def _event_key(ticket: bytes, version: int) -> bytes:
+    return _events_prefix(ticket) + _digits(version)
+
+
+def _run_key(ticket: bytes, first: int | bytes) -> bytes:
+    return _RUN + ticket + _SEP + (first if isinstance(first, bytes) else _digits(first))
+
+
+def _ends_run(first: int, size: int, version: int, line: bytes) -> bool:
+    """Whether the event of `version` begins a run after the one from `first` of `size` bytes so far. One rule,
+    whether applied event by event or over a ticket's stored events: both find the same runs."""
+    return version - first >= EVENTS_PER_RECORD or size + len(line) > RECORD_BYTES
+
+
+def _digits(number: int) -> bytes:
+    return str(number).zfill(_DIGITS).encode()
 
 
 def _index_prefix(name: str, value: str) -> bytes:
@@ -127,10 +161,9 @@ class TicketStore:
 
     def load(self, ticket_id: str) -> Ticket | None:
         """The ticket folded from its stored events."""
-        raw = self.store.get(_EVENTS + ticket_id.encode())
-        if raw is None:
-            return None
-        return fold(None, [decode_event(TICKETS_EVENTS, line) for line in raw.split(b"\n")])  # type: ignore[misc]
+        prefix = _events_prefix(ticket_id.encode())
+        events = [decode_event(TICKETS_EVENTS, line) for _, line in self.store.scan(prefix, prefix)]
+        return fold(None, events) if events else None  # type: ignore[arg-type]
 
     def version(self, ticket_id: str) -> int:
         summary = self._summary(ticket_id)
@@ -182,13 +215,21 @@ class TicketStore:
 
     # --- writing --------------------------------------------------------------------------------------------------
 
-    def apply(self, changes: Changes, event: TicketEvent, raw: bytes) -> bool:
-        """Add an event read from the log to `changes`; False (and nothing added) if the store holds it already."""
+    def apply(self, changes: Changes, event: TicketEvent, raw: bytes) -> set[bytes]:
+        """Add an event read from the log to `changes`. Returns the keys whose changelog records it changed: none if
+        the store holds the event already."""
         key = event.ticket_id.encode()
+        event_key = _event_key(key, event.aggregate_version)
+        line = raw if b"\n" not in raw else encode(event)  # one line per event; our encoder writes no newlines
         summary = self._summary(event.ticket_id, changes)
         known = int(summary["version"]) if summary else 0
         if event.aggregate_version <= known:
-            return False
+            if self.store.get(event_key, changes) is not None:
+                return set()
+            # The summary came back from a changelog whose writer stopped before this event's record: the log
+            # fills the gap, and the summary, already past it, stays.
+            changes.put(event_key, line)
+            return {key}  # which run it is in takes reading the ticket's events: the writer writes them all
         if event.aggregate_version != known + 1:
             log.error(
                 "version gap in the ticket log",
@@ -196,12 +237,14 @@ class TicketStore:
             )
         after = _summary_after(event, summary)
         if after is None:
-            return False  # an event of a ticket whose creation is not in the log: nothing to fold it into
-        line = raw if b"\n" not in raw else encode(event)  # one line per event; our encoder writes no newlines
-        earlier = self.store.get(_EVENTS + key, changes)
-        changes.put(_EVENTS + key, line if earlier is None else earlier + b"\n" + line)
+            return set()  # an event of a ticket whose creation is not in the log: nothing to fold it into
+        first, size = int(after.get("run", 0)), int(after.get("run_bytes", 0))
+        if not first or _ends_run(first, size, event.aggregate_version, line):
+            first, size = event.aggregate_version, 0
+        after |= {"run": first, "run_bytes": size + len(line)}  # type: ignore[dict-item]
+        changes.put(event_key, line)
         self._put_summary(changes, event.ticket_id, summary, after)
-        return True
+        return {_run_key(key, first)}
 
     def assign(self, changes: Changes, ticket_id: str, technician_id: str) -> None:
         summary = self._summary(ticket_id, changes)
@@ -233,25 +276,50 @@ class TicketStore:
 
     # --- the changelog --------------------------------------------------------------------------------------------
 
-    def record(self, key: bytes) -> bytes | None:
-        """The changelog record of a key: a request key's as stored; a ticket's summary line, then its event lines."""
+    def records_of(self, key: bytes) -> Iterable[tuple[bytes, bytes]]:
+        """The changelog records a changed key stands for: a request key's or a run's; or, for a ticket id (what a
+        writer taking a partition over marks), every run of the ticket."""
         if key.startswith(REQUEST_KEYS):
-            return self.store.get(key)
-        summary = self.store.get(_SUMMARY + key)
-        events = self.store.get(_EVENTS + key)
-        return None if summary is None or events is None else summary + b"\n" + events
+            value = self.store.get(key)
+            return [] if value is None else [(key, value)]
+        ticket, _, first = key.removeprefix(_RUN).partition(_SEP)
+        summary = self.store.get(_SUMMARY + ticket)
+        if summary is None:
+            return []
+        # Each event line is written after its version's digits, so that a restore puts it under its key unparsed.
+        prefix = _events_prefix(ticket)
+        runs: list[tuple[bytes, list[bytes]]] = []
+        start, size = 0, 0
+        for event_key, line in self.store.scan(prefix + first, prefix):
+            version = event_key[len(prefix) :]
+            if not runs or _ends_run(start, size, int(version), line):
+                if first and runs:
+                    break  # the one run asked for is read
+                runs.append((version, [summary]))
+                start, size = int(version), 0
+            runs[-1][1].append(version + line)
+            size += len(line)
+        return [(_run_key(ticket, begins), b"\n".join(lines)) for begins, lines in runs]
 
     def restore(self, changes: Changes, partition: int, key: bytes, record: bytes) -> None:
+        """Put a changelog record into `changes`, in whatever order compaction left the records."""
         if key.startswith(REQUEST_KEYS):
             changes.put(key, record)
             return
-        summary_line, _, events = record.partition(b"\n")
-        ticket_id, summary = key.decode(), json.loads(summary_line)
+        summary_line, *lines = record.split(b"\n")
+        if key.startswith(_RUN):
+            ticket = key[len(_RUN) :].partition(_SEP)[0]
+            prefix = _events_prefix(ticket)
+            for line in lines:  # an event never changes: the latest record of its run holds it as every other does
+                changes.put(prefix + line[:_DIGITS], line[_DIGITS:])
+        else:  # the earlier layout, kept by compaction until the ticket changes again: all its events in one record
+            ticket = key
+            for line in lines:
+                changes.put(_event_key(ticket, json.loads(line)["aggregate_version"]), line)
+        ticket_id, summary = ticket.decode(), json.loads(summary_line)
         before = self._summary(ticket_id, changes)
-        if before is not None and int(before["version"]) >= int(summary["version"]):
-            return
-        changes.put(_EVENTS + key, events)
-        self._put_summary(changes, ticket_id, before, summary)
+        if before is None or int(before["version"]) < int(summary["version"]):
+            self._put_summary(changes, ticket_id, before, summary)
 
     def ticket_ids(self) -> Iterator[str]:
         for key, _ in self.store.scan(_SUMMARY, _SUMMARY):

@@ -55,7 +55,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             lambda: make_consumer(settings, group_id=None, client_id="sla-changelog"), "changelog reader"
         )
 
-    changelog = ChangelogWriter(CHANGELOG, store, clocks.record_of, lambda: config_log.producer, a_reader)
+    changelog = ChangelogWriter(CHANGELOG, store, clocks.records_of, lambda: config_log.producer, a_reader)
 
     async def open_store(reader: AIOKafkaConsumer) -> None:
         await wait_for_topics(reader, [TICKETS_EVENTS, SLA_EVENTS, SLA_CLOCKS])

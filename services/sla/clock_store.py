@@ -60,8 +60,10 @@ class ClockStore:
         else:
             changes.delete(_hot_prefix(partition) + key)
 
-    def record_of(self, key: bytes) -> bytes | None:
-        return self.store.get(_CLOCKS + key)
+    def records_of(self, key: bytes) -> list[tuple[bytes, bytes]]:
+        """A ticket's changelog record: its clocks, under the ticket's key."""
+        raw = self.store.get(_CLOCKS + key)
+        return [] if raw is None else [(key, raw)]
 
     def load(self, ticket_id: str) -> TicketClocks | None:
         """A ticket's clocks as last saved, or None if it has none here. Raises snapshots.UnreadableSnapshot."""

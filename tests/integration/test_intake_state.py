@@ -9,7 +9,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from intake.domain import decide
-from intake.ticket_store import TicketStore
+from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, TicketStore
 from tests.integration.conftest import NEW_TICKET, running_intake
 from tests.keys import ADMIN, INTEGRATION, bearer
 from tests.polling import eventually
@@ -121,7 +121,10 @@ def test_a_new_machine_restores_from_the_changelog_not_the_history(kafka_bootstr
         keyed = first.post("/v1/tickets", json=new_ticket, headers=keyed_headers)
         assert keyed.status_code == 201, keyed.text
         ids = {ticket["id"] for ticket in tickets} | {keyed.json()["id"]}
-        eventually(lambda: ids <= changelog_keys(kafka_bootstrap).keys(), timeout_s=30, what="the tickets changelogged")
+        runs = {f"c|{ticket_id}\x00{1:010}" for ticket_id in ids}  # each ticket's first run of events
+        eventually(
+            lambda: runs <= changelog_keys(kafka_bootstrap).keys(), timeout_s=30, what="the tickets changelogged"
+        )
     caplog.clear()
 
     with running_intake(kafka_bootstrap, state_dir=tmp_path / "second") as second:
@@ -148,7 +151,7 @@ def test_a_store_ahead_of_the_log_is_started_over_rather_than_served(kafka_boots
     """A disk from another cluster, or a topic deleted and created again: the store claims offsets the log has not
     reached, and its tickets are not the log's."""
     caplog.set_level(logging.INFO)
-    stale = LocalStore(tmp_path / "intake")
+    stale = LocalStore(tmp_path / "intake", LAYOUT)
     foreign = TicketStore(stale)
     changes = Changes()
     event = decide(None, create(ticket_id="from-another-cluster"), context())[0]
@@ -163,3 +166,25 @@ def test_a_store_ahead_of_the_log_is_started_over_rather_than_served(kafka_boots
         assert any(r.getMessage() == "the local store is ahead of the log; starting it over" for r in caplog.records)
         assert any(r.getMessage() == "restored the local store" for r in caplog.records)
         assert started.get("/v1/tickets/from-another-cluster", headers=bearer(ADMIN)).status_code == 404
+
+
+def test_a_ticket_with_more_history_than_kafka_takes_in_one_record_is_changelogged_and_restored(kafka_bootstrap):
+    """Its events pass the 1 MB the broker accepts in one record: intake goes on, and a new machine restores it."""
+    client_id = f"client-{uuid.uuid4().hex[:8]}"
+    note = "Checked the switch port, the patch panel and the cable run to the desk once more. " * 20
+    with running_intake(kafka_bootstrap) as first:
+        eventually(lambda: first.get("/readyz").status_code == 200, timeout_s=60, what="intake ready")
+        (ticket,) = create_tickets(first, 1, client_id)
+        worklog = {"technician_id": "tech-1", "minutes": 1, "billable": True, "note": note}
+        for _ in range(650):
+            logged = first.post(f"/v1/tickets/{ticket['id']}/worklogs", json=worklog, headers=bearer(ADMIN))
+            assert logged.status_code == 201, logged.text
+        version = int(logged.headers["ETag"].strip('"'))
+        assert version == 652 and 650 * len(note) > 1_000_000
+        runs = {f"c|{ticket['id']}\x00{first:010}" for first in range(1, version + 1, EVENTS_PER_RECORD)}
+        eventually(lambda: runs <= changelog_keys(kafka_bootstrap).keys(), timeout_s=30, what="its runs changelogged")
+
+    with running_intake(kafka_bootstrap) as new_machine:
+        eventually(lambda: new_machine.get("/readyz").status_code == 200, timeout_s=60, what="a new intake ready")
+        read = new_machine.get(f"/v1/tickets/{ticket['id']}", headers=bearer(ADMIN)).json()
+        assert (read["version"], read["worklog_minutes"]) == (version, 25 + 650)

@@ -67,6 +67,12 @@ def test_each_change_says_who_made_it_and_what_it_replaced():
         "routed category vpn to team remote", "routed category vpn to team network"
     ]  # fmt: skip
     assert len(list(desk.trail.newest_first(technician_id="ann"))) == 4
+    # a transfer is a change to both teams' rosters
+    assert [entry.view()["what"] for entry in desk.trail.newest_first(team="remote")] == [
+        "moved technician ann from team network to remote", "routed category vpn to team remote"
+    ]  # fmt: skip
+    network = [entry.view()["what"] for entry in desk.trail.newest_first(team="network")]
+    assert network[0] == "moved technician ann from team network to remote" and len(network) == len(trail) - 1
 
 
 def test_a_twin_is_one_entry_and_only_the_newest_are_kept():

@@ -67,12 +67,17 @@ def test_an_empty_changelog_restores_an_empty_store_that_reads_the_input_from_th
     assert store.is_restored and store.applied(TICKETS_EVENTS) == {}
 
 
+def held(store):
+    """The service's side of a writer: a changed key stands for its one record, if the store holds it."""
+    return lambda key: [(key, value)] if (value := store.get(b"v|" + key)) is not None else []
+
+
 def a_writer(broker, store):
     async def reader():
         return FakeConsumer(broker)
 
     producer = FakeProducer(broker)
-    return ChangelogWriter(CHANGELOG, store, lambda key: store.get(b"v|" + key),
+    return ChangelogWriter(CHANGELOG, store, held(store),
                            lambda: producer, reader)  # fmt: skip
 
 
@@ -89,6 +94,38 @@ def progress(broker, partition):
     """The `applied` header of the partition's last progress record: how far a restore would resume the input."""
     marks = [r for r in broker.records(INTAKE_TICKETS) if r.partition == partition and r.key == PROGRESS_KEY]
     return dict(marks[-1].headers)[APPLIED_HEADER] if marks else None
+
+
+def test_a_changed_key_may_stand_for_several_records_and_each_is_written(store):
+    broker = FakeBroker()
+
+    async def reader():
+        return FakeConsumer(broker)
+
+    held = {b"t-1": {b"summary": b"v2", b"1": b"opened", b"2": b"solved"}}
+
+    def parts(key):  # as intake's ticket id stands for every run of its events, and a run for itself
+        ticket, _, part = key.partition(b"/")
+        return [(ticket + b"/" + p, value) for p, value in held.get(ticket, {}).items() if part in (b"", p)]
+
+    async def story():
+        producer = FakeProducer(broker)
+        writer = ChangelogWriter(CHANGELOG, store, parts, lambda: producer, reader)
+        writer.take([0])
+        put(store, {}, applied={0: 1})
+        running = asyncio.create_task(writer.run())
+        try:
+            await until(lambda: progress(broker, 0) == b"1")
+            writer.changed(0, {b"t-1", b"t-1/2", b"t-2"})  # t-1/2 is one of t-1's; t-2: nothing held, nothing written
+            await writer.flush()
+            assert sorted((key, value) for key, value, _ in written(broker, 0)) == [
+                (b"t-1/1", b"opened"), (b"t-1/2", b"solved"), (b"t-1/summary", b"v2"),
+            ]  # fmt: skip
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(story())
 
 
 def test_a_writer_taking_a_partition_over_first_writes_what_the_input_changed_since_the_changelog(store):
@@ -148,7 +185,7 @@ def test_a_partition_given_up_while_another_is_written_is_skipped(store):
         async def reader():
             return FakeConsumer(broker)
 
-        writer = ChangelogWriter(CHANGELOG, store, lambda key: store.get(b"v|" + key),
+        writer = ChangelogWriter(CHANGELOG, store, held(store),
                                  lambda: producer, reader)  # fmt: skip
         writer.take([1, 2])
         await writer._catch_up([1, 2])

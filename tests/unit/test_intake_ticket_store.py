@@ -1,11 +1,14 @@
 """Intake's tickets in a real local store (RocksDB in a temporary directory): events kept as read, summaries and the
-list endpoint's indexes kept up to date, changelog records that rebuild all of it, and offsets written with the
-state they describe."""
+list endpoint's indexes kept up to date, changelog records that rebuild all of it (however busy a ticket), and
+offsets written with the state they describe."""
+
+import json
+import uuid
 
 import pytest
 
-from intake.domain import ChangeStatus, UpdateTicket, decide, fold
-from intake.ticket_store import Filters, TicketStore
+from intake.domain import AddComment, ChangeStatus, UpdateTicket, decide, fold
+from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, RECORD_BYTES, Filters, TicketStore
 from tests.unit.test_intake_domain import context, create, worklog
 from ticketstream_shared.contract import Priority, TicketStatus, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
@@ -39,8 +42,8 @@ def keep(tickets, events, **offsets):
 
 def test_a_ticket_is_folded_from_its_stored_events_and_each_event_is_kept_once(tickets):
     events = events_of(create(), worklog(minutes=20), worklog(minutes=15))
-    assert keep(tickets, events) == [True, True, True]
-    assert keep(tickets, events) == [False, False, False], "read again: already held"
+    assert all(keep(tickets, events)), "each changed the changelog"
+    assert keep(tickets, events) == [set(), set(), set()], "read again: already held"
     ticket = tickets.load("t-1")
     assert (ticket.version, ticket.worklog_minutes, len(ticket.history)) == (3, 35, 3)
     assert ticket == fold(None, events)
@@ -105,23 +108,126 @@ def test_an_assignment_indexes_the_ticket_under_its_technician_whichever_comes_f
     assert tickets.assignee("t-1") == "tech-2"
 
 
+def rebuilt(tickets, records):
+    """Another store, restored from `records` (key, value) in the order given."""
+    elsewhere = TicketStore(LocalStore(None))
+    changes = Changes()
+    for key, value in records:
+        elsewhere.restore(changes, 0, key, value)
+    elsewhere.store.write(changes)
+    return elsewhere
+
+
+def every_record(tickets):
+    """The changelog records a writer taking the partition over writes: every ticket's, from its id."""
+    return [record for ticket_id in tickets.ticket_ids() for record in tickets.records_of(ticket_id.encode())]
+
+
 def test_changelog_records_rebuild_tickets_and_indexes_in_another_store(tickets):
+    keep(tickets, events_of(create(ticket_id="t-1")))
+    stale = every_record(tickets)  # t-1's record as it was: compaction may keep it a while after the latest
     keep(tickets, events_of(create(ticket_id="t-1"), ChangeStatus(ticket_id="t-1", status=TicketStatus.IN_PROGRESS)))
     keep(tickets, events_of(create(ticket_id="t-2", client_id="globex"), worklog(ticket_id="t-2")))
-    elsewhere = TicketStore(LocalStore(None))
+    records = every_record(tickets)
+    assert len(records) == 2, "a ticket of a few events is one record"
+    elsewhere = rebuilt(tickets, records + stale)
     try:
-        changes = Changes()
-        for ticket_id in tickets.ticket_ids():
-            elsewhere.restore(changes, 0, ticket_id.encode(), tickets.record(ticket_id.encode()))
-        stale = events_of(create(ticket_id="t-1"))  # an older record of t-1, as compaction may still hold one
-        elsewhere.restore(changes, 0, b"t-1", b'{"version":1}\n' + encode(stale[0]))
-        elsewhere.store.write(changes)
         for ticket_id in ("t-1", "t-2"):
             assert elsewhere.load(ticket_id) == tickets.load(ticket_id)
         assert listing(elsewhere, Filters(status=TicketStatus.IN_PROGRESS)) == ["t-1"]
+        assert listing(elsewhere, Filters(status=TicketStatus.NEW)) == ["t-2"]
         assert listing(elsewhere, Filters(client_id="globex")) == ["t-2"]
     finally:
         elsewhere.store.close()
+
+
+def test_what_an_event_changes_is_what_the_writer_writes_and_a_busy_ticket_never_makes_a_large_record(tickets):
+    """A ticket with 2,500 worklogs: in one record, its history would have passed the 1 MB Kafka accepts."""
+    events = events_of(create(), *(worklog(minutes=1) for _ in range(2_500)))
+    changed = keep(tickets, events)
+    assert all(len(keys) == 1 for keys in changed), "each event changes the record of its run"
+    written = {key: value for keys in changed for key in keys for key, value in tickets.records_of(key)}
+    assert len(written) == -(-len(events) // EVENTS_PER_RECORD)
+    assert sum(map(len, written.values())) > 1_000_000 and max(map(len, written.values())) < 100_000
+    assert written == dict(every_record(tickets)), "what a writer taking the partition over writes, too"
+    elsewhere = rebuilt(tickets, written.items())
+    try:
+        assert elsewhere.load("t-1") == tickets.load("t-1") == fold(None, events)
+        assert elsewhere.load("t-1").worklog_minutes == 2_500
+    finally:
+        elsewhere.store.close()
+
+
+def test_a_run_of_long_comments_ends_before_its_record_passes_its_bytes(tickets):
+    body = "打印机坏了 " * 3_300  # 19,800 characters, 53 KB of JSON: 4 such comments to a run
+    comments = [AddComment("t-1", uuid.uuid4(), "alice", body, True) for _ in range(12)]
+    events = events_of(create(), *comments)
+    written = {key: value for keys in keep(tickets, events) for key in keys for key, value in tickets.records_of(key)}
+    assert len(written) == 3 and max(map(len, written.values())) <= RECORD_BYTES + 1_000
+    assert written == dict(every_record(tickets))
+    elsewhere = rebuilt(tickets, written.items())
+    try:
+        assert elsewhere.load("t-1") == tickets.load("t-1") == fold(None, events)
+    finally:
+        elsewhere.store.close()
+
+
+def test_the_log_fills_an_event_a_cut_short_changelog_left_out_and_the_newer_summary_stays(tickets):
+    """Events 64 and 65 changed two records; the writer died after the second's (run 1, summary at version 65),
+    before the first's: run 0's record still ends at event 63. A restore resumes the log before event 64."""
+    events = events_of(
+        create(),
+        *(worklog(minutes=1) for _ in range(63)),
+        ChangeStatus(ticket_id="t-1", status=TicketStatus.IN_PROGRESS),
+    )
+    assert len(events) == EVENTS_PER_RECORD + 1
+    keep(tickets, events[:63])
+    (earlier,) = every_record(tickets)
+    keep(tickets, events[63:])
+    latest = every_record(tickets)
+    elsewhere = rebuilt(tickets, [earlier, latest[1]])
+    try:
+        assert elsewhere.version("t-1") == 65 and elsewhere.load("t-1") != tickets.load("t-1"), "event 64 is missing"
+        assert keep(elsewhere, events[:63]) == [set()] * 63
+        assert keep(elsewhere, events[63:]) == [{b"t-1"}, set()], "64 fills its run: the ticket's records again"
+        assert elsewhere.load("t-1") == tickets.load("t-1")
+        assert dict(every_record(elsewhere)) == dict(latest)
+        assert listing(elsewhere, Filters(status=TicketStatus.IN_PROGRESS)) == ["t-1"]
+    finally:
+        elsewhere.store.close()
+
+
+def test_a_record_of_the_earlier_layout_a_whole_ticket_in_one_restores_too(tickets):
+    events = events_of(create(), worklog(minutes=20))
+    keep(tickets, events)
+    summary = json.loads(tickets.store.get(b"s|t-1"))
+    whole = json.dumps(summary).encode() + b"\n" + b"\n".join(encode(event) for event in events)
+    older = json.dumps({**summary, "version": 1}).encode() + b"\n" + encode(events[0])
+    elsewhere = rebuilt(tickets, [(b"t-1", whole), (b"t-1", older)])
+    try:
+        assert elsewhere.load("t-1") == tickets.load("t-1") and elsewhere.version("t-1") == 2
+        assert listing(elsewhere, Filters(client_id="acme")) == ["t-1"]
+    finally:
+        elsewhere.store.close()
+
+
+def test_a_store_written_in_another_layout_is_started_over(tmp_path):
+    earlier = LocalStore(tmp_path / "intake")
+    changes = Changes()
+    changes.put(b"t|t-1", b"a whole ticket, as an earlier release kept it")
+    changes.restored()
+    earlier.write(changes)
+    earlier.close()
+    reopened = LocalStore(tmp_path / "intake", LAYOUT)
+    assert not reopened.is_restored and reopened.get(b"t|t-1") is None, "restored again, from the changelog"
+    reopened.clear()  # as a store ahead of its log is: the layout it is written in stays
+    changes = Changes()
+    changes.restored()
+    reopened.write(changes)
+    reopened.close()
+    again = LocalStore(tmp_path / "intake", LAYOUT)
+    assert again.is_restored, "the same layout: kept"
+    again.close()
 
 
 def test_a_store_is_restored_only_once_marked_so_and_a_temporary_one_is_removed_on_close(tmp_path):

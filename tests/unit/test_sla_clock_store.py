@@ -68,11 +68,13 @@ def test_changelog_records_restore_the_same_clocks_and_hot_set(clocks: ClockStor
         standby = ClockStore(standby_store, running.keeper.agreements)
         changes = Changes()
         for story in (running, resolved):
-            key = story.ticket_id.encode()
-            standby.restore(changes, 2, key, clocks.record_of(key))
+            [(key, record)] = clocks.records_of(story.ticket_id.encode())
+            standby.restore(changes, 2, key, record)
         standby_store.write(changes)
         assert standby.load(resolved.ticket_id) == resolved.state
         assert [state.ticket_id for state in standby.hot(2)] == [running.ticket_id]
-        assert standby.record_of(running.ticket_id.encode()) == snapshots.encode(running.state)
+        key = running.ticket_id.encode()
+        assert standby.records_of(key) == [(key, snapshots.encode(running.state))]
+        assert standby.records_of(b"no-such-ticket") == []
     finally:
         standby_store.close()

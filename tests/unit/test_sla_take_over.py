@@ -126,7 +126,7 @@ class Harness:
             history_reader=Log({TopicPartition(SLA_EVENTS, 3): [(b"", raw) for raw in published]}, opened).reader,  # type: ignore[arg-type]
             now=lambda: datetime.now(T0.tzinfo),
             clocks=clocks,
-            changelog=ChangelogWriter(CHANGELOG, self.store, clocks.record_of, lambda: None, None),  # type: ignore[arg-type]
+            changelog=ChangelogWriter(CHANGELOG, self.store, clocks.records_of, lambda: None, None),  # type: ignore[arg-type]
             standby=self.standby,
         )
 

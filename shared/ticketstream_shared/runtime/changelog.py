@@ -49,8 +49,9 @@ RECORDS_RESTORED = Counter(
 
 #: Puts a changelog record (partition, key, value) into a write of the store.
 Restore = Callable[[Changes, int, bytes, bytes], None]
-#: The changelog record of a key as the store holds it now, or None if the store does not hold it.
-RecordOf = Callable[[bytes], bytes | None]
+#: The changelog records (key, value) a changed key stands for, as the store holds them now: none if it holds none.
+#: A key may stand for several, so that no record has to hold what grows without bound (a ticket's every event).
+RecordsOf = Callable[[bytes], Iterable[tuple[bytes, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,13 @@ class ChangelogWriter:
         self,
         changelog: Changelog,
         store: LocalStore,
-        record_of: RecordOf,
+        records_of: RecordsOf,
         producer: Callable[[], AIOKafkaProducer | None],
         reader: Callable[[], Awaitable[AIOKafkaConsumer]],
     ) -> None:
         self._changelog = changelog
         self._store = store
-        self._record_of = record_of
+        self._records_of = records_of
         self._producer = producer
         self._reader = reader
         #: Per owned partition, the keys changed and not yet written; a partition is writable once taken over.
@@ -211,16 +212,21 @@ class ChangelogWriter:
             headers = self._changelog.headers(self._covered[partition])
             sends: list[asyncio.Future[RecordMetadata]] = []
             written = -1
+            sent: set[bytes] = set()  # two changed keys may stand for one record (intake: a ticket, and its run)
             for key in keys:
                 if partition not in self._writable:
                     break  # given up meanwhile: its new writer marks what this one leaves
-                value = self._record_of(key)
-                if value is not None:
+                for record_key, value in self._records_of(key):
+                    if record_key in sent:
+                        continue
+                    sent.add(record_key)
                     sends.append(
-                        await producer.send(self._changelog.topic, value, key=key, partition=partition, headers=headers)
+                        await producer.send(
+                            self._changelog.topic, value, key=record_key, partition=partition, headers=headers
+                        )
                     )
-                if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
-                    written = max(written, await self._acknowledged(sends))
+                    if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
+                        written = max(written, await self._acknowledged(sends))
             written = max(written, await self._acknowledged(sends))
             if partition in self._writable:
                 covered = self._covered[partition]

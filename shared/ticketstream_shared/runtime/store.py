@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _APPLIED = b"\x00applied\x00"
 _RESTORED = b"\x00restored"
+_LAYOUT = b"\x00layout"
 #: How often written state is flushed to disk: a process killed loses at most about this much of its store (its
 #: writes skip the write-ahead log), which it then reads again from its inputs or its changelog.
 FLUSH_EVERY_S = 5.0
@@ -64,12 +65,22 @@ class LocalStore:
     """One RocksDB database. `path=None` gives a temporary one, removed on close: a process with no disk of its own
     (a test, or a deployment that chose not to keep one) restores from the changelog on every start."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, layout: str | None = None) -> None:
+        """`layout` names what the service's keys mean: a store written in another one (an earlier release) is
+        emptied, to be restored from the changelog, whose reader knows every layout its records were written in."""
         self._temporary = path is None
         self.path = Path(tempfile.mkdtemp(prefix="ticketstream-store-")) if path is None else path
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
         self._flushed_at = time.monotonic()
+        self._layout = None if layout is None else layout.encode()
+        if self._layout is not None and (held := self._db.get(_LAYOUT)) != self._layout:
+            if not self._empty():
+                log.warning(
+                    "the local store was written in another layout; starting it over",
+                    extra={"store": str(self.path), "held": held and held.decode(), "layout": layout},
+                )
+            self.clear()
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
@@ -88,6 +99,11 @@ class LocalStore:
         unlogged.disable_wal = True
         db.set_write_options(unlogged)
         return db
+
+    def _empty(self) -> bool:
+        cursor = self._db.iter()  # gone with this frame: an open iterator keeps the database from closing
+        cursor.seek_to_first()
+        return not cursor.valid()
 
     def get(self, key: bytes, within: Changes | None = None) -> bytes | None:
         """The value of `key`, as `within` (a write being prepared) will leave it if given."""
@@ -129,6 +145,8 @@ class LocalStore:
         self._db.close()
         Rdict.destroy(str(self.path))
         self._db = self._open()
+        if self._layout is not None:
+            self._db.put(_LAYOUT, self._layout)
 
     def close(self) -> None:
         self._db.flush()
