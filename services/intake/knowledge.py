@@ -18,6 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
+from ticketstream_shared.contract import Actor
 from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
 
 #: BM25 weights of the indexed columns, in their order: title, keywords, categories, body.
@@ -50,6 +51,7 @@ class Version:
     recorded_at: datetime
     changed_by: str
     data: ArticleData
+    actor: Actor | None = None  # None: made before actors were recorded
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class Library:
             return False
         self._folded.add(str(change.event_id))
         versions = self.versions.setdefault(change.article_id, [])
-        versions.append(Version(len(versions) + 1, change.occurred_at, change.changed_by, change.data))
+        versions.append(Version(len(versions) + 1, change.occurred_at, change.changed_by, change.data, change.actor))
         data = change.data
         # One row per article, under a rowid of its own: replacing it by rowid touches that row only (a DELETE on an
         # unindexed column scans the whole index, which made folding 10k articles quadratic).

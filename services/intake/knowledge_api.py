@@ -53,6 +53,7 @@ def article_view(article_id: str, version: Version) -> dict[str, Any]:
         "version": version.number,
         "changed_at": version.recorded_at.isoformat(),
         "changed_by": version.changed_by,
+        "by": version.actor.in_words() if version.actor else version.changed_by,
     }
 
 
@@ -77,6 +78,7 @@ async def put_article(article_id: Identifier, body: ArticleData, caller: Caller,
             producer="intake",
             correlation_id=correlation_id.get() or str(uuid.uuid4()),
             changed_by=caller.name,
+            actor=caller.actor,
             article_id=article_id,
             data=body,
         )

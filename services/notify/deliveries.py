@@ -51,6 +51,7 @@ from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from .book import Book, Delivery, Status
+from .notices import ACTOR
 from .senders import Result
 from .settings import NotifySettings
 
@@ -217,6 +218,7 @@ class DeliveryLog:
             error=result.error[:500] if result.error else None,
             latency_ms=result.latency_ms,
             next_attempt_at=next_at,
+            actor=ACTOR,
         )
         written = await self.append(record)
         if scheduled.channel is DeliveryChannel.MAIL:

@@ -101,6 +101,7 @@ class NotifyDesk:
             "producer": PRODUCER,
             "correlation_id": self._correlation() or str(uuid.uuid4()),
             "changed_by": caller.name,
+            "actor": caller.actor,
         }
 
     def _ready(self) -> None:
@@ -199,6 +200,7 @@ class NotifyDesk:
                 channel=DeliveryChannel.WEBHOOK,
                 target=webhook_id,
                 requested_by=caller.name,
+                actor=caller.actor,
             )
             await (await self._deliveries.append(request))
         return delivery

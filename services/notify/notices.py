@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ticketstream_shared.contract import (
+    Actor,
     CommentAdded,
     Envelope,
     Role,
@@ -34,6 +35,9 @@ from ticketstream_shared.contract.sla import SERVICE_PREFIX, SlaBreached, SlaMet
 
 from .directory import Directory, Person
 from .mails import render, thread_id
+
+#: Who schedules and attempts deliveries: notify itself, following the events it is told of.
+ACTOR = Actor.system("notify")
 
 DELIVERY_IDS = uuid.UUID("6c1f0c7e-4f7b-4e0f-9a59-2d6f4b8e9a10")
 STAFF = (Role.TECHNICIAN, Role.MANAGER, Role.ADMIN)
@@ -120,6 +124,7 @@ def webhook_deliveries(event: Envelope, directory: Directory, now: datetime) -> 
             source_event_id=str(event.event_id),
             source_event_type=event.event_type,
             content=WebhookPost(body=body),
+            actor=ACTOR,
         )
         for webhook in directory.webhooks_for(event.event_type, event.client_id)
     ]
@@ -201,6 +206,7 @@ def mail_deliveries(
                 source_event_id=str(event.event_id),
                 source_event_type=event.event_type,
                 content=_message(kind, person, brief, extra, identity, settings),
+                actor=ACTOR,
             )
         )
     return scheduled

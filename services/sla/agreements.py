@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from ticketstream_shared.business_time import Calendar, version_in_force
 from ticketstream_shared.catalogue import CatalogueInForce
-from ticketstream_shared.contract import Priority, TicketStatus
+from ticketstream_shared.contract import Actor, Priority, TicketStatus
 from ticketstream_shared.contract.sla import (
     SERVICE_PREFIX,
     CalendarChanged,
@@ -71,6 +71,7 @@ class Version(Generic[T]):
     recorded_at: datetime
     changed_by: str
     value: T
+    actor: Actor | None = None  # None: built in, or made before actors were recorded
 
 
 @dataclass
@@ -79,8 +80,10 @@ class History(Generic[T]):
 
     versions: list[Version[T]] = field(default_factory=list)
 
-    def add(self, effective_at: datetime, recorded_at: datetime, changed_by: str, value: T) -> Version[T]:
-        version = Version(len(self.versions) + 1, effective_at, recorded_at, changed_by, value)
+    def add(
+        self, effective_at: datetime, recorded_at: datetime, changed_by: str, value: T, actor: Actor | None = None
+    ) -> Version[T]:
+        version = Version(len(self.versions) + 1, effective_at, recorded_at, changed_by, value, actor)
         self.versions.append(version)
         return version
 
@@ -191,13 +194,13 @@ class Agreements:
         self._catalogue_cache.clear()
         args = (change.effective_at, change.occurred_at, change.changed_by)
         if isinstance(change, CalendarChanged):
-            return self.calendars.setdefault(change.calendar_id, History()).add(*args, change.data)
+            return self.calendars.setdefault(change.calendar_id, History()).add(*args, change.data, change.actor)
         if isinstance(change, PolicyChanged):
-            return self.policies.setdefault(change.policy_id, History()).add(*args, change.data)
+            return self.policies.setdefault(change.policy_id, History()).add(*args, change.data, change.actor)
         if isinstance(change, ServiceChanged):
-            return self.services.setdefault(change.service_id, History()).add(*args, change.data)
+            return self.services.setdefault(change.service_id, History()).add(*args, change.data, change.actor)
         assert isinstance(change, ClientAgreementChanged)
-        return self.clients.setdefault(change.client_id, History()).add(*args, change.data)
+        return self.clients.setdefault(change.client_id, History()).add(*args, change.data, change.actor)
 
     def check_calendar(self, calendar_id: str | None, effective_at: datetime) -> None:
         """Refuse a policy or agreement naming a calendar that will not exist when it takes effect."""

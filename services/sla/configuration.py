@@ -105,6 +105,8 @@ def version_view(version: Version[Any], previous: Version[Any] | None) -> dict[s
         "effective_at": version.effective_at.isoformat(),
         "recorded_at": version.recorded_at.isoformat(),
         "changed_by": version.changed_by,
+        "by": version.actor.in_words() if version.actor else version.changed_by,
+        "actor": version.actor.model_dump(mode="json") if version.actor else None,
         **values,
         "changes": changed_fields(before, values),
     }
@@ -165,6 +167,7 @@ class Configuration:
                 producer="sla",
                 correlation_id=correlation_id.get() or str(uuid.uuid4()),
                 changed_by=principal.name,
+                actor=principal.actor,
                 data=data,
                 **{kind.change.subject_field: subject},
             )

@@ -60,6 +60,7 @@ def test_staff_keep_articles_as_versions_and_a_retry_records_nothing(intake, kaf
     first = put(intake, article_id, an_article())
     assert first.status_code == 201, first.text
     assert (first.json()["version"], first.json()["changed_by"]) == (1, "technician")
+    assert first.json()["by"] == "key technician (technician)"
     again = put(intake, article_id, an_article())
     assert (again.status_code, again.json()["version"], again.headers["Idempotent-Replayed"]) == (200, 1, "true")
     changed = put(intake, article_id, an_article(keywords=["globalprotect", "tunnel"]), key=MANAGER)

@@ -522,11 +522,11 @@ def test_a_mailbox_the_server_refuses_for_good_fails_at_once_and_goes_to_the_dlq
     assert letter.key == delivery_key(DeliveryChannel.MAIL, gone)
 
     attempts = [
-        (record["attempt"], record["outcome"], record["status_code"])
+        (record["attempt"], record["outcome"], record["status_code"], record["actor"]["key_name"])
         for record in delivery_log(notify.kafka, gone)
         if record["event_type"] == "notify.delivery_attempted"
     ]
-    assert attempts == [(1, "gave_up", 550)]
+    assert attempts == [(1, "gave_up", 550, "system:notify")]
     assert notify.mailbox.times_asked_for(address(gone)) == 1  # a 5xx is final: never asked again
     assert notify.mailbox.to(address(gone)) == []
     target = notify.client.app.state.deliveries.book.targets[(DeliveryChannel.MAIL, gone)]

@@ -123,6 +123,7 @@ def test_only_admins_and_managers_keep_the_catalogue_and_see_its_drafts(sla: Tes
     assert kept.status_code == 200, kept.text
     history = sla.get(f"/v1/catalog/services/{service_id}", headers=bearer(MANAGER)).json()
     assert [version["changed_by"] for version in history["versions"]] == ["manager"]
+    assert [version["actor"]["role"] for version in history["versions"]] == ["manager"]
     assert history["service"]["published"] is False
 
 

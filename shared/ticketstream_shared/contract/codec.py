@@ -10,9 +10,16 @@ from pydantic import TypeAdapter, ValidationError
 
 from .assignment import ASSIGNMENT_EVENT_TYPES, ROSTER_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
-from .knowledge import ArticleChanged
-from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
-from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
+from .knowledge import KNOWLEDGE_EVENT_TYPES, ArticleChanged
+from .notify import (
+    DELIVERY_RECORD_TYPES,
+    NOTIFY_CONFIG_EVENT_TYPES,
+    DeliveryRecord,
+    DeliveryRecordUnion,
+    NotifyConfigEvent,
+    NotifyConfigEventUnion,
+)
+from .sla import SLA_CONFIG_EVENT_TYPES, SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
 from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 
 #: Larger messages are refused rather than parsed: nothing legitimate in this contract comes near it.
@@ -40,7 +47,16 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("ticket.comment_added", 1): comment_added_v1_to_v2,
     **{
         (model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1): actor_not_recorded
-        for model in (*TICKET_EVENT_TYPES, *SLA_EVENT_TYPES, *ASSIGNMENT_EVENT_TYPES, *ROSTER_EVENT_TYPES)
+        for model in (
+            *TICKET_EVENT_TYPES,
+            *SLA_EVENT_TYPES,
+            *ASSIGNMENT_EVENT_TYPES,
+            *ROSTER_EVENT_TYPES,
+            *SLA_CONFIG_EVENT_TYPES,
+            *KNOWLEDGE_EVENT_TYPES,
+            *NOTIFY_CONFIG_EVENT_TYPES,
+            *DELIVERY_RECORD_TYPES,
+        )
     },
 }
 
@@ -159,7 +175,7 @@ def decode_sla_config_change(raw: bytes) -> SlaConfigEvent:
     calendars); InvalidEvent with the reason (oversized, not JSON, wrong shape, unknown event type or
     schema_version) otherwise."""
     try:
-        return _SLA_CONFIG_CHANGES.validate_python(parse_message(raw))
+        return _SLA_CONFIG_CHANGES.validate_python(upcast(parse_message(raw)))
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None
 
@@ -167,7 +183,7 @@ def decode_sla_config_change(raw: bytes) -> SlaConfigEvent:
 def decode_article_change(raw: bytes) -> ArticleChanged:
     """One message of knowledge.articles; InvalidEvent with the reason otherwise."""
     try:
-        return ArticleChanged.model_validate(parse_message(raw))
+        return ArticleChanged.model_validate(upcast(parse_message(raw)))
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None
 
@@ -175,7 +191,7 @@ def decode_article_change(raw: bytes) -> ArticleChanged:
 def decode_notify_config_change(raw: bytes) -> NotifyConfigEvent:
     """One message of notify.config; InvalidEvent with the reason otherwise."""
     try:
-        return _NOTIFY_CONFIG_CHANGES.validate_python(parse_message(raw))
+        return _NOTIFY_CONFIG_CHANGES.validate_python(upcast(parse_message(raw)))
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None
 
@@ -183,6 +199,6 @@ def decode_notify_config_change(raw: bytes) -> NotifyConfigEvent:
 def decode_delivery_record(raw: bytes) -> DeliveryRecord:
     """One message of notify.deliveries; InvalidEvent with the reason otherwise."""
     try:
-        return _DELIVERY_RECORDS.validate_python(parse_message(raw))
+        return _DELIVERY_RECORDS.validate_python(upcast(parse_message(raw)))
     except ValidationError as error:
         raise InvalidEvent(describe_validation_error(error)) from None

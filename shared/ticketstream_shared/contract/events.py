@@ -169,7 +169,7 @@ class TicketEnvelopeV1(Envelope):
     request: KeyedRequest | None = Field(default=None, description="Set when the command came with a key.")
 
 
-#: The envelope's actor, on every event of tickets.events, sla.events and assignment.events.
+#: The envelope's actor, on every event and configuration change any service writes.
 RecordedActor = Annotated[
     Actor | None,
     Field(

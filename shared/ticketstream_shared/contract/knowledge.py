@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from .events import Frozen, Identifier, ServiceId, UtcDatetime, listed_once
+from .events import Frozen, Identifier, RecordedActor, ServiceId, UtcDatetime, listed_once
 
 Keyword = Annotated[str, Field(min_length=1, max_length=60)]
 
@@ -30,13 +30,14 @@ class ArticleChanged(Frozen):
 
     event_id: uuid.UUID
     event_type: Literal["knowledge.article_changed"] = "knowledge.article_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     occurred_at: UtcDatetime
     producer: str = Field(min_length=1)
     correlation_id: str = Field(min_length=1)
     changed_by: str = Field(min_length=1, description="The API key's name that made the change.")
     article_id: Identifier
     data: ArticleData
+    actor: RecordedActor = None
 
 
 KNOWLEDGE_EVENT_TYPES: tuple[type[ArticleChanged], ...] = (ArticleChanged,)

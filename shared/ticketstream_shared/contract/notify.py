@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field
 
-from .events import Frozen, Identifier, UtcDatetime
+from .events import Frozen, Identifier, RecordedActor, UtcDatetime
 
 #: A pattern of event types a webhook asks for: an exact type ("sla.breached"), a family ("ticket.*") or "*".
 #: An address mail can be sent to: ASCII (mail is sent without SMTPUTF8), one @, a dot in the domain; the SMTP
@@ -26,7 +26,7 @@ EmailAddress = Annotated[
 EventTypePattern = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")]
 
 
-class NotifyConfigEvent(Frozen):
+class NotifyConfigEventV1(Frozen):
     """A change on notify.config (one partition, key = '<kind>/<id>', kept forever)."""
 
     event_id: str = Field(min_length=1, max_length=64)
@@ -36,6 +36,13 @@ class NotifyConfigEvent(Frozen):
     producer: str = Field(min_length=1)
     correlation_id: str = Field(min_length=1)
     changed_by: str = Field(min_length=1, description="The API key's name that made the change.")
+
+
+class NotifyConfigEvent(NotifyConfigEventV1):
+    """A change on notify.config (one partition, key = '<kind>/<id>', kept forever), with who made it
+    (schema_version 2 on)."""
+
+    actor: RecordedActor = None
 
 
 class WebhookData(Frozen):
@@ -48,14 +55,14 @@ class WebhookData(Frozen):
 
 class WebhookChanged(NotifyConfigEvent):
     event_type: Literal["notify.webhook_changed"] = "notify.webhook_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     webhook_id: Identifier
     data: WebhookData
 
 
 class WebhookRemoved(NotifyConfigEvent):
     event_type: Literal["notify.webhook_removed"] = "notify.webhook_removed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     webhook_id: Identifier
 
 
@@ -95,7 +102,7 @@ class PersonData(Frozen):
 
 class PersonChanged(NotifyConfigEvent):
     event_type: Literal["notify.person_changed"] = "notify.person_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     person_id: Identifier
     data: PersonData
 
@@ -126,7 +133,7 @@ class MailMessage(Frozen):
     references: list[str] = Field(default_factory=list, description="The ticket's thread, for mail clients.")
 
 
-class DeliveryRecord(Frozen):
+class DeliveryRecordV1(Frozen):
     """A record of notify.deliveries (key = '<channel>:<target>')."""
 
     delivery_id: str = Field(min_length=1, max_length=64)
@@ -137,11 +144,18 @@ class DeliveryRecord(Frozen):
     target: Identifier = Field(description="The webhook id, or the person the mail is for.")
 
 
+class DeliveryRecord(DeliveryRecordV1):
+    """A record of notify.deliveries (key = '<channel>:<target>'), with who made it: notify itself (system:notify),
+    or the key that asked for a redelivery (schema_version 2 on)."""
+
+    actor: RecordedActor = None
+
+
 class DeliveryScheduled(DeliveryRecord):
     """An event to deliver to one target; the delivery id derives from (event, target)."""
 
     event_type: Literal["notify.delivery_scheduled"] = "notify.delivery_scheduled"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     ticket_id: Identifier
     source_event_id: str
     source_event_type: str
@@ -156,7 +170,7 @@ class Outcome(StrEnum):
 
 class DeliveryAttempted(DeliveryRecord):
     event_type: Literal["notify.delivery_attempted"] = "notify.delivery_attempted"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     attempt: int = Field(ge=1)
     outcome: Outcome
     status_code: int | None = Field(default=None, description="The receiver's HTTP status, or SMTP reply code.")
@@ -167,7 +181,7 @@ class DeliveryAttempted(DeliveryRecord):
 
 class RedeliveryRequested(DeliveryRecord):
     event_type: Literal["notify.redelivery_requested"] = "notify.redelivery_requested"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     requested_by: str = Field(min_length=1)
 
 

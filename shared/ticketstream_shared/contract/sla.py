@@ -304,7 +304,7 @@ class ServiceData(Frozen):
         return value
 
 
-class SlaConfigEvent(Frozen):
+class SlaConfigEventV1(Frozen):
     """A change of SLA configuration on sla.config (one partition, key = '<kind>/<id>', kept forever)."""
 
     event_id: uuid.UUID
@@ -324,9 +324,16 @@ class SlaConfigEvent(Frozen):
         return str(getattr(self, self.subject_field))
 
 
+class SlaConfigEvent(SlaConfigEventV1):
+    """A change of SLA configuration on sla.config (one partition, key = '<kind>/<id>', kept forever), with who
+    made it (schema_version 2 on)."""
+
+    actor: RecordedActor = None
+
+
 class CalendarChanged(SlaConfigEvent):
     event_type: Literal["sla.calendar_changed"] = "sla.calendar_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     subject_field: ClassVar[str] = "calendar_id"
     calendar_id: Identifier
     data: CalendarData
@@ -334,7 +341,7 @@ class CalendarChanged(SlaConfigEvent):
 
 class PolicyChanged(SlaConfigEvent):
     event_type: Literal["sla.policy_changed"] = "sla.policy_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     subject_field: ClassVar[str] = "policy_id"
     policy_id: Identifier
     data: PolicyData
@@ -342,7 +349,7 @@ class PolicyChanged(SlaConfigEvent):
 
 class ClientAgreementChanged(SlaConfigEvent):
     event_type: Literal["sla.client_agreement_changed"] = "sla.client_agreement_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     subject_field: ClassVar[str] = "client_id"
     client_id: Identifier
     data: ClientAgreementData
@@ -352,7 +359,7 @@ class ServiceChanged(SlaConfigEvent):
     """A version of a service of the catalogue."""
 
     event_type: Literal["sla.service_changed"] = "sla.service_changed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     subject_field: ClassVar[str] = "service_id"
     service_id: ServiceId
     data: ServiceData
