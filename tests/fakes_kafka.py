@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -264,14 +264,6 @@ class FakeConsumer:
         self.broker.committed[self.group].update(chosen)
         self.broker.journal.append(("committed", self.group, chosen))
         self.commits.append(chosen)
-
-
-async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
-    """Wait, with a deadline, for `condition` to hold (other tasks run meanwhile)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "not within the deadline"
-        await asyncio.sleep(0.005)
 
 
 async def still_waiting(task: asyncio.Future[Any], grace_s: float = 0.1) -> bool:

@@ -76,7 +76,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     catalogue = ServiceCatalogue()
     #: sla writes sla.config; intake follows it for the catalogue's services, and parks nothing of it.
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "intake", owner=False)
-    desk = Desk(ledger, bus, catalogue, catalogue_log.caught_up)
+    desk = Desk(ledger, bus, catalogue, catalogue_log)
     library = Library()
     knowledge_log = ConfigLog(KNOWLEDGE_ARTICLES, decode_article_change, library.apply, "intake")
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))

@@ -5,29 +5,39 @@ store."""
 
 from __future__ import annotations
 
-from asyncio import Event
+import asyncio
+import contextlib
 from datetime import datetime
 
 from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 from ticketstream_shared.contract.requests import ticket_id_for
+from ticketstream_shared.contract.sla import SlaConfigEvent
+from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.store import Changes
 
 from .catalogue import require_service
-from .domain import Command, CommandContext, CreateTicket, NotReady, Ticket
+from .domain import Command, CommandContext, CreateTicket, InvalidCommand, NotReady, Ticket
 from .ledger import TicketLedger
 from .owners import CommandBus
 from .ticket_store import Filters
 
+#: How long a ticket naming a service intake has not read waits for sla.config to be read to its end.
+CATALOGUE_READ_S = 5.0
+
 
 class Desk:
     def __init__(
-        self, ledger: TicketLedger, bus: CommandBus, catalogue: ServiceCatalogue, catalogue_read: Event
+        self,
+        ledger: TicketLedger,
+        bus: CommandBus,
+        catalogue: ServiceCatalogue,
+        catalogue_log: ConfigLog[SlaConfigEvent],
     ) -> None:
         self.ledger = ledger
         self.bus = bus
         self.catalogue = catalogue
-        self.catalogue_read = catalogue_read
+        self.catalogue_log = catalogue_log
 
     async def execute(self, command: Command, context: CommandContext) -> tuple[Ticket, bool]:
         """The ticket after `command`, and whether the command had been carried out before (a replay)."""
@@ -35,9 +45,16 @@ class Desk:
         if isinstance(command, CreateTicket) and command.service_id is not None:
             # Checked where the request arrives: every replica reads the whole catalogue, and the owner deciding
             # the ticket may be another one.
-            if not self.catalogue_read.is_set():
+            if not self.catalogue_log.caught_up.is_set():
                 raise NotReady("intake is still reading the service catalogue; retry shortly")
-            require_service(self.catalogue, command.service_id, context.actor.role, context.now)
+            try:
+                require_service(self.catalogue, command.service_id, context.actor.role, context.now)
+            except InvalidCommand:
+                # Published on sla a moment ago, perhaps, and not read here yet: judge once read to where
+                # sla.config ends now (a slow broker leaves the refusal as it was).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.catalogue_log.read_to_end(), CATALOGUE_READ_S)
+                require_service(self.catalogue, command.service_id, context.actor.role, context.now)
         return await self.bus.execute(command, context)
 
     def new_ticket_id(self, scope: str, request_key: str | None) -> str:

@@ -31,6 +31,7 @@ from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.logging import correlation_id
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
+from ticketstream_shared.sealing import SecretBox
 
 from . import api
 from .addresses import AllowedHosts
@@ -41,7 +42,6 @@ from .directory import Directory
 from .fanout import Fanout
 from .gateway import MAX_MAIL_BYTES, MailGateway
 from .notices import MailSettings
-from .sealing import SecretBox
 from .senders import MailSender, WebhookSender
 from .settings import NotifySettings
 

@@ -22,12 +22,12 @@ from ticketstream_shared.contract.notify import (
 )
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.config_log import ConfigLog
+from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .addresses import AddressRefused, AllowedHosts
 from .book import Book, Delivery, Status, Target
 from .deliveries import DeliveryLog
 from .directory import Directory, Webhook
-from .sealing import SecretBox, SecretNotOpened
 
 PRODUCER = "notify"
 

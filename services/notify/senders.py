@@ -13,11 +13,11 @@ import aiohttp
 import aiosmtplib
 
 from ticketstream_shared.contract.notify import DeliveryScheduled, MailMessage, WebhookPost
+from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .addresses import AddressRefused, AllowedHosts
 from .directory import Directory
 from .mails import as_email
-from .sealing import SecretBox, SecretNotOpened
 from .settings import NotifySettings
 
 USER_AGENT = "ticketstream-notify/1"

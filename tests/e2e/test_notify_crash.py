@@ -15,7 +15,6 @@ import pytest
 from deploy.kafka.launcher import free_ports
 from deploy.processes import procfile_processes
 from notify.notices import delivery_id
-from notify.sealing import write_key
 from tests.builders import a_ticket_created
 from tests.e2e.test_system import processes_marked
 from tests.polling import eventually
@@ -23,6 +22,7 @@ from tests.publishing import publish
 from tests.receivers import http_receiver, smtp_server
 from ticketstream_shared.contract.notify import DeliveryChannel
 from ticketstream_shared.runtime.auth import write_dev_keys
+from ticketstream_shared.sealing import write_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 

@@ -25,7 +25,6 @@ from fastapi.testclient import TestClient
 from deploy.kafka.launcher import free_ports
 from notify.app import build_app
 from notify.mails import thread_id
-from notify.sealing import write_key
 from notify.settings import NotifySettings
 from tests.keys import ADMIN, TECHNICIAN, TEST_KEYS, bearer
 from tests.polling import eventually
@@ -33,6 +32,7 @@ from tests.receivers import Mailbox, smtp_server
 from ticketstream_shared.contract.requests import InboundRequest, inbound_ticket_id
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_INBOUND
 from ticketstream_shared.runtime.kafka import records_to_end
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,6 @@ from fastapi.testclient import TestClient
 from notify.app import build_app
 from notify.book import Status
 from notify.mails import thread_id
-from notify.sealing import write_key
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters, headers
@@ -63,6 +62,7 @@ from ticketstream_shared.contract.topics import (
     TICKETS_EVENTS,
 )
 from ticketstream_shared.runtime.kafka import partition_of, records_to_end
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from notify.app import build_app
-from notify.sealing import write_key
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, TEST_KEYS, bearer
@@ -22,6 +21,7 @@ from tests.polling import eventually
 from tests.publishing import publish
 from tests.receivers import http_receiver
 from ticketstream_shared.contract.topics import DELIVERY_PARTITIONS
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from notify.app import build_app
-from notify.sealing import write_key
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters, headers
@@ -31,6 +30,7 @@ from tests.receivers import Receiver, http_receiver
 from ticketstream_shared.contract import Envelope, TicketStatus, TicketStatusChanged, encode
 from ticketstream_shared.contract.topics import NOTIFY_CONFIG, NOTIFY_DELIVERIES
 from ticketstream_shared.runtime.kafka import records_to_end
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,6 @@ from assignment.settings import AssignmentSettings
 from intake.domain import CommandContext, CreateTicket
 from intake.owners import encode_call
 from notify.app import build_app as build_notify
-from notify.sealing import write_key
 from notify.settings import NotifySettings
 from reporting.app import build_app as build_reporting
 from reporting.settings import ReportingSettings
@@ -57,6 +56,7 @@ from ticketstream_shared.contract.topics import (
     TICKETS_EVENTS,
     TICKETS_INBOUND,
 )
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.integration
 

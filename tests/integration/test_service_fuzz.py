@@ -36,7 +36,6 @@ from assignment.app import build_app as build_assignment
 from assignment.settings import AssignmentSettings
 from deploy.kafka.launcher import free_ports
 from notify.app import build_app as build_notify
-from notify.sealing import write_key
 from notify.settings import NotifySettings
 from reporting.app import build_app as build_reporting
 from reporting.settings import ReportingSettings
@@ -51,6 +50,7 @@ from ticketstream_shared.business_time import HORIZON
 from ticketstream_shared.contract import TicketCreated, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import make_producer
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.integration
 

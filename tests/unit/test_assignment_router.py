@@ -13,7 +13,8 @@ from assignment.router import TicketRouter
 from assignment.routing import Routed
 from assignment.teamlog import TeamLog
 from tests.builders import T0, a_ticket_created
-from tests.fakes_kafka import FakeBroker, FakeProducer, still_waiting, until
+from tests.fakes_kafka import FakeBroker, FakeProducer, still_waiting
+from tests.polling import until
 from tests.unit.test_assignment_desk import a_change, roster_event, routed
 from tests.unit.test_sla_clocks import config
 from ticketstream_shared.catalogue import ServiceCatalogue

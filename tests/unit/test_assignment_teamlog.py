@@ -12,7 +12,8 @@ from assignment.desk import Desk, recorded
 from assignment.records import OutcomeRecorded, decode_team_record, team_key
 from assignment.teamlog import DECIDED_BY, TeamLog
 from tests.builders import T0
-from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, still_waiting, until
+from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, still_waiting
+from tests.polling import until
 from tests.unit.test_assignment_desk import a_profile, a_shift, routed
 from ticketstream_shared.contract import Actor, dead_letter_topic, decode_assignment_event, encode
 from ticketstream_shared.contract.assignment import TeamLogEvent, TechnicianProfiled, TicketAssigned

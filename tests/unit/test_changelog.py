@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, until
+from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer
+from tests.polling import until
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
 from ticketstream_shared.runtime.changelog import (
     APPLIED_HEADER,

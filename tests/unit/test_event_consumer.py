@@ -12,7 +12,8 @@ import pytest
 from aiokafka import TopicPartition
 
 from tests.builders import a_ticket_created, a_worklog_recorded
-from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition, until
+from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition
+from tests.polling import until
 from ticketstream_shared.contract import TicketEvent, decode_ticket_event, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS, dead_letter_topic
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections

@@ -15,7 +15,8 @@ from aiokafka import TopicPartition
 from intake.domain import NotReady, TicketNotFound
 from intake.log import KafkaTicketLog, LogPositions, follow
 from intake.owners import FORWARD_TIMEOUT_S, CommandBus, Ownership, tickets_log_end
-from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition, still_waiting, until
+from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition, still_waiting
+from tests.polling import until
 from tests.unit.test_intake_domain import context, create, worklog
 from tests.unit.test_intake_ledger import a_ledger
 from ticketstream_shared.contract import dead_letter_topic

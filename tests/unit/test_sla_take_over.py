@@ -7,8 +7,7 @@ the end. Kafka here is a fake (pure logic); tests/integration has the same on th
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +21,7 @@ from sla.timekeeper import Timekeeper
 from sla.worker import ClockWorker
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer
+from tests.polling import until
 from tests.unit.test_sla_clocks import Story
 from ticketstream_shared.contract import encode as encode_event
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
@@ -142,13 +142,6 @@ class Harness:
         self._following.cancel()
         await asyncio.gather(self._following, return_exceptions=True)
         self.store.close()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "not within the deadline"
-        await asyncio.sleep(0.01)
 
 
 def test_the_rebalance_goes_on_while_the_restore_waits_and_the_partition_resumes_at_its_checkpoint() -> None:

@@ -33,6 +33,16 @@ NOTIFY_DELIVERIES = "notify.deliveries"
 NOTIFY_TICKETS = "notify.tickets"
 DELIVERY_PARTITIONS = 6
 DELIVERIES_RETENTION_MS = 7 * 24 * 3600 * 1000
+#: People's data keys, wrapped by the master key (ticketstream_shared/privacy.py): one partition, key = the key id,
+#: compacted, so that a tombstone (a person erased) removes the key itself: within about a day (a segment closes
+#: within an hour and is cleaned soon after; the tombstone itself is kept a day, so every replica reads it).
+PRIVACY_KEYS = "privacy.keys"
+PRIVACY_KEYS_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.01",
+    "delete.retention.ms": str(24 * 3600 * 1000),
+}
 
 #: Partitions of the ticket-keyed topics. They must agree, so that a ticket's events, commands and
 #: downstream decisions share one partition number everywhere.
@@ -70,6 +80,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(NOTIFY_CONFIG, 1, _FOREVER),
     TopicSpec(NOTIFY_DELIVERIES, DELIVERY_PARTITIONS, {"retention.ms": str(DELIVERIES_RETENTION_MS)}),
     TopicSpec(NOTIFY_TICKETS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
+    TopicSpec(PRIVACY_KEYS, 1, PRIVACY_KEYS_CONFIG),
 )
 #: Every topic is consumed by some service, so every topic has a dead-letter topic beside it.
 TOPICS += tuple(TopicSpec(dead_letter_topic(spec.name), 1, _DLQ) for spec in TOPICS)

@@ -34,11 +34,19 @@ Apply = Callable[[C, bool], bool]
 
 class ConfigLog(Generic[C]):
     def __init__(
-        self, topic: str, decode: Callable[[bytes], C], apply: Apply[C], service: str, owner: bool = True
+        self,
+        topic: str,
+        decode: Callable[[bytes], C],
+        apply: Apply[C],
+        service: str,
+        owner: bool = True,
+        tombstone: Callable[[bytes], C] | None = None,
     ) -> None:
         """`owner`: this service writes the log and parks what does not belong in it; a follower (intake reading
-        sla.config) only skips such messages, leaving them to the owner."""
+        sla.config) only skips such messages, leaving them to the owner. `tombstone`: the change a record without
+        a value stands for, from its key, in a compacted log whose records are removed so (privacy.keys)."""
         self._owner = owner
+        self._tombstone = tombstone
         self._partition = TopicPartition(topic, 0)
         self._dead_letters = TopicPartition(dead_letter_topic(topic), 0)
         self._decode = decode
@@ -53,14 +61,15 @@ class ConfigLog(Generic[C]):
         self._parked: set[int] = set()
         #: Offsets of changes skipped as read already, for `append` to tell its caller (a few: twins are rare).
         self._repeated: set[int] = set()
+        self._consumer: AIOKafkaConsumer | None = None
 
-    async def append(self, change: C, key: bytes) -> bool:
-        """Return once Kafka has the change and this replica has read it back: True if it became a version, False
-        if the log had it already (the same event id, appended first by another replica or an earlier try)."""
+    async def append(self, change: C | None, key: bytes) -> bool:
+        """Return once Kafka has the change (None: a tombstone of `key`) and this replica has read it back: True
+        if it became a version, False if the log had it already (the same event id, appended first by another
+        replica or an earlier try)."""
         assert self.producer is not None, "appended before the broker answered"
-        sent = await self.producer.send_and_wait(
-            self._partition.topic, change.model_dump_json().encode(), key=key, headers=correlation_headers()
-        )
+        value = None if change is None else change.model_dump_json().encode()
+        sent = await self.producer.send_and_wait(self._partition.topic, value, key=key, headers=correlation_headers())
         async with self._progress:
             await self._progress.wait_for(lambda: self._read_up_to > sent.offset)
         if sent.offset in self._repeated:
@@ -70,6 +79,7 @@ class ConfigLog(Generic[C]):
 
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
         """Read the log from the beginning, then keep following it."""
+        self._consumer = consumer
         await wait_for_topics(consumer, [self._partition.topic, self._dead_letters.topic])
         if self._owner:
             self._parked = await self._parked_offsets(consumer)
@@ -96,9 +106,19 @@ class ConfigLog(Generic[C]):
                 parked.add(int(offset))
         return parked
 
+    async def read_to_end(self) -> None:
+        """Return once this replica has read the log up to where it ends now."""
+        assert self._consumer is not None, "the log is followed before it is read to its end"
+        end = (await self._consumer.end_offsets([self._partition]))[self._partition]
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._read_up_to >= end)
+
     async def _read(self, record: ConsumerRecord[bytes, bytes], live: bool) -> None:
         try:
-            change = self._decode(record.value or b"")
+            if record.value is None and self._tombstone is not None and record.key is not None:
+                change = self._tombstone(record.key)
+            else:
+                change = self._decode(record.value or b"")
         except InvalidEvent as error:
             if self._owner and record.offset not in self._parked:
                 assert self.producer is not None, "the producer starts before the log is followed"

@@ -1,5 +1,6 @@
-"""Webhook secrets at rest: sealed under the operator's key, bound to their webhook, opened only by a key that
-sealed them, and a key file that rotates (the newest key seals, older ones still open)."""
+"""Secrets at rest (webhook secrets, people's data keys): sealed under the operator's key, bound to what they belong
+to, opened only by a key that sealed them, and a key file that rotates (the newest key seals, older ones still
+open)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import stat
 
 import pytest
 
-from notify.sealing import NONCE_BYTES, SecretBox, SecretNotOpened, write_key
+from ticketstream_shared.sealing import NONCE_BYTES, SecretBox, SecretNotOpened, write_key
 
 OLD_KEY = bytes(range(32))
 NEW_KEY = bytes(range(100, 132))
