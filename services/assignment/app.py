@@ -55,7 +55,7 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
         service="assignment",
         group_id=settings.consumer_group,
         decoders={TICKETS_EVENTS: decode_ticket_event, SLA_EVENTS: decode_sla_event},
-        handle=TicketRouter(team_log, catalogue, catalogue_log.caught_up, clock).handle,
+        handle=TicketRouter(team_log, catalogue, catalogue_log, clock).handle,
     )
 
     async def follow_catalogue() -> None:

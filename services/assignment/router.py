@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
-from ticketstream_shared.catalogue import ServiceCatalogue
+from ticketstream_shared.catalogue import UNREAD_SERVICE_WAIT_S, ServiceCatalogue
+from ticketstream_shared.contract import TicketCreated
 from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.throughput import THROUGHPUT
@@ -24,15 +26,23 @@ from .teamlog import TeamLog
 Clock = Callable[[], datetime]
 
 
+class CatalogueLog(Protocol):
+    """sla.config as this service follows it (runtime/config_log.ConfigLog)."""
+
+    caught_up: asyncio.Event
+
+    async def read_to_end(self, timeout_s: float | None = None) -> bool: ...
+
+
 class TicketRouter:
     def __init__(
-        self, team_log: TeamLog, catalogue: ServiceCatalogue, catalogue_read: asyncio.Event, clock: Clock
+        self, team_log: TeamLog, catalogue: ServiceCatalogue, catalogue_log: CatalogueLog, clock: Clock
     ) -> None:
         self._team_log = team_log
         self._desk = team_log.desk
         self._routed: dict[str, Routed] = {}
         self._catalogue = catalogue
-        self._catalogue_read = catalogue_read
+        self._catalogue_log = catalogue_log
         self._clock = clock
 
     def rule_for(self, ticket: TicketSnapshot) -> CategoryRule | None:
@@ -48,6 +58,12 @@ class TicketRouter:
         service = in_force.services[service_id]
         return CategoryRule(service.owner_team, ticket.category, f"the owner team of service {service.name}")
 
+    def _names_unread_service(self, event: object) -> bool:
+        """A new ticket naming a service the catalogue has not got: published a moment ago, perhaps."""
+        if not isinstance(event, TicketCreated) or event.data.service_id is None:
+            return False
+        return event.data.service_id not in self._catalogue.in_force(self._clock()).services
+
     def where(self, ticket_id: str) -> Routed | None:
         known = self._routed.get(ticket_id)
         team = self._desk.ticket_teams.get(ticket_id)
@@ -62,7 +78,9 @@ class TicketRouter:
     async def handle(self, batch: list[Delivery]) -> None:
         """Route a batch; returns once Kafka has every record (the consumer commits after)."""
         await self._team_log.caught_up.wait()  # the rules and the tickets' teams come from the team log
-        await self._catalogue_read.wait()  # and the services' owner teams from sla.config
+        await self._catalogue_log.caught_up.wait()  # and the services' owner teams from sla.config
+        if any(self._names_unread_service(delivery.event) for delivery in batch):
+            await self._catalogue_log.read_to_end(UNREAD_SERVICE_WAIT_S)
         pending = []
         for delivery in batch:
             event = delivery.event

@@ -178,6 +178,6 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     app = create_service_app(service="intake", keys=keys, readiness=readiness, lifespan=lifespan)
     app.state.replica_id = bus.replica_id  # the key of the replies meant for this replica, for operators and tests
     api.install(app, desk, clock, rules, library)
-    app.state.knowledge = Knowledge(library, knowledge_log)
+    app.state.knowledge = Knowledge(library, knowledge_log, clock)
     app.include_router(knowledge_api.router)
     return app

@@ -5,11 +5,9 @@ store."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime
 
-from ticketstream_shared.catalogue import ServiceCatalogue
+from ticketstream_shared.catalogue import UNREAD_SERVICE_WAIT_S, ServiceCatalogue
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 from ticketstream_shared.contract.requests import ticket_id_for
 from ticketstream_shared.contract.sla import SlaConfigEvent
@@ -21,9 +19,6 @@ from .domain import Command, CommandContext, CreateTicket, InvalidCommand, NotRe
 from .ledger import TicketLedger
 from .owners import CommandBus
 from .ticket_store import Filters
-
-#: How long a ticket naming a service intake has not read waits for sla.config to be read to its end.
-CATALOGUE_READ_S = 5.0
 
 
 class Desk:
@@ -50,10 +45,9 @@ class Desk:
             try:
                 require_service(self.catalogue, command.service_id, context.actor.role, context.now)
             except InvalidCommand:
-                # Published on sla a moment ago, perhaps, and not read here yet: judge once read to where
-                # sla.config ends now (a slow broker leaves the refusal as it was).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.catalogue_log.read_to_end(), CATALOGUE_READ_S)
+                # Published a moment ago, perhaps: judged again once sla.config is read to where it ends now (a
+                # slow broker leaves the refusal as it was).
+                await self.catalogue_log.read_to_end(UNREAD_SERVICE_WAIT_S)
                 require_service(self.catalogue, command.service_id, context.actor.role, context.now)
         return await self.bus.execute(command, context)
 

@@ -3,7 +3,8 @@ every change a version on knowledge.articles; searched by everyone, requesters a
 (No postponed annotations in this module: FastAPI must see the dependencies.)"""
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -28,9 +29,10 @@ CHANGE_IDS = IdSpace(uuid.UUID("0b6f3c1e-8d2a-4f5e-9c7b-1a2d3e4f5a60"))
 
 
 class Knowledge:
-    def __init__(self, library: Library, log: ConfigLog[ArticleChanged]) -> None:
+    def __init__(self, library: Library, log: ConfigLog[ArticleChanged], clock: Callable[[], datetime]) -> None:
         self.library = library
         self.log = log
+        self.clock = clock
 
 
 def _knowledge(request: Request) -> Knowledge:
@@ -74,7 +76,7 @@ async def put_article(article_id: Identifier, body: ArticleData, caller: Caller,
     if current is None or current.data != body:
         change = ArticleChanged(
             event_id=change_id(CHANGE_IDS, ArticleChanged, article_id, current.number if current else 0, body),
-            occurred_at=datetime.now(UTC),
+            occurred_at=knowledge.clock(),
             producer="intake",
             correlation_id=correlation_id.get() or str(uuid.uuid4()),
             changed_by=caller.name,

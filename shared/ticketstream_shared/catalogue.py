@@ -15,6 +15,11 @@ from functools import cached_property
 from .business_time import version_in_force
 from .contract.sla import ServiceChanged, ServiceData, SlaConfigEvent
 
+#: How long a reader waits for sla.config to be read to its end when a ticket names a service it has not got: the
+#: service may have been published a moment before, and a ticket is judged by what sla has written, not by how far
+#: this replica has read.
+UNREAD_SERVICE_WAIT_S = 5.0
+
 
 @dataclass(frozen=True)
 class CatalogueInForce:

@@ -36,9 +36,27 @@ def a_router(
     for category, team in rules:
         team_log.desk.apply(a_rule(category, team), decides=False, instance="me")
     team_log.caught_up.set()
-    catalogue_read = asyncio.Event()
-    catalogue_read.set()
-    return TicketRouter(team_log, catalogue or ServiceCatalogue(), catalogue_read, lambda: T0), team_log
+    catalogue = catalogue or ServiceCatalogue()
+    return TicketRouter(team_log, catalogue, CatalogueRead(catalogue), lambda: T0), team_log
+
+
+class CatalogueRead:
+    """sla.config read to the end it had at start-up; `unread` changes are what sla wrote since, read by the next
+    read to the end."""
+
+    def __init__(self, catalogue: ServiceCatalogue, *unread: ServiceChanged) -> None:
+        self.catalogue = catalogue
+        self.unread = list(unread)
+        self.caught_up = asyncio.Event()
+        self.caught_up.set()
+        self.reads_to_end = 0
+
+    async def read_to_end(self, timeout_s: float | None = None) -> bool:
+        self.reads_to_end += 1
+        for change in self.unread:
+            self.catalogue.apply(change)
+        self.unread.clear()
+        return True
 
 
 def a_rule(category: str, team: str) -> TeamLogEvent:
@@ -271,10 +289,26 @@ def test_a_router_that_did_not_route_a_ticket_itself_reads_it_whole_from_the_des
         await router.handle(delivered(a_ticket_created("t1", category="printing", service_id="mail")))
         [(_, sent)] = team_records(broker)
         team_log.desk.apply(sent, decides=False, instance="me")
-        catalogue_read = asyncio.Event()
-        catalogue_read.set()
-        restarted = TicketRouter(team_log, catalogue, catalogue_read, lambda: T0)
+        restarted = TicketRouter(team_log, catalogue, CatalogueRead(catalogue), lambda: T0)
         assert restarted.where("t1") == Routed(sent.data.team, sent.data.ticket)
         assert sent.data.ticket.service_id == "mail"
+
+    asyncio.run(story())
+
+
+def test_a_ticket_naming_a_service_published_a_moment_ago_goes_to_its_owner_team():
+    """sla wrote the service just before intake took the ticket: the router reads sla.config to its end first."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        catalogue = ServiceCatalogue()
+        router, _ = a_router(broker, catalogue=catalogue)
+        log = CatalogueRead(catalogue, a_service("mail", "messaging", ["mail"]))
+        router._catalogue_log = log
+        await router.handle(delivered(a_ticket_created("t1", category="printing")))
+        assert log.reads_to_end == 0, "a ticket naming no service waits for nothing"
+        await router.handle(delivered(a_ticket_created("t2", category="printing", service_id="mail")))
+        [(_, first), (_, sent)] = team_records(broker)
+        assert log.reads_to_end == 1 and sent.data.team == "messaging"
 
     asyncio.run(story())

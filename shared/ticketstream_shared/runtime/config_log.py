@@ -106,12 +106,22 @@ class ConfigLog(Generic[C]):
                 parked.add(int(offset))
         return parked
 
-    async def read_to_end(self) -> None:
-        """Return once this replica has read the log up to where it ends now."""
+    async def read_to_end(self, timeout_s: float | None = None) -> bool:
+        """Return once this replica has read the log up to where it ends now: True; False if `timeout_s` passed
+        first (a slow broker)."""
         assert self._consumer is not None, "the log is followed before it is read to its end"
-        end = (await self._consumer.end_offsets([self._partition]))[self._partition]
-        async with self._progress:
-            await self._progress.wait_for(lambda: self._read_up_to >= end)
+
+        async def reached() -> None:
+            assert self._consumer is not None
+            end = (await self._consumer.end_offsets([self._partition]))[self._partition]
+            async with self._progress:
+                await self._progress.wait_for(lambda: self._read_up_to >= end)
+
+        try:
+            await asyncio.wait_for(reached(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def _read(self, record: ConsumerRecord[bytes, bytes], live: bool) -> None:
         try:
