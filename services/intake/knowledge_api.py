@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
+from ticketstream_shared.audit import by
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier, ServiceId
 from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
@@ -55,7 +56,7 @@ def article_view(article_id: str, version: Version) -> dict[str, Any]:
         "version": version.number,
         "changed_at": version.recorded_at.isoformat(),
         "changed_by": version.changed_by,
-        "by": version.actor.in_words() if version.actor else version.changed_by,
+        "by": by(version.actor, version.changed_by),
     }
 
 

@@ -104,8 +104,9 @@ def _event_key(ticket: bytes, version: int) -> bytes:
     return _events_prefix(ticket) + _digits(version)
 
 
-def _run_key(ticket: bytes, first: int | bytes) -> bytes:
-    return _RUN + ticket + _SEP + (first if isinstance(first, bytes) else _digits(first))
+def _run_key(ticket: bytes, first: bytes) -> bytes:
+    """The changelog key of the run of a ticket's events from version `first` (its digits)."""
+    return _RUN + ticket + _SEP + first
 
 
 def _ends_run(first: int, size: int, version: int, line: bytes) -> bool:
@@ -244,7 +245,7 @@ class TicketStore:
         after |= {"run": first, "run_bytes": size + len(line)}  # type: ignore[dict-item]
         changes.put(event_key, line)
         self._put_summary(changes, event.ticket_id, summary, after)
-        return {_run_key(key, first)}
+        return {_run_key(key, _digits(first))}
 
     def assign(self, changes: Changes, ticket_id: str, technician_id: str) -> None:
         summary = self._summary(ticket_id, changes)

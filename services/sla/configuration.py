@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ticketstream_shared.audit import changed_fields
+from ticketstream_shared.audit import by, changed_fields
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import UtcDatetime
 from ticketstream_shared.contract.sla import (
@@ -105,7 +105,7 @@ def version_view(version: Version[Any], previous: Version[Any] | None) -> dict[s
         "effective_at": version.effective_at.isoformat(),
         "recorded_at": version.recorded_at.isoformat(),
         "changed_by": version.changed_by,
-        "by": version.actor.in_words() if version.actor else version.changed_by,
+        "by": by(version.actor, version.changed_by),
         "actor": version.actor.model_dump(mode="json") if version.actor else None,
         **values,
         "changes": changed_fields(before, values),

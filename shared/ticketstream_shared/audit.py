@@ -9,9 +9,10 @@ from typing import Any
 from .contract import Actor
 
 
-def by(actor: Actor | None) -> str:
-    """Who made a change, in words; events written before actors were recorded say so."""
-    return actor.in_words() if actor else "not recorded (before actors were)"
+def by(actor: Actor | None, unrecorded: str = "not recorded (before actors were)") -> str:
+    """Who made a change, in words; `unrecorded` for one made before actors were recorded (a configuration
+    change's key name, which it carried then)."""
+    return actor.in_words() if actor else unrecorded
 
 
 def changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

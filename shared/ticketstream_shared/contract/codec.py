@@ -8,18 +8,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .assignment import ASSIGNMENT_EVENT_TYPES, ROSTER_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
+from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
-from .knowledge import KNOWLEDGE_EVENT_TYPES, ArticleChanged
-from .notify import (
-    DELIVERY_RECORD_TYPES,
-    NOTIFY_CONFIG_EVENT_TYPES,
-    DeliveryRecord,
-    DeliveryRecordUnion,
-    NotifyConfigEvent,
-    NotifyConfigEventUnion,
-)
-from .sla import SLA_CONFIG_EVENT_TYPES, SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
+from .knowledge import ArticleChanged
+from .legacy import ACTED_EVENT_TYPES
+from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
+from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
 from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
 
 #: Larger messages are refused rather than parsed: nothing legitimate in this contract comes near it.
@@ -42,21 +36,14 @@ def actor_not_recorded(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 #: (event_type, schema_version) -> a function that turns that payload into the next schema_version.
-#: Chained until the current version is reached; old shapes are never edited in place.
+#: Chained until the current version is reached; old shapes are never edited in place. Every type that records its
+#: actor upcasts from the shape legacy.py publishes for the version before.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("ticket.comment_added", 1): comment_added_v1_to_v2,
     **{
         (model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1): actor_not_recorded
-        for model in (
-            *TICKET_EVENT_TYPES,
-            *SLA_EVENT_TYPES,
-            *ASSIGNMENT_EVENT_TYPES,
-            *ROSTER_EVENT_TYPES,
-            *SLA_CONFIG_EVENT_TYPES,
-            *KNOWLEDGE_EVENT_TYPES,
-            *NOTIFY_CONFIG_EVENT_TYPES,
-            *DELIVERY_RECORD_TYPES,
-        )
+        for models, _ in ACTED_EVENT_TYPES
+        for model in models
     },
 }
 

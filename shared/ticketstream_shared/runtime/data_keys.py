@@ -56,8 +56,8 @@ class DataKeys:
         try:
             self.ring.apply(change)
         except SecretNotOpened as error:  # another master key's record: its fields stay closed here, said loudly
-            log.error("a data key this service's master key does not open", extra={"key_id": change.key_id,
-                                                                                   "reason": str(error)})  # fmt: skip
+            reason = {"key_id": change.key_id, "reason": str(error)}
+            log.error("a data key this service's master key does not open", extra=reason)
         return True
 
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
