@@ -17,10 +17,10 @@ COPY deploy/clickhouse ./deploy/clickhouse
 COPY pyproject.toml README.md ./
 RUN uv pip install --system -q --no-deps ./shared .
 # Mount points the image's user owns, so that the compose file's named volumes, created from them, are writable by
-# it: notify's sealing key (written by the notify-key job), the mail sink's messages and intake's local store.
-# Kubernetes mounts the key read-only from a Secret instead.
-RUN mkdir -p /run/ticketstream-notify /data/mail /var/lib/ticketstream/state \
-    && chown 65534:65534 /run/ticketstream-notify /data/mail /var/lib/ticketstream/state
+# it: notify's sealing key and the privacy master key (written by the notify-key and privacy-key jobs), the mail
+# sink's messages and intake's local store. Kubernetes mounts the keys read-only from Secrets instead.
+RUN mkdir -p /run/ticketstream-notify /run/ticketstream-privacy /data/mail /var/lib/ticketstream/state \
+    && chown 65534:65534 /run/ticketstream-notify /run/ticketstream-privacy /data/mail /var/lib/ticketstream/state
 ENV SERVICE=intake HTTP_HOST=0.0.0.0
 # numeric, so Kubernetes can check runAsNonRoot
 USER 65534:65534

@@ -25,6 +25,7 @@ run demo kafka: export API_KEYS_FILE ?= $(CURDIR)/.local/api-keys.json
 run demo kafka: export KAFKA_BOOTSTRAP_SERVERS ?= $(BOOTSTRAP_$(KAFKA_BROKERS))
 run demo kafka: export CHDB_PATH ?= $(CURDIR)/.local/clickhouse
 run demo: export NOTIFY_SECRETS_KEY_FILE ?= $(CURDIR)/.local/notify-secrets.key
+run demo: export PRIVACY_MASTER_KEY_FILE ?= $(CURDIR)/.local/privacy-master.key
 # Webhooks to this machine are allowed locally (a receiver you run yourself); production allows none by default.
 run demo: export NOTIFY_ALLOWED_HOSTS ?= 127.0.0.1,localhost,::1
 run demo: export MAIL_GATEWAY_PORT ?= 2526
@@ -51,10 +52,10 @@ $(CHROMIUM):
 .local/dev-keys.json: | $(INSTALLED)
 	$(PY) -m ticketstream_shared.runtime.auth .local
 
-.local/notify-secrets.key: | $(INSTALLED)
+.local/notify-secrets.key .local/privacy-master.key: | $(INSTALLED)
 	$(PY) -m notify.sealing $@
 
-run: install .local/dev-keys.json .local/notify-secrets.key
+run: install .local/dev-keys.json .local/notify-secrets.key .local/privacy-master.key
 	@echo "ticketstream is starting; Ctrl-C stops everything. Data is kept under .local/."
 	@echo "  intake      http://127.0.0.1:8001/docs"
 	@echo "  sla         http://127.0.0.1:8002/docs"
@@ -69,7 +70,7 @@ run: install .local/dev-keys.json .local/notify-secrets.key
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start -c intake=$(SCALE),sla=$(SCALE),assignment=$(SCALE),notify=$(SCALE) \
 		kafka intake sla assignment reporting notify mail
 
-demo: install .local/dev-keys.json .local/notify-secrets.key
+demo: install .local/dev-keys.json .local/notify-secrets.key .local/privacy-master.key
 	@echo "ticketstream with a simulated help-desk day; the dashboard: http://127.0.0.1:8004/dashboard"
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start
 

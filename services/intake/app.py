@@ -27,12 +27,14 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.changelog import ChangelogWriter, restore
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
+from ticketstream_shared.runtime.data_keys import PLAIN, DataKeys
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
+from ticketstream_shared.sealing import SecretBox
 
-from . import api, knowledge_api
+from . import api, knowledge_api, privacy_api
 from .desk import Desk
 from .domain import LifecycleRules, NotReady
 from .idempotency import RequestKeys
@@ -42,6 +44,7 @@ from .knowledge_api import Knowledge
 from .ledger import TicketLedger
 from .log import KafkaTicketLog, LogPositions, follow
 from .owners import CommandBus, Ownership, tickets_log_end
+from .privacy_api import Privacy
 from .settings import IntakeSettings
 from .ticket_store import CHANGELOG, LAYOUT, TicketStore
 
@@ -53,9 +56,13 @@ def utc_now() -> datetime:
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
     store = LocalStore(settings.state_dir, LAYOUT)
-    tickets = TicketStore(store)
+    data_keys = None
+    if settings.privacy_master_key_file is not None:
+        master = SecretBox.from_file(settings.privacy_master_key_file)
+        data_keys = DataKeys(master, "intake", clock, on_shredded=lambda: ledger.forget_opened())
+    tickets = TicketStore(store, data_keys or PLAIN)
     request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
-    ledger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache)
+    ledger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache, data_keys or PLAIN)
     positions = LogPositions()
     #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
     lookups: dict[str, AIOKafkaConsumer] = {}
@@ -109,6 +116,8 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         producer = await start_when_reachable(lambda: make_producer(settings, "intake"), "producer")
         bus.partitions = len(await producer.partitions_for(TICKETS_EVENTS))
         event_log.producer = bus.producer = knowledge_log.producer = producer
+        if data_keys is not None:
+            data_keys.log.producer = producer
         connected.set()
 
     async def answer_offset_lookups(consumer: AIOKafkaConsumer) -> None:
@@ -127,6 +136,11 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     async def follow_knowledge(consumer: AIOKafkaConsumer) -> None:
         await connected.wait()  # intake owns the log: a message to park needs the producer
         await knowledge_log.follow(consumer)
+
+    async def follow_data_keys(consumer: AIOKafkaConsumer) -> None:
+        assert data_keys is not None
+        await connected.wait()  # a key is issued, and a poison record parked, with the producer
+        await data_keys.follow(consumer)
 
     async def read_assignments(consumer: AIOKafkaConsumer) -> None:
         await store_opened.wait()
@@ -150,6 +164,8 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
             asyncio.create_task(consuming("owner", own, group_id=settings.owners_group)),
         ]
+        if data_keys is not None:
+            tasks.append(asyncio.create_task(consuming("data-keys", follow_data_keys, group_id=None)))
         for task in tasks:
             stop_the_service_if_it_fails(task, stopping.is_set)
         async with inbound.running():
@@ -173,6 +189,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             "owns_partitions": ownership.joined,
             "peers_reachable": bus.listening,
             "inbound": inbound.ready,
+            "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
     app = create_service_app(service="intake", keys=keys, readiness=readiness, lifespan=lifespan)
@@ -180,4 +197,6 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     api.install(app, desk, clock, rules, library)
     app.state.knowledge = Knowledge(library, knowledge_log, clock)
     app.include_router(knowledge_api.router)
+    app.state.privacy = Privacy(data_keys, tickets, clock)
+    app.include_router(privacy_api.router)
     return app

@@ -403,6 +403,17 @@ def _in_the_name_of(person: str, context: CommandContext) -> Actor:
     return actor.acting_for(person)
 
 
+def whose_words(event: TicketEvent, requester_id: str) -> str:
+    """The person a ticket event's personal text belongs to (the key it is sealed with): a comment's author, a
+    worklog's technician; the ticket's requester for its title, description and rating."""
+    data = event.data  # type: ignore[attr-defined]
+    if isinstance(data, CommentAddedData):
+        return data.author_id
+    if isinstance(data, WorklogRecordedData | WorklogCorrectedData):
+        return data.technician_id
+    return requester_id
+
+
 def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> list[TicketEvent]:
     """The events that `command` causes on `ticket` (None: no such ticket yet); [] when it was already done."""
     if isinstance(command, CreateTicket):

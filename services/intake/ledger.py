@@ -16,10 +16,23 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from ticketstream_shared.contract import TicketEvent
+from ticketstream_shared.privacy import KeyNotYetRead
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.store import Changes
 from ticketstream_shared.runtime.throughput import THROUGHPUT
 
-from .domain import Command, CommandContext, NotReady, Ticket, as_of, decide, evolve, fold, replayed_version
+from .domain import (
+    Command,
+    CommandContext,
+    NotReady,
+    Ticket,
+    as_of,
+    decide,
+    evolve,
+    fold,
+    replayed_version,
+    whose_words,
+)
 from .idempotency import RequestKeys
 from .ticket_store import TicketStore
 
@@ -33,10 +46,21 @@ class EventLog(Protocol):
 
 class TicketLedger:
     """Tickets live in the local store (ticket_store.py), fed by the log as it is read; memory holds the tickets in
-    use: up to `recent` most recently used, plus those this replica decided and has not yet read back."""
+    use: up to `recent` most recently used, plus those this replica decided and has not yet read back.
 
-    def __init__(self, event_log: EventLog, keys: RequestKeys, tickets: TicketStore, recent: int = 10_000) -> None:
+    Personal fields are sealed on the way to the log and in the store, and open in memory only: a person erased
+    is forgotten from memory too (forget_opened)."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        keys: RequestKeys,
+        tickets: TicketStore,
+        recent: int = 10_000,
+        personal: PersonalData = PLAIN,
+    ) -> None:
         self._event_log = event_log
+        self._personal = personal
         self._keys = keys
         self.tickets = tickets
         #: Set once the log has been read to the end it had at start-up.
@@ -93,7 +117,7 @@ class TicketLedger:
         if (ahead := self._ahead.get(event.ticket_id)) is not None and ahead.version <= event.aggregate_version:
             del self._ahead[event.ticket_id]
         if (cached := self._recent.get(event.ticket_id)) is not None:
-            if cached.version + 1 == event.aggregate_version and (folded := evolve(event, cached)) is not None:
+            if cached.version + 1 == event.aggregate_version and (folded := self._folded(event, cached)) is not None:
                 self._recent[event.ticket_id] = folded
             elif cached.version < event.aggregate_version:
                 del self._recent[event.ticket_id]  # the store has it; loaded again when asked for
@@ -101,6 +125,16 @@ class TicketLedger:
             applied, self._applied = self._applied, asyncio.Event()
             applied.set()
         return changed
+
+    def _folded(self, event: TicketEvent, ticket: Ticket) -> Ticket | None:
+        try:
+            return evolve(self._personal.open_fields(event), ticket)
+        except KeyNotYetRead:
+            return None  # sealed under a key issued elsewhere a moment ago: loaded from the store when asked for
+
+    def forget_opened(self) -> None:
+        """A person was erased: the tickets in memory may hold their words, opened. Loaded again when asked for."""
+        self._recent.clear()
 
     def _version(self, ticket_id: str) -> int:
         if (ticket := self._ahead.get(ticket_id) or self._recent.get(ticket_id)) is not None:
@@ -127,7 +161,7 @@ class TicketLedger:
                 ticket = self._ticket(command.ticket_id)
                 events = decide(ticket, command, context)
                 if events:
-                    await self._event_log.append(events)
+                    await self._event_log.append(await self._sealed(events, ticket))
                     ticket = fold(ticket, events)
                     assert ticket is not None
                     if ticket.version > self.tickets.version(command.ticket_id):  # not read back during the append
@@ -139,6 +173,10 @@ class TicketLedger:
                 assert ticket is not None
                 first = replayed_version(ticket, context)
                 return (ticket, False) if first is None else (as_of(ticket, first), True)
+
+    async def _sealed(self, events: list[TicketEvent], ticket: Ticket | None) -> list[TicketEvent]:
+        requester = ticket.requester_id if ticket else events[0].data.requester_id  # type: ignore[attr-defined]
+        return [await self._personal.seal_fields(event, whose_words(event, requester)) for event in events]
 
     @contextmanager
     def _exclusive(self, ticket_id: str) -> Iterator[asyncio.Lock]:

@@ -37,10 +37,12 @@ from ticketstream_shared.contract import (
     encode,
 )
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
+from ticketstream_shared.privacy import KeyNotYetRead
 from ticketstream_shared.runtime.changelog import Changelog
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
-from .domain import Ticket, fold
+from .domain import NotReady, Ticket, fold
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +157,28 @@ def _summary_after(event: TicketEvent, summary: dict[str, str] | None) -> dict[s
 
 
 class TicketStore:
-    def __init__(self, store: LocalStore) -> None:
+    def __init__(self, store: LocalStore, personal: PersonalData = PLAIN) -> None:
+        """`personal`: opens the personal fields of the events as they are loaded (stored as the log holds them)."""
         self.store = store
+        self._personal = personal
 
     # --- reading --------------------------------------------------------------------------------------------------
 
     def load(self, ticket_id: str) -> Ticket | None:
         """The ticket folded from its stored events."""
         prefix = _events_prefix(ticket_id.encode())
-        events = [decode_event(TICKETS_EVENTS, line) for _, line in self.store.scan(prefix, prefix)]
+        try:
+            events = [
+                self._personal.open_fields(decode_event(TICKETS_EVENTS, line))
+                for _, line in self.store.scan(prefix, prefix)
+            ]
+        except KeyNotYetRead:
+            raise NotReady("intake is still reading a data key of this ticket's people; retry shortly") from None
         return fold(None, events) if events else None  # type: ignore[arg-type]
+
+    def requested_by(self, requester_id: str) -> int:
+        """How many tickets `requester_id` opened (or had opened for them)."""
+        return self._entries(_index_prefix("requester", requester_id))
 
     def version(self, ticket_id: str) -> int:
         summary = self._summary(ticket_id)

@@ -27,6 +27,7 @@ from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, NOTIFY_CONFIG
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
+from ticketstream_shared.runtime.data_keys import PLAIN, DataKeys
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.logging import correlation_id
@@ -56,6 +57,10 @@ def utc_now() -> datetime:
 def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     directory, book = Directory(), Book()
     box = SecretBox.from_file(settings.notify_secrets_key_file)
+    data_keys = None
+    if settings.privacy_master_key_file is not None:
+        master = SecretBox.from_file(settings.privacy_master_key_file)
+        data_keys = DataKeys(master, "notify", clock, owner=False)
     allowed = AllowedHosts.parse(settings.notify_allowed_hosts)
     config = ConfigLog(NOTIFY_CONFIG, decode_notify_config_change, directory.apply, "notify")
     webhooks = WebhookSender(settings, directory, box, allowed)
@@ -69,12 +74,15 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         settings.webhook_max_waiting,
         clock,
         changelog_reader=lambda: make_consumer(settings, group_id=None, client_id="notify-tickets"),
+        personal=data_keys or PLAIN,
     )
 
     async def fan_out(batch: list[Delivery]) -> Rejections | None:
         # Whom to tell is known once the directory is read; what was scheduled already, once the deliveries are.
         await config.caught_up.wait()
         await deliveries.caught_up.wait()
+        if data_keys is not None:
+            await data_keys.caught_up.wait()  # people's words open for the mails
         return await fanout.handle(batch)
 
     consumer = EventConsumer(
@@ -100,13 +108,16 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         config.producer = deliveries.producer = fanout.producer = gateway.producer = producer
         readers = [
             await start_when_reachable(lambda name=name: make_consumer(settings, group_id=None, client_id=name), name)
-            for name in ("notify-config", "notify-deliveries")
+            for name in ("notify-config", "notify-deliveries", "notify-data-keys")[: 2 if data_keys is None else 3]
         ]
         owner = await start_when_reachable(
             lambda: make_consumer(settings, group_id=f"{settings.consumer_group}-senders", client_id="notify-senders"),
             "senders' group",
         )
-        following = asyncio.gather(config.follow(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner))
+        logs = [config.follow(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner)]
+        if data_keys is not None:
+            logs.append(data_keys.follow(readers[2]))
+        following = asyncio.gather(*logs)
         try:
             await following
         finally:
@@ -151,6 +162,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             "kafka": consumer.ready,
             "config_read": config.caught_up.is_set(),
             "deliveries_read": deliveries.caught_up.is_set(),
+            "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
     app = create_service_app(service="notify", keys=keys, readiness=readiness, lifespan=lifespan)

@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from ticketstream_shared.contract.topics import NOTIFY_TICKETS, TICKET_PARTITIONS
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.kafka import partition_of, records_to_end
 
 from .book import Book
@@ -46,7 +47,10 @@ class Fanout:
         max_waiting: int,
         clock: Callable[[], datetime],
         changelog_reader: Callable[[], AIOKafkaConsumer],
+        personal: PersonalData = PLAIN,
     ) -> None:
+        """`personal`: opens people's words for the mails; briefs and webhooks carry them as the events do."""
+        self._personal = personal
         self._directory = directory
         self._book = book
         self._deliveries = deliveries
@@ -89,7 +93,10 @@ class Fanout:
             scheduled = webhook_deliveries(event, self._directory, now)
             if now - event.occurred_at <= MAIL_MAX_AGE:
                 about = after if after is not None else before  # the ticket as the event leaves it, if still open
-                scheduled += mail_deliveries(event, about, self._directory, self._mail, now)
+                if about is not None:
+                    about = await self._personal.opened(about)
+                opened = await self._personal.opened(event)
+                scheduled += mail_deliveries(opened, about, self._directory, self._mail, now)
             for record in scheduled:
                 waiting = self._book.waiting(record.channel, record.target)
                 if waiting >= self._max_waiting:

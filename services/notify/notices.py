@@ -24,6 +24,7 @@ from ticketstream_shared.contract import (
     encode,
 )
 from ticketstream_shared.contract.assignment import TicketAssigned, TicketEscalated
+from ticketstream_shared.contract.events import Title
 from ticketstream_shared.contract.notify import (
     DeliveryChannel,
     DeliveryScheduled,
@@ -51,14 +52,14 @@ METRIC_WORDS = {
 
 class Brief(BaseModel):
     """What notify keeps of an open ticket (notify.tickets, compacted, keyed by ticket id): enough to know whom
-    to tell and what to call the ticket."""
+    to tell and what to call the ticket. Its title as tickets.events has it: sealed, where personal fields are."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     ticket_id: str
     client_id: str
     requester_id: str
-    title: str
+    title: Title
     priority: str
     status: TicketStatus = TicketStatus.NEW
     assignee_id: str | None = None

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from ticketstream_shared.runtime.settings import ServiceSettings
+from ticketstream_shared.runtime.settings import PrivacySettings, ServiceSettings
 
 
-class NotifySettings(ServiceSettings):
+class NotifySettings(ServiceSettings, PrivacySettings):
     http_port: int = Field(default=8005, ge=1, le=65535)
     consumer_group: str = "notify"
 

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field
 
 from .contract.events import Identifier, UtcDatetime
+from .contract.personal import SEALED_PREFIX
 from .sealing import NONCE_BYTES, SecretBox, SecretNotOpened
 
 #: What a field of an erased person reads as, everywhere.
 ERASED = "[erased]"
-SEALED_PREFIX = "sealed:v1:"
 _KEY_BYTES = 32
 
 
@@ -60,6 +60,8 @@ class KeyRing:
         self._erased: set[str] = set()
         #: Keys read whose wrapping the master key does not open (another deployment's, or a lost master key).
         self._unopened: set[str] = set()
+        #: Keys wrapped by an older master key than the current one (rotation): their records, with the data key.
+        self._stale: dict[str, tuple[DataKeyRecord, str]] = {}
 
     def issue(self, subject: str, now: datetime) -> DataKeyRecord:
         """A new data key for `subject`, wrapped, to be written to privacy.keys (and read back into the ring)."""
@@ -82,10 +84,23 @@ class KeyRing:
             self._by_subject.setdefault(record.subject, []).append(record.key_id)
         self._keys[record.key_id] = AESGCM(secret)
         self._subject_of[record.key_id] = record.subject
+        if self._master.sealed_by_current_key(record.wrapped):
+            self._stale.pop(record.key_id, None)
+        else:
+            self._stale[record.key_id] = (record, base64.b64encode(secret).decode())
+
+    def rewrapped(self) -> list[DataKeyRecord]:
+        """The keys wrapped by an older master key, wrapped by the current one: to be written to privacy.keys over
+        their records (the same ids), after which the older master key may be dropped."""
+        return [
+            record.model_copy(update={"wrapped": self._master.seal(secret, _binding(record.key_id, record.subject))})
+            for record, secret in self._stale.values()
+        ]
 
     def shred(self, key_id: str) -> None:
         """A key's tombstone read from privacy.keys: what it sealed opens no more."""
         self._keys.pop(key_id, None)
+        self._stale.pop(key_id, None)
         if (subject := self._subject_of.pop(key_id, None)) is not None:
             held = self._by_subject[subject]
             held.remove(key_id)

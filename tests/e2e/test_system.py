@@ -18,6 +18,7 @@ import pytest
 from deploy.kafka.launcher import free_ports
 from tests.polling import eventually
 from ticketstream_shared.runtime.auth import write_dev_keys
+from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +52,8 @@ def system(kafka_bootstrap, tmp_path_factory):
         "API_KEYS_FILE": str(api_keys_path),
         "CHDB_PATH": str(local / "clickhouse"),
         "STATE_ROOT": str(local / "state"),
+        # as `make run`: people's words sealed on the way to the log, and every report the same for it
+        "PRIVACY_MASTER_KEY_FILE": str(write_key(local / "privacy-master.key")),
         **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
     }
     log = (local / "honcho.log").open("w")

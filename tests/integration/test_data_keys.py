@@ -17,7 +17,8 @@ from ticketstream_shared.runtime.data_keys import DataKeys
 from ticketstream_shared.runtime.kafka import records_to_end
 from ticketstream_shared.sealing import SecretBox
 
-MASTER = SecretBox([bytes(range(32))])
+MASTER_KEY = bytes(range(32))
+MASTER = SecretBox([MASTER_KEY])
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ tests/receivers.py, but refusing some addresses for good at RCPT.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from notify.mails import thread_id
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters, headers
+from tests.integration.test_data_keys import MASTER_KEY, a_replica
 from tests.keys import ADMIN, MANAGER, REQUESTER, TEST_KEYS, bearer
 from tests.polling import eventually
 from tests.publishing import publish
@@ -57,6 +59,7 @@ from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
     DELIVERY_PARTITIONS,
     NOTIFY_DELIVERIES,
+    NOTIFY_TICKETS,
     SLA_EVENTS,
     TICKET_PARTITIONS,
     TICKETS_EVENTS,
@@ -126,6 +129,8 @@ class Notify:
 @pytest.fixture(scope="module")
 def notify(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Notify]:
     key_file = write_key(tmp_path_factory.mktemp("notify-mail") / "secrets.key")
+    master_key_file = tmp_path_factory.mktemp("notify-privacy") / "master.key"
+    master_key_file.write_text(base64.b64encode(MASTER_KEY).decode() + "\n")
     group = f"notify-mail-{uuid.uuid4().hex[:8]}"
     with smtp_server(RefusingMailbox) as mailbox:
         settings = NotifySettings(
@@ -133,6 +138,7 @@ def notify(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
             api_keys_file="unused-keys-come-from-tests",
             consumer_group=group,
             notify_secrets_key_file=key_file,
+            privacy_master_key_file=master_key_file,
             smtp_host="127.0.0.1",
             smtp_port=mailbox.port,
             smtp_timeout_s=10.0,
@@ -571,3 +577,39 @@ def test_people_are_refused_what_they_must_be(notify: Notify) -> None:
     (error,) = twin.json()["errors"]
     assert error["field"] == "email" and person in error["message"]
     assert notify.client.get(f"/v1/notify/people/{other}", headers=bearer(ADMIN)).status_code == 404
+
+
+def test_sealed_words_are_mailed_in_plain_words_and_kept_sealed(notify: Notify) -> None:
+    """With a master key, tickets.events carries people's words sealed (intake seals them): notify opens them for
+    the mails and keeps its brief of the ticket (notify.tickets) with the title still sealed."""
+    cast = a_cast(notify)
+    marker = uuid.uuid4().hex
+    story = Story(cast.requester, technician=cast.technician, client_id=f"client-{uuid.uuid4().hex[:8]}")
+
+    async def sealed() -> list[Envelope]:
+        async with a_replica(notify.kafka) as keys:
+            created = await keys.seal_fields(story.created(title=f"Broken screen {marker}-title"), cast.requester)
+            reply = await keys.seal_fields(story.comment(f"Replaced it {marker}-reply"), cast.technician)
+            return [created, reply]
+
+    events = asyncio.run(sealed())
+    assert all(marker not in event.model_dump_json() for event in events)
+    publish(notify.kafka, events)
+    eventually(lambda: kinds(notify, cast.requester, story) == ["received", "reply"], what="the requester's mails")
+    received, reply = sorted(mails(notify, cast.requester, story), key=kind_of)
+    assert f"{marker}-title" in subject_of(received) and f"{marker}-title" in text_of(received)
+    assert f"{marker}-reply" in text_of(reply)
+    handled_so_far(notify, story)
+
+    async def briefs() -> list[bytes]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=notify.kafka, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partition = TopicPartition(NOTIFY_TICKETS, partition_of(story.ticket_id, TICKET_PARTITIONS))
+            records = records_to_end(consumer, {partition: None})
+            return [record.value async for record in records if record.key == story.ticket_id.encode() and record.value]
+        finally:
+            await consumer.stop()
+
+    kept = asyncio.run(briefs())
+    assert kept and all(b"sealed:v1:" in brief and marker.encode() not in brief for brief in kept)

@@ -598,7 +598,7 @@ def test_a_comment_of_schema_version_1_is_upcast(warehouse: Warehouse, public: b
     message = (
         encode(comment)
         .replace(b'"visibility":"public"', f'"public":{str(public).lower()}'.encode())
-        .replace(b'"schema_version":3', b'"schema_version":1')
+        .replace(b'"schema_version":4', b'"schema_version":1')
         .replace(b',"actor":null', b"")
     )
     assert b'"visibility"' not in message and b'"actor"' not in message and b'"schema_version":1' in message
@@ -614,7 +614,7 @@ def test_a_comment_of_schema_version_1_is_upcast(warehouse: Warehouse, public: b
         warehouse,
         "SELECT schema_version, payload FROM ticket_events WHERE event_id = {event_id:UUID}",
         event_id=comment.event_id,
-    ) == [{"schema_version": 3, "payload": message.decode()}]
+    ) == [{"schema_version": 4, "payload": message.decode()}]
 
 
 @pytest.mark.parametrize(

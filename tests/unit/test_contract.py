@@ -136,7 +136,7 @@ def test_the_asyncapi_document_names_every_topic_and_event_and_its_references_re
 
 def test_a_comment_of_schema_version_1_is_read_as_the_current_version():
     """Events written before the bump stay readable forever: the codec upcasts them on the way in (v1 -> v2 ->
-    v3, its actor not recorded)."""
+    v3, its actor not recorded -> v4, its body in plain text)."""
     from ticketstream_shared.contract import CommentAdded
     from ticketstream_shared.contract.legacy import CommentAddedV1
 
@@ -158,7 +158,7 @@ def test_a_comment_of_schema_version_1_is_read_as_the_current_version():
             },
         )
         read = decode_ticket_event(encode(old))
-        assert isinstance(read, CommentAdded) and (read.schema_version, read.actor) == (3, None)
+        assert isinstance(read, CommentAdded) and (read.schema_version, read.actor) == (4, None)
         assert (read.data.visibility, read.data.public) == (visibility, public)
         assert (read.event_id, read.data.comment_id, read.data.body) == (old.event_id, old.data.comment_id, "hi")
 
@@ -183,13 +183,15 @@ DATA = {
 def test_a_ticket_event_written_before_actors_were_recorded_is_read_with_no_actor(current):
     """Every ticket event type as it was published before its actor: read as the current version, its actor not
     recorded, everything else as written."""
-    event_type, version = (current.model_fields[name].default for name in ("event_type", "schema_version"))
-    [before] = [
-        model
-        for model in LEGACY_EVENT_TYPES
-        if (model.model_fields["event_type"].default, model.model_fields["schema_version"].default)
-        == (event_type, version - 1)
-    ]
+    event_type = current.model_fields["event_type"].default
+    before = max(
+        (
+            model
+            for model in LEGACY_EVENT_TYPES
+            if model.model_fields["event_type"].default == event_type and "actor" not in model.model_fields
+        ),
+        key=lambda model: model.model_fields["schema_version"].default,
+    )
     old = before(
         event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t-1", client_id="acme", aggregate_version=2,
         producer="intake", correlation_id="c", data=DATA[event_type],

@@ -67,9 +67,12 @@ OPERATOR_SECRETS = {
     "ticketstream-secrets": {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "SMTP_USERNAME", "SMTP_PASSWORD"},
     "ticketstream-kafka-ca": {"ca.crt"},
     "ticketstream-notify-key": {"notify-secrets.key"},
+    "ticketstream-privacy-key": {"privacy-master.key"},
 }
 #: Where notify finds its sealing key: a file of the Secret ticketstream-notify-key.
 NOTIFY_KEY_FILE = "/run/ticketstream-notify/notify-secrets.key"
+#: Where intake and notify find the master key of people's data keys: a file of the Secret ticketstream-privacy-key.
+PRIVACY_KEY_FILE = "/run/ticketstream-privacy/privacy-master.key"
 
 # --- the kustomize subset ------------------------------------------------------------------------------------------
 
@@ -370,6 +373,25 @@ def test_notify_reads_its_sealing_key_from_its_secret_mounted_read_only(layout):
                     volume.get("secret", {}).get("secretName") != "ticketstream-notify-key"
                     for volume in other.get("volumes", [])
                 ), obj["metadata"]["name"]
+
+
+@both_layouts
+def test_intake_and_notify_alone_read_the_privacy_master_key_mounted_read_only(layout):
+    holders = set()
+    for obj in RENDERED[layout]:
+        for pod in _pod_templates(obj):
+            if any(v.get("secret", {}).get("secretName") == "ticketstream-privacy-key" for v in pod.get("volumes", [])):
+                holders.add(obj["metadata"]["name"])
+    assert holders == {"intake", "notify"}
+    for name in holders:
+        deployment = objects_of(layout, "Deployment")[name]
+        pod, container = deployment["spec"]["template"]["spec"], container_of(deployment)
+        assert environment(layout, container)["PRIVACY_MASTER_KEY_FILE"] == PRIVACY_KEY_FILE
+        volume, inside = mount_of(pod, container, PRIVACY_KEY_FILE)
+        assert not volume["secret"].get("optional"), "without it people's words would be written in plain text"
+        assert volume["secret"]["items"] == [{"key": "privacy-master.key", "path": str(inside)}]
+        (mount,) = (mount for mount in container["volumeMounts"] if mount["name"] == volume["name"])
+        assert mount["readOnly"] is True
 
 
 @both_layouts

@@ -123,6 +123,26 @@ def test_keys_rotate_a_new_master_key_first_still_opens_what_the_old_one_wrapped
     assert rotated.open(old_sealed := _sealed_by(record)) == "before the rotation", old_sealed
 
 
+def test_after_a_rotation_the_keys_are_wrapped_again_by_the_new_master_key_and_the_old_one_can_go():
+    old = a_ring(MASTER)
+    record = old.issue("alice", NOW)
+    old.apply(record)
+    assert old.rewrapped() == []
+    sealed = _sealed_by(record)
+    rotated = a_ring(bytes(reversed(MASTER)), MASTER)
+    rotated.apply(record)
+    [rewrapped] = rotated.rewrapped()
+    assert (rewrapped.key_id, rewrapped.subject) == (record.key_id, record.subject)
+    assert rewrapped.wrapped != record.wrapped
+    rotated.apply(rewrapped)  # written to privacy.keys and read back
+    assert rotated.rewrapped() == []
+    only_new = a_ring(bytes(reversed(MASTER)))
+    only_new.apply(rewrapped)
+    assert only_new.open(sealed) == "before the rotation"
+    with pytest.raises(SecretNotOpened):
+        only_new.apply(record)
+
+
 def _sealed_by(record: DataKeyRecord) -> str:
     ring = a_ring(MASTER)
     ring.apply(record)

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from .assignment import ASSIGNMENT_EVENT_TYPES, AssignmentEvent, AssignmentEventUnion
 from .events import TICKET_EVENT_TYPES, Envelope, TicketEvent, TicketEventUnion
 from .knowledge import ArticleChanged
-from .legacy import ACTED_EVENT_TYPES
+from .legacy import ACTED_EVENT_TYPES, SEALABLE_EVENT_TYPES
 from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
 from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
 from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
@@ -35,6 +35,11 @@ def actor_not_recorded(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "schema_version": payload["schema_version"] + 1, "actor": None}
 
 
+def personal_fields_sealable(payload: dict[str, Any]) -> dict[str, Any]:
+    """An event written before personal fields could be sealed: its plain text is valid in the next version."""
+    return {**payload, "schema_version": payload["schema_version"] + 1}
+
+
 #: (event_type, schema_version) -> a function that turns that payload into the next schema_version.
 #: Chained until the current version is reached; old shapes are never edited in place. Every type that records its
 #: actor upcasts from the shape legacy.py publishes for the version before.
@@ -44,6 +49,12 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
         (model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1): actor_not_recorded
         for models, _ in ACTED_EVENT_TYPES
         for model in models
+    },
+    **{
+        (model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1): (
+            personal_fields_sealable
+        )
+        for model in SEALABLE_EVENT_TYPES
     },
 }
 

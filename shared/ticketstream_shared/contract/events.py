@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from .personal import Personal
+
 #: The moments a help desk records, with room on both sides for the deadline and business-hours arithmetic done on
 #: them: a moment outside falls before year 1 or after 9999 somewhere downstream (a 500, or a consumer stopped).
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
@@ -188,10 +190,19 @@ class TicketEvent(TicketEnvelopeV1):
 # --- data of the ticket events ----------------------------------------------------------------------------------
 
 
+#: Personal text (personal.py): plain within its limits, or sealed under its person's data key.
+Title = Annotated[str, Personal(1, 200)]
+Description = Annotated[str, Personal(0, 20_000)]
+CommentBody = Annotated[str, Personal(1, 20_000)]
+Note = Annotated[str, Personal(0, 2_000)]
+
+
 class TicketCreatedData(Frozen):
+    """schema_version 3: title and description are personal (the requester's)."""
+
     requester_id: Identifier
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=20_000)
+    title: Title
+    description: Description = ""
     category: Identifier
     priority: Priority
     channel: Channel = Channel.API
@@ -203,22 +214,25 @@ class TicketCreatedData(Frozen):
 
 
 class WorklogRecordedData(Frozen):
+    """schema_version 3: the note is personal (the technician's)."""
+
     worklog_id: uuid.UUID
     technician_id: Identifier
     minutes: int = Field(gt=0, le=24 * 60)
     billable: bool
-    note: str = Field(default="", max_length=2_000)
+    note: Note = ""
     performed_at: UtcDatetime
 
 
 class WorklogCorrectedData(Frozen):
-    """The worklog's complete values after the correction (not a diff), so readers replace, never patch."""
+    """The worklog's complete values after the correction (not a diff), so readers replace, never patch.
+    schema_version 3: the note is personal (the technician's)."""
 
     worklog_id: uuid.UUID
     technician_id: Identifier
     minutes: int = Field(gt=0, le=24 * 60)
     billable: bool
-    note: str = Field(default="", max_length=2_000)
+    note: Note = ""
     performed_at: UtcDatetime
     reason: str = Field(min_length=1, max_length=2_000)
 
@@ -231,12 +245,14 @@ class WorklogVoidedData(Frozen):
 class TicketFields(Frozen):
     """The fields of a ticket that can be changed after creation."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Title | None = None
     category: Identifier | None = None
     priority: Priority | None = None
 
 
 class TicketUpdatedData(Frozen):
+    """schema_version 3: titles are personal (the requester's)."""
+
     changes: TicketFields
     previous: TicketFields
 
@@ -256,12 +272,13 @@ class Visibility(StrEnum):
 
 
 class CommentAddedData(Frozen):
-    """schema_version 2: `visibility` replaced v1's boolean `public` (the codec upcasts v1 payloads)."""
+    """schema_version 2: `visibility` replaced v1's boolean `public` (the codec upcasts v1 payloads). schema_version
+    4: the body is personal (its author's)."""
 
     comment_id: uuid.UUID
     author_id: Identifier
     author_role: Role
-    body: str = Field(min_length=1, max_length=20_000)
+    body: CommentBody
     visibility: Visibility
 
     @property
@@ -271,25 +288,27 @@ class CommentAddedData(Frozen):
 
 
 class CsatRecordedData(Frozen):
+    """schema_version 3: the comment is personal (the requester's)."""
+
     rating: int = Field(ge=1, le=5)
-    comment: str = Field(default="", max_length=2_000)
+    comment: Note = ""
 
 
 class TicketCreated(TicketEvent):
     event_type: Literal["ticket.created"] = "ticket.created"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: TicketCreatedData
 
 
 class WorklogRecorded(TicketEvent):
     event_type: Literal["ticket.worklog_recorded"] = "ticket.worklog_recorded"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: WorklogRecordedData
 
 
 class WorklogCorrected(TicketEvent):
     event_type: Literal["ticket.worklog_corrected"] = "ticket.worklog_corrected"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: WorklogCorrectedData
 
 
@@ -301,7 +320,7 @@ class WorklogVoided(TicketEvent):
 
 class TicketUpdated(TicketEvent):
     event_type: Literal["ticket.updated"] = "ticket.updated"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: TicketUpdatedData
 
 
@@ -313,13 +332,13 @@ class TicketStatusChanged(TicketEvent):
 
 class CommentAdded(TicketEvent):
     event_type: Literal["ticket.comment_added"] = "ticket.comment_added"
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     data: CommentAddedData
 
 
 class CsatRecorded(TicketEvent):
     event_type: Literal["ticket.csat_recorded"] = "ticket.csat_recorded"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: CsatRecordedData
 
 

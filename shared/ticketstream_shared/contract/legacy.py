@@ -9,9 +9,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from .assignment import ASSIGNMENT_EVENT_TYPES, ROSTER_EVENT_TYPES, AssignmentEnvelopeV1, TeamLogEvent
-from .events import TICKET_EVENT_TYPES, Frozen, Identifier, Role, TicketEnvelopeV1
+from .events import (
+    TICKET_EVENT_TYPES,
+    Channel,
+    Frozen,
+    Identifier,
+    Priority,
+    Role,
+    ServiceId,
+    TicketEnvelopeV1,
+    TicketEvent,
+    TicketStatus,
+    UtcDatetime,
+    Visibility,
+)
 from .knowledge import KNOWLEDGE_EVENT_TYPES
 from .notify import DELIVERY_RECORD_TYPES, NOTIFY_CONFIG_EVENT_TYPES, DeliveryRecordV1, NotifyConfigEventV1
+from .personal import has_personal_fields
 from .sla import SLA_CONFIG_EVENT_TYPES, SLA_EVENT_TYPES, SlaConfigEventV1, SlaEnvelopeV1
 
 
@@ -31,6 +45,109 @@ class CommentAddedV1(TicketEnvelopeV1):
     data: CommentAddedDataV1
 
 
+# --- ticket events' data before personal fields could be sealed (schema_version 2; comment_added 3) -------------
+
+
+class TicketCreatedData(Frozen):
+    requester_id: Identifier
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    category: Identifier
+    priority: Priority
+    channel: Channel = Channel.API
+    status: Literal[TicketStatus.NEW] = TicketStatus.NEW
+    service_id: ServiceId | None = Field(
+        default=None,
+        description="The service of the catalogue the requester chose; none: the service its category belongs to.",
+    )
+
+
+class WorklogRecordedData(Frozen):
+    worklog_id: uuid.UUID
+    technician_id: Identifier
+    minutes: int = Field(gt=0, le=24 * 60)
+    billable: bool
+    note: str = Field(default="", max_length=2_000)
+    performed_at: UtcDatetime
+
+
+class WorklogCorrectedData(Frozen):
+    """The worklog's complete values after the correction (not a diff), so readers replace, never patch."""
+
+    worklog_id: uuid.UUID
+    technician_id: Identifier
+    minutes: int = Field(gt=0, le=24 * 60)
+    billable: bool
+    note: str = Field(default="", max_length=2_000)
+    performed_at: UtcDatetime
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
+class TicketFields(Frozen):
+    """The fields of a ticket that can be changed after creation."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    category: Identifier | None = None
+    priority: Priority | None = None
+
+
+class TicketUpdatedData(Frozen):
+    changes: TicketFields
+    previous: TicketFields
+
+
+class CommentAddedData(Frozen):
+    """schema_version 2: `visibility` replaced v1's boolean `public` (the codec upcasts v1 payloads)."""
+
+    comment_id: uuid.UUID
+    author_id: Identifier
+    author_role: Role
+    body: str = Field(min_length=1, max_length=20_000)
+    visibility: Visibility
+
+    @property
+    def public(self) -> bool:
+        return self.visibility is Visibility.PUBLIC
+
+
+class CsatRecordedData(Frozen):
+    rating: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=2_000)
+
+
+_PLAIN_DATA: dict[str, type[BaseModel]] = {
+    "ticket.created": TicketCreatedData,
+    "ticket.worklog_recorded": WorklogRecordedData,
+    "ticket.worklog_corrected": WorklogCorrectedData,
+    "ticket.updated": TicketUpdatedData,
+    "ticket.comment_added": CommentAddedData,
+    "ticket.csat_recorded": CsatRecordedData,
+}
+
+
+def _before_sealing(model: type[BaseModel]) -> type[BaseModel]:
+    """A ticket event type as it was before its personal fields could be sealed: the schema_version before the
+    current one, its data all in plain text (upcast by codec.personal_fields_sealable)."""
+    event_type, version = model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1
+    return create_model(
+        model.__name__,
+        __base__=TicketEvent,
+        __doc__=model.__doc__,
+        event_type=(Literal[event_type], event_type),
+        schema_version=(Literal[version], version),
+        data=(_PLAIN_DATA[event_type], ...),
+    )
+
+
+#: The ticket event types whose personal fields may be sealed, as they were before (their current version - 1).
+SEALABLE_EVENT_TYPES: tuple[type[BaseModel], ...] = tuple(
+    model for model in TICKET_EVENT_TYPES if has_personal_fields(model.model_fields["data"].annotation)
+)
+_PLAIN_TICKET_EVENT_TYPES = tuple(
+    _before_sealing(model) if model in SEALABLE_EVENT_TYPES else model for model in TICKET_EVENT_TYPES
+)
+
+
 def _before_actors(model: type[BaseModel], envelope: type[BaseModel]) -> type[BaseModel]:
     """An event type as it was before its actor was recorded: the schema_version before the current one, its own
     fields but `actor`, on `envelope` (its base from before; upcast by codec.actor_not_recorded). Named and described
@@ -48,7 +165,7 @@ def _before_actors(model: type[BaseModel], envelope: type[BaseModel]) -> type[Ba
 
 #: The event types that record their actor, and their envelope from before.
 ACTED_EVENT_TYPES: tuple[tuple[tuple[type[BaseModel], ...], type[BaseModel]], ...] = (
-    (TICKET_EVENT_TYPES, TicketEnvelopeV1),
+    (_PLAIN_TICKET_EVENT_TYPES, TicketEnvelopeV1),
     (SLA_EVENT_TYPES, SlaEnvelopeV1),
     (ASSIGNMENT_EVENT_TYPES, AssignmentEnvelopeV1),
     (ROSTER_EVENT_TYPES, TeamLogEvent),
@@ -60,5 +177,6 @@ ACTED_EVENT_TYPES: tuple[tuple[tuple[type[BaseModel], ...], type[BaseModel]], ..
 
 LEGACY_EVENT_TYPES: tuple[type[BaseModel], ...] = (
     CommentAddedV1,
+    *(model for model in _PLAIN_TICKET_EVENT_TYPES if model not in TICKET_EVENT_TYPES),
     *(_before_actors(model, envelope) for models, envelope in ACTED_EVENT_TYPES for model in models),
 )

@@ -4,6 +4,10 @@ sealed field, and tombstones over all of a person's keys when they are erased.
 
 Two replicas may issue a key for the same new person at once: each record has its own id, both are kept, and a
 field names the key it was sealed with, so either opens it. Erasing shreds all of them.
+
+Services seal and open whole events through the `PersonalData` port: the personal fields the contract marks
+(contract/personal.py) are sealed under the key of the person they belong to, and opened in memory. `NoSealing` is
+the port where no master key is configured: fields are written and read in plain text.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel
 
 from ticketstream_shared.contract import InvalidEvent
+from ticketstream_shared.contract.personal import map_personal, personal_texts
 from ticketstream_shared.contract.topics import PRIVACY_KEYS
 from ticketstream_shared.privacy import DataKeyRecord, KeyNotYetRead, KeyRing
 from ticketstream_shared.sealing import SecretBox, SecretNotOpened
@@ -23,6 +30,37 @@ from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 from .config_log import ConfigLog
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class PersonalData(Protocol):
+    async def seal_fields(self, model: M, subject: str) -> M:
+        """`model` with its personal fields sealed under a key of `subject`'s."""
+
+    def open_fields(self, model: M) -> M:
+        """`model` with its personal fields opened (privacy.ERASED for an erased person's); raises
+        privacy.KeyNotYetRead for a key issued elsewhere a moment ago, and not read here yet."""
+
+    async def opened(self, model: M) -> M:
+        """open_fields, waiting for a key issued elsewhere a moment ago."""
+
+
+class NoSealing:
+    """No master key configured: personal fields travel and rest in plain text."""
+
+    async def seal_fields(self, model: M, subject: str) -> M:
+        return model
+
+    def open_fields(self, model: M) -> M:
+        return model
+
+    async def opened(self, model: M) -> M:
+        return model
+
+
+#: The one NoSealing, for defaults.
+PLAIN = NoSealing()
 
 
 class KeyShredded:
@@ -40,11 +78,22 @@ def _decode(raw: bytes) -> DataKeyRecord:
 
 
 class DataKeys:
-    def __init__(self, master: SecretBox, service: str, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        master: SecretBox,
+        service: str,
+        clock: Callable[[], datetime],
+        on_shredded: Callable[[], None] = lambda: None,
+        owner: bool = True,
+    ) -> None:
+        """`on_shredded`: called when a key is shredded, for caches of opened fields to forget them. `owner`: this
+        service issues keys and parks what is not one (intake); a reader only opens (notify)."""
         self.ring = KeyRing(master)
+        self._owner = owner
         self._clock = clock
+        self._on_shredded = on_shredded
         self.log: ConfigLog[DataKeyRecord | KeyShredded] = ConfigLog(  # type: ignore[type-var]
-            PRIVACY_KEYS, _decode, self._apply, service, tombstone=lambda key: KeyShredded(key.decode())
+            PRIVACY_KEYS, _decode, self._apply, service, owner, tombstone=lambda key: KeyShredded(key.decode())
         )
         #: Issuing is once per person, and rare: one at a time in this replica, so that it issues one key each.
         self._issuing = asyncio.Lock()
@@ -52,6 +101,7 @@ class DataKeys:
     def _apply(self, change: DataKeyRecord | KeyShredded, live: bool) -> bool:
         if isinstance(change, KeyShredded):
             self.ring.shred(change.key_id)
+            self._on_shredded()
             return True
         try:
             self.ring.apply(change)
@@ -61,7 +111,16 @@ class DataKeys:
         return True
 
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
-        await self.log.follow(consumer)
+        """Read privacy.keys; the issuing service also wraps again, once read, the keys an older master key wraps."""
+
+        async def rewrap_once_read() -> None:
+            await self.caught_up.wait()
+            await self.rewrap()
+
+        if self._owner:
+            await asyncio.gather(self.log.follow(consumer), rewrap_once_read())
+        else:
+            await self.log.follow(consumer)
 
     @property
     def caught_up(self) -> asyncio.Event:
@@ -81,6 +140,23 @@ class DataKeys:
     async def seal(self, text: str, subject: str) -> str:
         return self.ring.seal(text, await self.key_for(subject))
 
+    async def seal_fields(self, model: M, subject: str) -> M:
+        if next(personal_texts(model), None) is None:
+            return model  # nothing to seal: no key issued for it
+        key_id = await self.key_for(subject)
+        return map_personal(model, lambda text: self.ring.seal(text, key_id))
+
+    def open_fields(self, model: M) -> M:
+        return map_personal(model, self.ring.open)
+
+    async def opened(self, model: M) -> M:
+        """open_fields, waiting for a key not read yet up to the log's end (then it was erased)."""
+        try:
+            return self.open_fields(model)
+        except KeyNotYetRead:
+            await self.log.read_to_end()
+            return map_personal(model, lambda value: self.ring.open(value, unknown_is_erased=True))
+
     async def open(self, value: str) -> str:
         """A field as read: its text, or privacy.ERASED. A key not read yet is waited for, up to the log's end."""
         try:
@@ -88,6 +164,16 @@ class DataKeys:
         except KeyNotYetRead:
             await self.log.read_to_end()
             return self.ring.open(value, unknown_is_erased=True)
+
+    async def rewrap(self) -> int:
+        """Write each key wrapped by an older master key again, wrapped by the current one (after a rotation of the
+        master key; replicas doing it at once write twins, which compaction folds). Returns how many."""
+        rewrapped = self.ring.rewrapped()
+        for record in rewrapped:
+            await self.log.append(record, record.key_id.encode())
+        if rewrapped:
+            log.info("data keys wrapped by the current master key", extra={"keys": len(rewrapped)})
+        return len(rewrapped)
 
     async def erase(self, subject: str) -> list[str]:
         """Shred every key of `subject`: a tombstone each, read back. Returns their ids."""

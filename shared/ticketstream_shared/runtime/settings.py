@@ -62,3 +62,18 @@ class ServiceSettings(KafkaSettings):
         description="Where the service keeps its local state store (RocksDB), one directory per process. Unset: a "
         "temporary one, so every start restores from the service's changelog topic.",
     )
+
+
+class PrivacySettings(BaseSettings):
+    """For the services that seal or open people's personal fields (intake, notify): all of them use the same
+    master key."""
+
+    model_config = KafkaSettings.model_config
+
+    privacy_master_key_file: Path | None = Field(
+        default=None,
+        description="File holding the master key (32 bytes, base64; `python -m notify.sealing FILE` writes one) that "
+        "wraps people's data keys on privacy.keys. Older keys, one per line after it, still open what they wrapped. "
+        "Unset: personal fields are written in plain text and no one can be erased. Losing it loses every sealed "
+        "field.",
+    )
