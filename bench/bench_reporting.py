@@ -45,6 +45,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
 
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
+from intake.domain import whose_words  # noqa: E402
 from reporting.app import build_app, tune_garbage_collection  # noqa: E402
 from reporting.inbox import decoders  # noqa: E402
 from reporting.ledger import LedgerRow  # noqa: E402
@@ -60,10 +61,13 @@ from ticketstream_shared.contract import (  # noqa: E402
     WorklogRecorded,
     encode,
 )
+from ticketstream_shared.contract.personal import map_personal  # noqa: E402
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.privacy import KeyRing  # noqa: E402
 from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key  # noqa: E402
 from ticketstream_shared.runtime.kafka import make_producer  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
+from ticketstream_shared.sealing import SecretBox  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reporting.json"
 KEY = "bench-manager"
@@ -118,6 +122,21 @@ def a_ticket_day(number: int) -> Iterator[TicketEvent]:
     yield TicketStatusChanged.model_validate(
         {**_envelope(ticket, client, 4 + WORKLOGS_PER_TICKET, at), "data": resolved}
     )
+
+
+def sealed(events: list[TicketEvent]) -> list[TicketEvent]:
+    """The events as intake writes them with a master key: each person's words sealed under a data key of theirs."""
+    ring, key_of, requester_of = KeyRing(SecretBox([os.urandom(32)])), {}, {}
+    sealed_events = []
+    for event in events:
+        if isinstance(event, TicketCreated):
+            requester_of[event.ticket_id] = event.data.requester_id
+        person = whose_words(event, requester_of[event.ticket_id])
+        if person not in key_of:
+            ring.apply(record := ring.issue(person, DAY))
+            key_of[person] = record.key_id
+        sealed_events.append(map_personal(event, lambda text, key=key_of[person]: ring.seal(text, key)))
+    return sealed_events
 
 
 async def produce(settings: ReportingSettings, messages: list[tuple[bytes, bytes]]) -> float:
@@ -488,6 +507,9 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--worklog-rows", type=int, default=10_000_000)
     parser.add_argument("--worklogs-only", action="store_true", help="only (c); print its figures, write nothing")
+    parser.add_argument("--sealed", action="store_true", help="people's words sealed, as intake writes them with "
+                        "PRIVACY_MASTER_KEY_FILE (the cost of crypto-shredding)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"the JSON file (default {RESULTS.name})")
     args = parser.parse_args()
     if args.worklogs_only:
         with tempfile.TemporaryDirectory(prefix="bench-reporting-") as scratch:
@@ -496,6 +518,8 @@ def main() -> None:
     tune_garbage_collection()  # as the service does at start-up, so that the baselines compare
     tickets = max(1, args.events // EVENTS_PER_TICKET)
     events = [event for number in range(tickets) for event in a_ticket_day(number)]
+    if args.sealed:
+        events = sealed(events)
     messages = [(event.ticket_id.encode(), encode(event)) for event in events]
     expected_hours = round(sum(e.data.minutes for e in events if isinstance(e, WorklogRecorded)) / 60, 2)
 
@@ -524,6 +548,7 @@ def main() -> None:
     projected_per_s = len(messages) / projection["seconds"]
     result = {
         "events": len(messages),
+        "sealed": args.sealed,
         "mean_event_bytes": round(sum(len(v) for _, v in messages) / len(messages)),
         "batch_size": settings.batch_size,
         "produce_events_per_s": round(produced_per_s),
@@ -540,8 +565,8 @@ def main() -> None:
         "latency_samples": args.latency_samples,
         "hours_per_client": {"worklog_rows": args.worklog_rows, **{k: round(v, 1) for k, v in many.items()}},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
 
     rows = [
         ("events (mean bytes)", f"{result['events']:,} ({result['mean_event_bytes']} B)"),
@@ -571,7 +596,7 @@ def main() -> None:
     print(f"\nreporting benchmark ({args.latency_samples} latency samples per setting)")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

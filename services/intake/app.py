@@ -79,11 +79,12 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     changelog = ChangelogWriter(CHANGELOG, store, tickets.records_of, lambda: event_log.producer, a_reader)
     ownership = Ownership(positions, log_end, changelog)
-    bus = CommandBus(ledger, ownership)
+    bus = CommandBus(ledger, ownership, personal=data_keys or PLAIN)
     catalogue = ServiceCatalogue()
     #: sla writes sla.config; intake follows it for the catalogue's services, and parks nothing of it.
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "intake", owner=False)
     desk = Desk(ledger, bus, catalogue, catalogue_log)
+    privacy = Privacy(data_keys, desk, clock)
     library = Library()
     knowledge_log = ConfigLog(KNOWLEDGE_ARTICLES, decode_article_change, library.apply, "intake")
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
@@ -116,6 +117,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         producer = await start_when_reachable(lambda: make_producer(settings, "intake"), "producer")
         bus.partitions = len(await producer.partitions_for(TICKETS_EVENTS))
         event_log.producer = bus.producer = knowledge_log.producer = producer
+        privacy.producer = producer
         if data_keys is not None:
             data_keys.log.producer = producer
         connected.set()
@@ -197,6 +199,6 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     api.install(app, desk, clock, rules, library)
     app.state.knowledge = Knowledge(library, knowledge_log, clock)
     app.include_router(knowledge_api.router)
-    app.state.privacy = Privacy(data_keys, tickets, clock)
+    app.state.privacy = privacy
     app.include_router(privacy_api.router)
     return app

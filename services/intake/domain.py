@@ -414,6 +414,20 @@ def whose_words(event: TicketEvent, requester_id: str) -> str:
     return requester_id
 
 
+def whose_words_in(command: Command, ticket: Ticket | None) -> str | None:
+    """The person whose words `command` carries, as whose_words says of the events it causes; None when it carries
+    none (or names a ticket not known here)."""
+    if isinstance(command, CreateTicket):
+        return command.requester_id
+    if isinstance(command, AddComment):
+        return command.author_id
+    if isinstance(command, RecordWorklog | CorrectWorklog):
+        return command.technician_id
+    if isinstance(command, UpdateTicket | RecordCsat) and ticket is not None:
+        return ticket.requester_id
+    return None
+
+
 def decide(ticket: Ticket | None, command: Command, context: CommandContext) -> list[TicketEvent]:
     """The events that `command` causes on `ticket` (None: no such ticket yet); [] when it was already done."""
     if isinstance(command, CreateTicket):

@@ -13,6 +13,9 @@ Only the owner decides a ticket's commands, so versions stay contiguous however 
   had at assignment. A command the old owner carried out but had not committed comes to the new owner again,
   which derives the same event ids from it and recognises it as done (domain.decide), so it answers, not repeats.
 
+A command carrying someone's words (a title, a comment, a note) travels sealed under that person's data key, as
+its events will be (privacy.py); the owner opens it.
+
 Whatever cannot be read on intake.commands or intake.replies (not JSON, the wrong shape, oversized) goes to the
 topic's DLQ with the reason, and the replica goes on; a caller whose answer was unreadable gets a 503 and retries.
 
@@ -40,8 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ticketstream_shared.contract import InvalidEvent
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
+from ticketstream_shared.contract.personal import SEALED_PREFIX
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
+from ticketstream_shared.privacy import ERASED
 from ticketstream_shared.runtime.changelog import ChangelogWriter
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, header, partition_of
 from ticketstream_shared.runtime.logging import correlated
 
@@ -207,8 +213,16 @@ class Ownership(ConsumerRebalanceListener):
 class CommandBus:
     """Decides a command here when this replica owns its ticket, or carries it to the owner and back."""
 
-    def __init__(self, ledger: TicketLedger, ownership: Ownership, answer_within_s: float = FORWARD_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        ledger: TicketLedger,
+        ownership: Ownership,
+        answer_within_s: float = FORWARD_TIMEOUT_S,
+        personal: PersonalData = PLAIN,
+    ) -> None:
+        """`personal`: seals a call carrying someone's words under their key (intake.commands is a topic too)."""
         self.replica_id = str(uuid.uuid4())
+        self._personal = personal
         self.producer: AIOKafkaProducer | None = None
         self.partitions = 0  # of tickets.events, known once connected
         self.listening = False
@@ -271,9 +285,12 @@ class CommandBus:
         call_id = str(uuid.uuid4())
         answer = self._waiting[call_id] = asyncio.get_running_loop().create_future()
         try:
+            call = encode_call(command, context)
+            if (person := domain.whose_words_in(command, self._ledger.get(command.ticket_id))) is not None:
+                call = (await self._personal.seal(call.decode(), person)).encode()
             await self.producer.send_and_wait(
                 INTAKE_COMMANDS,
-                encode_call(command, context),
+                call,
                 key=command.ticket_id.encode(),
                 headers=[("reply_to", self.replica_id.encode()), ("call_id", call_id.encode())],
             )
@@ -301,7 +318,7 @@ class CommandBus:
             try:
                 if call_id is None or reply_to is None:
                     raise InvalidEvent("headers: a call needs call_id and reply_to")
-                command, context = decode_call(record.value or b"")
+                command, context = decode_call(await self._opened(record.value or b""))
             except InvalidEvent as error:
                 await self._dead_letter(record, error.reason)
                 continue
@@ -319,6 +336,14 @@ class CommandBus:
                 await self.producer.send_and_wait(
                     INTAKE_REPLIES, json.dumps({"call_id": call_id, **reply}).encode(), key=reply_to.encode()
                 )
+
+    async def _opened(self, call: bytes) -> bytes:
+        if not call.startswith(SEALED_PREFIX.encode()):
+            return call
+        opened = await self._personal.open(call.decode())
+        if opened == ERASED:
+            raise InvalidEvent("a call carrying the words of a person erased since")
+        return opened.encode()
 
     async def listen(self, consumer: AIOKafkaConsumer) -> None:
         """Take the answers meant for this replica off intake.replies (read by every replica, from the end)."""

@@ -1,33 +1,47 @@
-"""The right to be forgotten over HTTP (served by intake, which seals people's words on the way to the log): an
-admin erases a person by shredding their data keys, after which every copy of every event shows "[erased]" for
-what they wrote, while ids, times, minutes and statuses stay as they were. (No postponed annotations in this
-module: FastAPI must see the dependencies.)"""
+"""People's rights over their data, over HTTP (served by intake, which seals people's words on the way to the log):
+an admin exports what intake holds about a person, or erases the person by shredding their data keys, after which
+every copy of every event shows "[erased]" for what they wrote, while ids, times, minutes and statuses stay as they
+were; each erasure is recorded on privacy.erasures, without the words. (No postponed annotations in this module:
+FastAPI must see the dependencies.)"""
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
-from ticketstream_shared.contract import Role
+from ticketstream_shared.contract import CommentAdded, Role
+from ticketstream_shared.contract.erasures import SubjectErased
 from ticketstream_shared.contract.events import Identifier
-from ticketstream_shared.runtime.auth import require_role
+from ticketstream_shared.contract.topics import PRIVACY_ERASURES
+from ticketstream_shared.runtime.auth import Principal, require_role
 from ticketstream_shared.runtime.data_keys import DataKeys
 from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.logging import correlation_id
 
-from .ticket_store import TicketStore
+from .api import comment_view, ticket_view, worklog_view
+from .desk import Desk
+from .ticket_store import Filters
 
 #: How long an erasure waits for privacy.keys to answer before it tells the admin to try again.
 ERASE_TIMEOUT_S = 10.0
 
 
+#: Tickets read per step of an export.
+EXPORT_PAGE = 500
+
+
 class Privacy:
-    def __init__(self, keys: DataKeys | None, tickets: TicketStore, clock: Callable[[], datetime]) -> None:
+    def __init__(self, keys: DataKeys | None, desk: Desk, clock: Callable[[], datetime]) -> None:
         """`keys`: None where no master key is configured (personal fields in plain text, no one erasable)."""
         self.keys = keys
-        self.tickets = tickets
+        self.desk = desk
         self.clock = clock
+        #: Attached once the broker answers.
+        self.producer: AIOKafkaProducer | None = None
 
 
 def _privacy(request: Request) -> Privacy:
@@ -38,14 +52,37 @@ Office = Annotated[Privacy, Depends(_privacy)]
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
 
 
+def _require_data_protection_officer(principal: Principal) -> None:
+    """An admin key of no single client: a person is one person across clients."""
+    require_role(principal, Role.ADMIN)
+    if principal.client_id is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this takes an admin key of no single client")
+
+
+@router.get("/subjects/{subject_id}/export")
+async def export(subject_id: Identifier, principal: Caller, privacy: Office) -> JSONResponse:
+    """What intake holds about the person, in JSON (data portability): every ticket they requested, with its
+    comments and worklogs, their words opened (or "[erased]")."""
+    _require_data_protection_officer(principal)
+    tickets, after = [], None
+    while page := privacy.desk.find(Filters(requester_id=subject_id), after, EXPORT_PAGE):
+        for ticket in page:
+            comments = [comment_view(event) for event in ticket.history if isinstance(event, CommentAdded)]
+            worklogs = [worklog_view(ticket, worklog) for worklog in ticket.worklogs.values()]
+            view = ticket_view(ticket, privacy.desk.assignee_of(ticket.ticket_id))
+            tickets.append({**view, "comments": comments, "worklogs": worklogs})
+        after = (page[-1].created_at, page[-1].ticket_id)
+    return JSONResponse(
+        {"subject_id": subject_id, "exported_at": privacy.clock().isoformat(), "tickets_requested": tickets}
+    )
+
+
 @router.post("/subjects/{subject_id}/erase")
 async def erase(subject_id: Identifier, principal: Caller, privacy: Office) -> JSONResponse:
     """Shred every data key of the person: what they wrote reads "[erased]" from now on, in every API, and no copy
-    of any event opens it again. Hours, SLA figures and counts are unchanged. Admin keys of no single client only:
-    a person is one person across clients."""
-    require_role(principal, Role.ADMIN)
-    if principal.client_id is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "erasing a person takes an admin key of no single client")
+    of any event opens it again. Hours, SLA figures and counts are unchanged. The erasure is recorded on
+    privacy.erasures (who, when, how much; none of the words) and answered with that record."""
+    _require_data_protection_officer(principal)
     if privacy.keys is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -53,12 +90,19 @@ async def erase(subject_id: Identifier, principal: Caller, privacy: Office) -> J
         )
     if not await privacy.keys.log.read_to_end(ERASE_TIMEOUT_S):
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "privacy.keys does not answer; retry shortly")
+    if privacy.producer is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "intake is still connecting to Kafka; retry shortly")
     shredded = await privacy.keys.erase(subject_id)
-    report: dict[str, Any] = {
-        "subject_id": subject_id,
-        "erased_at": privacy.clock().isoformat(),
-        "keys_shredded": len(shredded),
-        "tickets_requested": privacy.tickets.requested_by(subject_id),
-        "erased_by": principal.actor.in_words(),
-    }
+    erased = SubjectErased(
+        event_id=uuid.uuid4(),
+        occurred_at=privacy.clock(),
+        producer="intake",
+        correlation_id=correlation_id.get() or str(uuid.uuid4()),
+        subject_id=subject_id,
+        keys_shredded=shredded,
+        tickets_requested=privacy.desk.ledger.tickets.requested_by(subject_id),
+        actor=principal.actor,
+    )
+    await privacy.producer.send_and_wait(PRIVACY_ERASURES, erased.model_dump_json().encode(), key=subject_id.encode())
+    report: dict[str, Any] = {**erased.model_dump(mode="json"), "erased_by": principal.actor.in_words()}
     return JSONResponse(report)

@@ -2,6 +2,7 @@
 real broker, driven over HTTP only: the hours report, the guards, and the service catalogue with self-help and the
 next-reply promise from end to end."""
 
+import asyncio
 import json
 import os
 import signal
@@ -14,10 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.kafka.launcher import free_ports
 from tests.polling import eventually
+from ticketstream_shared.contract.topics import TOPICS
+from ticketstream_shared.privacy import ERASED
 from ticketstream_shared.runtime.auth import write_dev_keys
+from ticketstream_shared.runtime.kafka import records_to_end
 from ticketstream_shared.sealing import write_key
 
 pytestmark = pytest.mark.e2e
@@ -317,3 +322,56 @@ def test_a_late_reply_breaks_a_service_promise_and_the_report_by_service_shows_i
                          headers=manager).json()["rows"]  # fmt: skip
     [ours] = [row for row in overview if row["service_id"] == service_id]
     assert (ours["tickets"], ours["compliance_pct"]) == (1, 50.0)
+
+
+def every_value_of_every_topic(kafka_bootstrap: str) -> list[bytes]:
+    """Every message on every topic of the system (DLQs, changelogs and privacy.keys included), read raw."""
+
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            since = {TopicPartition(spec.name, n): None for spec in TOPICS for n in range(spec.partitions)}
+            return [record.value or b"" async for record in records_to_end(consumer, since)]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_a_person_erased_has_no_word_readable_anywhere_and_every_report_stays(system, kafka_bootstrap):
+    urls, keys = system
+    integration, admin = ({"Authorization": f"Bearer {keys[role]}"} for role in ("integration", "admin"))
+    marker = uuid.uuid4().hex
+    requester, client_id = f"zoe-{marker[:8]}", f"e2e-privacy-{marker[:8]}"
+    body = {"client_id": client_id, "requester_id": requester, "category": "email", "priority": "P3",
+            "title": f"Zoe cannot log in {marker}", "description": f"Zoe Example, room 12 {marker}"}  # fmt: skip
+    ticket = httpx.post(f"{urls['intake']}/v1/tickets", json=body, headers=integration)
+    assert ticket.status_code == 201, ticket.text
+    ticket_id = ticket.json()["id"]
+    comment = {"author_id": requester, "body": f"It says my account is locked {marker}", "public": True}
+    assert httpx.post(f"{urls['intake']}/v1/tickets/{ticket_id}/comments", json=comment, headers=integration).is_success
+    worklog = {"technician_id": "tech-7", "minutes": 45, "billable": True, "note": "Unlocked the account"}
+    assert httpx.post(f"{urls['intake']}/v1/tickets/{ticket_id}/worklogs", json=worklog, headers=integration).is_success
+    today = datetime.now(UTC).date().isoformat()
+
+    def reports() -> dict[str, list[dict]]:
+        found = {}
+        for name in ("hours-per-client", "backlog", "sla-compliance"):
+            answer = httpx.get(f"{urls['reporting']}/v1/reports/{name}", params={"from": today, "to": today},
+                               headers=admin)  # fmt: skip
+            found[name] = [row for row in answer.json()["rows"] if row.get("client_id") == client_id]
+        return found
+
+    before = eventually(lambda: (r := reports())["hours-per-client"] and r, timeout_s=20, what="the hours reported")
+    assert before["hours-per-client"][0]["hours"] == 0.75
+
+    erased = httpx.post(f"{urls['intake']}/v1/privacy/subjects/{requester}/erase", headers=admin)
+    assert erased.status_code == 200 and len(erased.json()["keys_shredded"]) == 1, erased.text
+    after = httpx.get(f"{urls['intake']}/v1/tickets/{ticket_id}", headers=admin).json()
+    assert (after["title"], after["description"], after["worklog_minutes"]) == (ERASED, ERASED, 45)
+    comments = httpx.get(f"{urls['intake']}/v1/tickets/{ticket_id}/comments", headers=admin).json()["comments"]
+    assert [c["body"] for c in comments] == [ERASED]
+    assert reports() == before
+    found = [value[:200] for value in every_value_of_every_topic(kafka_bootstrap) if marker.encode() in value]
+    assert not found, "the person's words in plain text on a topic"

@@ -37,9 +37,9 @@ RUN = uuid.uuid4().hex[:8]
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
 
 
-def of_this_run(event: Envelope) -> Envelope:
+def of_this_run(event: Envelope, run: str = RUN) -> Envelope:
     """The event for clients and tickets of this run only: other tests share the broker."""
-    return event.model_copy(update={"client_id": f"{event.client_id}-{RUN}", "ticket_id": f"{event.ticket_id}-{RUN}"})
+    return event.model_copy(update={"client_id": f"{event.client_id}-{run}", "ticket_id": f"{event.ticket_id}-{run}"})
 
 
 async def publish(bootstrap: str, events: list[Envelope]) -> None:
@@ -73,14 +73,14 @@ async def caught_up(bootstrap: str, group: str) -> bool:
         await admin.close()
 
 
-def figures(http: TestClient) -> dict[str, list[dict[str, Any]]]:
+def figures(http: TestClient, run: str = RUN) -> dict[str, list[dict[str, Any]]]:
     """Every report for March, this run's clients only."""
     found = {}
     for name in REPORTS:
         response = http.get(f"/v1/reports/{name}", params=MARCH, headers=bearer(ADMIN_KEY))
         assert response.status_code == 200
         rows = response.json()["rows"]
-        found[name] = [row for row in rows if RUN in row.get("client_id", RUN)]
+        found[name] = [row for row in rows if run in row.get("client_id", run)]
     return found
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from .assignment import ROSTER_EVENT_TYPES
 from .codec import EVENT_TYPES_BY_TOPIC
+from .erasures import ERASURE_EVENT_TYPES
 from .knowledge import KNOWLEDGE_EVENT_TYPES
 from .legacy import LEGACY_EVENT_TYPES
 from .notify import DELIVERY_RECORD_TYPES, NOTIFY_CONFIG_EVENT_TYPES
@@ -25,6 +26,7 @@ from .topics import (
     KNOWLEDGE_ARTICLES,
     NOTIFY_CONFIG,
     NOTIFY_DELIVERIES,
+    PRIVACY_ERASURES,
     SLA_CONFIG,
     TICKETS_INBOUND,
     dead_letter_topic,
@@ -42,6 +44,7 @@ WRITERS = {
     ASSIGNMENT_BY_TEAM: "assignment",
     NOTIFY_CONFIG: "notify",
     NOTIFY_DELIVERIES: "notify",
+    PRIVACY_ERASURES: "intake",
 }
 #: Configuration logs: not keyed by ticket, each with its own envelope; published so operators and auditors can
 #: read them, written and read by their service.
@@ -51,6 +54,7 @@ CONFIGURATION_BY_TOPIC: dict[str, tuple[type[BaseModel], ...]] = {
     ASSIGNMENT_BY_TEAM: ROSTER_EVENT_TYPES,
     NOTIFY_CONFIG: NOTIFY_CONFIG_EVENT_TYPES,
     NOTIFY_DELIVERIES: DELIVERY_RECORD_TYPES,
+    PRIVACY_ERASURES: ERASURE_EVENT_TYPES,
 }
 CONFIGURATION_NOTES = {
     SLA_CONFIG: "Versioned calendars, policies and client agreements, each with effective_at; key = '<kind>/<id>'.",
@@ -62,6 +66,8 @@ CONFIGURATION_NOTES = {
     "'<kind>/<id>'.",
     NOTIFY_DELIVERIES: "Every webhook delivery and mail with each attempt's outcome: the delivery log behind "
     "GET /v1/notify/webhooks/{id}/deliveries; key = '<channel>:<target>', kept 7 days.",
+    PRIVACY_ERASURES: "Every person erased (POST /v1/privacy/subjects/{id}/erase), with none of their words; key = "
+    "the person's id, kept forever.",
 }
 
 

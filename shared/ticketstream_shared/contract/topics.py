@@ -43,6 +43,8 @@ PRIVACY_KEYS_CONFIG = {
     "min.cleanable.dirty.ratio": "0.01",
     "delete.retention.ms": str(24 * 3600 * 1000),
 }
+#: Who was erased, when, by whom and how much (contract/erasures.py): the trail of erasures, with no personal words.
+PRIVACY_ERASURES = "privacy.erasures"
 
 #: Partitions of the ticket-keyed topics. They must agree, so that a ticket's events, commands and
 #: downstream decisions share one partition number everywhere.
@@ -81,6 +83,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(NOTIFY_DELIVERIES, DELIVERY_PARTITIONS, {"retention.ms": str(DELIVERIES_RETENTION_MS)}),
     TopicSpec(NOTIFY_TICKETS, TICKET_PARTITIONS, {"cleanup.policy": "compact"}),
     TopicSpec(PRIVACY_KEYS, 1, PRIVACY_KEYS_CONFIG),
+    TopicSpec(PRIVACY_ERASURES, 1, _FOREVER),
 )
 #: Every topic is consumed by some service, so every topic has a dead-letter topic beside it.
 TOPICS += tuple(TopicSpec(dead_letter_topic(spec.name), 1, _DLQ) for spec in TOPICS)

@@ -45,6 +45,12 @@ class PersonalData(Protocol):
     async def opened(self, model: M) -> M:
         """open_fields, waiting for a key issued elsewhere a moment ago."""
 
+    async def seal(self, text: str, subject: str) -> str:
+        """`text` sealed under a key of `subject`'s."""
+
+    async def open(self, value: str) -> str:
+        """A value as seal wrote it, opened (privacy.ERASED for an erased person's); another value as it is."""
+
 
 class NoSealing:
     """No master key configured: personal fields travel and rest in plain text."""
@@ -57,6 +63,12 @@ class NoSealing:
 
     async def opened(self, model: M) -> M:
         return model
+
+    async def seal(self, text: str, subject: str) -> str:
+        return text
+
+    async def open(self, value: str) -> str:
+        return value
 
 
 #: The one NoSealing, for defaults.
