@@ -45,7 +45,7 @@ from ticketstream_shared.contract import InvalidEvent
 from ticketstream_shared.contract.codec import describe_validation_error, parse_message
 from ticketstream_shared.contract.personal import SEALED_PREFIX
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKETS_EVENTS
-from ticketstream_shared.privacy import ERASED
+from ticketstream_shared.privacy import ERASED, KeyNotYetRead
 from ticketstream_shared.runtime.changelog import ChangelogWriter
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.kafka import commit_unless_rebalanced, dead_letter, header, partition_of
@@ -322,6 +322,10 @@ class CommandBus:
             except InvalidEvent as error:
                 await self._dead_letter(record, error.reason)
                 continue
+            except KeyNotYetRead:  # the caller is told to retry; nothing was decided
+                assert call_id is not None and reply_to is not None
+                await self._reply(reply_to, call_id, refusal_reply(NotReady("a data key is still being read")))
+                continue
             with correlated([context.correlation_id]):  # the caller's flow: in logs, and in what is appended
                 try:
                     decided = await self.decide_if_owner(command, context)
@@ -332,10 +336,13 @@ class CommandBus:
                         return
                     ticket, replayed = decided
                     reply = {"version": ticket.version, "replayed": replayed}
-                assert self.producer is not None
-                await self.producer.send_and_wait(
-                    INTAKE_REPLIES, json.dumps({"call_id": call_id, **reply}).encode(), key=reply_to.encode()
-                )
+                await self._reply(reply_to, call_id, reply)
+
+    async def _reply(self, reply_to: str, call_id: str, reply: dict[str, Any]) -> None:
+        assert self.producer is not None
+        await self.producer.send_and_wait(
+            INTAKE_REPLIES, json.dumps({"call_id": call_id, **reply}).encode(), key=reply_to.encode()
+        )
 
     async def _opened(self, call: bytes) -> bytes:
         if not call.startswith(SEALED_PREFIX.encode()):

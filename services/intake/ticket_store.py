@@ -58,6 +58,8 @@ LAYOUT = "tickets/2: a key per event"
 EVENTS_PER_RECORD = 64
 RECORD_BYTES = 256 * 1024
 _SEP = b"\x00"
+#: Events a full scan reads between two yields to the event loop (a few milliseconds of work).
+SCAN_STEP = 5_000
 _DIGITS = 10
 
 
@@ -175,6 +177,24 @@ class TicketStore:
         except KeyNotYetRead:
             raise NotReady("intake is still reading a data key of this ticket's people; retry shortly") from None
         return fold(None, events) if events else None  # type: ignore[arg-type]
+
+    def written_by(self, person: str) -> Iterator[list[str]]:
+        """The tickets with a comment or worklog of `person`'s, each once, by a scan of every event held (no index:
+        an export is rare, and an index would cost every write). In steps of SCAN_STEP events, each the tickets
+        found in it (often none), so that a caller lets others run between them."""
+        needles = tuple(b'"%s":%s' % (field, json.dumps(person).encode()) for field in (b"author_id", b"technician_id"))
+        found: list[str] = []
+        last = None
+        for scanned, (key, line) in enumerate(self.store.scan(_EVENTS, _EVENTS), 1):
+            if any(needle in line for needle in needles):
+                ticket = key[len(_EVENTS) :].rpartition(_SEP)[0].decode()
+                if ticket != last:
+                    found.append(ticket)
+                    last = ticket
+            if scanned % SCAN_STEP == 0:
+                yield found
+                found = []
+        yield found
 
     def requested_by(self, requester_id: str) -> int:
         """How many tickets `requester_id` opened (or had opened for them)."""

@@ -83,6 +83,10 @@ def test_people_s_words_are_sealed_at_rest_and_erased_with_their_keys(kafka_boot
         assert [c["body"] for c in held["comments"]] == [words["comment"]]
         assert [w["note"] for w in held["worklogs"]] == [words["note"]]
         assert intake.get(f"/v1/privacy/subjects/{requester}/export", headers=bearer(MANAGER)).status_code == 403
+        technician = intake.get("/v1/privacy/subjects/ann/export", headers=bearer(ADMIN)).json()
+        [elsewhere] = [held for held in technician["written_on_other_tickets"] if held["ticket_id"] == ticket]
+        assert [c["body"] for c in elsewhere["comments"]] == [words["comment"]]
+        assert [w["note"] for w in elsewhere["worklogs"]] == [words["note"]]
         refused = intake.post(f"/v1/privacy/subjects/{requester}/erase", headers=bearer(MANAGER))
         assert refused.status_code == 403, refused.text
         erased = intake.post(f"/v1/privacy/subjects/{requester}/erase", headers=bearer(ADMIN))

@@ -2,6 +2,7 @@
 their keys live, read "[erased]" once the keys are shredded, and nothing about a key is readable without the
 master key."""
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime
@@ -147,3 +148,22 @@ def _sealed_by(record: DataKeyRecord) -> str:
     ring = a_ring(MASTER)
     ring.apply(record)
     return ring.seal("before the rotation", record.key_id)
+
+
+def test_a_field_is_not_called_erased_when_privacy_keys_does_not_answer():
+    """DataKeys waits KEY_WAIT_S for a key not read yet; a broker too slow to get there in time leaves the field
+    unopened (KeyNotYetRead, a 503 to the caller), never "[erased]"."""
+    from ticketstream_shared.runtime.data_keys import DataKeys
+
+    writer = a_ring()
+    sealed = writer.seal("My printer prints blank pages", issued(writer, "alice").key_id)
+    reader = DataKeys(SecretBox([MASTER]), "test", lambda: NOW)
+
+    async def never(timeout_s: float | None = None) -> bool:
+        return False  # the broker did not answer within the timeout
+
+    reader.log.read_to_end = never  # type: ignore[method-assign]
+    with pytest.raises(KeyNotYetRead, match="within"):
+        asyncio.run(reader.open(sealed))
+    with pytest.raises(KeyNotYetRead):
+        asyncio.run(reader.erase("alice"))

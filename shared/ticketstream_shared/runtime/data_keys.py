@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
+#: How long opening a field or erasing a person waits for privacy.keys before saying it could not (KeyNotYetRead).
+KEY_WAIT_S = 10.0
+
 
 class PersonalData(Protocol):
     async def seal_fields(self, model: M, subject: str) -> M:
@@ -166,7 +169,7 @@ class DataKeys:
         try:
             return self.open_fields(model)
         except KeyNotYetRead:
-            await self.log.read_to_end()
+            await self._read_to_end()
             return map_personal(model, lambda value: self.ring.open(value, unknown_is_erased=True))
 
     async def open(self, value: str) -> str:
@@ -174,8 +177,14 @@ class DataKeys:
         try:
             return self.ring.open(value)
         except KeyNotYetRead:
-            await self.log.read_to_end()
+            await self._read_to_end()
             return self.ring.open(value, unknown_is_erased=True)
+
+    async def _read_to_end(self) -> None:
+        """Up to where privacy.keys ends now; KeyNotYetRead if the broker does not get us there in KEY_WAIT_S (no
+        field is called erased for a slow broker)."""
+        if not await self.log.read_to_end(KEY_WAIT_S):
+            raise KeyNotYetRead(f"privacy.keys was not read to its end within {KEY_WAIT_S:.0f} s")
 
     async def rewrap(self) -> int:
         """Write each key wrapped by an older master key again, wrapped by the current one (after a rotation of the
@@ -189,7 +198,7 @@ class DataKeys:
 
     async def erase(self, subject: str) -> list[str]:
         """Shred every key of `subject`: a tombstone each, read back. Returns their ids."""
-        await self.log.read_to_end()  # a key another replica issued a moment ago is among them
+        await self._read_to_end()  # a key another replica issued a moment ago is among them
         shredded = self.ring.keys_of(subject)
         for key_id in shredded:
             await self.log.append(None, key_id.encode())
