@@ -1,4 +1,4 @@
-"""API keys for tests: one per role, a requester and a manager scoped to client acme, and two keys of a person
+"""API keys for tests: one per role, a requester, a manager and an admin scoped to client acme, and two keys of a person
 (ann, a technician; maria, a manager)."""
 
 from ticketstream_shared.contract import Role
@@ -7,6 +7,7 @@ from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
 ADMIN, MANAGER, TECHNICIAN, INTEGRATION = "key-admin", "key-manager", "key-technician", "key-integration"
 REQUESTER = "key-requester-acme"  # alice of acme
 ACME_MANAGER = "key-manager-acme"
+ACME_ADMIN = "key-admin-acme"
 ANN, MARIA = "key-technician-ann", "key-manager-maria"
 
 _ENTRIES = [
@@ -16,6 +17,7 @@ _ENTRIES = [
     ApiKeyEntry(name="integration", sha256=hash_key(INTEGRATION), role=Role.INTEGRATION),
     ApiKeyEntry(name="alice", sha256=hash_key(REQUESTER), role=Role.REQUESTER, client_id="acme", requester_id="alice"),
     ApiKeyEntry(name="acme-manager", sha256=hash_key(ACME_MANAGER), role=Role.MANAGER, client_id="acme"),
+    ApiKeyEntry(name="acme-admin", sha256=hash_key(ACME_ADMIN), role=Role.ADMIN, client_id="acme"),
     ApiKeyEntry(name="ann-laptop", sha256=hash_key(ANN), role=Role.TECHNICIAN, subject="ann"),
     ApiKeyEntry(name="maria", sha256=hash_key(MARIA), role=Role.MANAGER, subject="maria"),
 ]

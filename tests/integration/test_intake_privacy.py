@@ -8,11 +8,12 @@ import asyncio
 import json
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.integration.conftest import NEW_TICKET, running_intake
 from tests.integration.test_intake_replicas import forwarded
-from tests.keys import ADMIN, ANN, MANAGER, TECHNICIAN, bearer
+from tests.keys import ACME_ADMIN, ACME_MANAGER, ADMIN, ANN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, bearer
 from tests.polling import eventually
 from ticketstream_shared.contract.topics import (
     INTAKE_COMMANDS,
@@ -126,6 +127,28 @@ def test_people_s_words_are_sealed_at_rest_and_erased_with_their_keys(kafka_boot
 def test_without_a_master_key_no_one_can_be_erased(intake):
     answer = intake.post("/v1/privacy/subjects/alice/erase", headers=bearer(ADMIN))
     assert answer.status_code == 409 and "PRIVACY_MASTER_KEY_FILE" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [
+        (ADMIN, {"export": 200, "erase": 409}),  # allowed (erasing is refused only for want of a master key)
+        (ACME_ADMIN, {"export": 403, "erase": 403}),  # a person is one person across clients
+        (MANAGER, {"export": 403, "erase": 403}),
+        (ACME_MANAGER, {"export": 403, "erase": 403}),
+        (TECHNICIAN, {"export": 403, "erase": 403}),
+        (ANN, {"export": 403, "erase": 403}),  # not even for herself: the desk's data protection officer does it
+        (REQUESTER, {"export": 403, "erase": 403}),
+        (INTEGRATION, {"export": 403, "erase": 403}),
+        (None, {"export": 401, "erase": 401}),
+    ],
+    ids=["admin", "acme-admin", "manager", "acme-manager", "technician", "ann", "requester", "integration", "none"],
+)
+def test_only_an_admin_of_no_single_client_exports_or_erases_a_person(intake, key, status):
+    headers = bearer(key) if key else {}
+    exported = intake.get("/v1/privacy/subjects/ann/export", headers=headers)
+    erased = intake.post("/v1/privacy/subjects/ann/erase", headers=headers)
+    assert {"export": exported.status_code, "erase": erased.status_code} == status, (exported.text, erased.text)
 
 
 def test_a_command_carried_to_the_owner_carries_the_words_sealed(kafka_bootstrap, tmp_path):
