@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field
 
 from .contract.events import Identifier, UtcDatetime
-from .contract.personal import SEALED_PREFIX
+from .contract.personal import SEALED_PREFIX, is_sealed
 from .sealing import NONCE_BYTES, SecretBox, SecretNotOpened
 
 #: What a field of an erased person reads as, everywhere.
@@ -123,7 +123,7 @@ class KeyRing:
         reads privacy.keys to its end and asks again with `unknown_is_erased` (a tombstone is itself compacted
         away in time, so a key known to no one by then was erased). A sealed value that is not what its key
         sealed (tampered with) raises sealing.SecretNotOpened."""
-        if not value.startswith(SEALED_PREFIX):
+        if not is_sealed(value):
             return value
         key_id, _, body = value[len(SEALED_PREFIX) :].partition(":")
         aead = self._keys.get(key_id)

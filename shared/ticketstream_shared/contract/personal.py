@@ -104,7 +104,7 @@ def _is_personal(metadata: list[Any], annotation: Any) -> bool:
 def _holds_models(annotation: Any) -> bool:
     if isinstance(annotation, type):
         return issubclass(annotation, BaseModel) and bool(_personal_fields(annotation))
-    return any(_holds_models(argument) for argument in getattr(annotation, "__args__", ()))
+    return any(_holds_models(argument) for argument in get_args(annotation))
 
 
 def has_personal_fields(model: type[BaseModel]) -> bool:
