@@ -34,7 +34,10 @@ from ticketstream_shared.contract.assignment import (
     TechnicianTransferredData,
 )
 from ticketstream_shared.contract.events import Identifier
+from ticketstream_shared.contract.personal import PLAIN_ONLY
+from ticketstream_shared.privacy import KeyNotYetRead
 from ticketstream_shared.runtime.auth import Principal, require_role
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData, opened_json
 from ticketstream_shared.runtime.http import REPLAYED
 from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.logging import correlation_id
@@ -57,7 +60,7 @@ ROSTER_CHANGE_IDS = IdSpace(uuid.UUID("3f8a6d21-7c4e-4b9a-8e15-c2d0b7a9e641"))
 class TechnicianBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, Field(min_length=1, max_length=200), PLAIN_ONLY]
     team: Identifier
     tier: int = Field(ge=1, le=3)
     skills: list[Identifier] = Field(default_factory=list, max_length=100)
@@ -94,14 +97,11 @@ def roster_change_id(record: type[TeamLogEvent], subject: str, basis: str, data:
     return change_id(ROSTER_CHANGE_IDS, record, subject, basis, data)
 
 
-def same_profile(technician: Technician, profile: TechnicianProfileData) -> bool:
-    """Whether the profile is the technician's as it is (skills are a set: their order says nothing)."""
-    known = (technician.name, technician.team, technician.tier, technician.skills, technician.capacity)
+def same_profile(technician: Technician, name: str, profile: TechnicianProfileData) -> bool:
+    """Whether the profile is the technician's as it is (`name`: theirs, opened; skills are a set: their order says
+    nothing)."""
+    known = (name, technician.team, technician.tier, technician.skills, technician.capacity)
     return known == (profile.name, profile.team, profile.tier, frozenset(profile.skills), profile.capacity)
-
-
-def unchanged(view: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(view, headers=REPLAYED)
 
 
 def technician_view(technician: Technician, team: Team) -> dict[str, Any]:
@@ -129,8 +129,9 @@ def team_view(team: Team) -> dict[str, Any]:
     }
 
 
-def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> None:
-    """Add assignment's routes to `app`."""
+def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime], personal: PersonalData = PLAIN) -> None:
+    """Add assignment's routes to `app`. `personal`: seals technicians' names for the team log, where the desk
+    keeps them sealed, and opens them in every answer."""
     Caller = Annotated[Principal, Depends(app.state.principal)]
     desk: Desk = team_log.desk
     router = APIRouter(prefix="/v1", tags=["assignment"])
@@ -154,9 +155,24 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "assignment is still reading its team log")
         return desk
 
+    async def opened(view: Any) -> Any:
+        """`view` with the names in it opened."""
+        try:
+            return await opened_json(personal, view)
+        except KeyNotYetRead:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "privacy.keys is behind; try again", {"Retry-After": "1"}
+            ) from None
+
+    async def answer(view: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(await opened(view), headers=headers)
+
+    async def unchanged(view: dict[str, Any]) -> JSONResponse:
+        return await answer(view, REPLAYED)
+
     async def write(records: list[TeamLogEvent], view: Callable[[], dict[str, Any]]) -> JSONResponse:
         if await team_log.append(records, visible_within_s=WRITE_VISIBLE_S):
-            return JSONResponse(view())
+            return await answer(view())
         return JSONResponse({"status": "accepted"}, status_code=status.HTTP_202_ACCEPTED)
 
     def revision_of(team: str) -> str:
@@ -180,8 +196,8 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
         profile = TechnicianProfileData(technician_id=technician_id, **body.model_dump())
         async with one_roster_change_at_a_time:
             before = ready_desk().technician(technician_id)
-            if before is not None and same_profile(before, profile):
-                return unchanged(current_view(technician_id))
+            if before is not None and same_profile(before, await opened(before.name), profile):
+                return await unchanged(current_view(technician_id))
             basis = revision_of(before.team if before else body.team)
             change = roster_change_id(TechnicianProfiled, technician_id, basis, profile)
             records: list[TeamLogEvent] = []
@@ -189,7 +205,8 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
                 moved = TechnicianTransferredData(technician_id=technician_id, from_team=before.team, to_team=body.team)
                 moved_id = ROSTER_CHANGE_IDS(f"{change}/moved")
                 records.append(TechnicianTransferred(**envelope(moved_id, caller), data=moved))
-            records.append(TechnicianProfiled(**envelope(change, caller), data=profile))
+            sealed = await personal.seal_fields(profile, technician_id)
+            records.append(TechnicianProfiled(**envelope(change, caller), data=sealed))
             return await write(records, lambda: current_view(technician_id))
 
     @router.post("/technicians/{technician_id}/shift")
@@ -198,7 +215,7 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
         async with one_roster_change_at_a_time:
             technician = known_technician(technician_id)
             if technician.on_shift == body.on_shift:
-                return unchanged(current_view(technician_id))
+                return await unchanged(current_view(technician_id))
             shift = ShiftChangedData(technician_id=technician_id, team=technician.team, on_shift=body.on_shift)
             change = roster_change_id(ShiftChanged, technician_id, revision_of(technician.team), shift)
             shifted = ShiftChanged(**envelope(change, caller), data=shift)
@@ -207,7 +224,7 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
     @router.get("/technicians/{technician_id}")
     async def get_technician(technician_id: PathId, caller: Caller) -> JSONResponse:
         require_role(caller, *READERS)
-        return JSONResponse(current_view(technician_id))
+        return await answer(current_view(technician_id))
 
     @router.get("/roster/changes")
     async def roster_changes(
@@ -220,14 +237,14 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
         """The audit trail of the roster and routing, newest first: who changed what, before and after."""
         require_role(caller, *ROSTER_WRITERS)
         about = ready_desk().trail.newest_first(technician_id=technician_id, team=team, category=category)
-        return JSONResponse({"changes": [entry.view() for entry in islice(about, limit)]})
+        return await answer({"changes": [entry.view() for entry in islice(about, limit)]})
 
     @router.get("/technicians")
     async def list_technicians(caller: Caller, team: Identifier | None = None) -> JSONResponse:
         require_role(caller, *READERS)
         teams = [ready_desk().teams[team]] if team in desk.teams else [] if team else list(desk.teams.values())
         views = [technician_view(tech, each) for each in teams for tech in each.technicians.values()]
-        return JSONResponse({"technicians": sorted(views, key=lambda view: view["id"])})
+        return await answer({"technicians": sorted(views, key=lambda view: view["id"])})
 
     @router.put("/routing/categories/{category}")
     async def route_category(category: PathId, body: CategoryBody, caller: Caller) -> JSONResponse:
@@ -236,7 +253,7 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
         async with one_roster_change_at_a_time:
             before = ready_desk().rules.get(category)
             if before == CategoryRule(rule.team, rule.skill):
-                return unchanged(category_view(category))
+                return await unchanged(category_view(category))
             # The desk keeps no revision of its rules (a plain table) and the rule replaced may come back (A, B, A,
             # B...): the moment of the request keeps each change's id its own. A twin from another process is
             # then told by its content, and folding it changes nothing (the rule is the same, nothing waits).
@@ -266,7 +283,7 @@ def install(app: FastAPI, team_log: TeamLog, clock: Callable[[], datetime]) -> N
         async with one_roster_change_at_a_time:
             known = desk.teams.get(team)
             if known is not None and known.strategy is body.strategy:
-                return unchanged(team_view(known))
+                return await unchanged(team_view(known))
             change = roster_change_id(TeamStrategyChosen, team, revision_of(team), chosen)
             return await write(
                 [TeamStrategyChosen(**envelope(change, caller), data=chosen)], lambda: team_view(desk.team(team))

@@ -6,7 +6,8 @@ Four Kafka clients, one producer:
   - the team-log follower reads all of assignment.by_team into the desk (every process knows every team);
   - the ownership member of `<CONSUMER_GROUP>-teams` holds a share of assignment.by_team's partitions: the teams
     this process decides for;
-  - a reader of sla.config: the services of the catalogue, whose owner teams take the tickets no rule routes.
+  - a reader of sla.config: the services of the catalogue, whose owner teams take the tickets no rule routes;
+  - with a privacy master key, a reader of privacy.keys: technicians' names are sealed on the team log.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ticketstream_shared.contract.topics import SLA_CONFIG, SLA_EVENTS, TICKETS_
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
+from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -47,6 +49,7 @@ def utc_now() -> datetime:
 
 def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     team_log = TeamLog(Desk(), clock)
+    data_keys = data_keys_for(settings, "assignment", clock, owner=False)
     catalogue = ServiceCatalogue()
     #: sla writes sla.config; assignment follows it for the services' owner teams, and parks nothing of it.
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "assignment", owner=False)
@@ -79,10 +82,19 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
             lambda: make_consumer(settings, group_id=f"{settings.consumer_group}-teams", client_id="assignment-teams"),
             "team owner",
         )
+        consumers, logs = [owner, follower], [team_log.follow(follower), team_log.own(owner)]
+        if data_keys is not None:
+            data_keys.log.producer = team_log.producer  # a key for a technician named here first
+            consumers.append(
+                await start_when_reachable(
+                    lambda: make_consumer(settings, group_id=None, client_id="assignment-data-keys"), "key reader"
+                )
+            )
+            logs.append(data_keys.follow(consumers[-1]))
         try:
-            await asyncio.gather(team_log.follow(follower), team_log.own(owner))
+            await asyncio.gather(*logs)
         finally:
-            for consumer in (owner, follower):
+            for consumer in consumers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(consumer.stop(), 3.0)
 
@@ -110,9 +122,10 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
             "kafka": router.ready,
             "team_log_read": team_log.caught_up.is_set(),
             "catalogue_read": catalogue_log.caught_up.is_set(),
+            "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
     app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan)
     app.state.team_log = team_log  # which teams this process decides for, for operators and tests
-    api.install(app, team_log, clock)
+    api.install(app, team_log, clock, data_keys or PLAIN)
     return app

@@ -229,7 +229,8 @@ def decide(ticket: Ticket, team: Team) -> Outcome:
         found = pool(ticket, team, need_skill=team.strategy is Strategy.SKILLS)
         if any(c.technician == previous for c in found.candidates):
             candidate = Candidate(previous, team.load_of(previous.technician_id))
-            return _assigned(ticket, candidate, team.strategy, f"back to {previous.name}, who handled it before")
+            why = f"back to {previous.technician_id}, who handled it before"  # an id: the event is kept forever
+            return _assigned(ticket, candidate, team.strategy, why)
     return STRATEGIES[team.strategy](ticket, team)
 
 

@@ -72,7 +72,7 @@ _ON_OFF = {True: "on", False: "off"}
 def what(change: RosterChange) -> str:
     data = change.data
     if isinstance(change, TechnicianProfiled):
-        return f"profiled technician {data.technician_id} ({data.name}) in team {data.team}"
+        return f"profiled technician {data.technician_id} in team {data.team}"
     if isinstance(change, TechnicianTransferred):
         return f"moved technician {data.technician_id} from team {data.from_team} to {data.to_team}"
     if isinstance(change, ShiftChanged):

@@ -27,12 +27,11 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.changelog import ChangelogWriter, restore
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
-from ticketstream_shared.runtime.data_keys import PLAIN, DataKeys
+from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
-from ticketstream_shared.sealing import SecretBox
 
 from . import api, knowledge_api, privacy_api
 from .desk import Desk
@@ -56,10 +55,7 @@ def utc_now() -> datetime:
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
     store = LocalStore(settings.state_dir, LAYOUT)
-    data_keys = None
-    if settings.privacy_master_key_file is not None:
-        master = SecretBox.from_file(settings.privacy_master_key_file)
-        data_keys = DataKeys(master, "intake", clock, on_shredded=lambda: ledger.forget_opened())
+    data_keys = data_keys_for(settings, "intake", clock, on_shredded=lambda _: ledger.forget_opened())
     tickets = TicketStore(store, data_keys or PLAIN)
     request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
     ledger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache, data_keys or PLAIN)

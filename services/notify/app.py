@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from aiokafka import AIOKafkaConsumer
 from aiosmtpd.smtp import SMTP
 from fastapi import FastAPI
 
@@ -27,7 +29,7 @@ from ticketstream_shared.contract.topics import ASSIGNMENT_EVENTS, NOTIFY_CONFIG
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
-from ticketstream_shared.runtime.data_keys import PLAIN, DataKeys
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.logging import correlation_id
@@ -39,7 +41,7 @@ from .addresses import AllowedHosts
 from .book import Book
 from .deliveries import DeliveryLog
 from .desk import NotifyDesk
-from .directory import Directory
+from .directory import Directory, opened_or_left_out
 from .fanout import Fanout
 from .gateway import MAX_MAIL_BYTES, MailGateway
 from .notices import MailSettings
@@ -57,14 +59,18 @@ def utc_now() -> datetime:
 def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     directory, book = Directory(), Book()
     box = SecretBox.from_file(settings.notify_secrets_key_file)
-    data_keys = None
-    if settings.privacy_master_key_file is not None:
-        master = SecretBox.from_file(settings.privacy_master_key_file)
-        data_keys = DataKeys(master, "notify", clock, owner=False)
+    data_keys = data_keys_for(settings, "notify", clock, on_shredded=directory.forget, owner=False)
+    personal: PersonalData = data_keys or PLAIN
     allowed = AllowedHosts.parse(settings.notify_allowed_hosts)
-    config = ConfigLog(NOTIFY_CONFIG, decode_notify_config_change, directory.apply, "notify")
+    config = ConfigLog(
+        NOTIFY_CONFIG,
+        decode_notify_config_change,
+        directory.apply,
+        "notify",
+        opened=functools.partial(opened_or_left_out, data_keys) if data_keys is not None else None,
+    )
     webhooks = WebhookSender(settings, directory, box, allowed)
-    senders = {DeliveryChannel.WEBHOOK: webhooks, DeliveryChannel.MAIL: MailSender(settings)}
+    senders = {DeliveryChannel.WEBHOOK: webhooks, DeliveryChannel.MAIL: MailSender(settings, personal)}
     deliveries = DeliveryLog(book, settings, senders, clock)  # type: ignore[arg-type]
     fanout = Fanout(
         directory,
@@ -74,7 +80,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         settings.webhook_max_waiting,
         clock,
         changelog_reader=lambda: make_consumer(settings, group_id=None, client_id="notify-tickets"),
-        personal=data_keys or PLAIN,
+        personal=personal,
     )
 
     async def fan_out(batch: list[Delivery]) -> Rejections | None:
@@ -106,17 +112,26 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             lambda: make_producer(settings, "notify", linger_ms=PRODUCER_LINGER_MS), "producer"
         )
         config.producer = deliveries.producer = fanout.producer = gateway.producer = producer
-        readers = [
-            await start_when_reachable(lambda name=name: make_consumer(settings, group_id=None, client_id=name), name)
-            for name in ("notify-config", "notify-deliveries", "notify-data-keys")[: 2 if data_keys is None else 3]
-        ]
+        if data_keys is not None:
+            data_keys.log.producer = producer  # keys for people notify hears of first
+
+        async def reader(name: str) -> AIOKafkaConsumer:
+            return await start_when_reachable(lambda: make_consumer(settings, group_id=None, client_id=name), name)
+
+        async def follow_config(consumer: AIOKafkaConsumer) -> None:
+            if data_keys is not None:
+                await data_keys.caught_up.wait()  # people's names and addresses open as they are read
+            await config.follow(consumer)
+
+        readers = [await reader("notify-config"), await reader("notify-deliveries")]
         owner = await start_when_reachable(
             lambda: make_consumer(settings, group_id=f"{settings.consumer_group}-senders", client_id="notify-senders"),
             "senders' group",
         )
-        logs = [config.follow(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner)]
+        logs = [follow_config(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner)]
         if data_keys is not None:
-            logs.append(data_keys.follow(readers[2]))
+            readers.append(await reader("notify-data-keys"))
+            logs.append(data_keys.follow(readers[-1]))
         following = asyncio.gather(*logs)
         try:
             await following
@@ -166,7 +181,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         }
 
     app = create_service_app(service="notify", keys=keys, readiness=readiness, lifespan=lifespan)
-    desk = NotifyDesk(directory, config, book, deliveries, box, allowed, clock, correlation_id.get)
+    desk = NotifyDesk(directory, config, book, deliveries, box, allowed, clock, correlation_id.get, personal)
     api.install(app, desk)
     app.state.deliveries = deliveries  # which partitions this replica sends for, for operators and tests
     return app

@@ -15,13 +15,16 @@ from ticketstream_shared.contract.notify import (
     NotifyConfigEvent,
     PersonChanged,
     PersonData,
+    PersonEntry,
     RedeliveryRequested,
     WebhookChanged,
     WebhookData,
     WebhookRemoved,
 )
+from ticketstream_shared.contract.personal import RESERVED_PREFIX
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.config_log import ConfigLog
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .addresses import AddressRefused, AllowedHosts
@@ -84,8 +87,11 @@ class NotifyDesk:
         allowed: AllowedHosts,
         clock: Callable[[], datetime],
         correlation: Callable[[], str | None],
+        personal: PersonalData = PLAIN,
     ) -> None:
+        """`personal`: seals people's names and addresses for notify.config."""
         self.directory = directory
+        self._personal = personal
         self._config = config
         self._book = book
         self._deliveries = deliveries
@@ -223,12 +229,17 @@ class NotifyDesk:
             data.client_id != caller.client_id or (known is not None and known.data.client_id != caller.client_id)
         ):
             raise Forbidden(f"this key is scoped to client {caller.client_id}")
-        if known is not None and known.data == data:
+        for name in ("name", "email"):
+            if getattr(data, name).startswith(RESERVED_PREFIX):
+                raise InvalidField(name, f"may not begin with '{RESERVED_PREFIX}'")
+        entry = PersonEntry.model_validate(data.model_dump())
+        if known is not None and known.data == entry:
             return Saved.UNCHANGED
         holder = self.directory.by_address.get(data.email.lower())
         if holder is not None and holder != person_id:
             raise InvalidField("email", f"{data.email} is the address of {holder} already")
-        change = PersonChanged(**self._envelope(caller), person_id=person_id, data=data)
+        sealed = await self._personal.seal_fields(entry, person_id)
+        change = PersonChanged(**self._envelope(caller), person_id=person_id, data=sealed)
         await self._config.append(change, config_key(change))
         return Saved.CREATED if known is None else Saved.CHANGED
 

@@ -1,21 +1,28 @@
 """Who is told of what: the webhooks and the people of notify.config, as read from it (every replica holds all of
-it: a few thousand entries at most)."""
+it: a few thousand entries at most). People's names and addresses are held opened; an erased person is forgotten."""
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ticketstream_shared.contract.notify import (
     NotifyConfigEvent,
     PersonChanged,
-    PersonData,
+    PersonEntry,
     PersonRole,
     WebhookChanged,
     WebhookData,
     WebhookRemoved,
 )
+from ticketstream_shared.contract.personal import is_sealed
+from ticketstream_shared.privacy import ERASED
+from ticketstream_shared.runtime.data_keys import DataKeys
+from ticketstream_shared.sealing import SecretNotOpened
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class Webhook:
 @dataclass(frozen=True)
 class Person:
     person_id: str
-    data: PersonData
+    data: PersonEntry
     version: int
 
 
@@ -61,13 +68,19 @@ class Directory:
         elif isinstance(change, WebhookRemoved):
             self.webhooks.pop(change.webhook_id, None)
         elif isinstance(change, PersonChanged):
-            before = self.people.get(change.person_id)
-            if before is not None and self.by_address.get(before.data.email.lower()) == change.person_id:
-                del self.by_address[before.data.email.lower()]
+            self.forget(change.person_id)
             version = self._next_version(f"person/{change.person_id}")
-            self.people[change.person_id] = Person(change.person_id, change.data, version)
-            self.by_address[change.data.email.lower()] = change.person_id
+            # Held once opened: an erased person is forgotten, and one still sealed (no master key here) unknown.
+            if not any(value == ERASED or is_sealed(value) for value in (change.data.name, change.data.email)):
+                self.people[change.person_id] = Person(change.person_id, change.data, version)
+                self.by_address[change.data.email.lower()] = change.person_id
         return True
+
+    def forget(self, person_id: str) -> None:
+        """An erased person (their keys shredded): no mail goes to them, none from their address opens a ticket."""
+        before = self.people.pop(person_id, None)
+        if before is not None and self.by_address.get(before.data.email.lower()) == person_id:
+            del self.by_address[before.data.email.lower()]
 
     def _next_version(self, subject: str) -> int:
         self._versions[subject] = self._versions.get(subject, 0) + 1
@@ -83,3 +96,13 @@ class Directory:
             for person in self.people.values()
             if person.data.role is PersonRole.MANAGER and person.data.client_id in (None, client_id)
         ]
+
+
+async def opened_or_left_out(keys: DataKeys, change: NotifyConfigEvent) -> NotifyConfigEvent | None:
+    """A change of notify.config as the directory holds it: a person's name and address opened; None for a person
+    sealed under a key this deployment's master key does not open (left out, said loudly)."""
+    try:
+        return await keys.opened_eventually(change)
+    except SecretNotOpened as error:
+        log.error("a person of notify.config does not open; left out", extra={"reason": str(error)})
+        return None

@@ -4,7 +4,8 @@ A member of the group `notify` (co-partitioned: partition n of tickets.events, s
 go to one member) keeps a Brief of each open ticket of its partitions, backed by the compacted notify.tickets:
 taking partitions, it restores their briefs from there, never from the ticket history. For each event it
 schedules one delivery per matching webhook and per person to mail on notify.deliveries, writes the briefs that
-changed, and the batch is committed once Kafka has all of it. A redelivered event schedules the same delivery ids
+changed, and the batch is committed once Kafka has all of it. A mail is sealed before it is scheduled (its words
+and its recipient's address are personal). A redelivered event schedules the same delivery ids
 again, which the book recognises.
 
 The group starts at the end of the topics the first time: notify tells of what happens from then on, not of the
@@ -15,21 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 
+from ticketstream_shared.contract.notify import DeliveryScheduled, MailMessage, SealedMail
+from ticketstream_shared.contract.personal import is_sealed, personal_texts
 from ticketstream_shared.contract.topics import NOTIFY_TICKETS, TICKET_PARTITIONS
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.kafka import partition_of, records_to_end
+from ticketstream_shared.runtime.throughput import THROUGHPUT
+from ticketstream_shared.sealing import SecretNotOpened
 
 from .book import Book
 from .deliveries import DeliveryLog
 from .directory import Directory
 from .notices import Brief, MailSettings, mail_deliveries, next_brief, webhook_deliveries
+
+log = logging.getLogger(__name__)
 
 SCHEDULED = Counter("ticketstream_notify_scheduled_total", "Deliveries scheduled", ["channel"])
 
@@ -80,6 +88,15 @@ class Fanout:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(reader.stop(), 3.0)
 
+    async def _sealed(self, mail: DeliveryScheduled, quoted: list[str]) -> DeliveryScheduled:
+        """A mail as notify.deliveries keeps it: sealed under the keys of its recipient and of the people whose words
+        it quotes (`quoted`, sealed as the event and the brief have them)."""
+        assert isinstance(mail.content, MailMessage)
+        sealed = await self._personal.seal_quoting(mail.content.model_dump_json(), mail.target, quoted)
+        if not is_sealed(sealed):  # no master key
+            return mail
+        return mail.model_copy(update={"content": SealedMail(sealed=sealed)})
+
     async def handle(self, batch: list[Delivery]) -> Rejections | None:
         assert self.producer is not None, "handled before the broker answered"
         now = self._clock()
@@ -93,10 +110,15 @@ class Fanout:
             scheduled = webhook_deliveries(event, self._directory, now)
             if now - event.occurred_at <= MAIL_MAX_AGE:
                 about = after if after is not None else before  # the ticket as the event leaves it, if still open
-                if about is not None:
-                    about = await self._personal.opened(about)
-                opened = await self._personal.opened(event)
-                scheduled += mail_deliveries(opened, about, self._directory, self._mail, now)
+                quoted = [*personal_texts(event), *(personal_texts(about) if about is not None else ())]
+                try:
+                    opened = await self._personal.opened(event)
+                    about = await self._personal.opened(about) if about is not None else None
+                except SecretNotOpened as error:  # sealed in another deployment: no mail can say what it says
+                    log.error("an event's words do not open; no mail for it", extra={"reason": str(error)})
+                else:
+                    for mail in mail_deliveries(opened, about, self._directory, self._mail, now):
+                        scheduled.append(await self._sealed(mail, quoted))
             for record in scheduled:
                 waiting = self._book.waiting(record.channel, record.target)
                 if waiting >= self._max_waiting:
@@ -115,4 +137,5 @@ class Fanout:
             value = brief.model_dump_json().encode() if brief is not None else None
             pending.append(await self.producer.send(NOTIFY_TICKETS, value, key=ticket_id.encode()))
         await asyncio.gather(*pending)
+        THROUGHPUT.processed(len(batch))
         return rejections

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,10 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 
-from ticketstream_shared.contract.notify import DeliveryScheduled, MailMessage, WebhookPost
+from ticketstream_shared.contract.notify import DeliveryScheduled, MailMessage, SealedMail, WebhookPost
+from ticketstream_shared.contract.personal import is_sealed
+from ticketstream_shared.privacy import ERASED, KeyNotYetRead
+from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .addresses import AddressRefused, AllowedHosts
@@ -126,16 +130,31 @@ class WebhookSender:
 
 
 class MailSender:
-    def __init__(self, settings: NotifySettings) -> None:
+    def __init__(self, settings: NotifySettings, personal: PersonalData = PLAIN) -> None:
+        """`personal`: opens a mail sealed on notify.deliveries."""
         self._settings = settings
+        self._personal = personal
 
     async def send(self, delivery: DeliveryScheduled) -> Result:
-        assert isinstance(delivery.content, MailMessage)
         settings = self._settings
         started = time.perf_counter()
-
+        content = delivery.content
+        if isinstance(content, SealedMail):
+            try:
+                opened = await self._personal.open(content.sealed)
+            except KeyNotYetRead as error:
+                return _took(started, delivered=False, error=str(error))
+            except SecretNotOpened as error:  # sealed in another deployment, or tampered with
+                return _took(started, delivered=False, error=str(error), final=True)
+            if opened == ERASED:
+                erased = "its recipient or someone it quotes was erased"
+                return _took(started, delivered=False, error=erased, final=True)
+            if is_sealed(opened):
+                return _took(started, delivered=False, error="sealed, and notify has no master key", final=True)
+            content = MailMessage.model_validate_json(opened)
+        assert isinstance(content, MailMessage)
         try:
-            message = as_email(delivery.content, settings.mail_from, delivery.occurred_at)
+            message = as_email(content, settings.mail_from, delivery.occurred_at)
         except (ValueError, UnicodeError) as error:  # written before the address rules of today
             return _took(started, delivered=False, error=f"cannot be written as a mail: {error}"[:300], final=True)
         try:
@@ -155,9 +174,16 @@ class MailSender:
                 started,
                 delivered=False,
                 status_code=refused.code,
-                error=f"SMTP {refused.code}: {refused.message}"[:300],
+                error=_unaddressed(f"SMTP {refused.code}: {refused.message}", content.to)[:300],
                 final=500 <= refused.code < 600,
             )
         except (aiosmtplib.SMTPException, OSError) as error:
-            return _took(started, delivered=False, error=f"{type(error).__name__}: {str(error)[:200]}")
+            reason = _unaddressed(f"{type(error).__name__}: {error}", content.to)
+            return _took(started, delivered=False, error=reason[:200])
         return _took(started, delivered=True, status_code=250)
+
+
+def _unaddressed(reason: str, address: str) -> str:
+    """An SMTP server's reason without the recipient's address, which it often repeats: the reason is kept on
+    notify.deliveries, where no address is in plain text."""
+    return re.sub(re.escape(address), "<the recipient>", reason, flags=re.IGNORECASE)

@@ -97,8 +97,9 @@ class KeyRing:
             for record, secret in self._stale.values()
         ]
 
-    def shred(self, key_id: str) -> None:
-        """A key's tombstone read from privacy.keys: what it sealed opens no more."""
+    def shred(self, key_id: str) -> str | None:
+        """A key's tombstone read from privacy.keys: what it sealed opens no more. Returns whose key it was, if this
+        ring held it."""
         self._keys.pop(key_id, None)
         self._stale.pop(key_id, None)
         if (subject := self._subject_of.pop(key_id, None)) is not None:
@@ -107,6 +108,10 @@ class KeyRing:
             if not held:
                 del self._by_subject[subject]
         self._erased.add(key_id)
+        return subject
+
+    def holds(self, key_id: str) -> bool:
+        return key_id in self._keys
 
     def keys_of(self, subject: str) -> list[str]:
         """The ids of `subject`'s keys this ring holds, oldest first."""
@@ -117,15 +122,27 @@ class KeyRing:
         sealed = self._keys[key_id].encrypt(nonce, text.encode(), key_id.encode())
         return f"{SEALED_PREFIX}{key_id}:{base64.b64encode(nonce + sealed).decode()}"
 
+    def seal_in_layers(self, text: str, key_ids: list[str]) -> str:
+        """`text` sealed under each key in turn: it opens only while every one of them is held (a mail quoting
+        several people's words)."""
+        for key_id in key_ids:
+            text = self.seal(text, key_id)
+        return text
+
     def open(self, value: str, unknown_is_erased: bool = False) -> str:
         """A field as read: its text, ERASED if its person was erased, or the value itself if it was never sealed
         (written before sealing, or not personal). A key this ring does not know raises KeyNotYetRead: the caller
         reads privacy.keys to its end and asks again with `unknown_is_erased` (a tombstone is itself compacted
         away in time, so a key known to no one by then was erased). A sealed value that is not what its key
-        sealed (tampered with) raises sealing.SecretNotOpened."""
-        if not is_sealed(value):
-            return value
-        key_id, _, body = value[len(SEALED_PREFIX) :].partition(":")
+        sealed (tampered with) raises sealing.SecretNotOpened. A value sealed in layers opens layer by layer (no
+        plain text begins with the sealed prefix: contract/personal.py)."""
+        while is_sealed(value):
+            value = self._open_layer(value, unknown_is_erased)
+        return value
+
+    def _open_layer(self, value: str, unknown_is_erased: bool) -> str:
+        key_id = sealed_key_id(value)
+        body = value[len(SEALED_PREFIX) + len(key_id) + 1 :]
         aead = self._keys.get(key_id)
         if aead is None:
             if key_id in self._unopened:
@@ -138,6 +155,11 @@ class KeyRing:
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key_id.encode()).decode()
         except (InvalidTag, ValueError):
             raise SecretNotOpened(f"a field sealed under key {key_id} does not open (tampered with)") from None
+
+
+def sealed_key_id(value: str) -> str:
+    """The id of the key a sealed value was sealed with (its outer layer's)."""
+    return value[len(SEALED_PREFIX) :].partition(":")[0]
 
 
 def _binding(key_id: str, subject: str) -> str:

@@ -1,6 +1,6 @@
-"""The whole system as `make run` starts it: four service processes under honcho from deploy/Procfile, against a
-real broker, driven over HTTP only: the hours report, the guards, and the service catalogue with self-help and the
-next-reply promise from end to end."""
+"""The whole system as `make run` starts it: the five service processes under honcho from deploy/Procfile, against a
+real broker and a real SMTP server, driven over HTTP only: the hours report, the guards, the service catalogue with
+self-help and the next-reply promise from end to end, and a person erased everywhere."""
 
 import asyncio
 import json
@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.kafka.launcher import free_ports
 from tests.polling import eventually
+from tests.receivers import smtp_server
 from ticketstream_shared.contract.topics import TOPICS
 from ticketstream_shared.privacy import ERASED
 from ticketstream_shared.runtime.auth import write_dev_keys
@@ -28,7 +29,7 @@ from ticketstream_shared.sealing import write_key
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[2]
-SERVICES = ("intake", "sla", "assignment", "reporting")
+SERVICES = ("intake", "sla", "assignment", "reporting", "notify")
 
 
 def processes_marked(marker: str) -> list[int]:
@@ -44,7 +45,13 @@ def processes_marked(marker: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def system(kafka_bootstrap, tmp_path_factory):
+def mailbox():
+    with smtp_server() as mailbox:
+        yield mailbox
+
+
+@pytest.fixture(scope="module")
+def system(kafka_bootstrap, tmp_path_factory, mailbox):
     """Yields (base URL per service, dev keys); on exit stops honcho as Ctrl-C would and checks nothing is left."""
     local = tmp_path_factory.mktemp("local")
     dev_keys_path, api_keys_path = write_dev_keys(local)
@@ -59,6 +66,8 @@ def system(kafka_bootstrap, tmp_path_factory):
         "STATE_ROOT": str(local / "state"),
         # as `make run`: people's words sealed on the way to the log, and every report the same for it
         "PRIVACY_MASTER_KEY_FILE": str(write_key(local / "privacy-master.key")),
+        "NOTIFY_SECRETS_KEY_FILE": str(write_key(local / "notify-secrets.key")),
+        "SMTP_PORT": str(mailbox.port),
         **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
     }
     log = (local / "honcho.log").open("w")
@@ -339,11 +348,17 @@ def every_value_of_every_topic(kafka_bootstrap: str) -> list[bytes]:
     return asyncio.run(read())
 
 
-def test_a_person_erased_has_no_word_readable_anywhere_and_every_report_stays(system, kafka_bootstrap):
+def test_a_person_erased_has_no_word_readable_anywhere_and_every_report_stays(system, kafka_bootstrap, mailbox):
     urls, keys = system
     integration, admin = ({"Authorization": f"Bearer {keys[role]}"} for role in ("integration", "admin"))
     marker = uuid.uuid4().hex
     requester, client_id = f"zoe-{marker[:8]}", f"e2e-privacy-{marker[:8]}"
+    address = f"zoe.{marker}@example.org"
+    person = {"name": f"Zoe Example {marker}", "email": address, "role": "requester", "client_id": client_id}
+    assert httpx.put(f"{urls['notify']}/v1/notify/people/{requester}", json=person, headers=admin).is_success
+    technician = f"tech-{marker[:8]}"
+    profile = {"name": f"Theo Example {marker}", "team": f"e2e-privacy-{marker[:8]}", "tier": 1, "capacity": 5}
+    assert httpx.put(f"{urls['assignment']}/v1/technicians/{technician}", json=profile, headers=admin).is_success
     body = {"client_id": client_id, "requester_id": requester, "category": "email", "priority": "P3",
             "title": f"Zoe cannot log in {marker}", "description": f"Zoe Example, room 12 {marker}"}  # fmt: skip
     ticket = httpx.post(f"{urls['intake']}/v1/tickets", json=body, headers=integration)
@@ -365,9 +380,21 @@ def test_a_person_erased_has_no_word_readable_anywhere_and_every_report_stays(sy
 
     before = eventually(lambda: (r := reports())["hours-per-client"] and r, timeout_s=20, what="the hours reported")
     assert before["hours-per-client"][0]["hours"] == 0.75
+    (received,) = eventually(lambda: mailbox.to(address), timeout_s=20, what="the requester told in a mail")
+    assert marker in received["Subject"]
 
     erased = httpx.post(f"{urls['intake']}/v1/privacy/subjects/{requester}/erase", headers=admin)
-    assert erased.status_code == 200 and len(erased.json()["keys_shredded"]) == 1, erased.text
+    # one key, or two: notify and intake may each have issued one for the person before reading the other's
+    assert erased.status_code == 200 and 1 <= len(erased.json()["keys_shredded"]) <= 2, erased.text
+    eventually(
+        lambda: httpx.get(f"{urls['notify']}/v1/notify/people/{requester}", headers=admin).status_code == 404,
+        what="notify forgets the person erased",
+    )
+    assert httpx.post(f"{urls['intake']}/v1/privacy/subjects/{technician}/erase", headers=admin).status_code == 200
+    eventually(
+        lambda: httpx.get(f"{urls['assignment']}/v1/technicians/{technician}", headers=admin).json()["name"] == ERASED,
+        what="the technician's name erased",
+    )
     after = httpx.get(f"{urls['intake']}/v1/tickets/{ticket_id}", headers=admin).json()
     assert (after["title"], after["description"], after["worklog_minutes"]) == (ERASED, ERASED, 45)
     comments = httpx.get(f"{urls['intake']}/v1/tickets/{ticket_id}/comments", headers=admin).json()["comments"]

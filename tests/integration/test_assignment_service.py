@@ -315,7 +315,7 @@ def test_the_http_edge_checks_roles_and_bodies_and_records_manual_assignments(ka
         trail = process.get("/v1/roster/changes", params={"technician_id": technician}, headers=bearer(ADMIN))
         assert [(change["what"], change["by"]) for change in trail.json()["changes"]] == [
             (f"put technician {technician} on shift", "key manager (manager)"),
-            (f"profiled technician {technician} (Tech 0) in team {prefix}-network", "key manager (manager)"),
+            (f"profiled technician {technician} in team {prefix}-network", "key manager (manager)"),
         ]
         assert trail.json()["changes"][0]["changes"] == {"on_shift": {"before": False, "after": True}}
         assert process.get("/v1/roster/changes", headers=bearer(TECHNICIAN)).status_code == 403

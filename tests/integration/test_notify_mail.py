@@ -58,12 +58,14 @@ from ticketstream_shared.contract.sla import SlaBreached, SlaMetric, SlaWarning
 from ticketstream_shared.contract.topics import (
     ASSIGNMENT_EVENTS,
     DELIVERY_PARTITIONS,
+    NOTIFY_CONFIG,
     NOTIFY_DELIVERIES,
     NOTIFY_TICKETS,
     SLA_EVENTS,
     TICKET_PARTITIONS,
     TICKETS_EVENTS,
 )
+from ticketstream_shared.privacy import ERASED
 from ticketstream_shared.runtime.kafka import partition_of, records_to_end
 from ticketstream_shared.sealing import write_key
 
@@ -102,7 +104,7 @@ class RefusingMailbox(Mailbox):
             self.asked.append(address)
             refuse = address.lower() in self.refused
         if refuse:
-            return "550 5.1.1 no such user"
+            return f"550 5.1.1 <{address}>: no such user"  # as servers do, the address repeated
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -522,9 +524,10 @@ def test_a_mailbox_the_server_refuses_for_good_fails_at_once_and_goes_to_the_dlq
     (letter,) = eventually(parked, timeout_s=30, what="the refused mail in the DLQ")
     reason = headers(letter)["dlq.reason"]
     assert reason.startswith("gave up after 1 attempt(s)") and "SMTP 550" in reason and "no such user" in reason
+    assert address(gone) not in reason and address(gone).encode() not in (letter.value or b"")
     parked_delivery = json.loads(letter.value or b"{}")
     assert parked_delivery["source_event_id"] == str(created.event_id)
-    assert parked_delivery["content"]["to"] == address(gone)
+    assert opened_mail(notify, parked_delivery)["to"] == address(gone)
     assert letter.key == delivery_key(DeliveryChannel.MAIL, gone)
 
     attempts = [
@@ -538,6 +541,21 @@ def test_a_mailbox_the_server_refuses_for_good_fails_at_once_and_goes_to_the_dlq
     target = notify.client.app.state.deliveries.book.targets[(DeliveryChannel.MAIL, gone)]
     assert [delivery.status for delivery in target.deliveries.values()] == [Status.FAILED]
     assert target.failing_since is not None and "550" in (target.last_error or "")
+
+
+def opened(notify: Notify, sealed: str) -> str:
+    """A sealed value, opened as another process would."""
+
+    async def open_it() -> str:
+        async with a_replica(notify.kafka) as keys:
+            return await keys.open(sealed)
+
+    return asyncio.run(open_it())
+
+
+def opened_mail(notify: Notify, delivery: dict[str, Any]) -> dict[str, Any]:
+    """The mail a delivery record of notify.deliveries holds (sealed)."""
+    return json.loads(opened(notify, delivery["content"]["sealed"]))  # type: ignore[no-any-return]
 
 
 def delivery_log(kafka_bootstrap: str, person: str) -> list[dict[str, Any]]:
@@ -613,3 +631,73 @@ def test_sealed_words_are_mailed_in_plain_words_and_kept_sealed(notify: Notify) 
 
     kept = asyncio.run(briefs())
     assert kept and all(b"sealed:v1:" in brief and marker.encode() not in brief for brief in kept)
+
+
+def config_log_of(kafka_bootstrap: str, person: str) -> list[bytes]:
+    """Every record of notify.config about `person`, as written."""
+
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            records = records_to_end(consumer, {TopicPartition(NOTIFY_CONFIG, 0): None})
+            return [record.value async for record in records if record.key == f"person/{person}".encode()]
+        finally:
+            await consumer.stop()
+
+    return [value for value in asyncio.run(read()) if value]
+
+
+def test_a_persons_name_address_and_mails_are_kept_sealed_and_erasing_them_forgets_them(notify: Notify) -> None:
+    """notify.config keeps a person's name and address sealed under their key, notify.deliveries each mail sealed
+    under its recipient's key and its authors' (the mails go out in plain words). Erased, the person is forgotten:
+    not shown, not mailed, and what waits for them or quotes them does not open."""
+    marker = uuid.uuid4().hex
+    requester, technician = f"requester-{marker[:8]}", register(notify, "technician")
+    person = {"name": f"Ann {marker}-name", "email": address(requester), "role": "requester", "client_id": "acme"}
+    assert put_person(notify, requester, person).status_code == 200
+    shown = notify.client.get(f"/v1/notify/people/{requester}", headers=bearer(ADMIN))
+    assert shown.status_code == 200 and shown.json()["name"] == person["name"], shown.text
+    assert put_person(notify, requester, person).headers.get("Idempotent-Replayed") == "true"
+    (kept,) = config_log_of(notify.kafka, requester)
+    assert marker.encode() not in kept and address(requester).encode() not in kept
+    assert json.loads(kept)["data"]["email"].startswith("sealed:v1:")
+    refused = put_person(notify, f"requester-{marker[8:16]}", {**person, "name": "sealed:v1:" + "ab" * 16 + ":QUJD"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "name", refused.text
+
+    story = Story(requester, technician=technician, client_id="acme")
+
+    async def sealed() -> Envelope:
+        async with a_replica(notify.kafka) as keys:
+            return await keys.seal_fields(story.created(title=f"Broken screen {marker}-title"), requester)
+
+    publish(notify.kafka, [asyncio.run(sealed())])
+    eventually(lambda: kinds(notify, requester, story) == ["received"], what="the requester's mail")
+    publish(notify.kafka, [story.assigned()])  # once the ticket is known: nothing orders the two topics
+    eventually(lambda: kinds(notify, technician, story) == ["assigned"], what="the technician's mail")
+    (received,) = mails(notify, requester, story)
+    assert f"{marker}-title" in subject_of(received) and f"{marker}-name" in text_of(received)
+    handled_so_far(notify, story)
+    scheduled = {
+        target: [r for r in delivery_log(notify.kafka, target) if r["event_type"] == "notify.delivery_scheduled"]
+        for target in (requester, technician)
+    }
+    for target, (delivery,) in scheduled.items():
+        assert marker not in json.dumps(delivery) and address(target) not in json.dumps(delivery), target
+        assert f"{marker}-title" in opened_mail(notify, delivery)["subject"]
+
+    async def erase() -> None:
+        async with a_replica(notify.kafka) as keys:
+            assert await keys.erase(requester)
+
+    asyncio.run(erase())
+    eventually(
+        lambda: notify.client.get(f"/v1/notify/people/{requester}", headers=bearer(ADMIN)).status_code == 404,
+        what="the erased person forgotten",
+    )
+    for delivery in (scheduled[requester][0], scheduled[technician][0]):  # the technician's quotes the title
+        assert opened(notify, delivery["content"]["sealed"]) == ERASED
+    publish(notify.kafka, [story.status(TicketStatus.RESOLVED, reason="Replaced the screen.")])
+    handled_so_far(notify, story)
+    assert kinds(notify, requester, story) == ["received"]
+    assert put_person(notify, requester, person).json()["created"] is True  # a person again, from scratch

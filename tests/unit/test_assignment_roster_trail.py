@@ -55,9 +55,9 @@ def test_each_change_says_who_made_it_and_what_it_replaced():
         ("routed category vpn to team remote", {"team": {"before": "network", "after": "remote"}}),
         ("routed category vpn to team network",
          {"team": {"before": None, "after": "network"}, "skill": {"before": None, "after": "vpn"}}),
-        ("profiled technician ann (Ann) in team network", {"tier": {"before": 1, "after": 2}}),
+        ("profiled technician ann in team network", {"tier": {"before": 1, "after": 2}}),
         ("put technician ann on shift", {"on_shift": {"before": False, "after": True}}),
-        ("profiled technician ann (Ann) in team network",
+        ("profiled technician ann in team network",
          {name: {"before": None, "after": value} for name, value in
           {"name": "Ann", "team": "network", "tier": 1, "skills": ["vpn", "wifi"], "capacity": 5}.items()}),
     ]  # fmt: skip

@@ -71,7 +71,8 @@ OPERATOR_SECRETS = {
 }
 #: Where notify finds its sealing key: a file of the Secret ticketstream-notify-key.
 NOTIFY_KEY_FILE = "/run/ticketstream-notify/notify-secrets.key"
-#: Where intake and notify find the master key of people's data keys: a file of the Secret ticketstream-privacy-key.
+#: Where intake, notify and assignment find the master key of people's data keys: a file of the Secret
+#: ticketstream-privacy-key.
 PRIVACY_KEY_FILE = "/run/ticketstream-privacy/privacy-master.key"
 
 # --- the kustomize subset ------------------------------------------------------------------------------------------
@@ -376,13 +377,13 @@ def test_notify_reads_its_sealing_key_from_its_secret_mounted_read_only(layout):
 
 
 @both_layouts
-def test_intake_and_notify_alone_read_the_privacy_master_key_mounted_read_only(layout):
+def test_intake_notify_and_assignment_alone_read_the_privacy_master_key_mounted_read_only(layout):
     holders = set()
     for obj in RENDERED[layout]:
         for pod in _pod_templates(obj):
             if any(v.get("secret", {}).get("secretName") == "ticketstream-privacy-key" for v in pod.get("volumes", [])):
                 holders.add(obj["metadata"]["name"])
-    assert holders == {"intake", "notify"}
+    assert holders == {"intake", "notify", "assignment"}
     for name in holders:
         deployment = objects_of(layout, "Deployment")[name]
         pod, container = deployment["spec"]["template"]["spec"], container_of(deployment)

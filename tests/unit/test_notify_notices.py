@@ -42,8 +42,10 @@ from ticketstream_shared.contract.notify import (
     WebhookPost,
     WebhookRemoved,
 )
+from ticketstream_shared.contract.personal import map_personal
 from ticketstream_shared.contract.sla import SlaBreached, SlaWarning
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.privacy import ERASED
 
 TICKET = "tk-1001"
 NOW = T0 + timedelta(hours=1)
@@ -706,6 +708,20 @@ def test_changing_an_email_keeps_an_address_another_person_took():
     people.apply(person("alice", email="alice@example.com"))
 
     assert people.by_address == {"shared@example.com": "bob", "alice@example.com": "alice"}
+
+
+def test_an_erased_person_is_forgotten_when_their_keys_are_shredded_and_when_read_again_later():
+    people = directory(person("alice"), person("bob"))
+
+    people.forget("alice")  # a tombstone over their keys, read while notify runs
+
+    assert set(people.people) == {"bob"} and people.by_address == {"bob@example.com": "bob"}
+    assert people.apply(map_personal(person("alice"), lambda _: ERASED)) is True  # opened after a restart
+    assert set(people.people) == {"bob"} and people.by_address == {"bob@example.com": "bob"}
+    sealed = "sealed:v1:" + "ab" * 16 + ":QUJD"
+    assert people.apply(map_personal(person("carol"), lambda _: sealed)) is True  # read without a master key
+    assert set(people.people) == {"bob"}
+    assert [d.target for d in mail_deliveries(created(requester="alice"), None, people, SETTINGS, NOW)] == []
 
 
 def test_a_removed_webhook_is_gone():

@@ -10,8 +10,16 @@ from pydantic import ValidationError
 
 from tests.builders import T0, a_ticket_created
 from ticketstream_shared.contract import TicketUpdated, decode_ticket_event, encode
-from ticketstream_shared.contract.events import TICKET_EVENT_TYPES
+from ticketstream_shared.contract.codec import decode_delivery_record, decode_notify_config_change
 from ticketstream_shared.contract.legacy import SEALABLE_EVENT_TYPES
+from ticketstream_shared.contract.notify import (
+    DeliveryChannel,
+    DeliveryScheduled,
+    MailMessage,
+    PersonChanged,
+    PersonEntry,
+    SealedMail,
+)
 from ticketstream_shared.contract.personal import is_sealed, map_personal
 from ticketstream_shared.contract.schema import generate_schemas
 
@@ -49,8 +57,10 @@ def test_the_sealable_types_are_those_with_free_text():
         "ticket.worklog_recorded",
         "ticket.worklog_corrected",
         "ticket.csat_recorded",
+        "notify.person_changed",
+        "notify.delivery_scheduled",
+        "assignment.technician_profiled",
     }
-    assert set(SEALABLE_EVENT_TYPES) < set(TICKET_EVENT_TYPES)
 
 
 def test_map_personal_changes_personal_text_only_nested_ones_too_and_leaves_empty_text():
@@ -78,3 +88,40 @@ def test_an_event_from_before_sealing_reads_as_the_current_version():
     old["schema_version"] = 2
     read = decode_ticket_event(json.dumps(old).encode())
     assert read == current and not is_sealed(read.data.title)
+
+
+def test_a_persons_name_and_address_are_personal_and_the_address_plain_must_be_one():
+    entry = PersonEntry(name="Ann Example", email="ann@example.org")
+    assert PersonEntry(name=SEALED, email=SEALED).email == SEALED
+    with pytest.raises(ValidationError, match="should match the pattern"):
+        PersonEntry(name="Ann", email="not an address")
+    with pytest.raises(ValidationError, match="may not begin with 'sealed:'"):
+        PersonEntry(name="sealed:Ann", email="ann@example.org")
+    schema = json.loads(generate_schemas()["notify.person_changed.v3.json"])["$defs"]["PersonEntry"]["properties"]
+    assert {name for name, field in schema.items() if field.get("x-personal")} == {"name", "email"}
+    assert map_personal(entry, str.upper).model_dump(include={"name", "email", "language"}) == {
+        "name": "ANN EXAMPLE",
+        "email": "ANN@EXAMPLE.ORG",
+        "language": "en",
+    }
+
+
+NOTIFIED = {"producer": "notify", "correlation_id": "c", "occurred_at": T0}
+
+
+def test_notify_records_from_before_sealing_read_as_the_current_version():
+    person = PersonChanged(
+        event_id="p-1", person_id="ann", data=PersonEntry(name="Ann", email="ann@example.org"), changed_by="ops",
+        **NOTIFIED,
+    )  # fmt: skip
+    mail = MailMessage(message_id="<m@x>", to="ann@example.org", to_name="Ann", subject="s", text="t", html="h")
+    scheduled = DeliveryScheduled(
+        delivery_id="d-1", occurred_at=T0, channel=DeliveryChannel.MAIL, target="ann", ticket_id="t-1",
+        source_event_id="e-1", source_event_type="ticket.created", content=mail,
+    )  # fmt: skip
+    for current, decode in ((person, decode_notify_config_change), (scheduled, decode_delivery_record)):
+        old = json.loads(current.model_dump_json())
+        old["schema_version"] = 2
+        assert decode(json.dumps(old).encode()) == current
+    sealed = scheduled.model_copy(update={"content": SealedMail(sealed=SEALED)})
+    assert decode_delivery_record(sealed.model_dump_json().encode()).content == SealedMail(sealed=SEALED)

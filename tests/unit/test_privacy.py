@@ -167,3 +167,13 @@ def test_a_field_is_not_called_erased_when_privacy_keys_does_not_answer():
         asyncio.run(reader.open(sealed))
     with pytest.raises(KeyNotYetRead):
         asyncio.run(reader.erase("alice"))
+
+
+def test_a_value_sealed_in_layers_opens_while_every_key_lives_and_reads_erased_once_any_is_shredded():
+    for shredded in ("alice", "bob", "carol"):
+        ring = a_ring()
+        keys = {person: issued(ring, person).key_id for person in ("alice", "bob", "carol")}
+        sealed = ring.seal_in_layers("Dear Carol, Alice wrote: the VPN is down", list(keys.values()))
+        assert "Alice" not in sealed and ring.open(sealed) == "Dear Carol, Alice wrote: the VPN is down"
+        assert ring.shred(keys[shredded]) == shredded
+        assert ring.open(sealed) == ERASED

@@ -13,6 +13,10 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .events import Envelope, Frozen, Identifier, RecordedActor, UtcDatetime
+from .personal import Personal
+
+#: A technician's name: personal, so sealed under their data key where a master key is set.
+TechnicianName = Annotated[str, Personal(1, 200)]
 
 
 class Strategy(StrEnum):
@@ -107,7 +111,7 @@ class RosterChange(TeamLogEvent):
 
 class TechnicianProfileData(Frozen):
     technician_id: Identifier
-    name: str = Field(min_length=1, max_length=200)
+    name: TechnicianName
     team: Identifier
     tier: int = Field(ge=1, le=3)
     skills: tuple[Identifier, ...] = ()
@@ -118,7 +122,7 @@ class TechnicianProfiled(RosterChange):
     """A technician joined the roster or their profile changed (PUT /v1/technicians/{id}); key = team."""
 
     event_type: Literal["assignment.technician_profiled"] = "assignment.technician_profiled"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     data: TechnicianProfileData
 
 

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from .assignment import ASSIGNMENT_EVENT_TYPES, ROSTER_EVENT_TYPES, AssignmentEnvelopeV1, TeamLogEvent
+from .assignment import (
+    ASSIGNMENT_EVENT_TYPES,
+    ROSTER_EVENT_TYPES,
+    AssignmentEnvelopeV1,
+    RosterChange,
+    TeamLogEvent,
+    TechnicianProfiled,
+)
 from .events import (
     TICKET_EVENT_TYPES,
     Channel,
@@ -24,7 +31,19 @@ from .events import (
     Visibility,
 )
 from .knowledge import KNOWLEDGE_EVENT_TYPES
-from .notify import DELIVERY_RECORD_TYPES, NOTIFY_CONFIG_EVENT_TYPES, DeliveryRecordV1, NotifyConfigEventV1
+from .notify import (
+    DELIVERY_RECORD_TYPES,
+    NOTIFY_CONFIG_EVENT_TYPES,
+    DeliveryRecord,
+    DeliveryRecordV1,
+    DeliveryScheduled,
+    MailMessage,
+    NotifyConfigEvent,
+    NotifyConfigEventV1,
+    PersonChanged,
+    PersonData,
+    WebhookPost,
+)
 from .personal import has_personal_fields
 from .sla import SLA_CONFIG_EVENT_TYPES, SLA_EVENT_TYPES, SlaConfigEventV1, SlaEnvelopeV1
 
@@ -115,6 +134,15 @@ class CsatRecordedData(Frozen):
     comment: str = Field(default="", max_length=2_000)
 
 
+class TechnicianProfileData(Frozen):
+    technician_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    team: Identifier
+    tier: int = Field(ge=1, le=3)
+    skills: tuple[Identifier, ...] = ()
+    capacity: int = Field(ge=0, le=1000, description="Most open tickets the technician holds at once.")
+
+
 _PLAIN_DATA: dict[str, type[BaseModel]] = {
     "ticket.created": TicketCreatedData,
     "ticket.worklog_recorded": WorklogRecordedData,
@@ -125,26 +153,61 @@ _PLAIN_DATA: dict[str, type[BaseModel]] = {
 }
 
 
-def _before_sealing(model: type[BaseModel]) -> type[BaseModel]:
-    """A ticket event type as it was before its personal fields could be sealed: the schema_version before the
-    current one, its data all in plain text (upcast by codec.personal_fields_sealable)."""
+def _before_sealing(model: type[BaseModel], base: type[BaseModel], **plain: Any) -> type[BaseModel]:
+    """An event type as it was before its personal fields could be sealed: the schema_version before the current
+    one, on `base`, with the fields in `plain` as they were, all in plain text (upcast by
+    codec.personal_fields_sealable)."""
     event_type, version = model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1
+    fields = {
+        name: (field.annotation, field) for name, field in model.model_fields.items() if name not in base.model_fields
+    }
     return create_model(
         model.__name__,
-        __base__=TicketEvent,
+        __base__=base,
         __doc__=model.__doc__,
-        event_type=(Literal[event_type], event_type),
-        schema_version=(Literal[version], version),
-        data=(_PLAIN_DATA[event_type], ...),
+        **{
+            **fields,
+            "event_type": (Literal[event_type], event_type),
+            "schema_version": (Literal[version], version),
+            **{name: (annotation, ...) for name, annotation in plain.items()},
+        },
     )
 
 
-#: The ticket event types whose personal fields may be sealed, as they were before (their current version - 1).
-SEALABLE_EVENT_TYPES: tuple[type[BaseModel], ...] = tuple(
-    model for model in TICKET_EVENT_TYPES if has_personal_fields(model.model_fields["data"].annotation)
+#: The event types whose personal fields may be sealed (their current version - 1 is the same, in plain text).
+SEALABLE_EVENT_TYPES: tuple[type[BaseModel], ...] = (
+    *(model for model in TICKET_EVENT_TYPES if has_personal_fields(model.model_fields["data"].annotation)),
+    PersonChanged,
+    DeliveryScheduled,
+    TechnicianProfiled,
 )
 _PLAIN_TICKET_EVENT_TYPES = tuple(
-    _before_sealing(model) if model in SEALABLE_EVENT_TYPES else model for model in TICKET_EVENT_TYPES
+    _before_sealing(model, TicketEvent, data=_PLAIN_DATA[model.model_fields["event_type"].default])
+    if model in SEALABLE_EVENT_TYPES
+    else model
+    for model in TICKET_EVENT_TYPES
+)
+_PLAIN_NOTIFY_CONFIG_EVENT_TYPES = tuple(
+    _before_sealing(model, NotifyConfigEvent, data=PersonData) if model is PersonChanged else model
+    for model in NOTIFY_CONFIG_EVENT_TYPES
+)
+_PLAIN_DELIVERY_RECORD_TYPES = tuple(
+    _before_sealing(model, DeliveryRecord, content=WebhookPost | MailMessage) if model is DeliveryScheduled else model
+    for model in DELIVERY_RECORD_TYPES
+)
+_PLAIN_ROSTER_EVENT_TYPES = tuple(
+    _before_sealing(model, RosterChange, data=TechnicianProfileData) if model is TechnicianProfiled else model
+    for model in ROSTER_EVENT_TYPES
+)
+_BEFORE_SEALING = tuple(
+    model
+    for model in (
+        *_PLAIN_TICKET_EVENT_TYPES,
+        *_PLAIN_NOTIFY_CONFIG_EVENT_TYPES,
+        *_PLAIN_DELIVERY_RECORD_TYPES,
+        *_PLAIN_ROSTER_EVENT_TYPES,
+    )
+    if model not in (*TICKET_EVENT_TYPES, *NOTIFY_CONFIG_EVENT_TYPES, *DELIVERY_RECORD_TYPES, *ROSTER_EVENT_TYPES)
 )
 
 
@@ -168,15 +231,15 @@ ACTED_EVENT_TYPES: tuple[tuple[tuple[type[BaseModel], ...], type[BaseModel]], ..
     (_PLAIN_TICKET_EVENT_TYPES, TicketEnvelopeV1),
     (SLA_EVENT_TYPES, SlaEnvelopeV1),
     (ASSIGNMENT_EVENT_TYPES, AssignmentEnvelopeV1),
-    (ROSTER_EVENT_TYPES, TeamLogEvent),
+    (_PLAIN_ROSTER_EVENT_TYPES, TeamLogEvent),
     (SLA_CONFIG_EVENT_TYPES, SlaConfigEventV1),
     (KNOWLEDGE_EVENT_TYPES, Frozen),
-    (NOTIFY_CONFIG_EVENT_TYPES, NotifyConfigEventV1),
-    (DELIVERY_RECORD_TYPES, DeliveryRecordV1),
+    (_PLAIN_NOTIFY_CONFIG_EVENT_TYPES, NotifyConfigEventV1),
+    (_PLAIN_DELIVERY_RECORD_TYPES, DeliveryRecordV1),
 )
 
 LEGACY_EVENT_TYPES: tuple[type[BaseModel], ...] = (
     CommentAddedV1,
-    *(model for model in _PLAIN_TICKET_EVENT_TYPES if model not in TICKET_EVENT_TYPES),
+    *_BEFORE_SEALING,
     *(_before_actors(model, envelope) for models, envelope in ACTED_EVENT_TYPES for model in models),
 )

@@ -4,8 +4,13 @@
 notify.config holds webhooks and the people mail goes to, one partition, every change kept. A webhook's secret is
 never in it in plain text: `sealed_secret` is AES-GCM under the operator's key (notify/sealing.py).
 
+A person's name and e-mail address are personal (contract/personal.py): sealed under their data key on notify.config
+(schema_version 3 on), so that erasing them erases both.
+
 notify.deliveries is keyed by '<channel>:<target>' (a webhook id, or the person a mail is for), so one partition
 holds a target's deliveries in the order they were scheduled, and the replica owning it sends them in that order.
+A mail waiting there is sealed whole (`SealedMail`, schema_version 3 on): it holds its recipient's name and address
+and the words of the people it quotes, and erasing any of them erases it.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field
 
 from .events import Frozen, Identifier, RecordedActor, UtcDatetime
+from .personal import Personal
 
 #: A pattern of event types a webhook asks for: an exact type ("sla.breached"), a family ("ticket.*") or "*".
 #: An address mail can be sent to: ASCII (mail is sent without SMTPUTF8), one @, a dot in the domain; the SMTP
 #: server has the last word.
-EmailAddress = Annotated[
-    str, Field(max_length=254, pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-]
+EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+EmailAddress = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
+#: A person's name and address as notify.config holds them: in plain text, or sealed under their data key.
+PersonName = Annotated[str, Personal(1, 200)]
+PersonalEmailAddress = Annotated[str, Personal(3, 254, EMAIL_PATTERN)]
 EventTypePattern = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")]
 
 
@@ -100,11 +108,18 @@ class PersonData(Frozen):
         return self.notify.get(mail, True)
 
 
+class PersonEntry(PersonData):
+    """A person as notify.config holds them: their name and address personal, so sealed where a master key is set."""
+
+    name: PersonName
+    email: PersonalEmailAddress
+
+
 class PersonChanged(NotifyConfigEvent):
     event_type: Literal["notify.person_changed"] = "notify.person_changed"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     person_id: Identifier
-    data: PersonData
+    data: PersonEntry
 
 
 NOTIFY_CONFIG_EVENT_TYPES: tuple[type[NotifyConfigEvent], ...] = (WebhookChanged, WebhookRemoved, PersonChanged)
@@ -133,6 +148,15 @@ class MailMessage(Frozen):
     references: list[str] = Field(default_factory=list, description="The ticket's thread, for mail clients.")
 
 
+class SealedMail(Frozen):
+    """A MailMessage as JSON, sealed under the data keys of its recipient and of each person whose words it quotes,
+    one layer per key: it opens only while none of them is erased."""
+
+    sealed: str = Field(
+        pattern=r"^sealed:v1:[0-9a-f]{32}:[A-Za-z0-9+/]+={0,2}$", json_schema_extra={"x-personal": True}
+    )
+
+
 class DeliveryRecordV1(Frozen):
     """A record of notify.deliveries (key = '<channel>:<target>')."""
 
@@ -155,11 +179,11 @@ class DeliveryScheduled(DeliveryRecord):
     """An event to deliver to one target; the delivery id derives from (event, target)."""
 
     event_type: Literal["notify.delivery_scheduled"] = "notify.delivery_scheduled"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     ticket_id: Identifier
     source_event_id: str
     source_event_type: str
-    content: WebhookPost | MailMessage
+    content: WebhookPost | MailMessage | SealedMail
 
 
 class Outcome(StrEnum):

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
-from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 SEALED_PREFIX = "sealed:v1:"
-_RESERVED = "sealed:"
+RESERVED_PREFIX = "sealed:"
 _SEALED = re.compile(r"sealed:v1:[0-9a-f]{32}:[A-Za-z0-9+/]+={0,2}")
 #: AES-GCM's nonce and tag around the text's UTF-8 bytes (at most 4 per character).
 _NONCE_AND_TAG = 12 + 16
@@ -30,10 +30,12 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Personal:
-    """Annotated[str, Personal(min_length, max_length)]: personal text within these limits, or sealed."""
+    """Annotated[str, Personal(min_length, max_length)]: personal text within these limits (and matching `pattern`,
+    if one is given), or sealed."""
 
     min_length: int
     max_length: int
+    pattern: str | None = None
 
     @property
     def sealed_max_length(self) -> int:
@@ -45,12 +47,14 @@ class Personal:
             if len(value) > self.sealed_max_length or not _SEALED.fullmatch(value):
                 raise PydanticCustomError("sealed_value", "not a well-formed sealed value")
             return value
-        if value.startswith(_RESERVED):
+        if value.startswith(RESERVED_PREFIX):
             raise PydanticCustomError("reserved_prefix", "may not begin with 'sealed:'")
         if len(value) < self.min_length:
             raise PydanticCustomError("string_too_short", f"should have at least {self.min_length} characters")
         if len(value) > self.max_length:
             raise PydanticCustomError("string_too_long", f"should have at most {self.max_length} characters")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise PydanticCustomError("string_pattern_mismatch", f"should match the pattern '{self.pattern}'")
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -66,7 +70,8 @@ class Personal:
                 {
                     "minLength": self.min_length,
                     "maxLength": self.max_length,
-                    "not": {"pattern": f"^{_RESERVED}"},
+                    **({"pattern": self.pattern} if self.pattern is not None else {}),
+                    "not": {"pattern": f"^{RESERVED_PREFIX}"},
                     "description": "In plain text.",
                 },
                 {
@@ -80,6 +85,16 @@ class Personal:
 
 def is_sealed(value: str) -> bool:
     return value.startswith(SEALED_PREFIX)
+
+
+def _plain_only(value: str) -> str:
+    if value.startswith(RESERVED_PREFIX):
+        raise ValueError(f"may not begin with '{RESERVED_PREFIX}'")
+    return value
+
+
+#: For what people send (Annotated[str, Field(...), PLAIN_ONLY]): their words, never a value that reads as sealed.
+PLAIN_ONLY = AfterValidator(_plain_only)
 
 
 @functools.cache

@@ -14,7 +14,7 @@ reading a new one at the very same moment may both park it; `dlq.offset` tells s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -41,12 +41,16 @@ class ConfigLog(Generic[C]):
         service: str,
         owner: bool = True,
         tombstone: Callable[[bytes], C] | None = None,
+        opened: Callable[[C], Awaitable[C | None]] | None = None,
     ) -> None:
         """`owner`: this service writes the log and parks what does not belong in it; a follower (intake reading
         sla.config) only skips such messages, leaving them to the owner. `tombstone`: the change a record without
-        a value stands for, from its key, in a compacted log whose records are removed so (privacy.keys)."""
+        a value stands for, from its key, in a compacted log whose records are removed so (privacy.keys). `opened`:
+        a change with its personal fields opened, for `apply` to hold in memory (notify.config's people), or None
+        for one that cannot be opened here, which is left out."""
         self._owner = owner
         self._tombstone = tombstone
+        self._opened = opened
         self._partition = TopicPartition(topic, 0)
         self._dead_letters = TopicPartition(dead_letter_topic(topic), 0)
         self._decode = decode
@@ -134,6 +138,8 @@ class ConfigLog(Generic[C]):
                 assert self.producer is not None, "the producer starts before the log is followed"
                 await dead_letter(self.producer, record, error.reason, self._service)
                 self._parked.add(record.offset)
+            return
+        if self._opened is not None and (change := await self._opened(change)) is None:  # type: ignore[assignment]
             return
         if not self._apply(change, live):
             self._repeated.add(record.offset)

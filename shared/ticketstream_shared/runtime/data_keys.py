@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
 from ticketstream_shared.contract import InvalidEvent
-from ticketstream_shared.contract.personal import map_personal, personal_texts
+from ticketstream_shared.contract.personal import is_sealed, map_personal, personal_texts
 from ticketstream_shared.contract.topics import PRIVACY_KEYS
-from ticketstream_shared.privacy import DataKeyRecord, KeyNotYetRead, KeyRing
+from ticketstream_shared.privacy import DataKeyRecord, KeyNotYetRead, KeyRing, sealed_key_id
 from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .config_log import ConfigLog
+from .settings import PrivacySettings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class PersonalData(Protocol):
     async def seal(self, text: str, subject: str) -> str:
         """`text` sealed under a key of `subject`'s."""
 
+    async def seal_quoting(self, text: str, subject: str, quoted: Iterable[str]) -> str:
+        """`text` sealed under a key of `subject`'s and under the key of each sealed value in `quoted` (as the events
+        have them), one layer each: it opens only while none of those people is erased (a mail quoting them)."""
+
     async def open(self, value: str) -> str:
         """A value as seal wrote it, opened (privacy.ERASED for an erased person's); another value as it is."""
 
@@ -68,6 +73,9 @@ class NoSealing:
         return model
 
     async def seal(self, text: str, subject: str) -> str:
+        return text
+
+    async def seal_quoting(self, text: str, subject: str, quoted: Iterable[str]) -> str:
         return text
 
     async def open(self, value: str) -> str:
@@ -92,16 +100,44 @@ def _decode(raw: bytes) -> DataKeyRecord:
         raise InvalidEvent(f"not a data key record: {error}") from None
 
 
+def data_keys_for(
+    settings: PrivacySettings, service: str, clock: Callable[[], datetime], **options: Any
+) -> DataKeys | None:
+    """The service's DataKeys under the configured master key (`options`: DataKeys'); None without one."""
+    if settings.privacy_master_key_file is None:
+        return None
+    return DataKeys(SecretBox.from_file(settings.privacy_master_key_file), service, clock, **options)
+
+
+async def opened_json(personal: PersonalData, value: Any) -> Any:
+    """`value` (JSON: dicts, lists, strings, numbers) with every sealed string in it opened: for a view built from
+    what a service holds sealed (no plain text begins with the sealed prefix). Raises privacy.KeyNotYetRead when
+    privacy.keys is too far behind."""
+    if isinstance(value, str):
+        if not is_sealed(value):
+            return value
+        try:
+            return await personal.open(value)
+        except SecretNotOpened:  # sealed under a key of another master key's (logged when read): shown sealed
+            return value
+    if isinstance(value, dict):
+        return {key: await opened_json(personal, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [await opened_json(personal, item) for item in value]
+    return value
+
+
 class DataKeys:
     def __init__(
         self,
         master: SecretBox,
         service: str,
         clock: Callable[[], datetime],
-        on_shredded: Callable[[], None] = lambda: None,
+        on_shredded: Callable[[str], None] = lambda subject: None,
         owner: bool = True,
     ) -> None:
-        """`on_shredded`: called when a key is shredded, for caches of opened fields to forget them. `owner`: this
+        """`on_shredded`: called with its person when a key is shredded, for what holds their fields opened to
+        forget them. `owner`: this
         service issues keys and parks what is not one (intake); a reader only opens (notify)."""
         self.ring = KeyRing(master)
         self._owner = owner
@@ -115,8 +151,8 @@ class DataKeys:
 
     def _apply(self, change: DataKeyRecord | KeyShredded, live: bool) -> bool:
         if isinstance(change, KeyShredded):
-            self.ring.shred(change.key_id)
-            self._on_shredded()
+            if (subject := self.ring.shred(change.key_id)) is not None:
+                self._on_shredded(subject)
             return True
         try:
             self.ring.apply(change)
@@ -155,6 +191,12 @@ class DataKeys:
     async def seal(self, text: str, subject: str) -> str:
         return self.ring.seal(text, await self.key_for(subject))
 
+    async def seal_quoting(self, text: str, subject: str, quoted: Iterable[str]) -> str:
+        own = await self.key_for(subject)
+        # A quoted key this ring no longer holds was erased: its words are in the text as ERASED already.
+        theirs = dict.fromkeys(sealed_key_id(value) for value in quoted if is_sealed(value))
+        return self.ring.seal_in_layers(text, [key for key in theirs if key != own and self.ring.holds(key)] + [own])
+
     async def seal_fields(self, model: M, subject: str) -> M:
         if next(personal_texts(model), None) is None:
             return model  # nothing to seal: no key issued for it
@@ -171,6 +213,15 @@ class DataKeys:
         except KeyNotYetRead:
             await self._read_to_end()
             return map_personal(model, lambda value: self.ring.open(value, unknown_is_erased=True))
+
+    async def opened_eventually(self, model: M) -> M:
+        """opened, however long privacy.keys takes to answer: for a log whose records are folded in order, none
+        skipped (notify.config)."""
+        while True:
+            try:
+                return await self.opened(model)
+            except KeyNotYetRead as error:
+                log.warning("waiting for privacy.keys to open a record", extra={"reason": str(error)})
 
     async def open(self, value: str) -> str:
         """A field as read: its text, or privacy.ERASED. A key not read yet is waited for, up to the log's end."""

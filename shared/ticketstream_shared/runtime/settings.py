@@ -65,8 +65,8 @@ class ServiceSettings(KafkaSettings):
 
 
 class PrivacySettings(BaseSettings):
-    """For the services that seal or open people's personal fields (intake, notify): all of them use the same
-    master key."""
+    """For the services that seal or open people's personal fields (intake, notify, assignment): all of them use the
+    same master key."""
 
     model_config = KafkaSettings.model_config
 

@@ -2,9 +2,10 @@
 events a process gets through per second, and how much CPU each thousand cost it.
 
 Each service counts its own unit of work in one place (`THROUGHPUT.processed(n)`): intake the commands it decides,
-sla the ticket events it times, assignment the ticket events it routes, reporting the events it projects. Both
-figures are over the last `WINDOW_S` seconds, computed when /metrics is read, so they need no timer of their own.
-`ticketstream_events_processed_total` is there too, for a rate() over any window Prometheus likes.
+sla the ticket events it times, assignment the ticket events it routes, reporting the events it projects, notify
+the events it fans out to webhooks and mail. Both figures are over the last `WINDOW_S` seconds, computed when
+/metrics is read, so they need no timer of their own. `ticketstream_events_processed_total` is there too, for a
+rate() over any window Prometheus likes.
 """
 
 from __future__ import annotations
