@@ -32,6 +32,8 @@ from .sealing import NONCE_BYTES, SecretBox, SecretNotOpened
 #: What a field of an erased person reads as, everywhere.
 ERASED = "[erased]"
 _KEY_BYTES = 32
+_KEY_ID_CHARS = 32
+_SEALED_BYTES = SEALED_PREFIX.encode()
 
 
 class DataKeyRecord(BaseModel):
@@ -118,41 +120,56 @@ class KeyRing:
         return list(self._by_subject.get(subject, ()))
 
     def seal(self, text: str, key_id: str) -> str:
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._keys[key_id].encrypt(nonce, text.encode(), key_id.encode())
-        return f"{SEALED_PREFIX}{key_id}:{base64.b64encode(nonce + sealed).decode()}"
+        return self.seal_in_layers(text, [key_id])
 
     def seal_in_layers(self, text: str, key_ids: list[str]) -> str:
-        """`text` sealed under each key in turn: it opens only while every one of them is held (a mail quoting
-        several people's words)."""
-        for key_id in key_ids:
-            text = self.seal(text, key_id)
-        return text
+        """`text` sealed under each key in turn, the last one outermost: it opens only while every one of them is
+        held (a mail quoting several people's words). An inner layer is the outer's plain bytes, 'sealed:v1:<key
+        id>:' and its ciphertext unencoded, so that only the outer layer pays base64's third."""
+        body = text.encode()
+        for key_id in key_ids[:-1]:
+            body = f"{SEALED_PREFIX}{key_id}:".encode() + self._encrypt(body, key_id)
+        return f"{SEALED_PREFIX}{key_ids[-1]}:{base64.b64encode(self._encrypt(body, key_ids[-1])).decode()}"
+
+    def _encrypt(self, body: bytes, key_id: str) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._keys[key_id].encrypt(nonce, body, key_id.encode())
 
     def open(self, value: str, unknown_is_erased: bool = False) -> str:
         """A field as read: its text, ERASED if its person was erased, or the value itself if it was never sealed
         (written before sealing, or not personal). A key this ring does not know raises KeyNotYetRead: the caller
         reads privacy.keys to its end and asks again with `unknown_is_erased` (a tombstone is itself compacted
         away in time, so a key known to no one by then was erased). A sealed value that is not what its key
-        sealed (tampered with) raises sealing.SecretNotOpened. A value sealed in layers opens layer by layer (no
-        plain text begins with the sealed prefix: contract/personal.py)."""
-        while is_sealed(value):
-            value = self._open_layer(value, unknown_is_erased)
-        return value
+        sealed (tampered with) raises sealing.SecretNotOpened. A value sealed in layers opens layer by layer, and
+        reads ERASED if any of its keys was shredded (no plain text begins with the sealed prefix:
+        contract/personal.py)."""
+        if not is_sealed(value):
+            return value
+        key_id, _, body = value[len(SEALED_PREFIX) :].partition(":")
+        try:
+            sealed = base64.b64decode(body, validate=True)
+        except ValueError:
+            raise SecretNotOpened(f"a field sealed under key {key_id} does not open (tampered with)") from None
+        while True:
+            opened = self._decrypt(sealed, key_id, unknown_is_erased)
+            if opened is None:
+                return ERASED
+            if not opened.startswith(_SEALED_BYTES):
+                return opened.decode()
+            key_id = opened[len(_SEALED_BYTES) : len(_SEALED_BYTES) + _KEY_ID_CHARS].decode()
+            sealed = opened[len(_SEALED_BYTES) + _KEY_ID_CHARS + 1 :]
 
-    def _open_layer(self, value: str, unknown_is_erased: bool) -> str:
-        key_id = sealed_key_id(value)
-        body = value[len(SEALED_PREFIX) + len(key_id) + 1 :]
+    def _decrypt(self, sealed: bytes, key_id: str, unknown_is_erased: bool) -> bytes | None:
+        """The plain bytes; None if the key was shredded."""
         aead = self._keys.get(key_id)
         if aead is None:
             if key_id in self._unopened:
                 raise SecretNotOpened(f"sealed under key {key_id}, whose record the master key does not open")
             if key_id in self._erased or unknown_is_erased:
-                return ERASED
+                return None
             raise KeyNotYetRead(f"sealed under key {key_id}, not read from privacy.keys yet")
         try:
-            raw = base64.b64decode(body, validate=True)
-            return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key_id.encode()).decode()
+            return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], key_id.encode())
         except (InvalidTag, ValueError):
             raise SecretNotOpened(f"a field sealed under key {key_id} does not open (tampered with)") from None
 

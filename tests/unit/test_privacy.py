@@ -177,3 +177,14 @@ def test_a_value_sealed_in_layers_opens_while_every_key_lives_and_reads_erased_o
         assert "Alice" not in sealed and ring.open(sealed) == "Dear Carol, Alice wrote: the VPN is down"
         assert ring.shred(keys[shredded]) == shredded
         assert ring.open(sealed) == ERASED
+
+
+def test_layers_cost_their_nonces_and_tags_not_base64_again():
+    """A mail quoting a 20,000-character comment, sealed under three people's keys, fits a record as one layer
+    does: only the outer layer is base64."""
+    ring = a_ring()
+    keys = [issued(ring, person).key_id for person in ("alice", "bob", "carol")]
+    text = "é" * 20_000
+    one, three = ring.seal_in_layers(text, keys[:1]), ring.seal_in_layers(text, keys)
+    assert ring.open(three) == text
+    assert len(three) - len(one) < 2 * (len("sealed:v1:") + 33 + 28) * 4 / 3 + 4

@@ -69,7 +69,8 @@ _DLQ = {"retention.ms": str(30 * 24 * 3600 * 1000)}
 #: Every topic the system uses. Created explicitly; the broker never auto-creates topics.
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TICKETS_EVENTS, TICKET_PARTITIONS, _FOREVER),
-    TopicSpec(TICKETS_INBOUND, TICKET_PARTITIONS),
+    # Other systems' requests in their own words, plain: its retention is how long an erased person's words stay.
+    TopicSpec(TICKETS_INBOUND, TICKET_PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     TopicSpec(SLA_EVENTS, TICKET_PARTITIONS, _FOREVER),
     TopicSpec(ASSIGNMENT_EVENTS, TICKET_PARTITIONS, _FOREVER),
     TopicSpec(INTAKE_COMMANDS, TICKET_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)}),

@@ -33,6 +33,7 @@ from .settings import PrivacySettings
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 #: How long opening a field or erasing a person waits for privacy.keys before saying it could not (KeyNotYetRead).
 KEY_WAIT_S = 10.0
@@ -208,11 +209,9 @@ class DataKeys:
 
     async def opened(self, model: M) -> M:
         """open_fields, waiting for a key not read yet up to the log's end (then it was erased)."""
-        try:
-            return self.open_fields(model)
-        except KeyNotYetRead:
-            await self._read_to_end()
-            return map_personal(model, lambda value: self.ring.open(value, unknown_is_erased=True))
+        return await self._waiting_for_keys(
+            lambda erased: map_personal(model, lambda value: self.ring.open(value, unknown_is_erased=erased))
+        )
 
     async def opened_eventually(self, model: M) -> M:
         """opened, however long privacy.keys takes to answer: for a log whose records are folded in order, none
@@ -225,11 +224,16 @@ class DataKeys:
 
     async def open(self, value: str) -> str:
         """A field as read: its text, or privacy.ERASED. A key not read yet is waited for, up to the log's end."""
+        return await self._waiting_for_keys(lambda erased: self.ring.open(value, unknown_is_erased=erased))
+
+    async def _waiting_for_keys(self, opening: Callable[[bool], T]) -> T:
+        """`opening(unknown_is_erased)` with the keys read so far; if one is not read yet, again once privacy.keys
+        is read to its end, when a key still unknown was erased."""
         try:
-            return self.ring.open(value)
+            return opening(False)
         except KeyNotYetRead:
             await self._read_to_end()
-            return self.ring.open(value, unknown_is_erased=True)
+            return opening(True)
 
     async def _read_to_end(self) -> None:
         """Up to where privacy.keys ends now; KeyNotYetRead if the broker does not get us there in KEY_WAIT_S (no
