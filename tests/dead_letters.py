@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -31,3 +33,13 @@ def dead_letters(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes
 
 def headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return {key: value.decode() for key, value in record.headers}
+
+
+def parked_json(letter: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    """A dead letter's value as a JSON object; {} for one that is not (the poison tests park such letters in the
+    same DLQs, in whatever order the tests run)."""
+    try:
+        parked = json.loads(letter.value or b"")
+    except ValueError:
+        return {}
+    return parked if isinstance(parked, dict) else {}

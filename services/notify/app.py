@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from .addresses import AllowedHosts
 from .book import Book
 from .deliveries import DeliveryLog
 from .desk import NotifyDesk
-from .directory import Directory, opened_or_left_out
+from .directory import Directory
 from .fanout import Fanout
 from .gateway import MAX_MAIL_BYTES, MailGateway
 from .notices import MailSettings
@@ -67,7 +66,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         decode_notify_config_change,
         directory.apply,
         "notify",
-        opened=functools.partial(opened_or_left_out, data_keys) if data_keys is not None else None,
+        opened=data_keys.opened_eventually if data_keys is not None else None,
     )
     webhooks = WebhookSender(settings, directory, box, allowed)
     senders = {DeliveryChannel.WEBHOOK: webhooks, DeliveryChannel.MAIL: MailSender(settings, personal)}

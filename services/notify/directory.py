@@ -4,7 +4,6 @@ it: a few thousand entries at most). People's names and addresses are held opene
 from __future__ import annotations
 
 import fnmatch
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,10 +18,6 @@ from ticketstream_shared.contract.notify import (
 )
 from ticketstream_shared.contract.personal import is_sealed
 from ticketstream_shared.privacy import ERASED
-from ticketstream_shared.runtime.data_keys import DataKeys
-from ticketstream_shared.sealing import SecretNotOpened
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,8 @@ class Directory:
         elif isinstance(change, PersonChanged):
             self.forget(change.person_id)
             version = self._next_version(f"person/{change.person_id}")
-            # Held once opened: an erased person is forgotten, and one still sealed (no master key here) unknown.
+            # Held once opened: an erased person is forgotten, and one still sealed (no master key here, or not this
+            # deployment's) is left out: neither can be mailed.
             if not any(value == ERASED or is_sealed(value) for value in (change.data.name, change.data.email)):
                 self.people[change.person_id] = Person(change.person_id, change.data, version)
                 self.by_address[change.data.email.lower()] = change.person_id
@@ -96,13 +92,3 @@ class Directory:
             for person in self.people.values()
             if person.data.role is PersonRole.MANAGER and person.data.client_id in (None, client_id)
         ]
-
-
-async def opened_or_left_out(keys: DataKeys, change: NotifyConfigEvent) -> NotifyConfigEvent | None:
-    """A change of notify.config as the directory holds it: a person's name and address opened; None for a person
-    sealed under a key this deployment's master key does not open (left out, said loudly)."""
-    try:
-        return await keys.opened_eventually(change)
-    except SecretNotOpened as error:
-        log.error("a person of notify.config does not open; left out", extra={"reason": str(error)})
-        return None

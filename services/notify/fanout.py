@@ -30,7 +30,6 @@ from ticketstream_shared.runtime.consumer import Delivery, Rejections
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.kafka import partition_of, records_to_end
 from ticketstream_shared.runtime.throughput import THROUGHPUT
-from ticketstream_shared.sealing import SecretNotOpened
 
 from .book import Book
 from .deliveries import DeliveryLog
@@ -111,11 +110,12 @@ class Fanout:
             if now - event.occurred_at <= MAIL_MAX_AGE:
                 about = after if after is not None else before  # the ticket as the event leaves it, if still open
                 quoted = [*personal_texts(event), *(personal_texts(about) if about is not None else ())]
-                try:
-                    opened = await self._personal.opened(event)
-                    about = await self._personal.opened(about) if about is not None else None
-                except SecretNotOpened as error:  # sealed in another deployment: no mail can say what it says
-                    log.error("an event's words do not open; no mail for it", extra={"reason": str(error)})
+                opened = await self._personal.opened(event)
+                about = await self._personal.opened(about) if about is not None else None
+                words = [*personal_texts(opened), *(personal_texts(about) if about is not None else ())]
+                if any(is_sealed(text) for text in words):  # no master key here, or another deployment's
+                    unopened = {"event_id": str(event.event_id)}
+                    log.error("an event's words do not open here; no mail for it", extra=unopened)
                 else:
                     for mail in mail_deliveries(opened, about, self._directory, self._mail, now):
                         scheduled.append(await self._sealed(mail, quoted))

@@ -144,13 +144,12 @@ class MailSender:
                 opened = await self._personal.open(content.sealed)
             except KeyNotYetRead as error:
                 return _took(started, delivered=False, error=str(error))
-            except SecretNotOpened as error:  # sealed in another deployment, or tampered with
-                return _took(started, delivered=False, error=str(error), final=True)
             if opened == ERASED:
                 erased = "its recipient or someone it quotes was erased"
                 return _took(started, delivered=False, error=erased, final=True)
             if is_sealed(opened):
-                return _took(started, delivered=False, error="sealed, and notify has no master key", final=True)
+                unopened = "sealed under a key notify does not open (no master key, or another deployment's)"
+                return _took(started, delivered=False, error=unopened, final=True)
             content = MailMessage.model_validate_json(opened)
         assert isinstance(content, MailMessage)
         try:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from tests.builders import a_ticket_created
 from tests.polling import until
 from ticketstream_shared.contract.topics import PRIVACY_KEYS, dead_letter_topic
 from ticketstream_shared.privacy import ERASED
@@ -22,8 +23,8 @@ MASTER = SecretBox([MASTER_KEY])
 
 
 @asynccontextmanager
-async def a_replica(bootstrap: str) -> AsyncIterator[DataKeys]:
-    keys = DataKeys(MASTER, "test", lambda: datetime.now(UTC))
+async def a_replica(bootstrap: str, master: SecretBox = MASTER) -> AsyncIterator[DataKeys]:
+    keys = DataKeys(master, "test", lambda: datetime.now(UTC))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await producer.start()
@@ -115,5 +116,22 @@ def test_a_record_that_is_not_a_key_is_parked_and_the_keys_go_on(kafka_bootstrap
                 headers.get("dlq.offset") == str(poison.offset).encode() and b"not a data key" in headers["dlq.reason"]
                 for headers in reasons
             ), reasons
+
+    asyncio.run(story())
+
+
+def test_a_field_sealed_under_another_master_keys_key_stays_sealed_where_it_is_read(kafka_bootstrap):
+    """Another deployment's data on the same topics, or a master key lost: what does not open is shown sealed and
+    logged, never an error for whoever reads it (an API answer, a directory being read)."""
+    alice = f"alice-{uuid.uuid4().hex[:8]}"
+
+    async def story() -> None:
+        async with a_replica(kafka_bootstrap) as ours:
+            sealed = await ours.seal("My flat is above the bakery", alice)
+        async with a_replica(kafka_bootstrap, SecretBox([bytes(range(1, 33))])) as theirs:
+            assert await theirs.open(sealed) == sealed
+            created = a_ticket_created(title=sealed)
+            assert theirs.open_fields(created).data.title == sealed
+            assert (await theirs.opened(created)).data.title == sealed
 
     asyncio.run(story())

@@ -39,7 +39,7 @@ from notify.book import Status
 from notify.mails import thread_id
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
-from tests.dead_letters import dead_letters, headers
+from tests.dead_letters import dead_letters, headers, parked_json
 from tests.integration.test_data_keys import MASTER_KEY, a_replica
 from tests.keys import ADMIN, MANAGER, REQUESTER, TEST_KEYS, bearer
 from tests.polling import eventually
@@ -518,7 +518,7 @@ def test_a_mailbox_the_server_refuses_for_good_fails_at_once_and_goes_to_the_dlq
         return [
             letter
             for letter in dead_letters(notify.kafka, NOTIFY_DELIVERIES)
-            if json.loads(letter.value or b"{}").get("target") == gone
+            if parked_json(letter).get("target") == gone
         ]
 
     (letter,) = eventually(parked, timeout_s=30, what="the refused mail in the DLQ")

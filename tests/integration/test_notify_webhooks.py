@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from notify.app import build_app
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
-from tests.dead_letters import dead_letters, headers
+from tests.dead_letters import dead_letters, headers, parked_json
 from tests.keys import ADMIN, INTEGRATION, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.polling import eventually
 from tests.publishing import publish
@@ -199,7 +199,7 @@ def test_after_the_retry_budget_the_delivery_goes_to_the_dlq_and_the_endpoint_sh
         return [
             letter
             for letter in dead_letters(kafka_bootstrap, NOTIFY_DELIVERIES)
-            if json.loads(letter.value)["delivery_id"] == failed["id"]
+            if parked_json(letter).get("delivery_id") == failed["id"]
         ]
 
     (letter,) = eventually(parked, what="the delivery in the DLQ")

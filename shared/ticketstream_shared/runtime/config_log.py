@@ -41,13 +41,12 @@ class ConfigLog(Generic[C]):
         service: str,
         owner: bool = True,
         tombstone: Callable[[bytes], C] | None = None,
-        opened: Callable[[C], Awaitable[C | None]] | None = None,
+        opened: Callable[[C], Awaitable[C]] | None = None,
     ) -> None:
         """`owner`: this service writes the log and parks what does not belong in it; a follower (intake reading
         sla.config) only skips such messages, leaving them to the owner. `tombstone`: the change a record without
         a value stands for, from its key, in a compacted log whose records are removed so (privacy.keys). `opened`:
-        a change with its personal fields opened, for `apply` to hold in memory (notify.config's people), or None
-        for one that cannot be opened here, which is left out."""
+        a change with its personal fields opened, for `apply` to hold in memory (notify.config's people)."""
         self._owner = owner
         self._tombstone = tombstone
         self._opened = opened
@@ -139,7 +138,7 @@ class ConfigLog(Generic[C]):
                 await dead_letter(self.producer, record, error.reason, self._service)
                 self._parked.add(record.offset)
             return
-        if self._opened is not None and (change := await self._opened(change)) is None:  # type: ignore[assignment]
-            return
+        if self._opened is not None:
+            change = await self._opened(change)
         if not self._apply(change, live):
             self._repeated.add(record.offset)

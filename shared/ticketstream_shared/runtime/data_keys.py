@@ -44,8 +44,9 @@ class PersonalData(Protocol):
         """`model` with its personal fields sealed under a key of `subject`'s."""
 
     def open_fields(self, model: M) -> M:
-        """`model` with its personal fields opened (privacy.ERASED for an erased person's); raises
-        privacy.KeyNotYetRead for a key issued elsewhere a moment ago, and not read here yet."""
+        """`model` with its personal fields opened (privacy.ERASED for an erased person's; one this master key does
+        not open stays sealed); raises privacy.KeyNotYetRead for a key issued elsewhere a moment ago, and not read
+        here yet."""
 
     async def opened(self, model: M) -> M:
         """open_fields, waiting for a key issued elsewhere a moment ago."""
@@ -115,12 +116,7 @@ async def opened_json(personal: PersonalData, value: Any) -> Any:
     what a service holds sealed (no plain text begins with the sealed prefix). Raises privacy.KeyNotYetRead when
     privacy.keys is too far behind."""
     if isinstance(value, str):
-        if not is_sealed(value):
-            return value
-        try:
-            return await personal.open(value)
-        except SecretNotOpened:  # sealed under a key of another master key's (logged when read): shown sealed
-            return value
+        return await personal.open(value) if is_sealed(value) else value
     if isinstance(value, dict):
         return {key: await opened_json(personal, item) for key, item in value.items()}
     if isinstance(value, list):
@@ -205,12 +201,12 @@ class DataKeys:
         return map_personal(model, lambda text: self.ring.seal(text, key_id))
 
     def open_fields(self, model: M) -> M:
-        return map_personal(model, self.ring.open)
+        return map_personal(model, self._open)
 
     async def opened(self, model: M) -> M:
         """open_fields, waiting for a key not read yet up to the log's end (then it was erased)."""
         return await self._waiting_for_keys(
-            lambda erased: map_personal(model, lambda value: self.ring.open(value, unknown_is_erased=erased))
+            lambda erased: map_personal(model, lambda value: self._open(value, unknown_is_erased=erased))
         )
 
     async def opened_eventually(self, model: M) -> M:
@@ -224,7 +220,16 @@ class DataKeys:
 
     async def open(self, value: str) -> str:
         """A field as read: its text, or privacy.ERASED. A key not read yet is waited for, up to the log's end."""
-        return await self._waiting_for_keys(lambda erased: self.ring.open(value, unknown_is_erased=erased))
+        return await self._waiting_for_keys(lambda erased: self._open(value, unknown_is_erased=erased))
+
+    def _open(self, value: str, unknown_is_erased: bool = False) -> str:
+        """KeyRing.open, but a value this master key does not open (sealed in another deployment, or altered) stays
+        as it is, sealed, and is logged: what reads it shows it sealed, or leaves it out, rather than fail."""
+        try:
+            return self.ring.open(value, unknown_is_erased=unknown_is_erased)
+        except SecretNotOpened as error:
+            log.error("a sealed field does not open; it stays sealed", extra={"reason": str(error)})
+            return value
 
     async def _waiting_for_keys(self, opening: Callable[[bool], T]) -> T:
         """`opening(unknown_is_erased)` with the keys read so far; if one is not read yet, again once privacy.keys
