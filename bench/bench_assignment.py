@@ -141,19 +141,44 @@ def shift_changes(number: int, teams: int) -> list[TeamLogEvent]:
             for on in (False, True)]  # fmt: skip
 
 
-def check_capacity(desk: Desk, decisions: list, violations: list[str]) -> int:
-    """Count capacity violations among `decisions`; returns how many of them are published (assigned,
-    escalated, or newly unassignable: retries that find nobody for the same reason tell nothing new)."""
+def check_capacity(desk: Desk, decisions: list, violations: list[str]) -> None:
+    """Add to `violations` the technicians `decisions` took over their capacity."""
     for decision in decisions:
         outcome = decision.outcome
         if isinstance(outcome, Assigned) and outcome.strategy is not Strategy.MANUAL:
             team = desk.teams[decision.team]
             if team.load_of(outcome.technician_id).open_tickets > team.technicians[outcome.technician_id].capacity:
                 violations.append(outcome.technician_id)
+
+
+def announced(decisions: list) -> int:
+    """How many of `decisions` are published (assigned, escalated, or newly unassignable: retries that find nobody
+    for the same reason tell nothing new)."""
     return sum(1 for decision in decisions if getattr(decision.outcome, "announce", True))
 
 
 def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool) -> dict[str, Any]:
+    """Two passes over the stream from the same start: one timed whole, with nothing but the worker's work in the
+    loop (decisions per CPU second), and one that times each ticket and checks capacity after every decision (its
+    clock reads and checks cost ~7% of the loop: they are the benchmark's, not the worker's)."""
+    timed, checked = (_pass(events, setup, teams, through_codec, checked) for checked in (False, True))
+    assert timed["decisions"] == checked["decisions"], "the two passes decided differently"
+    latencies = checked.pop("latencies")
+    return {
+        "decisions": timed["decisions"],
+        "seconds": round(timed["seconds"], 3),
+        "decisions_per_s": round(timed["decisions"] / timed["seconds"]),
+        "ticket_events_per_s": round(len(events) / timed["seconds"]),
+        "decisions_per_s_checked_pass": round(checked["decisions"] / checked["seconds"]),
+        "p50_decision_ms": round(latencies[len(latencies) // 2] * 1000, 3),
+        "p99_decision_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
+        "max_decision_ms": round(latencies[-1] * 1000, 3),
+        **checked["spread"],
+        "capacity_violations": checked["violations"],
+    }
+
+
+def _pass(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool, checked: bool) -> dict[str, Any]:
     desk = Desk()
     for record in setup:
         desk.apply(record, decides=True, instance="bench")
@@ -174,9 +199,11 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
     latencies: list[float] = []
     violations: list[str] = []
     decisions_made = 0
+    started = 0.0
     began = time.process_time()  # CPU time: the machine may be shared, and wall time counts the others' work
     for index in range(len(events)):
-        started = time.process_time()
+        if checked:
+            started = time.process_time()
         if through_codec:
             event = decode_ticket_event(raw_events[index])
             routing = route(event, known.get(event.ticket_id), rules)
@@ -193,13 +220,17 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
                         encode(event_out)
                     if (outcome_record := recorded(decision, "bench", now)) is not None:
                         encode(outcome_record)
-            decisions_made += check_capacity(desk, decisions, violations)
-            if isinstance(record, TicketRouted):
-                latencies.append(time.process_time() - started)
+            decisions_made += announced(decisions)
+            if checked:
+                check_capacity(desk, decisions, violations)
+                if isinstance(record, TicketRouted):
+                    latencies.append(time.process_time() - started)
         if index and index % 1_000 == 0:
             for shift in shift_changes(index // 1_000, teams):
                 decisions = desk.apply(shift, decides=True, instance="bench")
-                decisions_made += check_capacity(desk, decisions, violations)
+                decisions_made += announced(decisions)
+                if checked:
+                    check_capacity(desk, decisions, violations)
     elapsed = time.process_time() - began
     latencies.sort()
     views = [
@@ -208,14 +239,10 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
     ]  # fmt: skip
     return {
         "decisions": decisions_made,
-        "seconds": round(elapsed, 3),
-        "decisions_per_s": round(decisions_made / elapsed),
-        "ticket_events_per_s": round(len(events) / elapsed),
-        "p50_decision_ms": round(latencies[len(latencies) // 2] * 1000, 3),
-        "p99_decision_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
-        "max_decision_ms": round(latencies[-1] * 1000, 3),
-        **load_spread(views),
-        "capacity_violations": len(violations),
+        "seconds": elapsed,
+        "latencies": latencies,
+        "spread": load_spread(views),
+        "violations": len(violations),
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from ticketstream_shared.contract import Actor
 from ticketstream_shared.contract.assignment import (
@@ -75,10 +76,9 @@ class Forwarded:
     record: TicketRouted | TicketWithdrawn
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """An outcome to publish (or a record to forward) for `team`, with the record that caused it (for ids and
-    correlation)."""
+    correlation). A tuple: one is made for every decision."""
 
     team: str
     outcome: Outcome | Forwarded

@@ -164,6 +164,7 @@ def _to_team(
         )  # fmt: skip
         parked = TicketParked(**envelope("parked"), data=ParkedData(category=snapshot.category, ticket=snapshot))
         return Routing([parked], unroutable=unroutable, where=Routed(None, snapshot))
-    snapshot = snapshot.model_copy(update={"skill": rule.skill, "routed_as": rule.routed_as})
+    if (snapshot.skill, snapshot.routed_as) != (rule.skill, rule.routed_as):  # a copy costs more than the test
+        snapshot = snapshot.model_copy(update={"skill": rule.skill, "routed_as": rule.routed_as})
     data = RoutedData(team=rule.team, ticket=snapshot)
     return Routing([TicketRouted(**envelope("routed"), data=data)], where=Routed(rule.team, snapshot))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -55,7 +54,7 @@ def test_least_loaded_says_why_in_plain_words():
 
 def test_a_ticket_its_service_brought_says_so_in_its_reason():
     team = a_team(a_technician("ann"))
-    ticket = replace(a_ticket("t1"), routed_as="the owner team of service VPN")
+    ticket = a_ticket("t1")._replace(routed_as="the owner team of service VPN")
     [outcome] = arrive(team, ticket)
     assert isinstance(outcome, Assigned) and outcome.reason == (
         "least loaded (weighted load 0) among 1 on-shift tier-1 technician; the team is the owner team of service VPN"
