@@ -30,10 +30,12 @@ from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.logging import correlation_id
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
 from .desk import Desk
+from .dispatcher import Dispatcher
 from .router import TicketRouter
 from .settings import AssignmentSettings
 from .teamlog import TeamLog
@@ -127,5 +129,5 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
 
     app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan)
     app.state.team_log = team_log  # which teams this process decides for, for operators and tests
-    api.install(app, team_log, clock, data_keys or PLAIN)
+    api.install(app, Dispatcher(team_log, clock, correlation_id.get, data_keys or PLAIN))
     return app

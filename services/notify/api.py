@@ -13,9 +13,10 @@ from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.notify import EventTypePattern, PersonData
 from ticketstream_shared.runtime.auth import require_role
 from ticketstream_shared.runtime.http import REPLAYED, Caller
+from ticketstream_shared.runtime.refusals import install_refusals
 
 from .book import Delivery, Target
-from .desk import Forbidden, InvalidField, NotFound, NotifyDesk, Saved, Unavailable, WebhookRequest
+from .desk import NotifyDesk, Saved, WebhookRequest
 from .directory import Webhook
 
 WEBHOOK_KEEPERS = (Role.ADMIN, Role.INTEGRATION)
@@ -153,23 +154,7 @@ async def get_person(person_id: PathId, caller: Caller, desk: Desk) -> dict[str,
     return {"id": person_id, **desk.person(person_id, caller).model_dump(mode="json")}
 
 
-#: The desk's refusals and the status each one is answered with.
-REFUSALS: dict[type[Exception], int] = {
-    NotFound: status.HTTP_404_NOT_FOUND,
-    Forbidden: status.HTTP_403_FORBIDDEN,
-    Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
-}
-
-
-async def _refused(_: Request, error: Exception) -> JSONResponse:
-    if isinstance(error, InvalidField):
-        errors = [{"field": error.field, "message": error.message}]
-        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
-    return JSONResponse({"detail": str(error)}, status_code=REFUSALS[type(error)])
-
-
 def install(app: FastAPI, desk: NotifyDesk) -> None:
     app.state.notify = desk
     app.include_router(router)
-    for refusal in (*REFUSALS, InvalidField):
-        app.add_exception_handler(refusal, _refused)
+    install_refusals(app)

@@ -25,6 +25,7 @@ from ticketstream_shared.contract.personal import RESERVED_PREFIX
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
+from ticketstream_shared.runtime.refusals import Forbidden, InvalidField, NotFound, Unavailable
 from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .addresses import AddressRefused, AllowedHosts
@@ -33,25 +34,6 @@ from .deliveries import DeliveryLog
 from .directory import Directory, Webhook
 
 PRODUCER = "notify"
-
-
-class NotFound(Exception):
-    pass
-
-
-class Forbidden(Exception):
-    pass
-
-
-class Unavailable(Exception):
-    pass
-
-
-class InvalidField(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 class Saved(StrEnum):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from assignment.api import roster_change_id
+from assignment.dispatcher import roster_change_id
 from assignment.domain import Team, Technician, Ticket
 from sla.agreements import Agreements, History
 from sla.configuration import CALENDARS, change_id
