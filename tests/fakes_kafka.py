@@ -89,6 +89,30 @@ class FakeBroker:
             self._waiting.discard(waiter)
 
 
+class FakeBatch:
+    """A record batch as aiokafka's BatchBuilder takes records (no size limit)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]] = []
+        self.closed = False
+
+    def append(
+        self,
+        *,
+        timestamp: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> object | None:
+        if self.closed:
+            return None
+        self.records.append((key, value, headers))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class FakeProducer:
     """Appends to the broker. With `acknowledging` False, sends are held (their futures pending, the records not in
     the log) until `acknowledge()`: a broker slow to answer."""
@@ -120,6 +144,14 @@ class FakeProducer:
         if self.acknowledging:
             self.acknowledge()
         return future
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        """As many sends to `partition`, in order; the future resolves once Kafka has them all."""
+        sent = [await self.send(topic, value, key, headers, partition) for key, value, headers in batch.records]
+        return asyncio.ensure_future(asyncio.gather(*sent))
 
     async def send_and_wait(self, topic: str, value: bytes | None = None, **options: Any) -> ConsumerRecord:
         return await (await self.send(topic, value, **options))

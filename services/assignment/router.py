@@ -81,7 +81,7 @@ class TicketRouter:
         await self._catalogue_log.caught_up.wait()  # and the services' owner teams from sla.config
         if any(self._names_unread_service(delivery.event) for delivery in batch):
             await self._catalogue_log.read_to_end(UNREAD_SERVICE_WAIT_S)
-        pending = []
+        outbox = self._team_log.outbox()
         for delivery in batch:
             event = delivery.event
             routing = route(event, self.where(event.ticket_id), self.rule_for)
@@ -90,8 +90,8 @@ class TicketRouter:
             else:
                 self._routed[event.ticket_id] = routing.where
             for record in routing.records:
-                pending.append(await self._team_log.send_record(record))
+                self._team_log.put_record(outbox, record)
             if routing.unroutable is not None:
-                pending.append(await self._team_log.send(ASSIGNMENT_EVENTS, routing.unroutable, event.ticket_id))
-        await asyncio.gather(*pending)
+                self._team_log.put(outbox, ASSIGNMENT_EVENTS, routing.unroutable, event.ticket_id)
+        await asyncio.gather(*await outbox.send())
         THROUGHPUT.processed(len(batch))

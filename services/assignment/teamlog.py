@@ -34,6 +34,7 @@ from ticketstream_shared.contract.assignment import TeamLogEvent
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS
 from ticketstream_shared.runtime.kafka import correlation_headers, header, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.outbox import Headers, Outbox
 from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
 
 from .desk import DECISION_IDS, Decision, Desk, Forwarded, published, recorded
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 DECISIONS = Counter("ticketstream_assignment_decisions_total", "Decisions published", ["kind"])
 #: Header of an outcome record naming the process that decided it, which skips it without decoding.
 DECIDED_BY = "assignment.decided_by"
+#: Records folded between two sends of what they decided: a long catch-up sends as it goes.
+SENT_TOGETHER = 500
 RECORDS_SKIPPED = Counter("ticketstream_assignment_team_records_unreadable_total", "Unreadable team-log records")
 
 
@@ -71,17 +74,19 @@ class TeamLog:
 
     # writing
 
-    async def send(
-        self, topic: str, event: Envelope | TeamLogEvent, key: str, headers: list[tuple[str, bytes]] | None = None
-    ) -> asyncio.Future[object]:
-        """Queue `event`; the returned future resolves once Kafka acknowledged it (acks=all)."""
+    def outbox(self) -> Outbox:
+        """Where a turn's records wait to be sent together (`Outbox.send`)."""
         assert self.producer is not None, "sent before the broker answered"
-        headers = correlation_headers() + (headers or [])
-        return await self.producer.send(topic, encode(event), key=key.encode(), headers=headers)  # type: ignore[arg-type]
+        return Outbox(self.producer)
 
-    async def send_record(self, record: TeamLogEvent) -> asyncio.Future[object]:
-        """Queue a record for the team log under its team's key."""
-        return await self.send(ASSIGNMENT_BY_TEAM, record, team_key(record))
+    @staticmethod
+    def put(outbox: Outbox, topic: str, event: Envelope | TeamLogEvent, key: str, headers: Headers = ()) -> None:
+        outbox.put(topic, encode(event), key.encode(), [*correlation_headers(), *headers])
+
+    @classmethod
+    def put_record(cls, outbox: Outbox, record: TeamLogEvent) -> None:
+        """A record for the team log, under its team's key."""
+        cls.put(outbox, ASSIGNMENT_BY_TEAM, record, team_key(record))
 
     async def append(self, records: list[TeamLogEvent], visible_within_s: float) -> bool:
         """Append records to the team log and wait until this process has folded the last one (so a read sees
@@ -89,7 +94,10 @@ class TeamLog:
         event_id = records[-1].event_id
         waiter = self._waiters[event_id] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.gather(*[await self.send_record(record) for record in records])
+            outbox = self.outbox()
+            for record in records:
+                self.put_record(outbox, record)
+            await asyncio.gather(*await outbox.send())
             await asyncio.wait_for(waiter, visible_within_s)
             return True
         except TimeoutError:
@@ -107,17 +115,19 @@ class TeamLog:
         while True:
             fetched = await consumer.getmany(timeout_ms=200, max_records=5_000)
             async with self._batch:
-                pending: list[asyncio.Future[object]] = []
+                outbox, pending = self.outbox(), []
                 for records in fetched.values():
                     for record in records:
-                        pending += await self._fold(record)
+                        await self._fold(record, outbox)
+                        if len(outbox) >= SENT_TOGETHER:
+                            pending += await outbox.send()
                 for partition in [p for p, end in self._takeovers.items() if self._positions.get(p, 0) >= end]:
                     del self._takeovers[partition]
                     cause = DECISION_IDS(f"takeover:{partition}:{self._positions.get(partition, 0)}")
                     for team in sorted(self._teams_in[partition]):
-                        pending += await self._publish(self.desk.settle(team, cause))
+                        self._publish(self.desk.settle(team, cause), outbox)
                     log.info("took a team partition over", extra={"partition": partition})
-                await asyncio.gather(*pending)
+                await asyncio.gather(*pending, *await outbox.send())
             if self._owner is not None:
                 await self.parking.commit(self._owner)  # outside the batch lock: a commit may wait for a rebalance
             if end_at_start is None and consumer.assignment():
@@ -133,42 +143,40 @@ class TeamLog:
     def _read_to(self, ends: dict[int, int] | None) -> bool:
         return ends is not None and all(self._positions[p] >= end for p, end in ends.items())
 
-    async def _fold(self, message: ConsumerRecord) -> list[asyncio.Future[object]]:
+    async def _fold(self, message: ConsumerRecord, outbox: Outbox) -> None:
         partition = message.partition
         self._positions[partition] = message.offset + 1
         if header(message, DECIDED_BY) == self.instance:
-            return []  # our own decision's outcome, applied when we decided: not worth decoding
+            return  # our own decision's outcome, applied when we decided: not worth decoding
         try:
             record = decode_team_record(message.value or b"")
         except UnknownEventType as error:  # written by a newer version of this service, which decides on it
             log.info("skipped a team-log record of an unknown type", extra={"reason": error.reason})
-            return []
+            return
         except InvalidEvent as error:
             RECORDS_SKIPPED.inc()
             await self.parking.unreadable(message, error.reason)
-            return []
+            return
         self._teams_in[partition].add(team_key(record))
         decisions = self.desk.apply(record, decides=self.decides(partition), instance=self.instance)
         waiter = self._waiters.get(record.event_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        return await self._publish(decisions)
+        self._publish(decisions, outbox)
 
-    async def _publish(self, decisions: list[Decision]) -> list[asyncio.Future[object]]:
+    def _publish(self, decisions: list[Decision], outbox: Outbox) -> None:
         now = self._clock()
-        pending = []
         for decision in decisions:
             if not isinstance(decision.outcome, Forwarded):
                 ticket = self.desk.teams[decision.team].tickets[decision.outcome.ticket_id]
                 event = published(decision, ticket, now)
                 if event is not None:
-                    pending.append(await self.send(ASSIGNMENT_EVENTS, event, ticket.ticket_id))
+                    self.put(outbox, ASSIGNMENT_EVENTS, event, ticket.ticket_id)
                     DECISIONS.labels(event.event_type).inc()
             record = recorded(decision, self.instance, now)
             if record is not None:
-                ours = [(DECIDED_BY, self.instance.encode())] if isinstance(record, OutcomeRecorded) else None
-                pending.append(await self.send(ASSIGNMENT_BY_TEAM, record, decision.team, ours))
-        return pending
+                ours = [(DECIDED_BY, self.instance.encode())] if isinstance(record, OutcomeRecorded) else []
+                self.put(outbox, ASSIGNMENT_BY_TEAM, record, decision.team, ours)
 
     # owning
 

@@ -83,8 +83,12 @@ async def records_to_end(
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client): where a ticket's events,
     commands and downstream decisions live."""
+    return partition_of_key(key.encode(), partitions)
+
+
+def partition_of_key(key: bytes, partitions: int) -> int:
     every = list(range(partitions))
-    return DefaultPartitioner()(key.encode(), every, every)  # type: ignore[no-any-return]
+    return DefaultPartitioner()(key, every, every)  # type: ignore[no-any-return]
 
 
 def header(record: ConsumerRecord, name: str) -> str | None:
