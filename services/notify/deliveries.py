@@ -34,7 +34,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 from tenacity import wait_exponential_jitter
 
-from ticketstream_shared.contract import InvalidEvent
+from ticketstream_shared.contract import InvalidEvent, encode
 from ticketstream_shared.contract.codec import decode_delivery_record
 from ticketstream_shared.contract.notify import (
     DeliveryAttempted,
@@ -47,6 +47,7 @@ from ticketstream_shared.contract.notify import (
 from ticketstream_shared.contract.topics import NOTIFY_DELIVERIES
 from ticketstream_shared.runtime.consumer import EVENTS_DEAD_LETTERED
 from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, wait_for_topics
+from ticketstream_shared.runtime.outbox import Outbox
 from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -115,12 +116,20 @@ class DeliveryLog:
     async def append(self, record: DeliveryRecord) -> asyncio.Future[object]:
         """Queue `record` under its target's key; the future resolves once Kafka has it (acks=all)."""
         assert self.producer is not None, "appended before the broker answered"
-        return await self.producer.send(  # type: ignore[no-any-return]
-            NOTIFY_DELIVERIES,
-            record.model_dump_json().encode(),
-            key=delivery_key(record.channel, record.target),
-            headers=correlation_headers(),
-        )
+        # one at a time (a lane's attempt): `send` lingers, and the attempts of several lanes share a request
+        key = delivery_key(record.channel, record.target)
+        return await self.producer.send(NOTIFY_DELIVERIES, encode(record), key=key, headers=correlation_headers())  # type: ignore[no-any-return]
+
+    def outbox(self) -> Outbox:
+        """Where a turn's records wait to be sent together (`Outbox.send`): the fan-out of a batch of events."""
+        assert self.producer is not None, "appended before the broker answered"
+        return Outbox(self.producer)
+
+    @staticmethod
+    def put(outbox: Outbox, record: DeliveryRecord) -> None:
+        """`record`, under its target's key, into `outbox`."""
+        key = delivery_key(record.channel, record.target)
+        outbox.put(NOTIFY_DELIVERIES, encode(record), key, correlation_headers())
 
     # following
 

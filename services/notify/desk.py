@@ -21,7 +21,7 @@ from ticketstream_shared.contract.notify import (
     WebhookData,
     WebhookRemoved,
 )
-from ticketstream_shared.contract.personal import RESERVED_PREFIX
+from ticketstream_shared.contract.personal import plain_only
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
@@ -212,8 +212,10 @@ class NotifyDesk:
         ):
             raise Forbidden(f"this key is scoped to client {caller.client_id}")
         for name in ("name", "email"):
-            if getattr(data, name).startswith(RESERVED_PREFIX):
-                raise InvalidField(name, f"may not begin with '{RESERVED_PREFIX}'")
+            try:
+                plain_only(getattr(data, name))
+            except ValueError as refused:
+                raise InvalidField(name, str(refused)) from None
         entry = PersonEntry.model_validate(data.model_dump())
         if known is not None and known.data == entry:
             return Saved.UNCHANGED

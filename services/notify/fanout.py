@@ -99,7 +99,7 @@ class Fanout:
     async def handle(self, batch: list[Delivery]) -> Rejections | None:
         assert self.producer is not None, "handled before the broker answered"
         now = self._clock()
-        pending: list[asyncio.Future[object]] = []
+        outbox = self._deliveries.outbox()
         rejections: Rejections = []
         changed: dict[str, Brief | None] = {}
         for delivery in batch:
@@ -125,7 +125,7 @@ class Fanout:
                     why = f"{record.channel.value} {record.target} has {waiting} deliveries waiting already"
                     rejections.append((delivery, why))
                     continue
-                pending.append(await self._deliveries.append(record))
+                self._deliveries.put(outbox, record)
                 SCHEDULED.labels(record.channel.value).inc()
             if after != before:
                 changed[event.ticket_id] = after
@@ -135,7 +135,7 @@ class Fanout:
                     self.briefs[event.ticket_id] = after
         for ticket_id, brief in changed.items():
             value = brief.model_dump_json().encode() if brief is not None else None
-            pending.append(await self.producer.send(NOTIFY_TICKETS, value, key=ticket_id.encode()))
-        await asyncio.gather(*pending)
+            outbox.put(NOTIFY_TICKETS, value, ticket_id.encode())
+        await asyncio.gather(*await outbox.send())
         THROUGHPUT.processed(len(batch))
         return rejections

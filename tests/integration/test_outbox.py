@@ -93,3 +93,23 @@ def test_a_record_larger_than_a_batch_goes_in_a_batch_of_its_own(kafka_bootstrap
         assert [record.value for record in records] == [b"small", b"x" * 5_000, b"after"]
 
     asyncio.run(check())
+
+
+def test_a_tombstone_goes_as_one(kafka_bootstrap: str) -> None:
+    topic = f"test.outbox.{uuid.uuid4().hex[:12]}"
+
+    async def check() -> None:
+        await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1)])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            outbox = Outbox(producer)
+            outbox.put(topic, b"brief", b"t-1")
+            outbox.put(topic, None, b"t-1")  # the ticket closed: a compacted topic forgets it
+            await asyncio.gather(*await outbox.send())
+        finally:
+            await producer.stop()
+        records = await read_all(kafka_bootstrap, topic, 2)
+        assert [(record.key, record.value) for record in records] == [(b"t-1", b"brief"), (b"t-1", None)]
+
+    asyncio.run(check())

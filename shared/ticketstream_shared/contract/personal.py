@@ -87,14 +87,15 @@ def is_sealed(value: str) -> bool:
     return value.startswith(SEALED_PREFIX)
 
 
-def _plain_only(value: str) -> str:
+def plain_only(value: str) -> str:
+    """`value`, if it is plain text; ValueError if it begins as a sealed value does."""
     if value.startswith(RESERVED_PREFIX):
         raise ValueError(f"may not begin with '{RESERVED_PREFIX}'")
     return value
 
 
 #: For what people send (Annotated[str, Field(...), PLAIN_ONLY]): their words, never a value that reads as sealed.
-PLAIN_ONLY = AfterValidator(_plain_only)
+PLAIN_ONLY = AfterValidator(plain_only)
 
 
 @functools.cache

@@ -23,12 +23,13 @@ Headers = Sequence[tuple[str, bytes]]
 class Outbox:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
-        self._waiting: dict[str, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
+        self._waiting: dict[str, list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]]] = {}
 
     def __len__(self) -> int:
         return sum(len(records) for records in self._waiting.values())
 
-    def put(self, topic: str, value: bytes, key: bytes, headers: Headers = ()) -> None:
+    def put(self, topic: str, value: bytes | None, key: bytes, headers: Headers = ()) -> None:
+        """`value` None: a tombstone (a compacted topic forgets the key)."""
         self._waiting.setdefault(topic, []).append((key, value, list(headers)))  # the C builder takes a list
 
     async def send(self) -> list[asyncio.Future[object]]:
@@ -38,7 +39,7 @@ class Outbox:
         sent: list[asyncio.Future[object]] = []
         for topic, records in waiting.items():
             partitions = len(await self._producer.partitions_for(topic))
-            by_partition: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
+            by_partition: dict[int, list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]]] = {}
             for record in records:
                 by_partition.setdefault(partition_of_key(record[0], partitions), []).append(record)
             for partition, in_order in by_partition.items():
@@ -48,7 +49,7 @@ class Outbox:
                         sent.append(await self._submit(batch, topic, partition))
                         batch = self._producer.create_batch()
                         if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                            raise MessageSizeTooLargeError(f"a record of {len(value)} bytes for {topic}")
+                            raise MessageSizeTooLargeError(f"a record of {len(value or b'')} bytes for {topic}")
                 sent.append(await self._submit(batch, topic, partition))
         return sent
 
