@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
@@ -87,8 +87,9 @@ def partition_of(key: str, partitions: int) -> int:
 
 
 def partition_of_key(key: bytes, partitions: int) -> int:
-    every = list(range(partitions))
-    return DefaultPartitioner()(key, every, every)  # type: ignore[no-any-return]
+    """As aiokafka's DefaultPartitioner places a keyed record, without building a list of every partition and a
+    partitioner for each record (the outbox asks for each one it sends)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions  # type: ignore[no-any-return]
 
 
 def header(record: ConsumerRecord, name: str) -> str | None:
