@@ -143,7 +143,7 @@ def run_heap(keeper: Timekeeper, ids: list[str], seconds: float, rate: int, now0
                 lateness.append((raised - event.occurred_at).total_seconds())
                 kind = "breach" if event.event_type == "sla.breached" else f"warning:{event.data.threshold:g}"
                 seen[(event.ticket_id, event.data.metric.value, kind, event.event_id)] += 1
-        due = keeper.next_due
+        due = keeper.next_due()
         wait = 0.02 if due is None else min(0.02, max((due - (datetime.now(UTC) + offset)).total_seconds(), 0))
         time.sleep(wait)
     return {

@@ -3,7 +3,7 @@ and after a takeover; missed and doubled alarms; what the worker spends.
 
     .venv/bin/python -m bench sla_restart       (or bench/bench_sla_restart.py [--tickets 100000] [--seconds 60]
                                                  [--rate 1000] [--restart kill|term|standby] [--session 10]
-                                                 [--lead 60])
+                                                 [--lead 60] [--logs DIR])
 
 A LocalKafka (or KAFKA_BOOTSTRAP_SERVERS) and ONE `python -m sla` process as production runs it (its store on a
 disk kept across the restart), on the built-in 24x7 policy; with `--restart standby`, TWO processes in one group,
@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -359,12 +360,22 @@ def main() -> None:
     )
     parser.add_argument("--session", type=float, default=10, help="the sla group's session timeout, seconds")
     parser.add_argument("--lead", type=float, default=60, help="seconds from producing the tickets to the first alarm")
+    parser.add_argument("--logs", type=Path, help="a folder to keep the sla processes' logs in (else they go)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stop the worker on the way out
     with tempfile.TemporaryDirectory(prefix="bench-sla-restart-") as scratch, contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
             LocalKafka(Path(scratch) / "kafka")).bootstrap_servers  # fmt: skip
-        results = {**run(args, bootstrap, Path(scratch)), "measured_at": datetime.now(UTC).isoformat("T", "seconds")}
+        try:
+            results = {
+                **run(args, bootstrap, Path(scratch)),
+                "measured_at": datetime.now(UTC).isoformat("T", "seconds"),
+            }
+        finally:
+            if args.logs is not None:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in Path(scratch).glob("sla-*.log"):
+                    shutil.copy(log, args.logs / log.name)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

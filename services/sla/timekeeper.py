@@ -2,7 +2,8 @@
 
 Still pure (no I/O, no wall clock): the service hands it ticket events, configuration changes and the time of each
 tick, and publishes what it returns. The index is a heap of (next alarm, ticket); an entry whose ticket has since
-moved its next alarm is stale and skipped when popped, so updating a ticket never searches the heap.
+moved its next alarm is stale and skipped when popped, so updating a ticket never searches the heap. One heap per
+partition: a worker taking partitions over holds their alarms back while the others keep ringing on time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class Timekeeper:
         self.agreements = agreements
         self._tickets: dict[str, TicketClocks] = {}
         self._partition_of: dict[str, int] = {}
-        self._due: list[tuple[datetime, str]] = []
+        #: Per partition, (next alarm, ticket).
+        self._due: dict[int, list[tuple[datetime, str]]] = {}
         #: When configuration changes read live take effect: each then reaches every ticket in one sweep.
         self._changes: list[datetime] = []
         #: Tickets whose clocks changed since the last `take_changed`: their snapshots are due.
@@ -38,9 +40,10 @@ class Timekeeper:
     def tickets(self) -> Iterator[TicketClocks]:
         return iter(self._tickets.values())
 
-    @property
-    def next_due(self) -> datetime | None:
-        return self._due[0][0] if self._due else None
+    def next_due(self, paused: Set[int] = frozenset()) -> datetime | None:
+        """When the next alarm of the partitions not `paused` falls due (perhaps a stale entry's moment)."""
+        tops = [heap[0][0] for partition, heap in self._due.items() if heap and partition not in paused]
+        return min(tops, default=None)
 
     def handle(self, event: TicketEvent, partition: int) -> list[SlaEvent]:
         before = self._tickets.get(event.ticket_id)
@@ -48,19 +51,24 @@ class Timekeeper:
         self._store(before, after, partition)
         return events
 
-    def tick(self, now: datetime) -> list[SlaEvent]:
-        """Everything due by `now`: configuration changes that took effect, then alarms, each at its own moment."""
+    def tick(self, now: datetime, paused: Set[int] = frozenset()) -> list[SlaEvent]:
+        """Everything due by `now`: configuration changes that took effect, then alarms, each at its own moment;
+        nothing of the `paused` partitions (their clocks are being rebuilt), and no configuration change while any
+        partition is paused (a change reaches every ticket in one sweep)."""
         events = []
-        while self._changes and self._changes[0] <= now:
+        while not paused and self._changes and self._changes[0] <= now:
             events.extend(self._take_effect(heapq.heappop(self._changes)))
-        while self._due and self._due[0][0] <= now:
-            due, ticket_id = heapq.heappop(self._due)
-            state = self._tickets.get(ticket_id)
-            if state is None or state.next_due != due:
-                continue  # stale: the ticket moved on
-            after, raised = advance(state, due, self.agreements)
-            self._store(state, after, self._partition_of[ticket_id])
-            events.extend(raised)
+        for partition, due_in in self._due.items():
+            if partition in paused:
+                continue
+            while due_in and due_in[0][0] <= now:
+                due, ticket_id = heapq.heappop(due_in)
+                state = self._tickets.get(ticket_id)
+                if state is None or state.next_due != due:
+                    continue  # stale: the ticket moved on
+                after, raised = advance(state, due, self.agreements)
+                self._store(state, after, partition)
+                events.extend(raised)
         return events
 
     def catch_up(self, now: datetime, partitions: Set[int]) -> list[SlaEvent]:
@@ -103,8 +111,8 @@ class Timekeeper:
         for ticket_id in [t for t, p in self._partition_of.items() if p in partitions]:
             del self._tickets[ticket_id], self._partition_of[ticket_id]
             self._changed.discard(ticket_id)
-        self._due = [(due, ticket_id) for due, ticket_id in self._due if ticket_id in self._tickets]
-        heapq.heapify(self._due)
+        for partition in partitions:
+            self._due.pop(partition, None)
 
     def _take_effect(self, moment: datetime) -> list[SlaEvent]:
         events: list[SlaEvent] = []
@@ -123,7 +131,7 @@ class Timekeeper:
         self._partition_of[after.ticket_id] = partition
         due = after.next_due
         if due is not None and (before is None or before.next_due != due):
-            heapq.heappush(self._due, (due, after.ticket_id))
+            heapq.heappush(self._due.setdefault(partition, []), (due, after.ticket_id))
 
 
 def _more_than_time_passed(before: TicketClocks, after: TicketClocks) -> bool:

@@ -16,6 +16,12 @@ while replaying, and in the catch-up that raises what fell due while no worker h
 ids are there are not published again. Replayed events the clocks already reflect change nothing
 (aggregate_version). Alarm ids derive from (ticket, metric, kind, deadline), everything else from its cause, so
 after a kill -9 nothing is missed (what was decided but not acknowledged is decided again) and nothing is doubled.
+Meanwhile the alarms of that partition wait; those of the partitions it holds whole ring on time.
+
+A rebalance takes every partition away first (aiokafka's is eager) and mostly gives a worker its own back. Their
+clocks stay in memory, their alarms held back, until the rebalance says: given back, and nobody else wrote to their
+sla.events or sla.clocks meanwhile, they go on where they were, with nothing loaded or replayed; otherwise they are
+dropped (and, if given back after all, restored like any other).
 
 One task does everything in order (fetch, decide, tick, publish, save), waiting for new events no longer than the
 next deadline, so a ticket's sla events are published in the order they were decided and alarms are late only by
@@ -29,7 +35,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -90,6 +96,7 @@ class _Rebalance(ConsumerRebalanceListener):
         # The next owner reads where sla.events and sla.clocks end when it takes over: nothing may land later.
         await self._worker.published()
         await self._worker.changelog.written()
+        await self._worker.suspend(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker.take_over(assigned)
@@ -130,6 +137,11 @@ class ClockWorker:
         self._dead_letter_from: dict[TopicPartition, int] = {}
         #: Partitions taken over: once their replay is done, what fell due while no worker held them is raised.
         self._catch_up_due: set[int] = set()
+        #: Partitions a rebalance took away whose clocks are kept, their alarms held back, in case the same
+        #: rebalance gives them back (an eager one takes every partition away first): where sla.events and
+        #: sla.clocks ended once this worker had written its last of them. If both end there still when the
+        #: partition comes back, nobody else decided anything of it, and it goes on without a restore.
+        self._suspended: dict[TopicPartition, tuple[int, int] | None] = {}
         #: Counts rebuilds; `_rebuilt_at` says at which count each partition was last started over. Records
         #: fetched before that are stale (read from the committed offset, not from the beginning) and dropped.
         self._rebuilds = 0
@@ -183,11 +195,13 @@ class ClockWorker:
             if self._rebuild_until and not self._preparing:
                 await self._rebuilt()
             if self._preparing:  # checked after the last await: a take-over may have begun meanwhile
+                decided.extend(self._tick())
                 await self._publish(decided)
                 continue
             if self._catch_up_due and not self._rebuild_until:
                 # one partition per turn: a large one's catch-up and save take long enough without the others
                 decided.extend(self.timekeeper.catch_up(self._now(), {self._catch_up_due.pop()}))
+                decided.extend(self._tick())
                 await self._publish(decided)
                 await self._save()
                 if not (self._preparing or self._catch_up_due or self._rebuild_until):
@@ -195,28 +209,35 @@ class ClockWorker:
                     log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
                     tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
                 continue
-            if not self._rebuild_until:
-                decided.extend(self.timekeeper.tick(self._now()))
+            decided.extend(self._tick())
             await self._publish(decided)
             await self._save()  # mid-replay too: memory holds only the tickets still live, even on a first start
             if fetched and not self._rebuild_until:
                 await commit_unless_rebalanced(self._consumer)
             TICKETS.set(len(self.timekeeper))
 
+    def _paused(self) -> set[int]:
+        """Partitions whose alarms wait: being restored or replayed (some restored clocks are already past due, and
+        the replay may settle them), waiting for their catch-up, or kept through a rebalance."""
+        partitions = [*self._preparing, *self._rebuild_until, *self._suspended]
+        return {tp.partition for tp in partitions} | self._catch_up_due
+
+    def _tick(self) -> list[SlaEvent]:
+        return self.timekeeper.tick(self._now(), self._paused())
+
     def _wait_ms(self) -> int:
-        """How long the next fetch may wait: until the next alarm, unless no alarm is to be raised now. While a
-        partition is being restored or replayed, alarms wait (some restored ones are already past due), and the
-        fetch must wait too: a fetch without a wait returns without yielding to the event loop, and the loop would
-        then spin without ever letting the take-over (a task beside it) go on. Partitions waiting for their catch-up
-        (one per turn, a turn for each) do not wait."""
-        due = self.timekeeper.next_due
-        if self._rebuild_until or self._preparing:
-            return int(IDLE_WAIT_S * 1000)
-        if self._catch_up_due:
+        """How long the next fetch may wait: until the next alarm of a partition not paused, and no longer than
+        IDLE_WAIT_S. While a partition is being restored or replayed the fetch waits at least a millisecond: a
+        fetch without a wait returns without yielding to the event loop, and the loop would then spin without ever
+        letting the take-over (a task beside it) go on. Partitions waiting for their catch-up (one per turn, a turn
+        for each) do not wait."""
+        if self._catch_up_due and not (self._rebuild_until or self._preparing):
             return 0
-        if due is None:
-            return int(IDLE_WAIT_S * 1000)
-        return int(min(max((due - self._now()).total_seconds(), 0), IDLE_WAIT_S) * 1000)
+        wait_s = IDLE_WAIT_S
+        if (due := self.timekeeper.next_due(self._paused())) is not None:
+            wait_s = min(max((due - self._now()).total_seconds(), 0), IDLE_WAIT_S)
+        floor_ms = 1 if self._rebuild_until or self._preparing else 0
+        return max(int(wait_s * 1000), floor_ms)
 
     async def _handle(self, record: object, partition: TopicPartition) -> list[SlaEvent]:
         if partition not in self._held:
@@ -248,14 +269,25 @@ class ClockWorker:
             self._loaded.add(ticket_id)
 
     def give_up(self, revoked: set[TopicPartition]) -> None:
-        """Partitions taken away: whoever gets them rebuilds their clocks."""
-        partitions = {tp.partition for tp in revoked}
-        self.timekeeper.forget_partitions(partitions)
-        self.changelog.give_up(partitions)
-        self._standby.follow(partitions)
+        """Partitions taken away: whoever gets them rebuilds their clocks. Those wholly taken over are kept,
+        their alarms held back, until the rebalance says who has them next (`suspend`, then `take_over`)."""
+        whole = {tp for tp in revoked & self._held if not self._still_rebuilding(tp)}
+        self.changelog.give_up(tp.partition for tp in revoked)
         self._held -= revoked
-        self._preparing -= revoked
-        for tp in revoked:
+        self._drop(revoked - whole)
+        self._suspended.update(dict.fromkeys(whole))
+
+    def _still_rebuilding(self, tp: TopicPartition) -> bool:
+        return tp in self._preparing or tp in self._rebuild_until or tp.partition in self._catch_up_due
+
+    def _drop(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forget partitions another worker rebuilds: their clocks leave memory, the standby follows them."""
+        dropped = {tp.partition for tp in partitions}
+        self.timekeeper.forget_partitions(dropped)
+        self._standby.follow(dropped)
+        for tp in partitions:
+            self._suspended.pop(tp, None)
+            self._preparing.discard(tp)
             self._rebuilt_at.pop(tp, None)
             self._rebuild_until.pop(tp, None)
             self._replayed_sla_offset.pop(tp.partition, None)
@@ -264,11 +296,34 @@ class ClockWorker:
             self._next_offset.pop(tp.partition, None)
             self._sla_offset.pop(tp.partition, None)
 
+    async def suspend(self, revoked: set[TopicPartition]) -> None:
+        """Once the last of a revoked partition's sla.events and changelog are written: note where both end, to
+        tell on its return whether anybody else wrote there. Not knowing, the partition is dropped."""
+        kept = [tp for tp in revoked if tp in self._suspended]
+        try:
+            ends = await self._written_ends(kept)
+        except KafkaError:
+            self._drop(kept)
+            return
+        for tp in kept:
+            if tp in self._suspended:
+                self._suspended[tp] = ends[tp]
+
+    async def _written_ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        """Where sla.events and sla.clocks end, for each of `partitions` of tickets.events (partitioned alike)."""
+        written = [TopicPartition(topic, tp.partition) for tp in partitions for topic in (SLA_EVENTS, SLA_CLOCKS)]
+        ends = await self._consumer.end_offsets(written) if written else {}
+        return {
+            tp: (ends[TopicPartition(SLA_EVENTS, tp.partition)], ends[TopicPartition(SLA_CLOCKS, tp.partition)])
+            for tp in partitions
+        }
+
     def take_over(self, assigned: set[TopicPartition]) -> None:
         """Partitions given by a rebalance: start them over beside the loop and return at once. The group waits
         for every member's rebalance callbacks, and no longer than its rebalance timeout (the session timeout):
         a restore inside the callback that outlasts it gets the member expelled, its partitions go to another
         member which restores them in turn, and two replicas can pass the partitions back and forth forever."""
+        self._drop([tp for tp in self._suspended if tp not in assigned])
         new = [tp for tp in assigned if tp not in self._held]
         if not new:
             return
@@ -298,11 +353,41 @@ class ClockWorker:
             with attempt:
                 if not (partitions := self._still_taking_over(partitions, rebuild)):
                     return
+                if not (partitions := await self._resume(partitions, rebuild)):
+                    return
                 try:
                     await self._restore(partitions, rebuild)
                 except KafkaError:
                     self.timekeeper.forget_partitions({tp.partition for tp in partitions})
                     raise
+
+    async def _resume(self, partitions: list[TopicPartition], rebuild: int) -> list[TopicPartition]:
+        """Go on with the partitions kept through the rebalance that nobody else wrote for meanwhile, from where
+        this worker was; returns the others, to be restored."""
+        back = [tp for tp in partitions if tp in self._suspended]
+        if not back:
+            return partitions
+        ends = await self._written_ends(back)
+        # No await from here on: the partitions still ours stay ours until this is done.
+        resumed = []
+        for tp in self._still_taking_over(back, rebuild):
+            if self._suspended.pop(tp) == ends[tp]:
+                resumed.append(tp)
+            else:  # another worker held it meanwhile: restored from the changelog like any partition taken over
+                self._drop([tp])
+                self._held.add(tp)
+                self._preparing.add(tp)
+                self._rebuilt_at[tp] = rebuild
+        for tp in resumed:
+            self._consumer.seek(tp, self._next_offset[tp.partition])
+        self.changelog.take(tp.partition for tp in resumed)
+        self._preparing.difference_update(resumed)
+        self._consumer.resume(*resumed)
+        if resumed:
+            log.info(
+                "partitions resumed after a rebalance", extra={"partitions": sorted(tp.partition for tp in resumed)}
+            )
+        return [tp for tp in partitions if tp not in resumed]
 
     async def _restore(self, partitions: list[TopicPartition], rebuild: int) -> None:
         """The partitions' live clocks from the local store (once it holds their changelog to its end), what was

@@ -144,6 +144,32 @@ def test_warnings_and_breach_fire_at_their_moments_once() -> None:
     assert story.tick(T0 + 3 * HOUR) == []
 
 
+def test_a_paused_partition_holds_its_alarms_back_while_the_others_ring() -> None:
+    """A worker rebuilding one partition's clocks (a take-over) keeps ringing the alarms of the partitions it holds
+    whole; the paused one's ring once it is no longer paused."""
+    keeper = Timekeeper(Agreements.with_defaults())
+    held, rebuilt = a_ticket_created(), a_ticket_created()
+    keeper.handle(held, 0)
+    keeper.handle(rebuilt, 1)
+    assert keeper.next_due({1}) == keeper.next_due({0}) == keeper.next_due() == T0 + 45 * MINUTE
+    assert keeper.next_due({0, 1}) is None
+    ringing = keeper.tick(T0 + 45 * MINUTE, paused={1})
+    assert [(e.event_type, e.ticket_id) for e in ringing] == [("sla.warning", held.ticket_id)]
+    assert keeper.next_due({1}) > T0 + 45 * MINUTE  # partition 0's next alarm; partition 1's waits
+    late = keeper.tick(T0 + 46 * MINUTE)
+    assert [(e.event_type, e.ticket_id) for e in late] == [("sla.warning", rebuilt.ticket_id)]
+    assert late[0].occurred_at == T0 + 45 * MINUTE  # late, never lost
+
+
+def test_a_configuration_change_waits_while_a_partition_is_paused() -> None:
+    """A change reaches every ticket in one sweep: not while some tickets' clocks are still being rebuilt."""
+    nights = {"timezone": "UTC", "week": {day: [{"start": "20:00", "end": "08:00"}] for day in ("monday",)}}
+    story = Story(agreements_with(policy("p", 120, 600, calendar_id="default")))
+    story.keeper.record_change(config(CalendarChanged, at=T0 + HOUR, calendar_id="default", data=nights))
+    assert story.keeper.tick(T0 + HOUR, paused={5}) == []
+    assert story.keeper.tick(T0 + HOUR)[0].data.calendar_version == 2
+
+
 def test_a_threshold_a_breath_below_the_target_warns_with_its_own_value() -> None:
     """Found by the fuzz (a what-if answered 500, and a live policy stopped the worker): alarm kinds carried the
     threshold as ":g" text, which made 0.9999999999999999 a warning at 1, which no warning may have; and two

@@ -20,7 +20,7 @@ from sla.snapshots import encode
 from sla.timekeeper import Timekeeper
 from sla.worker import ClockWorker
 from tests.builders import T0
-from tests.fakes_kafka import FakeBroker, FakeConsumer
+from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer
 from tests.polling import until
 from tests.unit.test_sla_clocks import Story
 from ticketstream_shared.contract import encode as encode_event
@@ -81,11 +81,13 @@ class Reader:
 
 
 class GroupMember:
-    """The worker's group consumer, as far as a take-over touches it."""
+    """The worker's group consumer, as far as a take-over touches it: the partitions of every topic end at
+    `ends` (10 unless set), and it fetches nothing."""
 
     def __init__(self) -> None:
         self.paused: set[TopicPartition] = set()
         self.sought: dict[TopicPartition, int] = {}
+        self.ends: dict[TopicPartition, int] = {}
 
     def pause(self, *partitions: TopicPartition) -> None:
         self.paused.update(partitions)
@@ -97,10 +99,14 @@ class GroupMember:
         self.sought[tp] = offset
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return dict.fromkeys(partitions, 10)
+        return {tp: self.ends.get(tp, 10) for tp in partitions}
 
     async def committed(self, _: TopicPartition) -> int | None:
         return None
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.002)
+        return {}
 
 
 class Harness:
@@ -119,10 +125,11 @@ class Harness:
         self.standby = Standby(CHANGELOG, self.store, clocks.restore, FakeConsumer(broker))
         self.opened = opened
         self.member = GroupMember()
+        self.broker = broker
         self.worker = ClockWorker(
             Timekeeper(agreements),
             self.member,  # type: ignore[arg-type]
-            producer=None,  # type: ignore[arg-type]
+            producer=FakeProducer(broker),  # type: ignore[arg-type]
             history_reader=Log({TopicPartition(SLA_EVENTS, 3): [(b"", raw) for raw in published]}, opened).reader,  # type: ignore[arg-type]
             now=lambda: datetime.now(T0.tzinfo),
             clocks=clocks,
@@ -202,5 +209,76 @@ def test_what_is_not_an_sla_event_in_sla_events_does_not_stop_a_take_over() -> N
             harness.worker.take_over({HELD})
             await until(lambda: not harness.member.paused)
             assert harness.worker._published_before == {ours.event_id}
+
+    asyncio.run(story())
+
+
+async def _held_and_caught_up(harness: Harness) -> asyncio.Task[None]:
+    """The worker's loop running, HELD taken over from the checkpoint (nothing to replay) and caught up."""
+    harness.member.ends[HELD] = CHECKPOINT
+    harness.opened.set()
+    harness.worker.take_over({HELD})
+    running = asyncio.create_task(harness.worker._work())
+    await until(lambda: harness.worker.ready)
+    return running
+
+
+async def _stopped(harness: Harness, running: asyncio.Task[None]) -> None:
+    harness.worker.stop()
+    await asyncio.wait_for(running, 5)
+
+
+def test_a_partition_given_back_by_the_same_rebalance_goes_on_with_the_clocks_it_had() -> None:
+    """An eager rebalance takes every partition away and gives most back: a worker that kept them loads nothing
+    again, and resumes reading where it was."""
+
+    async def story() -> None:
+        async with Harness(asyncio.Event()) as harness:
+            worker, member = harness.worker, harness.member
+            running = await _held_and_caught_up(harness)
+            clocks = worker.timekeeper.ticket(harness.ticket_id)
+            assert clocks is not None
+            worker.give_up({HELD})
+            await worker.suspend({HELD})
+            assert worker.timekeeper.ticket(harness.ticket_id) is clocks  # kept, its alarms held back
+            member.sought.clear()
+            worker.take_over({HELD})
+            await until(lambda: worker.ready)
+            assert worker.timekeeper.ticket(harness.ticket_id) is clocks  # not loaded again from the store
+            assert member.sought == {HELD: CHECKPOINT} and not member.paused
+            await _stopped(harness, running)
+
+    asyncio.run(story())
+
+
+def test_a_partition_another_worker_wrote_for_meanwhile_is_restored_from_the_changelog() -> None:
+    async def story() -> None:
+        async with Harness(asyncio.Event()) as harness:
+            worker, member = harness.worker, harness.member
+            running = await _held_and_caught_up(harness)
+            clocks = worker.timekeeper.ticket(harness.ticket_id)
+            worker.give_up({HELD})
+            await worker.suspend({HELD})
+            member.ends[TopicPartition(SLA_EVENTS, HELD.partition)] = 11  # an alarm published by another worker
+            worker.take_over({HELD})
+            await until(lambda: worker.ready)
+            restored = worker.timekeeper.ticket(harness.ticket_id)
+            assert restored is not None and restored is not clocks  # loaded from the store again
+            await _stopped(harness, running)
+
+    asyncio.run(story())
+
+
+def test_a_partition_not_given_back_leaves_memory_and_its_changelog_is_followed() -> None:
+    async def story() -> None:
+        async with Harness(asyncio.Event()) as harness:
+            worker = harness.worker
+            running = await _held_and_caught_up(harness)
+            worker.give_up({HELD})
+            await worker.suspend({HELD})
+            worker.take_over({TopicPartition(TICKETS_EVENTS, 4)})
+            assert worker.timekeeper.ticket(harness.ticket_id) is None
+            assert HELD.partition in harness.standby._followed
+            await _stopped(harness, running)
 
     asyncio.run(story())
