@@ -31,6 +31,8 @@ from . import api, catalog_api
 from .agreements import Agreements
 from .clock_store import CHANGELOG, ClockStore
 from .config_log import sla_config_log
+from .configuration import Configuration
+from .desk import ClockDesk
 from .history import TicketHistory
 from .settings import SlaSettings
 from .timekeeper import Timekeeper
@@ -154,6 +156,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
 
     app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
     what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
-    api.install(app, timekeeper, clocks, config_log, clock, what_if_reader, directory)
+    configuration = Configuration(timekeeper.agreements, config_log, clock)
+    api.install(app, ClockDesk(configuration, timekeeper, clocks, config_log, what_if_reader, directory, clock))
     app.include_router(catalog_api.router)
     return app

@@ -11,7 +11,7 @@ from ticketstream_shared.contract.sla import ServiceData, ServiceId
 from ticketstream_shared.runtime.auth import require_role
 from ticketstream_shared.runtime.http import Caller
 
-from .api import answer_change
+from .api import Desk, changed_response
 from .configuration import SERVICES, Configuration, Effective, history_view
 from .views import service_view
 
@@ -24,7 +24,7 @@ class ServiceBody(ServiceData, Effective):
 
 
 def _configuration(request: Request) -> Configuration:
-    return request.app.state.sla_configuration  # type: ignore[no-any-return]
+    return request.app.state.sla_desk.configuration  # type: ignore[no-any-return]
 
 
 Config = Annotated[Configuration, Depends(_configuration)]
@@ -42,9 +42,10 @@ def _current(configuration: Configuration, service_id: str) -> dict[str, Any] | 
 
 
 @router.put("/services/{service_id}")
-async def put_service(service_id: ServiceId, body: ServiceBody, caller: Caller, config: Config) -> JSONResponse:
+async def put_service(service_id: ServiceId, body: ServiceBody, caller: Caller, desk: Desk) -> JSONResponse:
     """A new version of the service, effective from `effective_at` (now if not given)."""
-    return await answer_change(config, SERVICES, service_id, body, caller)
+    require_role(caller, *SERVICES.writers)
+    return changed_response(await desk.change(SERVICES, service_id, body, caller))
 
 
 @router.get("/services")

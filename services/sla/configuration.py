@@ -35,6 +35,7 @@ from ticketstream_shared.runtime import ids
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.refusals import InvalidField, Unavailable
 
 from .agreements import Agreements, History, UnknownCalendar, Version
 from .config_log import config_key
@@ -51,17 +52,8 @@ class Effective(BaseModel):
     effective_at: UtcDatetime | None = None
 
 
-class Unprocessable(Exception):
-    """A well-formed body that cannot be accepted (a calendar that does not exist, a change dated in the past)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class NotReady(Exception):
-    """sla has not read its configuration to the end yet: a change now could not be judged against it."""
+#: Why a change (or a what-if) is refused while sla reads sla.config: it could not be judged against it yet.
+NOT_READ_YET = "sla is still reading its configuration"
 
 
 @dataclass(frozen=True)
@@ -149,7 +141,7 @@ class Configuration:
         retry whose effective time has meanwhile slipped into the past is answered as its first try was.
         The caller's role is checked by the route (`kind.writers`)."""
         if not self._config_log.caught_up.is_set():
-            raise NotReady()
+            raise Unavailable(NOT_READ_YET)
         data = kind.data.model_validate(body.model_dump(exclude={"effective_at"}))
         async with self._one_change_at_a_time:
             now = self._clock()
@@ -183,7 +175,7 @@ class Configuration:
         try:
             (among or self.agreements).check_calendar(calendar_id, at)
         except UnknownCalendar as error:
-            raise Unprocessable(field, str(error)) from None
+            raise InvalidField(field, str(error)) from None
 
     def _require_own_categories(self, service_id: str, data: ServiceData, at: datetime) -> None:
         """A category belongs to one service: a ticket's category then names its service."""
@@ -193,12 +185,12 @@ class Configuration:
         }
         if taken:
             listed = ", ".join(f"{category} (service {owner})" for category, owner in sorted(taken.items()))
-            raise Unprocessable("categories", f"already in another service: {listed}")
+            raise InvalidField("categories", f"already in another service: {listed}")
 
     @staticmethod
     def _effective(body: Effective, now: datetime) -> datetime:
         if body.effective_at is None:
             return now
         if body.effective_at < now - CLOCK_SKEW:
-            raise Unprocessable("effective_at", "lies in the past: a change takes effect from now on, never before")
+            raise InvalidField("effective_at", "lies in the past: a change takes effect from now on, never before")
         return body.effective_at
