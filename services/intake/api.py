@@ -7,6 +7,7 @@ annotations in this module: FastAPI must see the `Caller` dependency, which is m
 import base64
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -27,7 +28,7 @@ from ticketstream_shared.contract.requests import (
     WorklogBody,
 )
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
-from ticketstream_shared.runtime.http import REPLAYED
+from ticketstream_shared.runtime.http import REPLAYED, Caller
 from ticketstream_shared.runtime.logging import correlation_id
 
 from .audit import audit
@@ -59,7 +60,7 @@ from .domain import (
     evolve,
 )
 from .idempotency import request_context
-from .knowledge import Library
+from .knowledge import Hit, Library
 from .knowledge_api import hit_view
 from .ticket_store import Filters
 from .timeline import timeline
@@ -186,27 +187,32 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCommand("cursor", "is not a cursor this API gave out") from None
 
 
-def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: LifecycleRules, library: Library) -> None:
-    """Add intake's routes and its domain-error mapping to `app`; a new ticket is answered with up to three articles
-    of `library` for what its requester wrote."""
-    Caller = Annotated[Principal, Depends(app.state.principal)]
-    router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+@dataclass(frozen=True)
+class TicketFront:
+    """The desk as the ticket routes reach it: a command run for a caller (its request context built from the key,
+    the clock and the lifecycle rules), a ticket read by someone allowed to see it, and a ticket's view."""
 
-    async def execute(command: Command, principal: Principal, request_key: str | None) -> tuple[Ticket, bool]:
+    desk: Desk
+    clock: Callable[[], datetime]
+    rules: LifecycleRules
+    #: Up to three of its articles answer a new ticket, for what its requester wrote.
+    library: Library
+
+    async def execute(self, command: Command, principal: Principal, request_key: str | None) -> tuple[Ticket, bool]:
         """Run `command` for `principal`; returns the ticket after it and whether it was a replay."""
         context = request_context(
             command,
             caller=principal.name,
             request_key=request_key,
-            now=clock(),
+            now=self.clock(),
             correlation_id=correlation_id.get() or str(uuid.uuid4()),
             actor=principal.actor,
-            rules=rules,
+            rules=self.rules,
         )
-        return await desk.execute(command, context)
+        return await self.desk.execute(command, context)
 
-    async def visible_ticket(ticket_id: str, principal: Principal) -> Ticket:
-        ticket = await desk.get(ticket_id)
+    async def visible_ticket(self, ticket_id: str, principal: Principal) -> Ticket:
+        ticket = await self.desk.get(ticket_id)
         if ticket is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
         require_client(principal, ticket.client_id)
@@ -214,194 +220,248 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
             raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters see only their own tickets")
         return ticket
 
-    def view(ticket: Ticket) -> dict[str, Any]:
-        return ticket_view(ticket, desk.assignee_of(ticket.ticket_id))
+    def view(self, ticket: Ticket) -> dict[str, Any]:
+        return ticket_view(ticket, self.desk.assignee_of(ticket.ticket_id))
 
-    @router.post("", status_code=status.HTTP_201_CREATED)
-    async def create_ticket(body: CreateTicketBody, principal: Caller, request_key: RequestKey = None) -> JSONResponse:
-        require_client(principal, body.client_id)
-        if principal.role is Role.REQUESTER and principal.requester_id not in (None, body.requester_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters open tickets only in their own name")
-        command = CreateTicket(ticket_id=desk.new_ticket_id(principal.name, request_key), **body.model_dump())
-        ticket, replayed = await execute(command, principal, request_key)
-        first = evolve(ticket.creation, None)
-        assert first is not None
-        named = ticket.creation.data.service_id
-        service_id = desk.catalogue.in_force(clock()).service_of(named, first.category)
-        hits = library.suggest(first.title, first.description, service_id, first.category)
-        suggested = [hit_view(hit) for hit in hits]
-        return _answer(
-            {**view(first), "suggested_articles": suggested}, first.version, replayed, status.HTTP_201_CREATED
-        )
+    def articles_for(self, ticket: Ticket) -> list[Hit]:
+        """The articles a new ticket is answered with: for what its requester wrote, its service's first (the one
+        it names, or its category's in the catalogue now)."""
+        in_force = self.desk.catalogue.in_force(self.clock())
+        service_id = in_force.service_of(ticket.creation.data.service_id, ticket.category)
+        return self.library.suggest(ticket.title, ticket.description, service_id, ticket.category)
 
-    @router.post("/{ticket_id}/self-solved")
-    async def self_solved(
-        ticket_id: Identifier, body: SelfSolvedBody, principal: Caller, request_key: RequestKey = None
-    ) -> JSONResponse:
-        """The requester confirms a published knowledge article solved their problem: the ticket is resolved as
-        self-service (its SLA clocks met) and the article counts as a deflection."""
-        article = library.current(body.article_id)
-        if article is None or not article.data.published:
-            raise InvalidCommand("article_id", f"no published article {body.article_id}")
-        await visible_ticket(ticket_id, principal)
-        ticket, replayed = await execute(SolveMyself(ticket_id, body.article_id), principal, request_key)
-        return _answer(view(ticket), ticket.version, replayed)
 
-    @router.get("")
-    async def list_tickets(
-        principal: Caller,
-        client_id: Identifier | None = None,
-        status_: Annotated[TicketStatus | None, Query(alias="status")] = None,
-        assignee_id: Identifier | None = None,
-        priority: Priority | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: str | None = None,
-    ) -> JSONResponse:
-        if principal.client_id is not None:
-            if client_id not in (None, principal.client_id):
-                raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key is scoped to client {principal.client_id}")
-            client_id = principal.client_id
-        requester_id = principal.requester_id if principal.role is Role.REQUESTER else None
-        after = _decode_cursor(cursor) if cursor else None
-        filters = Filters(client_id, status_, priority, requester_id, assignee_id)
-        page = desk.find(filters, after, limit + 1)
-        more = len(page) > limit
-        page = page[:limit]
-        return JSONResponse(
-            {"tickets": [view(t) for t in page], "next_cursor": _encode_cursor(page[-1]) if more else None}
-        )
+def _front(request: Request) -> TicketFront:
+    return request.app.state.ticket_front  # type: ignore[no-any-return]
 
-    @router.get("/{ticket_id}")
-    async def get_ticket(ticket_id: str, principal: Caller) -> JSONResponse:
-        ticket = await visible_ticket(ticket_id, principal)
-        return _answer(view(ticket), ticket.version)
 
-    @router.patch("/{ticket_id}")
-    async def update_ticket(
-        ticket_id: str,
-        body: UpdateTicketBody,
-        principal: Caller,
-        request_key: RequestKey = None,
-        if_match: IfMatch = None,
-    ) -> JSONResponse:
-        await visible_ticket(ticket_id, principal)
-        if not body.model_fields_set:
-            raise InvalidCommand("(body)", "name at least one of title, category, priority")
-        command = UpdateTicket(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
-        ticket, replayed = await execute(command, principal, request_key)
-        return _answer(view(ticket), ticket.version, replayed)
+Front = Annotated[TicketFront, Depends(_front)]
+router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
-    @router.post("/{ticket_id}/status")
-    async def change_status(
-        ticket_id: str, body: StatusBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
-    ) -> JSONResponse:
-        await visible_ticket(ticket_id, principal)
-        command = ChangeStatus(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
-        ticket, replayed = await execute(command, principal, request_key)
-        return _answer(view(ticket), ticket.version, replayed)
 
-    @router.post("/{ticket_id}/comments", status_code=status.HTTP_201_CREATED)
-    async def add_comment(
-        ticket_id: str, body: CommentBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
-    ) -> JSONResponse:
-        await visible_ticket(ticket_id, principal)
-        if principal.role is Role.REQUESTER and body.author_id != principal.requester_id:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters comment only in their own name")
-        comment_id = child_id_for(principal.name, ticket_id, request_key)
-        command = AddComment(
-            ticket_id=ticket_id,
-            comment_id=comment_id,
-            expected_version=_expected_version(if_match),
-            **body.model_dump(),
-        )
-        ticket, replayed = await execute(command, principal, request_key)
-        added = next(e for e in ticket.history if isinstance(e, CommentAdded) and e.data.comment_id == comment_id)
-        return _answer(comment_view(added), ticket.version, replayed, status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_ticket(
+    body: CreateTicketBody, principal: Caller, front: Front, request_key: RequestKey = None
+) -> JSONResponse:
+    require_client(principal, body.client_id)
+    if principal.role is Role.REQUESTER and principal.requester_id not in (None, body.requester_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters open tickets only in their own name")
+    command = CreateTicket(ticket_id=front.desk.new_ticket_id(principal.name, request_key), **body.model_dump())
+    ticket, replayed = await front.execute(command, principal, request_key)
+    first = evolve(ticket.creation, None)
+    assert first is not None
+    suggested = [hit_view(hit) for hit in front.articles_for(first)]
+    return _answer(
+        {**front.view(first), "suggested_articles": suggested}, first.version, replayed, status.HTTP_201_CREATED
+    )
 
-    @router.get("/{ticket_id}/comments")
-    async def list_comments(ticket_id: str, principal: Caller) -> JSONResponse:
-        ticket = await visible_ticket(ticket_id, principal)
-        internal_too = principal.role in STAFF
-        comments = [
-            comment_view(e) for e in ticket.history if isinstance(e, CommentAdded) and (e.data.public or internal_too)
-        ]
-        return _answer({"comments": comments}, ticket.version)
 
-    @router.post("/{ticket_id}/worklogs", status_code=status.HTTP_201_CREATED)
-    async def record_worklog(
-        ticket_id: str, body: WorklogBody, principal: Caller, request_key: RequestKey = None, if_match: IfMatch = None
-    ) -> JSONResponse:
-        require_role(principal, *STAFF)
-        await visible_ticket(ticket_id, principal)
-        worklog_id = child_id_for(principal.name, ticket_id, request_key)
-        command = RecordWorklog(
-            ticket_id=ticket_id,
-            worklog_id=worklog_id,
-            expected_version=_expected_version(if_match),
-            **body.model_dump(),
-        )
-        ticket, replayed = await execute(command, principal, request_key)
-        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed, 201)
+@router.post("/{ticket_id}/self-solved")
+async def self_solved(
+    ticket_id: Identifier, body: SelfSolvedBody, principal: Caller, front: Front, request_key: RequestKey = None
+) -> JSONResponse:
+    """The requester confirms a published knowledge article solved their problem: the ticket is resolved as
+    self-service (its SLA clocks met) and the article counts as a deflection."""
+    article = front.library.current(body.article_id)
+    if article is None or not article.data.published:
+        raise InvalidCommand("article_id", f"no published article {body.article_id}")
+    await front.visible_ticket(ticket_id, principal)
+    ticket, replayed = await front.execute(SolveMyself(ticket_id, body.article_id), principal, request_key)
+    return _answer(front.view(ticket), ticket.version, replayed)
 
-    async def amend_worklog(
-        kind: type[CorrectWorklog] | type[VoidWorklog],
-        ticket_id: str,
-        worklog_id: uuid.UUID,
-        body: CorrectionBody | VoidBody,
-        principal: Principal,
-        request_key: str | None,
-        if_match: str | None,
-    ) -> JSONResponse:
-        """Correct or void a worklog: staff only, by new events; answers with the worklog as it now stands."""
-        require_role(principal, *STAFF)
-        await visible_ticket(ticket_id, principal)
-        expected = _expected_version(if_match)
-        command = kind(ticket_id=ticket_id, worklog_id=worklog_id, expected_version=expected, **body.model_dump())
-        ticket, replayed = await execute(command, principal, request_key)
-        return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
 
-    @router.post("/{ticket_id}/worklogs/{worklog_id}/correction")
-    async def correct_worklog(
-        ticket_id: str,
-        worklog_id: uuid.UUID,
-        body: CorrectionBody,
-        principal: Caller,
-        request_key: RequestKey = None,
-        if_match: IfMatch = None,
-    ) -> JSONResponse:
-        return await amend_worklog(CorrectWorklog, ticket_id, worklog_id, body, principal, request_key, if_match)
+@router.get("")
+async def list_tickets(
+    principal: Caller,
+    front: Front,
+    client_id: Identifier | None = None,
+    status_: Annotated[TicketStatus | None, Query(alias="status")] = None,
+    assignee_id: Identifier | None = None,
+    priority: Priority | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JSONResponse:
+    if principal.client_id is not None:
+        if client_id not in (None, principal.client_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key is scoped to client {principal.client_id}")
+        client_id = principal.client_id
+    requester_id = principal.requester_id if principal.role is Role.REQUESTER else None
+    after = _decode_cursor(cursor) if cursor else None
+    filters = Filters(client_id, status_, priority, requester_id, assignee_id)
+    page = front.desk.find(filters, after, limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    return JSONResponse(
+        {"tickets": [front.view(t) for t in page], "next_cursor": _encode_cursor(page[-1]) if more else None}
+    )
 
-    @router.post("/{ticket_id}/worklogs/{worklog_id}/void")
-    async def void_worklog(
-        ticket_id: str,
-        worklog_id: uuid.UUID,
-        body: VoidBody,
-        principal: Caller,
-        request_key: RequestKey = None,
-        if_match: IfMatch = None,
-    ) -> JSONResponse:
-        return await amend_worklog(VoidWorklog, ticket_id, worklog_id, body, principal, request_key, if_match)
 
-    @router.post("/{ticket_id}/csat", status_code=status.HTTP_201_CREATED)
-    async def rate(ticket_id: str, body: CsatBody, principal: Caller, request_key: RequestKey = None) -> JSONResponse:
-        await visible_ticket(ticket_id, principal)
-        ticket, replayed = await execute(RecordCsat(ticket_id=ticket_id, **body.model_dump()), principal, request_key)
-        return _answer(view(ticket), ticket.version, replayed, status.HTTP_201_CREATED)
+@router.get("/{ticket_id}")
+async def get_ticket(ticket_id: str, principal: Caller, front: Front) -> JSONResponse:
+    ticket = await front.visible_ticket(ticket_id, principal)
+    return _answer(front.view(ticket), ticket.version)
 
-    @router.get("/{ticket_id}/timeline")
-    async def get_timeline(ticket_id: str, principal: Caller) -> JSONResponse:
-        ticket = await visible_ticket(ticket_id, principal)
-        entries = [{"at": entry.at.isoformat(), "text": entry.text} for entry in timeline(ticket.history)]
-        return _answer({"ticket_id": ticket_id, "status": ticket.status, "timeline": entries}, ticket.version)
 
-    @router.get("/{ticket_id}/audit")
-    async def get_audit(ticket_id: str, principal: Caller) -> JSONResponse:
-        """Every change of the ticket, who made it (from their key) and what it was before and after."""
-        require_role(principal, *AUDITORS)
-        ticket = await visible_ticket(ticket_id, principal)
-        changes = [change.view() for change in audit(ticket.history)]
-        return _answer({"ticket_id": ticket_id, "changes": changes}, ticket.version)
+@router.patch("/{ticket_id}")
+async def update_ticket(
+    ticket_id: str,
+    body: UpdateTicketBody,
+    principal: Caller,
+    front: Front,
+    request_key: RequestKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    await front.visible_ticket(ticket_id, principal)
+    if not body.model_fields_set:
+        raise InvalidCommand("(body)", "name at least one of title, category, priority")
+    command = UpdateTicket(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
+    ticket, replayed = await front.execute(command, principal, request_key)
+    return _answer(front.view(ticket), ticket.version, replayed)
 
+
+@router.post("/{ticket_id}/status")
+async def change_status(
+    ticket_id: str,
+    body: StatusBody,
+    principal: Caller,
+    front: Front,
+    request_key: RequestKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    await front.visible_ticket(ticket_id, principal)
+    command = ChangeStatus(ticket_id=ticket_id, expected_version=_expected_version(if_match), **body.model_dump())
+    ticket, replayed = await front.execute(command, principal, request_key)
+    return _answer(front.view(ticket), ticket.version, replayed)
+
+
+@router.post("/{ticket_id}/comments", status_code=status.HTTP_201_CREATED)
+async def add_comment(
+    ticket_id: str,
+    body: CommentBody,
+    principal: Caller,
+    front: Front,
+    request_key: RequestKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    await front.visible_ticket(ticket_id, principal)
+    if principal.role is Role.REQUESTER and body.author_id != principal.requester_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters comment only in their own name")
+    comment_id = child_id_for(principal.name, ticket_id, request_key)
+    command = AddComment(
+        ticket_id=ticket_id,
+        comment_id=comment_id,
+        expected_version=_expected_version(if_match),
+        **body.model_dump(),
+    )
+    ticket, replayed = await front.execute(command, principal, request_key)
+    added = next(e for e in ticket.history if isinstance(e, CommentAdded) and e.data.comment_id == comment_id)
+    return _answer(comment_view(added), ticket.version, replayed, status.HTTP_201_CREATED)
+
+
+@router.get("/{ticket_id}/comments")
+async def list_comments(ticket_id: str, principal: Caller, front: Front) -> JSONResponse:
+    ticket = await front.visible_ticket(ticket_id, principal)
+    internal_too = principal.role in STAFF
+    comments = [
+        comment_view(e) for e in ticket.history if isinstance(e, CommentAdded) and (e.data.public or internal_too)
+    ]
+    return _answer({"comments": comments}, ticket.version)
+
+
+@router.post("/{ticket_id}/worklogs", status_code=status.HTTP_201_CREATED)
+async def record_worklog(
+    ticket_id: str,
+    body: WorklogBody,
+    principal: Caller,
+    front: Front,
+    request_key: RequestKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    require_role(principal, *STAFF)
+    await front.visible_ticket(ticket_id, principal)
+    worklog_id = child_id_for(principal.name, ticket_id, request_key)
+    command = RecordWorklog(
+        ticket_id=ticket_id,
+        worklog_id=worklog_id,
+        expected_version=_expected_version(if_match),
+        **body.model_dump(),
+    )
+    ticket, replayed = await front.execute(command, principal, request_key)
+    return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed, 201)
+
+
+async def amend_worklog(
+    front: TicketFront,
+    kind: type[CorrectWorklog] | type[VoidWorklog],
+    ticket_id: str,
+    worklog_id: uuid.UUID,
+    body: CorrectionBody | VoidBody,
+    principal: Principal,
+    request_key: str | None,
+    if_match: str | None,
+) -> JSONResponse:
+    """Correct or void a worklog: staff only, by new events; answers with the worklog as it now stands."""
+    require_role(principal, *STAFF)
+    await front.visible_ticket(ticket_id, principal)
+    expected = _expected_version(if_match)
+    command = kind(ticket_id=ticket_id, worklog_id=worklog_id, expected_version=expected, **body.model_dump())
+    ticket, replayed = await front.execute(command, principal, request_key)
+    return _answer(worklog_view(ticket, ticket.worklogs[worklog_id]), ticket.version, replayed)
+
+
+@router.post("/{ticket_id}/worklogs/{worklog_id}/correction")
+async def correct_worklog(
+    ticket_id: str,
+    worklog_id: uuid.UUID,
+    body: CorrectionBody,
+    principal: Caller,
+    front: Front,
+    request_key: RequestKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await amend_worklog(front, CorrectWorklog, ticket_id, worklog_id, body, principal, request_key, if_match)
+
+
+@router.post("/{ticket_id}/worklogs/{worklog_id}/void")
+async def void_worklog(
+    ticket_id: str,
+    worklog_id: uuid.UUID,
+    body: VoidBody,
+    principal: Caller,
+    front: Front,
+    request_key: RequestKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await amend_worklog(front, VoidWorklog, ticket_id, worklog_id, body, principal, request_key, if_match)
+
+
+@router.post("/{ticket_id}/csat", status_code=status.HTTP_201_CREATED)
+async def rate(
+    ticket_id: str, body: CsatBody, principal: Caller, front: Front, request_key: RequestKey = None
+) -> JSONResponse:
+    await front.visible_ticket(ticket_id, principal)
+    ticket, replayed = await front.execute(RecordCsat(ticket_id=ticket_id, **body.model_dump()), principal, request_key)
+    return _answer(front.view(ticket), ticket.version, replayed, status.HTTP_201_CREATED)
+
+
+@router.get("/{ticket_id}/timeline")
+async def get_timeline(ticket_id: str, principal: Caller, front: Front) -> JSONResponse:
+    ticket = await front.visible_ticket(ticket_id, principal)
+    entries = [{"at": entry.at.isoformat(), "text": entry.text} for entry in timeline(ticket.history)]
+    return _answer({"ticket_id": ticket_id, "status": ticket.status, "timeline": entries}, ticket.version)
+
+
+@router.get("/{ticket_id}/audit")
+async def get_audit(ticket_id: str, principal: Caller, front: Front) -> JSONResponse:
+    """Every change of the ticket, who made it (from their key) and what it was before and after."""
+    require_role(principal, *AUDITORS)
+    ticket = await front.visible_ticket(ticket_id, principal)
+    changes = [change.view() for change in audit(ticket.history)]
+    return _answer({"ticket_id": ticket_id, "changes": changes}, ticket.version)
+
+
+def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: LifecycleRules, library: Library) -> None:
+    """Add intake's ticket routes and its domain-error mapping to `app`."""
+    app.state.ticket_front = TicketFront(desk, clock, rules, library)
     app.include_router(router)
-
     install_refusals(app)
