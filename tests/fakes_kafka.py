@@ -193,6 +193,8 @@ class FakeConsumer:
         self.fetches: list[tuple[int, int | None]] = []
         self.commits: list[dict[TopicPartition, int]] = []
         self.stopped = False
+        #: How many times it was asked where partitions end.
+        self.asked_for_ends = 0
 
     async def start(self) -> None:
         pass
@@ -266,6 +268,10 @@ class FakeConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
 
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.positions[tp] = 0
+
     def pause(self, *partitions: TopicPartition) -> None:
         self.paused.update(partitions)
 
@@ -277,6 +283,7 @@ class FakeConsumer:
         return self.broker.end(tp)
 
     async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked_for_ends += 1
         return {tp: self.broker.end(tp) for tp in partitions}
 
     async def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import kafka_is_down, make_consumer
+from ticketstream_shared.runtime.kafka import kafka_is_down, make_consumer, start_when_reachable
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.retry import while_down
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -25,7 +26,7 @@ from .inbox import decoders
 from .projector import Projector
 from .queries import Services
 from .settings import ReportingSettings
-from .sla_config import SlaConfigFollower
+from .sla_config import sla_config_log
 from .warehouse import Warehouse
 
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
@@ -38,9 +39,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     hand, commits it and leaves its group, then ClickHouse closes."""
     warehouse = Warehouse(settings.clickhouse_dsn(), settings.clickhouse_migrations_dir)
     calendars = ClientCalendars()
-    sla_config = SlaConfigFollower(
-        calendars, lambda: make_consumer(settings, group_id=None, client_id="reporting-sla-config")
-    )
+    sla_config = sla_config_log(calendars)
     projector = Projector(warehouse, calendars)
 
     async def project(batch: list[Delivery]) -> Rejections:
@@ -59,13 +58,24 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         read_ahead=True,  # the next batch is read and validated while ClickHouse inserts this one
     )
 
+    async def follow_sla_config() -> None:
+        def reader(name: str) -> Callable[[], AIOKafkaConsumer]:
+            return lambda: make_consumer(settings, group_id=None, client_id=name)
+
+        consumer = await start_when_reachable(reader("reporting-sla-config"), "sla.config reader")
+        ends = await start_when_reachable(reader("reporting-sla-config-ends"), "sla.config end reader")
+        try:
+            await sla_config.follow(consumer, ends)
+        finally:
+            await asyncio.gather(consumer.stop(), ends.stop())
+
     async def project_until(stopping: asyncio.Event) -> None:
         """Open ClickHouse (waiting for it while /readyz says so), then project until told to stop."""
         try:
             if not await warehouse.open_when_reachable(stopping):
                 return
             tune_garbage_collection()
-            following = asyncio.create_task(sla_config.follow(), name="reporting-follow-sla-config")
+            following = asyncio.create_task(follow_sla_config(), name="reporting-follow-sla-config")
             stop_the_service_if_it_fails(following, stopping.is_set)  # batches wait for it: none would end
             try:
                 async with consumer.running():

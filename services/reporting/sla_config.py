@@ -2,26 +2,26 @@
 outside each client's business hours (business_hours.py). Read whole, from the beginning, outside any group.
 
 Before each batch of ticket events is projected, the log is read up to the end it has at that moment (one offsets
-request a batch): a worklog is then split knowing every change sla acknowledged before the worklog was projected,
-so in particular every change made before the worklog was recorded, and the service splits as a rebuild does.
+request a batch, on a connection of its own: see ConfigLog.follow): a worklog is then split knowing every change sla
+acknowledged before the worklog was projected, so in particular every change made before the worklog was recorded,
+and the service splits as a rebuild does.
 
 sla owns this log: it parks each message that is not a configuration change in sla.config.dlq, once. Reporting
-skips such messages with a warning rather than parking them a second time.
+skips such messages rather than parking them a second time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import InvalidEvent
 from ticketstream_shared.contract.codec import decode_sla_config_change
+from ticketstream_shared.contract.sla import SlaConfigEvent
 from ticketstream_shared.contract.topics import SLA_CONFIG
-from ticketstream_shared.runtime.kafka import start_when_reachable, wait_for_topics
+from ticketstream_shared.runtime.config_log import ConfigLog
 
 from .business_hours import ClientCalendars
 
@@ -52,45 +52,12 @@ async def read_changes(consumer: AIOKafkaConsumer, calendars: ClientCalendars, s
     return end
 
 
-class SlaConfigFollower:
-    """Keeps `calendars` up to date with sla.config while the service runs."""
+def sla_config_log(calendars: ClientCalendars) -> ConfigLog[SlaConfigEvent]:
+    """sla.config as reporting follows it (runtime/config_log.py): every change into `calendars`. sla owns the log
+    and parks what is not a change; reporting skips it."""
 
-    def __init__(self, calendars: ClientCalendars, make_consumer: Callable[[], AIOKafkaConsumer]) -> None:
-        self._calendars = calendars
-        self._make_consumer = make_consumer
-        #: Asks where sla.config ends, on a connection of its own: the reader's connection holds a fetch the broker
-        #: keeps open until a change arrives (up to fetch_max_wait_ms, 500 ms), and a broker answers a connection's
-        #: requests in order, so asking there made every batch wait ~250 ms on average.
-        self._ends: AIOKafkaConsumer | None = None
-        self._started = asyncio.Event()
-        self._read_up_to = 0
-        self._progress = asyncio.Condition()
+    def apply(change: SlaConfigEvent, _live: bool) -> bool:
+        calendars.apply(change)
+        return True
 
-    async def follow(self) -> None:
-        """Read sla.config from the beginning, then keep following it, until cancelled."""
-        consumer = await start_when_reachable(self._make_consumer, "sla.config reader")
-        ends = await start_when_reachable(self._make_consumer, "sla.config end reader")
-        try:
-            await wait_for_topics(consumer, [SLA_CONFIG])
-            consumer.assign([PARTITION])
-            await consumer.seek_to_beginning(PARTITION)
-            self._ends = ends
-            self._started.set()
-            while True:
-                for record in (await consumer.getmany(PARTITION, timeout_ms=500)).get(PARTITION, []):
-                    apply_record(self._calendars, record)
-                position = await consumer.position(PARTITION)
-                if position > self._read_up_to:
-                    async with self._progress:
-                        self._read_up_to = position
-                        self._progress.notify_all()
-        finally:
-            await asyncio.gather(consumer.stop(), ends.stop())
-
-    async def read_to_end(self) -> None:
-        """Return once every change that sla.config holds now has been applied."""
-        await self._started.wait()
-        assert self._ends is not None
-        end = (await self._ends.end_offsets([PARTITION]))[PARTITION]
-        async with self._progress:
-            await self._progress.wait_for(lambda: self._read_up_to >= end)
+    return ConfigLog(SLA_CONFIG, decode_sla_config_change, apply, "reporting", owner=False)

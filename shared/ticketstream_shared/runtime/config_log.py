@@ -14,6 +14,7 @@ reading a new one at the very same moment may both park it; `dlq.offset` tells s
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -24,6 +25,8 @@ from pydantic import BaseModel
 from ticketstream_shared.contract import InvalidEvent, dead_letter_topic
 
 from .kafka import correlation_headers, dead_letter, header, records_to_end, wait_for_topics
+
+log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -65,6 +68,9 @@ class ConfigLog(Generic[C]):
         #: Offsets of changes skipped as read already, for `append` to tell its caller (a few: twins are rare).
         self._repeated: set[int] = set()
         self._consumer: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None
+        #: Set once the log is being read: `read_to_end` waits for it.
+        self._following = asyncio.Event()
 
     async def append(self, change: C | None, key: bytes) -> bool:
         """Return once Kafka has the change (None: a tombstone of `key`) and this replica has read it back: True
@@ -80,14 +86,18 @@ class ConfigLog(Generic[C]):
             return False
         return True
 
-    async def follow(self, consumer: AIOKafkaConsumer) -> None:
-        """Read the log from the beginning, then keep following it."""
-        self._consumer = consumer
+    async def follow(self, consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer | None = None) -> None:
+        """Read the log from the beginning, then keep following it. `ends`, a started consumer of its own, is where
+        `read_to_end` asks how far the log reaches: the reading consumer's connection holds a fetch that the broker
+        keeps open until a change arrives (up to fetch_max_wait_ms, 500 ms) and answers a connection's requests in
+        order, so asking there waits for it. Give one where `read_to_end` is on a request's or a batch's path."""
+        self._consumer, self._ends = consumer, ends
         await wait_for_topics(consumer, [self._partition.topic, self._dead_letters.topic])
         if self._owner:
             self._parked = await self._parked_offsets(consumer)
         consumer.assign([self._partition])
         await consumer.seek_to_beginning(self._partition)
+        self._following.set()
         end = (await consumer.end_offsets([self._partition]))[self._partition]
         if end == 0:
             self.caught_up.set()
@@ -111,12 +121,13 @@ class ConfigLog(Generic[C]):
 
     async def read_to_end(self, timeout_s: float | None = None) -> bool:
         """Return once this replica has read the log up to where it ends now: True; False if `timeout_s` passed
-        first (a slow broker)."""
-        assert self._consumer is not None, "the log is followed before it is read to its end"
+        first (a slow broker, or the log not followed yet)."""
 
         async def reached() -> None:
-            assert self._consumer is not None
-            end = (await self._consumer.end_offsets([self._partition]))[self._partition]
+            await self._following.wait()
+            asking = self._ends or self._consumer
+            assert asking is not None
+            end = (await asking.end_offsets([self._partition]))[self._partition]
             async with self._progress:
                 await self._progress.wait_for(lambda: self._read_up_to >= end)
 
@@ -133,7 +144,10 @@ class ConfigLog(Generic[C]):
             else:
                 change = self._decode(record.value or b"")
         except InvalidEvent as error:
-            if self._owner and record.offset not in self._parked:
+            if not self._owner:
+                log.warning("skipped a message its owner parks", extra={"topic": record.topic, "offset": record.offset,
+                                                                      "reason": error.reason})  # fmt: skip
+            elif record.offset not in self._parked:
                 assert self.producer is not None, "the producer starts before the log is followed"
                 await dead_letter(self.producer, record, error.reason, self._service)
                 self._parked.add(record.offset)
