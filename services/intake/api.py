@@ -1,7 +1,7 @@
 """Intake's HTTP routes: decode the request, check the caller, build a command, hand it to the desk.
 
 Nothing else happens here; domain errors map to status codes in one table (`STATUS_OF`). (No postponed
-annotations in this module: FastAPI must see the `Caller` dependency, which is made per app.)
+annotations in this module: FastAPI must see the dependencies.)
 """
 
 import base64
