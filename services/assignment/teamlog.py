@@ -38,7 +38,7 @@ from ticketstream_shared.runtime.outbox import Headers, Outbox
 from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
 
 from .desk import DECISION_IDS, Decision, Desk, Forwarded, published, recorded
-from .records import OutcomeRecorded, decode_team_record, team_key
+from .records import OutcomeRecorded, OwnRecords, team_key
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class TeamLog:
         self._batch = asyncio.Lock()
         self._owner: AIOKafkaConsumer | None = None
         self.parking = Parking(ASSIGNMENT_BY_TEAM, "assignment", lambda: self.producer)
+        self._own = OwnRecords()
 
     def decides(self, partition: int) -> bool:
         return partition in self.owned and partition not in self._takeovers
@@ -83,10 +84,9 @@ class TeamLog:
     def put(outbox: Outbox, topic: str, event: Envelope | TeamLogEvent, key: str, headers: Headers = ()) -> None:
         outbox.put(topic, encode(event), key.encode(), [*correlation_headers(), *headers])
 
-    @classmethod
-    def put_record(cls, outbox: Outbox, record: TeamLogEvent) -> None:
-        """A record for the team log, under its team's key."""
-        cls.put(outbox, ASSIGNMENT_BY_TEAM, record, team_key(record))
+    def put_record(self, outbox: Outbox, record: TeamLogEvent) -> None:
+        """A record for the team log, under its team's key; kept until it is read back (`OwnRecords`)."""
+        outbox.put(ASSIGNMENT_BY_TEAM, self._own.encode(record), team_key(record).encode(), correlation_headers())
 
     async def append(self, records: list[TeamLogEvent], visible_within_s: float) -> bool:
         """Append records to the team log and wait until this process has folded the last one (so a read sees
@@ -123,7 +123,7 @@ class TeamLog:
                             pending += await outbox.send()
                 for partition in [p for p, end in self._takeovers.items() if self._positions.get(p, 0) >= end]:
                     del self._takeovers[partition]
-                    cause = DECISION_IDS(f"takeover:{partition}:{self._positions.get(partition, 0)}")
+                    cause = str(DECISION_IDS(f"takeover:{partition}:{self._positions.get(partition, 0)}"))
                     for team in sorted(self._teams_in[partition]):
                         self._publish(self.desk.settle(team, cause), outbox)
                     log.info("took a team partition over", extra={"partition": partition})
@@ -149,7 +149,7 @@ class TeamLog:
         if header(message, DECIDED_BY) == self.instance:
             return  # our own decision's outcome, applied when we decided: not worth decoding
         try:
-            record = decode_team_record(message.value or b"")
+            record = self._own.decode(message.value or b"")
         except UnknownEventType as error:  # written by a newer version of this service, which decides on it
             log.info("skipped a team-log record of an unknown type", extra={"reason": error.reason})
             return
@@ -174,9 +174,10 @@ class TeamLog:
                     self.put(outbox, ASSIGNMENT_EVENTS, event, ticket.ticket_id)
                     DECISIONS.labels(event.event_type).inc()
             record = recorded(decision, self.instance, now)
-            if record is not None:
-                ours = [(DECIDED_BY, self.instance.encode())] if isinstance(record, OutcomeRecorded) else []
-                self.put(outbox, ASSIGNMENT_BY_TEAM, record, decision.team, ours)
+            if isinstance(record, OutcomeRecorded):  # we skip it undecoded when it comes back (DECIDED_BY)
+                self.put(outbox, ASSIGNMENT_BY_TEAM, record, decision.team, [(DECIDED_BY, self.instance.encode())])
+            elif record is not None:
+                self.put_record(outbox, record)
 
     # owning
 

@@ -169,6 +169,24 @@ def test_a_category_change_withdraws_the_ticket_and_routes_it_again():
     assert (rerouted.data.team, rerouted.data.ticket.skill) == ("dba-team", "sql")
 
 
+def test_a_ticket_moved_after_a_status_change_carries_its_status_and_version():
+    rules = {**NETWORK, "database": CategoryRule("dba-team", "sql")}
+    rule_for = lambda ticket: rules.get(ticket.category)  # noqa: E731
+    resolved = TicketStatusChanged(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t1", client_id="acme", aggregate_version=2,
+        producer="intake", correlation_id="test", data={"from_status": "new", "to_status": "resolved"},
+    )  # fmt: skip
+    known = route(resolved, Routed("net-team", routed("t1").data.ticket), rule_for).where
+    assert (known.ticket.status, known.ticket.version) == ("resolved", 2)
+    updated = TicketUpdated(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t1", client_id="acme", aggregate_version=3,
+        producer="intake", correlation_id="test", data={"changes": {"category": "database"}, "previous": {}},
+    )  # fmt: skip
+    _, rerouted = route(updated, known, rule_for).records
+    assert (rerouted.data.ticket.status, rerouted.data.ticket.version) == ("resolved", 3)
+    assert route(updated, known, rule_for).where.ticket.status == "resolved"
+
+
 def test_only_the_last_sla_threshold_escalates():
     known = Routed("net-team", routed("t1").data.ticket)
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from aiokafka import TopicPartition
 
 from assignment.desk import Desk, recorded
-from assignment.records import OutcomeRecorded, decode_team_record, team_key
+from assignment.records import OutcomeRecorded, OwnRecords, decode_team_record, team_key
 from assignment.teamlog import DECIDED_BY, TeamLog
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, still_waiting
 from tests.polling import until
 from tests.unit.test_assignment_desk import a_profile, a_shift, routed
-from ticketstream_shared.contract import Actor, dead_letter_topic, decode_assignment_event, encode
+from ticketstream_shared.contract import Actor, InvalidEvent, dead_letter_topic, decode_assignment_event, encode
 from ticketstream_shared.contract.assignment import TeamLogEvent, TechnicianProfiled, TicketAssigned
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TEAM_PARTITIONS
 from ticketstream_shared.runtime.kafka import partition_of
@@ -254,3 +255,19 @@ def test_a_roster_change_from_before_actors_is_read_with_no_actor():
     old["schema_version"] = 1
     read = decode_team_record(json.dumps(old).encode())
     assert isinstance(read, TechnicianProfiled) and read.actor is None and read.data == now.data
+
+
+def test_a_process_reads_its_own_records_back_as_it_wrote_them_and_decodes_the_rest():
+    own = OwnRecords(limit=2)
+    record = routed("t1")
+    raw = own.encode(record)
+    assert raw == encode(record)
+    assert own.decode(raw) is record, "the record it wrote, not decoded again"
+    again = own.decode(raw)  # read a second time: forgotten once read, so decoded
+    assert again == record and again is not record
+    first, second, third = routed("t2"), routed("t3"), routed("t4")
+    written = [own.encode(each) for each in (first, second, third)]
+    assert len(own) == 2, "bounded: the oldest one never read back is forgotten"
+    assert own.decode(written[0]) == first and own.decode(written[2]) is third
+    with pytest.raises(InvalidEvent):
+        own.decode(b"not json")
