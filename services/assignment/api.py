@@ -17,7 +17,6 @@ from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.personal import PLAIN_ONLY
 from ticketstream_shared.runtime.auth import require_role
 from ticketstream_shared.runtime.http import REPLAYED, Caller
-from ticketstream_shared.runtime.refusals import install_refusals
 
 from .dispatcher import Answer, Dispatcher, TechnicianRequest, Written
 
@@ -158,4 +157,3 @@ async def assign_by_hand(ticket_id: PathId, body: ManualBody, caller: Caller, di
 def install(app: FastAPI, dispatcher: Dispatcher) -> None:
     app.state.dispatcher = dispatcher
     app.include_router(router)
-    install_refusals(app)

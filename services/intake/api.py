@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from ticketstream_shared.contract import CommentAdded, Priority, Role, TicketStatus
@@ -27,9 +27,10 @@ from ticketstream_shared.contract.requests import (
     VoidBody,
     WorklogBody,
 )
-from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.auth import Principal, require_client, require_role, require_visible
 from ticketstream_shared.runtime.http import REPLAYED, Caller
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.refusals import Forbidden
 
 from .audit import audit
 from .desk import Desk
@@ -150,8 +151,9 @@ def comment_view(event: CommentAdded) -> dict[str, Any]:
     }
 
 
-def install_refusals(app: FastAPI) -> None:
-    """Answer each refusal in STATUS_OF by refusal_response; any other error stays a 500."""
+def install_domain_refusals(app: FastAPI) -> None:
+    """Answer each of intake's refusals in STATUS_OF by refusal_response (the shared ones are answered by every
+    service's app); any other error stays a 500."""
 
     async def refused(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DomainError)
@@ -215,9 +217,7 @@ class TicketFront:
         ticket = await self.desk.get(ticket_id)
         if ticket is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
-        require_client(principal, ticket.client_id)
-        if principal.role is Role.REQUESTER and principal.requester_id not in (None, ticket.requester_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters see only their own tickets")
+        require_visible(principal, ticket.client_id, ticket.requester_id)
         return ticket
 
     def view(self, ticket: Ticket) -> dict[str, Any]:
@@ -245,7 +245,7 @@ async def create_ticket(
 ) -> JSONResponse:
     require_client(principal, body.client_id)
     if principal.role is Role.REQUESTER and principal.requester_id not in (None, body.requester_id):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters open tickets only in their own name")
+        raise Forbidden("requesters open tickets only in their own name")
     command = CreateTicket(ticket_id=front.desk.new_ticket_id(principal.name, request_key), **body.model_dump())
     ticket, replayed = await front.execute(command, principal, request_key)
     first = evolve(ticket.creation, None)
@@ -282,8 +282,8 @@ async def list_tickets(
     cursor: str | None = None,
 ) -> JSONResponse:
     if principal.client_id is not None:
-        if client_id not in (None, principal.client_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key is scoped to client {principal.client_id}")
+        if client_id is not None:
+            require_client(principal, client_id)
         client_id = principal.client_id
     requester_id = principal.requester_id if principal.role is Role.REQUESTER else None
     after = _decode_cursor(cursor) if cursor else None
@@ -345,7 +345,7 @@ async def add_comment(
 ) -> JSONResponse:
     await front.visible_ticket(ticket_id, principal)
     if principal.role is Role.REQUESTER and body.author_id != principal.requester_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "requesters comment only in their own name")
+        raise Forbidden("requesters comment only in their own name")
     comment_id = child_id_for(principal.name, ticket_id, request_key)
     command = AddComment(
         ticket_id=ticket_id,
@@ -464,4 +464,4 @@ def install(app: FastAPI, desk: Desk, clock: Callable[[], datetime], rules: Life
     """Add intake's ticket routes and its domain-error mapping to `app`."""
     app.state.ticket_front = TicketFront(desk, clock, rules, library)
     app.include_router(router)
-    install_refusals(app)
+    install_domain_refusals(app)

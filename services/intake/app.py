@@ -62,6 +62,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     positions = LogPositions()
     #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
     lookups: dict[str, AIOKafkaConsumer] = {}
+    lookups_ready = asyncio.Event()
 
     async def log_end(partitions: list[int]) -> dict[int, int]:
         if "offsets" not in lookups:
@@ -120,7 +121,17 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     async def answer_offset_lookups(consumer: AIOKafkaConsumer) -> None:
         lookups["offsets"] = consumer
+        lookups_ready.set()
         await asyncio.Event().wait()
+
+    async def offset_lookups() -> AIOKafkaConsumer:
+        """Where a followed log's `read_to_end` asks how far it reaches (see ConfigLog.follow): a new ticket naming
+        a service, or a person's key, issued a moment ago by another replica, waits for no fetch in flight."""
+        await lookups_ready.wait()
+        return lookups["offsets"]
+
+    async def follow_catalogue(consumer: AIOKafkaConsumer) -> None:
+        await catalogue_log.follow(consumer, await offset_lookups())
 
     async def read_ticket_log(consumer: AIOKafkaConsumer) -> None:
         await wait_for_topics(consumer, [INTAKE_TICKETS, TICKETS_EVENTS])
@@ -138,7 +149,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     async def follow_data_keys(consumer: AIOKafkaConsumer) -> None:
         assert data_keys is not None
         await connected.wait()  # a key is issued, and a poison record parked, with the producer
-        await data_keys.follow(consumer)
+        await data_keys.follow(consumer, await offset_lookups())
 
     async def read_assignments(consumer: AIOKafkaConsumer) -> None:
         await store_opened.wait()
@@ -155,7 +166,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(connect()),
             asyncio.create_task(consuming("ledger", read_ticket_log, group_id=None)),
             asyncio.create_task(consuming("assignments", read_assignments, group_id=None)),
-            asyncio.create_task(consuming("catalogue", catalogue_log.follow, group_id=None)),
+            asyncio.create_task(consuming("catalogue", follow_catalogue, group_id=None)),
             asyncio.create_task(consuming("knowledge", follow_knowledge, group_id=None)),
             asyncio.create_task(changelog.run()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ticketstream_shared.contract import CommentAdded, Role
@@ -23,6 +23,7 @@ from ticketstream_shared.runtime.auth import Principal, require_role
 from ticketstream_shared.runtime.data_keys import DataKeys
 from ticketstream_shared.runtime.http import Caller
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.refusals import Conflict, Forbidden, Unavailable
 
 from .api import comment_view, ticket_view, worklog_view
 from .desk import Desk
@@ -54,7 +55,7 @@ def _require_data_protection_officer(principal: Principal) -> None:
     """An admin key of no single client: a person is one person across clients."""
     require_role(principal, Role.ADMIN)
     if principal.client_id is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this takes an admin key of no single client")
+        raise Forbidden("this takes an admin key of no single client")
 
 
 @router.get("/subjects/{subject_id}/export")
@@ -111,17 +112,13 @@ async def erase(subject_id: Identifier, principal: Caller, privacy: Office) -> J
     privacy.erasures (who, when, how much; none of the words) and answered with that record."""
     _require_data_protection_officer(principal)
     if privacy.keys is None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "personal fields are not sealed here, so no one can be erased: set PRIVACY_MASTER_KEY_FILE",
-        )
+        raise Conflict("personal fields are not sealed here, so no one can be erased: set PRIVACY_MASTER_KEY_FILE")
     if privacy.producer is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "intake is still connecting to Kafka; retry shortly")
+        raise Unavailable("intake is still connecting to Kafka; retry shortly")
     try:
         shredded = await privacy.keys.erase(subject_id)
     except KeyNotYetRead:
-        unanswered = "privacy.keys does not answer; retry shortly"
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, unanswered, {"Retry-After": "1"}) from None
+        raise Unavailable("privacy.keys does not answer; retry shortly", retry_after_s=1) from None
     erased = SubjectErased(
         event_id=uuid.uuid4(),
         occurred_at=privacy.clock(),

@@ -13,7 +13,6 @@ from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.notify import EventTypePattern, PersonData
 from ticketstream_shared.runtime.auth import require_role
 from ticketstream_shared.runtime.http import REPLAYED, Caller
-from ticketstream_shared.runtime.refusals import install_refusals
 
 from .book import Delivery, Target
 from .desk import NotifyDesk, Saved, WebhookRequest
@@ -157,4 +156,3 @@ async def get_person(person_id: PathId, caller: Caller, desk: Desk) -> dict[str,
 def install(app: FastAPI, desk: NotifyDesk) -> None:
     app.state.notify = desk
     app.include_router(router)
-    install_refusals(app)

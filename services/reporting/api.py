@@ -1,19 +1,23 @@
 """The analytics HTTP API: checks who asks and what, runs the report, answers JSON or CSV.
 
 No `from __future__ import annotations` here: FastAPI reads the dependencies from the annotations at runtime,
-and some of them are local to reports_router.
+and a report's query model is local to the route made for it.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 
 from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
+from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.refusals import Unavailable
 
+from . import dashboard
 from .queries import Services
 from .reports import (
     BacklogQuery,
@@ -60,37 +64,61 @@ def scoped(query: Q, caller: Principal) -> Q:
     return query.model_copy(update={"client_id": caller.client_id})
 
 
-def reports_router(
-    warehouse: Reports, principal: Callable[..., Principal], services: Callable[[], Services]
-) -> APIRouter:
-    """`services`: the catalogue as it stands, read when a report is asked."""
-    router = APIRouter(prefix="/v1/reports", tags=["reports"])
+@dataclass(frozen=True)
+class Analytics:
+    """What the report routes answer from: the warehouse, and the catalogue's services as they stand when a report
+    is asked."""
 
-    def report_reader(caller: Annotated[Principal, Depends(principal)]) -> Principal:
-        """A dependency, so that a caller without the role hears 403 before any word about its parameters."""
-        require_role(caller, *REPORT_READERS)
-        return caller
+    warehouse: Reports
+    services: Callable[[], Services]
 
-    def add_report(name: str, model: type[ReportQuery]) -> None:
-        async def report(
-            caller: Annotated[Principal, Depends(report_reader)],
-            query: Annotated[model, Query()],  # type: ignore[valid-type]
-            format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
-        ) -> Response:
-            try:
-                result = await warehouse.report(scoped(query, caller), services())
-            except ReportsUnavailable as error:
-                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
-            if format == "csv":
-                return Response(
-                    result.csv(),
-                    media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-                )
-            return JSONResponse(jsonable_encoder({"rows": result.records()}))
+    async def report(self, query: ReportQuery, caller: Principal) -> Report:
+        try:
+            return await self.warehouse.report(scoped(query, caller), self.services())
+        except ReportsUnavailable as error:
+            raise Unavailable(str(error)) from error
 
-        router.add_api_route(f"/{name}", report, methods=["GET"], response_model=None, summary=model.__doc__, name=name)
 
-    for name, model in REPORTS.items():
-        add_report(name, model)
-    return router
+def _analytics(request: Request) -> Analytics:
+    return request.app.state.analytics  # type: ignore[no-any-return]
+
+
+def report_reader(caller: Caller) -> Principal:
+    """A dependency, so that a caller without the role hears 403 before any word about its parameters."""
+    require_role(caller, *REPORT_READERS)
+    return caller
+
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+
+def _add_report(name: str, model: type[ReportQuery]) -> None:
+    """One route per report: each reads its own query model from the parameters (the one thing that differs)."""
+
+    async def report(
+        caller: Annotated[Principal, Depends(report_reader)],
+        query: Annotated[model, Query()],  # type: ignore[valid-type]
+        analytics: Annotated[Analytics, Depends(_analytics)],
+        format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
+    ) -> Response:
+        result = await analytics.report(query, caller)
+        if format == "csv":
+            return Response(
+                result.csv(),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            )
+        return JSONResponse(jsonable_encoder({"rows": result.records()}))
+
+    router.add_api_route(f"/{name}", report, methods=["GET"], response_model=None, summary=model.__doc__, name=name)
+
+
+for _name, _model in REPORTS.items():
+    _add_report(_name, _model)
+
+
+def install(app: FastAPI, warehouse: Reports, services: Callable[[], Services]) -> None:
+    """Add the reports and the dashboard to `app`."""
+    app.state.analytics = Analytics(warehouse, services)
+    app.include_router(router)
+    app.include_router(dashboard.router)

@@ -19,9 +19,8 @@ from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.retry import while_down
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
-from .api import reports_router
+from . import api
 from .business_hours import ClientCalendars
-from .dashboard import dashboard_router
 from .inbox import decoders
 from .projector import Projector
 from .queries import Services
@@ -106,8 +105,5 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         return {"clickhouse": clickhouse, "kafka": consumer.ready}
 
     app = create_service_app(service="reporting", keys=keys, readiness=readiness, lifespan=lifespan)
-    app.include_router(
-        reports_router(warehouse, app.state.principal, lambda: Services.of(calendars.catalogue, datetime.now(UTC)))
-    )
-    app.include_router(dashboard_router(app.state.principal))
+    api.install(app, warehouse, lambda: Services.of(calendars.catalogue, datetime.now(UTC)))
     return app

@@ -9,16 +9,16 @@ from site-packages: no CDN, works offline.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from html import escape
 from importlib.resources import files
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from ticketstream_shared.contract import Role
-from ticketstream_shared.runtime.auth import KEY_COOKIE, Principal, require_role
+from ticketstream_shared.runtime.auth import KEY_COOKIE, require_role
+from ticketstream_shared.runtime.refusals import Forbidden
 
 PAGE = files(__package__) / "dashboard.html"
 PLOTLY_JS = files("plotly") / "package_data" / "plotly.min.js"
@@ -35,39 +35,48 @@ SIGN_IN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>S
 autocomplete="off" required></label> <button id="sign-in">Sign in</button></form></body></html>"""
 
 
-def dashboard_router(principal: Callable[[Request], Awaitable[Principal]]) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    page = PAGE.read_text(encoding="utf-8")
+router = APIRouter(include_in_schema=False)
+_PAGE = PAGE.read_text(encoding="utf-8")
 
-    def sign_in(message: str, status_code: int) -> HTMLResponse:
-        return HTMLResponse(SIGN_IN.format(message=escape(message)), status_code, {"WWW-Authenticate": "Bearer"})
 
-    @router.get("/dashboard")
-    async def dashboard(request: Request) -> Response:
-        try:
-            require_role(await principal(request), *READERS)
-        except HTTPException as refused:
-            return sign_in(
-                str(refused.detail) if refused.status_code == 403 else "Sign in with your API key.", refused.status_code
-            )
-        return HTMLResponse(page)
+def _sign_in(message: str, status_code: int) -> HTMLResponse:
+    return HTMLResponse(SIGN_IN.format(message=escape(message)), status_code, {"WWW-Authenticate": "Bearer"})
 
-    @router.post("/dashboard/session")
-    async def open_session(request: Request) -> Response:
-        key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
-        try:
-            require_role(await principal(_with_bearer(request, key)), *READERS)
-        except HTTPException as refused:
-            return sign_in("That key is not one that may read the reports.", refused.status_code)
-        signed_in = RedirectResponse("/dashboard", status_code=303)
-        signed_in.set_cookie(KEY_COOKIE, key, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
-        return signed_in
 
-    @router.get("/dashboard/assets/plotly.min.js")
-    async def plotly_js() -> FileResponse:
-        return FileResponse(str(PLOTLY_JS), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+async def _reader(request: Request) -> None:
+    """The caller of `request` may read the reports: HTTPException (401) for no key or an unknown one, Forbidden
+    for a key whose role may not. Not a dependency: each route answers both with the sign-in page."""
+    require_role(await request.app.state.principal(request), *READERS)
 
-    return router
+
+@router.get("/dashboard")
+async def dashboard(request: Request) -> Response:
+    try:
+        await _reader(request)
+    except HTTPException as unknown:  # no key, or none we know
+        return _sign_in("Sign in with your API key.", unknown.status_code)
+    except Forbidden as refused:
+        return _sign_in(str(refused), status.HTTP_403_FORBIDDEN)
+    return HTMLResponse(_PAGE)
+
+
+@router.post("/dashboard/session")
+async def open_session(request: Request) -> Response:
+    key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
+    try:
+        await _reader(_with_bearer(request, key))
+    except HTTPException as unknown:
+        return _sign_in("That key is not one that may read the reports.", unknown.status_code)
+    except Forbidden:
+        return _sign_in("That key is not one that may read the reports.", status.HTTP_403_FORBIDDEN)
+    signed_in = RedirectResponse("/dashboard", status_code=303)
+    signed_in.set_cookie(KEY_COOKIE, key, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
+    return signed_in
+
+
+@router.get("/dashboard/assets/plotly.min.js")
+async def plotly_js() -> FileResponse:
+    return FileResponse(str(PLOTLY_JS), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
 
 def _with_bearer(request: Request, key: str) -> Request:

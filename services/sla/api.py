@@ -20,7 +20,7 @@ from ticketstream_shared.contract.events import Identifier, UtcDatetime
 from ticketstream_shared.contract.sla import SERVICE_PREFIX, CalendarData, ClientAgreementData, PolicyData
 from ticketstream_shared.runtime.auth import require_client, require_role
 from ticketstream_shared.runtime.http import REPLAYED, Caller
-from ticketstream_shared.runtime.refusals import InvalidField, install_refusals
+from ticketstream_shared.runtime.refusals import InvalidField
 
 from .configuration import CALENDARS, CLIENTS, POLICIES, Effective
 from .desk import Changed, ClockDesk, HeldElsewhere
@@ -188,4 +188,3 @@ async def what_if(body: WhatIfBody, principal: Caller, desk: Desk) -> dict[str, 
 def install(app: FastAPI, desk: ClockDesk) -> None:
     app.state.sla_desk = desk
     app.include_router(router)
-    install_refusals(app)

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.sla import SlaConfigEvent
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS
-from ticketstream_shared.runtime.auth import Principal
+from ticketstream_shared.runtime.auth import Principal, require_visible
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.kafka import partition_of
-from ticketstream_shared.runtime.refusals import Forbidden, InvalidField, NotFound, Unavailable
+from ticketstream_shared.runtime.refusals import InvalidField, NotFound, Unavailable
 
 from .clock_store import ClockStore
 from .clocks import TicketClocks
@@ -88,10 +87,7 @@ class ClockDesk:
             if holder is not None and not forwarded:
                 return HeldElsewhere(holder)
             raise NotFound(f"no SLA clocks for ticket {ticket_id}")
-        if not caller.may_see_client(state.client_id):
-            raise Forbidden(f"this key is scoped to client {caller.client_id}")
-        if caller.role is Role.REQUESTER and caller.requester_id not in (None, state.requester_id):
-            raise Forbidden("requesters see only their own tickets")
+        require_visible(caller, state.client_id, state.requester_id)
         return ticket_view(state, self._clock())
 
     def _settled(self, ticket_id: str) -> TicketClocks | None:

@@ -35,7 +35,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -280,15 +280,21 @@ class ClockWorker:
     def _still_rebuilding(self, tp: TopicPartition) -> bool:
         return tp in self._preparing or tp in self._rebuild_until or tp.partition in self._catch_up_due
 
-    def _drop(self, partitions: Iterable[TopicPartition]) -> None:
-        """Forget partitions another worker rebuilds: their clocks leave memory, the standby follows them."""
-        dropped = {tp.partition for tp in partitions}
-        self.timekeeper.forget_partitions(dropped)
-        self._standby.follow(dropped)
+    def _drop(self, partitions: Collection[TopicPartition]) -> None:
+        """Forget partitions another worker rebuilds."""
+        self._forget(partitions)
         for tp in partitions:
-            self._suspended.pop(tp, None)
             self._preparing.discard(tp)
             self._rebuilt_at.pop(tp, None)
+
+    def _forget(self, partitions: Collection[TopicPartition]) -> None:
+        """Forget what this worker knew of the partitions: their clocks leave memory (the standby follows them
+        again), and where it was in reading, replaying and publishing them."""
+        forgotten = {tp.partition for tp in partitions}
+        self.timekeeper.forget_partitions(forgotten)
+        self._standby.follow(forgotten)
+        for tp in partitions:
+            self._suspended.pop(tp, None)
             self._rebuild_until.pop(tp, None)
             self._replayed_sla_offset.pop(tp.partition, None)
             self._dead_letter_from.pop(tp, None)
@@ -374,10 +380,7 @@ class ClockWorker:
             if self._suspended.pop(tp) == ends[tp]:
                 resumed.append(tp)
             else:  # another worker held it meanwhile: restored from the changelog like any partition taken over
-                self._drop([tp])
-                self._held.add(tp)
-                self._preparing.add(tp)
-                self._rebuilt_at[tp] = rebuild
+                self._forget([tp])
         for tp in resumed:
             self._consumer.seek(tp, self._next_offset[tp.partition])
         self.changelog.take(tp.partition for tp in resumed)

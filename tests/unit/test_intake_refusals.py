@@ -67,7 +67,7 @@ def _answering(refusal):
     async def refuse():
         raise refusal
 
-    api.install_refusals(app)
+    api.install_domain_refusals(app)
     return TestClient(app, raise_server_exceptions=False).get("/refuse")
 
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from reporting.api import REPORTS, reports_router
+from reporting.api import REPORTS, install
 from reporting.queries import NO_SERVICES, Services, hours_per_client_sql, statement_for
 from reporting.reports import Granularity, HoursPerClientQuery, Report, ReportQuery, ReportsUnavailable
 from tests.builders import T0
@@ -47,7 +47,7 @@ def warehouse() -> FakeWarehouse:
 @pytest.fixture
 def http(warehouse: FakeWarehouse) -> TestClient:
     app = create_service_app(service="reporting", keys=TEST_KEYS, readiness=lambda: {})
-    app.include_router(reports_router(warehouse, app.state.principal, lambda: NO_SERVICES))
+    install(app, warehouse, lambda: NO_SERVICES)
     return TestClient(app)
 
 

@@ -23,6 +23,7 @@ from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ticketstream_shared.contract import Actor, Role
+from ticketstream_shared.runtime.refusals import Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,20 @@ def authenticated(keys: ApiKeys) -> Callable[[Request], Awaitable[Principal]]:
 def require_role(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
         allowed = ", ".join(role.value for role in roles)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role.value} may not do this ({allowed} may)")
+        raise Forbidden(f"role {principal.role.value} may not do this ({allowed} may)")
 
 
 def require_client(principal: Principal, client_id: str) -> None:
     if not principal.may_see_client(client_id):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key is scoped to client {principal.client_id}")
+        raise Forbidden(f"this key is scoped to client {principal.client_id}")
+
+
+def require_visible(principal: Principal, client_id: str, requester_id: str | None) -> None:
+    """A ticket of `client_id` raised by `requester_id` (a ticket's clocks, its history) is the caller's to see: a
+    key scoped to a client sees that client's, and a requester only their own."""
+    require_client(principal, client_id)
+    if principal.role is Role.REQUESTER and principal.requester_id not in (None, requester_id):
+        raise Forbidden("requesters see only their own tickets")
 
 
 #: The development keys of `make run` (product.md): one per role, the requester scoped to client acme.

@@ -158,17 +158,18 @@ class DataKeys:
             log.error("a data key this service's master key does not open", extra=reason)
         return True
 
-    async def follow(self, consumer: AIOKafkaConsumer) -> None:
-        """Read privacy.keys; the issuing service also wraps again, once read, the keys an older master key wraps."""
+    async def follow(self, consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer | None = None) -> None:
+        """Read privacy.keys; the issuing service also wraps again, once read, the keys an older master key wraps.
+        `ends`: where a key not read yet asks how far the log reaches (ConfigLog.follow)."""
 
         async def rewrap_once_read() -> None:
             await self.caught_up.wait()
             await self.rewrap()
 
         if self._owner:
-            await asyncio.gather(self.log.follow(consumer), rewrap_once_read())
+            await asyncio.gather(self.log.follow(consumer, ends), rewrap_once_read())
         else:
-            await self.log.follow(consumer)
+            await self.log.follow(consumer, ends)
 
     @property
     def caught_up(self) -> asyncio.Event:

@@ -21,6 +21,7 @@ from ticketstream_shared.contract import Role
 from .auth import ApiKeys, Principal, authenticated, require_role
 from .consumer import EventConsumer
 from .logging import configure_logging, correlation_id
+from .refusals import install_refusals
 from .settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -99,6 +100,7 @@ def create_service_app(
     app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan)
     app.add_middleware(_RequestMetrics)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise
     principal = authenticated(keys)
 
     @app.get("/healthz", tags=["operations"])
