@@ -88,10 +88,9 @@ def change_id(
     return ids.change_id(CONFIG_CHANGE_IDS, kind.change, subject, f"{basis}/{when}", data)
 
 
-def version_view(version: Version[Any], previous: Version[Any] | None) -> dict[str, Any]:
-    """One version, who made it, and what it changed from the version made before it (the audit trail)."""
-    values = version.value.model_dump(mode="json")
-    before = previous.value.model_dump(mode="json") if previous else None
+def version_view(version: Version[Any], values: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    """One version (`values`: its value as JSON), who made it, and what it changed from the version made before it
+    (`before`: that one's value as JSON; the audit trail)."""
     return {
         "version": version.number,
         "effective_at": version.effective_at.isoformat(),
@@ -106,12 +105,13 @@ def version_view(version: Version[Any], previous: Version[Any] | None) -> dict[s
 
 def history_view(subject: str, history: History[Any], now: datetime) -> dict[str, Any]:
     current = history.at(now)
+    values = [version.value.model_dump(mode="json") for version in history.versions]  # each once
     return {
         "id": subject,
         "current_version": current.number if current else None,
-        "current": current.value.model_dump(mode="json") if current else None,
+        "current": values[current.number - 1] if current else None,  # version n is the n-th made
         "versions": [
-            version_view(version, history.versions[index - 1] if index else None)
+            version_view(version, values[index], values[index - 1] if index else None)
             for index, version in enumerate(history.versions)
         ],
     }

@@ -5,6 +5,7 @@ first writes what the input changed since then, and stops when it gives the part
 import asyncio
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer
 from tests.polling import until
@@ -201,6 +202,44 @@ def test_a_partition_given_up_while_another_is_written_is_skipped(store):
         producer.acknowledge()
         await asyncio.wait_for(flushing, 5)
         assert [key for key, _, _ in written(broker, 1)] == [b"t-1"] and written(broker, 2) == []
+
+    asyncio.run(story())
+
+
+class RefusingAtFirst(FakeProducer):
+    """A broker that refuses the first records sent (a leader moving), then takes them."""
+
+    def __init__(self, broker, refusals):
+        super().__init__(broker)
+        self.refusals = refusals
+
+    async def send(self, topic, value=None, key=None, headers=None, partition=None):
+        if key != PROGRESS_KEY and self.refusals:
+            self.refusals -= 1
+            raise KafkaConnectionError()
+        return await super().send(topic, value, key, headers, partition)
+
+
+def test_a_write_kafka_refuses_is_tried_again_and_loses_no_change(store):
+    broker = FakeBroker()
+    put(store, {b"t-1": b"one", b"t-2": b"two"}, applied={0: 1})
+
+    async def story():
+        async def reader():
+            return FakeConsumer(broker)
+
+        producer = RefusingAtFirst(broker, refusals=2)
+        writer = ChangelogWriter(CHANGELOG, store, held(store), lambda: producer, reader)
+        writer.take([0])
+        running = asyncio.create_task(writer.run())
+        try:
+            await until(lambda: progress(broker, 0) == b"1")
+            writer.changed(0, {b"t-1", b"t-2"})
+            await until(lambda: sorted(key for key, _, _ in written(broker, 0)) == [b"t-1", b"t-2"], timeout_s=10)
+            assert producer.refusals == 0 and not running.done()
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
 
     asyncio.run(story())
 

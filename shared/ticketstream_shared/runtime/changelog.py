@@ -28,10 +28,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from prometheus_client import Counter
 
 from .kafka import header, partitions_of, records_to_end
+from .retry import while_down
 from .store import Changes, LocalStore
 
 log = logging.getLogger(__name__)
@@ -158,12 +160,23 @@ class ChangelogWriter:
             self._covered.pop(partition, None)
 
     async def run(self) -> None:
+        """Write the changes a few times a second while the service runs. Kafka refusing (a broker down, a leader
+        moving) is waited out: what a refused attempt did not write is written by the next."""
         while True:
-            if self._to_take and self._store.is_restored:
-                taken, self._to_take = self._to_take, set()
-                await self._catch_up(sorted(taken))
-            await self.flush()
+            async for attempt in while_down(f"Kafka ({self._changelog.topic})", KafkaError):
+                with attempt:
+                    await self._take_marked()
+                    await self.flush()
             await asyncio.sleep(FLUSH_INTERVAL_S)  # a cadence, not a wait for anything: changes collect meanwhile
+
+    async def _take_marked(self) -> None:
+        if self._to_take and self._store.is_restored:
+            taken, self._to_take = self._to_take, set()
+            try:
+                await self._catch_up(sorted(taken))
+            except BaseException:
+                self._to_take |= {partition for partition in taken if partition in self._dirty}  # still ours
+                raise
 
     async def _catch_up(self, taken: list[int]) -> None:
         reader = await self._reader()
@@ -207,48 +220,59 @@ class ChangelogWriter:
             if partition not in self._writable:
                 continue  # given up while an earlier partition was written
             keys, self._dirty[partition] = self._dirty[partition], set()
-            # The records say what the last complete flush covered, not this one: if this one is cut short (the
-            # partition is given up, the process dies), the changelog's last record still tells the truth.
-            headers = self._changelog.headers(self._covered[partition])
-            sends: list[asyncio.Future[RecordMetadata]] = []
-            written = -1
-            sent: set[bytes] = set()  # two changed keys may stand for one record (intake: a ticket, and its run)
-            for key in keys:
-                if partition not in self._writable:
-                    break  # given up meanwhile: its new writer marks what this one leaves
-                for record_key, value in self._records_of(key):
-                    if record_key in sent:
-                        continue
-                    sent.add(record_key)
-                    sends.append(
-                        await producer.send(
-                            self._changelog.topic, value, key=record_key, partition=partition, headers=headers
-                        )
+            try:
+                await self._write(producer, partition, keys, applied)
+            except BaseException:
+                if (dirty := self._dirty.get(partition)) is not None:
+                    dirty |= keys  # written by the next flush (a key written twice is one record once compacted)
+                raise
+
+    async def _write(
+        self, producer: AIOKafkaProducer, partition: int, keys: set[bytes], applied: dict[str, dict[int, int]]
+    ) -> None:
+        """The records of a partition's changed `keys`, then (if the store applied more) a progress record."""
+        # The records say what the last complete flush covered, not this one: if this one is cut short (the
+        # partition is given up, the process dies), the changelog's last record still tells the truth.
+        headers = self._changelog.headers(self._covered[partition])
+        sends: list[asyncio.Future[RecordMetadata]] = []
+        written = -1
+        sent: set[bytes] = set()  # two changed keys may stand for one record (intake: a ticket, and its run)
+        for key in keys:
+            if partition not in self._writable:
+                break  # given up meanwhile: its new writer marks what this one leaves
+            for record_key, value in self._records_of(key):
+                if record_key in sent:
+                    continue
+                sent.add(record_key)
+                sends.append(
+                    await producer.send(
+                        self._changelog.topic, value, key=record_key, partition=partition, headers=headers
                     )
-                    if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
-                        written = max(written, await self._acknowledged(sends))
-            written = max(written, await self._acknowledged(sends))
-            if partition in self._writable:
-                covered = self._covered[partition]
-                reached = {t: max(applied[t].get(partition, 0), covered[t]) for t in self._changelog.covered}
-                if reached != covered:
-                    self._covered[partition] = reached
-                    # Progress without a change to any key (events that changed nothing, or all written above)
-                    # would otherwise never reach the changelog: a restore would read the input from further back.
-                    marked = await producer.send_and_wait(
-                        self._changelog.topic,
-                        b"",
-                        key=PROGRESS_KEY,
-                        partition=partition,
-                        headers=self._changelog.headers(reached),
-                    )
-                    written = max(written, marked.offset)
-            if written >= 0:
-                # The store holds at least what it wrote: were it to follow this partition again (given up, or
-                # restarted), it reads on from here, not its own records since it took the partition.
-                position = Changes()
-                position.applied(self._changelog.topic, partition, written + 1)
-                self._store.write(position)
+                )
+                if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
+                    written = max(written, await self._acknowledged(sends))
+        written = max(written, await self._acknowledged(sends))
+        if partition in self._writable:
+            covered = self._covered[partition]
+            reached = {t: max(applied[t].get(partition, 0), covered[t]) for t in self._changelog.covered}
+            if reached != covered:
+                self._covered[partition] = reached
+                # Progress without a change to any key (events that changed nothing, or all written above)
+                # would otherwise never reach the changelog: a restore would read the input from further back.
+                marked = await producer.send_and_wait(
+                    self._changelog.topic,
+                    b"",
+                    key=PROGRESS_KEY,
+                    partition=partition,
+                    headers=self._changelog.headers(reached),
+                )
+                written = max(written, marked.offset)
+        if written >= 0:
+            # The store holds at least what it wrote: were it to follow this partition again (given up, or
+            # restarted), it reads on from here, not its own records since it took the partition.
+            position = Changes()
+            position.applied(self._changelog.topic, partition, written + 1)
+            self._store.write(position)
 
     async def _acknowledged(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
         """Wait for `sends` (emptied); the highest offset they were written at, -1 for none."""
