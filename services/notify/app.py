@@ -129,8 +129,10 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         )
         logs = [follow_config(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner)]
         if data_keys is not None:
-            readers.append(await reader("notify-data-keys"))
-            logs.append(data_keys.follow(readers[-1]))
+            # a person's key issued a moment ago is asked for on the fan-out's path: where privacy.keys ends is
+            # asked on a connection with no fetch in flight (ConfigLog.follow)
+            readers += [await reader("notify-data-keys"), await reader("notify-data-keys-ends")]
+            logs.append(data_keys.follow(readers[-2], readers[-1]))
         following = asyncio.gather(*logs)
         try:
             await following
