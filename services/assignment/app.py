@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from ticketstream_shared.catalogue import ServiceCatalogue
@@ -65,19 +64,8 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
     )
 
     async def follow_catalogue() -> None:
-        def consumer(name: str) -> Callable[[], AIOKafkaConsumer]:
-            return lambda: make_consumer(settings, group_id=None, client_id=name)
-
-        reader = await start_when_reachable(consumer("assignment-catalogue"), "catalogue reader")
-        # where the router asks how far sla.config reaches (a new ticket naming a service just published), on a
-        # connection with no fetch in flight (ConfigLog.follow)
-        ends = await start_when_reachable(consumer("assignment-catalogue-ends"), "catalogue end reader")
-        try:
-            await catalogue_log.follow(reader, ends)
-        finally:
-            for each in (reader, ends):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(each.stop(), 3.0)
+        # the router asks how far sla.config reaches when a new ticket names a service just published
+        await catalogue_log.follow_on_own_connections(settings, "assignment-catalogue")
 
     async def follow_and_own() -> None:
         team_log.producer = await start_when_reachable(

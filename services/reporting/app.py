@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import kafka_is_down, make_consumer, start_when_reachable
+from ticketstream_shared.runtime.kafka import kafka_is_down
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.retry import while_down
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -58,15 +57,8 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
     )
 
     async def follow_sla_config() -> None:
-        def reader(name: str) -> Callable[[], AIOKafkaConsumer]:
-            return lambda: make_consumer(settings, group_id=None, client_id=name)
-
-        consumer = await start_when_reachable(reader("reporting-sla-config"), "sla.config reader")
-        ends = await start_when_reachable(reader("reporting-sla-config-ends"), "sla.config end reader")
-        try:
-            await sla_config.follow(consumer, ends)
-        finally:
-            await asyncio.gather(consumer.stop(), ends.stop())
+        # asked how far sla.config reaches before every batch
+        await sla_config.follow_on_own_connections(settings, "reporting-sla-config")
 
     async def project_until(stopping: asyncio.Event) -> None:
         """Open ClickHouse (waiting for it while /readyz says so), then project until told to stop."""

@@ -14,6 +14,7 @@ reading a new one at the very same moment may both park it; `dlq.offset` tells s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -24,7 +25,16 @@ from pydantic import BaseModel
 
 from ticketstream_shared.contract import InvalidEvent, dead_letter_topic
 
-from .kafka import correlation_headers, dead_letter, header, records_to_end, wait_for_topics
+from .kafka import (
+    correlation_headers,
+    dead_letter,
+    header,
+    make_consumer,
+    records_to_end,
+    start_when_reachable,
+    wait_for_topics,
+)
+from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +128,22 @@ class ConfigLog(Generic[C]):
             if header(record, "dlq.topic") == self._partition.topic and (offset := header(record, "dlq.offset")):
                 parked.add(int(offset))
         return parked
+
+    async def follow_on_own_connections(self, settings: ServiceSettings, client_id: str) -> None:
+        """`follow` with a consumer of its own and another where `read_to_end` asks how far the log reaches (named
+        `client_id` and `<client_id>-ends`), both stopped when following ends."""
+
+        def consumer(name: str) -> Callable[[], AIOKafkaConsumer]:
+            return lambda: make_consumer(settings, group_id=None, client_id=name)
+
+        reader = await start_when_reachable(consumer(client_id), f"{client_id} reader")
+        ends = await start_when_reachable(consumer(f"{client_id}-ends"), f"{client_id} end reader")
+        try:
+            await self.follow(reader, ends)
+        finally:
+            for each in (reader, ends):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(each.stop(), 3.0)
 
     async def read_to_end(self, timeout_s: float | None = None) -> bool:
         """Return once this replica has read the log up to where it ends now: True; False if `timeout_s` passed
