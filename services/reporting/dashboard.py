@@ -43,32 +43,29 @@ def _sign_in(message: str, status_code: int) -> HTMLResponse:
     return HTMLResponse(SIGN_IN.format(message=escape(message)), status_code, {"WWW-Authenticate": "Bearer"})
 
 
-async def _reader(request: Request) -> None:
-    """The caller of `request` may read the reports: HTTPException (401) for no key or an unknown one, Forbidden
-    for a key whose role may not. Not a dependency: each route answers both with the sign-in page."""
-    require_role(await request.app.state.principal(request), *READERS)
+async def _sign_in_unless_reader(request: Request, unknown: str, refused: str | None = None) -> HTMLResponse | None:
+    """None if the caller of `request` may read the reports; else the sign-in page saying why: `unknown` for no key
+    or one we do not know, `refused` (else the refusal's own words) for a key whose role may not."""
+    try:
+        require_role(await request.app.state.principal(request), *READERS)
+    except HTTPException as not_known:
+        return _sign_in(unknown, not_known.status_code)
+    except Forbidden as not_allowed:
+        return _sign_in(refused or str(not_allowed), status.HTTP_403_FORBIDDEN)
+    return None
 
 
 @router.get("/dashboard")
 async def dashboard(request: Request) -> Response:
-    try:
-        await _reader(request)
-    except HTTPException as unknown:  # no key, or none we know
-        return _sign_in("Sign in with your API key.", unknown.status_code)
-    except Forbidden as refused:
-        return _sign_in(str(refused), status.HTTP_403_FORBIDDEN)
-    return HTMLResponse(_PAGE)
+    return await _sign_in_unless_reader(request, "Sign in with your API key.") or HTMLResponse(_PAGE)
 
 
 @router.post("/dashboard/session")
 async def open_session(request: Request) -> Response:
     key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
-    try:
-        await _reader(_with_bearer(request, key))
-    except HTTPException as unknown:
-        return _sign_in("That key is not one that may read the reports.", unknown.status_code)
-    except Forbidden:
-        return _sign_in("That key is not one that may read the reports.", status.HTTP_403_FORBIDDEN)
+    not_a_reader = "That key is not one that may read the reports."
+    if page := await _sign_in_unless_reader(_with_bearer(request, key), not_a_reader, not_a_reader):
+        return page
     signed_in = RedirectResponse("/dashboard", status_code=303)
     signed_in.set_cookie(KEY_COOKIE, key, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
     return signed_in

@@ -44,11 +44,11 @@ def utc_now() -> datetime:
 
 
 def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    timekeeper = Timekeeper(Agreements.with_defaults())
+    store = LocalStore(settings.state_dir)
+    clocks = ClockStore(store, Agreements.with_defaults())
+    timekeeper = Timekeeper(clocks.agreements, wake=clocks.load)
     directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
     config_log = sla_config_log(timekeeper)
-    store = LocalStore(settings.state_dir)
-    clocks = ClockStore(store, timekeeper.agreements)
     workers: list[ClockWorker] = []
     stopping = asyncio.Event()
 

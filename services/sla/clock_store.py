@@ -1,6 +1,9 @@
 """The sla worker's state on local disk: every ticket's clocks as their snapshot (snapshots.py), an index of the
-tickets whose clocks still run or wait (the hot set, what a worker holds in memory), and how far each partition of
+tickets whose clocks still run or wait (the hot set, what a worker holds), and how far each partition of
 tickets.events and sla.events the clocks reflect, written atomically with them (runtime/store.py).
+
+The index says, for each hot ticket, when its next alarm falls due and up to when it was advanced: a worker taking
+a partition over reads the index only, and decodes a ticket's clocks when an alarm or an event first needs them.
 
 Its changelog is sla.clocks (runtime/changelog.py): keyed by ticket, a snapshot per record, partitioned as
 tickets.events. The other replicas follow it into their own stores as standbys.
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
+from typing import NamedTuple
 
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.changelog import Changelog
@@ -28,6 +33,14 @@ _LIVE = frozenset({ClockStatus.RUNNING, ClockStatus.PAUSED})
 _LIVE_VALUES = frozenset(status.value for status in _LIVE)
 
 
+class HotTicket(NamedTuple):
+    """An entry of the hot index. `as_of` is None in a store written before the index held it: load the clocks."""
+
+    ticket_id: str
+    next_due: datetime | None
+    as_of: datetime | None
+
+
 def is_settled(state: TicketClocks) -> bool:
     """Whether no clock of the ticket can change without a new ticket event (a reopen): it need not be in memory."""
     return not any(clock.status in _LIVE for clock in state.clocks)
@@ -36,7 +49,7 @@ def is_settled(state: TicketClocks) -> bool:
 class ClockStore:
     def __init__(self, store: LocalStore, agreements: Agreements) -> None:
         self.store = store
-        self._agreements = agreements
+        self.agreements = agreements
         #: Terms already restored, shared by the clocks of tickets alike (snapshots.TermsSeen).
         self._terms_seen: snapshots.TermsSeen = {}
 
@@ -44,19 +57,24 @@ class ClockStore:
         """Add a ticket's clocks to `changes`; returns its key (the changelog's)."""
         key = state.ticket_id.encode()
         changes.put(_CLOCKS + key, snapshots.encode(state))
-        self._index(changes, partition, key, not is_settled(state))
+        due = state.next_due
+        self._index(changes, partition, key, not is_settled(state), due and due.isoformat(), state.as_of.isoformat())
         return key
 
     def restore(self, changes: Changes, partition: int, key: bytes, record: bytes) -> None:
         """A record of sla.clocks into `changes` (a restore or a standby). Whether the ticket is hot is read from the
         record's clock statuses, not by decoding its terms: a standby follows every record its owner writes."""
         changes.put(_CLOCKS + key, record)
-        clocks = json.loads(record)["clocks"]
-        self._index(changes, partition, key, any(clock["status"] in _LIVE_VALUES for clock in clocks))
+        data = json.loads(record)
+        clocks = data["clocks"]
+        dues = [clock["alarms"][0][0] for clock in clocks if clock["alarms"]]
+        due = min(dues, key=datetime.fromisoformat) if dues else None
+        hot = any(clock["status"] in _LIVE_VALUES for clock in clocks)
+        self._index(changes, partition, key, hot, due, data["as_of"])
 
-    def _index(self, changes: Changes, partition: int, key: bytes, hot: bool) -> None:
+    def _index(self, changes: Changes, partition: int, key: bytes, hot: bool, next_due: str | None, as_of: str) -> None:
         if hot:
-            changes.put(_hot_prefix(partition) + key, b"")
+            changes.put(_hot_prefix(partition) + key, f"{next_due or ''}|{as_of}".encode())
         else:
             changes.delete(_hot_prefix(partition) + key)
 
@@ -68,14 +86,18 @@ class ClockStore:
     def load(self, ticket_id: str) -> TicketClocks | None:
         """A ticket's clocks as last saved, or None if it has none here. Raises snapshots.UnreadableSnapshot."""
         raw = self.store.get(_CLOCKS + ticket_id.encode())
-        return None if raw is None else snapshots.decode(raw, self._agreements, self._terms_seen)
+        return None if raw is None else snapshots.decode(raw, self.agreements, self._terms_seen)
 
-    def hot(self, partition: int) -> Iterator[TicketClocks]:
-        """The clocks of the partition's tickets that still run or wait. Raises snapshots.UnreadableSnapshot."""
+    def hot(self, partition: int) -> Iterator[HotTicket]:
+        """The partition's tickets whose clocks still run or wait, from the index alone (no clocks decoded)."""
         prefix = _hot_prefix(partition)
-        for key, _ in self.store.scan(prefix, prefix):
-            if (state := self.load(key[len(prefix) :].decode())) is not None:
-                yield state
+        for key, value in self.store.scan(prefix, prefix):
+            ticket_id = key[len(prefix) :].decode()
+            if not value:
+                yield HotTicket(ticket_id, None, None)
+                continue
+            due, as_of = value.decode().split("|")
+            yield HotTicket(ticket_id, datetime.fromisoformat(due) if due else None, datetime.fromisoformat(as_of))
 
 
 def _hot_prefix(partition: int) -> bytes:

@@ -76,8 +76,8 @@ class ClockDesk:
         return Changed(history_view(subject, history, self._clock()), recorded)
 
     def clocks_of(self, ticket_id: str, caller: Principal, forwarded: bool) -> dict[str, Any] | HeldElsewhere:
-        """A ticket's clocks, from memory or (settled ones) this replica's store; else the replica holding them,
-        unless the request was `forwarded` by another replica already."""
+        """A ticket's clocks, from memory or (settled or asleep ones) this replica's store; else the replica holding
+        them, unless the request was `forwarded` by another replica already."""
         partition = partition_of(ticket_id, TICKET_PARTITIONS)
         state = self._timekeeper.ticket(ticket_id)
         if state is None and self._directory.holds_here(partition):
@@ -91,7 +91,7 @@ class ClockDesk:
         return ticket_view(state, self._clock())
 
     def _settled(self, ticket_id: str) -> TicketClocks | None:
-        """A ticket of a partition held here whose clocks are settled: they are in the store, not in memory."""
+        """A ticket of a partition held here whose clocks are settled or asleep: they are in the store."""
         try:
             return self._clocks.load(ticket_id)
         except UnreadableSnapshot:

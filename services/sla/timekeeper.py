@@ -4,12 +4,17 @@ Still pure (no I/O, no wall clock): the service hands it ticket events, configur
 tick, and publishes what it returns. The index is a heap of (next alarm, ticket); an entry whose ticket has since
 moved its next alarm is stale and skipped when popped, so updating a ticket never searches the heap. One heap per
 partition: a worker taking partitions over holds their alarms back while the others keep ringing on time.
+
+A ticket may be held asleep: known by its next alarm only, its clocks in the store. It is woken (its clocks loaded
+through `wake`, the one lookup the timekeeper makes) by its first event, its next alarm, or a configuration change
+read live, which re-times every clock. A ticket whose clocks cannot be read names its partition in `unreadable`:
+the worker replays that partition from its beginning.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Set
+from collections.abc import Callable, Iterator, Set
 from datetime import datetime
 
 from ticketstream_shared.contract import TicketEvent
@@ -17,12 +22,25 @@ from ticketstream_shared.contract.sla import SlaConfigEvent, SlaEvent
 
 from .agreements import Agreements
 from .clocks import TicketClocks, advance, decide, take_effect
+from .snapshots import UnreadableSnapshot
+
+#: A ticket's clocks as saved, None if there are none; raises UnreadableSnapshot.
+Wake = Callable[[str], TicketClocks | None]
+
+
+def _nothing_asleep(ticket_id: str) -> TicketClocks | None:
+    raise LookupError(f"ticket {ticket_id} was put asleep with nowhere to wake it from")
 
 
 class Timekeeper:
-    def __init__(self, agreements: Agreements) -> None:
+    def __init__(self, agreements: Agreements, wake: Wake = _nothing_asleep) -> None:
         self.agreements = agreements
+        self._wake = wake
         self._tickets: dict[str, TicketClocks] = {}
+        #: Tickets asleep, by partition: their clocks are in the store, their next alarm in the heap.
+        self._asleep: dict[str, int] = {}
+        #: Partitions of tickets whose clocks could not be woken.
+        self.unreadable: set[int] = set()
         self._partition_of: dict[str, int] = {}
         #: Per partition, (next alarm, ticket).
         self._due: dict[int, list[tuple[datetime, str]]] = {}
@@ -32,9 +50,18 @@ class Timekeeper:
         self._changed: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self._tickets)
+        """Tickets held, awake or asleep."""
+        return len(self._tickets) + len(self._asleep)
+
+    @property
+    def asleep(self) -> int:
+        return len(self._asleep)
+
+    def holds(self, ticket_id: str) -> bool:
+        return ticket_id in self._tickets or ticket_id in self._asleep
 
     def ticket(self, ticket_id: str) -> TicketClocks | None:
+        """A ticket's clocks if they are awake here."""
         return self._tickets.get(ticket_id)
 
     def tickets(self) -> Iterator[TicketClocks]:
@@ -46,7 +73,7 @@ class Timekeeper:
         return min(tops, default=None)
 
     def handle(self, event: TicketEvent, partition: int) -> list[SlaEvent]:
-        before = self._tickets.get(event.ticket_id)
+        before = self._tickets.get(event.ticket_id) or self._woken(event.ticket_id)
         after, events = decide(before, event, self.agreements)
         self._store(before, after, partition)
         return events
@@ -63,7 +90,7 @@ class Timekeeper:
                 continue
             while due_in and due_in[0][0] <= now:
                 due, ticket_id = heapq.heappop(due_in)
-                state = self._tickets.get(ticket_id)
+                state = self._tickets.get(ticket_id) or self._woken(ticket_id)
                 if state is None or state.next_due != due:
                     continue  # stale: the ticket moved on
                 after, raised = advance(state, due, self.agreements)
@@ -74,7 +101,8 @@ class Timekeeper:
     def catch_up(self, now: datetime, partitions: Set[int]) -> list[SlaEvent]:
         """Advance the tickets of `partitions` (just rebuilt) to `now`: what fell due while no worker held them is
         raised, and configuration changes since their last event reach them. (The other tickets' alarms and
-        changes are the next tick's.)"""
+        changes are the next tick's, and so are those of the tickets asleep: no change has come since they were
+        advanced, or they would have been woken, and their alarms are in the heap.)"""
         events: list[SlaEvent] = []
         for ticket_id, state in [(t, s) for t, s in self._tickets.items() if self._partition_of[t] in partitions]:
             after, caused = advance(state, now, self.agreements)
@@ -90,8 +118,30 @@ class Timekeeper:
 
     def restore(self, state: TicketClocks, partition: int) -> None:
         """A ticket's clocks as a snapshot kept them (not a change: the snapshot is already written)."""
+        self._asleep.pop(state.ticket_id, None)
         self._store(None, state, partition)
         self._changed.discard(state.ticket_id)
+
+    def rest(self, ticket_id: str, partition: int, next_due: datetime | None) -> None:
+        """Hold a ticket asleep: its clocks, in the store, were advanced past every configuration change known."""
+        self._asleep[ticket_id] = partition
+        self._partition_of[ticket_id] = partition
+        if next_due is not None:
+            heapq.heappush(self._due.setdefault(partition, []), (next_due, ticket_id))
+
+    def _woken(self, ticket_id: str) -> TicketClocks | None:
+        if (partition := self._asleep.get(ticket_id)) is None:
+            return None
+        try:
+            state = self._wake(ticket_id)
+        except UnreadableSnapshot:
+            state = None
+        if state is None:  # a store that lost what its index holds is unreadable too
+            del self._asleep[ticket_id], self._partition_of[ticket_id]
+            self.unreadable.add(partition)
+            return None
+        self.restore(state, partition)
+        return state
 
     def take_changed(self) -> list[tuple[int, TicketClocks]]:
         """(partition, clocks) of every ticket changed since the last call."""
@@ -109,12 +159,17 @@ class Timekeeper:
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions taken away by a rebalance: another worker rebuilds their clocks."""
         for ticket_id in [t for t, p in self._partition_of.items() if p in partitions]:
-            del self._tickets[ticket_id], self._partition_of[ticket_id]
+            del self._partition_of[ticket_id]
+            self._tickets.pop(ticket_id, None)
+            self._asleep.pop(ticket_id, None)
             self._changed.discard(ticket_id)
         for partition in partitions:
             self._due.pop(partition, None)
+            self.unreadable.discard(partition)
 
     def _take_effect(self, moment: datetime) -> list[SlaEvent]:
+        for ticket_id in list(self._asleep):
+            self._woken(ticket_id)
         events: list[SlaEvent] = []
         for ticket_id, state in list(self._tickets.items()):
             after, caused = take_effect(state, moment, self.agreements)

@@ -5,13 +5,15 @@ batch the worker publishes the sla events it decided, then writes to its local s
 atomic write, the clocks of the tickets that changed and per partition how far they reach: the tickets.events
 offset, and the sla.events offset below which every published event is reflected in them. The changelog writer
 carries both into sla.clocks; the other replicas follow it as standbys. Only then does it commit (for lag
-monitoring). Memory holds the tickets whose clocks run or wait; settled ones are in the store, loaded again by the
-event that reopens them.
+monitoring). Memory holds the tickets whose clocks run or wait, those taken over asleep by their next alarm only;
+settled ones are in the store, loaded again by the event that reopens them.
 
 When the group hands it a partition, the worker lets the standby read the partition's changelog to its end (the
-tail only, when the store is warm; all of it on a new machine), loads its live clocks from the store, replays
+tail only, when the store is warm; all of it on a new machine), reads the store's index of its live clocks (each
+ticket held asleep by its next alarm, its clocks decoded when an alarm or an event first needs them), replays
 tickets.events from the store's position (from the beginning when it has none, e.g. the first start on an existing
-history, or clocks naming a calendar version sla.config no longer has), and reads the sla.events published since:
+history, or clocks naming a calendar version sla.config no longer has: found when they are first needed, the
+partition is then started over), and reads the sla.events published since:
 while replaying, and in the catch-up that raises what fell due while no worker held the partition, decisions whose
 ids are there are not published again. Replayed events the clocks already reflect change nothing
 (aggregate_version). Alarm ids derive from (ticket, metric, kind, deadline), everything else from its cause, so
@@ -72,7 +74,8 @@ LATENESS = Histogram(
     "Publication time minus the moment an alarm was due",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300),
 )
-TICKETS = Gauge("ticketstream_sla_tickets", "Tickets with live clocks held in memory by this worker")
+TICKETS = Gauge("ticketstream_sla_tickets", "Tickets with live clocks held by this worker, awake or asleep")
+ASLEEP = Gauge("ticketstream_sla_tickets_asleep", "Tickets held by their next alarm only, their clocks in the store")
 RESTORED = Counter("ticketstream_sla_tickets_restored_total", "Tickets whose clocks were loaded from the local store")
 REPLAYED = Counter("ticketstream_sla_events_replayed_total", "Ticket events read again when a partition was taken over")
 
@@ -157,6 +160,9 @@ class ClockWorker:
         #: Settled tickets loaded from the store since the last save (a reopen, a late comment): they leave memory
         #: again at the save unless the event woke a clock.
         self._loaded: set[str] = set()
+        #: Partitions replayed from their beginning (no checkpoint, or clocks the store cannot read): until their
+        #: catch-up, a ticket whose clocks cannot be read is rebuilt by its events.
+        self._whole_replay: set[int] = set()
         self._publishing = asyncio.Lock()
         self._stopping = asyncio.Event()
 
@@ -200,7 +206,9 @@ class ClockWorker:
                 continue
             if self._catch_up_due and not self._rebuild_until:
                 # one partition per turn: a large one's catch-up and save take long enough without the others
-                decided.extend(self.timekeeper.catch_up(self._now(), {self._catch_up_due.pop()}))
+                caught_up = self._catch_up_due.pop()
+                self._whole_replay.discard(caught_up)
+                decided.extend(self.timekeeper.catch_up(self._now(), {caught_up}))
                 decided.extend(self._tick())
                 await self._publish(decided)
                 await self._save()
@@ -215,6 +223,7 @@ class ClockWorker:
             if fetched and not self._rebuild_until:
                 await commit_unless_rebalanced(self._consumer)
             TICKETS.set(len(self.timekeeper))
+            ASLEEP.set(self.timekeeper.asleep)
 
     def _paused(self) -> set[int]:
         """Partitions whose alarms wait: being restored or replayed (some restored clocks are already past due, and
@@ -253,16 +262,18 @@ class ClockWorker:
             return []
         finally:
             self._next_offset[partition.partition] = record.offset + 1  # type: ignore[attr-defined]
-        if self.timekeeper.ticket(event.ticket_id) is None:
+        if not self.timekeeper.holds(event.ticket_id):
             self._load(event.ticket_id, partition.partition)  # settled, or a partition replayed from its beginning
         return self.timekeeper.handle(event, partition.partition)
 
     def _load(self, ticket_id: str, partition: int) -> None:
-        """The ticket's clocks from the store, if it has readable ones; otherwise the ticket's events rebuild them
-        (its partition is replayed from the beginning when the store's clocks of it cannot be read)."""
+        """The ticket's clocks from the store, if it has readable ones. Otherwise, in a partition replayed from its
+        beginning, the ticket's events rebuild them; in any other the partition is started over."""
         try:
             state = self.clocks.load(ticket_id)
         except UnreadableSnapshot:
+            if partition not in self._whole_replay:
+                self.timekeeper.unreadable.add(partition)
             return
         if state is not None:
             self.timekeeper.restore(state, partition)
@@ -293,6 +304,7 @@ class ClockWorker:
         forgotten = {tp.partition for tp in partitions}
         self.timekeeper.forget_partitions(forgotten)
         self._standby.follow(forgotten)
+        self._whole_replay -= forgotten
         for tp in partitions:
             self._suspended.pop(tp, None)
             self._rebuild_until.pop(tp, None)
@@ -419,6 +431,7 @@ class ClockWorker:
                 "load_s": round(loaded - changelog_read, 3),
                 "published_since_s": round(time.monotonic() - loaded, 3),
                 "tickets_held": len(self.timekeeper),
+                "tickets_asleep": self.timekeeper.asleep,
             },
         )
         # No await from here on: the partitions still ours stay ours until this is done.
@@ -446,25 +459,32 @@ class ClockWorker:
                 self._replayed_sla_offset.pop(tp.partition, None)
 
     async def _restore_partition(self, tp: TopicPartition, rebuild: int) -> Checkpoint:
-        """One partition's live clocks from the store into the timekeeper, and how far they reach; an empty start
-        if the store has nothing of it, or clocks it cannot read. A few thousand at a time: heartbeats (the group
-        expels a member silent for its session timeout) and the HTTP API go on meanwhile."""
+        """One partition's live tickets from the store's index into the timekeeper, asleep, and how far they reach;
+        an empty start (a replay from the beginning) if the store has nothing of it, or clocks it cannot read.
+        A ticket is loaded at once if a configuration change came after it was last advanced (it is re-timed in the
+        catch-up), or if the index does not say (a store written before it did). A few thousand at a time:
+        heartbeats (the group expels a member silent for its session timeout) and the HTTP API go on meanwhile."""
         partition, store = tp.partition, self.clocks.store
         tickets_offset = store.applied(TICKETS_EVENTS).get(partition)
-        if tickets_offset is None:
+        if tickets_offset is None or partition in self._whole_replay:
+            self._whole_replay.add(partition)
             return Checkpoint()
-        loaded = 0
+        agreements, loaded = self.timekeeper.agreements, 0
         try:
-            for state in self.clocks.hot(partition):
-                self.timekeeper.restore(state, partition)
-                loaded += 1
-                if loaded % LOADED_BETWEEN_YIELDS == 0:
+            for held, entry in enumerate(self.clocks.hot(partition), start=1):
+                if entry.as_of is not None and agreements.next_change_after(entry.as_of) is None:
+                    self.timekeeper.rest(entry.ticket_id, partition, entry.next_due)
+                elif (state := self.clocks.load(entry.ticket_id)) is not None:
+                    self.timekeeper.restore(state, partition)
+                    loaded += 1
+                if held % LOADED_BETWEEN_YIELDS == 0:
                     await asyncio.sleep(0)
                     if not self._still_taking_over([tp], rebuild):
                         break  # given up meanwhile: what was loaded is forgotten with it
         except UnreadableSnapshot as error:
             log.warning("replaying a partition's history instead", extra={"partition": partition, "why": str(error)})
             self.timekeeper.forget_partitions({partition})
+            self._whole_replay.add(partition)
             return Checkpoint()
         finally:
             RESTORED.inc(loaded)
@@ -528,7 +548,11 @@ class ClockWorker:
     async def _publish(self, events: list[SlaEvent]) -> None:
         """Publish what was decided, but nothing of a partition given up meanwhile: its next owner decides that
         again from the log. A revocation waits for this (`published`), so that the next owner, which reads what was
-        published before it takes over, sees every event sent from here."""
+        published before it takes over, sees every event sent from here. Nor anything of a partition with a ticket
+        whose clocks could not be read: it is started over."""
+        if self.timekeeper.unreadable:
+            unreadable, self.timekeeper.unreadable = self.timekeeper.unreadable, set()
+            self._start_over(unreadable)
         if not events:
             return
         async with self._publishing:
@@ -539,7 +563,8 @@ class ClockWorker:
                     SUPPRESSED.inc()
                     continue
                 partition = partition_of(event.ticket_id, TICKET_PARTITIONS)  # the producer's, computed once
-                if TopicPartition(TICKETS_EVENTS, partition) not in self._held:
+                tp = TopicPartition(TICKETS_EVENTS, partition)
+                if tp not in self._held or tp in self._preparing:
                     continue
                 key = event.ticket_id.encode()
                 sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=key, partition=partition))
@@ -550,6 +575,20 @@ class ClockWorker:
                 self._sla_offset[written.partition] = max(
                     self._sla_offset.get(written.partition, 0), written.offset + 1
                 )
+
+    def _start_over(self, partitions: set[int]) -> None:
+        """Replay partitions from their beginning: a ticket's clocks in the store could not be read. What was
+        decided of them and not yet published is decided again by the replay."""
+        tps = {TopicPartition(TICKETS_EVENTS, partition) for partition in partitions} & self._held
+        log.warning(
+            "replaying partitions from their beginning: clocks in the store cannot be read",
+            extra={"partitions": sorted(tp.partition for tp in tps)},
+        )
+        self.changelog.give_up(tp.partition for tp in tps)
+        self._held -= tps
+        self._drop(tps)
+        self._whole_replay.update(tp.partition for tp in tps)
+        self.take_over(tps)
 
     async def published(self) -> None:
         """Return once no publishing is under way."""

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from sla import snapshots
-from sla.clock_store import ClockStore, is_settled
+from sla.clock_store import ClockStore, HotTicket, is_settled
 from tests.builders import T0
-from tests.unit.test_sla_clocks import MINUTE, Story
+from tests.unit.test_sla_clocks import HOUR, MINUTE, Story
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 
@@ -38,8 +38,8 @@ def test_saved_clocks_read_back_equal_and_only_live_ones_are_hot(clocks: ClockSt
 
     assert clocks.load(resolved.ticket_id) == resolved.state
     assert clocks.load("never-seen") is None
-    assert [state.ticket_id for state in clocks.hot(3)] == [running.ticket_id]
-    assert [state.ticket_id for state in clocks.hot(4)] == [elsewhere.ticket_id]
+    assert list(clocks.hot(3)) == [HotTicket(running.ticket_id, running.state.next_due, running.state.as_of)]
+    assert [entry.ticket_id for entry in clocks.hot(4)] == [elsewhere.ticket_id]
 
 
 def test_a_ticket_settled_leaves_the_hot_set_and_reopened_comes_back(clocks: ClockStore) -> None:
@@ -55,7 +55,7 @@ def test_a_ticket_settled_leaves_the_hot_set_and_reopened_comes_back(clocks: Clo
     reopened.status(T0 + 2 * MINUTE, "resolved", "open")
     assert not is_settled(reopened.state)
     saved(clocks, 0, reopened)
-    assert [state.ticket_id for state in clocks.hot(0)] == [story.ticket_id]
+    assert [entry.ticket_id for entry in clocks.hot(0)] == [story.ticket_id]
 
 
 def test_changelog_records_restore_the_same_clocks_and_hot_set(clocks: ClockStore, tmp_path) -> None:
@@ -72,9 +72,29 @@ def test_changelog_records_restore_the_same_clocks_and_hot_set(clocks: ClockStor
             standby.restore(changes, 2, key, record)
         standby_store.write(changes)
         assert standby.load(resolved.ticket_id) == resolved.state
-        assert [state.ticket_id for state in standby.hot(2)] == [running.ticket_id]
+        assert list(standby.hot(2)) == list(clocks.hot(2))  # the index, read from the record alone
+        assert list(standby.hot(2)) == [HotTicket(running.ticket_id, T0 + 45 * MINUTE, T0)]
         key = running.ticket_id.encode()
         assert standby.records_of(key) == [(key, snapshots.encode(running.state))]
         assert standby.records_of(b"no-such-ticket") == []
     finally:
         standby_store.close()
+
+
+def test_a_ticket_whose_every_alarm_is_raised_is_hot_without_a_next_alarm(clocks: ClockStore) -> None:
+    """Breached, still running: nothing more to ring, but a configuration change or an event may re-time it."""
+    story = Story()
+    story.tick(T0 + 9 * HOUR)
+    assert story.state.next_due is None and not is_settled(story.state)
+    saved(clocks, 1, story)
+    assert list(clocks.hot(1)) == [HotTicket(story.ticket_id, None, story.state.as_of)]
+
+
+def test_an_index_written_before_it_held_the_next_alarm_says_so(clocks: ClockStore) -> None:
+    """A store of an earlier version: the worker then loads the ticket's clocks at once."""
+    story = Story()
+    saved(clocks, 1, story)
+    changes = Changes()
+    changes.put(b"h|00001|" + story.ticket_id.encode(), b"")
+    clocks.store.write(changes)
+    assert list(clocks.hot(1)) == [HotTicket(story.ticket_id, None, None)]

@@ -22,11 +22,11 @@ from sla.worker import ClockWorker
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer
 from tests.polling import until
-from tests.unit.test_sla_clocks import Story
+from tests.unit.test_sla_clocks import HOUR, Story, agreements_with, policy
 from ticketstream_shared.contract import encode as encode_event
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.changelog import APPLIED_HEADER, ChangelogWriter, Standby
-from ticketstream_shared.runtime.store import LocalStore
+from ticketstream_shared.runtime.store import Changes, LocalStore
 
 HELD = TopicPartition(TICKETS_EVENTS, 3)
 #: Where the changelog's record says the partition's clocks reach in tickets.events.
@@ -82,7 +82,7 @@ class Reader:
 
 class GroupMember:
     """The worker's group consumer, as far as a take-over touches it: the partitions of every topic end at
-    `ends` (10 unless set), and it fetches nothing."""
+    `ends` (10 unless set), and it fetches nothing (a partition's position is where it was sought)."""
 
     def __init__(self) -> None:
         self.paused: set[TopicPartition] = set()
@@ -104,6 +104,9 @@ class GroupMember:
     async def committed(self, _: TopicPartition) -> int | None:
         return None
 
+    async def position(self, tp: TopicPartition) -> int:
+        return self.sought.get(tp, 0)
+
     async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
         await asyncio.sleep(0.002)
         return {}
@@ -113,21 +116,24 @@ class Harness:
     """A worker whose partition HELD has one ticket in sla.clocks, and `published` in sla.events; the standby that
     fills its store starts once `opened` is set (a slow broker, or a large changelog: as long as the test wants)."""
 
-    def __init__(self, opened: asyncio.Event, published: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, opened: asyncio.Event, published: Sequence[bytes] = (), agreements: Agreements | None = None
+    ) -> None:
         story = Story()
         self.ticket_id = story.ticket_id
         broker = FakeBroker()
         headers = [(APPLIED_HEADER, str(CHECKPOINT).encode()), (f"{APPLIED_HEADER} {SLA_EVENTS}", b"0")]
-        broker.append(SLA_CLOCKS, encode(story.state), key=story.ticket_id.encode(), partition=3, headers=headers)
+        self.record = encode(story.state)
+        broker.append(SLA_CLOCKS, self.record, key=story.ticket_id.encode(), partition=3, headers=headers)
         self.store = LocalStore(None)
-        agreements = Agreements.with_defaults()
+        agreements = agreements or Agreements.with_defaults()
         clocks = ClockStore(self.store, agreements)
         self.standby = Standby(CHANGELOG, self.store, clocks.restore, FakeConsumer(broker))
         self.opened = opened
         self.member = GroupMember()
         self.broker = broker
         self.worker = ClockWorker(
-            Timekeeper(agreements),
+            Timekeeper(agreements, wake=clocks.load),
             self.member,  # type: ignore[arg-type]
             producer=FakeProducer(broker),  # type: ignore[arg-type]
             history_reader=Log({TopicPartition(SLA_EVENTS, 3): [(b"", raw) for raw in published]}, opened).reader,  # type: ignore[arg-type]
@@ -161,7 +167,7 @@ def test_the_rebalance_goes_on_while_the_restore_waits_and_the_partition_resumes
             opened.set()
             await until(lambda: not member.paused)
             assert member.sought == {HELD: CHECKPOINT}
-            assert worker.timekeeper.ticket(harness.ticket_id) is not None
+            assert worker.timekeeper.holds(harness.ticket_id) and worker.timekeeper.asleep == 1  # not decoded yet
 
     asyncio.run(story())
 
@@ -175,7 +181,7 @@ def test_a_partition_taken_away_during_its_take_over_is_left_alone() -> None:
             worker.give_up({HELD})
             opened.set()
             await until(lambda: not worker._taking_over)
-            assert member.sought == {} and worker.timekeeper.ticket(harness.ticket_id) is None
+            assert member.sought == {} and not worker.timekeeper.holds(harness.ticket_id)
 
     asyncio.run(story())
 
@@ -192,7 +198,7 @@ def test_a_partition_taken_away_and_given_back_is_restored_once_by_its_last_take
             opened.set()
             await until(lambda: not worker._taking_over)
             assert member.sought == {HELD: CHECKPOINT} and not member.paused
-            assert len(worker.timekeeper) == 1 and worker.timekeeper.ticket(harness.ticket_id) is not None
+            assert len(worker.timekeeper) == 1 and worker.timekeeper.holds(harness.ticket_id)
 
     asyncio.run(story())
 
@@ -262,8 +268,8 @@ def test_a_partition_another_worker_wrote_for_meanwhile_is_restored_from_the_cha
             member.ends[TopicPartition(SLA_EVENTS, HELD.partition)] = 11  # an alarm published by another worker
             worker.take_over({HELD})
             await until(lambda: worker.ready)
-            restored = worker.timekeeper.ticket(harness.ticket_id)
-            assert restored is not None and restored is not clocks  # loaded from the store again
+            assert clocks is not None and worker.timekeeper.ticket(harness.ticket_id) is None
+            assert worker.timekeeper.holds(harness.ticket_id)  # asleep again: read from the store's index
             await _stopped(harness, running)
 
     asyncio.run(story())
@@ -277,8 +283,74 @@ def test_a_partition_not_given_back_leaves_memory_and_its_changelog_is_followed(
             worker.give_up({HELD})
             await worker.suspend({HELD})
             worker.take_over({TopicPartition(TICKETS_EVENTS, 4)})
-            assert worker.timekeeper.ticket(harness.ticket_id) is None
+            assert not worker.timekeeper.holds(harness.ticket_id)
             assert HELD.partition in harness.standby._followed
+            await _stopped(harness, running)
+
+    asyncio.run(story())
+
+
+def test_a_ticket_taken_over_after_a_configuration_change_is_loaded_at_once() -> None:
+    """Asleep, it would be re-timed only by its next alarm: the catch-up re-times it instead."""
+    agreements = agreements_with(policy("later", 30, 120, at=T0 + HOUR))
+
+    async def story() -> None:
+        opened = asyncio.Event()
+        opened.set()
+        async with Harness(opened, agreements=agreements) as harness:
+            harness.worker.take_over({HELD})
+            await until(lambda: not harness.member.paused)
+            assert harness.worker.timekeeper.ticket(harness.ticket_id) is not None
+            assert harness.worker.timekeeper.asleep == 0
+
+    asyncio.run(story())
+
+
+def test_a_partition_whose_clocks_cannot_be_read_when_woken_is_replayed_from_its_beginning() -> None:
+    """The take-over reads the index only; the clocks are decoded when the ticket's alarm falls due, and name a
+    calendar version sla.config does not have: the partition is started over, its clocks rebuilt from the log."""
+
+    async def story() -> None:
+        async with Harness(asyncio.Event()) as harness:
+            worker, member = harness.worker, harness.member
+            unreadable = harness.record.replace(b'"calendar_version": 1', b'"calendar_version": 99')
+            assert unreadable != harness.record
+            changes = Changes()
+            changes.put(b"c|" + harness.ticket_id.encode(), unreadable)  # as the changelog would have restored it
+            harness.member.ends[HELD] = CHECKPOINT
+            harness.opened.set()
+            await harness.standby.hand_over([HELD.partition])
+            harness.store.write(changes)
+            worker.take_over({HELD})
+            assert worker.timekeeper.asleep == 0
+            running = asyncio.create_task(worker._work())
+            await until(lambda: member.sought.get(HELD) == 0)
+            assert HELD.partition in worker._whole_replay and not worker.timekeeper.holds(harness.ticket_id)
+            assert worker.timekeeper.unreadable == set() and HELD in worker._held
+            await _stopped(harness, running)
+
+    asyncio.run(story())
+
+
+def test_a_settled_ticket_whose_clocks_cannot_be_read_when_reopened_starts_its_partition_over() -> None:
+    """Before, its clocks started afresh from the reopening event, which starts none: they were lost."""
+    settled = Story()
+    settled.status(T0 + HOUR, "new", "resolved")
+    unreadable = encode(settled.state).replace(b'"calendar_version": 1', b'"calendar_version": 99')
+    settled.status(T0 + 2 * HOUR, "resolved", "open")
+    reopened = SimpleNamespace(value=encode_event(settled.told[-1]), offset=CHECKPOINT)
+
+    async def story() -> None:
+        async with Harness(asyncio.Event()) as harness:
+            worker, member = harness.worker, harness.member
+            running = await _held_and_caught_up(harness)
+            changes = Changes()
+            changes.put(b"c|" + settled.ticket_id.encode(), unreadable)
+            harness.store.write(changes)
+            assert await worker._handle(reopened, HELD) == []
+            assert worker.timekeeper.unreadable == {HELD.partition}
+            await until(lambda: member.sought.get(HELD) == 0)
+            assert HELD.partition in worker._whole_replay
             await _stopped(harness, running)
 
     asyncio.run(story())
