@@ -9,7 +9,7 @@ from sla.clocks import TicketClocks
 from sla.snapshots import UnreadableSnapshot
 from sla.timekeeper import Timekeeper
 from tests.builders import T0
-from tests.unit.test_sla_clocks import HOUR, MINUTE, Story, config
+from tests.unit.test_sla_clocks import HOUR, MINUTE, Story, config, policy
 from ticketstream_shared.contract.sla import CalendarChanged, SlaEvent
 
 NIGHTS = {"timezone": "UTC", "week": {"monday": [{"start": "20:00", "end": "08:00"}]}}
@@ -121,3 +121,13 @@ def test_a_ticket_put_asleep_with_nowhere_to_wake_it_from_is_a_defect() -> None:
         assert story.ticket_id in str(error)
     else:
         raise AssertionError("woken from nowhere")
+
+
+def test_a_configuration_change_saves_every_ticket_it_reached_even_those_it_left_alone() -> None:
+    """Their snapshots then say they were advanced past the change: a later take-over holds them asleep."""
+    story = Story()
+    story.keeper.take_changed()
+    untouched = policy("elsewhere", 30, 120, at=T0 + 10 * MINUTE, match={"categories": ["printers"]})
+    story.keeper.record_change(untouched)
+    assert story.keeper.tick(T0 + 10 * MINUTE) == []  # the ticket's terms are the same
+    assert story.keeper.take_changed() == [(0, story.state)] and story.state.as_of == T0 + 10 * MINUTE
