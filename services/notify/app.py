@@ -131,8 +131,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         if data_keys is not None:
             # a person's key issued a moment ago is asked for on the fan-out's path: where privacy.keys ends is
             # asked on a connection with no fetch in flight (ConfigLog.follow)
-            readers += [await reader("notify-data-keys"), await reader("notify-data-keys-ends")]
-            logs.append(data_keys.follow(readers[-2], readers[-1]))
+            logs.append(data_keys.follow_on_own_connections(settings, "notify-data-keys"))
         following = asyncio.gather(*logs)
         try:
             await following

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -28,7 +28,7 @@ from ticketstream_shared.privacy import DataKeyRecord, KeyNotYetRead, KeyRing, s
 from ticketstream_shared.sealing import SecretBox, SecretNotOpened
 
 from .config_log import ConfigLog
-from .settings import PrivacySettings
+from .settings import PrivacySettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +161,22 @@ class DataKeys:
     async def follow(self, consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer | None = None) -> None:
         """Read privacy.keys; the issuing service also wraps again, once read, the keys an older master key wraps.
         `ends`: where a key not read yet asks how far the log reaches (ConfigLog.follow)."""
+        await self._rewrapping_once_read(self.log.follow(consumer, ends))
 
+    async def follow_on_own_connections(self, settings: ServiceSettings, client_id: str) -> None:
+        """`follow` on a consumer of its own and another asking where the log ends (ConfigLog's), both stopped when
+        following ends."""
+        await self._rewrapping_once_read(self.log.follow_on_own_connections(settings, client_id))
+
+    async def _rewrapping_once_read(self, following: Awaitable[None]) -> None:
         async def rewrap_once_read() -> None:
             await self.caught_up.wait()
             await self.rewrap()
 
         if self._owner:
-            await asyncio.gather(self.log.follow(consumer, ends), rewrap_once_read())
+            await asyncio.gather(following, rewrap_once_read())
         else:
-            await self.log.follow(consumer, ends)
+            await following
 
     @property
     def caught_up(self) -> asyncio.Event:
