@@ -11,10 +11,11 @@ tickets.events. The other replicas follow it into their own stores as standbys.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple
+
+from pydantic_core import from_json
 
 from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.changelog import Changelog
@@ -65,7 +66,7 @@ class ClockStore:
         """A record of sla.clocks into `changes` (a restore or a standby). Whether the ticket is hot is read from the
         record's clock statuses, not by decoding its terms: a standby follows every record its owner writes."""
         changes.put(_CLOCKS + key, record)
-        data = json.loads(record)
+        data = from_json(record)
         clocks = data["clocks"]
         dues = [clock["alarms"][0][0] for clock in clocks if clock["alarms"]]
         due = min(dues, key=datetime.fromisoformat) if dues else None

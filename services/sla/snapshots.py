@@ -5,10 +5,11 @@ history again when it is read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.sla import SlaMetric
@@ -32,7 +33,7 @@ class Checkpoint:
 
 
 def encode(state: TicketClocks) -> bytes:
-    return json.dumps(
+    return to_json(
         {
             "ticket_id": state.ticket_id,
             "client_id": state.client_id,
@@ -45,7 +46,7 @@ def encode(state: TicketClocks) -> bytes:
             "as_of": state.as_of.isoformat(),
             "clocks": [_clock(clock) for clock in state.clocks],
         }
-    ).encode()
+    )
 
 
 def _clock(clock: Clock) -> dict[str, Any]:
@@ -84,7 +85,7 @@ _CLOCK_STATUSES = {member.value: member for member in ClockStatus}
 def decode(raw: bytes, agreements: Agreements, terms_seen: TermsSeen | None = None) -> TicketClocks:
     seen: TermsSeen = {} if terms_seen is None else terms_seen
     try:
-        data = json.loads(raw.decode())
+        data = from_json(raw)
         return TicketClocks(
             ticket_id=data["ticket_id"],
             client_id=data["client_id"],
