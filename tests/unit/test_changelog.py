@@ -244,6 +244,51 @@ def test_a_write_kafka_refuses_is_tried_again_and_loses_no_change(store):
     asyncio.run(story())
 
 
+class FetchingAfterRefusals(FakeConsumer):
+    """A broker that refuses the first requests (a leader moving, a broker restarting), then answers."""
+
+    def __init__(self, broker, refusals):
+        super().__init__(broker)
+        self.refusals = refusals
+
+    def _refused(self):
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaConnectionError()
+
+    async def beginning_offsets(self, partitions):
+        self._refused()
+        return await super().beginning_offsets(partitions)
+
+    async def getmany(self, *partitions, timeout_ms=0, max_records=None):
+        self._refused()
+        return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+
+
+def test_a_standby_waits_out_kafka_refusing_and_follows_on(store):
+    """Before, a refusal ended the standby's task, and the supervisor stopped the whole service."""
+    broker = FakeBroker()
+    changelogged(broker, b"t-1", b"one", partition=1, applied=3)
+
+    def keep(changes, partition, key, value):
+        changes.put(b"v|" + key, value)
+
+    async def story():
+        consumer = FetchingAfterRefusals(broker, refusals=3)  # the start's first request, then two fetches
+        standby = Standby(CHANGELOG, store, keep, consumer)
+        following = asyncio.create_task(standby.run())
+        try:
+            await until(lambda: store.get(b"v|t-1") == b"one", timeout_s=10)
+            changelogged(broker, b"t-2", b"two", partition=1, applied=4)
+            await until(lambda: store.get(b"v|t-2") == b"two", timeout_s=10)
+            assert consumer.refusals == 0 and not following.done() and store.applied(TICKETS_EVENTS) == {1: 4}
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+
+    asyncio.run(story())
+
+
 def test_a_standby_follows_the_changelog_and_hands_a_partition_over_once_it_holds_its_end(store):
     """What a standby reads lands in the store with the positions it reached and the headers' input offsets; a
     partition handed over is no longer applied (its owner writes it), and given up it is followed on from there."""

@@ -320,6 +320,18 @@ class Standby:
         self._started = asyncio.Event()
 
     async def run(self) -> None:
+        """Follow while the service runs. Kafka refusing (a broker down, a leader moving) is waited out: a refused
+        fetch wrote nothing, and the next reads on from the same positions."""
+        dependency = f"Kafka ({self._topic}, standby)"
+        async for attempt in while_down(dependency, KafkaError):
+            with attempt:
+                await self._start()
+        while True:
+            async for attempt in while_down(dependency, KafkaError):
+                with attempt:
+                    await self._follow_once()
+
+    async def _start(self) -> None:
         positions = self._store.applied(self._topic)
         tps = await partitions_of(self._consumer, self._topic)
         self._consumer.assign(tps)
@@ -328,18 +340,19 @@ class Standby:
             self._consumer.seek(tp, max(positions.get(tp.partition, 0), beginnings[tp]))
             self._followed.add(tp.partition)
         self._started.set()
-        while True:
-            fetched = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
-            changes = Changes()
-            for tp, records in fetched.items():
-                if tp.partition not in self._followed:
-                    continue  # owned since the fetch: its owner writes its state
-                for record in records:
-                    self._apply(changes, record)
-                changes.applied(self._topic, tp.partition, records[-1].offset + 1)
-            self._store.write(changes)
-            RECORDS_RESTORED.labels(self._topic).inc(sum(len(records) for records in fetched.values()))
-            await self._hand_over_those_read()
+
+    async def _follow_once(self) -> None:
+        fetched = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
+        changes = Changes()
+        for tp, records in fetched.items():
+            if tp.partition not in self._followed:
+                continue  # owned since the fetch: its owner writes its state
+            for record in records:
+                self._apply(changes, record)
+            changes.applied(self._topic, tp.partition, records[-1].offset + 1)
+        self._store.write(changes)
+        RECORDS_RESTORED.labels(self._topic).inc(sum(len(records) for records in fetched.values()))
+        await self._hand_over_those_read()
 
     def _apply(self, changes: Changes, record: ConsumerRecord) -> None:
         if record.key is None or record.value is None:
