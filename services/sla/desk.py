@@ -95,7 +95,7 @@ class ClockDesk:
         try:
             return self._clocks.load(ticket_id)
         except UnreadableSnapshot:
-            return None  # its partition is being replayed from the beginning
+            return None  # its partition is replayed from the beginning (or will be, once the worker needs them)
 
     async def what_if(
         self, opened_from: datetime, to: datetime, proposed: Candidate, caller: Principal

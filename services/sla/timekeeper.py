@@ -127,7 +127,7 @@ class Timekeeper:
         self._asleep[ticket_id] = partition
         self._partition_of[ticket_id] = partition
         if next_due is not None:
-            heapq.heappush(self._due.setdefault(partition, []), (next_due, ticket_id))
+            self._schedule(partition, next_due, ticket_id)
 
     def _woken(self, ticket_id: str) -> TicketClocks | None:
         if (partition := self._asleep.get(ticket_id)) is None:
@@ -186,7 +186,10 @@ class Timekeeper:
         self._partition_of[after.ticket_id] = partition
         due = after.next_due
         if due is not None and (before is None or before.next_due != due):
-            heapq.heappush(self._due.setdefault(partition, []), (due, after.ticket_id))
+            self._schedule(partition, due, after.ticket_id)
+
+    def _schedule(self, partition: int, due: datetime, ticket_id: str) -> None:
+        heapq.heappush(self._due.setdefault(partition, []), (due, ticket_id))
 
 
 def _more_than_time_passed(before: TicketClocks, after: TicketClocks) -> bool:
