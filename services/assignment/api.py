@@ -7,7 +7,7 @@ takes longer (dispatcher.py); one that would change nothing answers 200 with the
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,7 +16,7 @@ from ticketstream_shared.contract.assignment import Strategy
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.personal import PLAIN_ONLY
 from ticketstream_shared.runtime.auth import require_role
-from ticketstream_shared.runtime.http import REPLAYED, Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 
 from .dispatcher import Answer, Dispatcher, TechnicianRequest, Written
 
@@ -62,11 +62,7 @@ class ManualBody(BaseModel):
     technician_id: Identifier
 
 
-def _dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher  # type: ignore[no-any-return]
-
-
-Dispatch = Annotated[Dispatcher, Depends(_dispatcher)]
+Dispatch = Annotated[Dispatcher, Depends(from_app_state("dispatcher"))]
 router = APIRouter(prefix="/v1", tags=["assignment"])
 
 

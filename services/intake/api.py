@@ -28,7 +28,7 @@ from ticketstream_shared.contract.requests import (
     WorklogBody,
 )
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role, require_visible
-from ticketstream_shared.runtime.http import REPLAYED, Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 from ticketstream_shared.runtime.logging import correlation_id
 from ticketstream_shared.runtime.refusals import Forbidden
 
@@ -231,11 +231,7 @@ class TicketFront:
         return self.library.suggest(ticket.title, ticket.description, service_id, ticket.category)
 
 
-def _front(request: Request) -> TicketFront:
-    return request.app.state.ticket_front  # type: ignore[no-any-return]
-
-
-Front = Annotated[TicketFront, Depends(_front)]
+Front = Annotated[TicketFront, Depends(from_app_state("ticket_front"))]
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 

@@ -32,6 +32,8 @@ OWN_SERVICE_BOOST = 2.0
 MAX_WORDS = 16
 #: How many (article, word) matches a search scores at most, besides its rarest word's: a bound on its cost.
 POSTINGS = 500
+#: How many words' terms a library keeps (a few MB), forgetting them all past it: typed words have no end.
+KNOWN_WORDS = 50_000
 #: Letters and digits, as SQLite's unicode61 tokenizer splits text (an underscore separates), so that the n-th word
 #: searched is the n-th term of the probe.
 _WORD = re.compile(r"[^\W_]+")
@@ -96,6 +98,7 @@ class Library:
         self._folded: set[str] = set()
         self._rowids: dict[str, int] = {}
         self._articles_by_term: dict[str, int] = {}
+        self._term_of: dict[str, str | None] = {}
         # Made where the app is built, used only on the event loop's thread (one at a time, never concurrently).
         # Autocommit: FTS5 keeps what a transaction has not committed in memory apart, and every query merges it in.
         self._index = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -103,7 +106,7 @@ class Library:
             "CREATE VIRTUAL TABLE articles USING fts5(title, keywords, categories, body, article_id UNINDEXED, "
             "service_id UNINDEXED, category_list UNINDEXED, published UNINDEXED, tokenize = 'porter unicode61')"
         )
-        # How many articles have each term, and a one-row table that turns a searcher's words into the same terms.
+        # How many articles have each term, and a table that turns a searcher's words into the same terms.
         self._index.execute("CREATE VIRTUAL TABLE terms USING fts5vocab(articles, 'row')")
         self._index.execute("CREATE VIRTUAL TABLE probe USING fts5(text, tokenize = 'porter unicode61')")
         self._index.execute("CREATE VIRTUAL TABLE probe_terms USING fts5vocab(probe, 'instance')")
@@ -203,22 +206,31 @@ class Library:
         """The searcher's words that tell articles apart, rarest first: those no article has are left out, and the
         commonest too once the articles matched would pass POSTINGS (the cost of a search is the articles it
         scores, and a word most articles have hardly changes their order)."""
-        if not words:
-            return []
-        self._index.execute("INSERT INTO probe(rowid, text) VALUES (1, ?)", (" ".join(words),))
-        term_of = dict(self._index.execute("SELECT offset, term FROM probe_terms"))
-        self._index.execute("DELETE FROM probe WHERE rowid = 1")
-        having = {term: articles for term in set(term_of.values()) if (articles := self._articles_with(term))}
-        found = sorted(
-            (having[term], offset) for offset, term in term_of.items() if offset < len(words) and term in having
-        )
+        terms = self._terms(words)
+        having = {term: articles for term in set(terms.values()) if term and (articles := self._articles_with(term))}
+        found = sorted((having[term], index) for index, word in enumerate(words) if (term := terms[word]) in having)
         telling, postings = [], 0
-        for articles, offset in found:
+        for articles, index in found:
             if telling and postings + articles > POSTINGS:
                 break
-            telling.append(words[offset])
+            telling.append(words[index])
             postings += articles
         return telling
+
+    def _terms(self, words: list[str]) -> dict[str, str | None]:
+        """Each word's term in the index (its Porter stem; None for a word the tokenizer keeps nothing of), asked
+        of SQLite once per word: the probe is a write to an index, and most words of new tickets were seen before."""
+        unknown = [word for word in words if word not in self._term_of]
+        if unknown:
+            if len(self._term_of) + len(unknown) > KNOWN_WORDS:
+                self._term_of.clear()
+                unknown = words
+            # One probe row per word: its first term is the word's, however the tokenizer splits it.
+            self._index.executemany("INSERT INTO probe(rowid, text) VALUES (?, ?)", enumerate(unknown, 1))
+            stems = dict(self._index.execute("SELECT doc, term FROM probe_terms WHERE offset = 0"))
+            self._index.execute("DELETE FROM probe")
+            self._term_of.update((word, stems.get(row)) for row, word in enumerate(unknown, 1))
+        return {word: self._term_of[word] for word in words}
 
     def suggest(self, title: str, description: str, service_id: str | None = None, category: str = "") -> list[Hit]:
         """Up to three published articles for a new ticket, from what its requester wrote, those of its service or

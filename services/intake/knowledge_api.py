@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from ticketstream_shared.audit import by
@@ -16,7 +16,7 @@ from ticketstream_shared.contract.events import Identifier, ServiceId
 from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
 from ticketstream_shared.runtime.auth import Principal, require_role
 from ticketstream_shared.runtime.config_log import ConfigLog
-from ticketstream_shared.runtime.http import REPLAYED, Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.logging import correlation_id
 
@@ -36,11 +36,7 @@ class Knowledge:
         self.clock = clock
 
 
-def _knowledge(request: Request) -> Knowledge:
-    return request.app.state.knowledge  # type: ignore[no-any-return]
-
-
-Shelf = Annotated[Knowledge, Depends(_knowledge)]
+Shelf = Annotated[Knowledge, Depends(from_app_state("knowledge"))]
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 
 

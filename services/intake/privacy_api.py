@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from ticketstream_shared.contract import CommentAdded, Role
@@ -21,7 +21,7 @@ from ticketstream_shared.contract.topics import PRIVACY_ERASURES
 from ticketstream_shared.privacy import KeyNotYetRead
 from ticketstream_shared.runtime.auth import Principal, require_role
 from ticketstream_shared.runtime.data_keys import DataKeys
-from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.http import Caller, from_app_state
 from ticketstream_shared.runtime.logging import correlation_id
 from ticketstream_shared.runtime.refusals import Conflict, Forbidden, Unavailable
 
@@ -43,11 +43,7 @@ class Privacy:
         self.producer: AIOKafkaProducer | None = None
 
 
-def _privacy(request: Request) -> Privacy:
-    return request.app.state.privacy  # type: ignore[no-any-return]
-
-
-Office = Annotated[Privacy, Depends(_privacy)]
+Office = Annotated[Privacy, Depends(from_app_state("privacy"))]
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
 
 

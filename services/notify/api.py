@@ -3,7 +3,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +12,7 @@ from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.notify import EventTypePattern, PersonData
 from ticketstream_shared.runtime.auth import require_role
-from ticketstream_shared.runtime.http import REPLAYED, Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 
 from .book import Delivery, Target
 from .desk import NotifyDesk, Saved, WebhookRequest
@@ -37,11 +37,7 @@ class WebhookBody(BaseModel):
     active: bool = True
 
 
-def _desk(request: Request) -> NotifyDesk:
-    return request.app.state.notify  # type: ignore[no-any-return]
-
-
-Desk = Annotated[NotifyDesk, Depends(_desk)]
+Desk = Annotated[NotifyDesk, Depends(from_app_state("notify"))]
 router = APIRouter(prefix="/v1/notify", tags=["notify"])
 
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 
 from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.auth import Principal, require_client, require_role
-from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.http import Caller, from_app_state
 from ticketstream_shared.runtime.refusals import Unavailable
 
 from . import dashboard
@@ -79,11 +79,7 @@ class Analytics:
             raise Unavailable(str(error)) from error
 
 
-def _analytics(request: Request) -> Analytics:
-    return request.app.state.analytics  # type: ignore[no-any-return]
-
-
-def report_reader(caller: Caller) -> Principal:
+async def report_reader(caller: Caller) -> Principal:
     """A dependency, so that a caller without the role hears 403 before any word about its parameters."""
     require_role(caller, *REPORT_READERS)
     return caller
@@ -98,7 +94,7 @@ def _add_report(name: str, model: type[ReportQuery]) -> None:
     async def report(
         caller: Annotated[Principal, Depends(report_reader)],
         query: Annotated[model, Query()],  # type: ignore[valid-type]
-        analytics: Annotated[Analytics, Depends(_analytics)],
+        analytics: Annotated[Analytics, Depends(from_app_state("analytics"))],
         format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
     ) -> Response:
         result = await analytics.report(query, caller)

@@ -19,7 +19,7 @@ from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier, UtcDatetime
 from ticketstream_shared.contract.sla import SERVICE_PREFIX, CalendarData, ClientAgreementData, PolicyData
 from ticketstream_shared.runtime.auth import require_client, require_role
-from ticketstream_shared.runtime.http import REPLAYED, Caller
+from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 from ticketstream_shared.runtime.refusals import InvalidField
 
 from .configuration import CALENDARS, CLIENTS, POLICIES, Effective
@@ -117,11 +117,7 @@ async def _ask_holder(holder: str, request: Request) -> JSONResponse:
         ) from None
 
 
-def _desk(request: Request) -> ClockDesk:
-    return request.app.state.sla_desk  # type: ignore[no-any-return]
-
-
-Desk = Annotated[ClockDesk, Depends(_desk)]
+Desk = Annotated[ClockDesk, Depends(from_app_state("sla_desk"))]
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
 
 

@@ -4,7 +4,7 @@ kept by admins and managers, every change a version on sla.config (configuration
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from ticketstream_shared.contract.sla import ServiceData, ServiceId
@@ -23,8 +23,8 @@ class ServiceBody(ServiceData, Effective):
     pass
 
 
-def _configuration(request: Request) -> Configuration:
-    return request.app.state.sla_desk.configuration  # type: ignore[no-any-return]
+async def _configuration(desk: Desk) -> Configuration:
+    return desk.configuration
 
 
 Config = Annotated[Configuration, Depends(_configuration)]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from intake.knowledge import Library, match_expression, searched_words
+from intake import knowledge
+from intake.knowledge import MAX_WORDS, Library, match_expression, searched_words
 from tests.builders import T0
 from ticketstream_shared.contract.knowledge import ArticleChanged
 
@@ -76,12 +77,16 @@ def change(article_id: str, version: int = 0, **data: Any) -> ArticleChanged:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def library() -> Library:
+def filled_library() -> Library:
     shelf = Library()
     for article_id, data in CORPUS.items():
         shelf.apply(change(article_id, **data))
     return shelf
+
+
+@pytest.fixture(scope="module")
+def library() -> Library:
+    return filled_library()
 
 
 @pytest.mark.parametrize(
@@ -157,3 +162,29 @@ def test_a_new_version_replaces_the_old_in_the_index_and_a_twin_counts_once() ->
     shelf.apply(change("kb-1", title="Scanner offline", body="Restart the scanner."))
     assert shelf.search("printer", published_only=True) == []
     assert [(hit.article_id, hit.version) for hit in shelf.search("scanner", published_only=True)] == [("kb-1", 2)]
+
+
+SEARCHES = (
+    "VPN keeps disconnecting from home every hour",
+    "printer jammed, the paper is stuck",
+    "mailbox full in outlook, printer too",
+    "принтер 打印机 café 2fa sign-in",
+    "jams jamming jammed",
+)
+
+
+def _found(shelf: Library) -> list[list[str]]:
+    return [[hit.article_id for hit in shelf.search(text, published_only=True)] for text in SEARCHES]
+
+
+def test_words_remembered_or_forgotten_the_answers_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word's term is asked of SQLite once and remembered; a library that forgets them all every few words
+    (KNOWN_WORDS) answers every search as one that remembers, and as itself the first time."""
+    first = _found(remembering := filled_library())
+    assert first[0][0] == "vpn-disconnects" and first[1][0] == "printer-jam"
+    assert _found(remembering) == first
+    monkeypatch.setattr(knowledge, "KNOWN_WORDS", 3)
+    forgetting = filled_library()
+    assert _found(forgetting) == first
+    assert _found(forgetting) == first
+    assert len(forgetting._term_of) <= max(3, MAX_WORDS)

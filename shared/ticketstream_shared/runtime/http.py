@@ -135,6 +135,17 @@ async def _caller(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(_caller)]
 
 
+def from_app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A route's dependency on what its service's bootstrap put in `app.state` under `name`. A coroutine because
+    FastAPI runs a plain function's dependency on its thread pool: a thread hop (and two GIL hand-overs) per
+    request for one attribute read."""
+
+    async def state(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return state
+
+
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run `app` until SIGTERM or Ctrl-C; uvicorn then stops accepting, finishes requests in flight and runs the
     app's lifespan shutdown (where each service drains its consumers and producers)."""
