@@ -7,8 +7,9 @@ partition: a worker taking partitions over holds their alarms back while the oth
 
 A ticket may be held asleep: known by its next alarm only, its clocks in the store. It is woken (its clocks loaded
 through `wake`, the one lookup the timekeeper makes) by its first event, its next alarm, or a configuration change
-read live, which re-times every clock. A ticket whose clocks cannot be read names its partition in `unreadable`:
-the worker replays that partition from its beginning.
+read live, which re-times every clock. A ticket whose clocks cannot be read marks its partition unreadable
+(`mark_unreadable`; the worker's lookups mark too): the worker takes the marks (`take_unreadable`) and replays those
+partitions from their beginning.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class Timekeeper:
         self._tickets: dict[str, TicketClocks] = {}
         #: Tickets asleep, by partition: their clocks are in the store, their next alarm in the heap.
         self._asleep: dict[str, int] = {}
-        #: Partitions of tickets whose clocks could not be woken.
-        self.unreadable: set[int] = set()
+        #: Partitions of tickets whose clocks could not be read, until the worker takes them.
+        self._unreadable: set[int] = set()
         self._partition_of: dict[str, int] = {}
         #: Per partition, (next alarm, ticket).
         self._due: dict[int, list[tuple[datetime, str]]] = {}
@@ -138,10 +139,23 @@ class Timekeeper:
             state = None
         if state is None:  # a store that lost what its index holds is unreadable too
             del self._asleep[ticket_id], self._partition_of[ticket_id]
-            self.unreadable.add(partition)
+            self.mark_unreadable(partition)
             return None
         self.restore(state, partition)
         return state
+
+    @property
+    def unreadable(self) -> frozenset[int]:
+        return frozenset(self._unreadable)
+
+    def mark_unreadable(self, partition: int) -> None:
+        """A ticket of `partition` has clocks that cannot be read: the partition must be replayed."""
+        self._unreadable.add(partition)
+
+    def take_unreadable(self) -> set[int]:
+        """The partitions marked unreadable since the last call."""
+        taken, self._unreadable = self._unreadable, set()
+        return taken
 
     def take_changed(self) -> list[tuple[int, TicketClocks]]:
         """(partition, clocks) of every ticket changed since the last call."""
@@ -165,7 +179,7 @@ class Timekeeper:
             self._changed.discard(ticket_id)
         for partition in partitions:
             self._due.pop(partition, None)
-            self.unreadable.discard(partition)
+            self._unreadable.discard(partition)
 
     def _take_effect(self, moment: datetime) -> list[SlaEvent]:
         for ticket_id in list(self._asleep):

@@ -202,7 +202,7 @@ class ClockWorker:
                 await self._rebuilt()
             if self._preparing:  # checked after the last await: a take-over may have begun meanwhile
                 decided.extend(self._tick())
-                await self._publish(decided)
+                await self._carry_out(decided)
                 continue
             if self._catch_up_due and not self._rebuild_until:
                 # one partition per turn: a large one's catch-up and save take long enough without the others
@@ -210,7 +210,7 @@ class ClockWorker:
                 self._whole_replay.discard(caught_up)
                 decided.extend(self.timekeeper.catch_up(self._now(), {caught_up}))
                 decided.extend(self._tick())
-                await self._publish(decided)
+                await self._carry_out(decided)
                 await self._save()
                 if not (self._preparing or self._catch_up_due or self._rebuild_until):
                     self._published_before.clear()  # every id in it is published: keeping one more is harmless
@@ -218,7 +218,7 @@ class ClockWorker:
                     tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
                 continue
             decided.extend(self._tick())
-            await self._publish(decided)
+            await self._carry_out(decided)
             await self._save()  # mid-replay too: memory holds only the tickets still live, even on a first start
             if fetched and not self._rebuild_until:
                 await commit_unless_rebalanced(self._consumer)
@@ -273,7 +273,7 @@ class ClockWorker:
             state = self.clocks.load(ticket_id)
         except UnreadableSnapshot:
             if partition not in self._whole_replay:
-                self.timekeeper.unreadable.add(partition)
+                self.timekeeper.mark_unreadable(partition)
             return
         if state is not None:
             self.timekeeper.restore(state, partition)
@@ -545,14 +545,18 @@ class ClockWorker:
         settled.extend(t for t in loaded if (state := self.timekeeper.ticket(t)) is not None and is_settled(state))
         self.timekeeper.forget(settled)
 
+    async def _carry_out(self, decided: list[SlaEvent]) -> None:
+        """What a batch decided: the partitions where a ticket's clocks could not be read are started over first,
+        and nothing of theirs is published; the rest is."""
+        if unreadable := self.timekeeper.take_unreadable():
+            self._start_over(unreadable)
+        await self._publish(decided)
+
     async def _publish(self, events: list[SlaEvent]) -> None:
         """Publish what was decided, but nothing of a partition given up meanwhile: its next owner decides that
         again from the log. A revocation waits for this (`published`), so that the next owner, which reads what was
-        published before it takes over, sees every event sent from here. Nor anything of a partition with a ticket
-        whose clocks could not be read: it is started over."""
-        if self.timekeeper.unreadable:
-            unreadable, self.timekeeper.unreadable = self.timekeeper.unreadable, set()
-            self._start_over(unreadable)
+        published before it takes over, sees every event sent from here. Nor anything of a partition being prepared,
+        as one started over is (`_carry_out`)."""
         if not events:
             return
         async with self._publishing:

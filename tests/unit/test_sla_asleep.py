@@ -101,6 +101,7 @@ def test_a_store_that_lost_a_ticket_of_its_index_is_unreadable_too() -> None:
     keeper = Timekeeper(story.keeper.agreements, wake=Store().load)
     keeper.rest(story.ticket_id, 6, story.state.next_due)
     assert keeper.tick(T0 + 45 * MINUTE) == [] and keeper.unreadable == {6} and len(keeper) == 0
+    assert keeper.take_unreadable() == {6} and keeper.unreadable == set()  # taken once, by the worker
 
 
 def test_partitions_given_up_forget_their_asleep_tickets() -> None:
