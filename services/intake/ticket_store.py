@@ -83,9 +83,9 @@ class Filters:
         )
 
 
-def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None) -> list[bytes]:
-    """The index keys of a ticket: all tickets, and by each field a listing filters on (client and status together,
-    the desk's most common question, too)."""
+def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None) -> dict[bytes, bytes]:
+    """The index keys of a ticket, each with the key counting its index value's entries: all tickets, and by each
+    field a listing filters on (client and status together, the desk's most common question, too)."""
     values = {
         "all": "",
         "client": summary["client"],
@@ -97,7 +97,11 @@ def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None
     if assignee is not None:
         values["assignee"] = assignee
     tail = summary["created"].encode() + _SEP + ticket_id.encode()
-    return [_index_prefix(name, value) + tail for name, value in values.items()]
+    entries = {}
+    for name, value in values.items():
+        name_and_value = name.encode() + _SEP + value.encode()
+        entries[_INDEX + name_and_value + _SEP + tail] = _COUNT + name_and_value
+    return entries
 
 
 def _events_prefix(ticket: bytes) -> bytes:
@@ -125,12 +129,6 @@ def _digits(number: int) -> bytes:
 
 def _index_prefix(name: str, value: str) -> bytes:
     return _INDEX + name.encode() + _SEP + value.encode() + _SEP
-
-
-def _count_key(entry: bytes) -> bytes:
-    """The key counting the entries of an index value, from one of its entries."""
-    name_and_value = entry[len(_INDEX) :].rsplit(_SEP, 2)[0]
-    return _COUNT + name_and_value
 
 
 def _sortable(moment: datetime) -> str:
@@ -285,29 +283,36 @@ class TicketStore:
         summary = self._summary(ticket_id, changes)
         before = self.store.get(_ASSIGNEE + ticket_id.encode(), changes)
         if summary is not None:
-            old = set(_index_entries(ticket_id, summary, before and before.decode()))
-            self._reindex(changes, old, set(_index_entries(ticket_id, summary, technician_id)))
+            old = _index_entries(ticket_id, summary, before and before.decode())
+            self._reindex(changes, old, _index_entries(ticket_id, summary, technician_id))
         changes.put(_ASSIGNEE + ticket_id.encode(), technician_id.encode())
 
     def _put_summary(
-        self, changes: Changes, ticket_id: str, before: dict[str, str] | None, after: dict[str, str]
+        self,
+        changes: Changes,
+        ticket_id: str,
+        before: dict[str, str] | None,
+        after: dict[str, str],
+        written: bytes | None = None,
     ) -> None:
+        """`written`: `after` as this store writes it, when at hand (a changelog record holds it so)."""
         assignee = self.assignee(ticket_id)
-        old = set(_index_entries(ticket_id, before, assignee)) if before else set()
-        new = set(_index_entries(ticket_id, after, assignee))
-        self._reindex(changes, old, new)
-        changes.put(_SUMMARY + ticket_id.encode(), json.dumps(after, separators=(",", ":")).encode())
+        old = _index_entries(ticket_id, before, assignee) if before else {}
+        self._reindex(changes, old, _index_entries(ticket_id, after, assignee))
+        changes.put(_SUMMARY + ticket_id.encode(), written or json.dumps(after, separators=(",", ":")).encode())
 
-    def _reindex(self, changes: Changes, old: set[bytes], new: set[bytes]) -> None:
-        for entries, step in ((old - new, -1), (new - old, 1)):
-            for entry in entries:
-                if step < 0:
-                    changes.delete(entry)
-                else:
-                    changes.put(entry, b"")
-                counter = _count_key(entry)
-                counted = self.store.get(counter, changes)
-                changes.put(counter, str(int(counted or 0) + step).encode())
+    def _reindex(self, changes: Changes, old: dict[bytes, bytes], new: dict[bytes, bytes]) -> None:
+        """Index entries and their counts from `old` to `new` (each entry with its counter)."""
+        for entry in old.keys() - new.keys():
+            changes.delete(entry)
+            self._count(changes, old[entry], -1)
+        for entry in new.keys() - old.keys():
+            changes.put(entry, b"")
+            self._count(changes, new[entry], 1)
+
+    def _count(self, changes: Changes, counter: bytes, step: int) -> None:
+        counted = self.store.get(counter, changes)
+        changes.put(counter, str(int(counted or 0) + step).encode())
 
     # --- the changelog --------------------------------------------------------------------------------------------
 
@@ -354,7 +359,7 @@ class TicketStore:
         ticket_id, summary = ticket.decode(), json.loads(summary_line)
         before = self._summary(ticket_id, changes)
         if before is None or int(before["version"]) < int(summary["version"]):
-            self._put_summary(changes, ticket_id, before, summary)
+            self._put_summary(changes, ticket_id, before, summary, summary_line)
 
     def ticket_ids(self) -> Iterator[str]:
         for key, _ in self.store.scan(_SUMMARY, _SUMMARY):
