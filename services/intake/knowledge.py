@@ -34,8 +34,8 @@ MAX_WORDS = 16
 POSTINGS = 500
 #: How many words' terms a library keeps (a few MB), forgetting them all past it: typed words have no end.
 KNOWN_WORDS = 50_000
-#: Letters and digits, as SQLite's unicode61 tokenizer splits text (an underscore separates), so that the n-th word
-#: searched is the n-th term of the probe.
+#: Letters and digits, as SQLite's unicode61 tokenizer splits text (an underscore separates): a word searched is one
+#: term of the index.
 _WORD = re.compile(r"[^\W_]+")
 #: Words that say nothing about a problem, however often people write them.
 STOP_WORDS = frozenset((
