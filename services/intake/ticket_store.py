@@ -97,11 +97,8 @@ def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None
     if assignee is not None:
         values["assignee"] = assignee
     tail = summary["created"].encode() + _SEP + ticket_id.encode()
-    entries = {}
-    for name, value in values.items():
-        name_and_value = name.encode() + _SEP + value.encode()
-        entries[_INDEX + name_and_value + _SEP + tail] = _COUNT + name_and_value
-    return entries
+    prefixes = [_index_prefix(name, value) for name, value in values.items()]
+    return {prefix + tail: _count_key(prefix) for prefix in prefixes}
 
 
 def _events_prefix(ticket: bytes) -> bytes:
@@ -129,6 +126,11 @@ def _digits(number: int) -> bytes:
 
 def _index_prefix(name: str, value: str) -> bytes:
     return _INDEX + name.encode() + _SEP + value.encode() + _SEP
+
+
+def _count_key(prefix: bytes) -> bytes:
+    """The key counting the entries of an index value, from its prefix."""
+    return _COUNT + prefix[len(_INDEX) : -len(_SEP)]
 
 
 def _sortable(moment: datetime) -> str:
@@ -239,7 +241,7 @@ class TicketStore:
         return indexes
 
     def _entries(self, prefix: bytes) -> int:
-        raw = self.store.get(_COUNT + prefix[len(_INDEX) : -len(_SEP)])
+        raw = self.store.get(_count_key(prefix))
         return int(raw) if raw is not None else 0
 
     def _summary(self, ticket_id: str, within: Changes | None = None) -> dict[str, str] | None:
