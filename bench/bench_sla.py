@@ -5,7 +5,9 @@ input through a polling baseline (every open clock scanned every N seconds, as Z
 
 Measures the worker's core in this process, in real time, without Kafka: decoding ticket events from JSON bytes,
 deciding, the heap-driven tick (lateness = wall time when raised minus the moment due), missed and doubled alarms,
-decided events/s, memory per clock (tracemalloc). Kafka's share and a restart are measured by
+decided events/s, memory per clock (tracemalloc), and a configuration change read live re-timing every clock (the
+worker's sweep in parts, the longest part being the longest it goes without a heartbeat, against one synchronous
+sweep). Kafka's share and a restart are measured by
 tests/integration/test_sla_service.py (kill -9) and are not repeated here. Writes bench/results/sla.json.
 """
 
@@ -32,9 +34,11 @@ from sla.clocks import ClockStatus  # noqa: E402
 from sla.timekeeper import Timekeeper  # noqa: E402
 from ticketstream_shared.contract import decode_ticket_event, encode  # noqa: E402
 from ticketstream_shared.contract.events import CommentAdded, TicketCreated, TicketStatusChanged  # noqa: E402
+from ticketstream_shared.contract.sla import CalendarChanged  # noqa: E402
 from ticketstream_shared.runtime.memory import tune_garbage_collection  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sla.json"
+WORKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 ALARMS = ("sla.warning", "sla.breached")
 
 
@@ -178,6 +182,34 @@ def run_polling(keeper: Timekeeper, seconds: float, every: float, now0: datetime
     return {"lateness": lateness, "scan_s": scanning}
 
 
+def configuration_change(keeper: Timekeeper, now: datetime, parted: bool) -> dict[str, Any]:
+    """A calendar change read live, effective `now`, re-timing every clock: seconds of CPU at 100k tickets. The
+    worker sweeps in parts and lets the event loop run between them (`parted`); the longest part is the longest the
+    process goes without a heartbeat. Without `parted`, the one synchronous sweep of `tick` (before 2026-12-05)."""
+    office_hours = {"timezone": "UTC", "week": {day: [{"start": "08:00", "end": "18:00"}] for day in WORKDAYS}}
+    keeper.record_change(
+        CalendarChanged(
+            event_id=uuid.uuid4(), occurred_at=now, effective_at=now, producer="sla", correlation_id="bench",
+            changed_by="bench", calendar_id="default", data=office_hours,
+        )
+    )  # fmt: skip
+    parts: list[float] = []
+    began = last = time.perf_counter()
+    if parted:
+        for _ in keeper.sweeping(now):
+            parts.append(time.perf_counter() - last)
+            last = time.perf_counter()
+    else:
+        keeper.tick(now)
+        parts.append(time.perf_counter() - began)
+    return {
+        "sweep_s": round(time.perf_counter() - began, 2),
+        "parts": len(parts),
+        "longest_part_ms": round(max(parts) * 1000, 1),
+        "median_part_ms": round(statistics.median(parts) * 1000, 1),
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p99": 0.0, "max": 0.0}
@@ -224,6 +256,13 @@ def main() -> None:
     # alarm due before the end must have been raised.
     missed = sum(1 for key in expected if key not in raised_keys)
 
+    change_at = now0 + timedelta(seconds=args.seconds)  # after the run's alarms: the change alone re-times
+    sweeps = {
+        "one_sweep": configuration_change(load(args.tickets, args.seconds, now0)[0], change_at, parted=False),
+        "in_parts": configuration_change(load(args.tickets, args.seconds, now0)[0], change_at, parted=True),
+    }
+    print(f"configuration change over {args.tickets} tickets: {sweeps}")
+
     heap_lateness, poll_lateness = percentiles(heap["lateness"]), percentiles(polling["lateness"])
     results = {
         "tickets": args.tickets,
@@ -241,6 +280,7 @@ def main() -> None:
             "mix_1_created_5_follow_ups": round(6 / (1 / load_rate + 5 / follow_ups)),
         },
         "memory_bytes_per_clock": round(memory / clocks),
+        "configuration_change_read_live": sweeps,
         "cpu_s_total": round(heap["cpu_s"], 2),
         "cpu_s_finding_due_alarms": round(heap["tick_s"], 3),
         "polling_baseline": {

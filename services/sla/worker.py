@@ -38,6 +38,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -95,9 +96,9 @@ class _Rebalance(ConsumerRebalanceListener):
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._worker.give_up(revoked)
         # The next owner reads where sla.events and sla.clocks end when it takes over: nothing may land later.
-        await self._worker.published()
+        async with self._worker.between_decisions():
+            self._worker.give_up(revoked)
         await self._worker.changelog.written()
         await self._worker.suspend(revoked)
 
@@ -163,7 +164,8 @@ class ClockWorker:
         #: Partitions replayed from their beginning (no checkpoint, or clocks the store cannot read): until their
         #: catch-up, a ticket whose clocks cannot be read is rebuilt by its events.
         self._whole_replay: set[int] = set()
-        self._publishing = asyncio.Lock()
+        #: Held while what fell due is decided and published (`_decide_due`).
+        self._deciding = asyncio.Lock()
         self._stopping = asyncio.Event()
 
     @property
@@ -201,24 +203,21 @@ class ClockWorker:
             if self._rebuild_until and not self._preparing:
                 await self._rebuilt()
             if self._preparing:  # checked after the last await: a take-over may have begun meanwhile
-                decided.extend(self._tick())
-                await self._carry_out(decided)
+                await self._decide_due(decided)
                 continue
             if self._catch_up_due and not self._rebuild_until:
                 # one partition per turn: a large one's catch-up and save take long enough without the others
                 caught_up = self._catch_up_due.pop()
                 self._whole_replay.discard(caught_up)
                 decided.extend(self.timekeeper.catch_up(self._now(), {caught_up}))
-                decided.extend(self._tick())
-                await self._carry_out(decided)
+                await self._decide_due(decided)
                 await self._save()
                 if not (self._preparing or self._catch_up_due or self._rebuild_until):
                     self._published_before.clear()  # every id in it is published: keeping one more is harmless
                     log.info("clocks rebuilt", extra={"tickets": len(self.timekeeper)})
                     tune_garbage_collection()  # the clocks just rebuilt leave the collector's walks
                 continue
-            decided.extend(self._tick())
-            await self._carry_out(decided)
+            await self._decide_due(decided)
             await self._save()  # mid-replay too: memory holds only the tickets still live, even on a first start
             if fetched and not self._rebuild_until:
                 await commit_unless_rebalanced(self._consumer)
@@ -231,8 +230,24 @@ class ClockWorker:
         partitions = [*self._preparing, *self._rebuild_until, *self._suspended]
         return {tp.partition for tp in partitions} | self._catch_up_due
 
-    def _tick(self) -> list[SlaEvent]:
-        return self.timekeeper.tick(self._now(), self._paused())
+    async def _decide_due(self, decided: list[SlaEvent]) -> None:
+        """What fell due (configuration changes, then alarms) added to what the batch `decided`, all published. One
+        unit no rebalance enters (`between_decisions`): a configuration change's sweep, which lets the event loop
+        run between its parts (heartbeats, HTTP), re-times every ticket held when it began and publishes all it
+        decided before a partition may be given up."""
+        async with self._deciding:
+            for part in self.timekeeper.sweeping(self._now(), self._paused()):
+                decided.extend(part)
+                await asyncio.sleep(0)
+            decided.extend(self.timekeeper.tick(self._now(), self._paused()))
+            await self._carry_out(decided)
+
+    @asynccontextmanager
+    async def between_decisions(self) -> AsyncIterator[None]:
+        """Hold off `_decide_due` (a rebalance giving partitions up): once entered, everything decided is
+        published."""
+        async with self._deciding:
+            yield
 
     def _wait_ms(self) -> int:
         """How long the next fetch may wait: until the next alarm of a partition not paused, and no longer than
@@ -554,31 +569,29 @@ class ClockWorker:
 
     async def _publish(self, events: list[SlaEvent]) -> None:
         """Publish what was decided, but nothing of a partition given up meanwhile: its next owner decides that
-        again from the log. A revocation waits for this (`published`), so that the next owner, which reads what was
-        published before it takes over, sees every event sent from here. Nor anything of a partition being prepared,
-        as one started over is (`_carry_out`)."""
-        if not events:
-            return
-        async with self._publishing:
-            sent = []
-            published_at = time.time()
-            for event in events:
-                if event.event_id in self._published_before:
-                    SUPPRESSED.inc()
-                    continue
-                partition = partition_of(event.ticket_id, TICKET_PARTITIONS)  # the producer's, computed once
-                tp = TopicPartition(TICKETS_EVENTS, partition)
-                if tp not in self._held or tp in self._preparing:
-                    continue
-                key = event.ticket_id.encode()
-                sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=key, partition=partition))
-                PUBLISHED.labels(event.event_type).inc()
-                if event.event_type in ALARMS:
-                    LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
-            for written in await asyncio.gather(*sent):
-                self._sla_offset[written.partition] = max(
-                    self._sla_offset.get(written.partition, 0), written.offset + 1
-                )
+        again from the log (and should it come back here, it is restored: its clocks in memory reflect what was not
+        published). A revocation waits for this (`between_decisions`), so that the next owner, which reads what
+        was published before it takes over, sees every event sent from here. Nor anything of a partition being
+        prepared, as one started over is (`_carry_out`)."""
+        sent, unsent = [], set[TopicPartition]()
+        published_at = time.time()
+        for event in events:
+            if event.event_id in self._published_before:
+                SUPPRESSED.inc()
+                continue
+            partition = partition_of(event.ticket_id, TICKET_PARTITIONS)  # the producer's, computed once
+            tp = TopicPartition(TICKETS_EVENTS, partition)
+            if tp not in self._held or tp in self._preparing:
+                unsent.add(tp)
+                continue
+            key = event.ticket_id.encode()
+            sent.append(await self._producer.send(SLA_EVENTS, encode(event), key=key, partition=partition))
+            PUBLISHED.labels(event.event_type).inc()
+            if event.event_type in ALARMS:
+                LATENESS.observe(max(published_at - event.occurred_at.timestamp(), 0))
+        self._drop(unsent & self._suspended.keys())
+        for written in await asyncio.gather(*sent):
+            self._sla_offset[written.partition] = max(self._sla_offset.get(written.partition, 0), written.offset + 1)
 
     def _start_over(self, partitions: set[int]) -> None:
         """Replay partitions from their beginning: a ticket's clocks in the store could not be read. What was
@@ -593,11 +606,6 @@ class ClockWorker:
         self._drop(tps)
         self._whole_replay.update(tp.partition for tp in tps)
         self.take_over(tps)
-
-    async def published(self) -> None:
-        """Return once no publishing is under way."""
-        async with self._publishing:
-            pass
 
 
 def _event_id(raw: bytes | None) -> uuid.UUID | None:

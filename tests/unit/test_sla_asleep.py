@@ -7,7 +7,7 @@ from __future__ import annotations
 from sla.agreements import Agreements
 from sla.clocks import TicketClocks
 from sla.snapshots import UnreadableSnapshot
-from sla.timekeeper import Timekeeper
+from sla.timekeeper import SWEEP_PART, Timekeeper
 from tests.builders import T0
 from tests.unit.test_sla_clocks import HOUR, MINUTE, Story, config, policy
 from ticketstream_shared.contract.sla import CalendarChanged, SlaEvent
@@ -76,6 +76,33 @@ def test_a_configuration_change_read_live_wakes_every_asleep_ticket_and_re_times
     story.keeper.record_change(change)
     assert ids([e for e in retimed if e.ticket_id == story.ticket_id]) == ids(story.tick(T0 + 10 * MINUTE))
     assert {e.event_type for e in retimed} == {"sla.retargeted"}
+
+
+def test_a_configuration_change_sweeps_in_parts_asleep_and_awake_alike_skipping_tickets_forgotten_meanwhile() -> None:
+    """The sweep comes in parts of SWEEP_PART tickets (the worker lets the event loop run between them); a ticket
+    whose partition is forgotten between parts is skipped; every other gets what one sweep would give it."""
+    awake = [Story() for _ in range(SWEEP_PART)]
+    sleeping = [Story() for _ in range(SWEEP_PART)]
+    store = Store(*(each.state for each in sleeping))
+    keeper = Timekeeper(Agreements.with_defaults(), wake=store.load)
+    for each in awake:
+        keeper.restore(each.state, 1)
+    for each in sleeping:
+        keeper.rest(each.ticket_id, 0, each.state.next_due)
+    change = config(CalendarChanged, at=T0 + 10 * MINUTE, calendar_id="default", data=NIGHTS)
+    keeper.record_change(change)
+    parts = keeper.sweeping(T0 + 10 * MINUTE)
+    first = next(parts)
+    keeper.forget_partitions({1})  # given up between two parts
+    swept = first + [event for part in parts for event in part]
+    assert len(first) == 2 * SWEEP_PART  # both clocks of the first SWEEP_PART tickets
+    assert len(store.woken) == SWEEP_PART and keeper.asleep == 0 and len(keeper) == SWEEP_PART
+    for each in sleeping:
+        each.keeper.record_change(change)
+        expected = ids(each.tick(T0 + 10 * MINUTE))
+        assert ids([e for e in swept if e.ticket_id == each.ticket_id]) == expected and len(expected) == 2
+    assert not {e.ticket_id for e in swept} & {each.ticket_id for each in awake}
+    assert keeper.tick(T0 + 10 * MINUTE) == []  # the change is spent
 
 
 def test_a_ticket_whose_clocks_cannot_be_read_names_its_partition_and_raises_nothing() -> None:

@@ -18,15 +18,18 @@ from aiokafka import TopicPartition
 from sla.agreements import Agreements
 from sla.clock_store import CHANGELOG, ClockStore
 from sla.snapshots import encode
-from sla.timekeeper import Timekeeper
-from sla.worker import ClockWorker
-from tests.builders import T0
+from sla.timekeeper import SWEEP_PART, Timekeeper
+from sla.worker import ClockWorker, _Rebalance
+from tests.builders import T0, a_ticket_created
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer
 from tests.polling import until
-from tests.unit.test_sla_clocks import HOUR, Story, agreements_with, policy
+from tests.unit.test_sla_asleep import NIGHTS
+from tests.unit.test_sla_clocks import HOUR, MINUTE, Story, agreements_with, config, policy
 from ticketstream_shared.contract import encode as encode_event
-from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKETS_EVENTS
+from ticketstream_shared.contract.sla import CalendarChanged
+from ticketstream_shared.contract.topics import SLA_CLOCKS, SLA_EVENTS, TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.changelog import APPLIED_HEADER, ChangelogWriter, Standby
+from ticketstream_shared.runtime.kafka import partition_of
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 HELD = TopicPartition(TICKETS_EVENTS, 3)
@@ -358,6 +361,41 @@ def test_a_settled_ticket_whose_clocks_cannot_be_read_when_reopened_starts_its_p
             assert worker.timekeeper.unreadable == {HELD.partition}
             await until(lambda: member.sought.get(HELD) == 0)
             assert HELD.partition in worker._whole_replay
+            await _stopped(harness, running)
+
+    asyncio.run(story())
+
+
+def test_a_configuration_change_re_times_every_clock_in_parts_and_a_rebalance_waits_for_its_events() -> None:
+    """A change read live re-times every clock held (seconds at 100k tickets): the event loop runs between parts
+    of the sweep (heartbeats, HTTP), and a revocation meanwhile waits until what the sweep decided is published."""
+    now = datetime.now(T0.tzinfo)
+    names = (f"TICKET-{n}" for n in range(100_000))
+    tickets = [name for name in names if partition_of(name, TICKET_PARTITIONS) == HELD.partition]
+    tickets = tickets[: 2 * SWEEP_PART + 1]
+
+    async def story() -> None:
+        async with Harness(asyncio.Event()) as harness:
+            worker = harness.worker
+            running = await _held_and_caught_up(harness)
+            for ticket_id in tickets:
+                worker.timekeeper.handle(a_ticket_created(ticket_id, occurred_at=now - MINUTE), HELD.partition)
+            before = {ticket_id: worker.timekeeper.ticket(ticket_id) for ticket_id in tickets}
+            swept_seen: set[int] = set()
+            revoking: list[asyncio.Task[None]] = []
+            worker.timekeeper.record_change(config(CalendarChanged, at=now, calendar_id="default", data=NIGHTS))
+            while len(swept_seen & {len(tickets)}) == 0:
+                swept = sum(worker.timekeeper.ticket(ticket_id) is not was for ticket_id, was in before.items())
+                swept_seen.add(swept)
+                if 0 < swept < len(tickets) and not revoking:
+                    revoking.append(asyncio.create_task(_Rebalance(worker).on_partitions_revoked({HELD})))
+                await asyncio.sleep(0)
+            assert any(0 < swept < len(tickets) for swept in swept_seen), swept_seen  # the loop ran mid-sweep
+            await asyncio.wait_for(revoking[0], 5)
+            retargeted = [json.loads(record.value) for record in harness.broker.records(SLA_EVENTS)]
+            retargeted = [e for e in retargeted if e["event_type"] == "sla.retargeted" and e["ticket_id"] in before]
+            assert len(retargeted) == 2 * len(tickets)  # both clocks of every ticket, published before giving up
+            assert HELD in worker._suspended  # kept, with clocks that reflect what was published
             await _stopped(harness, running)
 
     asyncio.run(story())
