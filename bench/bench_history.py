@@ -2,7 +2,7 @@
 memory it holds, with N tickets in tickets.events (each created, given two worklogs and closed long ago: 4 events).
 
     .venv/bin/python -m bench history      (or bench/bench_history.py [--tickets 100000,1000000]
-                                                                       [--services intake,sla])
+                                                                       [--services intake,sla,assignment])
 
 For each N, on a fresh local broker, `python -m intake` (then `python -m sla`) is started as production starts it
 (its own process, a STATE_DIR) and timed from exec until /readyz answers 200, with its RSS then:
@@ -12,10 +12,12 @@ For each N, on a fresh local broker, `python -m intake` (then `python -m sla`) i
   (b) restart: the same process again on the same STATE_DIR: it reads only past its store's checkpoint;
   (c) new machine: an empty STATE_DIR, the changelog written by (a): it restores from the changelog only.
 After intake's (b), GET /v1/tickets (pages of 50, filtered as a desk filters, followed by cursor) is timed on the
-restarted process. Prints a table with the growth from the smallest N to the largest; writes
-bench/results/history.json. Up to --baseline-up-to tickets, the intake of --baseline (a commit before the local store,
-run from a git worktree) is started first on the same log, for the figures before (sla's are in docs/benchmarks.md:
-it held every ticket's clocks in memory).
+restarted process. `--services assignment` (not by default: it has no store yet) writes a routing rule for the
+history's category and 20 technicians on shift to assignment.by_team first; its (a) is timed until every ticket is
+assigned, and (b) and (c) both read its whole team log. Prints a table with the growth from the smallest N to the
+largest; writes bench/results/history.json. Up to --baseline-up-to tickets, the intake of --baseline (a commit
+before the local store, run from a git worktree) is started first on the same log, for the figures before (sla's are
+in docs/benchmarks.md: it held every ticket's clocks in memory).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
+from assignment.records import team_key  # noqa: E402
 from bench.procfs import rss_bytes  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
@@ -48,7 +51,18 @@ from ticketstream_shared.contract import (  # noqa: E402
     WorklogRecorded,
     encode,
 )
-from ticketstream_shared.contract.topics import INTAKE_TICKETS, SLA_CLOCKS, TICKETS_EVENTS  # noqa: E402
+from ticketstream_shared.contract.assignment import (  # noqa: E402
+    CategoryRouted,
+    ShiftChanged,
+    TeamLogEvent,
+    TechnicianProfiled,
+)
+from ticketstream_shared.contract.topics import (  # noqa: E402
+    ASSIGNMENT_BY_TEAM,
+    INTAKE_TICKETS,
+    SLA_CLOCKS,
+    TICKETS_EVENTS,
+)
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
 from ticketstream_shared.runtime.kafka import make_producer  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
@@ -113,8 +127,41 @@ async def write_history(bootstrap: str, tickets: int) -> float:
     return time.perf_counter() - started
 
 
-#: Each service measured, and its changelog.
-CHANGELOGS = {"intake": INTAKE_TICKETS, "sla": SLA_CLOCKS}
+#: What says a service's first start has gone through the whole history: a counter of its /metrics, with the
+#: label that names what is counted, reaching the number of tickets. intake and sla write every ticket to their
+#: changelog; assignment (no local store yet) assigns every ticket once.
+SETTLED = {
+    "intake": ("ticketstream_changelog_records_written_total", INTAKE_TICKETS),
+    "sla": ("ticketstream_changelog_records_written_total", SLA_CLOCKS),
+    "assignment": ("ticketstream_assignment_decisions_total", "assignment.assigned"),
+}
+#: The team every ticket of the history goes to, and its technicians: enough room for every ticket open at once.
+TEAM, TECHNICIANS, CAPACITY = "desk-hardware", 20, 1000
+
+
+async def write_roster(bootstrap: str) -> None:
+    """The roster assignment needs to assign the history's tickets: a rule sending their category to TEAM, and
+    TECHNICIANS on shift there (written to the team log, as the roster API does)."""
+    envelope = {"occurred_at": LONG_AGO, "producer": "bench-history", "correlation_id": "bench-history"}
+    records: list[TeamLogEvent] = [
+        CategoryRouted(
+            event_id=uuid.uuid4(), **envelope, data={"category": "hardware", "team": TEAM, "skill": "hardware"}
+        )  # fmt: skip
+    ]
+    for number in range(TECHNICIANS):
+        technician = f"tech-{number:02d}"
+        profile = {"technician_id": technician, "name": technician, "team": TEAM, "tier": 1, "capacity": CAPACITY}
+        records.append(TechnicianProfiled(event_id=uuid.uuid4(), **envelope, data=profile))
+        shift = {"technician_id": technician, "team": TEAM, "on_shift": True}
+        records.append(ShiftChanged(event_id=uuid.uuid4(), **envelope, data=shift))
+    producer = make_producer(KafkaSettings(kafka_bootstrap_servers=bootstrap), "bench-history")
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send(ASSIGNMENT_BY_TEAM, encode(record), key=team_key(record).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def start_service(
@@ -151,25 +198,26 @@ def until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float) ->
     raise TimeoutError(f"{process.args} not ready after {timeout_s} s")
 
 
-def changelog_written(url: str, admin: str, changelog: str) -> float:
+def counted(url: str, admin: str, metric: str, label: str) -> float:
     answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=5)
     answer.raise_for_status()
     for line in answer.text.splitlines():
-        if line.startswith("ticketstream_changelog_records_written_total{") and f'"{changelog}"' in line:
+        if line.startswith(f"{metric}{{") and f'"{label}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
-def until_changelogged(url: str, admin: str, changelog: str, tickets: int, timeout_s: float) -> float:
-    """Wait for the first start to have written every ticket to the changelog, and for its writing to settle."""
+def until_settled(url: str, admin: str, service: str, tickets: int, timeout_s: float) -> float:
+    """Wait for the first start to have gone through every ticket (`SETTLED`), and for the count to settle."""
+    metric, label = SETTLED[service]
     started, last = time.monotonic(), -1.0
     while time.monotonic() - started < timeout_s:
-        written = changelog_written(url, admin, changelog)
-        if written >= tickets and written == last:
-            return written
-        last = written
-        time.sleep(2)  # polling cadence; two equal readings 2 s apart: the changelog writer has flushed it all
-    raise TimeoutError("the changelog was not written in time")
+        done = counted(url, admin, metric, label)
+        if done >= tickets and done == last:
+            return done
+        last = done
+        time.sleep(2)  # polling cadence; two equal readings 2 s apart: the service has flushed it all
+    raise TimeoutError(f"{service} did not go through the history in time")
 
 
 def listing_latency(url: str, admin: str, requests: int = 300) -> dict[str, float]:
@@ -255,8 +303,12 @@ def phases(
     service: str, bootstrap: str, keys: Path, admin: str, scratch: Path, tickets: int, timeout_s: float
 ) -> dict[str, Any]:
     log, state = scratch / f"{service}.log", scratch / f"{service}-state"
+    if service == "assignment":
+        asyncio.run(write_roster(bootstrap))
+    began = time.monotonic()
     first, (process, url) = timed_start(service, bootstrap, keys, state / "a", log, timeout_s)
-    first["changelog_records"] = until_changelogged(url, admin, CHANGELOGS[service], tickets, timeout_s)
+    first["settled_count"] = until_settled(url, admin, service, tickets, timeout_s)
+    first["settled_s"] = round(time.monotonic() - began, 1)
     stop(process)
     first["store_mb"] = du_mb(state / "a")
     print(f"  {service} (a) first start, whole history: {first}", flush=True)
@@ -277,7 +329,7 @@ def phases(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", default="100000,1000000", help="comma-separated ticket counts")
-    parser.add_argument("--services", default="intake,sla", help="comma-separated: intake, sla")
+    parser.add_argument("--services", default="intake,sla", help="comma-separated: intake, sla, assignment")
     parser.add_argument("--baseline", default="3bdafc6", help="commit whose intake is the baseline ('' for none)")
     parser.add_argument("--baseline-up-to", type=int, default=200_000,
                         help="the baseline only up to this many tickets (it holds ~6 KB each in memory)")  # fmt: skip
