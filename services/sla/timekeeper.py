@@ -77,7 +77,7 @@ class Timekeeper:
         return min(tops, default=None)
 
     def handle(self, event: TicketEvent, partition: int) -> list[SlaEvent]:
-        before = self._tickets.get(event.ticket_id) or self._woken(event.ticket_id)
+        before = self._awake(event.ticket_id)
         after, events = decide(before, event, self.agreements)
         self._store(before, after, partition)
         return events
@@ -92,7 +92,7 @@ class Timekeeper:
                 continue
             while due_in and due_in[0][0] <= now:
                 due, ticket_id = heapq.heappop(due_in)
-                state = self._tickets.get(ticket_id) or self._woken(ticket_id)
+                state = self._awake(ticket_id)
                 if state is None or state.next_due != due:
                     continue  # stale: the ticket moved on
                 after, raised = advance(state, due, self.agreements)
@@ -138,6 +138,10 @@ class Timekeeper:
         self._partition_of[ticket_id] = partition
         if next_due is not None:
             self._schedule(partition, next_due, ticket_id)
+
+    def _awake(self, ticket_id: str) -> TicketClocks | None:
+        """The ticket's clocks, woken if it is asleep; None if it is not held here, or its clocks cannot be read."""
+        return self._tickets.get(ticket_id) or self._woken(ticket_id)
 
     def _woken(self, ticket_id: str) -> TicketClocks | None:
         if (partition := self._asleep.get(ticket_id)) is None:
@@ -195,7 +199,7 @@ class Timekeeper:
         for start in range(0, len(held), SWEEP_PART):
             events: list[SlaEvent] = []
             for ticket_id in held[start : start + SWEEP_PART]:
-                state = self._tickets.get(ticket_id) or self._woken(ticket_id)
+                state = self._awake(ticket_id)
                 if state is not None:
                     after, caused = take_effect(state, moment, self.agreements)
                     self._store(state, after, self._partition_of[ticket_id])

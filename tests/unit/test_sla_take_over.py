@@ -384,7 +384,7 @@ def test_a_configuration_change_re_times_every_clock_in_parts_and_a_rebalance_wa
             swept_seen: set[int] = set()
             revoking: list[asyncio.Task[None]] = []
             worker.timekeeper.record_change(config(CalendarChanged, at=now, calendar_id="default", data=NIGHTS))
-            while len(swept_seen & {len(tickets)}) == 0:
+            while len(tickets) not in swept_seen:
                 swept = sum(worker.timekeeper.ticket(ticket_id) is not was for ticket_id, was in before.items())
                 swept_seen.add(swept)
                 if 0 < swept < len(tickets) and not revoking:
