@@ -12,7 +12,8 @@ Two measurements, each over the same stream:
   (a) domain: `Desk.apply` as the team's owner runs it (fold, settle, strategy), records built beforehand;
   (b) worker: what one process spends per ticket besides Kafka's network: decode the ticket event, route it,
       encode the team-log record and read it back (as the one worker that wrote it: `OwnRecords`), decide,
-      encode the published decision and the outcome record.
+      encode the published decision and the outcome record. Both with the service's desk: tickets resolved wait
+      in a local store (a temporary one), out of memory.
 Reports decisions per CPU second, p50/p99 CPU time from the ticket's record to its decision (per call; CPU, not
 wall time, so that a shared machine's load does not count), the max-min
 weighted load among each team's tier-1 technicians at the end, and capacity violations (checked after every
@@ -37,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import platform
 import signal
 import subprocess
@@ -54,10 +56,12 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+from assignment.archive import DeskArchive  # noqa: E402
 from assignment.desk import CategoryRule, Desk, published, recorded  # noqa: E402
 from assignment.domain import Assigned, Load  # noqa: E402
 from assignment.records import OwnRecords, TicketRouted, TicketSnapshot, team_key  # noqa: E402
 from assignment.routing import route  # noqa: E402
+from assignment.teamlog import CHECKPOINT_DONE_WITH, CHECKPOINT_EVERY_S  # noqa: E402
 from bench import procfs  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
@@ -79,6 +83,7 @@ from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_E
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
 from ticketstream_shared.runtime.memory import tune_garbage_collection  # noqa: E402
+from ticketstream_shared.runtime.store import LocalStore  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "assignment.json"
 BAR_DECISIONS_PER_S = 10_000
@@ -187,7 +192,17 @@ def run(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool
 
 
 def _pass(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool, checked: bool) -> dict[str, Any]:
-    desk = Desk()
+    store = LocalStore(None)
+    try:
+        return _timed_pass(Desk(shelf=DeskArchive(store)), events, setup, teams, through_codec, checked)
+    finally:
+        store.close()
+
+
+def _timed_pass(
+    desk: Desk, events: list, setup: list[TeamLogEvent], teams: int, through_codec: bool, checked: bool
+) -> dict[str, Any]:
+    """One pass of the worker's path over `events`, the desk with its shelf of tickets done with, as the service's."""
     for record in setup:
         desk.apply(record, decides=True, instance="bench")
     tune_garbage_collection()  # as the worker does once it has read the team log
@@ -209,6 +224,7 @@ def _pass(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bo
     violations: list[str] = []
     decisions_made = 0
     started = 0.0
+    checkpoint_at = CHECKPOINT_EVERY_S * BAR_DECISIONS_PER_S
     began = time.process_time()  # CPU time: the machine may be shared, and wall time counts the others' work
     for index in range(len(events)):
         if checked:
@@ -224,7 +240,7 @@ def _pass(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bo
             decisions = desk.apply(record, decides=True, instance="bench")
             if through_codec:
                 for decision in decisions:
-                    ticket = desk.teams[decision.team].tickets[decision.outcome.ticket_id]
+                    ticket = desk.ticket(decision.outcome.ticket_id)
                     if (event_out := published(decision, ticket, now)) is not None:
                         encode(event_out)
                     if (outcome_record := recorded(decision, "bench", now)) is not None:
@@ -234,6 +250,11 @@ def _pass(events: list, setup: list[TeamLogEvent], teams: int, through_codec: bo
                 check_capacity(desk, decisions, violations)
                 if isinstance(record, TicketRouted):
                     latencies.append(time.process_time() - started)
+        if desk.shelf is not None and (len(desk.done_with) >= CHECKPOINT_DONE_WITH or decisions_made >= checkpoint_at):
+            # as the worker's checkpoints: every CHECKPOINT_EVERY_S, which at the bar's rate is so many decisions
+            checkpoint_at = decisions_made + CHECKPOINT_EVERY_S * BAR_DECISIONS_PER_S
+            desk.put_aside()
+            desk.shelf.checkpoint(pickle.dumps(desk.memory(), pickle.HIGHEST_PROTOCOL), {})  # type: ignore[union-attr]
         if index and index % 1_000 == 0:
             for shift in shift_changes(index // 1_000, teams):
                 decisions = desk.apply(shift, decides=True, instance="bench")

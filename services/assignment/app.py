@@ -8,12 +8,15 @@ Four Kafka clients, one producer:
     this process decides for;
   - a reader of sla.config: the services of the catalogue, whose owner teams take the tickets no rule routes;
   - with a privacy master key, a reader of privacy.keys: technicians' names are sealed on the team log.
+Tickets done with wait on disk (`STATE_DIR`, a temporary directory without it) instead of in memory, with
+checkpoints of the desk that a restart resumes from (archive.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -31,9 +34,11 @@ from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.store import LocalStore
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api
+from .archive import LAYOUT, DeskArchive
 from .desk import Desk
 from .dispatcher import Dispatcher
 from .router import TicketRouter
@@ -43,6 +48,9 @@ from .teamlog import TeamLog
 #: Every ticket costs three sends (routed, decided, recorded): waiting a few ms fills produce requests of many
 #: records instead of one each, which saves the worker's and the broker's CPU per ticket for little latency.
 PRODUCER_LINGER_MS = 5
+CHECKPOINT_ON_STOP_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -50,7 +58,9 @@ def utc_now() -> datetime:
 
 
 def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    team_log = TeamLog(Desk(), clock)
+    store = LocalStore(settings.state_dir, layout=LAYOUT)
+    archive = DeskArchive(store)
+    team_log = TeamLog(Desk(shelf=archive), clock, archive)
     data_keys = data_keys_for(settings, "assignment", clock, owner=False)
     catalogue = ServiceCatalogue()
     #: sla writes sla.config; assignment follows it for the services' owner teams, and parks nothing of it.
@@ -106,12 +116,17 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
                 yield
         finally:
             stopping.set()
+            try:  # a restart resumes from here, not from the last periodic checkpoint
+                await asyncio.wait_for(team_log.checkpoint(), CHECKPOINT_ON_STOP_S)
+            except Exception:
+                log.warning("no checkpoint of the desk on stopping", exc_info=True)
             for task in (team_task, catalogue_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if team_log.producer is not None:
                 await team_log.producer.stop()  # flushes what is in flight
+            store.close()
 
     def readiness() -> dict[str, bool]:
         return {

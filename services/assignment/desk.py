@@ -5,6 +5,9 @@ Pure (no I/O): `Desk.apply` folds one record of assignment.by_team. For a team w
 recorded outcomes instead of deciding, so every process holds the same roster, loads and assignments (for reads
 and for taking a team over) while exactly one decides.
 
+Tickets done with (resolved or closed, in no queue) leave memory for the desk's `shelf` (archive.py, on disk), if it
+has one; any record about one brings it back to be folded.
+
 A ticket whose category no rule routes waits under that category (`parked`); the owner of the category's
 partition forwards it to the team of the rule that comes for it, and forwards its later changes after it.
 """
@@ -15,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ticketstream_shared.contract import Actor
 from ticketstream_shared.contract.assignment import (
@@ -87,6 +90,16 @@ class Decision(NamedTuple):
     actor: Actor | None = None
 
 
+class Shelf(Protocol):
+    """Where tickets done with (resolved or closed) wait out of memory: archive.ClosedTickets on disk."""
+
+    def put(self, team: str, ticket: Ticket) -> None: ...
+
+    def get(self, ticket_id: str) -> tuple[str, Ticket] | None: ...
+
+    def take(self, ticket_id: str) -> tuple[str, Ticket] | None: ...
+
+
 @dataclass
 class Desk:
     teams: dict[str, Team] = field(default_factory=dict)
@@ -99,8 +112,13 @@ class Desk:
     released: dict[str, tuple[str, CategoryRule]] = field(default_factory=dict)
     #: Every roster change read, with what it replaced: the audit trail (GET /v1/roster/changes).
     trail: RosterTrail = field(default_factory=RosterTrail, repr=False, compare=False)
+    #: Where tickets done with leave memory for (None: they stay); any record about one brings it back to be folded.
+    shelf: Shelf | None = field(default=None, repr=False, compare=False)
     #: Whether the record being folded is one this process decides on (see `Team.deciding`).
     _deciding: bool = field(default=True, repr=False, compare=False)
+    #: Tickets found done with since they were last put aside (`put_aside`); until then they stay in memory, where
+    #: what often follows a closing finds them (an outcome the owner recorded meanwhile, a reopen).
+    done_with: dict[str, None] = field(default_factory=dict, repr=False, compare=False)
 
     def team(self, name: str) -> Team:
         found = self.teams.get(name)
@@ -110,16 +128,71 @@ class Desk:
         return found
 
     def ticket(self, ticket_id: str) -> Ticket | None:
+        """The ticket as its team has it, in memory or on the shelf."""
         team = self.ticket_teams.get(ticket_id)
-        return self.teams[team].tickets.get(ticket_id) if team else None
+        if team is not None:
+            return self.teams[team].tickets.get(ticket_id)
+        shelved = self.shelf.get(ticket_id) if self.shelf is not None else None
+        return shelved[1] if shelved is not None else None
+
+    def team_of(self, ticket_id: str) -> str | None:
+        """The team that has the ticket, in memory or on the shelf."""
+        team = self.ticket_teams.get(ticket_id)
+        if team is None and self.shelf is not None and (shelved := self.shelf.get(ticket_id)) is not None:
+            return shelved[0]
+        return team
 
     def technician(self, technician_id: str) -> Technician | None:
         team = self.technician_teams.get(technician_id)
         return self.teams[team].technicians.get(technician_id) if team else None
 
+    def memory(self) -> tuple[Any, ...]:
+        """What the desk holds in memory (its shelf aside), for a checkpoint once what is done with is put aside:
+        `resume` takes it back."""
+        return self.teams, self.rules, self.ticket_teams, self.technician_teams, self.parked, self.released, self.trail
+
+    def resume(self, memory: tuple[Any, ...]) -> None:
+        (self.teams, self.rules, self.ticket_teams, self.technician_teams, self.parked, self.released, self.trail) = (
+            memory
+        )
+
     def apply(self, record: TeamLogEvent, *, decides: bool, instance: str) -> list[Decision]:
-        """Fold one record; when this process decides for the record's team, settle it and say what to publish."""
+        """Fold one record; when this process decides for the record's team, settle it and say what to publish.
+        A ticket the record is about comes back from the shelf for it, and goes back if it is still done with."""
         self._deciding = decides
+        named, shelf = TICKET_NAMED.get(type(record)), self.shelf
+        if named is None or shelf is None:
+            return self._fold(record, decides, instance)
+        ticket_id = named(record)
+        team = self.ticket_teams.get(ticket_id)
+        if team is None and (shelved := shelf.take(ticket_id)) is not None:
+            team, ticket = shelved
+            self.team(team).tickets[ticket_id] = ticket  # done with: no load to count
+            self.ticket_teams[ticket_id] = team
+        decided = self._fold(record, decides, instance)
+        team = self.ticket_teams.get(ticket_id)
+        if team is not None and (ticket := self.teams[team].tickets.get(ticket_id)) is not None and not ticket.is_open:
+            self.done_with[ticket_id] = None
+        return decided
+
+    def put_aside(self) -> None:
+        """Tickets done with since the last time, and waiting in no queue of their team, leave memory for the
+        shelf."""
+        if self.shelf is None:
+            return
+        for ticket_id in self.done_with:
+            team_name = self.ticket_teams.get(ticket_id)
+            if team_name is None:
+                continue
+            team = self.teams[team_name]
+            ticket = team.tickets.get(ticket_id)
+            if ticket is None or ticket.is_open or ticket_id in team.awaiting or ticket_id in team.backlog:
+                continue
+            self.shelf.put(team_name, ticket)
+            del team.tickets[ticket_id], self.ticket_teams[ticket_id]
+        self.done_with.clear()
+
+    def _fold(self, record: TeamLogEvent, decides: bool, instance: str) -> list[Decision]:
         if type(record) in TRAILED:
             self.trail.record(record, self)  # type: ignore[arg-type]
         fold = TEAM_FOLDS.get(type(record))
@@ -128,11 +201,14 @@ class Desk:
         team, announced = fold(self, record)
         if not decides:
             return []
+        settled = team.settle()
+        if not announced and not settled:
+            return []  # most status changes: no cause to spell out (str of a UUID cost 3% of a fold)
         # A manual assignment is its requester's act; what the team settles after it is assignment's own.
         by = record.data.actor if isinstance(record, ManualAssignmentRequested) else None
         cause = (str(record.event_id), record.correlation_id)
         decided = [Decision(team.name, outcome, *cause, by) for outcome in announced]
-        return decided + [Decision(team.name, outcome, *cause) for outcome in team.settle()]
+        return decided + [Decision(team.name, outcome, *cause) for outcome in settled]
 
     def _apply_routing(self, record: TeamLogEvent, decides: bool, instance: str) -> list[Decision]:
         """The records about no one team: a category's rule, a ticket waiting for one, a team's outcome."""
@@ -274,6 +350,16 @@ TEAM_FOLDS: dict[type[TeamLogEvent], Callable[[Desk, Any], Folded]] = {
     TicketReprioritised: Desk._reprioritised,
     EscalationDue: Desk._escalation_due,
     ManualAssignmentRequested: Desk._assigned_by_hand,
+}
+#: The ticket a record is about, by the record's type: it is brought back from the shelf to be folded.
+TICKET_NAMED: dict[type[TeamLogEvent], Callable[[Any], str]] = {
+    TicketRouted: lambda record: record.data.ticket.ticket_id,
+    TicketWithdrawn: lambda record: record.data.ticket_id,
+    TicketStatusMoved: lambda record: record.data.ticket_id,
+    TicketReprioritised: lambda record: record.data.ticket_id,
+    EscalationDue: lambda record: record.data.ticket_id,
+    ManualAssignmentRequested: lambda record: record.data.ticket_id,
+    OutcomeRecorded: lambda record: record.data.ticket_id,
 }
 #: The roster changes, which the audit trail keeps.
 TRAILED: frozenset[type[TeamLogEvent]] = frozenset(ROSTER_EVENT_TYPES)

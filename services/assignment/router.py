@@ -8,6 +8,7 @@ team log keeps current.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
@@ -19,11 +20,14 @@ from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.throughput import THROUGHPUT
 
 from .desk import CategoryRule
+from .domain import DONE
 from .records import TicketSnapshot
 from .routing import Routed, route
 from .teamlog import TeamLog
 
 Clock = Callable[[], datetime]
+#: Tickets done with (resolved or closed) the router keeps remembering where it sent, beyond those the desk holds.
+DONE_REMEMBERED = 10_000
 
 
 class CatalogueLog(Protocol):
@@ -41,6 +45,8 @@ class TicketRouter:
         self._team_log = team_log
         self._desk = team_log.desk
         self._routed: dict[str, Routed] = {}
+        #: Tickets done with, oldest first, still in `_routed` (a ticket reopened since may appear twice).
+        self._done: deque[str] = deque()
         self._catalogue = catalogue
         self._catalogue_log = catalogue_log
         self._clock = clock
@@ -66,7 +72,7 @@ class TicketRouter:
 
     def where(self, ticket_id: str) -> Routed | None:
         known = self._routed.get(ticket_id)
-        team = self._desk.ticket_teams.get(ticket_id)
+        team = self._desk.team_of(ticket_id)
         if known is not None and (known.team is not None or team is None):
             return known
         ticket = self._desk.ticket(ticket_id)
@@ -74,6 +80,26 @@ class TicketRouter:
             return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in TicketSnapshot.model_fields}))
         waiting = self._desk.parked.get(ticket_id)
         return Routed(None, waiting) if waiting is not None else known
+
+    def _remember(self, ticket_id: str, where: Routed | None) -> None:
+        """Where the ticket is now, remembered; a ticket done with is forgotten once the desk has it as far as it
+        was sent, the newest DONE_REMEMBERED of them aside: memory holds open work, not every ticket routed. (One
+        waiting for a rule is remembered: the desk's `parked` keeps it too.)"""
+        if where is None:
+            self._routed.pop(ticket_id, None)
+            return
+        self._routed[ticket_id] = where
+        if where.current_status in DONE:
+            self._done.append(ticket_id)
+        while len(self._done) > DONE_REMEMBERED:
+            oldest = self._done[0]
+            routed = self._routed.get(oldest)
+            if routed is not None and routed.team is not None and routed.current_status in DONE:
+                held = self._desk.ticket(oldest)
+                if held is None or held.version < routed.current_version:
+                    return  # the desk has not read that far yet: its answer would be older than ours
+                del self._routed[oldest]
+            self._done.popleft()
 
     async def handle(self, batch: list[Delivery]) -> None:
         """Route a batch; returns once Kafka has every record (the consumer commits after)."""
@@ -85,10 +111,7 @@ class TicketRouter:
         for delivery in batch:
             event = delivery.event
             routing = route(event, self.where(event.ticket_id), self.rule_for)
-            if routing.where is None:
-                self._routed.pop(event.ticket_id, None)
-            else:
-                self._routed[event.ticket_id] = routing.where
+            self._remember(event.ticket_id, routing.where)
             for record in routing.records:
                 self._team_log.put_record(outbox, record)
             if routing.unroutable is not None:

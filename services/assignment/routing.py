@@ -52,6 +52,14 @@ class Routed(NamedTuple):
     version: int = 0
 
     @property
+    def current_status(self) -> TicketStatus:
+        return self.snapshot.status if self.status is None else self.status
+
+    @property
+    def current_version(self) -> int:
+        return self.snapshot.version if self.status is None else self.version
+
+    @property
     def ticket(self) -> TicketSnapshot:
         """The ticket as it is now."""
         if self.status is None:

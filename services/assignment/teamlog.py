@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -32,11 +34,13 @@ from prometheus_client import Counter
 from ticketstream_shared.contract import Envelope, InvalidEvent, UnknownEventType, encode
 from ticketstream_shared.contract.assignment import TeamLogEvent
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS
-from ticketstream_shared.runtime.kafka import correlation_headers, header, wait_for_topics
+from ticketstream_shared.runtime.kafka import correlation_headers, header, partitions_of, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.outbox import Headers, Outbox
 from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
+from ticketstream_shared.runtime.store import store_belongs_to
 
+from .archive import DeskArchive
 from .desk import DECISION_IDS, Decision, Desk, Forwarded, published, recorded
 from .records import OutcomeRecorded, OwnRecords, team_key
 
@@ -48,11 +52,18 @@ DECIDED_BY = "assignment.decided_by"
 #: Records folded between two sends of what they decided: a long catch-up sends as it goes.
 SENT_TOGETHER = 500
 RECORDS_SKIPPED = Counter("ticketstream_assignment_team_records_unreadable_total", "Unreadable team-log records")
+#: How often the desk's memory is checkpointed to its archive (and what was put aside since written with it); a
+#: restart folds the team log from the last checkpoint on disk.
+CHECKPOINT_EVERY_S = 5.0
+#: ... or sooner, once this many tickets done with wait in memory to be put aside (a long fold, on a new machine).
+CHECKPOINT_DONE_WITH = 50_000
 
 
 class TeamLog:
-    def __init__(self, desk: Desk, clock: Callable[[], datetime]) -> None:
+    def __init__(self, desk: Desk, clock: Callable[[], datetime], archive: DeskArchive | None = None) -> None:
         self.desk = desk
+        #: Where the desk's memory is checkpointed and its tickets done with put aside (None: all in memory).
+        self.archive = archive
         self.instance = str(uuid.uuid4())
         self._clock = clock
         self.producer: AIOKafkaProducer | None = None
@@ -69,6 +80,13 @@ class TeamLog:
         self._owner: AIOKafkaConsumer | None = None
         self.parking = Parking(ASSIGNMENT_BY_TEAM, "assignment", lambda: self.producer)
         self._own = OwnRecords()
+        #: Per (earlier process, partition): the offset below which its decisions' outcomes are in the desk already,
+        #: as the checkpoint we resumed from had them.
+        self._decided_below: dict[tuple[str, int], int] = {}
+        self._follower: AIOKafkaConsumer | None = None
+        #: Where this process resumed folding the team log, per partition: None if from the beginning.
+        self.resumed_from: dict[int, int] | None = None
+        self._checkpointed_at = time.monotonic()
 
     def decides(self, partition: int) -> bool:
         return partition in self.owned and partition not in self._takeovers
@@ -108,10 +126,20 @@ class TeamLog:
     # following
 
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
-        """Read every partition from the beginning into the desk, for as long as the service runs."""
+        """Read every partition into the desk, for as long as the service runs: from the archive's last checkpoint
+        on, or from the beginning."""
         await wait_for_topics(consumer, [ASSIGNMENT_BY_TEAM])
-        consumer.subscribe([ASSIGNMENT_BY_TEAM])  # without a group: every partition, from the beginning
-        end_at_start: dict[int, int] | None = None
+        partitions = await partitions_of(consumer, ASSIGNMENT_BY_TEAM)
+        consumer.assign(partitions)  # without a group: every partition
+        self._follower = consumer
+        await self._resume(consumer)
+        for tp in partitions:
+            if tp.partition in self._positions:
+                consumer.seek(tp, self._positions[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+                self._positions[tp.partition] = await consumer.position(tp)
+        end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()}
         while True:
             fetched = await consumer.getmany(timeout_ms=200, max_records=5_000)
             async with self._batch:
@@ -128,26 +156,26 @@ class TeamLog:
                         self._publish(self.desk.settle(team, cause), outbox)
                     log.info("took a team partition over", extra={"partition": partition})
                 await asyncio.gather(*pending, *await outbox.send())
+                if self._checkpoint_due():
+                    await self._checkpoint()
             if self._owner is not None:
                 await self.parking.commit(self._owner)  # outside the batch lock: a commit may wait for a rebalance
-            if end_at_start is None and consumer.assignment():
-                assigned = list(consumer.assignment())
-                end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(assigned)).items()}
-                for tp in assigned:
-                    self._positions.setdefault(tp.partition, await consumer.position(tp))
             if self._read_to(end_at_start) and not self.caught_up.is_set():
                 log.info("team log read to its end", extra={"teams": len(self.desk.teams)})
                 tune_garbage_collection()  # the desk just read: out of the collector's walks from now on
                 self.caught_up.set()
 
-    def _read_to(self, ends: dict[int, int] | None) -> bool:
-        return ends is not None and all(self._positions[p] >= end for p, end in ends.items())
+    def _read_to(self, ends: dict[int, int]) -> bool:
+        return all(self._positions[p] >= end for p, end in ends.items())
 
     async def _fold(self, message: ConsumerRecord, outbox: Outbox) -> None:
         partition = message.partition
         self._positions[partition] = message.offset + 1
-        if header(message, DECIDED_BY) == self.instance:
-            return  # our own decision's outcome, applied when we decided: not worth decoding
+        decided_by = header(message, DECIDED_BY)
+        if decided_by is not None and (
+            decided_by == self.instance or message.offset < self._decided_below.get((decided_by, partition), 0)
+        ):
+            return  # a decision's outcome applied when it was decided (ours, or before the checkpoint we resumed)
         try:
             record = self._own.decode(message.value or b"")
         except UnknownEventType as error:  # written by a newer version of this service, which decides on it
@@ -164,11 +192,66 @@ class TeamLog:
             waiter.set_result(None)
         self._publish(decisions, outbox)
 
+    # checkpoints
+
+    def _checkpoint_due(self) -> bool:
+        if self.archive is None:
+            return False
+        if len(self.desk.done_with) >= CHECKPOINT_DONE_WITH:
+            return True
+        return time.monotonic() - self._checkpointed_at >= CHECKPOINT_EVERY_S
+
+    async def _checkpoint(self) -> None:
+        """Write the desk's memory, with how far it has folded each partition, to the archive. Only between batches,
+        once what they decided is acknowledged: a restart from here must not decide those again, nor apply their
+        outcomes, which the desk has, a second time when it reads them."""
+        assert self.archive is not None and self._follower is not None
+        # Our decisions sent so far are all below each partition's end now (nothing is sent while this runs).
+        ends = await self._follower.end_offsets([TopicPartition(ASSIGNMENT_BY_TEAM, p) for p in self._positions])
+        decided_below = {(self.instance, tp.partition): end for tp, end in ends.items()}
+        decided_below.update(self._decided_below)
+        # Only where they are still ahead of what is folded.
+        ahead = {(by, p): below for (by, p), below in decided_below.items() if below > self._positions[p]}
+        self.desk.put_aside()
+        memory = (self.desk.memory(), dict(self._teams_in), self.parking.unparked(), ahead)
+        self.archive.checkpoint(pickle.dumps(memory, pickle.HIGHEST_PROTOCOL), dict(self._positions))
+        self._checkpointed_at = time.monotonic()
+
+    async def checkpoint(self) -> None:
+        """A checkpoint now, between two batches (a service stopping)."""
+        if self.archive is not None and self.caught_up.is_set():
+            async with self._batch:
+                await self._checkpoint()
+
+    async def _resume(self, consumer: AIOKafkaConsumer) -> None:
+        """The desk as the archive's last checkpoint left it, if it has one that belongs to this team log."""
+        if self.archive is None:
+            return
+        last = self.archive.last_checkpoint()
+        if last is None or not await store_belongs_to(consumer, ASSIGNMENT_BY_TEAM, self.archive.store):
+            self.archive.start_over()
+            return
+        memory, positions = last
+        try:
+            desk_memory, teams_in, unparked, decided_below = pickle.loads(memory)
+        except Exception as error:  # written by another release that kept the layout's name: fold it all again
+            log.warning("could not read the desk's checkpoint; folding the team log again", extra={"error": str(error)})
+            self.archive.start_over()
+            return
+        self.desk.resume(desk_memory)
+        self._teams_in.update(teams_in)
+        await self.parking.resume(unparked)
+        self._decided_below.update(decided_below)
+        self._positions.update(positions)
+        self.resumed_from = dict(positions)
+        log.info("resumed the desk from its checkpoint", extra={"positions": positions})
+
     def _publish(self, decisions: list[Decision], outbox: Outbox) -> None:
         now = self._clock()
         for decision in decisions:
             if not isinstance(decision.outcome, Forwarded):
-                ticket = self.desk.teams[decision.team].tickets[decision.outcome.ticket_id]
+                ticket = self.desk.ticket(decision.outcome.ticket_id)
+                assert ticket is not None, "a decision about a ticket the desk does not have"
                 event = published(decision, ticket, now)
                 if event is not None:
                     self.put(outbox, ASSIGNMENT_EVENTS, event, ticket.ticket_id)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from assignment.app import build_app
 from assignment.settings import AssignmentSettings
+from assignment.teamlog import TeamLog
 from sla.config_log import config_key
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
@@ -603,3 +606,84 @@ def test_two_processes_taking_the_same_profile_at_once_make_one_change(two_proce
     assert len({record["event_id"] for record in profiles}) == 2, "the first profile and one change"
     for process in (first, second):
         assert process.get(f"/v1/technicians/{technician}", headers=bearer(ADMIN)).json()["capacity"] == 5
+
+
+def a_process_on_disk(kafka_bootstrap: str, group: str, state_dir: Path) -> TestClient:
+    settings = AssignmentSettings(kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests",
+                                  consumer_group=group, state_dir=state_dir)  # fmt: skip
+    return TestClient(build_app(settings, TEST_KEYS))
+
+
+def desk_views(process: TestClient, tickets: list[str], technicians: list[str]) -> list[Any]:
+    """What the process answers about the tickets and technicians."""
+    views = [process.get(f"/v1/assignments/{ticket}", headers=bearer(ADMIN)).json() for ticket in tickets]
+    return views + [process.get(f"/v1/technicians/{tech}", headers=bearer(ADMIN)).json() for tech in technicians]
+
+
+def test_a_restart_resumes_from_its_last_checkpoint_on_disk_as_a_process_reading_the_whole_log_would_stand(
+    kafka_bootstrap, group, tmp_path, monkeypatch
+):
+    """Killed after decisions its last checkpoint does not have, a process folds the team log again from that
+    checkpoint: its own decisions' outcomes written before it are not applied twice, those after it are applied."""
+    monkeypatch.setattr("assignment.teamlog.CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every batch
+    with a_process_on_disk(kafka_bootstrap, group, tmp_path) as first:
+        prefix = set_up_teams(ready(first), {"network": "least_loaded"}, technicians_per_team=2, capacity=2)
+        technicians = [f"{prefix}-network-tech{n}" for n in range(2)]
+        tickets = [a_ticket_created(f"{prefix}-t{n}", category=f"{prefix}-network") for n in range(6)]
+        ids = [ticket.ticket_id for ticket in tickets]
+        publish(kafka_bootstrap, tickets)
+        latest = eventually(lambda: len(found := latest_by_ticket(decisions_about(kafka_bootstrap, set(ids)))) == 6
+                            and found, timeout_s=30, what="six decisions")  # fmt: skip
+        assigned = sorted(e.ticket_id for e in latest.values() if e.event_type == "assignment.assigned")
+        waiting = sorted(set(ids) - set(assigned))
+        assert len(assigned) == 4
+
+        # The last checkpoint: the one right after the process decided for the first ticket resolved, before it
+        # reads its decision back; the second ticket resolved is decided after it. Then the process stops as if
+        # killed (no checkpoint on stopping).
+        last = freeze_checkpoints_once_ahead_of_the_fold(monkeypatch)
+        publish(kafka_bootstrap, [status_change(assigned[0], 2, "resolved")])
+        eventually(lambda: last, what="a checkpoint with a decision not read back")
+        publish(kafka_bootstrap, [status_change(assigned[1], 2, "resolved")])
+        eventually(lambda: {e.event_type for t, e in latest_by_ticket(decisions_about(kafka_bootstrap, set(waiting)))
+                            .items()} == {"assignment.assigned"}, what="both waiting tickets assigned")  # fmt: skip
+        before = desk_views(first, ids, technicians)
+    monkeypatch.undo()
+
+    with a_process_on_disk(kafka_bootstrap, group, tmp_path) as restarted:
+        ready(restarted)
+        assert restarted.app.state.team_log.resumed_from == last[0], "resumed from the checkpoint on disk"
+        assert desk_views(restarted, ids, technicians) == before
+        with an_assignment_process(kafka_bootstrap, f"{group}-reader") as whole_log:  # its own store, read whole
+            assert ready(whole_log).app.state.team_log.resumed_from is None
+            assert desk_views(whole_log, ids, technicians) == before
+        stopped_at = dict(restarted.app.state.team_log._positions)
+    events = decisions_about(kafka_bootstrap, set(ids))
+    assert len({e.event_id for e in events if e.event_type == "assignment.assigned"}) == 6, "each decided once"
+
+    with a_process_on_disk(kafka_bootstrap, group, tmp_path) as again:  # stopped as production stops it
+        resumed_from = ready(again).app.state.team_log.resumed_from
+        assert resumed_from is not None and all(resumed_from[p] >= offset for p, offset in stopped_at.items())
+        assert desk_views(again, ids, technicians) == before
+
+
+def freeze_checkpoints_once_ahead_of_the_fold(monkeypatch) -> list[dict[int, int]]:
+    """From now on, one more checkpoint only: the first taken with decisions of this process not read back yet.
+    Returns a list that gets the positions it wrote."""
+    taken: list[dict[int, int]] = []
+    checkpoint = TeamLog._checkpoint
+
+    async def once(self: TeamLog) -> None:
+        if taken:
+            return
+        await checkpoint(self)
+        if pickle.loads(self.archive.last_checkpoint()[0])[3]:  # decisions ahead of the positions
+            taken.append(dict(self._positions))
+
+    monkeypatch.setattr(TeamLog, "_checkpoint", once)
+    monkeypatch.setattr(TeamLog, "checkpoint", no_checkpoint)
+    return taken
+
+
+async def no_checkpoint(self: object) -> None:
+    pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from datetime import UTC, datetime
 
@@ -216,16 +217,43 @@ def test_the_owner_publishes_assignments_with_their_reason():
     assert desk.apply(routed("t1"), decides=True, instance="me") == [], "a redelivered routing decides nothing"
 
 
-actions = st.lists(
-    st.one_of(
-        st.tuples(st.just("ticket"), st.sampled_from(["P1", "P2", "P3", "P4"])),
-        st.tuples(st.just("shift"), st.tuples(st.sampled_from(["ann", "bob", "cid"]), st.booleans())),
-        st.tuples(st.just("resolve"), st.integers(0, 30)),
-        st.tuples(st.just("start"), st.integers(0, 30)),
-        st.tuples(st.just("reopen"), st.integers(0, 30)),
-    ),
-    max_size=40,
+action = st.one_of(
+    st.tuples(st.just("ticket"), st.sampled_from(["P1", "P2", "P3", "P4"])),
+    st.tuples(st.just("shift"), st.tuples(st.sampled_from(["ann", "bob", "cid"]), st.booleans())),
+    st.tuples(st.just("resolve"), st.integers(0, 30)),
+    st.tuples(st.just("start"), st.integers(0, 30)),
+    st.tuples(st.just("reopen"), st.integers(0, 30)),
 )
+actions = st.lists(action, max_size=40)
+STATUS_OF_ACTION = {"resolve": "resolved", "close": "closed", "start": "in_progress", "reopen": "open"}
+
+
+def team_log_of(actions: list[tuple[str, object]], inputs: list[TeamLogEvent]) -> list[str]:
+    """The records `actions` make, appended to `inputs`; returns the tickets they route."""
+    tickets: list[str] = []
+    for kind, argument in actions:
+        if kind == "ticket":
+            tickets.append(f"t{len(tickets)}")
+            inputs.append(routed(tickets[-1], argument))
+        elif kind == "shift":
+            inputs.append(a_shift(*argument))
+        elif tickets:
+            ticket_id = tickets[argument % len(tickets)]
+            inputs.append(status_of(ticket_id, len(inputs) + 2, STATUS_OF_ACTION[kind]))
+    return tickets
+
+
+def owners_log(owner: Desk, inputs: list[TeamLogEvent], lag: int) -> list[TeamLogEvent]:
+    """The team log as `owner` leaves it: `inputs`, each outcome the owner records `lag` records after its cause."""
+    log: list[TeamLogEvent] = []
+    in_flight: list[TeamLogEvent] = []
+    for record in inputs:
+        log.append(record)
+        decisions = owner.apply(record, decides=True, instance="owner")
+        in_flight += [r for d in decisions if (r := recorded(d, "owner", T0)) is not None]
+        while len(in_flight) > lag:
+            log.append(in_flight.pop(0))
+    return log + in_flight
 
 
 @settings(max_examples=400, deadline=None)
@@ -235,25 +263,8 @@ def test_a_process_following_the_owners_outcomes_holds_the_same_assignments(acti
     them ends with the owner's assignments and loads."""
     owner, follower = Desk(), Desk()
     inputs: list[TeamLogEvent] = [a_profile(name) for name in ("ann", "bob", "cid")]
-    tickets: list[str] = []
-    for kind, argument in actions:
-        if kind == "ticket":
-            tickets.append(f"t{len(tickets)}")
-            inputs.append(routed(tickets[-1], argument))
-        elif kind == "shift":
-            inputs.append(a_shift(*argument))
-        elif tickets:
-            status = {"resolve": "resolved", "start": "in_progress", "reopen": "open"}[kind]
-            inputs.append(status_of(tickets[argument % len(tickets)], len(inputs) + 2, status))
-    log: list[TeamLogEvent] = []
-    in_flight: list[TeamLogEvent] = []
-    for record in inputs:
-        log.append(record)
-        decisions = owner.apply(record, decides=True, instance="owner")
-        in_flight += [r for d in decisions if (r := recorded(d, "owner", T0)) is not None]
-        while len(in_flight) > lag:
-            log.append(in_flight.pop(0))
-    log += in_flight
+    team_log_of(actions, inputs)
+    log = owners_log(owner, inputs, lag)
     for record in log:
         follower.apply(record, decides=False, instance="follower")
     team, copy = owner.teams["net-team"], follower.teams["net-team"]
@@ -261,3 +272,73 @@ def test_a_process_following_the_owners_outcomes_holds_the_same_assignments(acti
         t: ticket.assignee for t, ticket in copy.tickets.items()
     }
     assert team.loads == copy.loads and not copy.awaiting
+
+
+def restarted_from_a_checkpoint(desk: Desk) -> Desk:
+    """A desk resumed from `desk`'s checkpoint (what teamlog.TeamLog._checkpoint writes), on the same shelf."""
+    desk.put_aside()
+    resumed = Desk(shelf=desk.shelf)
+    resumed.resume(pickle.loads(pickle.dumps(desk.memory(), pickle.HIGHEST_PROTOCOL)))
+    assert resumed == desk
+    return resumed
+
+
+class DictShelf:
+    """Tickets done with, held aside (on disk in the service: archive.DeskArchive)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[str, object]] = {}
+
+    def put(self, team: str, ticket) -> None:
+        self.held[ticket.ticket_id] = (team, ticket)
+
+    def get(self, ticket_id: str):
+        return self.held.get(ticket_id)
+
+    def take(self, ticket_id: str):
+        return self.held.pop(ticket_id, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    actions=st.lists(action | st.tuples(st.just("close"), st.integers(0, 30)), max_size=40),
+    lag=st.integers(0, 5),
+    put_aside_every=st.integers(1, 6),
+)
+def test_a_desk_whose_done_tickets_leave_memory_decides_and_answers_as_one_that_keeps_them(
+    actions, lag, put_aside_every
+):
+    """Resolved and closed tickets are put aside on a shelf, out of memory, at the service's checkpoints, and any
+    record about one brings it back: the owner decides the same, step by step, and every ticket reads the same, as
+    an owner that keeps them all; a follower applying the owner's outcomes holds the same as a follower that keeps
+    them all. At each checkpoint the desk goes on as a copy resumed from its pickled memory, as after a restart."""
+    keeping, shelf = Desk(), DictShelf()
+    shelving = Desk(shelf=shelf)
+    inputs: list[TeamLogEvent] = [a_profile(name) for name in ("ann", "bob")]
+    tickets = team_log_of(actions, inputs)
+    for index, record in enumerate(inputs):
+        decided = keeping.apply(record, decides=True, instance="owner")
+        assert shelving.apply(record, decides=True, instance="owner") == decided
+        if index % put_aside_every == 0:
+            shelving = restarted_from_a_checkpoint(shelving)
+    shelving.put_aside()
+    for ticket_id in tickets:
+        assert shelving.ticket(ticket_id) == keeping.ticket(ticket_id)
+        assert shelving.team_of(ticket_id) == keeping.ticket_teams[ticket_id]
+    team = shelving.teams.get("net-team")
+    in_memory = team.tickets.values() if team is not None else []
+    assert all(ticket.is_open for ticket in in_memory)  # what is done with is on the shelf
+    assert len(shelf.held) == sum(1 for t in tickets if not keeping.ticket(t).is_open)
+    assert team is None or team.loads == keeping.teams["net-team"].loads
+    log = owners_log(Desk(), inputs, lag)
+    follower, shelving_follower = Desk(), Desk(shelf=DictShelf())
+    for index, record in enumerate(log):
+        follower.apply(record, decides=False, instance="follower")
+        shelving_follower.apply(record, decides=False, instance="follower")
+        if index % put_aside_every == 0:
+            shelving_follower.put_aside()
+    for ticket_id in tickets:
+        assert shelving_follower.ticket(ticket_id) == follower.ticket(ticket_id)
+    if "net-team" in follower.teams:
+        team, copy = follower.teams["net-team"], shelving_follower.teams["net-team"]
+        assert (team.loads, team.backlog, team.last_served) == (copy.loads, copy.backlog, copy.last_served)

@@ -312,3 +312,30 @@ def test_a_ticket_naming_a_service_published_a_moment_ago_goes_to_its_owner_team
         assert log.reads_to_end == 1 and sent.data.team == "messaging"
 
     asyncio.run(story())
+
+
+def test_tickets_done_with_are_forgotten_once_the_desk_has_them_and_found_through_it(monkeypatch):
+    """Memory holds open work: beyond the newest DONE_REMEMBERED, the router forgets a resolved or closed ticket once
+    the desk has read it as far as the router sent it (never before: its answer would be older), and finds it
+    through the desk when it comes back."""
+    monkeypatch.setattr("assignment.router.DONE_REMEMBERED", 2)
+
+    async def story() -> None:
+        broker = FakeBroker()
+        router, team_log = a_router(broker, ("network", "net-team"))
+        for n in range(4):
+            created = a_ticket_created(f"t{n}", category="network")
+            await router.handle(delivered(created, status_changed(f"t{n}", 2, "closed")))
+        assert sorted(router._routed) == ["t0", "t1", "t2", "t3"]  # the desk has read none of it yet
+        for _, record in team_records(broker):
+            team_log.desk.apply(record, decides=False, instance="me")
+        await router.handle(delivered(a_ticket_created("t4", category="network"), status_changed("t4", 2, "closed")))
+        assert sorted(router._routed) == ["t3", "t4"]
+        await router.handle(delivered(status_changed("t0", 3, "open")))  # reopened: the desk knows where it is
+        reopened = team_records(broker)[-1][1]
+        assert isinstance(reopened, TicketStatusMoved) and (reopened.data.team, reopened.data.version) == (
+            "net-team",
+            3,
+        )
+
+    asyncio.run(story())

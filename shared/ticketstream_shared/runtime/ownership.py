@@ -80,6 +80,17 @@ class Parking:
     def given_up(self, revoked: set[TopicPartition]) -> None:
         self._owned -= {tp.partition for tp in revoked}
 
+    def unparked(self) -> dict[int, list[tuple[ConsumerRecord[bytes, bytes], str]]]:
+        """The unreadable records read while others owned their partitions, for a checkpoint of the log's reader
+        (which will not read them again): `resume` takes them back."""
+        return {partition: list(waiting) for partition, waiting in self._unparked.items() if waiting}
+
+    async def resume(self, unparked: dict[int, list[tuple[ConsumerRecord[bytes, bytes], str]]]) -> None:
+        """Those of a checkpoint, as if read again: parked now if their partition was taken over meanwhile."""
+        for waiting in unparked.values():
+            for message, reason in waiting:
+                await self.unreadable(message, reason)
+
     async def _park(self, message: ConsumerRecord[bytes, bytes], reason: str) -> None:
         if message.offset < self._parked_below.get(message.partition, 0):
             return  # an owner before us parked it

@@ -91,6 +91,9 @@ class LocalStore:
         # table on disk: 35% of a restore's time at 1M tickets (py-spy) went to such misses.
         tables.set_bloom_filter(10, False)
         options.set_block_based_table_factory(tables)
+        # The same for keys not yet flushed: a miss searched the memtable's skip list (0.66 -> 0.35 us a miss).
+        options.set_memtable_whole_key_filtering(True)
+        options.set_memtable_prefix_bloom_ratio(0.1)
         db = Rdict(str(self.path), options)
         # No write-ahead log (it doubled the cost of a write): a process killed with unflushed writes reopens its
         # store as it stood at the last flush, state and offsets together (each write is one atomic batch), and
