@@ -26,7 +26,7 @@ from .domain import Ticket
 
 #: What the store's keys and values mean; another one (an earlier release) empties the store, to be folded again
 #: from the team log. Change it with the layout of a ticket or of the checkpoint (the classes pickled there).
-LAYOUT = f"assignment-desk-1-marshal-{marshal.version}"
+LAYOUT = f"assignment-desk-2-marshal-{marshal.version}"
 _CHECKPOINT = b"\x01desk"
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import NamedTuple
 
 from ticketstream_shared.contract import Priority, TicketStatus
@@ -62,6 +63,9 @@ class Ticket(NamedTuple):
     routed_as: str = ""
     #: The service the ticket names, if any (it routes the ticket again should its category change).
     service_id: str | None = None
+    #: Its team's count of arrivals when it arrived: the order the team goes through its tickets in (a ticket put
+    #: aside on disk and taken back keeps its place).
+    arrived: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -246,6 +250,8 @@ class Team:
     #: How many roster changes the team has taken (profiles, transfers out, shifts, strategies): the same in every
     #: process that has read its log as far, and only ever growing, so a roster change's event id derives from it.
     roster_revision: int = 0
+    #: Tickets that have arrived (`Ticket.arrived`).
+    arrivals: int = 0
     #: Whether this process decides for the team (its owner): only then are tickets queued in `awaiting`.
     deciding: bool = field(default=True, compare=False)
     _roster: tuple[Technician, ...] | None = field(default=None, repr=False, compare=False)
@@ -300,7 +306,7 @@ class Team:
     def reconsider(self) -> None:
         """Queue, in arrival order, every open ticket nobody holds and the backlog: what a process that followed the
         team without deciding never queued, for it to decide now that it owns the team."""
-        for ticket in self.tickets.values():
+        for ticket in self._in_arrival_order():
             if ticket.is_open and (ticket.assignee is None or ticket.ticket_id in self.backlog):
                 self._await(ticket.ticket_id)
 
@@ -323,7 +329,7 @@ class Team:
 
     def _hand_back(self, technician_id: str, keep: Callable[[Ticket], bool]) -> None:
         """The technician's open tickets that `keep` does not hold back return to the team."""
-        for ticket in [t for t in self.tickets.values() if t.assignee == technician_id and t.is_open]:
+        for ticket in [t for t in self._in_arrival_order() if t.assignee == technician_id and t.is_open]:
             if not keep(ticket):
                 self._put(ticket._replace(assignee=None, previous_assignee=technician_id))
                 self._await(ticket.ticket_id)
@@ -383,9 +389,14 @@ class Team:
                 self._put(known._replace(priority=ticket.priority))
                 self.change_status(ticket.ticket_id, ticket.status, ticket.version)
             return
-        self._put(ticket)
+        self.arrivals += 1
+        self._put(ticket._replace(arrived=self.arrivals))
         if ticket.is_open:
             self._await(ticket.ticket_id)
+
+    def _in_arrival_order(self) -> list[Ticket]:
+        """(Not the dict's order: a ticket taken back from disk is put in it anew.)"""
+        return sorted(self.tickets.values(), key=attrgetter("arrived"))
 
     def withdraw(self, ticket_id: str) -> None:
         """The ticket left the team (its category now routes elsewhere)."""

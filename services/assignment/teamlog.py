@@ -87,6 +87,8 @@ class TeamLog:
         #: Where this process resumed folding the team log, per partition: None if from the beginning.
         self.resumed_from: dict[int, int] | None = None
         self._checkpointed_at = time.monotonic()
+        #: Set once following failed (a send refused, say): the desk may hold decisions Kafka does not have.
+        self._broken = False
 
     def decides(self, partition: int) -> bool:
         return partition in self.owned and partition not in self._takeovers
@@ -140,6 +142,13 @@ class TeamLog:
                 await consumer.seek_to_beginning(tp)
                 self._positions[tp.partition] = await consumer.position(tp)
         end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()}
+        try:
+            await self._fold_for_ever(consumer, end_at_start)
+        except BaseException:
+            self._broken = True  # what the desk holds may not all have reached Kafka: no checkpoint of it from now
+            raise
+
+    async def _fold_for_ever(self, consumer: AIOKafkaConsumer, end_at_start: dict[int, int]) -> None:
         while True:
             fetched = await consumer.getmany(timeout_ms=200, max_records=5_000)
             async with self._batch:
@@ -221,7 +230,8 @@ class TeamLog:
         """A checkpoint now, between two batches (a service stopping)."""
         if self.archive is not None and self.caught_up.is_set():
             async with self._batch:
-                await self._checkpoint()
+                if not self._broken:
+                    await self._checkpoint()
 
     async def _resume(self, consumer: AIOKafkaConsumer) -> None:
         """The desk as the archive's last checkpoint left it, if it has one that belongs to this team log."""

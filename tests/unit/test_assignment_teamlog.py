@@ -8,7 +8,9 @@ import json
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
+from assignment.archive import LAYOUT, DeskArchive
 from assignment.desk import Desk, recorded
 from assignment.records import OutcomeRecorded, OwnRecords, decode_team_record, team_key
 from assignment.teamlog import DECIDED_BY, TeamLog
@@ -20,6 +22,7 @@ from ticketstream_shared.contract import Actor, InvalidEvent, dead_letter_topic,
 from ticketstream_shared.contract.assignment import TeamLogEvent, TechnicianProfiled, TicketAssigned
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TEAM_PARTITIONS
 from ticketstream_shared.runtime.kafka import partition_of
+from ticketstream_shared.runtime.store import LocalStore
 
 GROUP = "assignment-teams"
 NET = TopicPartition(ASSIGNMENT_BY_TEAM, partition_of("net-team", TEAM_PARTITIONS))
@@ -29,9 +32,9 @@ DLQ = dead_letter_topic(ASSIGNMENT_BY_TEAM)
 class Process:
     """One assignment process: its team log, the follower that reads all of it, the group member that owns some."""
 
-    def __init__(self, broker: FakeBroker) -> None:
+    def __init__(self, broker: FakeBroker, archive: DeskArchive | None = None) -> None:
         self.broker = broker
-        self.team_log = TeamLog(Desk(), clock=lambda: T0)
+        self.team_log = TeamLog(Desk(shelf=archive), clock=lambda: T0, archive=archive)
         self.producer = self.team_log.producer = FakeProducer(broker)  # type: ignore[assignment]
         self.follower = FakeConsumer(broker)
         self.member = FakeConsumer(broker, GROUP)
@@ -192,6 +195,59 @@ def test_a_process_owning_a_partition_again_after_a_restart_parks_nothing_twice(
             restarted.follow()
             await until(lambda: restarted.team_log.caught_up.is_set() and restarted.team_log.decides(NET.partition))
             assert len(broker.records(DLQ)) == 1
+
+    asyncio.run(story())
+
+
+def test_a_process_resumed_from_its_checkpoint_parks_what_it_read_unparked_before_it(tmp_path):
+    """An unreadable record of a partition nobody owned is carried by the checkpoint: the restarted process, which
+    does not read it again, parks it on taking the partition over."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        on_the_team_log(broker, a_profile("ann"))
+        broker.append(ASSIGNMENT_BY_TEAM, b"{not json", key=b"net-team")
+        store = LocalStore(tmp_path, layout=LAYOUT)
+        async with Process(broker, DeskArchive(store)) as first:
+            first.follow()
+            await until(first.team_log.caught_up.is_set)
+            await first.team_log.checkpoint()
+        async with Process(broker, DeskArchive(store)) as restarted:
+            restarted.follow()
+            await until(restarted.team_log.caught_up.is_set)
+            assert restarted.team_log.resumed_from == {**dict.fromkeys(range(TEAM_PARTITIONS), 0), NET.partition: 2}
+            assert restarted.desk.technician("ann") is not None and broker.records(DLQ) == []
+            await restarted.join(owns={NET})
+            await until(lambda: len(broker.records(DLQ)) == 1)
+            assert broker.records(DLQ)[0].value == b"{not json"
+        store.close()
+
+    asyncio.run(story())
+
+
+def test_a_desk_whose_decisions_kafka_refused_is_not_checkpointed(tmp_path):
+    """Following stops when Kafka refuses what the owner decided; a checkpoint then (the service stopping) would
+    hold decisions nobody published, and a restart from it would never publish them."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        store = LocalStore(tmp_path, layout=LAYOUT)
+        archive = DeskArchive(store)
+        async with Process(broker, archive) as owner:
+            await owner.join(owns={NET})
+            owner.follow()
+            await until(lambda: owner.team_log.caught_up.is_set() and owner.team_log.decides(NET.partition))
+            owner.producer.acknowledging = False
+            on_the_team_log(broker, a_profile("ann"), a_shift("ann", True), routed("t1"))
+            await until(lambda: owner.producer.held)  # the decision for t1, sent
+            for future, _ in owner.producer.held:
+                future.set_exception(KafkaConnectionError())
+            await until(lambda: owner._tasks[-1].done())
+            assert isinstance(owner._tasks[-1].exception(), KafkaConnectionError)
+            assert owner.desk.ticket("t1").assignee == "ann"  # decided, and not published
+            await owner.team_log.checkpoint()
+            assert archive.last_checkpoint() is None
+        store.close()
 
     asyncio.run(story())
 
