@@ -6,7 +6,7 @@ recorded outcomes instead of deciding, so every process holds the same roster, l
 and for taking a team over) while exactly one decides.
 
 Tickets done with (resolved or closed, in no queue) leave memory for the desk's `shelf` (archive.py, on disk), if it
-has one; any record about one brings it back to be folded.
+has one, when the service checkpoints the desk (`put_aside`); any record about one brings it back to be folded.
 
 A ticket whose category no rule routes waits under that category (`parked`); the owner of the category's
 partition forwards it to the team of the rule that comes for it, and forwards its later changes after it.
@@ -91,7 +91,7 @@ class Decision(NamedTuple):
 
 
 class Shelf(Protocol):
-    """Where tickets done with (resolved or closed) wait out of memory: archive.ClosedTickets on disk."""
+    """Where tickets done with (resolved or closed) wait out of memory: archive.DeskArchive on disk."""
 
     def put(self, team: str, ticket: Ticket) -> None: ...
 
@@ -158,7 +158,7 @@ class Desk:
 
     def apply(self, record: TeamLogEvent, *, decides: bool, instance: str) -> list[Decision]:
         """Fold one record; when this process decides for the record's team, settle it and say what to publish.
-        A ticket the record is about comes back from the shelf for it, and goes back if it is still done with."""
+        A ticket the record is about comes back from the shelf for it, to be put aside again if still done with."""
         self._deciding = decides
         named, shelf = TICKET_NAMED.get(type(record)), self.shelf
         if named is None or shelf is None:
