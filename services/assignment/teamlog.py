@@ -14,6 +14,11 @@ the partition's owner parks it in assignment.by_team.dlq with the reason. The ow
 group, the offset up to which the partition's unreadable records are parked, so a new owner (or this one after a
 restart, reading the log again) parks only those nobody parked yet, including those it skipped while it did not
 own the partition.
+
+With an archive (archive.py), the desk is checkpointed every CHECKPOINT_EVERY_S between two batches, once what they
+decided is acknowledged: what it put aside, its memory and how far each partition is folded, in one atomic write. A
+restart resumes from the last checkpoint on disk and reads the team log from there; the outcomes of decisions the
+checkpoint already holds (below each partition's end when it was taken) are skipped, those after it applied.
 """
 
 from __future__ import annotations
