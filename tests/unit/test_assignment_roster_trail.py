@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 
 from assignment.desk import Desk
@@ -83,3 +84,22 @@ def test_a_twin_is_one_entry_and_only_the_newest_are_kept():
     for tier in (2, 3, 1):
         desk.apply(profile(tier=tier), decides=False, instance="me")
     assert [entry.view()["changes"]["tier"]["after"] for entry in desk.trail.newest_first()] == [1, 3]
+
+
+def test_the_trail_in_a_checkpoint_is_the_same_and_pickled_again_only_after_a_change():
+    """A checkpoint of the desk (every 5 s) carries the trail: pickled once while no change comes."""
+    desk = folded(profile(), change(ShiftChanged, technician_id="ann", team="network", on_shift=True))
+    first = pickle.dumps(desk.trail)
+    kept = desk.trail._pickled
+    assert pickle.dumps(desk.trail) == first and desk.trail._pickled is kept  # nothing changed: not pickled again
+    resumed = pickle.loads(first)
+    assert [entry.view() for entry in resumed.newest_first()] == [entry.view() for entry in desk.trail.newest_first()]
+    desk.apply(change(ShiftChanged, technician_id="ann", team="network", on_shift=False), decides=False, instance="me")
+    views = [entry.view() for entry in pickle.loads(pickle.dumps(desk.trail)).newest_first()]
+    assert [view["what"] for view in views] == [
+        "took technician ann off shift",
+        "put technician ann on shift",
+        "profiled technician ann in team network",
+    ]
+    resumed.record(change(ShiftChanged, technician_id="bob", team="network", on_shift=True), desk)  # it goes on
+    assert len(list(pickle.loads(pickle.dumps(resumed)).newest_first())) == 3
