@@ -129,18 +129,16 @@ class Desk:
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """The ticket as its team has it, in memory or on the shelf."""
+        found = self.located(ticket_id)
+        return found[1] if found is not None else None
+
+    def located(self, ticket_id: str) -> tuple[str, Ticket] | None:
+        """The team that has the ticket, and the ticket, in memory or on the shelf (one lookup on disk at most)."""
         team = self.ticket_teams.get(ticket_id)
         if team is not None:
-            return self.teams[team].tickets.get(ticket_id)
-        shelved = self.shelf.get(ticket_id) if self.shelf is not None else None
-        return shelved[1] if shelved is not None else None
-
-    def team_of(self, ticket_id: str) -> str | None:
-        """The team that has the ticket, in memory or on the shelf."""
-        team = self.ticket_teams.get(ticket_id)
-        if team is None and self.shelf is not None and (shelved := self.shelf.get(ticket_id)) is not None:
-            return shelved[0]
-        return team
+            ticket = self.teams[team].tickets.get(ticket_id)
+            return (team, ticket) if ticket is not None else None
+        return self.shelf.get(ticket_id) if self.shelf is not None else None
 
     def technician(self, technician_id: str) -> Technician | None:
         team = self.technician_teams.get(technician_id)

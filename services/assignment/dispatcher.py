@@ -253,10 +253,10 @@ class Dispatcher:
         return {"category": category, "team": rule.team, "skill": rule.skill}
 
     def _assignment_view(self, ticket_id: str) -> dict[str, Any]:
-        team = self._ready().team_of(ticket_id)
-        ticket = self._desk.ticket(ticket_id)
-        if team is None or ticket is None:
+        found = self._ready().located(ticket_id)
+        if found is None:
             raise NotFound(f"assignment knows no ticket {ticket_id}")
+        team, ticket = found
         return {
             "ticket_id": ticket_id,
             "team": team,

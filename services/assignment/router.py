@@ -72,12 +72,14 @@ class TicketRouter:
 
     def where(self, ticket_id: str) -> Routed | None:
         known = self._routed.get(ticket_id)
-        team = self._desk.team_of(ticket_id)
-        if known is not None and (known.team is not None or team is None):
+        if known is not None and known.team is not None:
             return known
-        ticket = self._desk.ticket(ticket_id)
-        if team is not None and ticket is not None:  # routed by us before, or by a rule from where it waited
+        found = self._desk.located(ticket_id)
+        if found is not None:  # routed by us before, or by a rule from where it waited
+            team, ticket = found
             return Routed(team, TicketSnapshot(**{name: getattr(ticket, name) for name in TicketSnapshot.model_fields}))
+        if known is not None:
+            return known
         waiting = self._desk.parked.get(ticket_id)
         return Routed(None, waiting) if waiting is not None else known
 

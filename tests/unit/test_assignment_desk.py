@@ -324,7 +324,7 @@ def test_a_desk_whose_done_tickets_leave_memory_decides_and_answers_as_one_that_
     shelving.put_aside()
     for ticket_id in tickets:
         assert shelving.ticket(ticket_id) == keeping.ticket(ticket_id)
-        assert shelving.team_of(ticket_id) == keeping.ticket_teams[ticket_id]
+        assert shelving.located(ticket_id) == (keeping.ticket_teams[ticket_id], keeping.ticket(ticket_id))
     team = shelving.teams.get("net-team")
     in_memory = team.tickets.values() if team is not None else []
     assert all(ticket.is_open for ticket in in_memory)  # what is done with is on the shelf
