@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,10 @@ _SEP = b"\x00"
 #: Events a full scan reads between two yields to the event loop (a few milliseconds of work).
 SCAN_STEP = 5_000
 _DIGITS = 10
+#: The fields of a summary the indexes are made of: most events (a worklog, a comment) change none of them.
+_INDEXED = ("client", "requester", "status", "priority", "created")
+#: One encoder for every summary (`json.dumps` with separators builds a new one per call: a third of its cost).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,9 @@ class TicketStore:
         """`personal`: opens the personal fields of the events as they are loaded (stored as the log holds them)."""
         self.store = store
         self._personal = personal
+        #: The summary last given to a write being prepared, not yet encoded into it: a ticket's events mostly come
+        #: together, and each would otherwise decode the summary the one before it encoded (see `_put_summary`).
+        self._unwritten: tuple[weakref.ref[Changes], str, dict[str, str]] | None = None
 
     # --- reading --------------------------------------------------------------------------------------------------
 
@@ -245,6 +253,10 @@ class TicketStore:
         return int(raw) if raw is not None else 0
 
     def _summary(self, ticket_id: str, within: Changes | None = None) -> dict[str, str] | None:
+        """The ticket's summary, as `within` will leave it if given (the one way summaries are read before a write:
+        the last one put waits unencoded in `_unwritten`)."""
+        if within is not None and (waiting := self._waiting(within, ticket_id)) is not None:
+            return waiting
         raw = self.store.get(_SUMMARY + ticket_id.encode(), within)
         return json.loads(raw) if raw is not None else None
 
@@ -298,10 +310,28 @@ class TicketStore:
         written: bytes | None = None,
     ) -> None:
         """`written`: `after` as this store writes it, when at hand (a changelog record holds it so)."""
-        assignee = self.assignee(ticket_id)
-        old = _index_entries(ticket_id, before, assignee) if before else {}
-        self._reindex(changes, old, _index_entries(ticket_id, after, assignee))
-        changes.put(_SUMMARY + ticket_id.encode(), written or json.dumps(after, separators=(",", ":")).encode())
+        if before is None or any(before[field] != after[field] for field in _INDEXED):
+            assignee = self.assignee(ticket_id)
+            old = _index_entries(ticket_id, before, assignee) if before else {}
+            self._reindex(changes, old, _index_entries(ticket_id, after, assignee))
+        if written is not None or self._waiting(changes, ticket_id) is None:
+            self._write_unwritten()
+            changes.before_write(self._write_unwritten)
+        if written is not None:
+            changes.put(_SUMMARY + ticket_id.encode(), written)
+        else:  # encoded once the next ticket's summary is put, or just before the write
+            self._unwritten = (weakref.ref(changes), ticket_id, after)
+
+    def _waiting(self, changes: Changes, ticket_id: str) -> dict[str, str] | None:
+        """The summary of `ticket_id` waiting unencoded for `changes`, if it is the one waiting."""
+        last = self._unwritten
+        return last[2] if last is not None and last[1] == ticket_id and last[0]() is changes else None
+
+    def _write_unwritten(self) -> None:
+        """Encode the summary waiting in `_unwritten` into its write, unless that write was dropped."""
+        if (last := self._unwritten) is not None and (changes := last[0]()) is not None:
+            changes.put(_SUMMARY + last[1].encode(), _COMPACT.encode(last[2]).encode())
+        self._unwritten = None
 
     def _reindex(self, changes: Changes, old: dict[bytes, bytes], new: dict[bytes, bytes]) -> None:
         """Index entries and their counts from `old` to `new` (each entry with its counter)."""

@@ -64,6 +64,15 @@ def listing(tickets, filters=None, after=None, limit=50):
     return tickets.find(filters or Filters(), after, limit)
 
 
+def test_a_write_prepared_and_dropped_leaves_nothing_the_next_write_reads(tickets):
+    created, logged = events_of(create(), worklog())
+    dropped = Changes()
+    assert tickets.apply(dropped, created, encode(created)), "the creation goes into the write being prepared"
+    assert tickets.version("t-1") == 0, "not written"
+    assert tickets.apply(Changes(), logged, encode(logged)) == set(), "no creation held: nothing to fold it into"
+    assert keep(tickets, [created, logged]) and tickets.version("t-1") == 2
+
+
 def test_listing_filters_by_every_field_oldest_first_with_a_cursor(tickets):
     for number, (client, priority) in enumerate([("acme", "P1"), ("globex", "P2"), ("acme", "P3"), ("acme", "P1")]):
         keep(tickets, events_of(create(ticket_id=f"t-{number}", client_id=client, priority=Priority(priority))))
@@ -179,6 +188,21 @@ def test_a_run_of_long_comments_ends_before_its_record_passes_its_bytes(tickets)
     elsewhere = rebuilt(tickets, written.items())
     try:
         assert elsewhere.load("t-1") == tickets.load("t-1") == fold(None, events)
+    finally:
+        elsewhere.store.close()
+
+
+def test_a_changelog_record_supersedes_a_summary_an_event_gave_earlier_in_the_same_write(tickets):
+    events = events_of(create(), worklog(), worklog())
+    keep(tickets, events)
+    (record,) = every_record(tickets)
+    elsewhere = TicketStore(LocalStore(None))
+    try:
+        changes = Changes()
+        elsewhere.apply(changes, events[0], encode(events[0]))
+        elsewhere.restore(changes, 0, *record)
+        elsewhere.store.write(changes)
+        assert elsewhere.version("t-1") == 3 and held(elsewhere) == held(tickets)
     finally:
         elsewhere.store.close()
 

@@ -14,7 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,6 +36,7 @@ class Changes:
     def __init__(self) -> None:
         self._batch = WriteBatch(raw_mode=True)
         self._written: dict[bytes, bytes | None] = {}
+        self._before_write: list[Callable[[], None]] = []
 
     def put(self, key: bytes, value: bytes) -> None:
         self._batch.put(key, value)
@@ -52,6 +53,12 @@ class Changes:
     def restored(self) -> None:
         """The store holds a whole restore: a changelog read to its end, or a start from an empty input."""
         self.put(_RESTORED, b"1")
+
+    def before_write(self, finish: Callable[[], None]) -> None:
+        """Have `finish` put what it holds back into this write just before the write (a value rewritten often,
+        encoded once); once, however often asked."""
+        if finish not in self._before_write:
+            self._before_write.append(finish)
 
     def pending(self, key: bytes) -> bytes | None | bool:
         """The value this write will give `key`: bytes, None for a delete, or False if it does not touch it."""
@@ -137,6 +144,8 @@ class LocalStore:
         return self._db.get(_RESTORED) is not None
 
     def write(self, changes: Changes) -> None:
+        for finish in changes._before_write:
+            finish()
         if len(changes):
             self._db.write(changes._batch)
             if (now := time.monotonic()) - self._flushed_at >= FLUSH_EVERY_S:
