@@ -163,14 +163,33 @@ def _summary_after(event: TicketEvent, summary: dict[str, str] | None) -> dict[s
     return summary
 
 
+class _Unwritten:
+    """The summary last put into a write being prepared, kept decoded until the next ticket's or the write: a
+    ticket's events mostly come together, and each would otherwise decode the summary the one before it encoded."""
+
+    __slots__ = ("changes", "ticket_id", "summary")
+
+    def __init__(self, changes: weakref.ref[Changes]) -> None:
+        self.changes = changes
+        self.ticket_id: str | None = None
+        self.summary: dict[str, str] = {}
+
+    def held_for(self, changes: Changes, ticket_id: str) -> dict[str, str] | None:
+        """The summary of `ticket_id`, if it is the one waiting for `changes`."""
+        return self.summary if self.ticket_id == ticket_id and self.changes() is changes else None
+
+    def put_summary(self, changes: Changes) -> None:
+        if self.ticket_id is not None:
+            changes.put(_SUMMARY + self.ticket_id.encode(), _COMPACT.encode(self.summary).encode())
+            self.ticket_id = None
+
+
 class TicketStore:
     def __init__(self, store: LocalStore, personal: PersonalData = PLAIN) -> None:
         """`personal`: opens the personal fields of the events as they are loaded (stored as the log holds them)."""
         self.store = store
         self._personal = personal
-        #: The summary last given to a write being prepared, not yet encoded into it: a ticket's events mostly come
-        #: together, and each would otherwise decode the summary the one before it encoded (see `_put_summary`).
-        self._unwritten: tuple[weakref.ref[Changes], str, dict[str, str]] | None = None
+        self._unwritten: _Unwritten | None = None
 
     # --- reading --------------------------------------------------------------------------------------------------
 
@@ -255,8 +274,10 @@ class TicketStore:
     def _summary(self, ticket_id: str, within: Changes | None = None) -> dict[str, str] | None:
         """The ticket's summary, as `within` will leave it if given (the one way summaries are read before a write:
         the last one put waits unencoded in `_unwritten`)."""
-        if within is not None and (waiting := self._waiting(within, ticket_id)) is not None:
-            return waiting
+        if within is not None and self._unwritten is not None:
+            held = self._unwritten.held_for(within, ticket_id)
+            if held is not None:
+                return held
         raw = self.store.get(_SUMMARY + ticket_id.encode(), within)
         return json.loads(raw) if raw is not None else None
 
@@ -314,37 +335,37 @@ class TicketStore:
             assignee = self.assignee(ticket_id)
             old = _index_entries(ticket_id, before, assignee) if before else {}
             self._reindex(changes, old, _index_entries(ticket_id, after, assignee))
-        if written is not None or self._waiting(changes, ticket_id) is None:
-            self._write_unwritten()
-            changes.before_write(self._write_unwritten)
+        unwritten = self._unwritten_in(changes)
+        if written is not None or unwritten.ticket_id != ticket_id:
+            unwritten.put_summary(changes)
         if written is not None:
             changes.put(_SUMMARY + ticket_id.encode(), written)
         else:  # encoded once the next ticket's summary is put, or just before the write
-            self._unwritten = (weakref.ref(changes), ticket_id, after)
+            unwritten.ticket_id, unwritten.summary = ticket_id, after
 
-    def _waiting(self, changes: Changes, ticket_id: str) -> dict[str, str] | None:
-        """The summary of `ticket_id` waiting unencoded for `changes`, if it is the one waiting."""
-        last = self._unwritten
-        return last[2] if last is not None and last[1] == ticket_id and last[0]() is changes else None
+    def _unwritten_in(self, changes: Changes) -> _Unwritten:
+        """What waits to be written into `changes`: anything still waiting for another write goes into it first."""
+        unwritten = self._unwritten
+        if unwritten is None or unwritten.changes() is not changes:
+            self._write_unwritten()
+            unwritten = self._unwritten = _Unwritten(weakref.ref(changes))
+            changes.before_write(self._write_unwritten)
+        return unwritten
 
     def _write_unwritten(self) -> None:
-        """Encode the summary waiting in `_unwritten` into its write, unless that write was dropped."""
-        if (last := self._unwritten) is not None and (changes := last[0]()) is not None:
-            changes.put(_SUMMARY + last[1].encode(), _COMPACT.encode(last[2]).encode())
-        self._unwritten = None
+        """Put the summary waiting into its write, unless that write was dropped."""
+        unwritten, self._unwritten = self._unwritten, None
+        if unwritten is not None and (changes := unwritten.changes()) is not None:
+            unwritten.put_summary(changes)
 
     def _reindex(self, changes: Changes, old: dict[bytes, bytes], new: dict[bytes, bytes]) -> None:
         """Index entries and their counts from `old` to `new` (each entry with its counter)."""
         for entry in old.keys() - new.keys():
             changes.delete(entry)
-            self._count(changes, old[entry], -1)
+            changes.count(old[entry], -1)
         for entry in new.keys() - old.keys():
             changes.put(entry, b"")
-            self._count(changes, new[entry], 1)
-
-    def _count(self, changes: Changes, counter: bytes, step: int) -> None:
-        counted = self.store.get(counter, changes)
-        changes.put(counter, str(int(counted or 0) + step).encode())
+            changes.count(new[entry], 1)
 
     # --- the changelog --------------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ offsets written with the state they describe."""
 
 import json
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -115,6 +116,50 @@ def test_an_assignment_indexes_the_ticket_under_its_technician_whichever_comes_f
     assert listing(tickets, Filters(assignee_id="tech-1")) == []
     assert listing(tickets, Filters(assignee_id="tech-2")) == ["t-1", "t-2"]
     assert tickets.assignee("t-1") == "tech-2"
+
+
+def test_each_index_value_counts_its_entries_however_the_events_are_grouped_into_writes(tickets):
+    t1 = events_of(
+        create(ticket_id="t-1"),
+        ChangeStatus(ticket_id="t-1", status=TicketStatus.IN_PROGRESS),
+        UpdateTicket(ticket_id="t-1", priority=Priority.P4),
+    )
+    t2 = events_of(create(ticket_id="t-2", client_id="globex"), worklog(ticket_id="t-2"))
+    t3 = events_of(
+        create(ticket_id="t-3", requester_id="bob"), ChangeStatus(ticket_id="t-3", status=TicketStatus.IN_PROGRESS)
+    )
+    keep(tickets, t1[:1] + t2)
+    keep(tickets, t3[:1] + t1[1:] + t3[1:])
+    changes = Changes()
+    for ticket_id, technician in (("t-1", "tech-1"), ("t-3", "tech-1"), ("t-1", "tech-2")):
+        tickets.assign(changes, ticket_id, technician)
+    tickets.store.write(changes)
+    assert counted(tickets) == entries_per_value(tickets)
+    assert (tickets.requested_by("alice"), tickets.requested_by("bob")) == (2, 1)
+    assert counted(tickets)[b"n|status\x00in_progress"] == 2 and counted(tickets)[b"n|assignee\x00tech-1"] == 1
+
+
+def test_writes_prepared_side_by_side_each_hold_their_own_tickets(tickets):
+    (first,), (second,) = events_of(create(ticket_id="t-1")), events_of(create(ticket_id="t-2", client_id="globex"))
+    one, two = Changes(), Changes()
+    tickets.apply(one, first, encode(first))
+    tickets.apply(two, second, encode(second))
+    tickets.store.write(one)
+    assert (tickets.version("t-1"), tickets.version("t-2"), tickets.requested_by("alice")) == (1, 0, 1)
+    tickets.store.write(two)
+    assert (tickets.version("t-2"), tickets.requested_by("alice")) == (1, 2)
+    assert listing(tickets, Filters(client_id="globex")) == ["t-2"] and counted(tickets) == entries_per_value(tickets)
+
+
+def counted(tickets: TicketStore) -> dict[bytes, int]:
+    """The count of each index value the store keeps (a count down to 0 is as good as none)."""
+    counts = {key: int(value) for key, value in tickets.store.scan(b"n|", b"n|")}
+    return {key: count for key, count in counts.items() if count}
+
+
+def entries_per_value(tickets: TicketStore) -> dict[bytes, int]:
+    """The entries of each index value, counted from the entries themselves."""
+    return dict(Counter(b"n|" + key[2:].rsplit(b"\x00", 2)[0] for key, _ in tickets.store.scan(b"i|", b"i|")))
 
 
 def rebuilt(tickets, records):
@@ -263,6 +308,25 @@ def test_a_store_written_in_another_layout_is_started_over(tmp_path):
     again = LocalStore(tmp_path / "intake", LAYOUT)
     assert again.is_restored, "the same layout: kept"
     again.close()
+
+
+def test_a_count_adds_to_what_the_store_holds_when_written_and_a_finishing_put_goes_in_before():
+    store = LocalStore(None)
+    try:
+        one, two = Changes(), Changes()
+        one.count(b"n|all", 2)
+        two.count(b"n|all", 3)
+        two.count(b"n|all", -1)
+        store.write(one)
+        store.write(two)
+        assert store.get(b"n|all") == b"4", "writes prepared side by side each add their own"
+        late = Changes()
+        late.before_write(lambda: late.put(b"s|t-1", b"{}"))
+        assert store.get(b"s|t-1", late) is None and len(late) == 0
+        store.write(late)
+        assert store.get(b"s|t-1") == b"{}"
+    finally:
+        store.close()
 
 
 def test_a_store_is_restored_only_once_marked_so_and_a_temporary_one_is_removed_on_close(tmp_path):

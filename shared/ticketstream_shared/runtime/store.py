@@ -37,6 +37,7 @@ class Changes:
         self._batch = WriteBatch(raw_mode=True)
         self._written: dict[bytes, bytes | None] = {}
         self._before_write: list[Callable[[], None]] = []
+        self._counts: dict[bytes, int] = {}
 
     def put(self, key: bytes, value: bytes) -> None:
         self._batch.put(key, value)
@@ -45,6 +46,11 @@ class Changes:
     def delete(self, key: bytes) -> None:
         self._batch.delete(key)
         self._written[key] = None
+
+    def count(self, key: bytes, step: int) -> None:
+        """Add `step` to the count kept at `key` (as decimal text) as the store holds it when this is written:
+        writes prepared side by side each add their own."""
+        self._counts[key] = self._counts.get(key, 0) + step
 
     def applied(self, topic: str, partition: int, next_offset: int) -> None:
         """`topic`'s `partition` is applied up to (not including) `next_offset`."""
@@ -65,7 +71,7 @@ class Changes:
         return self._written.get(key, False)
 
     def __len__(self) -> int:
-        return len(self._written)
+        return len(self._written) + len(self._counts)
 
 
 class LocalStore:
@@ -146,6 +152,10 @@ class LocalStore:
     def write(self, changes: Changes) -> None:
         for finish in changes._before_write:
             finish()
+        for key, step in changes._counts.items():
+            if step:
+                counted = self.get(key, changes)
+                changes.put(key, str(int(counted or 0) + step).encode())
         if len(changes):
             self._db.write(changes._batch)
             if (now := time.monotonic()) - self._flushed_at >= FLUSH_EVERY_S:
