@@ -20,6 +20,7 @@ is one record; a busy one is several of bounded size, where a single record of i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import weakref
@@ -62,6 +63,8 @@ _SEP = b"\x00"
 #: Events a full scan reads between two yields to the event loop (a few milliseconds of work).
 SCAN_STEP = 5_000
 _DIGITS = 10
+#: Index values whose keys are remembered (see `_index_keys`): a few MB at most.
+INDEX_VALUES_REMEMBERED = 16_384
 #: The fields of a summary the indexes are made of: most events (a worklog, a comment) change none of them.
 _INDEXED = ("client", "requester", "status", "priority", "created")
 #: One encoder for every summary (`json.dumps` with separators builds a new one per call: a third of its cost).
@@ -102,8 +105,16 @@ def _index_entries(ticket_id: str, summary: dict[str, str], assignee: str | None
     if assignee is not None:
         values["assignee"] = assignee
     tail = summary["created"].encode() + _SEP + ticket_id.encode()
-    prefixes = [_index_prefix(name, value) for name, value in values.items()]
-    return {prefix + tail: _count_key(prefix) for prefix in prefixes}
+    keys = [_index_keys(name, value) for name, value in values.items()]
+    return {prefix + tail: counter for prefix, counter in keys}
+
+
+@functools.lru_cache(maxsize=INDEX_VALUES_REMEMBERED)
+def _index_keys(name: str, value: str) -> tuple[bytes, bytes]:
+    """An index value's prefix and the key counting its entries: the same few clients, statuses and people come
+    again and again."""
+    prefix = _index_prefix(name, value)
+    return prefix, _count_key(prefix)
 
 
 def _events_prefix(ticket: bytes) -> bytes:
