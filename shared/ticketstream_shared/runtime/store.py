@@ -67,7 +67,8 @@ class Changes:
             self._before_write.append(finish)
 
     def pending(self, key: bytes) -> bytes | None | bool:
-        """The value this write will give `key`: bytes, None for a delete, or False if it does not touch it."""
+        """The value this write gives `key` so far: bytes, None for a delete, or False if it does not touch it yet
+        (counts, and what `before_write` puts, are put when it is written)."""
         return self._written.get(key, False)
 
     def __len__(self) -> int:
