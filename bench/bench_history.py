@@ -323,7 +323,9 @@ def phases(
 
     new_machine, (process, _) = timed_start(service, bootstrap, keys, state / "c", log, timeout_s)
     stop(process)
-    print(f"  {service} (c) new machine, from the changelog: {new_machine}", flush=True)
+    # assignment has no changelog of its own: a new machine reads the whole team log
+    source = "the whole team log" if service == "assignment" else "the changelog"
+    print(f"  {service} (c) new machine, from {source}: {new_machine}", flush=True)
     return {"first_start": first, "restart": restart, "new_machine": new_machine}
 
 
