@@ -7,9 +7,11 @@ import uuid
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from intake.domain import AddComment, ChangeStatus, UpdateTicket, decide, fold
-from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, RECORD_BYTES, Filters, TicketStore
+from intake.domain import AddComment, ChangeStatus, DomainError, UpdateTicket, decide, fold
+from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, RECORD_BYTES, Filters, TicketStore, _index_entries
 from tests.unit.test_intake_domain import context, create, worklog
 from ticketstream_shared.contract import Priority, TicketStatus, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
@@ -149,6 +151,90 @@ def test_writes_prepared_side_by_side_each_hold_their_own_tickets(tickets):
     tickets.store.write(two)
     assert (tickets.version("t-2"), tickets.requested_by("alice")) == (1, 2)
     assert listing(tickets, Filters(client_id="globex")) == ["t-2"] and counted(tickets) == entries_per_value(tickets)
+
+
+STEPS = st.one_of(
+    st.tuples(st.just("status"), st.sampled_from(list(TicketStatus))),
+    st.tuples(st.just("priority"), st.sampled_from(list(Priority))),
+    st.tuples(st.just("worklog"), st.integers(1, 90)),
+    st.tuples(st.just("assign"), st.sampled_from(["tech-1", "tech-2"])),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_a_store_fed_in_any_grouping_of_writes_holds_what_one_fed_event_by_event_holds(data):
+    """Tickets' events and assignments, interleaved in any order and cut into writes anywhere: the same events,
+    summaries, index entries and counts as a store given one at a time, and every count that of its entries."""
+    per_ticket = [ticket_actions(data, f"t-{number}") for number in range(data.draw(st.integers(1, 3), "tickets"))]
+    merged = []
+    while any(per_ticket):
+        merged.append(per_ticket[data.draw(st.sampled_from([i for i, left in enumerate(per_ticket) if left]))].pop(0))
+    cuts = data.draw(st.lists(st.booleans(), min_size=len(merged), max_size=len(merged)), "cut after")
+    one_at_a_time, grouped = TicketStore(LocalStore(None)), TicketStore(LocalStore(None))
+    try:
+        for action in merged:
+            changes = Changes()
+            act(one_at_a_time, changes, action)
+            one_at_a_time.store.write(changes)
+        changes = Changes()
+        for action, cut in zip(merged, cuts, strict=True):
+            act(grouped, changes, action)
+            if cut:
+                grouped.store.write(changes)
+                changes = Changes()
+        grouped.store.write(changes)
+        assert held(grouped) == held(one_at_a_time)
+        assert counted(grouped) == counted(one_at_a_time) == entries_per_value(one_at_a_time)
+        assert index_entries(grouped) == indexed_by_summaries(grouped), "each ticket indexed as it stands"
+    finally:
+        one_at_a_time.store.close()
+        grouped.store.close()
+
+
+def ticket_actions(data, ticket_id):
+    """A ticket's events, as its commands decided them (those its state refused left out), and assignments."""
+    client, requester = data.draw(st.sampled_from(["acme", "globex"])), data.draw(st.sampled_from(["al", "bo"]))
+    ticket, actions = None, []
+    for kind, value in [("create", None), *data.draw(st.lists(STEPS, max_size=8), ticket_id)]:
+        if kind == "assign":
+            actions.append(("assign", ticket_id, value))
+            continue
+        if kind == "create":
+            command = create(ticket_id=ticket_id, client_id=client, requester_id=requester)
+        elif kind == "status":
+            command = ChangeStatus(ticket_id=ticket_id, status=value)
+        elif kind == "priority":
+            command = UpdateTicket(ticket_id=ticket_id, priority=value)
+        else:
+            command = worklog(ticket_id=ticket_id, minutes=value)
+        try:
+            decided = decide(ticket, command, context())
+        except DomainError:
+            continue
+        ticket = fold(ticket, decided)
+        actions += [("event", event) for event in decided]
+    return actions
+
+
+def act(tickets, changes, action):
+    if action[0] == "assign":
+        tickets.assign(changes, action[1], action[2])
+    else:
+        tickets.apply(changes, action[1], encode(action[1]))
+
+
+def index_entries(tickets: TicketStore) -> set[bytes]:
+    return {key for key, _ in tickets.store.scan(b"i|", b"i|")}
+
+
+def indexed_by_summaries(tickets: TicketStore) -> set[bytes]:
+    """The index entries each ticket's summary and assignee call for."""
+    return {
+        entry
+        for ticket_id in tickets.ticket_ids()
+        for entry in _index_entries(ticket_id, tickets._summary(ticket_id), tickets.assignee(ticket_id))
+    }
 
 
 def counted(tickets: TicketStore) -> dict[bytes, int]:
