@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +68,10 @@ INDEX_VALUES_REMEMBERED = 16_384
 _INDEXED = ("client", "requester", "status", "priority", "created")
 #: One encoder for every summary (`json.dumps` with separators builds a new one per call: a third of its cost).
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def _encoded_summary(summary: dict[str, str]) -> bytes:
+    return _COMPACT.encode(summary).encode()
 
 
 @dataclass(frozen=True)
@@ -174,33 +177,11 @@ def _summary_after(event: TicketEvent, summary: dict[str, str] | None) -> dict[s
     return summary
 
 
-class _Unwritten:
-    """The summary last put into a write being prepared, kept decoded until the next ticket's or the write: a
-    ticket's events mostly come together, and each would otherwise decode the summary the one before it encoded."""
-
-    __slots__ = ("changes", "ticket_id", "summary")
-
-    def __init__(self, changes: weakref.ref[Changes]) -> None:
-        self.changes = changes
-        self.ticket_id: str | None = None
-        self.summary: dict[str, str] = {}
-
-    def held_for(self, changes: Changes, ticket_id: str) -> dict[str, str] | None:
-        """The summary of `ticket_id`, if it is the one waiting for `changes`."""
-        return self.summary if self.ticket_id == ticket_id and self.changes() is changes else None
-
-    def put_summary(self, changes: Changes) -> None:
-        if self.ticket_id is not None:
-            changes.put(_SUMMARY + self.ticket_id.encode(), _COMPACT.encode(self.summary).encode())
-            self.ticket_id = None
-
-
 class TicketStore:
     def __init__(self, store: LocalStore, personal: PersonalData = PLAIN) -> None:
         """`personal`: opens the personal fields of the events as they are loaded (stored as the log holds them)."""
         self.store = store
         self._personal = personal
-        self._unwritten: _Unwritten | None = None
 
     # --- reading --------------------------------------------------------------------------------------------------
 
@@ -283,13 +264,11 @@ class TicketStore:
         return int(raw) if raw is not None else 0
 
     def _summary(self, ticket_id: str, within: Changes | None = None) -> dict[str, str] | None:
-        """The ticket's summary, as `within` will leave it if given (the one way summaries are read before a write:
-        the last one put waits unencoded in `_unwritten`)."""
-        if within is not None and self._unwritten is not None:
-            held = self._unwritten.held_for(within, ticket_id)
-            if held is not None:
-                return held
-        raw = self.store.get(_SUMMARY + ticket_id.encode(), within)
+        """The ticket's summary, as `within` will leave it if given."""
+        key = _SUMMARY + ticket_id.encode()
+        if within is not None and (held := within.unencoded(key)) is not None:
+            return held  # type: ignore[return-value]
+        raw = self.store.get(key, within)
         return json.loads(raw) if raw is not None else None
 
     # --- writing --------------------------------------------------------------------------------------------------
@@ -346,28 +325,10 @@ class TicketStore:
             assignee = self.assignee(ticket_id)
             old = _index_entries(ticket_id, before, assignee) if before else {}
             self._reindex(changes, old, _index_entries(ticket_id, after, assignee))
-        unwritten = self._unwritten_in(changes)
-        if written is not None or unwritten.ticket_id != ticket_id:
-            unwritten.put_summary(changes)
         if written is not None:
             changes.put(_SUMMARY + ticket_id.encode(), written)
-        else:  # encoded once the next ticket's summary is put, or just before the write
-            unwritten.ticket_id, unwritten.summary = ticket_id, after
-
-    def _unwritten_in(self, changes: Changes) -> _Unwritten:
-        """What waits to be written into `changes`: anything still waiting for another write goes into it first."""
-        unwritten = self._unwritten
-        if unwritten is None or unwritten.changes() is not changes:
-            self._write_unwritten()
-            unwritten = self._unwritten = _Unwritten(weakref.ref(changes))
-            changes.before_write(self._write_unwritten)
-        return unwritten
-
-    def _write_unwritten(self) -> None:
-        """Put the summary waiting into its write, unless that write was dropped."""
-        unwritten, self._unwritten = self._unwritten, None
-        if unwritten is not None and (changes := unwritten.changes()) is not None:
-            unwritten.put_summary(changes)
+        else:  # the ticket's next events in this write read it back as it is
+            changes.put_unencoded(_SUMMARY + ticket_id.encode(), after, _encoded_summary)
 
     def _reindex(self, changes: Changes, old: dict[bytes, bytes], new: dict[bytes, bytes]) -> None:
         """Index entries and their counts from `old` to `new` (each entry with its counter)."""

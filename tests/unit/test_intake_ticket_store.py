@@ -396,7 +396,7 @@ def test_a_store_written_in_another_layout_is_started_over(tmp_path):
     again.close()
 
 
-def test_a_count_adds_to_what_the_store_holds_when_written_and_a_finishing_put_goes_in_before():
+def test_a_count_adds_to_what_the_store_holds_when_written_and_a_value_put_unencoded_is_encoded_once():
     store = LocalStore(None)
     try:
         one, two = Changes(), Changes()
@@ -406,11 +406,20 @@ def test_a_count_adds_to_what_the_store_holds_when_written_and_a_finishing_put_g
         store.write(one)
         store.write(two)
         assert store.get(b"n|all") == b"4", "writes prepared side by side each add their own"
-        late = Changes()
-        late.before_write(lambda: late.put(b"s|t-1", b"{}"))
-        assert store.get(b"s|t-1", late) is None and len(late) == 0
+        late, encoded = Changes(), []
+        summary = {"version": 1}
+        late.put_unencoded(b"s|t-1", summary, lambda value: encoded.append(value) or json.dumps(value).encode())
+        assert late.unencoded(b"s|t-1") is summary and encoded == [], "read back as it is"
+        late.put_unencoded(b"s|t-1", {"version": 2}, lambda value: encoded.append(value) or json.dumps(value).encode())
+        assert store.get(b"s|t-1") is None and store.get(b"s|t-1", late) == b'{"version": 2}'
         store.write(late)
-        assert store.get(b"s|t-1") == b"{}"
+        assert store.get(b"s|t-1") == b'{"version": 2}' and encoded == [{"version": 2}] * 2, "once, and once read"
+        overwritten = Changes()
+        overwritten.put_unencoded(b"s|t-2", summary, lambda value: json.dumps(value).encode())
+        overwritten.put(b"s|t-2", b"{}")
+        assert overwritten.unencoded(b"s|t-2") is None
+        store.write(overwritten)
+        assert store.get(b"s|t-2") == b"{}", "a put after it wins"
     finally:
         store.close()
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
@@ -35,9 +36,10 @@ class Changes:
 
     def __init__(self) -> None:
         self._batch = WriteBatch(raw_mode=True)
-        self._written: dict[bytes, bytes | None] = {}
-        self._before_write: list[Callable[[], None]] = []
+        #: What each key is given (a put or put_unencoded after it replaces it here).
+        self._written: dict[bytes, bytes | _Unencoded | None] = {}
         self._counts: dict[bytes, int] = {}
+        self._unencoded: set[bytes] = set()
 
     def put(self, key: bytes, value: bytes) -> None:
         self._batch.put(key, value)
@@ -46,6 +48,17 @@ class Changes:
     def delete(self, key: bytes) -> None:
         self._batch.delete(key)
         self._written[key] = None
+
+    def put_unencoded(self, key: bytes, value: object, encode: Callable[[Any], bytes]) -> None:
+        """Put `value`, encoded once, when this is written: a value rewritten often in one write (a ticket's summary
+        by each of its events) is read back as it is (`unencoded`), neither decoded nor encoded in between."""
+        self._written[key] = _Unencoded(value, encode)
+        self._unencoded.add(key)
+
+    def unencoded(self, key: bytes) -> object | None:
+        """The value last given to `put_unencoded` for `key`, if nothing was put or deleted there since."""
+        held = self._written.get(key)
+        return held.value if type(held) is _Unencoded else None
 
     def count(self, key: bytes, step: int) -> None:
         """Add `step` to the count kept at `key` (as decimal text) as the store holds it when this is written:
@@ -60,19 +73,19 @@ class Changes:
         """The store holds a whole restore: a changelog read to its end, or a start from an empty input."""
         self.put(_RESTORED, b"1")
 
-    def before_write(self, finish: Callable[[], None]) -> None:
-        """Have `finish` put what it holds back into this write just before the write (a value rewritten often,
-        encoded once); once, however often asked."""
-        if finish not in self._before_write:
-            self._before_write.append(finish)
-
     def pending(self, key: bytes) -> bytes | None | bool:
-        """The value this write gives `key` so far: bytes, None for a delete, or False if it does not touch it yet
-        (counts, and what `before_write` puts, are put when it is written)."""
-        return self._written.get(key, False)
+        """The value this write gives `key`: bytes, None for a delete, or False if it does not touch it (counts are
+        added when it is written)."""
+        held = self._written.get(key, False)
+        return held.encode(held.value) if type(held) is _Unencoded else held  # type: ignore[return-value]
 
     def __len__(self) -> int:
         return len(self._written) + len(self._counts)
+
+
+class _Unencoded(NamedTuple):
+    value: Any
+    encode: Callable[[Any], bytes]
 
 
 class LocalStore:
@@ -151,8 +164,9 @@ class LocalStore:
         return self._db.get(_RESTORED) is not None
 
     def write(self, changes: Changes) -> None:
-        for finish in changes._before_write:
-            finish()
+        for key in changes._unencoded:
+            if type(held := changes._written[key]) is _Unencoded:  # else put or deleted since, in the batch already
+                changes._batch.put(key, held.encode(held.value))
         for key, step in changes._counts.items():
             if step:
                 counted = self.get(key, changes)
