@@ -332,3 +332,47 @@ def test_a_standby_follows_the_changelog_and_hands_a_partition_over_once_it_hold
         await asyncio.gather(again, return_exceptions=True)
 
     asyncio.run(story())
+
+
+def test_a_writer_giving_a_partition_up_leaves_its_standby_to_read_what_another_wrote_meanwhile(store):
+    """A previous owner the group expelled without its knowing wrote on after this replica's standby handed the
+    partition over. This replica's writer skips its own records when it follows the partition again, but not that
+    one: before, its position jumped past its own records and everything below them, and the tickets that owner
+    wrote were missing from this store, and so from every take-over served from it."""
+    broker = FakeBroker()
+    for partition in (1, 2):
+        changelogged(broker, b"t-1", b"one", partition=partition, applied=3)
+
+    def keep(changes, partition, key, value):
+        changes.put(b"v|" + key, value)
+
+    async def story():
+        standby = Standby(CHANGELOG, store, keep, FakeConsumer(broker))
+        following = asyncio.create_task(standby.run())
+        await asyncio.wait_for(standby.hand_over([1, 2]), 5)
+        changelogged(broker, b"t-2", b"the expelled owner's", partition=1, applied=3)
+
+        writer = a_writer(broker, store)
+        writer.take([1, 2])
+        put(store, {b"t-3": b"three"}, applied={1: 5, 2: 5})
+        running = asyncio.create_task(writer.run())
+        try:
+            await until(lambda: progress(broker, 1) == b"5" and progress(broker, 2) == b"5")
+            writer.changed(1, {b"t-3"})
+            writer.changed(2, {b"t-3"})
+            await writer.flush()
+            ends = {p: max(r.offset for r in broker.records(INTAKE_TICKETS) if r.partition == p) + 1 for p in (1, 2)}
+            assert store.applied(INTAKE_TICKETS)[2] == ends[2], "nobody else wrote: its own records are skipped"
+            assert store.applied(INTAKE_TICKETS)[1] == 1, "read from the other owner's record on"
+            assert store.get(b"v|t-2") is None
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        writer.give_up([1, 2])
+        standby.follow([1, 2])
+        await until(lambda: store.get(b"v|t-2") == b"the expelled owner's")
+        await until(lambda: store.applied(INTAKE_TICKETS)[1] == ends[1])
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+    asyncio.run(story())

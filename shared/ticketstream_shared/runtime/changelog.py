@@ -137,6 +137,9 @@ class ChangelogWriter:
         self._to_take: set[int] = set()
         #: Per writable partition, how far each topic is in the changelog: what the next records' headers say.
         self._covered: dict[int, dict[str, int]] = {}
+        #: Per writable partition, the changelog offset below which the store holds every record: read by its
+        #: standby before the take-over, or written from here since, with no record of anyone else's between.
+        self._held_to: dict[int, int] = {}
         self._flushing = asyncio.Lock()
 
     def changed(self, partition: int, keys: Iterable[bytes]) -> None:
@@ -158,6 +161,7 @@ class ChangelogWriter:
             self._to_take.discard(partition)
             self._writable.discard(partition)
             self._covered.pop(partition, None)
+            self._held_to.pop(partition, None)
 
     async def run(self) -> None:
         """Write the changes a few times a second while the service runs. Kafka refusing (a broker down, a leader
@@ -193,6 +197,7 @@ class ChangelogWriter:
             if partition in self._dirty:
                 self._writable.add(partition)
                 self._covered[partition] = {topic: last[partition].get(topic, 0) for topic in self._changelog.covered}
+                self._held_to[partition] = self._store.applied(self._changelog.topic).get(partition, 0)
         log.info(
             "writing the changelog", extra={"changelog": self._changelog.topic, "partitions": taken, "from": since}
         )
@@ -235,7 +240,7 @@ class ChangelogWriter:
         # partition is given up, the process dies), the changelog's last record still tells the truth.
         headers = self._changelog.headers(self._covered[partition])
         sends: list[asyncio.Future[RecordMetadata]] = []
-        written = -1
+        offsets: list[int] = []
         sent: set[bytes] = set()  # two changed keys may stand for one record (intake: a ticket, and its run)
         for key in keys:
             if partition not in self._writable:
@@ -250,8 +255,8 @@ class ChangelogWriter:
                     )
                 )
                 if len(sends) >= SENDS_IN_FLIGHT:  # a take-over may mark a whole partition: keep memory flat
-                    written = max(written, await self._acknowledged(sends))
-        written = max(written, await self._acknowledged(sends))
+                    offsets.extend(await self._acknowledged(sends))
+        offsets.extend(await self._acknowledged(sends))
         if partition in self._writable:
             covered = self._covered[partition]
             reached = {t: max(applied[t].get(partition, 0), covered[t]) for t in self._changelog.covered}
@@ -266,20 +271,31 @@ class ChangelogWriter:
                     partition=partition,
                     headers=self._changelog.headers(reached),
                 )
-                written = max(written, marked.offset)
-        if written >= 0:
-            # The store holds at least what it wrote: were it to follow this partition again (given up, or
-            # restarted), it reads on from here, not its own records since it took the partition.
+                offsets.append(marked.offset)
+        self._hold(partition, offsets)
+
+    def _hold(self, partition: int, written: list[int]) -> None:
+        """The store holds what it wrote: were it to follow this partition again (given up, or restarted), it reads
+        on past its own records, but never past one written by another (a previous owner the group expelled
+        without its knowing, still writing when this one took over): those are read, or the store would lack them."""
+        if (held_to := self._held_to.get(partition)) is None:
+            return
+        for offset in sorted(written):
+            if offset != held_to:
+                break
+            held_to += 1
+        if held_to != self._held_to[partition]:
+            self._held_to[partition] = held_to
             position = Changes()
-            position.applied(self._changelog.topic, partition, written + 1)
+            position.applied(self._changelog.topic, partition, held_to)
             self._store.write(position)
 
-    async def _acknowledged(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
-        """Wait for `sends` (emptied); the highest offset they were written at, -1 for none."""
-        written = max((metadata.offset for metadata in await asyncio.gather(*sends)), default=-1)
+    async def _acknowledged(self, sends: list[asyncio.Future[RecordMetadata]]) -> list[int]:
+        """Wait for `sends` (emptied); the offsets they were written at."""
+        offsets = [metadata.offset for metadata in await asyncio.gather(*sends)]
         RECORDS_WRITTEN.labels(self._changelog.topic).inc(len(sends))
         sends.clear()
-        return written
+        return offsets
 
 
 async def _last_covered(
