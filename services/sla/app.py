@@ -22,8 +22,15 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.changelog import ChangelogWriter, Standby
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
+from ticketstream_shared.runtime.kafka import (
+    make_admin,
+    make_consumer,
+    make_producer,
+    start_when_reachable,
+    wait_for_topics,
+)
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.presence import PeerWatch, Presence
 from ticketstream_shared.runtime.store import Changes, LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -47,6 +54,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
     store = LocalStore(settings.state_dir)
     clocks = ClockStore(store, Agreements.with_defaults())
     timekeeper = Timekeeper(clocks.agreements, wake=clocks.load)
+    presence = Presence()
     directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
     config_log = sla_config_log(timekeeper)
     workers: list[ClockWorker] = []
@@ -95,6 +103,15 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             supervised(standby.run(), "sla-standby"),
             supervised(changelog.run(), "sla-changelog"),
         ]
+        await presence.open(settings.http_host)  # before joining the group: its members watch it from then on
+        if settings.peer_probe_seconds:
+            watch = PeerWatch(
+                settings.consumer_group,
+                lambda: set(directory.holders.values()) - {directory.address},
+                lambda: make_admin(settings, "sla-peer-watch"),
+                settings.peer_probe_seconds,
+            )
+            background.append(supervised(watch.run(), "sla-peer-watch"))
         session_ms = int(settings.session_timeout_seconds * 1000)
         consumer = await start_when_reachable(
             lambda: make_consumer(
@@ -106,7 +123,8 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 # members doing so kept a group rebalancing for minutes (aio-libs/aiokafka#1168).
                 partition_assignment_strategy=(directory,),
                 session_timeout_ms=session_ms,
-                heartbeat_interval_ms=max(session_ms // 5, 100),
+                # Often: a member removed by a peer's watch is noticed at the survivors' next heartbeat.
+                heartbeat_interval_ms=max(min(session_ms // 5, 250), 100),
             ),
             "consumer",
         )
@@ -130,6 +148,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             await asyncio.gather(*background, return_exceptions=True)
             for client in (consumer, config_reader, standby_reader, producer):  # the consumer leaves its group at once
                 await client.stop()
+            presence.close()  # only once out of the group: closed earlier, the others would remove it themselves
             store.close()
 
     @asynccontextmanager
@@ -154,7 +173,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             "clocks_rebuilt": bool(workers) and workers[0].ready,
         }
 
-    app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan)
+    app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
     configuration = Configuration(timekeeper.agreements, config_log, clock)
     api.install(app, ClockDesk(configuration, timekeeper, clocks, config_log, what_if_reader, directory, clock))

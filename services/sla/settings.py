@@ -19,6 +19,14 @@ class SlaSettings(ServiceSettings):
         "with their clocks warm): alarms due meanwhile are late by up to this. The broker's "
         "group.min.session.timeout.ms must allow it (6 s by default).",
     )
+    peer_probe_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="How often each other replica's presence port is probed (0: never). A replica whose process is "
+        "gone (nothing listens on its presence port or its HTTP port) is removed from the group at once, without "
+        "waiting for its session timeout; one that does not answer is left to the session timeout.",
+    )
     advertised_url: str | None = Field(
         default=None,
         description="How the other sla replicas reach this one's HTTP API, e.g. http://$(POD_IP):8002. By default "

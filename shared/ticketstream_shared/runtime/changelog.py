@@ -387,11 +387,14 @@ class Standby:
                 continue
             if self._handing_over.get(partition, (None, None))[1] is not waiting:
                 continue  # handed over meanwhile, or asked again
-            del self._handing_over[partition]
-            self._followed.discard(partition)
-            self._consumer.pause(tp)
-            if not waiting.done():
-                waiting.set_result(None)
+            self._handed_over(tp, waiting)
+
+    def _handed_over(self, tp: TopicPartition, waiting: asyncio.Future[None]) -> None:
+        del self._handing_over[tp.partition]
+        self._followed.discard(tp.partition)
+        self._consumer.pause(tp)
+        if not waiting.done():
+            waiting.set_result(None)
 
     async def hand_over(self, partitions: Iterable[int]) -> None:
         """Stop following `partitions` once the store holds their changelog to the end it has now: the caller
@@ -400,10 +403,13 @@ class Standby:
         tps = [TopicPartition(self._topic, p) for p in partitions]
         ends = await self._consumer.end_offsets(tps)
         waits = []
+        held_to = self._store.applied(self._topic)
         for tp in tps:
             waiting = asyncio.get_running_loop().create_future()
             self._handing_over[tp.partition] = (ends[tp], waiting)
             waits.append(waiting)
+            if held_to.get(tp.partition, 0) >= ends[tp]:  # already held to its end: no fetch to wait for
+                self._handed_over(tp, waiting)
         await asyncio.gather(*waits)
 
     def follow(self, partitions: Iterable[int]) -> None:

@@ -21,6 +21,7 @@ from ticketstream_shared.contract import Role
 from .auth import ApiKeys, Principal, authenticated, require_role
 from .consumer import EventConsumer
 from .logging import configure_logging, correlation_id
+from .presence import Presence
 from .refusals import install_refusals
 from .settings import ServiceSettings
 
@@ -95,6 +96,7 @@ def create_service_app(
     keys: ApiKeys,
     readiness: ReadinessCheck,
     lifespan: Any = None,
+    presence: Presence | None = None,
 ) -> FastAPI:
     """A FastAPI app with the endpoints every service has; the service adds its own routers."""
     app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan)
@@ -104,8 +106,11 @@ def create_service_app(
     principal = authenticated(keys)
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive", "service": service}
+    async def healthz() -> dict[str, str | int]:
+        alive: dict[str, str | int] = {"status": "alive", "service": service}
+        if presence is not None and presence.port is not None:
+            alive["presence_port"] = presence.port  # the group's other members watch it (runtime/presence.py)
+        return alive
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

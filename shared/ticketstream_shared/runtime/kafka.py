@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
@@ -50,6 +51,10 @@ def make_consumer(
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+def make_admin(settings: ServiceSettings, client_id: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(client_id=client_id, **settings.kafka_client_config())
 
 
 def correlation_headers() -> list[tuple[str, bytes]]:
