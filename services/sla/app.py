@@ -111,6 +111,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 lambda: make_admin(settings, "sla-peer-watch"),
                 settings.peer_probe_seconds,
             )
+            await watch.remove_former_self(directory.address)
             background.append(supervised(watch.run(), "sla-peer-watch"))
         session_ms = int(settings.session_timeout_seconds * 1000)
         consumer = await start_when_reachable(

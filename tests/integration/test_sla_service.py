@@ -581,6 +581,8 @@ def test_a_replica_whose_process_is_gone_is_removed_from_the_group_without_waiti
         assert httpx.get(f"http://127.0.0.1:{victim.port}/healthz", timeout=10).json()["presence_port"] > 0
         stopped.stop()
         tickets = alarms_fall_due_around_now(kafka_bootstrap, a_minute_policy(victim))
+        ids = {t.ticket_id.encode() for t in tickets}
+        eventually(lambda: ids <= in_changelog(kafka_bootstrap), what="every ticket's clocks in sla.clocks")
         gauge = "ticketstream_sla_tickets"
         eventually(lambda: victim.metric(gauge) and survivor.metric(gauge), what="both replicas holding tickets")
         assert victim.metric(evicted) == survivor.metric(evicted) == 0, "a replica stopping was removed"
@@ -592,6 +594,25 @@ def test_a_replica_whose_process_is_gone_is_removed_from_the_group_without_waiti
     finally:
         for replica in (stopped, victim, survivor):
             replica.stop()
+
+
+def test_a_replica_killed_and_started_again_at_its_address_removes_its_former_process_from_the_group(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A container restarted in its pod: the new process, at the same address, would wait for the session of the
+    one that died (two minutes here) before the group took it in. It removes that member first, and is ready long
+    before."""
+    keys, group = admin_keys(tmp_path), unique("sla-restarted")
+    replica = SlaProcess(kafka_bootstrap, keys, group, tmp_path / "state", SESSION_TIMEOUT_SECONDS="120")
+    replica.start()
+    try:
+        eventually(replica.ready, timeout_s=90, what="the replica ready")
+        replica.kill9()
+        replica.start()
+        eventually(replica.ready, timeout_s=60, what="the replica ready again")
+        assert replica.metric("ticketstream_group_members_evicted_total") == 1
+    finally:
+        replica.stop()
 
 
 def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -151,6 +151,12 @@ class PeerWatch:
         self._members.update(addresses)
         return admin, coordinator, listed
 
+    async def remove_former_self(self, address: str) -> None:
+        """Before joining the group: a member advertising this process's own address is a former process at it (killed,
+        then started again in the same place, as a container restarted in its pod). It is gone, since this process
+        now holds the address; removed, the group need not wait for its session before taking this one in."""
+        await self._evict(address)
+
     async def _evict(self, peer: str) -> None:
         """Remove the members of the group that advertise `peer` (one process, unless it restarted meanwhile)."""
         try:
