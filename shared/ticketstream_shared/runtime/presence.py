@@ -11,7 +11,8 @@ directory names (`PeerWatch`): a presence port refused, and then the HTTP port r
 answers at that address), means the process is gone, and the watcher removes its member from the group on its
 behalf (a LeaveGroup with the member's id, found by the address it advertises), so that the group rebalances at
 once. A port that does not answer (a host down, a network split) may hide a live process: that is left to the
-session timeout.
+session timeout. A replica started again at the address of one that died (a container restarted in its pod) removes
+that former process before it joins (`remove_former_self`), rather than wait for its session too.
 """
 
 from __future__ import annotations
