@@ -32,6 +32,7 @@ class Group:
     def __init__(self, members: dict[str, str]) -> None:
         self.members = members  # member id -> the address it advertises
         self.removed: list[str] = []
+        self.failures = 1  # the first description fails as no Kafka error does: a client library's own
 
     async def start(self):
         pass
@@ -43,6 +44,9 @@ class Group:
         return 1
 
     async def describe_consumer_groups(self, group_ids, group_coordinator_id=None):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("unexpected")
         described = [
             {
                 "member_id": member,
@@ -87,6 +91,8 @@ class Replica:
 
 
 def test_a_member_is_removed_once_nothing_listens_at_either_of_its_ports_and_not_before():
+    """And an error no one expected (the group's first description fails) ends neither the watch nor the service."""
+
     async def story():
         stopping, restarted = Replica(), Replica()
         await stopping.start()

@@ -93,11 +93,19 @@ class PeerWatch:
                     peers = self._peers()
                     for gone in set(self._ports) - peers:
                         self._forget(gone)
-                    await asyncio.gather(*(self._watch(http, peer) for peer in peers))
+                    await asyncio.gather(*(self._watched_safely(http, peer) for peer in peers))
                     await asyncio.sleep(self._interval_s)
             finally:
                 if self._admin is not None:
                     await self._admin.close()
+
+    async def _watched_safely(self, http: httpx.AsyncClient, peer: str) -> None:
+        """Whatever one peer's watch meets (an address that is no URL, an error of a client library) stops neither
+        the others' nor the service: the session timeout still removes a member this cannot."""
+        try:
+            await self._watch(http, peer)
+        except Exception:
+            log.exception("watching a group member's presence failed", extra={"address": peer})
 
     def _forget(self, peer: str) -> None:
         self._ports.pop(peer, None)
