@@ -32,7 +32,7 @@ from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
 from ticketstream_shared.runtime.store import LocalStore
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -101,8 +101,7 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
             await asyncio.gather(*logs)
         finally:
             for consumer in consumers:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(consumer.stop(), 3.0)
+                await stop_within(consumer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -30,7 +30,7 @@ from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable
+from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 from ticketstream_shared.sealing import SecretBox
@@ -140,8 +140,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             with contextlib.suppress(BaseException):
                 await following
             for client in (owner, *readers):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.stop(), 3.0)
+                await stop_within(client)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -27,6 +27,7 @@ from ticketstream_shared.runtime.kafka import (
     make_consumer,
     make_producer,
     start_when_reachable,
+    stop_within,
     wait_for_topics,
 )
 from ticketstream_shared.runtime.memory import tune_garbage_collection
@@ -148,7 +149,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             for client in (consumer, config_reader, standby_reader, producer):  # the consumer leaves its group at once
-                await client.stop()
+                await stop_within(client)
             presence.close()  # only once out of the group: closed earlier, the others would remove it themselves
             store.close()
 

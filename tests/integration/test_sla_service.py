@@ -615,6 +615,33 @@ def test_a_replica_killed_and_started_again_at_its_address_removes_its_former_pr
         replica.stop()
 
 
+def test_a_replica_stops_on_sigterm_while_its_group_waits_for_a_dead_member(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Started again with the watch off, a replica's join waits for the dead one's session (two minutes). Stopped
+    meanwhile, it gave up on its consumer only once the JoinGroup request timed out: 34 s after SIGTERM. Its clients
+    now get a bounded time to stop (SlaProcess.stop fails the test past 20 s)."""
+    keys, group = admin_keys(tmp_path), unique("sla-stopping")
+    settings = {"SESSION_TIMEOUT_SECONDS": "120", "PEER_PROBE_SECONDS": "0"}
+    replica = SlaProcess(kafka_bootstrap, keys, group, tmp_path / "state", **settings)
+    replica.start()
+    try:
+        eventually(replica.ready, timeout_s=90, what="the replica ready")
+        replica.kill9()
+        replica.start()
+
+        def joining() -> bool:
+            try:
+                checks = httpx.get(f"http://127.0.0.1:{replica.port}/readyz", timeout=2).json()["checks"]
+            except httpx.TransportError:
+                return False
+            return checks["config_read"] and not checks["clocks_rebuilt"]
+
+        eventually(joining, timeout_s=60, what="the replica joining its group")
+    finally:
+        replica.stop()
+
+
 def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Two sla processes share the partitions; a GET for a ticket held by the other one is passed to it."""
     keys_file = tmp_path / "api-keys.json"

@@ -25,7 +25,7 @@ from clickhouse_connect.driver.exceptions import (
 
 from deploy.kafka.launcher import free_ports
 from reporting.warehouse import clickhouse_is_down
-from ticketstream_shared.runtime.kafka import kafka_is_down, start_when_reachable
+from ticketstream_shared.runtime.kafka import kafka_is_down, start_when_reachable, stop_within
 from ticketstream_shared.runtime.retry import while_down
 
 
@@ -180,6 +180,33 @@ CHDB_DIRECTORY_HELD = ProgrammingError(
     "/srv/reporting/clickhouse/status. Another server instance in same directory is already running. "
     "(CANNOT_OPEN_FILE)"
 )
+
+
+def test_a_client_that_does_not_stop_in_time_is_left_behind_and_one_that_does_is_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A consumer whose group waits for a dead member holds its stop until its JoinGroup times out (40 s): a process
+    stopping gives up on it instead of outliving its orchestrator's grace period."""
+
+    class Client:
+        def __init__(self, stops: asyncio.Event | None) -> None:
+            self.stops, self.stopped = stops, False
+
+        async def stop(self) -> None:
+            if self.stops is not None:
+                await self.stops.wait()
+            self.stopped = True
+
+    async def story() -> tuple[Client, Client]:
+        hanging, prompt = Client(asyncio.Event()), Client(None)
+        await stop_within(hanging, timeout_s=0.05)  # type: ignore[arg-type]
+        await stop_within(prompt, timeout_s=0.05)  # type: ignore[arg-type]
+        return hanging, prompt
+
+    with caplog.at_level(logging.WARNING):
+        hanging, prompt = asyncio.run(story())
+    assert not hanging.stopped and prompt.stopped
+    assert [r.getMessage() for r in caplog.records] == ["a Kafka client did not stop cleanly; left behind"]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ reading a new one at the very same moment may both park it; `dlq.offset` tells s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -32,6 +31,7 @@ from .kafka import (
     make_consumer,
     records_to_end,
     start_when_reachable,
+    stop_within,
     wait_for_topics,
 )
 from .settings import ServiceSettings
@@ -142,8 +142,7 @@ class ConfigLog(Generic[C]):
             await self.follow(reader, ends)
         finally:
             for each in (reader, ends):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(each.stop(), 3.0)
+                await stop_within(each)
 
     async def read_to_end(self, timeout_s: float | None = None) -> bool:
         """Return once this replica has read the log up to where it ends now: True; False if `timeout_s` passed

@@ -28,6 +28,7 @@ from .kafka import (
     make_producer,
     record_correlation,
     start_when_reachable,
+    stop_within,
     wait_for_topics,
 )
 from .logging import correlated
@@ -46,10 +47,6 @@ CONSUMER_LAG = Gauge(
 EVENTS_SKIPPED = Counter(
     "ticketstream_events_skipped_total", "Well-formed events of types this version does not know", ["topic"]
 )
-
-
-#: How long stopping may wait for the broker to take the last commit and the leave-group request.
-LEAVE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -229,11 +226,8 @@ class EventConsumer:
             # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at
             # shutdown the broker may already be gone (then the group notices by itself, and nothing is lost:
             # what was not committed is delivered again).
-            for closing in (self.consumer.stop(), self._dead_letters.stop()):
-                try:
-                    await asyncio.wait_for(closing, LEAVE_TIMEOUT_S)
-                except TimeoutError:
-                    log.warning("Kafka did not answer while leaving; stopped anyway")
+            for client in (self.consumer, self._dead_letters):
+                await stop_within(client)
 
     def _start(self, batch: list[Delivery], read: dict[TopicPartition, int]) -> _Handling:
         """Hand `batch` to the handler, as a task: with read_ahead the next batch is read meanwhile."""

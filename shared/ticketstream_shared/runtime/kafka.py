@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -125,6 +126,22 @@ async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, reason
         log.warning(
             "dead-lettered a message",
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason},
+        )
+
+
+#: How long a client may take to stop: to leave its group, to flush what it holds. At shutdown the broker may be
+#: gone, or a join in progress may hold the stop until its request times out (40 s); the group notices by itself.
+STOP_TIMEOUT_S = 3.0
+
+
+async def stop_within(client: AIOKafkaConsumer | AIOKafkaProducer, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Stop a client, or give up on it after `timeout_s`: a process stopping does not wait on Kafka."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout_s)
+    except (TimeoutError, KafkaError) as error:
+        log.warning(
+            "a Kafka client did not stop cleanly; left behind",
+            extra={"client": type(client).__name__, "why": repr(error)},
         )
 
 
