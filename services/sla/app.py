@@ -108,7 +108,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
         if settings.peer_probe_seconds:
             watch = PeerWatch(
                 settings.consumer_group,
-                lambda: set(directory.holders.values()) - {directory.address},
+                directory.others,
                 lambda: make_admin(settings, "sla-peer-watch"),
                 settings.peer_probe_seconds,
             )

@@ -36,7 +36,7 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         plain = RoundRobinPartitionAssignor.assign(cluster, members)
         holders = {
-            partition: members[member].user_data.decode()
+            partition: _address(members[member])
             for member, assignment in plain.items()
             for _topic, partitions in assignment.assignment
             for partition in partitions
@@ -53,7 +53,23 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
     def holds_here(self, partition: int) -> bool:
         return self.holders.get(partition) == self.address
 
+    def others(self) -> set[str]:
+        """The addresses of the other replicas holding partitions, as of the last assignment."""
+        return set(self.holders.values()) - {self.address}
+
     def holder(self, partition: int) -> str | None:
         """The address of the replica holding `partition`, if it is another one."""
         address = self.holders.get(partition)
         return None if address == self.address else address
+
+
+def advertised_address(member_metadata: bytes) -> str | None:
+    """The address a member advertises in its subscription as the broker describes it (DescribeGroups), if any."""
+    try:
+        return _address(ConsumerProtocolMemberMetadata.decode(member_metadata))
+    except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def _address(metadata: ConsumerProtocolMemberMetadata) -> str:
+    return metadata.user_data.decode()

@@ -135,10 +135,11 @@ STOP_TIMEOUT_S = 3.0
 
 
 async def stop_within(client: AIOKafkaConsumer | AIOKafkaProducer, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """Stop a client, or give up on it after `timeout_s`: a process stopping does not wait on Kafka."""
+    """Stop a client, or give up on it after `timeout_s` or on any error: a process stopping does not wait on Kafka,
+    and what was not committed is delivered again."""
     try:
         await asyncio.wait_for(client.stop(), timeout_s)
-    except (TimeoutError, KafkaError) as error:
+    except Exception as error:
         log.warning(
             "a Kafka client did not stop cleanly; left behind",
             extra={"client": type(client).__name__, "why": repr(error)},

@@ -18,17 +18,17 @@ that former process before it joins (`remove_former_self`), rather than wait for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
 from prometheus_client import Counter
+
+from .directory import advertised_address
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,11 @@ class Presence:
 
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
+        self.port: int | None = None
 
     async def open(self, host: str) -> None:
         self._server = await asyncio.start_server(_hang_up, host, 0)
-
-    @property
-    def port(self) -> int | None:
-        return None if self._server is None else self._server.sockets[0].getsockname()[1]
+        self.port = self._server.sockets[0].getsockname()[1]
 
     def close(self) -> None:
         if self._server is not None:
@@ -155,7 +153,7 @@ class PeerWatch:
         for group in described.to_object()["groups"]:
             for member in group["members"]:
                 listed.add(member["member_id"])
-                if (address := _address(member["member_metadata"])) is not None:
+                if (address := advertised_address(member["member_metadata"])) is not None:
                     addresses.setdefault(address, set()).add(member["member_id"])
         self._members.update(addresses)
         return admin, coordinator, listed
@@ -192,12 +190,6 @@ class PeerWatch:
             await admin.start()
             self._admin = admin
         return self._admin
-
-
-def _address(metadata: bytes) -> str | None:
-    with contextlib.suppress(ValueError, TypeError, UnicodeDecodeError, AttributeError):
-        return ConsumerProtocolMemberMetadata.decode(metadata).user_data.decode()
-    return None
 
 
 async def refused(host: str, port: int, timeout_s: float) -> bool:
