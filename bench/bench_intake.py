@@ -18,7 +18,7 @@ into .local/bin) offers each rate for --duration seconds after a warm-up:
       gap, no repeat), and every acknowledged worklog must be among them.
 For each rate: requests sent per second, successful responses per second, success ratio, p50/p99/max latency, and
 the CPU (in cores) of intake, the broker and vegeta, which share the machine. A rate passes when every request
-succeeded, p99 <= 25 ms and vegeta really sent at the offered rate (>= 97 %); the bar is 3,000 tickets/s.
+succeeded, p99 <= 25 ms and vegeta really sent at the offered rate (>= 97 %); the bar is 2,000 tickets/s (issue #12).
 If (a) misses the bar and py-spy is installed, intake is profiled for 30 s at the first failing rate of (a) and of
 (b) (py-spy at 20 Hz: it pauses intake for each sample). Other work on the machine is watched: each step waits for
 the rest of the machine to be quiet, and is run again (--retries) when other processes took > 0.25 cores meanwhile.
@@ -62,7 +62,7 @@ from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "intake.json"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
-BAR_RATE = 3_000
+BAR_RATE = 2_000
 P99_LIMIT_MS = 25.0
 MIN_SENT_SHARE = 0.97
 CREATE_RATES = (250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000)
