@@ -1,8 +1,10 @@
 """API keys for tests: one per role, a requester, a manager and an admin scoped to client acme, and two keys of a person
 (ann, a technician; maria, a manager)."""
 
+from pathlib import Path
+
 from ticketstream_shared.contract import Role
-from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, hash_key
+from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeys, ApiKeysFile, hash_key
 
 ADMIN, MANAGER, TECHNICIAN, INTEGRATION = "key-admin", "key-manager", "key-technician", "key-integration"
 REQUESTER = "key-requester-acme"  # alice of acme
@@ -26,3 +28,9 @@ TEST_KEYS = ApiKeys(_ENTRIES)
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def keys_file(path: Path) -> Path:
+    """These keys as a service run in its own process reads them (API_KEYS_FILE)."""
+    path.write_text(ApiKeysFile(keys=_ENTRIES).model_dump_json())
+    return path

@@ -28,8 +28,16 @@ from ticketstream_shared.runtime.changelog import ChangelogWriter, restore
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
+from ticketstream_shared.runtime.directory import RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
-from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, wait_for_topics
+from ticketstream_shared.runtime.kafka import (
+    make_consumer,
+    make_producer,
+    start_when_reachable,
+    stop_within,
+    wait_for_topics,
+)
+from ticketstream_shared.runtime.presence import Presence, before_joining
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -91,6 +99,9 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     store_opened = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
+    presence = Presence()
+    #: The owners' addresses, as the owners group assigns its partitions: the peers whose presence is watched.
+    directory = RoundRobinDirectory(settings.own_url)
     inbound = EventConsumer(
         settings,
         service="intake",
@@ -108,7 +119,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         try:
             await work(consumer)
         finally:
-            await consumer.stop()
+            await stop_within(consumer)  # bounded: a stop in the middle of joining the owners group waits for its join
 
     async def connect() -> None:
         producer = await start_when_reachable(lambda: make_producer(settings, "intake"), "producer")
@@ -157,6 +168,10 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     async def own(consumer: AIOKafkaConsumer) -> None:
         await wait_for_topics(consumer, [INTAKE_COMMANDS, TICKETS_EVENTS])
+        watch = await before_joining(presence, directory, settings.owners_group, settings, "intake-peer-watch")
+        if watch is not None:  # an owner killed: its tickets' commands wait for no session
+            tasks.append(watching := asyncio.create_task(watch.run()))
+            stop_the_service_if_it_fails(watching, stopping.is_set)
         consumer.subscribe([INTAKE_COMMANDS], listener=ownership)
         await bus.serve(consumer)
 
@@ -171,7 +186,15 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(changelog.run()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
             asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
-            asyncio.create_task(consuming("owner", own, group_id=settings.owners_group)),
+            asyncio.create_task(
+                consuming(
+                    "owner",
+                    own,
+                    group_id=settings.owners_group,
+                    partition_assignment_strategy=(directory,),
+                    **settings.group_timing(),
+                )
+            ),
         ]
         if data_keys is not None:
             tasks.append(asyncio.create_task(consuming("data-keys", follow_data_keys, group_id=None)))
@@ -184,6 +207,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        presence.close()  # only once out of the owners group: closed earlier, the others would remove this replica
         if event_log.producer is not None:
             await event_log.producer.stop()  # flushes what is in flight
         store.close()
@@ -201,7 +225,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
-    app = create_service_app(service="intake", keys=keys, readiness=readiness, lifespan=lifespan)
+    app = create_service_app(service="intake", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     app.state.replica_id = bus.replica_id  # the key of the replies meant for this replica, for operators and tests
     api.install(app, desk, clock, rules, library)
     app.state.knowledge = Knowledge(library, knowledge_log, clock)

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from ticketstream_shared.runtime.settings import PrivacySettings, ServiceSettings
+from ticketstream_shared.runtime.settings import GroupMemberSettings, PrivacySettings
 
 
-class IntakeSettings(ServiceSettings, PrivacySettings):
+class IntakeSettings(GroupMemberSettings, PrivacySettings):
     http_port: int = Field(default=8001, ge=1, le=65535)
     inbound_group: str = Field(default="intake-inbound", description="Consumer group of tickets.inbound.")
     owners_group: str = Field(default="intake-owners", description="Consumer group deciding who owns which tickets.")

@@ -23,7 +23,6 @@ from ticketstream_shared.runtime.changelog import ChangelogWriter, Standby
 from ticketstream_shared.runtime.directory import ReplicaDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import (
-    make_admin,
     make_consumer,
     make_producer,
     start_when_reachable,
@@ -31,7 +30,7 @@ from ticketstream_shared.runtime.kafka import (
     wait_for_topics,
 )
 from ticketstream_shared.runtime.memory import tune_garbage_collection
-from ticketstream_shared.runtime.presence import PeerWatch, Presence
+from ticketstream_shared.runtime.presence import Presence, before_joining
 from ticketstream_shared.runtime.store import Changes, LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -104,17 +103,9 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             supervised(standby.run(), "sla-standby"),
             supervised(changelog.run(), "sla-changelog"),
         ]
-        await presence.open(settings.http_host)  # before joining the group: its members watch it from then on
-        if settings.peer_probe_seconds:
-            watch = PeerWatch(
-                settings.consumer_group,
-                directory.others,
-                lambda: make_admin(settings, "sla-peer-watch"),
-                settings.peer_probe_seconds,
-            )
-            await watch.remove_former_self(directory.address)
+        watch = await before_joining(presence, directory, settings.consumer_group, settings, "sla-peer-watch")
+        if watch is not None:
             background.append(supervised(watch.run(), "sla-peer-watch"))
-        session_ms = int(settings.session_timeout_seconds * 1000)
         consumer = await start_when_reachable(
             lambda: make_consumer(
                 settings,
@@ -124,9 +115,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 # protocols, and the broker takes each later one as changed metadata and rebalances again: two
                 # members doing so kept a group rebalancing for minutes (aio-libs/aiokafka#1168).
                 partition_assignment_strategy=(directory,),
-                session_timeout_ms=session_ms,
-                # Often: a member removed by a peer's watch is noticed at the survivors' next heartbeat.
-                heartbeat_interval_ms=max(min(session_ms // 5, 250), 100),
+                **settings.group_timing(),
             ),
             "consumer",
         )

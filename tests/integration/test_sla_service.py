@@ -28,7 +28,7 @@ from sla.app import build_app
 from sla.settings import SlaSettings
 from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters, headers
-from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer, keys_file
 from tests.polling import eventually
 from ticketstream_shared.contract import CommentAdded, Envelope, TicketStatusChanged, encode
 from ticketstream_shared.contract.topics import (
@@ -38,7 +38,6 @@ from ticketstream_shared.contract.topics import (
     TICKET_PARTITIONS,
     TICKETS_EVENTS,
 )
-from ticketstream_shared.runtime.auth import ApiKeyEntry, ApiKeysFile, hash_key
 from ticketstream_shared.runtime.kafka import records_to_end
 
 pytestmark = pytest.mark.integration
@@ -418,14 +417,6 @@ class SlaProcess(ServiceProcess):
         assert response.status_code == 200, response.text
 
 
-def admin_keys(tmp_path: Path) -> Path:
-    keys_file = tmp_path / "api-keys.json"
-    keys_file.write_text(
-        ApiKeysFile(keys=[ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role="admin")]).model_dump_json()
-    )
-    return keys_file
-
-
 #: When a ticket of `a_minute_policy` warns and breaches, in seconds of age: first response, then resolution.
 ALARM_AGES = {"warning:0.75": (45, 90), "warning:0.9": (54, 108), "breach": (60, 120)}
 
@@ -503,7 +494,7 @@ def assert_every_alarm_raised_once(kafka_bootstrap: str, tickets: list[Envelope]
 
 
 def test_kill_9_mid_run_neither_misses_nor_doubles_an_alarm(kafka_bootstrap: str, tmp_path: Path) -> None:
-    service = SlaProcess(kafka_bootstrap, admin_keys(tmp_path), unique("sla-kill"), tmp_path / "state")
+    service = SlaProcess(kafka_bootstrap, keys_file(tmp_path / "api-keys.json"), unique("sla-kill"), tmp_path / "state")
     service.start()
     try:
         eventually(service.ready, timeout_s=60, what="sla process ready")
@@ -533,7 +524,7 @@ def test_a_standby_takes_a_killed_replicas_partitions_over_from_its_warm_store(
     """Each replica follows sla.clocks of the partitions the other owns; killed, its partitions go to the survivor,
     whose store already holds their clocks: it reads the changelog's tail, not the partitions, and no alarm is missed
     or doubled."""
-    keys, group = admin_keys(tmp_path), unique("sla-standby")
+    keys, group = keys_file(tmp_path / "api-keys.json"), unique("sla-standby")
     victim, survivor = (
         SlaProcess(kafka_bootstrap, keys, group, tmp_path / f"state-{i}", SESSION_TIMEOUT_SECONDS="2") for i in (1, 2)
     )
@@ -568,7 +559,7 @@ def test_a_replica_whose_process_is_gone_is_removed_from_the_group_without_waiti
     minutes. The survivor sees nothing listen at its presence port nor at its HTTP port, removes it from the group
     and holds every ticket long before. A replica stopped gracefully keeps its presence port open until it has left
     the group itself: nobody removes it."""
-    keys, group = admin_keys(tmp_path), unique("sla-presence")
+    keys, group = keys_file(tmp_path / "api-keys.json"), unique("sla-presence")
     settings = {"SESSION_TIMEOUT_SECONDS": "120", "PEER_PROBE_SECONDS": "0.25"}
     stopped, victim, survivor = (
         SlaProcess(kafka_bootstrap, keys, group, tmp_path / f"state-{i}", **settings) for i in (1, 2, 3)
@@ -602,7 +593,7 @@ def test_a_replica_killed_and_started_again_at_its_address_removes_its_former_pr
     """A container restarted in its pod: the new process, at the same address, would wait for the session of the
     one that died (two minutes here) before the group took it in. It removes that member first, and is ready long
     before."""
-    keys, group = admin_keys(tmp_path), unique("sla-restarted")
+    keys, group = keys_file(tmp_path / "api-keys.json"), unique("sla-restarted")
     replica = SlaProcess(kafka_bootstrap, keys, group, tmp_path / "state", SESSION_TIMEOUT_SECONDS="120")
     replica.start()
     try:
@@ -621,7 +612,7 @@ def test_a_replica_stops_on_sigterm_while_its_group_waits_for_a_dead_member(
     """Started again with the watch off, a replica's join waits for the dead one's session (two minutes). Stopped
     meanwhile, it gave up on its consumer only once the JoinGroup request timed out: 34 s after SIGTERM. Its clients
     now get a bounded time to stop (SlaProcess.stop fails the test past 20 s)."""
-    keys, group = admin_keys(tmp_path), unique("sla-stopping")
+    keys, group = keys_file(tmp_path / "api-keys.json"), unique("sla-stopping")
     settings = {"SESSION_TIMEOUT_SECONDS": "120", "PEER_PROBE_SECONDS": "0"}
     replica = SlaProcess(kafka_bootstrap, keys, group, tmp_path / "state", **settings)
     replica.start()
@@ -644,12 +635,8 @@ def test_a_replica_stops_on_sigterm_while_its_group_waits_for_a_dead_member(
 
 def test_either_replica_answers_for_any_ticket(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Two sla processes share the partitions; a GET for a ticket held by the other one is passed to it."""
-    keys_file = tmp_path / "api-keys.json"
-    keys_file.write_text(
-        ApiKeysFile(keys=[ApiKeyEntry(name="admin", sha256=hash_key(ADMIN), role="admin")]).model_dump_json()
-    )
-    group = unique("sla-pair")
-    replicas = [SlaProcess(kafka_bootstrap, keys_file, group, tmp_path / f"state-{i}") for i in range(2)]
+    keys, group = keys_file(tmp_path / "api-keys.json"), unique("sla-pair")
+    replicas = [SlaProcess(kafka_bootstrap, keys, group, tmp_path / f"state-{i}") for i in range(2)]
     for replica in replicas:
         replica.start()
     try:

@@ -48,7 +48,8 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
         }
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
-        self.holders = {int(partition): address for partition, address in json.loads(assignment.user_data).items()}
+        held = json.loads(assignment.user_data) if assignment.user_data else {}  # none: a leader of RoundRobin's own
+        self.holders = {int(partition): address for partition, address in held.items()}
 
     def holds_here(self, partition: int) -> bool:
         return self.holders.get(partition) == self.address
@@ -61,6 +62,15 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
         """The address of the replica holding `partition`, if it is another one."""
         address = self.holders.get(partition)
         return None if address == self.address else address
+
+
+class RoundRobinDirectory(ReplicaDirectory):
+    """The directory under the protocol of aiokafka's default assignor, for a group that has been using that one
+    (intake's owners): both assign alike, so replicas of a version before the directory and of one with it share the
+    group through a rolling upgrade. While an older replica leads the group, the directory is empty: nobody's
+    presence is watched until a newer one leads."""
+
+    name = RoundRobinPartitionAssignor.name
 
 
 def advertised_address(member_metadata: bytes) -> str | None:

@@ -1,8 +1,9 @@
 """Failure detection below a consumer group's session timeout.
 
 A group notices a member gone only once its session expires (seconds, so that a busy member is not expelled), and
-meanwhile nobody holds its partitions: sla's alarms wait. A replica that died (kill -9, the OOM killer, a crash)
-leaves a sign much sooner: nothing listens on its ports any more, and a connection is refused at once.
+meanwhile nobody holds its partitions: sla's alarms wait, and commands on intake's tickets answer 503. A replica
+that died (kill -9, the OOM killer, a crash) leaves a sign much sooner: nothing listens on its ports any more, and a
+connection is refused at once.
 
 Every replica opens a presence port (`Presence`) that it closes only once out of its group (or its process's end
 does): a graceful stop, which finishes its batch and then leaves the group itself, keeps it open throughout, while
@@ -28,7 +29,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
 from prometheus_client import Counter
 
-from .directory import advertised_address
+from .directory import ReplicaDirectory, advertised_address
+from .kafka import make_admin
+from .settings import GroupMemberSettings
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,20 @@ class PeerWatch:
             await admin.start()
             self._admin = admin
         return self._admin
+
+
+async def before_joining(
+    presence: Presence, directory: ReplicaDirectory, group_id: str, settings: GroupMemberSettings, client_id: str
+) -> PeerWatch | None:
+    """What a replica does before it joins `group_id`: it opens its presence port (its peers watch it from then on)
+    and, unless probing is off (PEER_PROBE_SECONDS=0), removes a former process at its own address and returns the
+    watch of the others, for the caller to run beside its consumer."""
+    await presence.open(settings.http_host)
+    if not settings.peer_probe_seconds:
+        return None
+    watch = PeerWatch(group_id, directory.others, lambda: make_admin(settings, client_id), settings.peer_probe_seconds)
+    await watch.remove_former_self(directory.address)
+    return watch
 
 
 async def refused(host: str, port: int, timeout_s: float) -> bool:

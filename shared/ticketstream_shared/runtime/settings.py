@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +63,47 @@ class ServiceSettings(KafkaSettings):
         description="Where the service keeps its local state store (RocksDB), one directory per process. Unset: a "
         "temporary one, so every start restores from the service's changelog topic.",
     )
+
+
+class GroupMemberSettings(ServiceSettings):
+    """For the services whose replicas share a consumer group's partitions and watch each other's presence
+    (runtime/presence.py): intake's owners, sla's clocks."""
+
+    session_timeout_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="How long the group waits for a silent replica before its partitions go to another; their work "
+        "waits meanwhile (sla: alarms due; intake: commands on those tickets answer 503). A replica whose process is "
+        "gone is removed sooner (PEER_PROBE_SECONDS). The broker's group.min.session.timeout.ms must allow it (6 s by "
+        "default).",
+    )
+    peer_probe_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="How often each other replica's presence port is probed (0: never). A replica whose process is "
+        "gone (nothing listens on its presence port or its HTTP port) is removed from the group at once, without "
+        "waiting for its session timeout; one that does not answer is left to the session timeout.",
+    )
+    advertised_url: str | None = Field(
+        default=None,
+        description="How the other replicas reach this one's HTTP API, e.g. http://$(POD_IP):8002. By default "
+        "http://<HTTP_HOST>:<HTTP_PORT>, with the host name when listening on every interface.",
+    )
+
+    @property
+    def own_url(self) -> str:
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        host = socket.gethostname() if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    def group_timing(self) -> dict[str, int]:
+        """The consumer's session and heartbeat: a heartbeat often enough that a member removed by a peer's watch is
+        noticed at once by the others (at most every 250 ms, at least every 100 ms)."""
+        session_ms = int(self.session_timeout_seconds * 1000)
+        return {"session_timeout_ms": session_ms, "heartbeat_interval_ms": max(min(session_ms // 5, 250), 100)}
 
 
 class PrivacySettings(BaseSettings):
