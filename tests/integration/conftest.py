@@ -22,6 +22,10 @@ NEW_TICKET = {
 def running_intake(kafka_bootstrap: str, **configured: object) -> TestClient:
     """An intake app over the broker; entering the client runs its lifespan (it reads the log back first). Without a
     `state_dir`, its local store is a temporary directory: each one starts as on a new machine."""
+    # Served in this process, not on its HTTP port: every such replica would advertise the same address, and each
+    # one's start would remove the others from the owners group as its own former process. (The presence watch is
+    # tested with intake processes, test_intake_replicas.)
+    configured.setdefault("peer_probe_seconds", 0)
     settings = IntakeSettings(
         kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests", **configured
     )

@@ -24,8 +24,10 @@ SCHEMA = schemathesis.openapi.from_dict(build_app(IntakeSettings(api_keys_file=U
 
 @pytest.fixture(scope="module")
 def intake_url(kafka_bootstrap: str) -> Iterator[str]:
-    """An intake served by uvicorn on a real port, as in production."""
-    app = build_app(IntakeSettings(kafka_bootstrap_servers=kafka_bootstrap, api_keys_file=UNUSED), TEST_KEYS)
+    """An intake served by uvicorn on a real port, as in production (its presence watch off, as the in-process
+    replicas' of conftest.running_intake: it would advertise their address)."""
+    settings = IntakeSettings(kafka_bootstrap_servers=kafka_bootstrap, api_keys_file=UNUSED, peer_probe_seconds=0)
+    app = build_app(settings, TEST_KEYS)
     with served(app, what="intake") as url:
         yield url
 
