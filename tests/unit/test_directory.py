@@ -47,3 +47,13 @@ def test_a_group_that_used_the_default_assignor_keeps_its_protocol_and_an_older_
     newer.on_assignment(assignments["m-newer"])
     assert newer.holders == {} and newer.others() == set()
     assert [tp.partition for tp in assignments["m-newer"].partitions()] == [0, 2]
+
+
+def test_a_newer_leader_names_no_address_for_the_partitions_of_a_member_that_advertises_none() -> None:
+    """Its partitions have no holder in the directory, so nobody watches it (its presence could not be probed)."""
+    newer = RoundRobinDirectory("http://newer:8001")
+    older_metadata = ConsumerProtocolMemberMetadata(0, [TOPIC], b"")
+    assignments = newer.assign(Cluster(), {"m-newer": newer.metadata([TOPIC]), "m-older": older_metadata})  # type: ignore[arg-type]
+    newer.on_assignment(assignments["m-newer"])
+    assert newer.holders == {0: "http://newer:8001", 2: "http://newer:8001"}
+    assert newer.others() == set()

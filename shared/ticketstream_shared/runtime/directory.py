@@ -36,8 +36,9 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         plain = RoundRobinPartitionAssignor.assign(cluster, members)
         holders = {
-            partition: _address(members[member])
+            partition: address
             for member, assignment in plain.items()
+            if (address := _address(members[member]))  # none: a replica of a version before the directory
             for _topic, partitions in assignment.assignment
             for partition in partitions
         }
