@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
@@ -24,6 +25,31 @@ log = logging.getLogger(__name__)
 CORRELATION_HEADER = "correlation_id"
 
 T = TypeVar("T")
+
+
+def _broken_connections_raise_connection_errors() -> None:
+    """A request written to a socket the broker has just closed fails, in aiokafka, as a KafkaConnectionError when
+    the event loop raises OSError; uvloop (which uvicorn runs every service on) raises RuntimeError instead. aiokafka
+    retries the first and reconnects; the second ended a group consumer's coordination and stopped the service in a
+    broker restart (aiokafka issue #1038, open). So the second becomes the first."""
+    send = AIOKafkaConnection.send
+    if getattr(send, "mends_closed_transports", False):
+        return
+
+    def send_or_fail_as_broken(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
+        try:
+            return send(self, request, expect_response)
+        except RuntimeError as error:
+            if self._writer is None or not self._writer.transport.is_closing():
+                raise
+            self.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError(f"Connection at {self.host}:{self.port} broken: {error}") from error
+
+    send_or_fail_as_broken.mends_closed_transports = True  # type: ignore[attr-defined]
+    AIOKafkaConnection.send = send_or_fail_as_broken  # type: ignore[method-assign]
+
+
+_broken_connections_raise_connection_errors()
 
 
 def make_producer(settings: ServiceSettings, client_id: str, **overrides: Any) -> AIOKafkaProducer:
