@@ -8,6 +8,8 @@ Four Kafka clients, one producer:
     this process decides for;
   - a reader of sla.config: the services of the catalogue, whose owner teams take the tickets no rule routes;
   - with a privacy master key, a reader of privacy.keys: technicians' names are sealed on the team log.
+In both groups the replicas watch each other's presence (runtime/presence.py): a replica whose process is gone is
+removed at once, and its tickets and teams go to the others without waiting for its session.
 Tickets done with wait on disk (`STATE_DIR`, a temporary directory without it) instead of in memory, with
 checkpoints of the desk that a restart resumes from (archive.py).
 """
@@ -31,9 +33,11 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
+from ticketstream_shared.runtime.directory import RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.store import LocalStore
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -65,12 +69,16 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
     catalogue = ServiceCatalogue()
     #: sla writes sla.config; assignment follows it for the services' owner teams, and parks nothing of it.
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "assignment", owner=False)
+    #: In both groups (the router's, the teams'), the replicas watch each other's presence through one port.
+    presence = Presence()
+    teams = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
     router = EventConsumer(
         settings,
         service="assignment",
         group_id=settings.consumer_group,
         decoders={TICKETS_EVENTS: decode_ticket_event, SLA_EVENTS: decode_sla_event},
         handle=TicketRouter(team_log, catalogue, catalogue_log, clock).handle,
+        membership=Membership(presence, RoundRobinDirectory(settings.own_url), settings),
     )
 
     async def follow_catalogue() -> None:
@@ -84,11 +92,17 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
         follower = await start_when_reachable(
             lambda: make_consumer(settings, group_id=None, client_id="assignment-team-log"), "team-log follower"
         )
+        teams_group = f"{settings.consumer_group}-teams"
         owner = await start_when_reachable(
-            lambda: make_consumer(settings, group_id=f"{settings.consumer_group}-teams", client_id="assignment-teams"),
+            lambda: make_consumer(
+                settings, group_id=teams_group, client_id="assignment-teams", **teams.consumer_options()
+            ),
             "team owner",
         )
+        watch = await teams.before_joining(teams_group, "assignment-teams-peer-watch")
         consumers, logs = [owner, follower], [team_log.follow(follower), team_log.own(owner)]
+        if watch is not None:
+            logs.append(watch.run())
         if data_keys is not None:
             data_keys.log.producer = team_log.producer  # a key for a technician named here first
             consumers.append(
@@ -123,6 +137,7 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            presence.close()  # only once out of both groups: closed earlier, the others would remove this replica
             if team_log.producer is not None:
                 await team_log.producer.stop()  # flushes what is in flight
             store.close()
@@ -135,7 +150,7 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
             "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
-    app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan)
+    app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     app.state.team_log = team_log  # which teams this process decides for, for operators and tests
     api.install(app, Dispatcher(team_log, clock, correlation_id.get, data_keys or PLAIN))
     return app

@@ -2,9 +2,9 @@
 
 from pydantic import Field
 
-from ticketstream_shared.runtime.settings import PrivacySettings, ServiceSettings
+from ticketstream_shared.runtime.settings import GroupMemberSettings, PrivacySettings
 
 
-class AssignmentSettings(ServiceSettings, PrivacySettings):
+class AssignmentSettings(GroupMemberSettings, PrivacySettings):
     http_port: int = Field(default=8003, ge=1, le=65535)
     consumer_group: str = "assignment"

@@ -37,7 +37,7 @@ from ticketstream_shared.runtime.kafka import (
     stop_within,
     wait_for_topics,
 )
-from ticketstream_shared.runtime.presence import Presence, before_joining
+from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -100,8 +100,8 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
     presence = Presence()
-    #: The owners' addresses, as the owners group assigns its partitions: the peers whose presence is watched.
-    directory = RoundRobinDirectory(settings.own_url)
+    #: In the owners group, the replicas watch each other's presence (their addresses: the group's directory).
+    owners = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
     inbound = EventConsumer(
         settings,
         service="intake",
@@ -168,7 +168,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
 
     async def own(consumer: AIOKafkaConsumer) -> None:
         await wait_for_topics(consumer, [INTAKE_COMMANDS, TICKETS_EVENTS])
-        watch = await before_joining(presence, directory, settings.owners_group, settings, "intake-peer-watch")
+        watch = await owners.before_joining(settings.owners_group, "intake-peer-watch")
         if watch is not None:  # an owner killed: its tickets' commands wait for no session
             tasks.append(watching := asyncio.create_task(watch.run()))
             stop_the_service_if_it_fails(watching, stopping.is_set)
@@ -191,8 +191,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
                     "owner",
                     own,
                     group_id=settings.owners_group,
-                    partition_assignment_strategy=(directory,),
-                    **settings.group_timing(),
+                    **owners.consumer_options(),
                 )
             ),
         ]

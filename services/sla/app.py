@@ -30,7 +30,7 @@ from ticketstream_shared.runtime.kafka import (
     wait_for_topics,
 )
 from ticketstream_shared.runtime.memory import tune_garbage_collection
-from ticketstream_shared.runtime.presence import Presence, before_joining
+from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.store import Changes, LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -56,6 +56,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
     timekeeper = Timekeeper(clocks.agreements, wake=clocks.load)
     presence = Presence()
     directory = ReplicaDirectory(settings.own_url)  # who holds which partition, for GET /v1/sla/tickets/{id}
+    membership = Membership(presence, directory, settings)
     config_log = sla_config_log(timekeeper)
     workers: list[ClockWorker] = []
     stopping = asyncio.Event()
@@ -103,7 +104,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             supervised(standby.run(), "sla-standby"),
             supervised(changelog.run(), "sla-changelog"),
         ]
-        watch = await before_joining(presence, directory, settings.consumer_group, settings, "sla-peer-watch")
+        watch = await membership.before_joining(settings.consumer_group, "sla-peer-watch")
         if watch is not None:
             background.append(supervised(watch.run(), "sla-peer-watch"))
         consumer = await start_when_reachable(
@@ -111,11 +112,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
                 settings,
                 group_id=settings.consumer_group,
                 client_id="sla",
-                # One assignor only: aiokafka 0.14 sends one JoinGroup per assignor, each with a longer list of
-                # protocols, and the broker takes each later one as changed metadata and rebalances again: two
-                # members doing so kept a group rebalancing for minutes (aio-libs/aiokafka#1168).
-                partition_assignment_strategy=(directory,),
-                **settings.group_timing(),
+                **membership.consumer_options(),
             ),
             "consumer",
         )

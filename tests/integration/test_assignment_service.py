@@ -30,7 +30,9 @@ from assignment.teamlog import TeamLog
 from sla.config_log import config_key
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.metrics import metric
 from tests.polling import eventually
+from tests.replicas import replicas
 from tests.unit.test_sla_clocks import config
 from ticketstream_shared.contract import (
     Actor,
@@ -56,10 +58,14 @@ from ticketstream_shared.contract.topics import (
 pytestmark = pytest.mark.integration
 
 
+#: Apps served in the test process, not on their HTTP port: two of one group would advertise the same address, and
+#: each one's start would remove the other from the groups as its own former process. (The presence watch is tested
+#: with assignment processes, in test_a_killed_replicas_work_goes_to_the_survivor_without_waiting_for_its_session.)
+IN_PROCESS = {"api_keys_file": "unused-keys-come-from-tests", "peer_probe_seconds": 0}
+
+
 def an_assignment_process(kafka_bootstrap: str, group: str) -> TestClient:
-    settings = AssignmentSettings(
-        kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests", consumer_group=group
-    )
+    settings = AssignmentSettings(kafka_bootstrap_servers=kafka_bootstrap, consumer_group=group, **IN_PROCESS)
     return TestClient(build_app(settings, TEST_KEYS))
 
 
@@ -609,8 +615,9 @@ def test_two_processes_taking_the_same_profile_at_once_make_one_change(two_proce
 
 
 def a_process_on_disk(kafka_bootstrap: str, group: str, state_dir: Path) -> TestClient:
-    settings = AssignmentSettings(kafka_bootstrap_servers=kafka_bootstrap, api_keys_file="unused-keys-come-from-tests",
-                                  consumer_group=group, state_dir=state_dir)  # fmt: skip
+    settings = AssignmentSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, consumer_group=group, state_dir=state_dir, **IN_PROCESS
+    )
     return TestClient(build_app(settings, TEST_KEYS))
 
 
@@ -687,3 +694,40 @@ def freeze_checkpoints_once_ahead_of_the_fold(monkeypatch) -> list[dict[int, int
 
 async def no_checkpoint(self: object) -> None:
     pass
+
+
+def test_a_killed_replicas_work_goes_to_the_survivor_without_waiting_for_its_session(tmp_path):
+    """Two assignment processes, sessions of two minutes: the groups alone would leave a killed one's ticket
+    partitions (the router's group) and teams (the teams group) unheld for two minutes. The survivor finds nothing
+    listening at its presence port nor at its HTTP port, removes it from both groups, and assigns every new ticket
+    long before. (A broker of its own: a kill must not disturb the session's, nor these processes route the tickets
+    other tests left on tickets.events.)"""
+    with replicas("assignment", 2, tmp_path, SESSION_TIMEOUT_SECONDS="120") as (bootstrap, (victim, survivor)):
+        with httpx.Client(base_url=survivor.url, timeout=10) as http:
+            prefix = set_up_teams(http, TEAMS, technicians_per_team=1, capacity=20)  # type: ignore[arg-type]
+
+        def all_assigned(tickets: list[Envelope]) -> bool:
+            latest = latest_by_ticket(decisions_about(bootstrap, {ticket.ticket_id for ticket in tickets}))
+            assigned = [event for event in latest.values() if event.event_type == "assignment.assigned"]
+            return len(assigned) == len(tickets)
+
+        def some_tickets(batch: str) -> list[Envelope]:
+            """Two of every team's: their ticket ids spread over the router's partitions."""
+            return [
+                a_ticket_created(f"{prefix}-{batch}{n}", category=f"{prefix}-{team}")
+                for n, team in enumerate(list(TEAMS) * 2)
+            ]
+
+        before = some_tickets("before")
+        publish(bootstrap, before)
+        eventually(lambda: all_assigned(before), timeout_s=60, what="the tickets assigned by both processes")
+        assert metric(survivor.url, EVICTED) == 0
+        victim.kill9()
+        after = some_tickets("after")
+        publish(bootstrap, after)
+        eventually(lambda: all_assigned(after), timeout_s=60, what="the survivor assigning every ticket")
+        # Removed from both groups (the router's, the teams'), one eviction each.
+        eventually(lambda: metric(survivor.url, EVICTED) == 2, what="the victim removed from both groups")
+
+
+EVICTED = "ticketstream_group_members_evicted_total"

@@ -3,7 +3,6 @@ whichever replica the caller reached. Checked on tickets.events itself: no lost 
 duplicate event."""
 
 import asyncio
-import os
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -12,14 +11,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from deploy.kafka.launcher import LocalKafka, free_ports
-from deploy.processes import procfile_processes
 from tests.integration.conftest import NEW_TICKET, running_intake
-from tests.keys import ADMIN, INTEGRATION, bearer, keys_file
+from tests.keys import ADMIN, INTEGRATION, bearer
+from tests.metrics import metric
 from tests.polling import eventually
+from tests.replicas import replicas
 from ticketstream_shared.contract import decode_ticket_event
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka_admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -124,64 +122,38 @@ def test_an_owner_killed_is_removed_from_the_owners_group_and_its_tickets_decide
     for two minutes, every command on them a 503. The survivor finds nothing listening at the victim's presence port
     nor at its HTTP port, removes it from the group, and decides its tickets long before. (A broker of its own: a
     kill must not disturb the session's, nor these replicas read the requests other tests left on tickets.inbound.)"""
-    with LocalKafka(tmp_path / "kafka") as kafka:
-        asyncio.run(ensure_topics(kafka.bootstrap_servers))
-        environment = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "API_KEYS_FILE": str(keys_file(tmp_path / "api-keys.json")),
-            "STATE_ROOT": str(tmp_path / "state"),
-            "SESSION_TIMEOUT_SECONDS": "120",
-            "LOG_LEVEL": "WARNING",
-        }
-        names = ["intake.1", "intake.2"]
-        ports = dict(zip(names, free_ports(2), strict=True))
-        victim, survivor = procfile_processes({"intake": 2}, environment, ports, tmp_path).values()
-        try:
-            for replica in (victim, survivor):
-                replica.start()
-            for replica in (victim, survivor):
-                eventually(replica.ready, timeout_s=90, what=f"{replica.name} ready")
-            assert httpx.get(f"{victim.url}/healthz", timeout=10).json()["presence_port"] > 0
+    with replicas("intake", 2, tmp_path, SESSION_TIMEOUT_SECONDS="120") as (_, (victim, survivor)):
+        assert httpx.get(f"{victim.url}/healthz", timeout=10).json()["presence_port"] > 0
 
-            def opened_by_its_owner(replica) -> str | None:
-                """A ticket opened without a key, decided where it was opened: its partition is that replica's."""
-                before = metric(replica, FORWARDED)
-                answer = httpx.post(f"{replica.url}/v1/tickets", json=NEW_TICKET, headers=bearer(ADMIN), timeout=10)
-                return (
-                    answer.json()["id"] if answer.status_code == 201 and metric(replica, FORWARDED) == before else None
-                )
+        def opened_by_its_owner(replica) -> str | None:
+            """A ticket opened without a key, decided where it was opened: its partition is that replica's."""
+            before = metric(replica.url, FORWARDED)
+            answer = httpx.post(f"{replica.url}/v1/tickets", json=NEW_TICKET, headers=bearer(ADMIN), timeout=10)
+            return (
+                answer.json()["id"] if answer.status_code == 201 and metric(replica.url, FORWARDED) == before else None
+            )
 
-            for replica in (victim, survivor):  # once the group has settled with a share for each
-                eventually(lambda r=replica: all(opened_by_its_owner(r) for _ in range(5)), what="tickets decided")
-            tickets = [opened_by_its_owner(victim) for _ in range(3)]
-            assert all(tickets), "the owners group changed hands while the tickets were opened"
-            assert metric(survivor, EVICTED) == 0
-            victim.kill9()
+        for replica in (victim, survivor):  # once the group has settled with a share for each
+            eventually(lambda r=replica: all(opened_by_its_owner(r) for _ in range(5)), what="tickets decided")
+        tickets = [opened_by_its_owner(victim) for _ in range(3)]
+        assert all(tickets), "the owners group changed hands while the tickets were opened"
+        assert metric(survivor.url, EVICTED) == 0
+        victim.kill9()
 
-            def worklog_recorded(ticket_id: str) -> bool:
-                answer = httpx.post(
-                    f"{survivor.url}/v1/tickets/{ticket_id}/worklogs",
-                    json={"technician_id": "tech-1", "minutes": 5, "billable": True},
-                    headers={**bearer(ADMIN), "Idempotency-Key": f"after-the-kill-{ticket_id}"},
-                    timeout=30,
-                )
-                assert answer.status_code in (201, 503), answer.text
-                return answer.status_code == 201
+        def worklog_recorded(ticket_id: str) -> bool:
+            answer = httpx.post(
+                f"{survivor.url}/v1/tickets/{ticket_id}/worklogs",
+                json={"technician_id": "tech-1", "minutes": 5, "billable": True},
+                headers={**bearer(ADMIN), "Idempotency-Key": f"after-the-kill-{ticket_id}"},
+                timeout=30,
+            )
+            assert answer.status_code in (201, 503), answer.text
+            return answer.status_code == 201
 
-            for ticket_id in tickets:
-                eventually(lambda t=ticket_id: worklog_recorded(t), timeout_s=60, what="the survivor deciding it")
-            eventually(lambda: metric(survivor, EVICTED) == 1, what="the victim removed by the survivor")
-        finally:
-            for replica in (victim, survivor):
-                replica.stop()
+        for ticket_id in tickets:
+            eventually(lambda t=ticket_id: worklog_recorded(t), timeout_s=60, what="the survivor deciding it")
+        eventually(lambda: metric(survivor.url, EVICTED) == 1, what="the victim removed by the survivor")
 
 
 FORWARDED = 'ticketstream_intake_commands_total{path="forwarded"}'
 EVICTED = "ticketstream_group_members_evicted_total"
-
-
-def metric(replica, name: str) -> float:
-    """A counter of a replica running as its own process (0 before it is first counted)."""
-    text = httpx.get(f"{replica.url}/metrics", headers=bearer(ADMIN), timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith((f"{name} ", f"{name}{{")))

@@ -29,6 +29,7 @@ from sla.settings import SlaSettings
 from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters, headers
 from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer, keys_file
+from tests.metrics import metric
 from tests.polling import eventually
 from ticketstream_shared.contract import CommentAdded, Envelope, TicketStatusChanged, encode
 from ticketstream_shared.contract.topics import (
@@ -407,10 +408,7 @@ class SlaProcess(ServiceProcess):
         return True
 
     def metric(self, name: str) -> float:
-        response = httpx.get(f"http://127.0.0.1:{self.port}/metrics", headers=bearer(ADMIN), timeout=10)
-        assert response.status_code == 200, response.text
-        lines = response.text.splitlines()
-        return sum(float(line.split()[-1]) for line in lines if line.startswith((f"{name} ", f"{name}{{")))
+        return metric(f"http://127.0.0.1:{self.port}", name)
 
     def put(self, path: str, body: dict[str, Any]) -> None:
         response = httpx.put(f"http://127.0.0.1:{self.port}{path}", json=body, headers=bearer(ADMIN), timeout=10)

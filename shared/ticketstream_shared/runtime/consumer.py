@@ -32,6 +32,7 @@ from .kafka import (
     wait_for_topics,
 )
 from .logging import correlated
+from .presence import Membership
 from .settings import ServiceSettings
 from .supervision import stop_the_service_if_it_fails
 
@@ -110,7 +111,9 @@ class EventConsumer:
 
     With `co_partitioned`, partition n of every topic goes to the same member (the range assignor; the topics have
     as many partitions each): state kept per ticket partition sees all of a ticket's events, whatever topic. With
-    `start_at_end`, a group that has committed nothing yet starts at the end of each partition, not its beginning."""
+    `start_at_end`, a group that has committed nothing yet starts at the end of each partition, not its beginning.
+    With a `membership`, the group's members watch each other's presence (runtime/presence.py): a member whose
+    process is gone is removed at once, not after its session."""
 
     def __init__(
         self,
@@ -126,8 +129,12 @@ class EventConsumer:
         co_partitioned: bool = False,
         start_at_end: bool = False,
         on_assigned: OnAssigned | None = None,
+        membership: Membership | None = None,
     ) -> None:
+        if co_partitioned and membership is not None:
+            raise ValueError("a group's directory assigns round robin: not co-partitioned")
         self._settings = settings
+        self._membership = membership
         self._service = service
         self._group_id = group_id
         self._decoders = decoders
@@ -190,6 +197,8 @@ class EventConsumer:
         options: dict[str, Any] = {"auto_offset_reset": "latest"} if self._start_at_end else {}
         if self._co_partitioned:
             options["partition_assignment_strategy"] = (RangePartitionAssignor,)
+        if self._membership is not None:
+            options.update(self._membership.consumer_options())
         consumer = await start_when_reachable(
             lambda: make_consumer(self._settings, group_id=self._group_id, client_id=self._service, **options),
             "consumer",
@@ -201,6 +210,7 @@ class EventConsumer:
         stop both clients."""
         self._dead_letters, self.consumer = dead_letters, consumer
         await wait_for_topics(self.consumer, self._decoders)
+        watching = await self._watch_the_group()
         self.consumer.subscribe(list(self._decoders), listener=self._assignment)
         in_hand: _Handling | None = None
         try:
@@ -228,6 +238,21 @@ class EventConsumer:
             # what was not committed is delivered again).
             for client in (self.consumer, self._dead_letters):
                 await stop_within(client)
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+
+    async def _watch_the_group(self) -> asyncio.Task[None] | None:
+        """Before joining: with a membership, the watch of the others' presence, running."""
+        if self._membership is None:
+            return None
+        watch = await self._membership.before_joining(self._group_id, f"{self._service}-peer-watch")
+        if watch is None:
+            return None
+        watching = asyncio.create_task(watch.run(), name=f"{self._service}-peer-watch")
+        stop_the_service_if_it_fails(watching, self._stopping.is_set)
+        return watching
 
     def _start(self, batch: list[Delivery], read: dict[TopicPartition, int]) -> _Handling:
         """Hand `batch` to the handler, as a task: with read_ahead the next batch is read meanwhile."""

@@ -1,9 +1,9 @@
 """Failure detection below a consumer group's session timeout.
 
 A group notices a member gone only once its session expires (seconds, so that a busy member is not expelled), and
-meanwhile nobody holds its partitions: sla's alarms wait, and commands on intake's tickets answer 503. A replica
-that died (kill -9, the OOM killer, a crash) leaves a sign much sooner: nothing listens on its ports any more, and a
-connection is refused at once.
+meanwhile nobody holds its partitions: sla's alarms wait, commands on intake's tickets answer 503, and assignment's
+new tickets wait for a technician. A replica that died (kill -9, the OOM killer, a crash) leaves a sign much sooner:
+nothing listens on its ports any more, and a connection is refused at once.
 
 Every replica opens a presence port (`Presence`) that it closes only once out of its group (or its process's end
 does): a graceful stop, which finishes its batch and then leaves the group itself, keeps it open throughout, while
@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,11 +50,15 @@ class Presence:
 
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
+        self._opening = asyncio.Lock()  # the groups of one process join side by side
         self.port: int | None = None
 
     async def open(self, host: str) -> None:
-        self._server = await asyncio.start_server(_hang_up, host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        """Open the port; once for the process, however many groups it joins."""
+        async with self._opening:
+            if self._server is None:
+                self._server = await asyncio.start_server(_hang_up, host, 0)
+                self.port = self._server.sockets[0].getsockname()[1]
 
     def close(self) -> None:
         if self._server is not None:
@@ -195,18 +201,35 @@ class PeerWatch:
         return self._admin
 
 
-async def before_joining(
-    presence: Presence, directory: ReplicaDirectory, group_id: str, settings: GroupMemberSettings, client_id: str
-) -> PeerWatch | None:
-    """What a replica does before it joins `group_id`: it opens its presence port (its peers watch it from then on)
-    and, unless probing is off (PEER_PROBE_SECONDS=0), removes a former process at its own address and returns the
-    watch of the others, for the caller to run beside its consumer."""
-    await presence.open(settings.http_host)
-    if not settings.peer_probe_seconds:
-        return None
-    watch = PeerWatch(group_id, directory.others, lambda: make_admin(settings, client_id), settings.peer_probe_seconds)
-    await watch.remove_former_self(directory.address)
-    return watch
+@dataclass(frozen=True)
+class Membership:
+    """A replica's part in one group whose members watch each other: the process's presence port (one for all its
+    groups), the group's directory of addresses (its consumer's assignor), and the settings of a group member."""
+
+    presence: Presence
+    directory: ReplicaDirectory
+    settings: GroupMemberSettings
+
+    def consumer_options(self) -> dict[str, Any]:
+        """What the group's consumer is made with: the directory as its only assignor, the session and heartbeat.
+        (One assignor only: aiokafka 0.14 sends one JoinGroup per assignor, each with a longer list of protocols, and
+        the broker takes each later one as changed metadata and rebalances again: two members doing so kept a group
+        rebalancing for minutes, aio-libs/aiokafka#1168.)"""
+        return {"partition_assignment_strategy": (self.directory,), **self.settings.group_timing()}
+
+    async def before_joining(self, group_id: str, client_id: str) -> PeerWatch | None:
+        """What a replica does before it joins `group_id`: it opens its presence port (its peers watch it from then
+        on) and, unless probing is off (PEER_PROBE_SECONDS=0), removes a former process at its own address and
+        returns the watch of the others, for the caller to run beside its consumer."""
+        await self.presence.open(self.settings.http_host)
+        if not self.settings.peer_probe_seconds:
+            return None
+        settings = self.settings
+        watch = PeerWatch(
+            group_id, self.directory.others, lambda: make_admin(settings, client_id), settings.peer_probe_seconds
+        )
+        await watch.remove_former_self(self.directory.address)
+        return watch
 
 
 async def refused(host: str, port: int, timeout_s: float) -> bool:
