@@ -76,6 +76,7 @@ demo: install .local/dev-keys.json .local/notify-secrets.key .local/privacy-mast
 
 test: install
 	$(VENV)/bin/ruff check shared services tests bench deploy
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 # The chaos test on a Kafka cluster of three brokers, one broker and then the controller leader killed under load

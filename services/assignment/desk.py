@@ -169,7 +169,7 @@ class Desk:
             self.ticket_teams[ticket_id] = team
         decided = self._fold(record, decides, instance)
         team = self.ticket_teams.get(ticket_id)
-        if team is not None and (ticket := self.teams[team].tickets.get(ticket_id)) is not None and not ticket.is_open:
+        if team is not None and (held := self.teams[team].tickets.get(ticket_id)) is not None and not held.is_open:
             self.done_with[ticket_id] = None
         return decided
 
@@ -363,7 +363,7 @@ TICKET_NAMED: dict[type[TeamLogEvent], Callable[[Any], str]] = {
 TRAILED: frozenset[type[TeamLogEvent]] = frozenset(ROSTER_EVENT_TYPES)
 
 
-def _forwarding(cause: TeamLogEvent, ticket_id: str) -> dict[str, object]:
+def _forwarding(cause: TeamLogEvent, ticket_id: str) -> dict[str, Any]:
     """The envelope of a record forwarded because of `cause`: the same id in every process, on every retry."""
     return {
         "event_id": DECISION_IDS(f"{cause.event_id}:{ticket_id}:forwarded"),
@@ -376,7 +376,7 @@ def _forwarding(cause: TeamLogEvent, ticket_id: str) -> dict[str, object]:
 def outcome_of(data: OutcomeData) -> Outcome:
     if not data.assigned:
         return Unassignable(data.ticket_id, data.reason, announce=False, holder=data.technician_id)
-    assert data.tier is not None and data.strategy is not None
+    assert data.technician_id is not None and data.tier is not None and data.strategy is not None
     return Assigned(data.ticket_id, data.technician_id, data.tier, data.strategy, data.reason,
                     data.previous_technician_id)  # fmt: skip
 
@@ -416,6 +416,7 @@ def published(
     as that of `recorded`, is given as a dict: validated in the event's own pass, a third faster than a model of
     its own.)"""
     outcome = decision.outcome
+    assert not isinstance(outcome, Forwarded), "a record forwarded to a team is not published"
     envelope = {
         "event_id": DECISION_IDS(f"{decision.cause}:{outcome.ticket_id}:{type(outcome).__name__}"),
         "occurred_at": now,

@@ -147,7 +147,8 @@ def pool(ticket: Ticket, team: Team, need_skill: bool) -> Pool:
         return Pool((), f"no {tiers} technician of team {team.name} is on shift")
     # One pass over the on-shift roster (every decision makes one): the skilled ones counted, the free ones of
     # the lowest tier kept.
-    loads, skilled, lowest, chosen = team.loads, 0, 0, []
+    loads, skilled, lowest = team.loads, 0, 0
+    chosen: list[Candidate] = []
     for tech in on_shift:
         if need_skill and ticket.skill not in tech.skills:
             continue

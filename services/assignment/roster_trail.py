@@ -44,7 +44,7 @@ class Entry:
     @property
     def subject(self) -> dict[str, str]:
         """What the change is about, by kind: a technician, a team, a category."""
-        data = self.change.data
+        data = data_of(self.change)
         return {name: getattr(data, name) for name in ("technician_id", "team", "category") if hasattr(data, name)}
 
     def concerns(self, name: str, value: str) -> bool:
@@ -70,8 +70,13 @@ class Entry:
 _ON_OFF = {True: "on", False: "off"}
 
 
+def data_of(change: RosterChange) -> Any:
+    """The change's data: every kind of change has its own, the envelope they share none."""
+    return change.data  # type: ignore[attr-defined]
+
+
 def what(change: RosterChange) -> str:
-    data = change.data
+    data = data_of(change)
     if isinstance(change, TechnicianProfiled):
         return f"profiled technician {data.technician_id} in team {data.team}"
     if isinstance(change, TechnicianTransferred):
@@ -120,7 +125,7 @@ class RosterTrail:
 
 def _values(change: RosterChange) -> dict[str, Any]:
     """What the change sets (a transfer: the technician's team)."""
-    data = change.data.model_dump(mode="json")
+    data = data_of(change).model_dump(mode="json")
     if isinstance(change, TechnicianTransferred):
         return {"team": data["to_team"]}
     values = {name: data[name] for name in SETS[type(change)]}
@@ -131,7 +136,7 @@ def _values(change: RosterChange) -> dict[str, Any]:
 
 def _as_it_was(change: RosterChange, desk: Desk) -> dict[str, Any] | None:
     """What the change replaces, as the desk has it just before (None: nothing yet)."""
-    data = change.data
+    data = data_of(change)
     if isinstance(change, TechnicianTransferred):
         return {"team": data.from_team}
     if isinstance(change, TechnicianProfiled | ShiftChanged):

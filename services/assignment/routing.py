@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ticketstream_shared.contract import Envelope, TicketCreated, TicketStatus, TicketStatusChanged, TicketUpdated
 from ticketstream_shared.contract.assignment import TeamLogEvent, TicketUnassignable, UnassignableData
@@ -83,7 +83,7 @@ RuleFor = Callable[[TicketSnapshot], CategoryRule | None]
 def route(event: Envelope, known: Routed | None, rule_for: RuleFor) -> Routing:
     """Route one ticket or SLA event given where the ticket is (`known`) and how tickets find their team."""
 
-    def envelope(kind: str) -> dict[str, object]:
+    def envelope(kind: str) -> dict[str, Any]:
         return {
             "event_id": ROUTING_IDS(f"{event.event_id}:{kind}"),
             "occurred_at": event.occurred_at,
@@ -114,12 +114,12 @@ def route(event: Envelope, known: Routed | None, rule_for: RuleFor) -> Routing:
         current = known.ticket.model_copy(update={"version": version})
         if changes.priority is not None and changes.priority != known.ticket.priority:
             current = current.model_copy(update={"priority": changes.priority})
-            data = ReprioritisedData(**ref, priority=changes.priority, version=version)
-            records.append(TicketReprioritised(**envelope("priority"), data=data))
+            reprioritised = ReprioritisedData(**ref, priority=changes.priority, version=version)
+            records.append(TicketReprioritised(**envelope("priority"), data=reprioritised))
         if changes.category is not None and changes.category != known.ticket.category:
-            moved = current.model_copy(update={"category": changes.category, "skill": changes.category})
+            recategorised = current.model_copy(update={"category": changes.category, "skill": changes.category})
             withdrawn = TicketWithdrawn(**envelope("withdrawn"), data=TicketRef(**ref))
-            rerouted = _to_team(moved, rule_for, envelope)
+            rerouted = _to_team(recategorised, rule_for, envelope)
             return Routing([*records, withdrawn, *rerouted.records], rerouted.unroutable, rerouted.where)
         return Routing(records, where=Routed(known.team, current))
     at_risk = isinstance(event, SlaBreached) or (
@@ -128,9 +128,9 @@ def route(event: Envelope, known: Routed | None, rule_for: RuleFor) -> Routing:
     if at_risk and known.snapshot.tier == 1:
         what = "breached" if isinstance(event, SlaBreached) else f"{event.data.threshold:.0%} used"  # type: ignore[attr-defined]
         reason = f"SLA {event.data.metric} {what}: escalated to tier 2"  # type: ignore[attr-defined]
-        data = EscalationDueData(**ref, reason=reason, trigger_event_id=event.event_id)
+        due = EscalationDueData(**ref, reason=reason, trigger_event_id=event.event_id)
         escalated = known.ticket.model_copy(update={"tier": 2})
-        return Routing([EscalationDue(**envelope("escalation"), data=data)], where=Routed(known.team, escalated))
+        return Routing([EscalationDue(**envelope("escalation"), data=due)], where=Routed(known.team, escalated))
     return Routing([], where=known)
 
 
@@ -138,7 +138,7 @@ def _while_unrouted(
     event: Envelope,
     ticket: TicketSnapshot,
     rule_for: RuleFor,
-    envelope: Callable[[str], dict[str, object]],
+    envelope: Callable[[str], dict[str, Any]],
 ) -> Routing:
     """A ticket waiting for a rule changed: it waits with the newer snapshot, or goes to the team its new category
     or a service now gives it (a service of the catalogue appears without a record on the team log: a waiting
@@ -167,7 +167,7 @@ def _while_unrouted(
 def _to_team(
     snapshot: TicketSnapshot,
     rule_for: RuleFor,
-    envelope: Callable[[str], dict[str, object]],
+    envelope: Callable[[str], dict[str, Any]],
 ) -> Routing:
     rule = rule_for(snapshot)
     if rule is None:

@@ -66,7 +66,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     data_keys = data_keys_for(settings, "intake", clock, on_shredded=lambda _: ledger.forget_opened())
     tickets = TicketStore(store, data_keys or PLAIN)
     request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
-    ledger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache, data_keys or PLAIN)
+    ledger: TicketLedger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache, data_keys or PLAIN)
     positions = LogPositions()
     #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
     lookups: dict[str, AIOKafkaConsumer] = {}

@@ -4,6 +4,7 @@ it) before it is ready: one it has not got is refused at once (422), and so is a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract import Role
@@ -11,7 +12,9 @@ from ticketstream_shared.contract import Role
 from .domain import InvalidCommand
 
 
-def require_service(catalogue: ServiceCatalogue, service_id: str, role: Role, now: datetime) -> None:
+def require_service(
+    catalogue: ServiceCatalogue, service_id: str, role: Role | Literal["system"], now: datetime
+) -> None:
     """Refuse a service that is not in the catalogue at `now`, and a draft to a requester (who only sees the
     published ones); staff and integrations may file a ticket under a service not published yet."""
     service = catalogue.at(service_id, now)

@@ -8,7 +8,7 @@ so the same command in the same state always decides the same events (event ids 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from functools import singledispatch
@@ -344,7 +344,7 @@ class _Decision:
         self._client_id = client_id
         self.events: list[TicketEvent] = []
 
-    def add(self, event_class: type[TicketEvent], data: Any, actor: Actor | None = None) -> None:
+    def add(self, event_class: Callable[..., TicketEvent], data: Any, actor: Actor | None = None) -> None:
         """`actor`: who made the change, when it is made in someone's name (see `_in_the_name_of`); the caller's key
         otherwise."""
         index = len(self.events)

@@ -66,7 +66,7 @@ def _digest(value: object) -> str:
 
 def keyed_request(caller: str, command: Command) -> KeyedRequest:
     kind = type(command)
-    asked = asdict(command)  # type: ignore[call-overload]
+    asked = asdict(command)
     target = command.ticket_id
     if isinstance(command, CorrectWorklog | VoidWorklog):
         target = f"{command.ticket_id}/worklogs/{asked.pop('worklog_id')}"

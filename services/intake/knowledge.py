@@ -209,7 +209,8 @@ class Library:
         terms = self._terms(words)
         having = {term: articles for term in set(terms.values()) if term and (articles := self._articles_with(term))}
         found = sorted((having[term], index) for index, word in enumerate(words) if (term := terms[word]) in having)
-        telling, postings = [], 0
+        telling: list[str] = []
+        postings = 0
         for articles, index in found:
             if telling and postings + articles > POSTINGS:
                 break

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter
@@ -66,8 +67,9 @@ class LogPositions:
             await self._moved.wait()
 
 
-#: Folds one event read from a topic into a write of the store; returns the changelog keys whose records it changed.
-Apply = Callable[[Changes, Envelope, bytes], set[bytes]]
+#: Folds one event read from a topic (an event of that topic's type) into a write of the store; returns the changelog
+#: keys whose records it changed.
+Apply = Callable[[Changes, Any, bytes], set[bytes]]
 
 
 async def follow(

@@ -65,7 +65,7 @@ FORWARD_TIMEOUT_S = 10.0
 MAX_DRAWS = 32
 COMMANDS = Counter("ticketstream_intake_commands_total", "Commands by where they were decided", ["path"])
 
-_COMMANDS: dict[str, type] = {kind.__name__: kind for kind in Command.__args__}  # type: ignore[attr-defined]
+_COMMANDS: dict[str, type] = {kind.__name__: kind for kind in Command.__args__}
 _REFUSALS: dict[str, type[DomainError]] = {kind.__name__: kind for kind in REFUSALS}
 _CONTEXT = TypeAdapter(CommandContext)
 _CALL_FIELDS = {"kind", "command", "context"}

@@ -70,17 +70,17 @@ async def export(subject_id: Identifier, principal: Caller, privacy: Office) -> 
         after = (page[-1].created_at, page[-1].ticket_id)
     written = []
     for ticket_id in await _tickets_written_by(privacy, subject_id):
-        ticket = privacy.desk.ledger.get(ticket_id)
-        if ticket is None or ticket.requester_id == subject_id:
+        other = privacy.desk.ledger.get(ticket_id)
+        if other is None or other.requester_id == subject_id:
             continue  # exported above, whole
         comments = [
             comment_view(event)
-            for event in ticket.history
+            for event in other.history
             if isinstance(event, CommentAdded) and event.data.author_id == subject_id
         ]
-        worklogs = [worklog_view(ticket, w) for w in ticket.worklogs.values() if w.technician_id == subject_id]
+        worklogs = [worklog_view(other, w) for w in other.worklogs.values() if w.technician_id == subject_id]
         written.append(
-            {"ticket_id": ticket_id, "client_id": ticket.client_id, "comments": comments, "worklogs": worklogs}
+            {"ticket_id": ticket_id, "client_id": other.client_id, "comments": comments, "worklogs": worklogs}
         )
     return JSONResponse(
         {

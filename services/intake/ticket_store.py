@@ -308,7 +308,7 @@ class TicketStore:
         summary = self._summary(ticket_id, changes)
         before = self.store.get(_ASSIGNEE + ticket_id.encode(), changes)
         if summary is not None:
-            old = _index_entries(ticket_id, summary, before and before.decode())
+            old = _index_entries(ticket_id, summary, None if before is None else before.decode())
             self._reindex(changes, old, _index_entries(ticket_id, summary, technician_id))
         changes.put(_ASSIGNEE + ticket_id.encode(), technician_id.encode())
 

@@ -97,10 +97,10 @@ class Book:
         if isinstance(record, DeliveryScheduled):
             if record.delivery_id in target.deliveries:
                 return None
-            delivery = Delivery(record, partition, offset, raw, since=record.occurred_at)
-            target.deliveries[record.delivery_id] = delivery
+            scheduled = Delivery(record, partition, offset, raw, since=record.occurred_at)
+            target.deliveries[record.delivery_id] = scheduled
             target.waiting += 1
-            return delivery
+            return scheduled
         delivery = target.deliveries.get(record.delivery_id)
         if delivery is None:
             return None  # forgotten already (finished long ago), or scheduled before the log's retention

@@ -27,12 +27,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
-from tenacity import wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential_jitter
 
 from ticketstream_shared.contract import InvalidEvent, encode
 from ticketstream_shared.contract.codec import decode_delivery_record
@@ -118,7 +118,7 @@ class DeliveryLog:
         assert self.producer is not None, "appended before the broker answered"
         # one at a time (a lane's attempt): `send` lingers, and the attempts of several lanes share a request
         key = delivery_key(record.channel, record.target)
-        return await self.producer.send(NOTIFY_DELIVERIES, encode(record), key=key, headers=correlation_headers())  # type: ignore[no-any-return]
+        return await self.producer.send(NOTIFY_DELIVERIES, encode(record), key=key, headers=correlation_headers())
 
     def outbox(self) -> Outbox:
         """Where a turn's records wait to be sent together (`Outbox.send`): the fan-out of a batch of events."""
@@ -212,7 +212,8 @@ class DeliveryLog:
             outcome = Outcome.DELIVERED
         else:
             since = delivery.since or scheduled.occurred_at
-            next_at = now + timedelta(seconds=self._wait(types.SimpleNamespace(attempt_number=number)))
+            attempt = cast(RetryCallState, types.SimpleNamespace(attempt_number=number))  # all the wait reads
+            next_at = now + timedelta(seconds=self._wait(attempt))
             outcome = Outcome.GAVE_UP if result.final or next_at - since > self._budget else Outcome.WILL_RETRY
             if outcome is Outcome.GAVE_UP:
                 next_at = None

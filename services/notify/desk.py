@@ -156,8 +156,14 @@ class NotifyDesk:
             except SecretNotOpened:
                 if secret is None:
                     raise InvalidField("secret", "the secret kept cannot be opened any more: send it again") from None
-        if kept is not None and secret in (None, kept) and self._box.sealed_by_current_key(known.data.sealed_secret):
-            return known.data.sealed_secret
+        sealed = known.data.sealed_secret if known is not None else None
+        if (
+            kept is not None
+            and sealed is not None
+            and secret in (None, kept)
+            and self._box.sealed_by_current_key(sealed)
+        ):
+            return sealed
         return self._box.seal(secret or kept or "", webhook_id)
 
     async def remove_webhook(self, webhook_id: str, caller: Principal) -> None:

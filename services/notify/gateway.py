@@ -13,6 +13,7 @@ import email.policy
 import logging
 import re
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
@@ -52,18 +53,23 @@ class Refuse:
     reply: str
 
 
+def _senders(message: EmailMessage) -> tuple[Address, ...]:
+    """The addresses of From; none if it is missing or unreadable."""
+    try:
+        return message["From"].addresses if message["From"] is not None else ()
+    except (AttributeError, IndexError, ValueError):
+        return ()
+
+
 def read_mail(raw: bytes, mail_from: str, directory: Directory, settings: NotifySettings) -> Take | Drop | Refuse:
     """What a mail means for the help desk (pure: the gateway only carries out the verdict)."""
-    message: EmailMessage = BytesParser(policy=email.policy.default).parsebytes(raw)  # type: ignore[assignment]
+    message: EmailMessage = BytesParser(policy=email.policy.default).parsebytes(raw)
     if _automatic(message, mail_from):
         return Drop("an automatic mail (auto-reply, bounce or report)")
     message_id = (message.get("Message-ID") or "").strip()
     if not message_id or len(message_id) > 200:
         return Refuse("550 5.6.0 A mail needs a Message-ID (of at most 200 characters) to be taken")
-    try:
-        senders = message["From"].addresses if message["From"] is not None else ()
-    except (AttributeError, IndexError, ValueError):
-        senders = ()
+    senders = _senders(message)
     if len(senders) != 1 or not senders[0].addr_spec:
         return Refuse("550 5.6.0 A mail needs one sender in From")
     address = senders[0].addr_spec.lower()
@@ -123,7 +129,8 @@ def _text_of(message: EmailMessage) -> str:
     try:
         content = part.get_content()
     except (LookupError, UnicodeError):  # a character set Python does not know (e.g. unknown-8bit)
-        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     if part.get_content_type() == "text/html":
         content = _Text.of(content)
     return content.replace("\r\n", "\n").strip()

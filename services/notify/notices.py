@@ -154,7 +154,10 @@ def mails_for(event: Envelope, brief: Brief | None, directory: Directory) -> lis
             return [(Mail.RESOLVED, requester, {"reason": event.data.reason, "rate_link": ""})]
         return []
     if isinstance(event, TicketAssigned):
-        extra = {"priority_words": PRIORITY_WORDS.get(brief.priority, brief.priority), "reason": event.data.reason}
+        extra: dict[str, Any] = {
+            "priority_words": PRIORITY_WORDS.get(brief.priority, brief.priority),
+            "reason": event.data.reason,
+        }
         return [(Mail.ASSIGNED, event.data.technician_id, extra)]
     staff = [brief.assignee_id] if brief.assignee_id else []
     if isinstance(event, SlaWarning):

@@ -68,7 +68,7 @@ class WebhookSender:
         if self._session is None:
             settings = self._settings
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=CHECK_AGAIN_S),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=int(CHECK_AGAIN_S)),
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=settings.webhook_connect_timeout_s, sock_read=settings.webhook_read_timeout_s
                 ),

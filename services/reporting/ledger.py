@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .worklogs import WorklogRow
 
@@ -49,7 +49,7 @@ def ledger_rows(newest: LedgerRow | None, worklog: WorklogRow) -> list[LedgerRow
     returned is the worklog's newest row from then on."""
     if newest is not None and newest.aggregate_version >= worklog.aggregate_version:
         return []
-    written_by = {
+    written_by: dict[str, Any] = {
         "aggregate_version": worklog.aggregate_version,
         "event_id": worklog.event_id,
         "partition": worklog.partition,
@@ -57,7 +57,11 @@ def ledger_rows(newest: LedgerRow | None, worklog: WorklogRow) -> list[LedgerRow
     }
     rows = []
     if newest is not None and newest.counts:
-        cancelled = {"sign": -1, "minutes": -newest.minutes, "business_minutes": -newest.business_minutes}
+        cancelled: dict[str, Any] = {
+            "sign": -1,
+            "minutes": -newest.minutes,
+            "business_minutes": -newest.business_minutes,
+        }
         rows.append(newest._replace(**cancelled, **written_by))
     if not worklog.voided or not rows:
         counted = 0 if worklog.voided else 1

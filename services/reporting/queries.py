@@ -298,7 +298,7 @@ def backlog_sql(query: BacklogQuery, services: Services = NO_SERVICES) -> Statem
     parameters, conditions = _base(query, services)
     parameters.update(first_day=query.from_, days=(query.to - query.from_).days + 1)
     client = _where(conditions)
-    keys, of_service = ["client_id"], []
+    keys, of_service = ["client_id"], list[str]()
     service = _per_service(query, parameters, of_service, keys)
     group = ", ".join(keys)
     tickets = f"({_TICKETS.format(where=client)})"
@@ -394,7 +394,7 @@ def csat_sql(query: CsatQuery, services: Services = NO_SERVICES) -> Statement:
     tickets = _TICKETS.format(where=_where(conditions))
     conditions.append(_IN_RANGE.format(column="occurred_at"))
     source = f"(SELECT client_id, ticket_id, rating FROM csat_ratings FINAL {_where(conditions)}) AS ratings"
-    keys, of_service = ["client_id"], []
+    keys, of_service = ["client_id"], list[str]()
     service = _per_service(query, parameters, of_service, keys)
     if service or of_service:
         source += f" LEFT JOIN ({tickets}) AS tickets USING (client_id, ticket_id)"

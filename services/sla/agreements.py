@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from operator import attrgetter
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ticketstream_shared.business_time import Calendar, version_in_force
 from ticketstream_shared.catalogue import CatalogueInForce
@@ -183,7 +183,7 @@ class Agreements:
         """Whether a change with this event id is folded already."""
         return change.event_id in self._folded
 
-    def apply(self, change: SlaConfigEvent) -> Version[object] | None:
+    def apply(self, change: SlaConfigEvent) -> Version[Any] | None:
         """Record a change read from sla.config; returns the version it became, or None for a change already
         folded (the same event id again)."""
         if self.knows(change):

@@ -59,7 +59,8 @@ class ClockStore:
         key = state.ticket_id.encode()
         changes.put(_CLOCKS + key, snapshots.encode(state))
         due = state.next_due
-        self._index(changes, partition, key, not is_settled(state), due and due.isoformat(), state.as_of.isoformat())
+        when = None if due is None else due.isoformat()
+        self._index(changes, partition, key, not is_settled(state), when, state.as_of.isoformat())
         return key
 
     def restore(self, changes: Changes, partition: int, key: bytes, record: bytes) -> None:

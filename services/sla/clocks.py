@@ -22,10 +22,11 @@ them (the ticket event, or the ticket, metric, kind and deadline of an alarm), s
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ticketstream_shared.business_time import add_business_time, business_time_between
 from ticketstream_shared.contract import (
@@ -137,6 +138,8 @@ class TicketClocks:
 
 
 Decision = tuple[TicketClocks | None, list[SlaEvent]]
+#: A step of a ticket that has clocks, which keeps them.
+Step = tuple[TicketClocks, list[SlaEvent]]
 
 
 _State = TypeVar("_State", "Clock", "TicketClocks", TicketFacts)
@@ -158,7 +161,7 @@ def _seconds(duration: timedelta) -> int:
     return int(duration.total_seconds())
 
 
-def _clock_data(clock: Clock, moment: datetime) -> dict[str, object]:
+def _clock_data(clock: Clock, moment: datetime) -> dict[str, Any]:
     elapsed = _seconds(clock.elapsed_at(moment))
     target = _seconds(clock.terms.target)
     return {
@@ -175,7 +178,7 @@ def _clock_data(clock: Clock, moment: datetime) -> dict[str, object]:
 
 
 def _event(
-    event_class: type[SlaEvent],
+    event_class: Callable[..., SlaEvent],
     state: TicketClocks,
     event_id: uuid.UUID,
     moment: datetime,
@@ -320,7 +323,7 @@ def decide(state: TicketClocks | None, event: TicketEvent, agreements: Agreement
     return state, events + caused + due_now
 
 
-def _status_changed(state: TicketClocks, event: TicketStatusChanged, moment: datetime) -> Decision:
+def _status_changed(state: TicketClocks, event: TicketStatusChanged, moment: datetime) -> Step:
     to = event.data.to_status
     clocks, events = [], []
     for clock in state.clocks:
@@ -363,7 +366,7 @@ def _on_status(clock: Clock, to: TicketStatus, moment: datetime) -> tuple[str | 
     return None, clock
 
 
-def _commented(state: TicketClocks, event: CommentAdded, moment: datetime, agreements: Agreements) -> Decision:
+def _commented(state: TicketClocks, event: CommentAdded, moment: datetime, agreements: Agreements) -> Step:
     comment = event.data
     if not comment.public:
         return state, []
@@ -375,7 +378,7 @@ def _commented(state: TicketClocks, event: CommentAdded, moment: datetime, agree
     return state, []
 
 
-def _answered(state: TicketClocks, event: CommentAdded, moment: datetime) -> Decision:
+def _answered(state: TicketClocks, event: CommentAdded, moment: datetime) -> Step:
     """A public staff reply meets the first response and the round of next reply, whichever is open."""
     clocks, events = [], []
     for clock in state.clocks:
@@ -388,7 +391,7 @@ def _answered(state: TicketClocks, event: CommentAdded, moment: datetime) -> Dec
     return _evolve(state, clocks=tuple(clocks)), events
 
 
-def _awaits_reply(state: TicketClocks, event: CommentAdded, moment: datetime, agreements: Agreements) -> Decision:
+def _awaits_reply(state: TicketClocks, event: CommentAdded, moment: datetime, agreements: Agreements) -> Step:
     """A requester's message starts a round of next reply, unless an answer is awaited already, the ticket is
     resolved or closed, or its terms set no next-reply target. In a pause status the round starts paused."""
     if state.status in FINAL or any(clock.awaits_answer for clock in state.clocks):
@@ -399,7 +402,9 @@ def _awaits_reply(state: TicketClocks, event: CommentAdded, moment: datetime, ag
     previous = state.clock(SlaMetric.NEXT_REPLY)
     late_before = previous is not None and (previous.breached_before or BREACH in previous.raised)
     clock = _evolve(_new_clock(SlaMetric.NEXT_REPLY, terms, moment), breached_before=late_before)
-    caused = [(ClockStarted, "started", ClockData(**_clock_data(clock, moment)))]
+    caused: list[tuple[Callable[..., SlaEvent], str, ClockData]] = [
+        (ClockStarted, "started", ClockData(**_clock_data(clock, moment)))
+    ]
     if state.status in terms.pause_statuses:
         clock = _halted(clock, moment, ClockStatus.PAUSED)
         reason = f"ticket {state.status.value}"
@@ -412,7 +417,7 @@ def _awaits_reply(state: TicketClocks, event: CommentAdded, moment: datetime, ag
     return _evolve(state, clocks=(*others, clock)), events
 
 
-def _updated(state: TicketClocks, event: TicketUpdated, moment: datetime, agreements: Agreements) -> Decision:
+def _updated(state: TicketClocks, event: TicketUpdated, moment: datetime, agreements: Agreements) -> Step:
     changes = event.data.changes
     facts = _evolve(
         state.facts,
@@ -433,7 +438,7 @@ def _updated(state: TicketClocks, event: TicketUpdated, moment: datetime, agreem
 
 def _reconcile(
     state: TicketClocks, moment: datetime, agreements: Agreements, cause: str, correlation_id: str, reason: str
-) -> Decision:
+) -> Step:
     """Re-time every open clock under the terms that apply at `moment`; clocks whose terms did not change stay."""
     clocks, events = [], []
     for clock in state.clocks:
@@ -444,9 +449,9 @@ def _reconcile(
         if terms is None:
             stopped = _halted(clock, moment, ClockStatus.STOPPED)
             clocks.append(stopped)
-            data = StopData(**_clock_data(stopped, moment), reason=f"{reason}: no active policy covers the ticket")
+            stop = StopData(**_clock_data(stopped, moment), reason=f"{reason}: no active policy covers the ticket")
             event_id = caused_id(cause, clock.metric, "stopped")
-            events.append(_event(ClockStopped, state, event_id, moment, correlation_id, data))
+            events.append(_event(ClockStopped, state, event_id, moment, correlation_id, stop))
             continue
         if terms.identity == clock.terms.identity:
             clocks.append(clock)
@@ -469,7 +474,7 @@ def _reconcile(
     return _evolve(state, clocks=tuple(clocks)), events
 
 
-def _raise_alarms(state: TicketClocks, moment: datetime) -> Decision:
+def _raise_alarms(state: TicketClocks, moment: datetime) -> Step:
     """Raise every alarm due at `moment` (several may share it)."""
     clocks, events = [], []
     for clock in state.clocks:
@@ -491,7 +496,7 @@ def _raise_alarms(state: TicketClocks, moment: datetime) -> Decision:
     return _evolve(state, clocks=tuple(clocks)), events
 
 
-def take_effect(state: TicketClocks, effective_at: datetime, agreements: Agreements) -> Decision:
+def take_effect(state: TicketClocks, effective_at: datetime, agreements: Agreements) -> Step:
     """A configuration change read live: the ticket is re-timed at `effective_at`, or at once if it has already
     been advanced past it (the change reached the log a moment after its effective time)."""
     if state.as_of < effective_at:
@@ -499,9 +504,7 @@ def take_effect(state: TicketClocks, effective_at: datetime, agreements: Agreeme
     return _reconcile_change(state, state.as_of, effective_at, agreements)
 
 
-def _reconcile_change(
-    state: TicketClocks, moment: datetime, effective_at: datetime, agreements: Agreements
-) -> Decision:
+def _reconcile_change(state: TicketClocks, moment: datetime, effective_at: datetime, agreements: Agreements) -> Step:
     cause = f"config@{effective_at.isoformat()}"
     return _reconcile(state, moment, agreements, cause, state.ticket_id, "policy or calendar change")
 

@@ -182,7 +182,7 @@ class Replay:
             ]
             ticket = next(state for state in ends if state is not None)
             for metric in SlaMetric:
-                outcomes = [_outcome(state and state.clock(metric), self.until) for state in ends]
+                outcomes = [_outcome(None if state is None else state.clock(metric), self.until) for state in ends]
                 for compliance, outcome in zip((actual, candidate), outcomes, strict=True):
                     if outcome is not None:
                         compliance.count(ticket, metric, outcome.verdict)

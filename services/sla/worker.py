@@ -273,7 +273,7 @@ class ClockWorker:
             return []
         except InvalidEvent as error:
             if record.offset >= self._dead_letter_from.get(partition, 0):  # type: ignore[attr-defined]
-                await dead_letter(self._producer, record, error.reason, "sla")  # type: ignore[arg-type]
+                await dead_letter(self._producer, record, error.reason, "sla")
             return []
         finally:
             self._next_offset[partition.partition] = record.offset + 1  # type: ignore[attr-defined]
@@ -557,7 +557,7 @@ class ClockWorker:
             if start + SAVED_PER_WRITE < len(changed):
                 await asyncio.sleep(0)
         loaded, self._loaded = self._loaded, set()
-        settled.extend(t for t in loaded if (state := self.timekeeper.ticket(t)) is not None and is_settled(state))
+        settled.extend(t for t in loaded if (held := self.timekeeper.ticket(t)) is not None and is_settled(held))
         self.timekeeper.forget(settled)
 
     async def _carry_out(self, decided: list[SlaEvent]) -> None:

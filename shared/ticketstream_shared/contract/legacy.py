@@ -158,7 +158,7 @@ def _before_sealing(model: type[BaseModel], base: type[BaseModel], **plain: Any)
     one, on `base`, with the fields in `plain` as they were, all in plain text (upcast by
     codec.personal_fields_sealable)."""
     event_type, version = model.model_fields["event_type"].default, model.model_fields["schema_version"].default - 1
-    fields = {
+    fields: dict[str, Any] = {
         name: (field.annotation, field) for name, field in model.model_fields.items() if name not in base.model_fields
     }
     return create_model(
@@ -174,9 +174,15 @@ def _before_sealing(model: type[BaseModel], base: type[BaseModel], **plain: Any)
     )
 
 
+def _data_model(event_type: type[BaseModel]) -> type[BaseModel]:
+    data = event_type.model_fields["data"].annotation
+    assert isinstance(data, type) and issubclass(data, BaseModel), f"{event_type.__name__}'s data is not a model"
+    return data
+
+
 #: The event types whose personal fields may be sealed (their current version - 1 is the same, in plain text).
 SEALABLE_EVENT_TYPES: tuple[type[BaseModel], ...] = (
-    *(model for model in TICKET_EVENT_TYPES if has_personal_fields(model.model_fields["data"].annotation)),
+    *(model for model in TICKET_EVENT_TYPES if has_personal_fields(_data_model(model))),
     PersonChanged,
     DeliveryScheduled,
     TechnicianProfiled,

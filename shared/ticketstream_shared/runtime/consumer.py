@@ -9,7 +9,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +80,7 @@ Decoder = Callable[[bytes], Any]
 #: What a handler refuses although it could decode it (e.g. a command for an unknown ticket), with the reason.
 Rejections = list[tuple[Delivery, str]]
 #: Handles a batch; returns its rejections (or None), which go to the DLQ before the batch is committed.
-BatchHandler = Callable[[list[Delivery]], Awaitable[Rejections | None]]
+BatchHandler = Callable[[list[Delivery]], Coroutine[Any, Any, Rejections | None]]
 
 
 #: Called with the partitions just assigned, before any of their messages is fetched (e.g. to restore the state

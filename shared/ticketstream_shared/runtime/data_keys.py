@@ -140,7 +140,7 @@ class DataKeys:
         self._owner = owner
         self._clock = clock
         self._on_shredded = on_shredded
-        self.log: ConfigLog[DataKeyRecord | KeyShredded] = ConfigLog(  # type: ignore[type-var]
+        self.log: ConfigLog[DataKeyRecord | KeyShredded] = ConfigLog(  # type: ignore[type-var, misc]
             PRIVACY_KEYS, _decode, self._apply, service, owner, tombstone=lambda key: KeyShredded(key.decode())
         )
         #: Issuing is once per person, and rare: one at a time in this replica, so that it issues one key each.

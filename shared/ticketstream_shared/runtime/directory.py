@@ -28,10 +28,10 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
         #: Partition number -> the holder's HTTP address, as of the last assignment.
         self.holders: dict[int, str] = {}
 
-    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
         return ConsumerProtocolMemberMetadata(self.version, list(topics), self.address.encode())
 
-    def assign(  # type: ignore[override]
+    def assign(
         self, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         plain = RoundRobinPartitionAssignor.assign(cluster, members)
@@ -48,7 +48,7 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
             for member, assignment in plain.items()
         }
 
-    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
         held = json.loads(assignment.user_data) if assignment.user_data else {}  # none: a leader of RoundRobin's own
         self.holders = {int(partition): address for partition, address in held.items()}
 

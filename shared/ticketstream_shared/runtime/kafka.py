@@ -46,7 +46,7 @@ def _broken_connections_raise_connection_errors() -> None:
             raise KafkaConnectionError(f"Connection at {self.host}:{self.port} broken: {error}") from error
 
     send_or_fail_as_broken.mends_closed_transports = True  # type: ignore[attr-defined]
-    AIOKafkaConnection.send = send_or_fail_as_broken  # type: ignore[method-assign]
+    AIOKafkaConnection.send = send_or_fail_as_broken
 
 
 _broken_connections_raise_connection_errors()
@@ -121,7 +121,7 @@ def partition_of(key: str, partitions: int) -> int:
 def partition_of_key(key: bytes, partitions: int) -> int:
     """As aiokafka's DefaultPartitioner places a keyed record, without building a list of every partition and a
     partitioner for each record (the outbox asks for each one it sends)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions  # type: ignore[no-any-return]
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def header(record: ConsumerRecord, name: str) -> str | None:

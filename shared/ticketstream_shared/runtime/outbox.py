@@ -55,4 +55,4 @@ class Outbox:
 
     async def _submit(self, batch: object, topic: str, partition: int) -> asyncio.Future[object]:
         batch.close()  # type: ignore[attr-defined]
-        return await self._producer.send_batch(batch, topic, partition=partition)  # type: ignore[no-any-return]
+        return await self._producer.send_batch(batch, topic, partition=partition)

@@ -126,7 +126,7 @@ class LocalStore:
         # store as it stood at the last flush, state and offsets together (each write is one atomic batch), and
         # reads its inputs again from there; applying them again changes nothing.
         unlogged = WriteOptions()
-        unlogged.disable_wal = True
+        unlogged.disable_wal = True  # type: ignore[method-assign, assignment]  # a property; rocksdict's stub says a method
         db.set_write_options(unlogged)
         return db
 
@@ -139,7 +139,7 @@ class LocalStore:
         """The value of `key`, as `within` (a write being prepared) will leave it if given."""
         if within is not None and (pending := within.pending(key)) is not False:
             return pending  # type: ignore[return-value]
-        return self._db.get(key)  # type: ignore[no-any-return]
+        return self._db.get(key)
 
     def scan(self, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Keys from `start` on, in order, for as long as they begin with `prefix`."""
