@@ -100,7 +100,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
     presence = Presence()
-    #: In the owners group, the replicas watch each other's presence (their addresses: the group's directory).
+    #: In both groups (the owners', the inbound requests'), the replicas watch each other's presence through one port.
     owners = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
     inbound = EventConsumer(
         settings,
@@ -108,6 +108,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         group_id=settings.inbound_group,
         decoders={TICKETS_INBOUND: decode_request},
         handle=InboundRequests(desk, clock, rules).handle,
+        membership=Membership(presence, RoundRobinDirectory(settings.own_url), settings),
     )
 
     async def consuming(
@@ -206,7 +207,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        presence.close()  # only once out of the owners group: closed earlier, the others would remove this replica
+        presence.close()  # only once out of both groups: closed earlier, the others would remove this replica
         if event_log.producer is not None:
             await event_log.producer.stop()  # flushes what is in flight
         store.close()

@@ -3,13 +3,14 @@ whichever replica the caller reached. Checked on tickets.events itself: no lost 
 duplicate event."""
 
 import asyncio
+import json
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.integration.conftest import NEW_TICKET, running_intake
 from tests.keys import ADMIN, INTEGRATION, bearer
@@ -17,7 +18,8 @@ from tests.metrics import metric
 from tests.polling import eventually
 from tests.replicas import replicas
 from ticketstream_shared.contract import decode_ticket_event
-from ticketstream_shared.contract.topics import TICKETS_EVENTS
+from ticketstream_shared.contract.requests import inbound_ticket_id
+from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS, TICKETS_INBOUND
 
 pytestmark = pytest.mark.integration
 
@@ -117,12 +119,13 @@ def test_concurrent_callers_on_two_replicas_never_lose_or_repeat_an_update(kafka
         assert sum(e.event_type == "ticket.worklog_recorded" for e in events) == WORKLOGS // TICKETS, "no lost update"
 
 
-def test_an_owner_killed_is_removed_from_the_owners_group_and_its_tickets_decided_by_the_survivor(tmp_path):
-    """With a session of two minutes, the owners group alone would leave a killed replica's tickets without an owner
-    for two minutes, every command on them a 503. The survivor finds nothing listening at the victim's presence port
-    nor at its HTTP port, removes it from the group, and decides its tickets long before. (A broker of its own: a
-    kill must not disturb the session's, nor these replicas read the requests other tests left on tickets.inbound.)"""
-    with replicas("intake", 2, tmp_path, SESSION_TIMEOUT_SECONDS="120") as (_, (victim, survivor)):
+def test_a_replica_killed_is_removed_from_its_groups_and_its_work_done_by_the_survivor(tmp_path):
+    """With a session of two minutes, the groups alone would leave a killed replica's share without an owner for two
+    minutes: every command on its tickets a 503, other systems' requests on its partitions of tickets.inbound not
+    read. The survivor finds nothing listening at the victim's presence port nor at its HTTP port, removes it from
+    both groups, and does its work long before. (A broker of its own: a kill must not disturb the session's, nor
+    these replicas read the requests other tests left on tickets.inbound.)"""
+    with replicas("intake", 2, tmp_path, SESSION_TIMEOUT_SECONDS="120") as (bootstrap, (victim, survivor)):
         assert httpx.get(f"{victim.url}/healthz", timeout=10).json()["presence_port"] > 0
 
         def opened_by_its_owner(replica) -> str | None:
@@ -152,7 +155,39 @@ def test_an_owner_killed_is_removed_from_the_owners_group_and_its_tickets_decide
 
         for ticket_id in tickets:
             eventually(lambda t=ticket_id: worklog_recorded(t), timeout_s=60, what="the survivor deciding it")
-        eventually(lambda: metric(survivor.url, EVICTED) == 1, what="the victim removed by the survivor")
+        requested = asyncio.run(request_on_every_partition(bootstrap))
+
+        def opened(ticket_id: str) -> bool:
+            answer = httpx.get(f"{survivor.url}/v1/tickets/{ticket_id}", headers=bearer(ADMIN), timeout=10)
+            return answer.status_code == 200
+
+        for ticket_id in requested:
+            eventually(lambda t=ticket_id: opened(t), timeout_s=60, what="the survivor reading its request")
+        eventually(lambda: metric(survivor.url, EVICTED) == 2, what="the victim removed from both groups")
+
+
+async def request_on_every_partition(bootstrap: str) -> list[str]:
+    """A ticket requested by another system on each partition of tickets.inbound; the tickets' ids."""
+    run = uuid.uuid4().hex[:8]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        requested = []
+        for partition in range(TICKET_PARTITIONS):
+            request_id = f"{run}-{partition}"
+            message = {
+                "type": "create_ticket",
+                "request_id": request_id,
+                "data": {**NEW_TICKET, "channel": "monitoring"},
+            }
+            ticket_id = inbound_ticket_id(request_id)
+            await producer.send_and_wait(
+                TICKETS_INBOUND, json.dumps(message).encode(), key=ticket_id.encode(), partition=partition
+            )
+            requested.append(ticket_id)
+        return requested
+    finally:
+        await producer.stop()
 
 
 FORWARDED = 'ticketstream_intake_commands_total{path="forwarded"}'
