@@ -29,9 +29,11 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData, data_keys_for
+from ticketstream_shared.runtime.directory import RangeDirectory, RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 from ticketstream_shared.sealing import SecretBox
 
@@ -90,6 +92,9 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             await data_keys.caught_up.wait()  # people's words open for the mails
         return await fanout.handle(batch)
 
+    #: In both groups (the fan-out's, the senders'), the replicas watch each other's presence through one port.
+    presence = Presence()
+    senders_group = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
     consumer = EventConsumer(
         settings,
         service="notify",
@@ -103,6 +108,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         co_partitioned=True,
         start_at_end=True,
         on_assigned=fanout.restore,
+        membership=Membership(presence, RangeDirectory(settings.own_url), settings),
     )
     gateway = MailGateway(settings, directory)
 
@@ -123,11 +129,16 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             await config.follow(consumer)
 
         readers = [await reader("notify-config"), await reader("notify-deliveries")]
+        senders = f"{settings.consumer_group}-senders"
         owner = await start_when_reachable(
-            lambda: make_consumer(settings, group_id=f"{settings.consumer_group}-senders", client_id="notify-senders"),
+            lambda: make_consumer(
+                settings, group_id=senders, client_id="notify-senders", **senders_group.consumer_options()
+            ),
             "senders' group",
         )
         logs = [follow_config(readers[0]), deliveries.follow(readers[1]), deliveries.own(owner)]
+        if (watch := await senders_group.before_joining(senders, "notify-senders-peer-watch")) is not None:
+            logs.append(watch.run())
         if data_keys is not None:
             # a person's key issued a moment ago is asked for on the fan-out's path: where privacy.keys ends is
             # asked on a connection with no fetch in flight (ConfigLog.follow)
@@ -167,6 +178,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             logs.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await logs
+            presence.close()  # only once out of both groups: closed earlier, the others would remove this replica
             await webhooks.close()
             if config.producer is not None:
                 await config.producer.stop()  # flushes what is in flight
@@ -179,7 +191,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
-    app = create_service_app(service="notify", keys=keys, readiness=readiness, lifespan=lifespan)
+    app = create_service_app(service="notify", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     desk = NotifyDesk(directory, config, book, deliveries, box, allowed, clock, correlation_id.get, personal)
     api.install(app, desk)
     app.state.deliveries = deliveries  # which partitions this replica sends for, for operators and tests

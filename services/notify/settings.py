@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from ticketstream_shared.runtime.settings import PrivacySettings, ServiceSettings
+from ticketstream_shared.runtime.settings import GroupMemberSettings, PrivacySettings
 
 
-class NotifySettings(ServiceSettings, PrivacySettings):
+class NotifySettings(GroupMemberSettings, PrivacySettings):
     http_port: int = Field(default=8005, ge=1, le=65535)
     consumer_group: str = "notify"
 

@@ -5,21 +5,26 @@ delivery is made, none twice while both run, and when one stops the other takes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi.testclient import TestClient
 
 from notify.app import build_app
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, TEST_KEYS, bearer
+from tests.metrics import metric
 from tests.polling import eventually
 from tests.publishing import publish
-from tests.receivers import http_receiver
+from tests.receivers import Receiver, http_receiver
+from tests.replicas import replicas
 from ticketstream_shared.contract.topics import DELIVERY_PARTITIONS
 from ticketstream_shared.sealing import write_key
 
@@ -37,6 +42,7 @@ def a_replica(kafka_bootstrap: str, group: str, key_file: Path) -> TestClient:
         notify_allowed_hosts="127.0.0.1",
         webhook_first_retry_s=0.1,
         webhook_longest_retry_s=0.5,
+        peer_probe_seconds=0,  # both in one process, at one address: neither may take the other for its former self
     )
     return TestClient(build_app(settings, TEST_KEYS))
 
@@ -110,3 +116,63 @@ def test_two_replicas_share_the_deliveries_and_one_carries_on_alone(kafka_bootst
         alone = [a_ticket_created(client_id=client_id) for _ in range(10)]
         publish(kafka_bootstrap, alone)
         eventually(lambda: len(received(alone)) == 10 * WEBHOOKS, timeout_s=60, what="every delivery after it")
+
+
+def test_a_replica_killed_is_removed_from_both_groups_and_the_survivor_delivers_its_share(tmp_path: Path) -> None:
+    """With a session of two minutes, the groups alone would leave a killed replica's ticket partitions unread and
+    its deliveries' partitions unsent for two minutes. The survivor finds nothing listening at the victim's presence
+    port nor at its HTTP port, removes it from both groups (the fan-out's, co-partitioned, and the senders'), and
+    delivers every event to every webhook long before."""
+    settings = {
+        "SESSION_TIMEOUT_SECONDS": "120",
+        "NOTIFY_SECRETS_KEY_FILE": str(write_key(tmp_path / "secrets.key")),
+        "NOTIFY_ALLOWED_HOSTS": "127.0.0.1",
+        "WEBHOOK_FIRST_RETRY_S": "0.1",
+        "WEBHOOK_LONGEST_RETRY_S": "0.5",
+    }
+    client_id = f"killed-{uuid.uuid4().hex[:8]}"
+    with http_receiver() as receiver, replicas("notify", 2, tmp_path, **settings) as (bootstrap, (victim, survivor)):
+        for n in range(WEBHOOKS):
+            body = {"url": f"{receiver.url}/hook-{n}", "event_types": ["ticket.created"], "client_id": client_id,
+                    "secret": "a-secret-of-16-chars"}  # fmt: skip
+            answer = httpx.put(
+                f"{survivor.url}/v1/notify/webhooks/{client_id}-{n}", json=body, headers=bearer(ADMIN), timeout=10
+            )
+            assert answer.status_code == 200, answer.text
+        for group in ("notify", "notify-senders"):
+            eventually(lambda g=group: members_of(bootstrap, g) == 2, timeout_s=60, what=f"both replicas in {group}")
+        victim.kill9()
+
+        events = [a_ticket_created(client_id=client_id) for _ in range(20)]  # over most ticket partitions
+        publish(bootstrap, events)
+        eventually(lambda: delivered(receiver, events) == {(n, e.event_id) for n in range(WEBHOOKS) for e in events},
+                   timeout_s=60, what="every event delivered to every webhook by the survivor")  # fmt: skip
+        eventually(lambda: metric(survivor.url, EVICTED) == 2, what="the victim removed from both groups")
+
+
+EVICTED = "ticketstream_group_members_evicted_total"
+
+
+def members_of(bootstrap: str, group: str) -> int:
+    async def describe() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_consumer_groups([group])
+            return sum(len(found["members"]) for found in described.to_object()["groups"])
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
+
+
+def delivered(receiver: Receiver, events: list) -> set[tuple[int, uuid.UUID]]:
+    """(webhook number, event id) of every delivery of `events` made so far."""
+    wanted = {str(event.event_id): event.event_id for event in events}
+    with receiver.lock:
+        requests = list(receiver.requests)
+    return {
+        (int(request.path.removeprefix("/hook-")), wanted[json.loads(request.body)["event_id"]])
+        for request in requests
+        if json.loads(request.body)["event_id"] in wanted
+    }

@@ -1,19 +1,27 @@
 """The group's directory of addresses (runtime/directory.py), as the assignor of a group's leader computes it and
 each member reads it."""
 
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
-from ticketstream_shared.runtime.directory import ReplicaDirectory, RoundRobinDirectory, advertised_address
+from ticketstream_shared.runtime.directory import (
+    RangeDirectory,
+    ReplicaDirectory,
+    RoundRobinDirectory,
+    advertised_address,
+)
 
 TOPIC = "intake.commands"
+#: Topics of as many partitions each, read by a co-partitioned group (notify's fan-out).
+CO_PARTITIONED = ("tickets.events", "sla.events")
 
 
 class Cluster:
     """What an assignor asks of the cluster's metadata: a topic's partitions."""
 
     def partitions_for_topic(self, topic: str) -> set[int]:
-        return set(range(4)) if topic == TOPIC else set()
+        return set(range(4)) if topic in (TOPIC, *CO_PARTITIONED) else set()
 
 
 def test_a_leader_hands_every_member_the_address_of_each_partitions_holder() -> None:
@@ -57,3 +65,21 @@ def test_a_newer_leader_names_no_address_for_the_partitions_of_a_member_that_adv
     newer.on_assignment(assignments["m-newer"])
     assert newer.holders == {0: "http://newer:8001", 2: "http://newer:8001"}
     assert newer.others() == set()
+
+
+def test_a_co_partitioned_groups_directory_gives_partition_n_of_every_topic_to_one_member() -> None:
+    """Assigned as aiokafka's range assignor does, under its protocol (replicas of the version before share the
+    group), with every member told each partition's holder."""
+    assert RangeDirectory.name == RangePartitionAssignor.name
+    here, there = RangeDirectory("http://here:8005"), RangeDirectory("http://there:8005")
+    members = {"m-here": here.metadata(CO_PARTITIONED), "m-there": there.metadata(CO_PARTITIONED)}
+    assignments = here.assign(Cluster(), members)  # type: ignore[arg-type]
+    plain = RangePartitionAssignor.assign(Cluster(), members)  # type: ignore[arg-type]
+    for member, directory in (("m-here", here), ("m-there", there)):
+        directory.on_assignment(assignments[member])
+        assert assignments[member].assignment == plain[member].assignment
+        held = {topic: set(partitions) for topic, partitions in assignments[member].assignment}
+        assert held[CO_PARTITIONED[0]] == held[CO_PARTITIONED[1]]
+    assert here.holders == there.holders
+    assert set(here.holders.values()) == {"http://here:8005", "http://there:8005"}
+    assert here.others() == {"http://there:8005"}

@@ -113,7 +113,8 @@ class EventConsumer:
     as many partitions each): state kept per ticket partition sees all of a ticket's events, whatever topic. With
     `start_at_end`, a group that has committed nothing yet starts at the end of each partition, not its beginning.
     With a `membership`, the group's members watch each other's presence (runtime/presence.py): a member whose
-    process is gone is removed at once, not after its session."""
+    process is gone is removed at once, not after its session (a co-partitioned group's directory is a
+    RangeDirectory)."""
 
     def __init__(
         self,
@@ -131,8 +132,12 @@ class EventConsumer:
         on_assigned: OnAssigned | None = None,
         membership: Membership | None = None,
     ) -> None:
-        if co_partitioned and membership is not None:
-            raise ValueError("a group's directory assigns round robin: not co-partitioned")
+        if (
+            co_partitioned
+            and membership is not None
+            and not issubclass(membership.directory.plain, RangePartitionAssignor)
+        ):
+            raise ValueError("a co-partitioned group's directory assigns by range (RangeDirectory)")
         self._settings = settings
         self._membership = membership
         self._service = service

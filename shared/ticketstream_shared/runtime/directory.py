@@ -2,9 +2,9 @@
 ticket it does not hold can pass the question to the one that does.
 
 The group's assignor carries it: every member puts its HTTP address in its subscription (the protocol's user
-data), and the leader, after assigning partitions round robin as the default assignor does, hands every member the
-whole map of partition -> address along with its own partitions. No registry, no extra topic: the map changes
-exactly when the assignment does. It is the group's only assignor (see the sla composition root for why).
+data), and the leader, after assigning partitions as aiokafka's round-robin (or range) assignor does, hands every
+member the whole map of partition -> address along with its own partitions. No registry, no extra topic: the map
+changes exactly when the assignment does. It is the group's only assignor (see the sla composition root for why).
 """
 
 from __future__ import annotations
@@ -13,15 +13,19 @@ import json
 from collections.abc import Iterable, Mapping
 
 from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
 
-class ReplicaDirectory(RoundRobinPartitionAssignor):
+class ReplicaDirectory(AbstractPartitionAssignor):
     """A round-robin assignor that also tells every member the address of each partition's holder."""
 
     name = "roundrobin-with-addresses"
     version = 0
+    #: Who gets which partitions: the directory only adds the addresses.
+    plain: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -34,7 +38,7 @@ class ReplicaDirectory(RoundRobinPartitionAssignor):
     def assign(
         self, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        plain = RoundRobinPartitionAssignor.assign(cluster, members)
+        plain = self.plain.assign(cluster, members)
         holders = {
             partition: address
             for member, assignment in plain.items()
@@ -72,6 +76,14 @@ class RoundRobinDirectory(ReplicaDirectory):
     presence is watched until a newer one leads."""
 
     name = RoundRobinPartitionAssignor.name
+
+
+class RangeDirectory(ReplicaDirectory):
+    """The directory under the protocol of aiokafka's range assignor, for a co-partitioned group (partition n of
+    every topic to one member: notify's fan-out), which replicas of a version before it share as above."""
+
+    name = RangePartitionAssignor.name
+    plain = RangePartitionAssignor
 
 
 def advertised_address(member_metadata: bytes) -> str | None:
