@@ -12,9 +12,11 @@ from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
+from ticketstream_shared.runtime.directory import RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import kafka_is_down
 from ticketstream_shared.runtime.memory import tune_garbage_collection
+from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.retry import while_down
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
@@ -45,6 +47,9 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         await while_down("Kafka (sla.config)", kafka_is_down)(sla_config.read_to_end)
         return await projector.project(batch)
 
+    #: The replicas watch each other's presence; one process alone (chDB) still removes its former self on a restart, so
+    #: the group need not wait for the session of the process that died.
+    presence = Presence()
     consumer = EventConsumer(
         settings,
         service="reporting",
@@ -54,6 +59,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         max_batch=settings.batch_size,
         max_wait_s=settings.batch_max_wait_seconds,
         read_ahead=True,  # the next batch is read and validated while ClickHouse inserts this one
+        membership=Membership(presence, RoundRobinDirectory(settings.own_url), settings),
     )
 
     async def follow_sla_config() -> None:
@@ -88,6 +94,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         finally:
             stopping.set()
             await projecting
+            presence.close()  # only once out of the group: closed earlier, the others would remove this replica
 
     async def readiness() -> dict[str, bool]:
         try:
@@ -96,6 +103,6 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
             clickhouse = False
         return {"clickhouse": clickhouse, "kafka": consumer.ready}
 
-    app = create_service_app(service="reporting", keys=keys, readiness=readiness, lifespan=lifespan)
+    app = create_service_app(service="reporting", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     api.install(app, warehouse, lambda: Services.of(calendars.catalogue, datetime.now(UTC)))
     return app

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from ticketstream_shared.runtime.settings import ServiceSettings
+from ticketstream_shared.runtime.settings import GroupMemberSettings
 
 
 def _default_migrations() -> Path:
@@ -16,7 +16,7 @@ def _default_migrations() -> Path:
     return checkout if checkout.is_dir() else Path("deploy/clickhouse").resolve()
 
 
-class ReportingSettings(ServiceSettings):
+class ReportingSettings(GroupMemberSettings):
     http_port: int = Field(default=8004, ge=1, le=65535)
 
     clickhouse_url: str | None = Field(

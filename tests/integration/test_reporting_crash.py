@@ -32,6 +32,8 @@ from aiokafka.structs import TopicPartition
 from deploy.kafka.launcher import free_ports
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.integration.test_reporting_rebuild import publish
+from tests.keys import keys_file
+from tests.metrics import metric
 from tests.polling import eventually
 from tests.reporting_events import a_csat, a_worklog_corrected, a_worklog_voided
 from ticketstream_shared.contract import Envelope, WorklogCorrected, WorklogRecorded, WorklogVoided
@@ -59,12 +61,17 @@ class Reporting:
 
 @contextmanager
 def reporting_process(
-    kafka_bootstrap: str, local: Path, *, batch_size: int = 20_000, **environment_overrides: str
+    kafka_bootstrap: str,
+    local: Path,
+    *,
+    batch_size: int = 20_000,
+    port: int | None = None,
+    **environment_overrides: str,
 ) -> Iterator[Reporting]:
-    """`python -m reporting` on a free port, with its data under `local` (and any other environment variables
-    given); stopped with SIGTERM on exit (if it is still alive). Its log is local/reporting.log."""
+    """`python -m reporting` on `port` (else a free one), with its data under `local` (and any other environment
+    variables given); stopped with SIGTERM on exit (if it is still alive). Its log is local/reporting.log."""
     dev_keys, api_keys = write_dev_keys(local)
-    (port,) = free_ports(1)
+    port = port or free_ports(1)[0]
     group = f"reporting-{local.name}"
     environment = {
         **os.environ,
@@ -193,6 +200,21 @@ def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_counts_nothing_twice(
         eventually(lambda: reported_hours(service) == expected, timeout_s=120, interval_s=0.5, what="exact totals")
         eventually(lambda: asyncio.run(committed_offsets(kafka_bootstrap, service.consumer_group)) == total)
         assert reported_hours(service) == expected
+
+
+def test_a_process_started_again_at_its_address_is_taken_into_its_group_without_waiting_for_the_one_that_died(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A container restarted in its pod, on its own disk: the new process would wait for the session of the one that
+    died (two minutes here) before the group gave it the partitions, the reports going stale meanwhile. It removes
+    that member first (runtime/presence.py), and is ready long before."""
+    (port,) = free_ports(1)
+    settings = {"SESSION_TIMEOUT_SECONDS": "120", "API_KEYS_FILE": str(keys_file(tmp_path / "test-keys.json"))}
+    with reporting_process(kafka_bootstrap, tmp_path, port=port, **settings) as service:
+        service.process.kill()
+        service.process.wait(timeout=10)
+    with reporting_process(kafka_bootstrap, tmp_path, port=port, **settings) as service:
+        assert metric(service.url, "ticketstream_group_members_evicted_total") == 1
 
 
 def migrations_that_lose_the_csat_table(directory: Path) -> Path:

@@ -20,7 +20,8 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 
 
 class ReplicaDirectory(AbstractPartitionAssignor):
-    """A round-robin assignor that also tells every member the address of each partition's holder."""
+    """An assignor (round robin, or as `plain` assigns) that also tells every member the address of each partition's
+    holder."""
 
     name = "roundrobin-with-addresses"
     version = 0

@@ -67,7 +67,7 @@ class ServiceSettings(KafkaSettings):
 
 class GroupMemberSettings(ServiceSettings):
     """For the services whose replicas share a consumer group's partitions and watch each other's presence
-    (runtime/presence.py): sla's, intake's, assignment's and notify's groups."""
+    (runtime/presence.py): every service's groups."""
 
     session_timeout_seconds: float = Field(
         default=10.0,
