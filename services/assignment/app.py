@@ -33,7 +33,6 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
-from ticketstream_shared.runtime.directory import RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
@@ -71,14 +70,14 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
     catalogue_log = ConfigLog(SLA_CONFIG, decode_sla_config_change, catalogue.apply, "assignment", owner=False)
     #: In both groups (the router's, the teams'), the replicas watch each other's presence through one port.
     presence = Presence()
-    teams = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
+    teams = Membership.of(presence, settings)
     router = EventConsumer(
         settings,
         service="assignment",
         group_id=settings.consumer_group,
         decoders={TICKETS_EVENTS: decode_ticket_event, SLA_EVENTS: decode_sla_event},
         handle=TicketRouter(team_log, catalogue, catalogue_log, clock).handle,
-        membership=Membership(presence, RoundRobinDirectory(settings.own_url), settings),
+        membership=Membership.of(presence, settings),
     )
 
     async def follow_catalogue() -> None:

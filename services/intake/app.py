@@ -28,7 +28,6 @@ from ticketstream_shared.runtime.changelog import ChangelogWriter, restore
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import EventConsumer
 from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
-from ticketstream_shared.runtime.directory import RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import (
     make_consumer,
@@ -101,14 +100,14 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     stopping = asyncio.Event()
     presence = Presence()
     #: In both groups (the owners', the inbound requests'), the replicas watch each other's presence through one port.
-    owners = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
+    owners = Membership.of(presence, settings)
     inbound = EventConsumer(
         settings,
         service="intake",
         group_id=settings.inbound_group,
         decoders={TICKETS_INBOUND: decode_request},
         handle=InboundRequests(desk, clock, rules).handle,
-        membership=Membership(presence, RoundRobinDirectory(settings.own_url), settings),
+        membership=Membership.of(presence, settings),
     )
 
     async def consuming(

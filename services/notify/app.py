@@ -29,7 +29,7 @@ from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData, data_keys_for
-from ticketstream_shared.runtime.directory import RangeDirectory, RoundRobinDirectory
+from ticketstream_shared.runtime.directory import RangeDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
@@ -94,7 +94,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
 
     #: In both groups (the fan-out's, the senders'), the replicas watch each other's presence through one port.
     presence = Presence()
-    senders_group = Membership(presence, RoundRobinDirectory(settings.own_url), settings)
+    senders_group = Membership.of(presence, settings)
     consumer = EventConsumer(
         settings,
         service="notify",
@@ -108,7 +108,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
         co_partitioned=True,
         start_at_end=True,
         on_assigned=fanout.restore,
-        membership=Membership(presence, RangeDirectory(settings.own_url), settings),
+        membership=Membership.of(presence, settings, RangeDirectory),
     )
     gateway = MailGateway(settings, directory)
 

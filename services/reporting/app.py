@@ -12,7 +12,6 @@ from fastapi import FastAPI
 
 from ticketstream_shared.runtime.auth import ApiKeys
 from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
-from ticketstream_shared.runtime.directory import RoundRobinDirectory
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import kafka_is_down
 from ticketstream_shared.runtime.memory import tune_garbage_collection
@@ -59,7 +58,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         max_batch=settings.batch_size,
         max_wait_s=settings.batch_max_wait_seconds,
         read_ahead=True,  # the next batch is read and validated while ClickHouse inserts this one
-        membership=Membership(presence, RoundRobinDirectory(settings.own_url), settings),
+        membership=Membership.of(presence, settings),
     )
 
     async def follow_sla_config() -> None:

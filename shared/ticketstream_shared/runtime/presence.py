@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
 from prometheus_client import Counter
 
-from .directory import ReplicaDirectory, advertised_address
+from .directory import ReplicaDirectory, RoundRobinDirectory, advertised_address
 from .kafka import make_admin
 from .settings import GroupMemberSettings
 
@@ -209,6 +209,14 @@ class Membership:
     presence: Presence
     directory: ReplicaDirectory
     settings: GroupMemberSettings
+
+    @classmethod
+    def of(
+        cls, presence: Presence, settings: GroupMemberSettings, directory: type[ReplicaDirectory] = RoundRobinDirectory
+    ) -> Membership:
+        """A group the process joins, advertising its own URL (under aiokafka's round robin unless `directory` says
+        otherwise)."""
+        return cls(presence, directory(settings.own_url), settings)
 
     def consumer_options(self) -> dict[str, Any]:
         """What the group's consumer is made with: the directory as its only assignor, the session and heartbeat.
