@@ -4,6 +4,9 @@ import httpx
 
 from tests.keys import ADMIN, bearer
 
+#: Members a replica removed from its groups on behalf of a process found gone (runtime/presence.py).
+EVICTED = "ticketstream_group_members_evicted_total"
+
 
 def metric(url: str, name: str) -> float:
     """The sum of a metric's samples over its labels (0 before it is first counted)."""

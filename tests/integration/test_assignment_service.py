@@ -30,7 +30,7 @@ from assignment.teamlog import TeamLog
 from sla.config_log import config_key
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
-from tests.metrics import metric
+from tests.metrics import EVICTED, metric
 from tests.polling import eventually
 from tests.replicas import replicas
 from tests.unit.test_sla_clocks import config
@@ -728,6 +728,3 @@ def test_a_killed_replicas_work_goes_to_the_survivor_without_waiting_for_its_ses
         eventually(lambda: all_assigned(after), timeout_s=60, what="the survivor assigning every ticket")
         # Removed from both groups (the router's, the teams'), one eviction each.
         eventually(lambda: metric(survivor.url, EVICTED) == 2, what="the victim removed from both groups")
-
-
-EVICTED = "ticketstream_group_members_evicted_total"

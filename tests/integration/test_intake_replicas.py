@@ -3,7 +3,6 @@ whichever replica the caller reached. Checked on tickets.events itself: no lost 
 duplicate event."""
 
 import asyncio
-import json
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +12,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.integration.conftest import NEW_TICKET, running_intake
+from tests.integration.test_intake_inbound import request
 from tests.keys import ADMIN, INTEGRATION, bearer
-from tests.metrics import metric
+from tests.metrics import EVICTED, metric
 from tests.polling import eventually
 from tests.replicas import replicas
 from ticketstream_shared.contract import decode_ticket_event
@@ -175,15 +175,9 @@ async def request_on_every_partition(bootstrap: str) -> list[str]:
         requested = []
         for partition in range(TICKET_PARTITIONS):
             request_id = f"{run}-{partition}"
-            message = {
-                "type": "create_ticket",
-                "request_id": request_id,
-                "data": {**NEW_TICKET, "channel": "monitoring"},
-            }
+            message = request("create_ticket", request_id, {**NEW_TICKET, "channel": "monitoring"})
             ticket_id = inbound_ticket_id(request_id)
-            await producer.send_and_wait(
-                TICKETS_INBOUND, json.dumps(message).encode(), key=ticket_id.encode(), partition=partition
-            )
+            await producer.send_and_wait(TICKETS_INBOUND, message, key=ticket_id.encode(), partition=partition)
             requested.append(ticket_id)
         return requested
     finally:
@@ -191,4 +185,3 @@ async def request_on_every_partition(bootstrap: str) -> list[str]:
 
 
 FORWARDED = 'ticketstream_intake_commands_total{path="forwarded"}'
-EVICTED = "ticketstream_group_members_evicted_total"

@@ -20,7 +20,7 @@ from notify.app import build_app
 from notify.settings import NotifySettings
 from tests.builders import a_ticket_created
 from tests.keys import ADMIN, TEST_KEYS, bearer
-from tests.metrics import metric
+from tests.metrics import EVICTED, metric
 from tests.polling import eventually
 from tests.publishing import publish
 from tests.receivers import Receiver, http_receiver
@@ -83,18 +83,8 @@ def test_two_replicas_share_the_deliveries_and_one_carries_on_alone(kafka_bootst
             shared = [a_ticket_created(client_id=client_id) for _ in range(30)]
             publish(kafka_bootstrap, shared)
 
-            def received(events: list) -> Counter[tuple[str, str]]:
-                wanted = {str(event.event_id) for event in events}
-                with receiver.lock:
-                    requests = list(receiver.requests)
-                return Counter(
-                    (request.path, json.loads(request.body)["event_id"])
-                    for request in requests
-                    if json.loads(request.body)["event_id"] in wanted
-                )
-
             def missing() -> str:
-                made = received(shared)
+                made = received(receiver, shared)
                 absent = [(f"/hook-{n}", str(e.event_id)) for n in range(WEBHOOKS) for e in shared]
                 absent = [pair for pair in absent if pair not in made]
                 views = {
@@ -105,17 +95,21 @@ def test_two_replicas_share_the_deliveries_and_one_carries_on_alone(kafka_bootst
                 return f"{len(absent)} missing, e.g. {absent[:3]}; deliveries seen by each replica: {views}"
 
             try:
-                eventually(lambda: len(received(shared)) == 30 * WEBHOOKS, timeout_s=60, what="every delivery")
+                eventually(
+                    lambda: len(received(receiver, shared)) == 30 * WEBHOOKS, timeout_s=60, what="every delivery"
+                )
             except AssertionError as failed:
                 raise AssertionError(missing()) from failed
-            assert set(received(shared).values()) == {1}, "a delivery made twice while both replicas ran"
+            assert set(received(receiver, shared).values()) == {1}, "a delivery made twice while both replicas ran"
             # Every webhook got its deliveries, whichever replica owns it.
-            assert {path for path, _ in received(shared)} == {f"/hook-{n}" for n in range(WEBHOOKS)}
+            assert {path for path, _ in received(receiver, shared)} == {f"/hook-{n}" for n in range(WEBHOOKS)}
         # The second replica left the group: the first takes every partition again and delivers what comes next.
         eventually(lambda: sending(first) == set(range(DELIVERY_PARTITIONS)), timeout_s=60, what="the take-over")
         alone = [a_ticket_created(client_id=client_id) for _ in range(10)]
         publish(kafka_bootstrap, alone)
-        eventually(lambda: len(received(alone)) == 10 * WEBHOOKS, timeout_s=60, what="every delivery after it")
+        eventually(
+            lambda: len(received(receiver, alone)) == 10 * WEBHOOKS, timeout_s=60, what="every delivery after it"
+        )
 
 
 def test_a_replica_killed_is_removed_from_both_groups_and_the_survivor_delivers_its_share(tmp_path: Path) -> None:
@@ -145,12 +139,10 @@ def test_a_replica_killed_is_removed_from_both_groups_and_the_survivor_delivers_
 
         events = [a_ticket_created(client_id=client_id) for _ in range(20)]  # over most ticket partitions
         publish(bootstrap, events)
-        eventually(lambda: delivered(receiver, events) == {(n, e.event_id) for n in range(WEBHOOKS) for e in events},
+        every = {(f"/hook-{n}", str(event.event_id)) for n in range(WEBHOOKS) for event in events}
+        eventually(lambda: set(received(receiver, events)) == every,
                    timeout_s=60, what="every event delivered to every webhook by the survivor")  # fmt: skip
         eventually(lambda: metric(survivor.url, EVICTED) == 2, what="the victim removed from both groups")
-
-
-EVICTED = "ticketstream_group_members_evicted_total"
 
 
 def members_of(bootstrap: str, group: str) -> int:
@@ -166,13 +158,13 @@ def members_of(bootstrap: str, group: str) -> int:
     return asyncio.run(describe())
 
 
-def delivered(receiver: Receiver, events: list) -> set[tuple[int, uuid.UUID]]:
-    """(webhook number, event id) of every delivery of `events` made so far."""
-    wanted = {str(event.event_id): event.event_id for event in events}
+def received(receiver: Receiver, events: list) -> Counter[tuple[str, str]]:
+    """How many times each (webhook path, event id) of `events` was delivered so far."""
+    wanted = {str(event.event_id) for event in events}
     with receiver.lock:
         requests = list(receiver.requests)
-    return {
-        (int(request.path.removeprefix("/hook-")), wanted[json.loads(request.body)["event_id"]])
+    return Counter(
+        (request.path, json.loads(request.body)["event_id"])
         for request in requests
         if json.loads(request.body)["event_id"] in wanted
-    }
+    )

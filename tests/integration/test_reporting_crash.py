@@ -33,7 +33,7 @@ from deploy.kafka.launcher import free_ports
 from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.integration.test_reporting_rebuild import publish
 from tests.keys import keys_file
-from tests.metrics import metric
+from tests.metrics import EVICTED, metric
 from tests.polling import eventually
 from tests.reporting_events import a_csat, a_worklog_corrected, a_worklog_voided
 from ticketstream_shared.contract import Envelope, WorklogCorrected, WorklogRecorded, WorklogVoided
@@ -214,7 +214,7 @@ def test_a_process_started_again_at_its_address_is_taken_into_its_group_without_
         service.process.kill()
         service.process.wait(timeout=10)
     with reporting_process(kafka_bootstrap, tmp_path, port=port, **settings) as service:
-        assert metric(service.url, "ticketstream_group_members_evicted_total") == 1
+        assert metric(service.url, EVICTED) == 1
 
 
 def migrations_that_lose_the_csat_table(directory: Path) -> Path:

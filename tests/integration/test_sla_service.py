@@ -29,7 +29,7 @@ from sla.settings import SlaSettings
 from tests.builders import a_ticket_created
 from tests.dead_letters import dead_letters, headers
 from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer, keys_file
-from tests.metrics import metric
+from tests.metrics import EVICTED, metric
 from tests.polling import eventually
 from ticketstream_shared.contract import CommentAdded, Envelope, TicketStatusChanged, encode
 from ticketstream_shared.contract.topics import (
@@ -566,7 +566,6 @@ def test_a_replica_whose_process_is_gone_is_removed_from_the_group_without_waiti
         replica.start()
     try:
         eventually(lambda: all(r.ready() for r in (stopped, victim, survivor)), timeout_s=90, what="three replicas")
-        evicted = "ticketstream_group_members_evicted_total"
         assert httpx.get(f"http://127.0.0.1:{victim.port}/healthz", timeout=10).json()["presence_port"] > 0
         stopped.stop()
         tickets = alarms_fall_due_around_now(kafka_bootstrap, a_minute_policy(victim))
@@ -574,11 +573,11 @@ def test_a_replica_whose_process_is_gone_is_removed_from_the_group_without_waiti
         eventually(lambda: ids <= in_changelog(kafka_bootstrap), what="every ticket's clocks in sla.clocks")
         gauge = "ticketstream_sla_tickets"
         eventually(lambda: victim.metric(gauge) and survivor.metric(gauge), what="both replicas holding tickets")
-        assert victim.metric(evicted) == survivor.metric(evicted) == 0, "a replica stopping was removed"
+        assert victim.metric(EVICTED) == survivor.metric(EVICTED) == 0, "a replica stopping was removed"
         held, own = victim.metric(gauge), survivor.metric(gauge)
         victim.kill9()
         eventually(lambda: survivor.metric(gauge) == own + held, timeout_s=60, what="the survivor holding all")
-        assert survivor.metric(evicted) == 1
+        assert survivor.metric(EVICTED) == 1
         assert_every_alarm_raised_once(kafka_bootstrap, tickets)
     finally:
         for replica in (stopped, victim, survivor):
@@ -599,7 +598,7 @@ def test_a_replica_killed_and_started_again_at_its_address_removes_its_former_pr
         replica.kill9()
         replica.start()
         eventually(replica.ready, timeout_s=60, what="the replica ready again")
-        assert replica.metric("ticketstream_group_members_evicted_total") == 1
+        assert replica.metric(EVICTED) == 1
     finally:
         replica.stop()
 

@@ -33,8 +33,6 @@ def _broken_connections_raise_connection_errors() -> None:
     retries the first and reconnects; the second ended a group consumer's coordination and stopped the service in a
     broker restart (aiokafka issue #1038, open). So the second becomes the first."""
     send = AIOKafkaConnection.send
-    if getattr(send, "mends_closed_transports", False):
-        return
 
     def send_or_fail_as_broken(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
         try:
@@ -45,7 +43,6 @@ def _broken_connections_raise_connection_errors() -> None:
             self.close(reason=CloseReason.CONNECTION_BROKEN)
             raise KafkaConnectionError(f"Connection at {self.host}:{self.port} broken: {error}") from error
 
-    send_or_fail_as_broken.mends_closed_transports = True  # type: ignore[attr-defined]
     AIOKafkaConnection.send = send_or_fail_as_broken
 
 
