@@ -226,7 +226,10 @@ def project_all(settings: ReportingSettings, expected_hours: float) -> dict[str,
             started = time.perf_counter()
             wait_until(lambda: runner.run(watch.caught_up()), 600, 0.25, "projection")
             elapsed = time.perf_counter() - started
-            inserting = REGISTRY.get_sample_value("ticketstream_reporting_insert_seconds_sum") or 0.0
+            inserting = sum(
+                REGISTRY.get_sample_value("ticketstream_reporting_insert_seconds_sum", {"work": work}) or 0.0
+                for work in ("messages", "ledger lookup", "ledger rows")
+            )
             figures = report_figures(http, expected_hours)
         runner.run(watch.stop())
     return {"seconds": elapsed, "inserting_seconds": inserting, **figures}

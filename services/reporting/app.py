@@ -57,7 +57,8 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         handle=project,
         max_batch=settings.batch_size,
         max_wait_s=settings.batch_max_wait_seconds,
-        read_ahead=True,  # the next batch is read and validated while ClickHouse inserts this one
+        # ClickHouse inserts one batch's messages while the one before writes its ledger rows, and the next is read
+        read_ahead=2,
         membership=Membership.of(presence, settings),
     )
 

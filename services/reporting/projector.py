@@ -15,12 +15,12 @@ the service stops (runtime/supervision.py) instead of retrying it forever and st
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol, TypeVar
 
 from clickhouse_connect.driver.exceptions import DatabaseError
-from prometheus_client import Histogram
 
 from ticketstream_shared.contract import InvalidEvent
 from ticketstream_shared.runtime.consumer import Delivery, Rejections
@@ -34,12 +34,6 @@ from .warehouse import clickhouse_is_down
 from .worklogs import WorklogRow, worklog_rows
 
 T = TypeVar("T")
-
-INSERT_SECONDS = Histogram(
-    "ticketstream_reporting_insert_seconds",
-    "Time to insert one batch of messages, and its ledger rows, into ClickHouse",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
 
 #: While ClickHouse is down, try again after this long, doubling up to the cap.
 FIRST_RETRY_SECONDS = 0.5
@@ -86,9 +80,9 @@ class RowStore(Protocol):
         """One insert of the messages into inbox, whose views fill the tables."""
         ...
 
-    async def insert(self, rows: Mapping[str, Sequence[LedgerRow]]) -> None: ...
+    async def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> None: ...
 
-    async def newest_ledger_rows(self, worklogs: Collection[WorklogRow]) -> dict[uuid.UUID, LedgerRow]:
+    async def newest_ledger_rows(self, worklog_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, LedgerRow]:
         """The newest ledger row of each of these worklogs that has one."""
         ...
 
@@ -111,6 +105,9 @@ class Projector:
         self._store = store
         self._calendars = calendars
         self._first_retry_seconds = first_retry_seconds
+        #: Set once the batch handed over last has written its ledger rows (or will write none).
+        self._ledger_written = asyncio.Event()
+        self._ledger_written.set()
 
     async def _while_down(self, call: Callable[[], Awaitable[T]]) -> T:
         """`call`, tried again while ClickHouse is down rather than raised: raising would stop the service, and
@@ -129,7 +126,23 @@ class Projector:
     async def project(self, batch: list[Delivery]) -> Rejections:
         """Insert every event of `batch` that can be projected; returns once they are stored, with the events that
         cannot be and why (the consumer dead-letters them). The ledger rows are computed after the messages are in,
-        from the ledger as it is then (read again on a retry, since it may hold some of them by then)."""
+        from the ledger as it is then (read again on a retry, since it may hold some of them by then).
+
+        The consumer may hand over the next batch before this one is done (read_ahead 2): its messages are inserted
+        meanwhile, but its ledger rows are looked up only once this batch's are written, since they may apply on top
+        of them (a worklog recorded in this batch and corrected in the next)."""
+        ledger_written_before = self._ledger_written
+        ledger_written = self._ledger_written = asyncio.Event()
+        try:
+            rejections = await self._project(batch, ledger_written_before)
+        finally:
+            # Also on failure or cancellation: the batches after this one are not committed before it is, and if it
+            # is delivered again, it applies what it holds on top of whatever they wrote (the ledger is order-free).
+            ledger_written.set()
+        THROUGHPUT.processed(len(batch))
+        return rejections
+
+    async def _project(self, batch: list[Delivery], ledger_written_before: asyncio.Event) -> Rejections:
         refused: Rejections = []
         storable: list[Delivery] = []
         worklogs: dict[int, list[WorklogRow]] = {}  # id of the delivery -> its worklog versions
@@ -142,13 +155,12 @@ class Projector:
                 refused.append((delivery, error.reason))
             else:
                 storable.append(delivery)
-        with INSERT_SECONDS.time():
-            refused_by_clickhouse = await self._insert_messages(storable)
-            for delivery, _ in refused_by_clickhouse:
-                del worklogs[id(delivery)]
-            if versions := [row for rows in worklogs.values() for row in rows]:
-                await self._while_down(lambda: self._insert_ledger_rows(versions))
-        THROUGHPUT.processed(len(batch))
+        refused_by_clickhouse = await self._insert_messages(storable)
+        for delivery, _ in refused_by_clickhouse:
+            del worklogs[id(delivery)]
+        await ledger_written_before.wait()
+        if versions := [row for rows in worklogs.values() for row in rows]:
+            await self._while_down(lambda: self._insert_ledger_rows(versions))
         return refused + refused_by_clickhouse
 
     async def _insert_messages(self, deliveries: Sequence[Delivery]) -> Rejections:
@@ -168,6 +180,6 @@ class Projector:
         return []
 
     async def _insert_ledger_rows(self, worklogs: list[WorklogRow]) -> None:
-        newest = await self._store.newest_ledger_rows(worklogs)
+        newest = await self._store.newest_ledger_rows({worklog.worklog_id for worklog in worklogs})
         if ledger := ledger_rows_of(worklogs, newest):
-            await self._store.insert({"worklog_ledger": ledger})
+            await self._store.insert_ledger_rows(ledger)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from reporting import warehouse as warehouse_module
 from reporting.business_hours import ClientCalendars
+from reporting.ledger import LedgerRow
 from reporting.projector import Projector
 from reporting.reports import HoursPerClientQuery
 from reporting.settings import ReportingSettings
@@ -48,7 +51,7 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
         # the worklogs table as the projector of that time wrote it, with each worklog's business minutes
         deliveries = [read(event, offset=offset) for offset, event in enumerate(history)]
         worklogs = [row for delivery in deliveries for row in worklog_rows(delivery, ClientCalendars())]
-        await old.insert({"worklogs": worklogs})
+        await old.insert("worklogs", worklogs)
         await old.close()
 
     asyncio.run(before_the_upgrade())
@@ -68,3 +71,75 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
         ]
     finally:
         asyncio.run(warehouse.close())
+
+
+def test_ledger_rows_are_looked_up_as_they_were_written(tmp_path: Path) -> None:
+    """A row that goes back as a cancelling row is the one read: every column's extremes, and text of several
+    bytes a character, come back from ClickHouse as they went in (moments to the millisecond, which is what the
+    column keeps, and in UTC)."""
+    rows = [
+        LedgerRow(
+            client_id="acme",
+            ticket_id="T-1",
+            worklog_id=uuid.uuid4(),
+            aggregate_version=2,
+            sign=1,
+            technician_id="tech-1",
+            performed_at=datetime(2026, 3, 2, 9, 30, 15, 123_456, tzinfo=UTC),
+            billable=True,
+            minutes=90,
+            business_minutes=75,
+            event_id=uuid.uuid4(),
+            partition=0,
+            offset=0,
+        ),
+        LedgerRow(
+            client_id="clínica-" + "ß" * 100,
+            ticket_id="T-" + "9" * 126,
+            worklog_id=uuid.UUID(int=2**128 - 1),
+            aggregate_version=2**32 - 1,
+            sign=-1,
+            technician_id="",
+            performed_at=datetime(1900, 1, 1, tzinfo=UTC),
+            billable=False,
+            minutes=-(2**31),
+            business_minutes=2**31 - 1,
+            event_id=uuid.UUID(int=1),
+            partition=2**16 - 1,
+            offset=2**64 - 1,
+        ),
+        LedgerRow(
+            client_id="initech",
+            ticket_id="T-3",
+            worklog_id=uuid.UUID("00112233-4455-6677-8899-aabbccddeeff"),
+            aggregate_version=7,
+            sign=0,
+            technician_id="t" * 128,
+            performed_at=datetime(8999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC),
+            billable=True,
+            minutes=0,
+            business_minutes=0,
+            event_id=uuid.UUID("ffeeddcc-bbaa-9988-7766-554433221100"),
+            partition=7,
+            offset=123_456_789_012,
+        ),
+    ]
+    warehouse = Warehouse(
+        f"chdb://{tmp_path / 'chdb'}", ReportingSettings(api_keys_file=Path("u")).clickhouse_migrations_dir
+    )
+
+    async def written_and_read() -> dict[uuid.UUID, LedgerRow]:
+        await warehouse.open()
+        try:
+            await warehouse.insert_ledger_rows(rows)
+            return await warehouse.newest_ledger_rows([row.worklog_id for row in rows])
+        finally:
+            await warehouse.close()
+
+    read_back = asyncio.run(written_and_read())
+
+    to_the_millisecond = [
+        row._replace(performed_at=row.performed_at.replace(microsecond=row.performed_at.microsecond // 1000 * 1000))
+        for row in rows
+    ]
+    assert [read_back[row.worklog_id] for row in rows] == to_the_millisecond

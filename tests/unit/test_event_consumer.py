@@ -45,7 +45,7 @@ class Projector:
 
 
 def an_event_consumer(
-    projector: Projector, max_batch: int = 500, max_wait_s: float = 0.05, read_ahead: bool = False
+    projector: Projector, max_batch: int = 500, max_wait_s: float = 0.05, read_ahead: int = 0
 ) -> EventConsumer:
     return EventConsumer(
         SETTINGS,
@@ -363,5 +363,72 @@ def test_reading_ahead_stopping_finishes_the_batch_in_hand_and_commits_it():
         projector.release.set()
         await consuming
         assert running.committed() == {tp: 3} and len(projector.batches) == 1
+
+    asyncio.run(story())
+
+
+class HoldingProjector(Projector):
+    """Holds every batch until its own release is set (`releases[n]` for the nth batch handed over); keeps which
+    batches it is done with, in the order done, and the most it held at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases: list[asyncio.Event] = []
+        self.done: list[int] = []
+        self.most_in_hand = 0
+
+    async def handle(self, batch: list[Delivery]) -> Rejections:
+        number = len(self.releases)
+        self.releases.append(release := asyncio.Event())
+        self.batches.append([delivery.event for delivery in batch])
+        self.most_in_hand = max(self.most_in_hand, len(self.releases) - len(self.done))
+        await release.wait()
+        self.done.append(number)
+        return []
+
+
+def test_reading_two_ahead_hands_over_the_next_batch_before_this_one_is_done_and_commits_them_in_order():
+    """With read_ahead 2 the handler holds two batches at once; the second, done first, is committed only after
+    the first: a crash before delivers both again, never the first alone (which would be lost to the group)."""
+
+    async def story() -> None:
+        broker, projector = FakeBroker(), HoldingProjector()
+        tp, _ = one_tickets_story(broker, worklogs=3)
+        consumer = an_event_consumer(projector, max_batch=2, max_wait_s=0, read_ahead=2)  # a batch: what a fetch has
+        async with Running(broker, consumer) as running:
+            await until(lambda: len(projector.releases) == 2)  # both handed over, neither done
+            projector.releases[1].set()
+            await until(lambda: projector.done == [1])
+            # a third batch read, of another partition: the loop goes round with the second batch done
+            other = a_ticket_created()
+            elsewhere = TopicPartition(TICKETS_EVENTS, (tp.partition + 1) % len(every_partition(TICKETS_EVENTS)))
+            broker.append(TICKETS_EVENTS, encode(other), key=other.ticket_id.encode(), partition=elsewhere.partition)
+            await until(lambda: running.group_member.positions[elsewhere] == 1)
+            if committed_early := running.group_member.commits:
+                for release in projector.releases:  # so that the consumer can stop, and the test fail
+                    release.set()
+            assert committed_early == []
+            projector.releases[0].set()
+            await until(lambda: len(projector.releases) == 3)
+            projector.releases[2].set()
+            await until(lambda: running.committed() == {tp: 4, elsewhere: 1})
+        assert running.group_member.commits[:2] == [{tp: 2}, {tp: 4}]
+        assert [[event.aggregate_version for event in batch] for batch in projector.batches] == [[1, 2], [3, 4], [1]]
+
+    asyncio.run(story())
+
+
+def test_reading_two_ahead_hands_over_no_third_batch_while_two_are_in_hand():
+    async def story() -> None:
+        broker, projector = FakeBroker(), HoldingProjector()
+        tp, _ = one_tickets_story(broker, worklogs=5)
+        async with Running(broker, an_event_consumer(projector, max_batch=2, read_ahead=2)) as running:
+            await until(lambda: running.group_member.positions[tp] == 6)  # the third batch is read meanwhile
+            projector.releases[0].set()
+            await until(lambda: len(projector.releases) == 3)
+            for release in projector.releases[1:]:
+                release.set()
+            await until(lambda: running.committed() == {tp: 6})
+        assert projector.most_in_hand == 2
 
     asyncio.run(story())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import pytest
@@ -17,9 +17,9 @@ from reporting.business_hours import ClientCalendars
 from reporting.inbox import Arrival, decoders, topic_decoder
 from reporting.ledger import LedgerRow
 from reporting.projector import Projector
-from reporting.worklogs import WorklogRow
 from tests.builders import a_ticket_created, a_worklog_recorded
-from tests.reporting_events import a_comment, a_csat, an_escalation, an_sla_event, read
+from tests.polling import until
+from tests.reporting_events import a_comment, a_csat, a_worklog_corrected, an_escalation, an_sla_event, read
 from ticketstream_shared.contract import Envelope, InvalidEvent, TicketCreated, encode
 from ticketstream_shared.contract.assignment import TicketEscalated
 from ticketstream_shared.contract.sla import SlaBreached
@@ -46,7 +46,7 @@ class FlakyStore:
         self.refused_offsets = set(refused_offsets)
         self.attempts = 0
         self.messages: list[list[Delivery]] = []
-        self.inserts: list[dict[str, list[LedgerRow]]] = []
+        self.inserts: list[list[LedgerRow]] = []
 
     def _attempt(self) -> None:
         self.attempts += 1
@@ -60,19 +60,17 @@ class FlakyStore:
             raise DatabaseError(TIER_TOO_HIGH, code=70)
         self.messages.append(list(deliveries))
 
-    async def insert(self, rows: Mapping[str, Sequence[LedgerRow]]) -> None:
+    async def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> None:
         self._attempt()
-        self.inserts.append({table: list(table_rows) for table, table_rows in rows.items()})
+        self.inserts.append(list(rows))
 
     def offsets_stored(self) -> list[int]:
         return [delivery.offset for insert in self.messages for delivery in insert]
 
     def ledger(self) -> list[LedgerRow]:
-        rows = [row for insert in self.inserts for row in insert.get("worklog_ledger", ())]
-        return [row for row in rows if isinstance(row, LedgerRow)]
+        return [row for insert in self.inserts for row in insert]
 
-    async def newest_ledger_rows(self, worklogs: Collection[WorklogRow]) -> dict[uuid.UUID, LedgerRow]:
-        worklog_ids = {worklog.worklog_id for worklog in worklogs}
+    async def newest_ledger_rows(self, worklog_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, LedgerRow]:
         newest: dict[uuid.UUID, LedgerRow] = {}
         for row in sorted(self.ledger(), key=lambda row: (row.aggregate_version, row.sign)):
             if row.worklog_id in worklog_ids:
@@ -94,7 +92,48 @@ def test_a_batch_is_one_insert_of_its_messages_then_one_of_its_ledger_rows() -> 
 
     assert store.offsets_stored() == [100, 101, 102, 9]
     (inserted,) = store.inserts
-    assert [(row.offset, row.minutes, row.sign) for row in inserted["worklog_ledger"]] == [(101, 90, 1)]
+    assert [(row.offset, row.minutes, row.sign) for row in inserted] == [(101, 90, 1)]
+
+
+class HeldStore(FlakyStore):
+    """Holds the insert of the first batch's messages until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def insert_messages(self, deliveries: Sequence[Delivery]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()
+        await super().insert_messages(deliveries)
+
+
+def test_a_batch_handed_over_before_the_one_before_is_done_applies_its_ledger_rows_on_top_of_that_ones():
+    """The consumer reads ahead two batches (read_ahead 2): the second's messages may be in first, but its worklogs
+    are looked up in the ledger only once the first batch's rows are written, or a worklog corrected in the second
+    would count twice (its recording from the first, and its correction as if it were new)."""
+    recorded = a_worklog_recorded("T-7", 2, minutes=90)
+    first = [read(a_ticket_created("T-7"), 3, 100), read(recorded, 3, 101)]
+    second = [read(a_worklog_corrected(recorded, 3, minutes=30), 3, 102)]
+    store = HeldStore()
+    projector = Projector(store, ClientCalendars())
+
+    async def both() -> None:
+        projecting_first = asyncio.create_task(projector.project(first))
+        projecting_second = asyncio.create_task(projector.project(second))
+        await asyncio.wait_for(until(lambda: store.offsets_stored() == [102]), ENDS_WITHIN_S)
+        store.release.set()
+        await asyncio.wait_for(asyncio.gather(projecting_first, projecting_second), ENDS_WITHIN_S)
+
+    asyncio.run(both())
+
+    assert [(row.offset, row.sign, row.minutes) for row in store.ledger()] == [
+        (101, 1, 90),
+        (102, -1, -90),
+        (102, 1, 30),
+    ]
 
 
 #: Long enough for a projection that ends by itself; a projection still retrying by then never would.
@@ -176,7 +215,7 @@ def test_an_event_a_processor_rejects_is_refused_with_its_reason_and_the_rest_la
     assert refused == [(rejected, "performed_at: no calendar of initech covers it")]
     assert store.offsets_stored() == [100, 101, 102, 9]
     (inserted,) = store.inserts
-    assert [row.offset for row in inserted["worklog_ledger"]] == [101]
+    assert [row.offset for row in inserted] == [101]
 
 
 def test_an_event_whose_version_the_tables_cannot_hold_is_refused_and_the_rest_lands() -> None:
@@ -190,7 +229,7 @@ def test_an_event_whose_version_the_tables_cannot_hold_is_refused_and_the_rest_l
     assert refused == [(rejected, "aggregate_version: 4294967296 is more than the tables hold (4294967295)")]
     assert store.offsets_stored() == [100, 101, 102, 9]
     (inserted,) = store.inserts
-    assert [row.offset for row in inserted["worklog_ledger"]] == [101]
+    assert [row.offset for row in inserted] == [101]
 
 
 @pytest.mark.parametrize("refused_offset", [100, 101, 102, 9])
@@ -203,7 +242,7 @@ def test_a_message_clickhouse_refuses_is_found_by_bisecting_and_the_rest_lands(r
     (rejected,) = [delivery for delivery in batch if delivery.offset == refused_offset]
     assert refused == [(rejected, TIER_TOO_HIGH)]
     assert sorted(store.offsets_stored()) == sorted({100, 101, 102, 9} - {refused_offset})
-    ledger = [row.offset for insert in store.inserts for row in insert["worklog_ledger"]]
+    ledger = [row.offset for insert in store.inserts for row in insert]
     assert ledger == ([] if refused_offset == 101 else [101])  # a refused worklog is not counted either
 
 

@@ -75,6 +75,10 @@ class _Handling:
     read: dict[TopicPartition, int]
     handled: asyncio.Task[Rejections | None] | None
 
+    @property
+    def done(self) -> bool:
+        return self.handled is None or self.handled.done()
+
 
 Decoder = Callable[[bytes], Any]
 #: What a handler refuses although it could decode it (e.g. a command for an unknown ticket), with the reason.
@@ -105,9 +109,11 @@ class _Assignment(ConsumerRebalanceListener):
 class EventConsumer:
     """One consumer-group member. A batch ends at `max_batch` events or `max_wait_s` after its first event.
 
-    With `read_ahead`, the next batch is read and decoded while the handler works on this one; handlers still run one
-    after another, in order, and each batch is committed (its own offsets) once its handler is done. For a handler
-    that spends its time off the event loop (reporting's insert runs in ClickHouse, on a thread of its own).
+    With `read_ahead` n, up to n batches are in the handler's hands while the next is read and decoded: with 1 the
+    handler works on one batch at a time, with 2 it is given the next batch before it is done with this one (a
+    handler that keeps the order of its own effects where it must, as reporting's ledger does). Each batch is
+    committed (its own offsets) once its handler is done with it and with every batch before it. For a handler that
+    spends its time off the event loop (reporting's inserts run in ClickHouse, on a thread of its own).
 
     With `co_partitioned`, partition n of every topic goes to the same member (the range assignor; the topics have
     as many partitions each): state kept per ticket partition sees all of a ticket's events, whatever topic. With
@@ -126,7 +132,7 @@ class EventConsumer:
         handle: BatchHandler,
         max_batch: int = 500,
         max_wait_s: float = 0.05,
-        read_ahead: bool = False,
+        read_ahead: int = 0,
         co_partitioned: bool = False,
         start_at_end: bool = False,
         on_assigned: OnAssigned | None = None,
@@ -217,27 +223,28 @@ class EventConsumer:
         await wait_for_topics(self.consumer, self._decoders)
         watching = await self._watch_the_group()
         self.consumer.subscribe(list(self._decoders), listener=self._assignment)
-        in_hand: _Handling | None = None
+        in_hand: collections.deque[_Handling] = collections.deque()  # oldest first
         try:
             while not self._stopping.is_set():
                 batch, read = await self._next_batch(self.consumer)
-                if in_hand is not None:
-                    await self._finish(in_hand)
-                    in_hand = None
+                # Once this batch is handed over, at most read_ahead are in hand; with nothing read, none stays
+                # uncommitted while the partitions are quiet.
+                may_keep = self._read_ahead - 1 if read else 0
+                while in_hand and (len(in_hand) > may_keep or in_hand[0].done):
+                    await self._finish(in_hand.popleft())
                 if read:  # also a batch of only dead letters or skipped events: they are done with too
-                    in_hand = self._start(batch, read)
+                    in_hand.append(self._start(batch, read))
                     if not self._read_ahead:
-                        await self._finish(in_hand)
-                        in_hand = None
+                        await self._finish(in_hand.popleft())
                 await self._record_lag(self.consumer)
-            if in_hand is not None:
-                await self._finish(in_hand)
-                in_hand = None
+            while in_hand:
+                await self._finish(in_hand.popleft())
         finally:
-            if in_hand is not None and in_hand.handled is not None:  # failed or cancelled: nothing more of it
-                in_hand.handled.cancel()
-                with contextlib.suppress(BaseException):
-                    await in_hand.handled
+            for handling in in_hand:  # failed or cancelled: nothing more of them
+                if handling.handled is not None:
+                    handling.handled.cancel()
+                    with contextlib.suppress(BaseException):
+                        await handling.handled
             # Leave the group at once, so a rebalance need not wait for a session timeout; bounded, because at
             # shutdown the broker may already be gone (then the group notices by itself, and nothing is lost:
             # what was not committed is delivered again).
