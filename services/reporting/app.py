@@ -28,6 +28,11 @@ from .settings import ReportingSettings
 from .sla_config import sla_config_log
 from .warehouse import Warehouse
 
+#: More than the objects of the batches in hand and the one being read (three of up to 20,000 events, about ten
+#: objects each), which all die by their reference counts: with the shared threshold, collections walked them over
+#: and over, freeing nothing (1.1 s of a 6.4 s projection; measured, 30k events/s -> 34-35k, see docs/benchmarks.md).
+YOUNG_OBJECTS_BEFORE_A_COLLECTION = 1_000_000
+
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -71,7 +76,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         try:
             if not await warehouse.open_when_reachable(stopping):
                 return
-            tune_garbage_collection()
+            tune_garbage_collection(young=YOUNG_OBJECTS_BEFORE_A_COLLECTION)
             following = asyncio.create_task(follow_sla_config(), name="reporting-follow-sla-config")
             stop_the_service_if_it_fails(following, stopping.is_set)  # batches wait for it: none would end
             try:

@@ -12,9 +12,10 @@ import gc
 GC_THRESHOLDS = (10_000, 50, 1_000)
 
 
-def tune_garbage_collection() -> None:
+def tune_garbage_collection(young: int = GC_THRESHOLDS[0]) -> None:
     """Freeze what lives now out of future collections and make collections rare; call again after loading a
-    large state (it moves that state out of the collector's walks too)."""
+    large state (it moves that state out of the collector's walks too). A collection of the youngest generation
+    starts once the objects alive have grown by `young` since the last one."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(young, *GC_THRESHOLDS[1:])
