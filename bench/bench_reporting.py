@@ -13,6 +13,8 @@ On a broker started here by LocalKafka and a fresh chDB directory, it measures:
       by SQL in a fresh chDB, for March and for the year: from the worklog ledger as inserted and merged, from
       worklogs FINAL (before the ledger), and on PostgreSQL (Debian's server, started here; installed with apt-get
       if missing) over the same current worklogs, loaded with COPY. All answers must be equal.
+  (d) rebuild: `python -m reporting rebuild`'s function, with the service stopped, over everything (a) and (b)
+      wrote: every topic replayed into fresh tables through the service's own projector, then swapped in.
 Prints a table and writes bench/results/reporting.json.
 """
 
@@ -49,6 +51,7 @@ from intake.domain import whose_words  # noqa: E402
 from reporting.app import build_app, tune_garbage_collection  # noqa: E402
 from reporting.inbox import decoders  # noqa: E402
 from reporting.ledger import LedgerRow  # noqa: E402
+from reporting.rebuild import rebuild  # noqa: E402
 from reporting.reports import HoursPerClientQuery  # noqa: E402
 from reporting.settings import ReportingSettings  # noqa: E402
 from reporting.warehouse import Warehouse  # noqa: E402
@@ -545,6 +548,9 @@ def main() -> None:
             wait: latency(settings.model_copy(update={"batch_max_wait_seconds": wait}), args.latency_samples)
             for wait in waits
         }
+        rebuilt = asyncio.run(rebuild(settings))  # (d): with the service stopped (chDB: one process)
+        if rebuilt.events < len(messages) or rebuilt.skipped:
+            raise AssertionError(f"the rebuild projected {rebuilt.events} events and skipped {rebuilt.skipped}")
     with tempfile.TemporaryDirectory(prefix="bench-reporting-") as scratch:
         many = hours_over_many_worklogs(Path(scratch), args.worklog_rows)
 
@@ -561,6 +567,8 @@ def main() -> None:
         "projection_seconds": round(projection["seconds"], 2),
         "projection_seconds_inserting": round(projection["inserting_seconds"], 2),
         "projection_vs_consume_only": round(projected_per_s / consumed_per_s, 3),
+        "rebuild_events": rebuilt.events,
+        "rebuild_events_per_s": round(rebuilt.events / rebuilt.seconds),
         "report_query_p50_ms": round(projection["report_query_p50_ms"], 1),
         "latency": {
             f"batch_max_wait_{wait}s": {k: round(v, 1) for k, v in lat.items()} for wait, lat in latencies.items()
@@ -580,6 +588,8 @@ def main() -> None:
                                      f"({result['projection_vs_consume_only']:.2f}x consume only)"),
         ("  of which inserting into chDB",
          f"{result['projection_seconds_inserting']} s of {result['projection_seconds']} s"),
+        ("rebuild (d): every topic into fresh tables", f"{result['rebuild_events_per_s']:,} events/s "
+                                                       f"({result['rebuild_events']:,} events)"),
         ("hours-per-client by day, p50", f"{result['report_query_p50_ms']} ms over {result['events']:,} events"),
         *(
             (f"event-to-report (b), wait {wait}s", f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms")

@@ -22,16 +22,11 @@ from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 from . import api
 from .business_hours import ClientCalendars
 from .inbox import decoders
-from .projector import Projector
+from .projector import BATCHES_IN_HAND, YOUNG_OBJECTS_BEFORE_A_COLLECTION, Projector
 from .queries import Services
 from .settings import ReportingSettings
 from .sla_config import sla_config_log
 from .warehouse import Warehouse
-
-#: More than the objects of the batches in hand and the one being read (three of up to 20,000 events, about ten
-#: objects each), which all die by their reference counts: with the shared threshold, collections walked them over
-#: and over, freeing nothing (1.1 s of a 6.4 s projection; measured, 30k events/s -> 34-35k, see docs/benchmarks.md).
-YOUNG_OBJECTS_BEFORE_A_COLLECTION = 1_000_000
 
 #: A readiness probe waits no longer than this for ClickHouse, which may be busy with a large insert.
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -62,8 +57,7 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
         handle=project,
         max_batch=settings.batch_size,
         max_wait_s=settings.batch_max_wait_seconds,
-        # ClickHouse inserts one batch's messages while the one before writes its ledger rows, and the next is read
-        read_ahead=2,
+        read_ahead=BATCHES_IN_HAND,
         membership=Membership.of(presence, settings),
     )
 

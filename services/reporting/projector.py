@@ -35,6 +35,15 @@ from .worklogs import WorklogRow, worklog_rows
 
 T = TypeVar("T")
 
+#: Batches a Projector is given at once: ClickHouse inserts one batch's messages while the one before writes its
+#: ledger rows (and the service reads the next meanwhile). More measured the same.
+BATCHES_IN_HAND = 2
+
+#: More than the objects of the batches in hand and the one being read (three of up to 20,000 events, about ten
+#: objects each), which all die by their reference counts: with the shared threshold, collections walked them over
+#: and over, freeing nothing (1.1 s of a 6.4 s projection; measured, 32k events/s -> 36k, see docs/benchmarks.md).
+YOUNG_OBJECTS_BEFORE_A_COLLECTION = 1_000_000
+
 #: While ClickHouse is down, try again after this long, doubling up to the cap.
 FIRST_RETRY_SECONDS = 0.5
 LAST_RETRY_SECONDS = 30.0
@@ -128,7 +137,7 @@ class Projector:
         cannot be and why (the consumer dead-letters them). The ledger rows are computed after the messages are in,
         from the ledger as it is then (read again on a retry, since it may hold some of them by then).
 
-        The consumer may hand over the next batch before this one is done (read_ahead 2): its messages are inserted
+        The next batch may be handed over before this one is done (BATCHES_IN_HAND): its messages are inserted
         meanwhile, but its ledger rows are looked up only once this batch's are written, since they may apply on top
         of them (a worklog recorded in this batch and corrected in the next)."""
         ledger_written_before = self._ledger_written

@@ -15,6 +15,7 @@ Everything is idempotent: the tables collapse whatever is read twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -26,10 +27,11 @@ from aiokafka.structs import TopicPartition
 from ticketstream_shared.contract import TOPICS, InvalidEvent
 from ticketstream_shared.runtime.consumer import Decoder, Delivery, Rejections
 from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from .business_hours import ClientCalendars
 from .inbox import decoders
-from .projector import Projector
+from .projector import BATCHES_IN_HAND, YOUNG_OBJECTS_BEFORE_A_COLLECTION, Projector
 from .settings import ReportingSettings
 from .sla_config import read_changes
 from .warehouse import Warehouse
@@ -92,25 +94,30 @@ async def _project(
     until: Offsets,
     batch_size: int,
 ) -> tuple[int, int]:
-    """Replay into `warehouse` through the service's own Projector, projecting batch N while batch N+1 is read and
-    validated; returns (events, skipped). Batch N+1 is projected once batch N is in, since its ledger rows depend on
-    what the ledger holds. An event the projector refuses (the service dead-lettered it when it first read it) is
-    skipped, as the service does: the same path, so a rebuild gives the service's figures."""
+    """Replay into `warehouse` through the service's own Projector, given as many batches at once as the service
+    gives it while the next is read and validated; returns (events, skipped). An event the projector refuses (the
+    service dead-lettered it when it first read it) is skipped, as the service does: the same path, so a rebuild
+    gives the service's figures."""
     projector = Projector(warehouse, calendars)
     read = not_events = refused = 0
-    projecting: asyncio.Task[Rejections] | None = None
-    async for batch, skipped in replay(consumer, decoders(), start, until, batch_size):
-        read, not_events = read + len(batch), not_events + skipped
-        if projecting is not None:
-            refused += len(await projecting)
-        projecting = asyncio.create_task(projector.project(batch))
-    if projecting is not None:
-        refused += len(await projecting)
+    in_hand: collections.deque[asyncio.Task[Rejections]] = collections.deque()
+    try:
+        async for batch, skipped in replay(consumer, decoders(), start, until, batch_size):
+            read, not_events = read + len(batch), not_events + skipped
+            if len(in_hand) == BATCHES_IN_HAND:
+                refused += len(await in_hand.popleft())
+            in_hand.append(asyncio.create_task(projector.project(batch)))
+        while in_hand:
+            refused += len(await in_hand.popleft())
+    finally:
+        for projecting in in_hand:  # failed: the rest would be projected into tables that are not swapped in
+            projecting.cancel()
     return read - refused, not_events + refused
 
 
 async def rebuild(settings: ReportingSettings) -> RebuildSummary:
     began = time.monotonic()
+    tune_garbage_collection(young=YOUNG_OBJECTS_BEFORE_A_COLLECTION)  # as the service projects
     live = Warehouse(settings.clickhouse_dsn(), settings.clickhouse_migrations_dir)
     await live.open()
     fresh_database = f"reporting_rebuild_{int(time.time())}"
