@@ -47,6 +47,7 @@ from ticketstream_shared.contract.notify import (
 from ticketstream_shared.contract.topics import NOTIFY_DELIVERIES
 from ticketstream_shared.runtime.consumer import EVENTS_DEAD_LETTERED
 from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, wait_for_topics
+from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.outbox import Outbox
 from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -159,6 +160,7 @@ class DeliveryLog:
                 log.info("sending for a deliveries partition", extra={"partition": partition})
             if self._read_to(end_at_start) and not self.caught_up.is_set():
                 log.info("deliveries read to their end", extra={"targets": len(self.book.targets)})
+                tune_garbage_collection()  # the book just read: out of the collector's walks from now on
                 self.caught_up.set()
 
     def _read_to(self, ends: dict[int, int] | None) -> bool:
