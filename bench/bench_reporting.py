@@ -44,7 +44,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from aiokafka.errors import GroupCoordinatorNotAvailableError  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from prometheus_client import REGISTRY  # noqa: E402
 
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from intake.domain import whose_words  # noqa: E402
@@ -54,7 +53,7 @@ from reporting.ledger import LedgerRow  # noqa: E402
 from reporting.rebuild import rebuild  # noqa: E402
 from reporting.reports import HoursPerClientQuery  # noqa: E402
 from reporting.settings import ReportingSettings  # noqa: E402
-from reporting.warehouse import Warehouse  # noqa: E402
+from reporting.warehouse import PROJECTION_SECONDS, Warehouse  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
     CommentAdded,
     Role,
@@ -229,9 +228,11 @@ def project_all(settings: ReportingSettings, expected_hours: float) -> dict[str,
             started = time.perf_counter()
             wait_until(lambda: runner.run(watch.caught_up()), 600, 0.25, "projection")
             elapsed = time.perf_counter() - started
-            inserting = sum(
-                REGISTRY.get_sample_value("ticketstream_reporting_insert_seconds_sum", {"work": work}) or 0.0
-                for work in ("messages", "ledger lookup", "ledger rows")
+            inserting = sum(  # every part of a batch ClickHouse works on, as warehouse.py labels them
+                sample.value
+                for family in PROJECTION_SECONDS.collect()
+                for sample in family.samples
+                if sample.name.endswith("_sum")
             )
             figures = report_figures(http, expected_hours)
         runner.run(watch.stop())

@@ -17,10 +17,10 @@ from reporting.business_hours import ClientCalendars
 from reporting.ledger import LedgerRow
 from reporting.projector import Projector
 from reporting.reports import HoursPerClientQuery
-from reporting.settings import ReportingSettings
 from reporting.warehouse import Warehouse
 from reporting.worklogs import worklog_rows
 from tests.builders import a_worklog_recorded
+from tests.integration.test_reporting_views import MIGRATIONS
 from tests.reporting_events import a_worklog_corrected, a_worklog_voided, read
 
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
@@ -37,10 +37,9 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warehouse_module, "LOOKUP_CHUNK", 1)  # a lookup of several worklogs takes several queries
-    migrations = ReportingSettings(api_keys_file=Path("unused.json")).clickhouse_migrations_dir
     before_the_ledger = tmp_path / "migrations"
     before_the_ledger.mkdir()
-    for migration in sorted(migrations.glob("*.sql"))[:9]:
+    for migration in sorted(MIGRATIONS.glob("*.sql"))[:9]:
         shutil.copy(migration, before_the_ledger)
     dsn = f"chdb://{tmp_path / 'chdb'}"
     history = [PRINTER, LAPTOP, VPN, a_worklog_voided(VPN, 3)]
@@ -55,7 +54,7 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
         await old.close()
 
     asyncio.run(before_the_upgrade())
-    warehouse = Warehouse(dsn, migrations)
+    warehouse = Warehouse(dsn, MIGRATIONS)
     assert "010_worklog_ledger" in asyncio.run(warehouse.open())
     try:
         assert hours(warehouse) == [
@@ -124,9 +123,7 @@ def test_ledger_rows_are_looked_up_as_they_were_written(tmp_path: Path) -> None:
             offset=123_456_789_012,
         ),
     ]
-    warehouse = Warehouse(
-        f"chdb://{tmp_path / 'chdb'}", ReportingSettings(api_keys_file=Path("u")).clickhouse_migrations_dir
-    )
+    warehouse = Warehouse(f"chdb://{tmp_path / 'chdb'}", MIGRATIONS)
 
     async def written_and_read() -> dict[uuid.UUID, LedgerRow]:
         await warehouse.open()
