@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,6 +38,13 @@ T = TypeVar("T")
 #: Worklog ids per lookup: each lookup reads the ledger's worklog_id column whole, so as few as fit in the URL that
 #: carries a ClickHouse server's query parameters (1 MiB by default; 15,000 UUIDs take about 700 kB).
 LOOKUP_CHUNK = 15_000
+
+#: performed_at goes to ClickHouse as what DateTime64(3) stores, a count of milliseconds since the Unix epoch,
+#: computed here in integers: clickhouse-connect computes it from `datetime.timestamp()`, a float, which lands a
+#: second late for moments after about the year 2242 (8999-12-31 23:59:59.999999 was stored as 9000-01-01 00:00:00.999).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_PERFORMED_AT = LedgerRow._fields.index("performed_at")
 _NEWEST_LEDGER_ROWS = f"""
     SELECT {", ".join(f"argMax({column}, (aggregate_version, sign))" for column in LedgerRow._fields)}
     FROM worklog_ledger
@@ -179,7 +186,11 @@ class Warehouse:
 
     @PROJECTION_SECONDS.labels("ledger rows").time()
     def _insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> None:
-        self._insert("worklog_ledger", rows)
+        if not rows:
+            return
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        columns[_PERFORMED_AT] = [(moment - _EPOCH) // _MILLISECOND for moment in columns[_PERFORMED_AT]]
+        self._open_client.insert("worklog_ledger", columns, column_names=LedgerRow._fields, column_oriented=True)
 
     async def insert(self, table: str, rows: Sequence[NamedTuple]) -> None:
         """One insert of `rows`, their fields named as the table's columns."""

@@ -75,7 +75,7 @@ def test_the_ledger_starts_from_the_worklogs_projected_before_it_and_then_follow
 def test_ledger_rows_are_looked_up_as_they_were_written(tmp_path: Path) -> None:
     """A row that goes back as a cancelling row is the one read: every column's extremes, and text of several
     bytes a character, come back from ClickHouse as they went in (moments to the millisecond, which is what the
-    column keeps, and in UTC)."""
+    column keeps, and in UTC; the last millisecond before the contract's latest moment not a second late)."""
     rows = [
         LedgerRow(
             client_id="acme",
@@ -99,7 +99,7 @@ def test_ledger_rows_are_looked_up_as_they_were_written(tmp_path: Path) -> None:
             aggregate_version=2**32 - 1,
             sign=-1,
             technician_id="",
-            performed_at=datetime(1900, 1, 1, tzinfo=UTC),
+            performed_at=datetime(1900, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC),
             billable=False,
             minutes=-(2**31),
             business_minutes=2**31 - 1,
@@ -114,7 +114,7 @@ def test_ledger_rows_are_looked_up_as_they_were_written(tmp_path: Path) -> None:
             aggregate_version=7,
             sign=0,
             technician_id="t" * 128,
-            performed_at=datetime(8999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC),
+            performed_at=datetime(8999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
             billable=True,
             minutes=0,
             business_minutes=0,
