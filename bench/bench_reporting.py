@@ -5,7 +5,8 @@
 On a broker started here by LocalKafka and a fresh chDB directory, it measures:
   (a) projection throughput: EVENTS events produced first, then the reporting service (built by its composition
       root, in this process) consumes, decodes, processes and inserts them all; the clock runs from the moment its
-      consumer holds its partitions until its group has committed the last offset (commits follow inserts).
+      consumer holds its partitions until its group has committed the last offset (commits follow inserts);
+      with the cores the service used meanwhile, in all and by its event loop and its ClickHouse thread (/proc).
       Baselines from the same run: consuming alone (aiokafka getmany) and decoding + processing alone (in memory).
   (b) event-to-report latency: one worklog produced, the hours-per-client report polled until it counts it;
       once with the default batch wait and once with a short one, to show what the wait costs.
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,6 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from aiokafka.errors import GroupCoordinatorNotAvailableError  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from bench import procfs  # noqa: E402
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from intake.domain import whose_words  # noqa: E402
 from reporting.app import build_app, tune_garbage_collection  # noqa: E402
@@ -219,15 +222,30 @@ def wait_until(probe: Any, timeout_s: float, interval_s: float, what: str) -> An
     raise TimeoutError(f"not within {timeout_s}s: {what}")
 
 
+def cpu_by_thread() -> dict[str, float]:
+    """CPU seconds used so far by this process's event loop (the test client's portal thread runs the service), by
+    its ClickHouse thread (the warehouse's calls, chDB's work on them included), and in all. A sampling profiler
+    shows a thread inside chDB as idle, since chDB lets go of the GIL: /proc counts what it uses."""
+    threads = {thread.name: thread.native_id for thread in threading.enumerate()}
+    used = {"process": procfs.cpu_seconds(os.getpid())}
+    for role, prefix in (("event loop", "asyncio-portal"), ("ClickHouse thread", "clickhouse")):
+        native_ids = [native_id for name, native_id in threads.items() if name.startswith(prefix) and native_id]
+        used[role] = sum(procfs.cpu_seconds(os.getpid(), native_id) for native_id in native_ids)
+    return used
+
+
 def project_all(settings: ReportingSettings, expected_hours: float) -> dict[str, float]:
     """(a): time the service from holding its partitions to having committed the last event."""
     with asyncio.Runner() as runner:
         watch = runner.run(CommitWatch.started(settings.kafka_bootstrap_servers, settings.consumer_group))
         with TestClient(build_app(settings, KEYS)) as http:
             wait_until(lambda: http.get("/readyz").status_code == 200, 60, 0.01, "the service ready")
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_by_thread()
             wait_until(lambda: runner.run(watch.caught_up()), 600, 0.25, "projection")
             elapsed = time.perf_counter() - started
+            cores = {
+                f"{role} cores": round((used - cpu_before[role]) / elapsed, 2) for role, used in cpu_by_thread().items()
+            }
             inserting = sum(  # every part of a batch ClickHouse works on, as warehouse.py labels them
                 sample.value
                 for family in PROJECTION_SECONDS.collect()
@@ -236,7 +254,7 @@ def project_all(settings: ReportingSettings, expected_hours: float) -> dict[str,
             )
             figures = report_figures(http, expected_hours)
         runner.run(watch.stop())
-    return {"seconds": elapsed, "inserting_seconds": inserting, **figures}
+    return {"seconds": elapsed, "inserting_seconds": inserting, **cores, **figures}
 
 
 def report_figures(http: TestClient, expected_hours: float) -> dict[str, float]:
@@ -568,6 +586,9 @@ def main() -> None:
         "projection_seconds": round(projection["seconds"], 2),
         "projection_seconds_inserting": round(projection["inserting_seconds"], 2),
         "projection_vs_consume_only": round(projected_per_s / consumed_per_s, 3),
+        "projection_cores": {
+            role[: -len(" cores")]: used for role, used in projection.items() if role.endswith(" cores")
+        },
         "rebuild_events": rebuilt.events,
         "rebuild_events_per_s": round(rebuilt.events / rebuilt.seconds),
         "report_query_p50_ms": round(projection["report_query_p50_ms"], 1),
@@ -589,6 +610,8 @@ def main() -> None:
                                      f"({result['projection_vs_consume_only']:.2f}x consume only)"),
         ("  of which inserting into chDB",
          f"{result['projection_seconds_inserting']} s of {result['projection_seconds']} s"),
+        ("  cores used by the service while projecting",
+         ", ".join(f"{role} {used}" for role, used in result["projection_cores"].items())),
         ("rebuild (d): every topic into fresh tables", f"{result['rebuild_events_per_s']:,} events/s "
                                                        f"({result['rebuild_events']:,} events)"),
         ("hours-per-client by day, p50", f"{result['report_query_p50_ms']} ms over {result['events']:,} events"),

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process has used (user + system): unlike wall time, others' load leaves it be."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """CPU time the process (or one of its threads, by native id) has used (user + system): unlike wall time,
+    others' load leaves it be."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
