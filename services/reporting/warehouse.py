@@ -32,19 +32,19 @@ from .reports import Report, ReportQuery, ReportsUnavailable
 
 T = TypeVar("T")
 
-#: A worklog's newest ledger row: the newest version applied, and of it the row that counts if there is one.
-#: Filtered on worklog_id alone: a batch's tickets are spread over the whole sorting key, and a set of (client,
-#: ticket) pairs cost more to match than it pruned (125 ms against 42 ms for 12k worklogs in a 10M-row ledger).
-#: Worklog ids per lookup: each lookup reads the ledger's worklog_id column whole, so as few as fit in the URL that
-#: carries a ClickHouse server's query parameters (1 MiB by default; 15,000 UUIDs take about 700 kB).
-LOOKUP_CHUNK = 15_000
-
 #: performed_at goes to ClickHouse as what DateTime64(3) stores, a count of milliseconds since the Unix epoch,
 #: computed here in integers: clickhouse-connect computes it from `datetime.timestamp()`, a float, which lands a
 #: second late for moments after about the year 2242 (8999-12-31 23:59:59.999999 was stored as 9000-01-01 00:00:00.999).
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _PERFORMED_AT = LedgerRow._fields.index("performed_at")
+
+#: A worklog's newest ledger row: the newest version applied, and of it the row that counts if there is one.
+#: Filtered on worklog_id alone: a batch's tickets are spread over the whole sorting key, and a set of (client,
+#: ticket) pairs cost more to match than it pruned (125 ms against 42 ms for 12k worklogs in a 10M-row ledger).
+#: Worklog ids per lookup: each lookup reads the ledger's worklog_id column whole, so as few as fit in the URL that
+#: carries a ClickHouse server's query parameters (1 MiB by default; 15,000 UUIDs take about 700 kB).
+LOOKUP_CHUNK = 15_000
 _NEWEST_LEDGER_ROWS = f"""
     SELECT {", ".join(f"argMax({column}, (aggregate_version, sign))" for column in LedgerRow._fields)}
     FROM worklog_ledger
