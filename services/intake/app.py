@@ -59,6 +59,33 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class EndLookups:
+    """A consumer that fetches nothing and only asks where partitions end, kept apart from the fetching loops: where
+    tickets.events ends for a takeover (Ownership), and where a followed log ends for its `read_to_end`
+    (ConfigLog.follow), so that a new ticket naming a service, or a person's key, issued a moment ago by another
+    replica, waits for no fetch in flight."""
+
+    def __init__(self) -> None:
+        self._consumer: AIOKafkaConsumer | None = None
+        self._connected = asyncio.Event()
+
+    async def serve(self, consumer: AIOKafkaConsumer) -> None:
+        """Answer with `consumer` until cancelled."""
+        self._consumer = consumer
+        self._connected.set()
+        await asyncio.Event().wait()
+
+    async def consumer(self) -> AIOKafkaConsumer:
+        await self._connected.wait()
+        assert self._consumer is not None
+        return self._consumer
+
+    async def tickets_log_end(self, partitions: list[int]) -> dict[int, int]:
+        if self._consumer is None:
+            raise NotReady("intake is still connecting to Kafka; retry shortly")
+        return await tickets_log_end(self._consumer, partitions)
+
+
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     event_log = KafkaTicketLog()
     store = LocalStore(settings.state_dir, LAYOUT)
@@ -67,14 +94,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
     ledger: TicketLedger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache, data_keys or PLAIN)
     positions = LogPositions()
-    #: A consumer that fetches nothing, only asks where partitions end (kept apart from the fetching loops).
-    lookups: dict[str, AIOKafkaConsumer] = {}
-    lookups_ready = asyncio.Event()
-
-    async def log_end(partitions: list[int]) -> dict[int, int]:
-        if "offsets" not in lookups:
-            raise NotReady("intake is still connecting to Kafka; retry shortly")
-        return await tickets_log_end(lookups["offsets"], partitions)
+    ends = EndLookups()
 
     async def a_reader() -> AIOKafkaConsumer:
         return await start_when_reachable(
@@ -82,7 +102,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         )
 
     changelog = ChangelogWriter(CHANGELOG, store, tickets.records_of, lambda: event_log.producer, a_reader)
-    ownership = Ownership(positions, log_end, changelog)
+    ownership = Ownership(positions, ends.tickets_log_end, changelog)
     bus = CommandBus(ledger, ownership, personal=data_keys or PLAIN)
     catalogue = ServiceCatalogue()
     #: sla writes sla.config; intake follows it for the catalogue's services, and parks nothing of it.
@@ -130,19 +150,8 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             data_keys.log.producer = producer
         connected.set()
 
-    async def answer_offset_lookups(consumer: AIOKafkaConsumer) -> None:
-        lookups["offsets"] = consumer
-        lookups_ready.set()
-        await asyncio.Event().wait()
-
-    async def offset_lookups() -> AIOKafkaConsumer:
-        """Where a followed log's `read_to_end` asks how far it reaches (see ConfigLog.follow): a new ticket naming
-        a service, or a person's key, issued a moment ago by another replica, waits for no fetch in flight."""
-        await lookups_ready.wait()
-        return lookups["offsets"]
-
     async def follow_catalogue(consumer: AIOKafkaConsumer) -> None:
-        await catalogue_log.follow(consumer, await offset_lookups())
+        await catalogue_log.follow(consumer, await ends.consumer())
 
     async def read_ticket_log(consumer: AIOKafkaConsumer) -> None:
         await wait_for_topics(consumer, [INTAKE_TICKETS, TICKETS_EVENTS])
@@ -160,7 +169,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     async def follow_data_keys(consumer: AIOKafkaConsumer) -> None:
         assert data_keys is not None
         await connected.wait()  # a key is issued, and a poison record parked, with the producer
-        await data_keys.follow(consumer, await offset_lookups())
+        await data_keys.follow(consumer, await ends.consumer())
 
     async def read_assignments(consumer: AIOKafkaConsumer) -> None:
         await store_opened.wait()
@@ -185,7 +194,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(consuming("knowledge", follow_knowledge, group_id=None)),
             asyncio.create_task(changelog.run()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
-            asyncio.create_task(consuming("offsets", answer_offset_lookups, group_id=None)),
+            asyncio.create_task(consuming("offsets", ends.serve, group_id=None)),
             asyncio.create_task(
                 consuming(
                     "owner",
