@@ -224,8 +224,8 @@ def wait_until(probe: Any, timeout_s: float, interval_s: float, what: str) -> An
 
 def cpu_by_thread() -> dict[str, float]:
     """CPU seconds used so far by this process's event loop (the test client's portal thread runs the service), by
-    its ClickHouse thread (the warehouse's calls, chDB's work on them included), and in all. A sampling profiler
-    shows a thread inside chDB as idle, since chDB lets go of the GIL: /proc counts what it uses."""
+    its ClickHouse thread (the warehouse's calls, chDB's work on them included), and in all, as /proc counts them:
+    the CPU each used, not the share of a profiler's samples in which it was seen busy."""
     threads = {thread.name: thread.native_id for thread in threading.enumerate()}
     used = {"process": procfs.cpu_seconds(os.getpid())}
     for role, prefix in (("event loop", "asyncio-portal"), ("ClickHouse thread", "clickhouse")):
