@@ -32,12 +32,12 @@ from .reports import Report, ReportQuery, ReportsUnavailable
 
 T = TypeVar("T")
 
-#: performed_at goes to ClickHouse as what DateTime64(3) stores, a count of milliseconds since the Unix epoch,
-#: computed here in integers: clickhouse-connect computes it from `datetime.timestamp()`, a float, which lands a
-#: second late for moments after about the year 2242 (8999-12-31 23:59:59.999999 was stored as 9000-01-01 00:00:00.999).
+#: Moments go to ClickHouse as what a DateTime64(3) column stores (every moment column of these tables is one), a
+#: count of milliseconds since the Unix epoch, computed here in integers: clickhouse-connect computes it from
+#: `datetime.timestamp()`, a float, which lands a second late for moments after about the year 2242
+#: (8999-12-31 23:59:59.999999 was stored as 9000-01-01 00:00:00.999).
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-_PERFORMED_AT = LedgerRow._fields.index("performed_at")
 
 #: A worklog's newest ledger row: the newest version applied, and of it the row that counts if there is one.
 #: Filtered on worklog_id alone: a batch's tickets are spread over the whole sorting key, and a set of (client,
@@ -186,18 +186,20 @@ class Warehouse:
 
     @PROJECTION_SECONDS.labels("ledger rows").time()
     def _insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> None:
-        if not rows:
-            return
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        columns[_PERFORMED_AT] = [(moment - _EPOCH) // _MILLISECOND for moment in columns[_PERFORMED_AT]]
-        self._open_client.insert("worklog_ledger", columns, column_names=LedgerRow._fields, column_oriented=True)
+        self._insert("worklog_ledger", rows)
 
     async def insert(self, table: str, rows: Sequence[NamedTuple]) -> None:
         """One insert of `rows`, their fields named as the table's columns."""
         await self._on_thread(self._insert, table, rows)
 
     def _insert(self, table: str, rows: Sequence[NamedTuple]) -> None:
-        self._open_client.insert(table, rows, column_names=rows[0]._fields)
+        if not rows:
+            return
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, value in enumerate(rows[0]):
+            if isinstance(value, datetime):
+                columns[index] = [(moment - _EPOCH) // _MILLISECOND for moment in columns[index]]
+        self._open_client.insert(table, columns, column_names=rows[0]._fields, column_oriented=True)
 
     async def newest_ledger_rows(self, worklog_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, LedgerRow]:
         """The newest ledger row of each of these worklogs that has one."""
