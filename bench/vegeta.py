@@ -10,8 +10,11 @@ The binary is installed on demand into <repo>/.local/bin (gitignored) with `go i
 from __future__ import annotations
 
 import base64
+import csv
 import ctypes
+import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -111,6 +114,7 @@ class AttackResult:
     throughput: float  # successful responses per second, until the last one arrived (vegeta "throughput")
     success: float  # share of responses with a 2xx/3xx status
     latency_ms: dict[str, float]  # min, mean, p50, p90, p95, p99, max
+    ok_latency_ms: dict[str, float]  # p50, p99, max of the successful responses alone (a fast refusal is not served)
     status_codes: dict[str, int]
     errors: list[str]
     cpu_s: float
@@ -124,6 +128,7 @@ class AttackResult:
             "throughput": round(self.throughput, 1),
             "success": round(self.success, 5),
             "latency_ms": {name: round(value, 2) for name, value in self.latency_ms.items()},
+            "ok_latency_ms": {name: round(value, 2) for name, value in self.ok_latency_ms.items()},
             "status_codes": self.status_codes,
             "errors": self.errors,
             "vegeta_cpu_s": round(self.cpu_s, 2),
@@ -190,7 +195,12 @@ class Attack:
             capture_output=True,
             check=True,
         )
-        result = self._parse(json.loads(report.stdout))
+        encoded = subprocess.run(
+            [str(self.binary), "encode", "-to=csv", str(self._scratch / "results.bin")],
+            capture_output=True,
+            check=True,
+        )
+        result = self._parse(json.loads(report.stdout), _ok_latencies_ms(encoded.stdout.decode()))
         shutil.rmtree(self._scratch, ignore_errors=True)
         return result
 
@@ -202,7 +212,7 @@ class Attack:
             process.wait()
         shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def _parse(self, report: dict[str, Any]) -> AttackResult:
+    def _parse(self, report: dict[str, Any], ok_latencies_ms: list[float]) -> AttackResult:
         latencies = report["latencies"]
         names = {"min": "min", "mean": "mean", "50th": "p50", "90th": "p90", "95th": "p95", "99th": "p99", "max": "max"}
         errors = sorted(set(report.get("errors") or []))
@@ -214,7 +224,29 @@ class Attack:
             throughput=report["throughput"],
             success=report["success"],
             latency_ms={name: latencies[key] / 1e6 for key, name in names.items()},
+            ok_latency_ms=_percentiles(ok_latencies_ms),
             status_codes=dict(report.get("status_codes") or {}),
             errors=errors[:5],
             cpu_s=self._cpu_s,
         )
+
+
+def _ok_latencies_ms(csv_text: str) -> list[float]:
+    """The latencies of the 2xx/3xx responses in `vegeta encode -to=csv` (timestamp, code, latency in ns, ...)."""
+    latencies = []
+    for fields in csv.reader(io.StringIO(csv_text)):
+        if fields and 200 <= int(fields[1]) < 400:
+            latencies.append(int(fields[2]) / 1e6)
+    return latencies
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    """Nearest-rank p50 and p99 and the max (exact; vegeta's own are estimates); zeros when there are none."""
+    if not values:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(values)
+
+    def rank(share: float) -> float:
+        return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+    return {"p50": rank(0.5), "p99": rank(0.99), "max": ordered[-1]}

@@ -4,6 +4,7 @@
 """
 
 import inspect
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -13,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketstream_shared.contract import Role
@@ -41,6 +42,59 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+REFUSED_FOR_LOAD = Counter(
+    "ticketstream_http_requests_refused_for_load_total",
+    "Requests answered 503 at once because the process was carrying out as many as it admits (HTTP_MAX_IN_FLIGHT)",
+)
+IN_FLIGHT = Gauge("ticketstream_http_requests_in_flight", "Requests being carried out now (operations' excluded)")
+
+#: Always admitted: an overloaded process must still answer its probes and be observed.
+OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_RETRY_AFTER_LOAD_S = 1
+
+
+class _Admission:
+    """Pure ASGI middleware: a bound on the requests a process carries out at once. Past it, a request is refused
+    at once, 503 with Retry-After, before its body is read: nothing was recorded, so a retry is always safe.
+
+    Without it, a process past its core (the GIL) queues requests without bound: each one waits longer, clients
+    time out on requests that are carried out later anyway, and every collection walks the queue. Refusing the
+    excess costs a fraction of carrying it out, so the requests admitted keep their latency."""
+
+    def __init__(self, app: ASGIApp, *, service: str, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+        self._refusal = json.dumps(
+            {
+                "detail": f"{service} is carrying out as many requests as it admits ({limit}); nothing was recorded, "
+                f"retry after {_RETRY_AFTER_LOAD_S} s"
+            }
+        ).encode()
+        IN_FLIGHT.set_function(lambda: self.in_flight)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPERATIONS_PATHS:
+            await self.app(scope, receive, send)
+        elif self.in_flight >= self.limit:
+            REFUSED_FOR_LOAD.inc()
+            await self._refuse(send)
+        else:
+            self.in_flight += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.in_flight -= 1
+
+    async def _refuse(self, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._refusal)).encode()),
+            (b"retry-after", str(_RETRY_AFTER_LOAD_S).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self._refusal})
 
 
 class _RequestMetrics:
@@ -97,10 +151,14 @@ def create_service_app(
     readiness: ReadinessCheck,
     lifespan: Any = None,
     presence: Presence | None = None,
+    max_in_flight: int = 0,
 ) -> FastAPI:
-    """A FastAPI app with the endpoints every service has; the service adds its own routers."""
+    """A FastAPI app with the endpoints every service has; the service adds its own routers. `max_in_flight`: the
+    requests carried out at once before the next is refused with 503 (0: no bound)."""
     app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan)
     app.add_middleware(_RequestMetrics)
+    if max_in_flight:
+        app.add_middleware(_Admission, service=service, limit=max_in_flight)  # added last: outermost, so cheapest
     app.add_exception_handler(RequestValidationError, _invalid_request)
     install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise
     principal = authenticated(keys)

@@ -58,6 +58,13 @@ class ServiceSettings(KafkaSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    http_max_in_flight: int = Field(
+        default=32,
+        ge=0,
+        description="Requests one process carries out at once; the next is refused at once with 503 and "
+        "Retry-After (nothing recorded, safe to retry). Bounds the latency of what is admitted when a replica is "
+        "offered more than its core can serve. 0: no bound. Health, readiness and metrics are always answered.",
+    )
     state_dir: Path | None = Field(
         default=None,
         description="Where the service keeps its local state store (RocksDB), one directory per process. Unset: a "
