@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from assignment.archive import DeskArchive  # noqa: E402
 from assignment.desk import CategoryRule, Desk, published, recorded  # noqa: E402
 from assignment.domain import Assigned, Load  # noqa: E402

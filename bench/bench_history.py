@@ -43,6 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from assignment.records import team_key  # noqa: E402
 from bench.procfs import rss_bytes  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402

@@ -36,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench.bench_intake import TICKET  # noqa: E402
 from bench.procfs import cpu_seconds  # noqa: E402
 from bench.vegeta import Attack, ensure_vegeta, json_target  # noqa: E402

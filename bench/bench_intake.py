@@ -16,6 +16,8 @@ into .local/bin) offers each rate for --duration seconds after a warm-up:
       current version and appends it before deciding the next one, so this measures the serialised path. A fresh
       ticket per rate keeps the steps comparable; afterwards the ticket's version must equal 1 + its worklogs (no
       gap, no repeat), and every acknowledged worklog must be among them.
+  (c) two callers at once, each with its own key: one flooding (--flood-rate, past what one process serves), the
+      other at a steady pace (--other-rate); whether one caller's flood shuts the other out.
 For each rate: requests sent per second, successful responses per second, success ratio, p50/p99/max latency (of
 every response, and the p99 of the successful ones alone: a request refused at once for load is fast), and
 the CPU (in cores) of intake, the broker and vegeta, which share the machine. A rate passes when every request
@@ -56,6 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ and bench/ are not installed packages
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench.vegeta import Attack, AttackResult, Target, ensure_vegeta, json_target  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
@@ -389,6 +392,29 @@ class Session:
             steps.append(self.measured(lambda: [self.create_target()], rate))
             report("create", steps[-1])
         return steps
+
+    def flood(self, flood_rate: int, other_key: str, other_rate: int) -> dict[str, Any]:
+        """Two callers at once, each with its own key: one offering `flood_rate` creations a second (past what one
+        process serves), the other its steady `other_rate`. What each is served tells whether one caller's flood
+        shuts the other out."""
+        self.settle()
+        other_target = json_target(f"{self.intake.url}/v1/tickets", TICKET, {"Authorization": f"Bearer {other_key}"})
+        runs = {
+            "flooding": Attack(self.vegeta, [self.create_target()], flood_rate, self.duration_s),
+            "other": Attack(self.vegeta, [other_target], other_rate, self.duration_s),
+        }
+        try:
+            with CpuMeter({**self.pids, "bench": os.getpid()}) as cpu:
+                for run in runs.values():
+                    run.start()
+                results = {name: run.wait().as_dict() for name, run in runs.items()}
+        finally:
+            for run in runs.values():
+                run.stop()
+        for step in results.values():
+            step["cpu_cores"] = _cores_with_other(cpu, step["vegeta_cpu_s"])
+        print_flood(results)
+        return results
 
     def sweep_hot(self, rates: Sequence[int], report: Reporter) -> list[dict[str, Any]]:
         """Each attempt on a fresh ticket; afterwards its version must be 1 + its worklogs (no gap, no repeat), and
@@ -740,6 +766,13 @@ def run_profiles(
     return profiles
 
 
+def print_flood(callers: dict[str, dict[str, Any]]) -> None:
+    for name, step in callers.items():
+        print(f"  {name:>8}: offered {step['offered_rate']:,.0f}/s, served {step['throughput']:,.0f}/s "
+              f"({100 * step['success']:.1f} %), served p99 {step['ok_latency_ms']['p99']:.1f} ms, "
+              f"answers {dict(sorted(step['status_codes'].items()))}", flush=True)  # fmt: skip
+
+
 def print_report(result: dict[str, Any]) -> None:
     """The tables (and profile summaries) of a result, as written to bench/results/intake.json."""
     create, hot, method = result["create"], result["hot_ticket"], result["method"]
@@ -755,6 +788,9 @@ def print_report(result: dict[str, Any]) -> None:
     print(table(hot["steps"]))
     print(f"  highest passing rate: {hot['highest_passing_rate'] or 0:,.0f} commands/s; "
           f"versions consistent: {hot['versions_consistent']}")  # fmt: skip
+    if "flood" in result:
+        print("(c) two callers at once, each with its key: one flooding, the other at its steady pace")
+        print_flood(result["flood"])
     for kind, summary in result.get("profiles", {}).items():
         cores = summary["cpu_cores_while_sampling"]
         print(f"profile of {kind} at {summary['rate']}/s ({summary['load']['throughput']:,.0f} ok/s while sampling; "
@@ -770,6 +806,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rates", type=_rates, default=CREATE_RATES, help="ticket creation rates, req/s")
     parser.add_argument("--hot-rates", type=_rates, default=HOT_RATES, help="worklog rates on one ticket, req/s")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
+    parser.add_argument("--flood-rate", type=int, default=1500, help="(c): creations/s of the caller flooding "
+                        "(0: skip (c))")  # fmt: skip
+    parser.add_argument("--other-rate", type=int, default=50, help="(c): creations/s of the other caller")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds of warm-up at the first rate (the "
                         "broker's JIT compiles for most of the first minute)")  # fmt: skip
     parser.add_argument("--profile-rate", type=int, help="profile intake at this creation rate (default: the "
@@ -859,6 +898,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "max_ok_per_s": max((s["throughput"] for s in hot), default=0),
                 "versions_consistent": all(s["versions_consistent"] for s in hot),
             }
+            if args.flood_rate:
+                print(f"(c) one caller floods at {args.flood_rate:,}/s, another keeps {args.other_rate}/s", flush=True)
+                other_key = json.loads(dev_keys.read_text())["admin"]
+                result["flood"] = session.flood(args.flood_rate, other_key, args.other_rate)
 
             if not args.no_profile and (args.profile_rate or args.profile_hot_rate or not result["create"]["bar_met"]):
                 result["profiles"] = run_profiles(session, args, create, hot)

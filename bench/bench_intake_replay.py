@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench.bench_reporting import a_ticket_day, produce  # noqa: E402
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from intake.idempotency import RequestKeys  # noqa: E402

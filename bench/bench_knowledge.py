@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from intake.knowledge import Library  # noqa: E402
 from ticketstream_shared.contract.knowledge import ArticleChanged  # noqa: E402
 

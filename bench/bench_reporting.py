@@ -47,6 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from aiokafka.errors import GroupCoordinatorNotAvailableError  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench import procfs  # noqa: E402
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from intake.domain import whose_words  # noqa: E402

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from sla.agreements import Agreements  # noqa: E402
 from sla.clocks import ClockStatus  # noqa: E402
 from sla.timekeeper import Timekeeper  # noqa: E402

@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench import procfs  # noqa: E402
 from bench.bench_sla import ALARMS, created, follow_up, percentiles  # noqa: E402
 from bench.bench_system import wait_for  # noqa: E402

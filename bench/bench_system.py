@@ -38,6 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
+import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from deploy.processes import ServiceProcess, procfile_processes, replica_names  # noqa: E402
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS  # noqa: E402

@@ -1,5 +1,6 @@
 """The bound on requests carried out at once (HTTP_MAX_IN_FLIGHT): the excess is refused at once with 503 and
-Retry-After, operations' endpoints are always answered, and a slot is given back however a request ends."""
+Retry-After, a caller with few requests in progress finds a reserve past a full process, operations' endpoints are
+always answered, and a slot is given back however a request ends."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from tests.keys import ADMIN, TEST_KEYS, bearer
+from tests.keys import ADMIN, INTEGRATION, MANAGER, TECHNICIAN, TEST_KEYS, bearer
 from ticketstream_shared.runtime.http import create_service_app
 
 LIMIT = 2
@@ -118,3 +119,39 @@ def test_without_a_bound_every_request_is_carried_out() -> None:
         assert [answer.status_code for answer in await asyncio.gather(*held)] == [200] * 20
 
     run(0, scenario)
+
+
+def test_a_flood_fills_the_process_and_other_callers_find_the_reserve() -> None:
+    async def scenario(client: httpx.AsyncClient, desk: Desk) -> None:
+        flooding = [asyncio.create_task(client.post("/v1/hold")) for _ in range(8)]  # ADMIN's key: the whole bound
+        await entered(desk, 8)
+
+        async with asyncio.timeout(5):
+            flood_refused = await client.post("/v1/hold")
+        others = [
+            asyncio.create_task(client.post("/v1/hold", headers=bearer(key))) for key in (MANAGER, TECHNICIAN)
+        ]  # one request each: few in progress, so the reserve (2 of 8) takes them
+        await entered(desk, 10)
+        async with asyncio.timeout(5):
+            second_of_a_light_caller = await client.post("/v1/hold", headers=bearer(MANAGER))
+            reserve_used_up = await client.post("/v1/hold", headers=bearer(INTEGRATION))
+
+        assert flood_refused.status_code == 503
+        assert second_of_a_light_caller.status_code == 503  # one in progress is as many as the reserve lets through
+        assert reserve_used_up.status_code == 503
+        desk.let_go.set()
+        assert [answer.status_code for answer in await asyncio.gather(*flooding, *others)] == [200] * 10
+
+    run(8, scenario)
+
+
+def test_a_single_caller_has_the_whole_bound() -> None:
+    async def scenario(client: httpx.AsyncClient, desk: Desk) -> None:
+        held = [asyncio.create_task(client.post("/v1/hold")) for _ in range(8)]
+        await entered(desk, 8)
+        async with asyncio.timeout(5):
+            assert (await client.post("/v1/hold")).status_code == 503
+        desk.let_go.set()
+        assert [answer.status_code for answer in await asyncio.gather(*held)] == [200] * 8
+
+    run(8, scenario)

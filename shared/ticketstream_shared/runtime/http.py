@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
@@ -45,56 +46,89 @@ LATENCY = Histogram(
 
 REFUSED_FOR_LOAD = Counter(
     "ticketstream_http_requests_refused_for_load_total",
-    "Requests answered 503 at once because the process was carrying out as many as it admits (HTTP_MAX_IN_FLIGHT)",
+    "Requests answered 503 at once because the process carried out as many as it admits (HTTP_MAX_IN_FLIGHT)",
 )
 IN_FLIGHT = Gauge("ticketstream_http_requests_in_flight", "Requests being carried out now (operations' excluded)")
 
 #: Always admitted: an overloaded process must still answer its probes and be observed.
 OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _RETRY_AFTER_LOAD_S = 1
+_CALLER_HEADERS = (b"authorization", b"cookie")
+
+
+def _caller_of(scope: Scope) -> bytes:
+    """Who is asking, as far as sharing the process goes: the key as sent (header, or a signed-in browser's cookie),
+    unchecked; authentication comes later, and an unknown key is refused there."""
+    for name, value in scope["headers"]:
+        if name in _CALLER_HEADERS:
+            return bytes(value)
+    return b""
 
 
 class _Admission:
     """Pure ASGI middleware: a bound on the requests a process carries out at once. Past it, a request is refused
     at once, 503 with Retry-After, before its body is read: nothing was recorded, so a retry is always safe.
 
-    Without it, a process past its core (the GIL) queues requests without bound: each one waits longer, clients
-    time out on requests that are carried out later anyway, and every collection walks the queue. Refusing the
-    excess costs a fraction of carrying it out, so the requests admitted keep their latency."""
+    Without a bound, a process past its core (the GIL) queues requests without bound: each one waits longer,
+    clients time out on requests that are carried out later anyway, and every collection walks the queue. Refusing
+    the excess costs a fraction of carrying it out, so the requests admitted keep their latency.
+
+    A caller with few requests in progress (an eighth of the bound) is admitted past a full process, into a reserve
+    of a quarter of the bound: one integration's flood fills the process, not the others' way in. A single caller
+    still has the whole bound to itself."""
 
     def __init__(self, app: ASGIApp, *, service: str, limit: int) -> None:
         self.app = app
         self.limit = limit
+        self.light = max(1, limit // 8)
+        self.with_reserve = limit + max(1, limit // 4)
         self.in_flight = 0
-        self._refusal = json.dumps(
-            {
-                "detail": f"{service} is carrying out as many requests as it admits ({limit}); nothing was recorded, "
-                f"retry after {_RETRY_AFTER_LOAD_S} s"
-            }
-        ).encode()
+        self._by_caller: dict[bytes, int] = {}
+        self._full = _Refusal.saying(
+            503, f"{service} is carrying out as many requests as it admits ({limit}); nothing was recorded, retry "
+            f"after {_RETRY_AFTER_LOAD_S} s"
+        )  # fmt: skip
         IN_FLIGHT.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPERATIONS_PATHS:
             await self.app(scope, receive, send)
-        elif self.in_flight >= self.limit:
+            return
+        caller = _caller_of(scope)
+        held = self._by_caller.get(caller, 0)
+        if self.in_flight >= self.limit and (held >= self.light or self.in_flight >= self.with_reserve):
             REFUSED_FOR_LOAD.inc()
-            await self._refuse(send)
-        else:
-            self.in_flight += 1
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                self.in_flight -= 1
+            await self._full.send(send)
+            return
+        self.in_flight += 1
+        self._by_caller[caller] = held + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            if (left := self._by_caller[caller] - 1) == 0:
+                del self._by_caller[caller]
+            else:
+                self._by_caller[caller] = left
 
-    async def _refuse(self, send: Send) -> None:
+
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    body: bytes
+
+    @classmethod
+    def saying(cls, status: int, detail: str) -> "_Refusal":
+        return cls(status, json.dumps({"detail": detail}).encode())
+
+    async def send(self, send: Send) -> None:
         headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._refusal)).encode()),
+            (b"content-length", str(len(self.body)).encode()),
             (b"retry-after", str(_RETRY_AFTER_LOAD_S).encode()),
         ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": self._refusal})
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class _RequestMetrics:

@@ -63,7 +63,9 @@ class ServiceSettings(KafkaSettings):
         ge=0,
         description="Requests one process carries out at once; the next is refused at once with 503 and "
         "Retry-After (nothing recorded, safe to retry). Bounds the latency of what is admitted when a replica is "
-        "offered more than its core can serve. 0: no bound. Health, readiness and metrics are always answered.",
+        "offered more than its core can serve. A caller (API key) with few requests in progress (an eighth of the "
+        "bound) is admitted past it, into a reserve of a quarter, so one caller's flood does not shut out the others. "
+        "0: no bound. Health, readiness and metrics are always answered.",
     )
     state_dir: Path | None = Field(
         default=None,
