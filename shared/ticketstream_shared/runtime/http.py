@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
@@ -84,10 +83,11 @@ class _Admission:
         self.with_reserve = limit + max(1, limit // 4)
         self.in_flight = 0
         self._by_caller: dict[bytes, int] = {}
-        self._full = _Refusal.saying(
-            503, f"{service} is carrying out as many requests as it admits ({limit}); nothing was recorded, retry "
-            f"after {_RETRY_AFTER_LOAD_S} s"
-        )  # fmt: skip
+        detail = (
+            f"{service} is carrying out as many requests as it admits ({limit}); nothing was recorded, retry after "
+            f"{_RETRY_AFTER_LOAD_S} s"
+        )
+        self._refusal = json.dumps({"detail": detail}).encode()
         IN_FLIGHT.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +98,7 @@ class _Admission:
         held = self._by_caller.get(caller, 0)
         if self.in_flight >= self.limit and (held >= self.light or self.in_flight >= self.with_reserve):
             REFUSED_FOR_LOAD.inc()
-            await self._full.send(send)
+            await self._refuse(send)
             return
         self.in_flight += 1
         self._by_caller[caller] = held + 1
@@ -111,24 +111,14 @@ class _Admission:
             else:
                 self._by_caller[caller] = left
 
-
-@dataclass(frozen=True)
-class _Refusal:
-    status: int
-    body: bytes
-
-    @classmethod
-    def saying(cls, status: int, detail: str) -> "_Refusal":
-        return cls(status, json.dumps({"detail": detail}).encode())
-
-    async def send(self, send: Send) -> None:
+    async def _refuse(self, send: Send) -> None:
         headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(self.body)).encode()),
+            (b"content-length", str(len(self._refusal)).encode()),
             (b"retry-after", str(_RETRY_AFTER_LOAD_S).encode()),
         ]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self._refusal})
 
 
 class _RequestMetrics:
