@@ -149,14 +149,7 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
             "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
-    app = create_service_app(
-        service="assignment",
-        keys=keys,
-        readiness=readiness,
-        lifespan=lifespan,
-        presence=presence,
-        max_in_flight=settings.http_max_in_flight,
-    )
+    app = create_service_app(service="assignment", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     app.state.team_log = team_log  # which teams this process decides for, for operators and tests
     api.install(app, Dispatcher(team_log, clock, correlation_id.get, data_keys or PLAIN))
     return app

@@ -233,14 +233,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
-    app = create_service_app(
-        service="intake",
-        keys=keys,
-        readiness=readiness,
-        lifespan=lifespan,
-        presence=presence,
-        max_in_flight=settings.http_max_in_flight,
-    )
+    app = create_service_app(service="intake", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     app.state.replica_id = bus.replica_id  # the key of the replies meant for this replica, for operators and tests
     api.install(app, desk, clock, rules, library)
     app.state.knowledge = Knowledge(library, knowledge_log, clock)

@@ -191,14 +191,7 @@ def build_app(settings: NotifySettings, keys: ApiKeys, clock: Callable[[], datet
             "data_keys_read": data_keys is None or data_keys.caught_up.is_set(),
         }
 
-    app = create_service_app(
-        service="notify",
-        keys=keys,
-        readiness=readiness,
-        lifespan=lifespan,
-        presence=presence,
-        max_in_flight=settings.http_max_in_flight,
-    )
+    app = create_service_app(service="notify", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     desk = NotifyDesk(directory, config, book, deliveries, box, allowed, clock, correlation_id.get, personal)
     api.install(app, desk)
     app.state.deliveries = deliveries  # which partitions this replica sends for, for operators and tests

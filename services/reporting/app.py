@@ -102,13 +102,6 @@ def build_app(settings: ReportingSettings, keys: ApiKeys) -> FastAPI:
             clickhouse = False
         return {"clickhouse": clickhouse, "kafka": consumer.ready}
 
-    app = create_service_app(
-        service="reporting",
-        keys=keys,
-        readiness=readiness,
-        lifespan=lifespan,
-        presence=presence,
-        max_in_flight=settings.http_max_in_flight,
-    )
+    app = create_service_app(service="reporting", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     api.install(app, warehouse, lambda: Services.of(calendars.catalogue, datetime.now(UTC)))
     return app

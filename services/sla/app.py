@@ -161,14 +161,7 @@ def build_app(settings: SlaSettings, keys: ApiKeys, clock: Callable[[], datetime
             "clocks_rebuilt": bool(workers) and workers[0].ready,
         }
 
-    app = create_service_app(
-        service="sla",
-        keys=keys,
-        readiness=readiness,
-        lifespan=lifespan,
-        presence=presence,
-        max_in_flight=settings.http_max_in_flight,
-    )
+    app = create_service_app(service="sla", keys=keys, readiness=readiness, lifespan=lifespan, presence=presence)
     what_if_reader = TicketHistory(lambda: make_consumer(settings, group_id=None, client_id="sla-what-if"))
     configuration = Configuration(timekeeper.agreements, config_log, clock)
     api.install(app, ClockDesk(configuration, timekeeper, clocks, config_log, what_if_reader, directory, clock))

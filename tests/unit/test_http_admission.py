@@ -8,11 +8,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from starlette.types import ASGIApp
 
 from tests.keys import ADMIN, INTEGRATION, MANAGER, TECHNICIAN, TEST_KEYS, bearer
-from ticketstream_shared.runtime.http import create_service_app
+from ticketstream_shared.runtime.http import admitting, create_service_app
 
 LIMIT = 2
 
@@ -33,11 +33,11 @@ class Desk:
         raise RuntimeError("a defect in a route")
 
 
-def app_with(desk: Desk, max_in_flight: int) -> FastAPI:
-    app = create_service_app(service="intake", keys=TEST_KEYS, readiness=lambda: {}, max_in_flight=max_in_flight)
+def app_with(desk: Desk, max_in_flight: int) -> ASGIApp:
+    app = create_service_app(service="intake", keys=TEST_KEYS, readiness=lambda: {})
     app.add_api_route("/v1/hold", desk.hold, methods=["POST"])
     app.add_api_route("/v1/fail", desk.fail, methods=["POST"])
-    return app
+    return admitting(app, service="intake", limit=max_in_flight)
 
 
 def refused_for_load() -> float:

@@ -64,6 +64,12 @@ def _caller_of(scope: Scope) -> bytes:
     return b""
 
 
+def admitting(app: ASGIApp, *, service: str, limit: int) -> ASGIApp:
+    """`app` behind a bound of `limit` requests in flight (`_Admission`), outside everything else in it, so that a
+    refusal costs the least; `app` itself for 0 (no bound)."""
+    return _Admission(app, service=service, limit=limit) if limit else app
+
+
 class _Admission:
     """Pure ASGI middleware: a bound on the requests a process carries out at once. Past it, a request is refused
     at once, 503 with Retry-After, before its body is read: nothing was recorded, so a retry is always safe.
@@ -175,14 +181,10 @@ def create_service_app(
     readiness: ReadinessCheck,
     lifespan: Any = None,
     presence: Presence | None = None,
-    max_in_flight: int = 0,
 ) -> FastAPI:
-    """A FastAPI app with the endpoints every service has; the service adds its own routers. `max_in_flight`: the
-    requests carried out at once before the next is refused with 503 (0: no bound)."""
+    """A FastAPI app with the endpoints every service has; the service adds its own routers."""
     app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan)
     app.add_middleware(_RequestMetrics)
-    if max_in_flight:
-        app.add_middleware(_Admission, service=service, limit=max_in_flight)  # added last: outermost, so cheapest
     app.add_exception_handler(RequestValidationError, _invalid_request)
     install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise
     principal = authenticated(keys)
@@ -233,7 +235,7 @@ def from_app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
     return state
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def serve(app: ASGIApp, host: str, port: int) -> None:
     """Run `app` until SIGTERM or Ctrl-C; uvicorn then stops accepting, finishes requests in flight and runs the
     app's lifespan shutdown (where each service drains its consumers and producers)."""
     import uvicorn
@@ -256,7 +258,8 @@ def consumer_service_app(*, service: str, keys: ApiKeys, consumer: EventConsumer
 
 def run_service(service: str, settings_class: type[S], build_app: Callable[[S, ApiKeys], FastAPI]) -> None:
     """A service's `__main__`: settings from the environment (failing fast, naming the variable), JSON logs,
-    the API keys, then serve until SIGTERM."""
+    the API keys, then serve until SIGTERM, with the process's bound on requests in flight (HTTP_MAX_IN_FLIGHT)."""
     settings = settings_class()
     configure_logging(service, settings.log_level)
-    serve(build_app(settings, ApiKeys.load(settings.api_keys_file)), settings.http_host, settings.http_port)
+    app = build_app(settings, ApiKeys.load(settings.api_keys_file))
+    serve(admitting(app, service=service, limit=settings.http_max_in_flight), settings.http_host, settings.http_port)
