@@ -342,17 +342,9 @@ class Session:
 
     def attack(self, targets: Sequence[Target], rate: float, duration_s: float | None = None) -> dict[str, Any]:
         """One constant-rate step, with the CPU of each process over it."""
-        run = Attack(self.vegeta, targets, rate, duration_s or self.duration_s)
         inside_before = answered_within(self.intake.url, self.key)
-        try:
-            with CpuMeter({**self.pids, "bench": os.getpid()}) as cpu:
-                run.start()
-                result: AttackResult = run.wait()
-        finally:
-            run.stop()
-        step = result.as_dict()
+        (step,), cpu = self._together([Attack(self.vegeta, targets, rate, duration_s or self.duration_s)])
         step["app_p99_bound_ms"] = app_p99_bound_ms(inside_before, answered_within(self.intake.url, self.key))
-        step["cpu_cores"] = _cores_with_other(cpu, result.cpu_s)
         step["machine_busy_share"] = round(cpu.machine_busy_share, 3)
         step["wall_s"] = round(cpu.wall_s, 2)
         created = sum(n for code, n in step["status_codes"].items() if code.startswith("2"))
@@ -399,22 +391,30 @@ class Session:
         shuts the other out."""
         self.settle()
         other_target = json_target(f"{self.intake.url}/v1/tickets", TICKET, {"Authorization": f"Bearer {other_key}"})
-        runs = {
-            "flooding": Attack(self.vegeta, [self.create_target()], flood_rate, self.duration_s),
-            "other": Attack(self.vegeta, [other_target], other_rate, self.duration_s),
-        }
-        try:
-            with CpuMeter({**self.pids, "bench": os.getpid()}) as cpu:
-                for run in runs.values():
-                    run.start()
-                results = {name: run.wait().as_dict() for name, run in runs.items()}
-        finally:
-            for run in runs.values():
-                run.stop()
-        for step in results.values():
-            step["cpu_cores"] = _cores_with_other(cpu, step["vegeta_cpu_s"])
+        steps, _ = self._together(
+            [
+                Attack(self.vegeta, [self.create_target()], flood_rate, self.duration_s),
+                Attack(self.vegeta, [other_target], other_rate, self.duration_s),
+            ]
+        )
+        results = dict(zip(("flooding", "other"), steps, strict=True))
         print_flood(results)
         return results
+
+    def _together(self, runs: Sequence[Attack]) -> tuple[list[dict[str, Any]], CpuMeter]:
+        """`runs` at once; each one's report with the CPU of each process over them (`cpu_cores`)."""
+        try:
+            with CpuMeter({**self.pids, "bench": os.getpid()}) as cpu:
+                for run in runs:
+                    run.start()
+                results: list[AttackResult] = [run.wait() for run in runs]
+        finally:
+            for run in runs:
+                run.stop()
+        steps = [result.as_dict() for result in results]
+        for step, result in zip(steps, results, strict=True):
+            step["cpu_cores"] = _cores_with_other(cpu, result.cpu_s)
+        return steps, cpu
 
     def sweep_hot(self, rates: Sequence[int], report: Reporter) -> list[dict[str, Any]]:
         """Each attempt on a fresh ticket; afterwards its version must be 1 + its worklogs (no gap, no repeat), and
