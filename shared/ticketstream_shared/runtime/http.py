@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -183,7 +184,10 @@ def create_service_app(
     presence: Presence | None = None,
 ) -> FastAPI:
     """A FastAPI app with the endpoints every service has; the service adds its own routers."""
-    app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan)
+    # What a service tells operators is /metrics (Prometheus) and JSON logs with correlation ids. FastAPI's own
+    # OpenTelemetry asked for three global providers on every request, to find none configured.
+    no_telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan, telemetry=no_telemetry)
     app.add_middleware(_RequestMetrics)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise

