@@ -35,7 +35,7 @@ from ticketstream_shared.contract.assignment import (
 )
 from ticketstream_shared.runtime.ids import IdSpace
 
-from .domain import Assigned, Escalated, Outcome, Team, Technician, Ticket, Unassignable
+from .domain import DONE, Assigned, Escalated, Outcome, Team, Technician, Ticket, Unassignable
 from .records import (
     ACTOR,
     PRODUCER,
@@ -240,7 +240,10 @@ class Desk:
             return [(released[1].team, Forwarded(ticket.ticket_id, withdrawn))]
         rule = released[1] if released is not None else self.rules.get(category)
         if rule is None:
-            self.parked[ticket.ticket_id] = ticket
+            if ticket.status in DONE:  # no team needs it now; reopened, it comes back as a snapshot that waits
+                self.parked.pop(ticket.ticket_id, None)
+            else:
+                self.parked[ticket.ticket_id] = ticket
             return []
         return [self._release(ticket, category, rule, cause)]
 

@@ -149,6 +149,22 @@ def test_a_routed_ticket_that_left_its_waiting_category_is_withdrawn_from_the_ru
     assert desk.released == {}
 
 
+def test_a_waiting_ticket_done_with_stops_waiting_until_it_is_reopened():
+    """Closed while no rule took its category, a ticket no longer waits in memory (nor in every checkpoint) for a
+    rule that may never come; reopened, it waits again, and a rule then routes it."""
+    desk = Desk()
+    [parked] = route(a_ticket_created("t1", category="network"), None, no_rule).records
+    desk.apply(parked, decides=True, instance="me")
+    [closed] = route(status_of_waiting(parked, 2, "closed"), Routed(None, parked.data.ticket), no_rule).records
+    assert desk.apply(closed, decides=True, instance="me") == [] and "t1" not in desk.parked
+    [reopened] = route(status_of_waiting(parked, 3, "open"), Routed(None, closed.data.ticket), no_rule).records
+    desk.apply(reopened, decides=True, instance="me")
+    assert desk.parked["t1"].version == 3
+    rule = roster_event(CategoryRouted, category="network", team="net-team", skill="net")
+    [forwarded] = desk.apply(rule, decides=True, instance="me")
+    assert forwarded.team == "net-team" and forwarded.outcome.record.data.ticket.status == "open"
+
+
 def status_of_waiting(parked: TicketParked, version: int, status: str) -> TicketStatusChanged:
     return TicketStatusChanged(
         event_id=uuid.uuid4(), occurred_at=T0, ticket_id=parked.data.ticket.ticket_id, client_id="acme",
