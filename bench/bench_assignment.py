@@ -64,6 +64,7 @@ from assignment.records import OwnRecords, TicketRouted, TicketSnapshot, team_ke
 from assignment.routing import route  # noqa: E402
 from assignment.teamlog import CHECKPOINT_DONE_WITH, CHECKPOINT_EVERY_S  # noqa: E402
 from bench import procfs  # noqa: E402
+from bench.percentiles import percentile  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
     TicketCreated,
@@ -414,10 +415,6 @@ async def offer_through_kafka(
         "p99_created_to_first_decision_ms": percentile(to_decision, 0.99),
         "tickets_assigned_twice": sum(1 for ids in assignments.values() if len(ids) > 1),
     }
-
-
-def percentile(values: list[int], share: float) -> int | None:
-    return values[min(len(values) - 1, int(len(values) * share))] if values else None
 
 
 def run_through_kafka(setup: list[TeamLogEvent], events: list, rate: float, technicians: int) -> dict[str, Any]:

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
+from bench.percentiles import percentile  # noqa: E402
 from intake.knowledge import Library  # noqa: E402
 from ticketstream_shared.contract.knowledge import ArticleChanged  # noqa: E402
 
@@ -88,11 +89,6 @@ def queries(count: int, rng: random.Random) -> list[tuple[str, str]]:
             title = f"unknownword{rng.randint(0, 10**6)}"  # nothing in the title matches: the cheap case
         asked.append((title, description))
     return asked
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def measure(article_count: int, query_count: int, seed: int) -> dict[str, Any]:

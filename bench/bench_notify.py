@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
 import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
+from bench.percentiles import percentile  # noqa: E402
 from bench.procfs import cpu_seconds, rss_bytes  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from deploy.processes import procfile_processes  # noqa: E402
@@ -143,11 +144,6 @@ def wait_for(arrivals: Arrivals, count: int, timeout_s: float) -> None:
                 return
         time.sleep(0.05)
     raise SystemExit(f"only {len(arrivals.latency_s)} of {count} deliveries within {timeout_s}s")
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 async def bare_posts(url: str, count: int) -> float:

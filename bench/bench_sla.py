@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
+from bench.percentiles import percentiles  # noqa: E402
 from sla.agreements import Agreements  # noqa: E402
 from sla.clocks import ClockStatus  # noqa: E402
 from sla.timekeeper import Timekeeper  # noqa: E402
@@ -208,17 +209,6 @@ def configuration_change(keeper: Timekeeper, now: datetime, parted: bool) -> dic
         "parts": len(parts),
         "longest_part_ms": round(max(parts) * 1000, 1),
         "median_part_ms": round(statistics.median(parts) * 1000, 1),
-    }
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
-    ordered = sorted(values)
-    return {
-        "p50": round(statistics.median(ordered), 4),
-        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 4),
-        "max": round(ordered[-1], 4),
     }
 
 

@@ -48,8 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench import procfs  # noqa: E402
-from bench.bench_sla import ALARMS, created, follow_up, percentiles  # noqa: E402
+from bench.bench_sla import ALARMS, created, follow_up  # noqa: E402
 from bench.bench_system import wait_for  # noqa: E402
+from bench.percentiles import percentiles  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from deploy.processes import ServiceProcess  # noqa: E402
 from sla.agreements import Agreements  # noqa: E402

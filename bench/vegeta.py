@@ -14,7 +14,6 @@ import csv
 import ctypes
 import io
 import json
-import math
 import os
 import shutil
 import signal
@@ -25,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.percentiles import percentiles
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = ROOT / ".local" / "bin"
@@ -224,7 +225,7 @@ class Attack:
             throughput=report["throughput"],
             success=report["success"],
             latency_ms={name: latencies[key] / 1e6 for key, name in names.items()},
-            ok_latency_ms=_percentiles(ok_latencies_ms),
+            ok_latency_ms=percentiles(ok_latencies_ms),  # exact; vegeta's own are estimates
             status_codes=dict(report.get("status_codes") or {}),
             errors=errors[:5],
             cpu_s=self._cpu_s,
@@ -238,15 +239,3 @@ def _ok_latencies_ms(csv_text: str) -> list[float]:
         if fields and 200 <= int(fields[1]) < 400:
             latencies.append(int(fields[2]) / 1e6)
     return latencies
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    """Nearest-rank p50 and p99 and the max (exact; vegeta's own are estimates); zeros when there are none."""
-    if not values:
-        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
-    ordered = sorted(values)
-
-    def rank(share: float) -> float:
-        return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-    return {"p50": rank(0.5), "p99": rank(0.99), "max": ordered[-1]}
