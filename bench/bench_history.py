@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))  # deploy/ is not an installed package
 
 import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from assignment.records import team_key  # noqa: E402
+from bench.metrics import scraped  # noqa: E402
 from bench.procfs import rss_bytes  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
@@ -201,12 +202,11 @@ def until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float) ->
 
 
 def counted(url: str, admin: str, metric: str, label: str) -> float:
-    answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=5)
-    answer.raise_for_status()
-    for line in answer.text.splitlines():
-        if line.startswith(f"{metric}{{") and f'"{label}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """The first sample of `metric` with a label of value `label` (0 before it is first counted)."""
+    found = (
+        sample.value for sample in scraped(url, admin) if sample.name == metric and label in sample.labels.values()
+    )
+    return next(found, 0.0)
 
 
 def until_settled(url: str, admin: str, service: str, tickets: int, timeout_s: float) -> float:

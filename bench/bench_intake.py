@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ and bench/ are not installed packages
 
 import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
+from bench.metrics import scraped  # noqa: E402
 from bench.vegeta import Attack, AttackResult, Target, ensure_vegeta, json_target  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.runtime.auth import write_dev_keys  # noqa: E402
@@ -175,15 +176,11 @@ def answered_within(url: str, key: str, method: str = "POST") -> dict[float, flo
     """Intake's own count of the `method` requests it answered within each bucket's bound (seconds, cumulative;
     `ticketstream_http_request_seconds` over every route): the time inside the app, without what a request waits
     before the app sees it (the socket, the event loop's turn)."""
-    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
     counts: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith("ticketstream_http_request_seconds_bucket{") and f'method="{method}"' in line:
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            edge = math.inf if bound == "+Inf" else float(bound)
-            counts[edge] = counts.get(edge, 0.0) + float(line.rsplit(" ", 1)[1])
+    for sample in scraped(url, key):
+        if sample.name == "ticketstream_http_request_seconds_bucket" and sample.labels["method"] == method:
+            edge = float(sample.labels["le"])
+            counts[edge] = counts.get(edge, 0.0) + sample.value
     return counts
 
 

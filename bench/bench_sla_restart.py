@@ -50,6 +50,7 @@ import bench  # noqa: E402,F401  (this tree's code first: see bench/__init__.py)
 from bench import procfs  # noqa: E402
 from bench.bench_sla import ALARMS, created, follow_up  # noqa: E402
 from bench.bench_system import wait_for  # noqa: E402
+from bench.metrics import scraped  # noqa: E402
 from bench.percentiles import percentiles  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from deploy.processes import ServiceProcess  # noqa: E402
@@ -80,7 +81,7 @@ class SlaWorker:
             "STATE_DIR": str(state), "SESSION_TIMEOUT_SECONDS": str(session_s),
         }  # fmt: skip
         self.process = ServiceProcess("sla", f"exec {sys.executable} -m sla", env, port, log)
-        self._headers = {"Authorization": f"Bearer {admin_key}"}
+        self._key = admin_key
 
     @property
     def pid(self) -> int:
@@ -98,9 +99,8 @@ class SlaWorker:
             raise SystemExit(f"{failure}; its log ends: {log}") from None
 
     def metric(self, name: str) -> float:
-        response = httpx.get(f"{self.process.url}/metrics", headers=self._headers, timeout=10)
-        response.raise_for_status()
-        return sum(float(line.split()[-1]) for line in response.text.splitlines() if line.startswith(f"{name} "))
+        """The value of an unlabelled metric."""
+        return sum(sample.value for sample in scraped(self.process.url, self._key) if sample.name == name)
 
     def held(self) -> float:
         with contextlib.suppress(httpx.HTTPError):
