@@ -13,7 +13,9 @@ On a broker started here by LocalKafka and a fresh chDB directory, it measures:
   (c) hours per client over WORKLOG_ROWS synthetic worklogs (50 clients, 2026; 2% corrected, 1% voided), generated
       by SQL in a fresh chDB, for March and for the year: from the worklog ledger as inserted and merged, from
       worklogs FINAL (before the ledger), and on PostgreSQL (Debian's server, started here; installed with apt-get
-      if missing) over the same current worklogs, loaded with COPY. All answers must be equal.
+      if missing) over the same current worklogs, loaded with COPY. All answers must be equal. And the projector's
+      lookup of a batch's newest ledger rows (6 and 12,000 worklogs, new and held) over that ledger: by worklog, as
+      the service reads it, and reading the whole worklog_id column, as before migration 015.
   (d) rebuild: `python -m reporting rebuild`'s function, with the service stopped, over everything (a) and (b)
       wrote: every topic replayed into fresh tables through the service's own projector, then swapped in.
 Prints a table and writes bench/results/reporting.json.
@@ -57,7 +59,7 @@ from reporting.ledger import LedgerRow  # noqa: E402
 from reporting.rebuild import rebuild  # noqa: E402
 from reporting.reports import HoursPerClientQuery  # noqa: E402
 from reporting.settings import ReportingSettings  # noqa: E402
-from reporting.warehouse import PROJECTION_SECONDS, Warehouse  # noqa: E402
+from reporting.warehouse import _NEWEST_LEDGER_ROWS, PROJECTION_SECONDS, Warehouse  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
     CommentAdded,
     Role,
@@ -396,6 +398,39 @@ MONTH = {"from": "2026-03-01", "to": "2026-03-31"}
 YEAR = {"from": "2026-01-01", "to": "2026-12-31"}
 #: Runs per timing, for a month and for the year: PostgreSQL takes tens of seconds over the year.
 RUNS = {"month": 7, "year": 3}
+#: Worklogs per ledger lookup timed in (c): a quiet moment's batch, and a full batch's (of 20,000 events).
+LOOKUPS = (6, 12_000)
+LOOKUP_RUNS = 5
+
+
+async def ledger_lookups(warehouse: Warehouse, worklog_rows: int) -> dict[str, float]:
+    """(c): the projector's lookup of the newest ledger rows of a batch's worklogs, p50 in ms, for worklogs the
+    ledger does not hold yet (new ones, the usual case) and for worklogs it holds (corrections, redeliveries);
+    through the ledger's projection by worklog, and, as the baseline in the same run, through the ledger's own
+    order, which reads every granule's worklog_id (as before migration 015). Other worklogs every run, as every
+    batch has its own: ClickHouse remembers which granules a condition excluded, and repeated the same lookup is
+    answered from that."""
+    figures = {}
+    for size in LOOKUPS:
+        for kind in ("new", "held"):
+            for how, settings in (("by_worklog", ""), ("whole_column", " SETTINGS optimize_use_projections = 0")):
+                timings = []
+                for run in range(LOOKUP_RUNS):
+                    if kind == "new":
+                        worklogs = [uuid.uuid4() for _ in range(size)]
+                    else:  # different ones for each way and run
+                        first = run * 2 + (how == "whole_column")
+                        worklogs = [row[0] for row in (await warehouse.select(
+                            f"SELECT reinterpretAsUUID(sipHash128(number)) FROM numbers({worklog_rows}) "
+                            f"WHERE number % {worklog_rows // size} = {first} LIMIT {size}"
+                        )).rows]  # fmt: skip
+                    began = time.perf_counter()
+                    newest = await warehouse.select(_NEWEST_LEDGER_ROWS + settings, {"worklog_ids": worklogs})
+                    timings.append((time.perf_counter() - began) * 1000)
+                    if len(newest.rows) != (size if kind == "held" else 0):
+                        raise AssertionError(f"the lookup of {size} {kind} worklogs ({how}) found {len(newest.rows)}")
+                figures[f"lookup_{size}_{kind}_{how}_p50_ms"] = statistics.median(timings)
+    return figures
 
 
 def _postgres_bin() -> Path:
@@ -475,6 +510,7 @@ def hours_over_many_worklogs(scratch: Path, worklog_rows: int) -> dict[str, Any]
             for statement in synthetic_statements(worklog_rows):
                 await warehouse.select(statement)
             figures: dict[str, Any] = {"generate_s": time.perf_counter() - began}
+            figures |= await ledger_lookups(warehouse, worklog_rows)
             answers = {name: (await warehouse.report(query)).rows for name, query in queries.items()}
             for name, query in queries.items():
                 figures[f"{name}_as_inserted_p50_ms"] = await atimed(lambda q=query: warehouse.report(q), RUNS[name])
@@ -628,6 +664,12 @@ def main() -> None:
              f"PostgreSQL {many[f'{name}_postgres_p50_ms']:.0f} ms "
              f"({many[f'{name}_postgres_p50_ms'] / many[f'{name}_merged_p50_ms']:.1f}x the ledger merged)")
             for name in ("month", "year")
+        ),
+        *(
+            (f"ledger lookup of {size:,} {kind} worklogs (c)",
+             f"p50 {many[f'lookup_{size}_{kind}_by_worklog_p50_ms']:.0f} ms by worklog, "
+             f"{many[f'lookup_{size}_{kind}_whole_column_p50_ms']:.0f} ms reading the whole column")
+            for size in LOOKUPS for kind in ("new", "held")
         ),
     ]  # fmt: skip
     width = max(len(name) for name, _ in rows)

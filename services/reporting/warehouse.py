@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +41,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
 #: A worklog's newest ledger row: the newest version applied, and of it the row that counts if there is one.
-#: Filtered on worklog_id alone: a batch's tickets are spread over the whole sorting key, and a set of (client,
-#: ticket) pairs cost more to match than it pruned (125 ms against 42 ms for 12k worklogs in a 10M-row ledger).
-#: Worklog ids per lookup: each lookup reads the ledger's worklog_id column whole, so as few as fit in the URL that
-#: carries a ClickHouse server's query parameters (1 MiB by default; 15,000 UUIDs take about 700 kB).
+#: Filtered on worklog_id alone, which ClickHouse reads from the ledger's projection ordered by it (migration 015):
+#: the granules of the worklogs asked for, not the ledger's whole worklog_id column.
+#: Worklog ids per lookup: as many as fit in the URL that carries a ClickHouse server's query parameters (1 MiB by
+#: default; 15,000 UUIDs take about 700 kB).
 LOOKUP_CHUNK = 15_000
 _NEWEST_LEDGER_ROWS = f"""
     SELECT {", ".join(f"argMax({column}, (aggregate_version, sign))" for column in LedgerRow._fields)}
@@ -148,6 +149,11 @@ class Warehouse:
 
     def _open(self) -> list[str]:
         self._client = clickhouse_connect.get_client(dsn=self._dsn, database=self._database)
+        # clickhouse-connect imports pandas, if there is one (chDB's dependency), on a client's first insert, to ask
+        # whether the rows are a DataFrame: 1.5 s on this thread in the middle of the first batch with worklogs,
+        # which every batch after it waited for. Here it is part of opening, before the service is ready.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("pandas")
         return apply_migrations(self._client, read_migrations(self._migrations_dir))
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from reporting.business_hours import ClientCalendars
 from reporting.ledger import LedgerRow
 from reporting.projector import Projector
 from reporting.reports import HoursPerClientQuery
-from reporting.warehouse import Warehouse
+from reporting.warehouse import _NEWEST_LEDGER_ROWS, Warehouse
 from reporting.worklogs import worklog_rows
 from tests.builders import a_worklog_recorded
 from tests.integration.test_reporting_views import MIGRATIONS
@@ -140,3 +140,58 @@ def test_ledger_rows_are_looked_up_as_they_were_written(tmp_path: Path) -> None:
         for row in rows
     ]
     assert [read_back[row.worklog_id] for row in rows] == to_the_millisecond
+
+
+#: Ledger rows enough for many granules (8,192 rows each): on a table of one granule ClickHouse reads the table.
+MANY_ROWS = 100_000
+_MANY_LEDGER_ROWS = f"""
+    INSERT INTO worklog_ledger ({", ".join(LedgerRow._fields)})
+    SELECT concat('client-', toString(number % 50)), concat('T-', toString(intDiv(number, 6))),
+           reinterpretAsUUID(sipHash128(number)), 2, 1, 'tech-1', toDateTime64('2026-03-02 09:00:00', 3, 'UTC'),
+           true, 15, 15, generateUUIDv4(), 0, number
+    FROM numbers({MANY_ROWS})
+"""
+
+
+def test_the_newest_rows_of_worklogs_are_looked_up_by_worklog_not_by_reading_the_whole_ledger(tmp_path: Path) -> None:
+    """The lookup before every batch reads the ledger's projection ordered by worklog (migration 015), also for the
+    rows written before that migration: the granules of the worklogs asked for, not every granule's worklog_id."""
+    before_the_projection = tmp_path / "migrations"
+    before_the_projection.mkdir()
+    for migration in sorted(MIGRATIONS.glob("*.sql")):
+        if not migration.name.startswith("015_"):
+            shutil.copy(migration, before_the_projection)
+    dsn = f"chdb://{tmp_path / 'chdb'}"
+
+    async def written_before_the_projection() -> None:
+        old = Warehouse(dsn, before_the_projection)
+        await old.open()
+        await old.select(_MANY_LEDGER_ROWS)
+        await old.close()
+
+    asyncio.run(written_before_the_projection())
+    warehouse = Warehouse(dsn, MIGRATIONS)
+
+    async def plan_and_rows() -> tuple[str, dict[uuid.UUID, LedgerRow], list[uuid.UUID]]:
+        assert await warehouse.open() == ["015_ledger_by_worklog"]
+        try:
+            asked = [row[0] for row in (await warehouse.select(
+                "SELECT reinterpretAsUUID(sipHash128(number)) FROM numbers(3) ORDER BY number"
+            )).rows] + [uuid.uuid4()]  # fmt: skip
+            plan = await warehouse.select(f"EXPLAIN indexes = 1 {_NEWEST_LEDGER_ROWS}", {"worklog_ids": asked})
+            return "\n".join(line for (line,) in plan.rows), await warehouse.newest_ledger_rows(asked), asked
+        finally:
+            await warehouse.close()
+
+    plan, newest, asked = asyncio.run(plan_and_rows())
+
+    assert "ReadFromMergeTree (by_worklog)" in plan
+    granules = [line.split(":")[1].strip() for line in plan.splitlines() if line.strip().startswith("Granules:")]
+    read, of = (int(number) for number in granules[-1].split("/"))
+    assert of >= MANY_ROWS // 8192 and read <= 3, plan
+    assert sorted(newest) == sorted(asked[:3])
+    assert [(newest[worklog].ticket_id, newest[worklog].offset) for worklog in asked[:3]] == [
+        ("T-0", 0),
+        ("T-0", 1),
+        ("T-0", 2),
+    ]

@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from tests.builders import a_ticket_created
 from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.kafka import CORRELATION_HEADER, correlation_headers, dead_letter
-from ticketstream_shared.runtime.logging import configure_logging, correlated, correlation_id
+from ticketstream_shared.runtime.logging import BATCH_IDS_LOGGED, configure_logging, correlated, correlation_id
 
 log = logging.getLogger("tests.correlation")
 
@@ -61,6 +61,15 @@ def test_a_batch_of_several_flows_logs_each_id_and_passes_none_on(log_lines) -> 
         correlation_id.reset(token)
     [line] = log_lines()
     assert line["correlation_id"] == "flow-1,flow-2"
+
+
+def test_a_batch_logs_the_ids_of_its_first_flows_read_no_further(log_lines) -> None:
+    flows = iter([f"flow-{number // 3}" for number in range(3 * (BATCH_IDS_LOGGED + 5))])  # each flow three times
+    with correlated(flows):
+        log.info("handling a batch")
+    [line] = log_lines()
+    assert line["correlation_id"] == ",".join(f"flow-{number}" for number in range(BATCH_IDS_LOGGED))
+    assert next(flows) == f"flow-{BATCH_IDS_LOGGED - 1}", "read past the first of the last flow logged"
 
 
 def test_a_delivery_belongs_to_the_flow_of_its_header_else_of_its_event() -> None:

@@ -32,8 +32,9 @@ def test_the_checked_in_migrations_are_read_in_version_order() -> None:
     assert [migration.version for migration in migrations] == list(range(1, len(migrations) + 1))
     assert all(migration.statements for migration in migrations)
     # repeatable: tables and views are created IF NOT EXISTS, backfills write WHERE NOT EXISTS (rows in the target),
-    # columns are dropped IF EXISTS, a setting modified is the same setting twice, and so is a view's query
-    repeatable = (" NOT EXISTS ", " IF EXISTS ", " MODIFY SETTING ", " MODIFY QUERY")
+    # columns are dropped IF EXISTS, a setting modified is the same setting twice, and so is a view's query, and a
+    # projection materialized again is written again the same
+    repeatable = (" NOT EXISTS ", " IF EXISTS ", " MODIFY SETTING ", " MODIFY QUERY", " MATERIALIZE PROJECTION ")
     assert all(any(word in s for word in repeatable) for m in migrations for s in m.statements)
 
 
