@@ -272,9 +272,13 @@ class CommandBus:
 
     async def lookup(self, ticket_id: str) -> domain.Ticket | None:
         """The ticket as this replica knows it; on a miss, after reading its partition to the current end, since
-        another replica may have just created it."""
+        another replica may have just created it. Until the log's partitions are known (the replica has just
+        started), which partition that is cannot be told: NotReady, not None, which would tell a caller that a ticket
+        another replica acknowledged a moment ago does not exist."""
         ticket = self._ledger.get(ticket_id)
-        if ticket is None and self.partitions:
+        if ticket is None:
+            if not self.partitions:
+                raise NotReady("intake is still connecting to Kafka; retry shortly")
             await self._ownership.read_to_end(partition_of(ticket_id, self.partitions), timeout_s=5)
             ticket = self._ledger.get(ticket_id)
         return ticket

@@ -217,6 +217,22 @@ def test_a_command_for_a_ticket_another_replica_owns_is_not_decided_here():
     asyncio.run(story())
 
 
+def test_a_ticket_not_known_here_is_not_called_missing_before_the_logs_partitions_are_known():
+    """A replica just started has read the log, but cannot yet tell which partition to read to its end for a ticket
+    another replica created a moment ago: it says to retry (503), never that the ticket does not exist (404)."""
+
+    async def story() -> None:
+        bus, _ = await a_bus_alone(owns=range(TICKET_PARTITIONS))
+        with pytest.raises(NotReady):
+            await bus.lookup("t-1")
+        bus.partitions = TICKET_PARTITIONS
+        assert await bus.lookup("t-1") is None
+        await bus.execute(create("t-1"), context())
+        assert (await bus.lookup("t-1")).ticket_id == "t-1"
+
+    asyncio.run(story())
+
+
 def test_a_new_tickets_id_is_drawn_on_a_partition_this_replica_owns():
     """Then its creation is decided here, without a round trip through intake.commands."""
 
