@@ -33,7 +33,7 @@ def correlated(ids: Iterable[str | None]) -> Iterator[None]:
             if len(distinct) == BATCH_IDS_LOGGED:
                 break
     single = distinct[0] if len(distinct) == 1 else None
-    several = ",".join(distinct[:BATCH_IDS_LOGGED]) if len(distinct) > 1 else None
+    several = ",".join(distinct) if len(distinct) > 1 else None
     token, batch_token = correlation_id.set(single), _batch_ids.set(several)
     try:
         yield
