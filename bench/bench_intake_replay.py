@@ -33,9 +33,9 @@ from bench.bench_reporting import a_ticket_day, produce  # noqa: E402
 from deploy.kafka.launcher import LocalKafka  # noqa: E402
 from intake.idempotency import RequestKeys  # noqa: E402
 from intake.ledger import TicketLedger  # noqa: E402
-from intake.log import _decoded, follow  # noqa: E402
+from intake.log import follow  # noqa: E402
 from intake.ticket_store import TicketStore  # noqa: E402
-from ticketstream_shared.contract import encode  # noqa: E402
+from ticketstream_shared.contract import encode, read_logged  # noqa: E402
 from ticketstream_shared.contract.topics import TICKETS_EVENTS  # noqa: E402
 from ticketstream_shared.runtime.kafka import make_consumer  # noqa: E402
 from ticketstream_shared.runtime.kafka_admin import ensure_topics  # noqa: E402
@@ -68,9 +68,7 @@ def in_memory(messages: list[bytes]) -> float:
     for first in range(0, len(messages), 5_000):
         changes = Changes()
         for message in messages[first : first + 5_000]:
-            event = _decoded(TICKETS_EVENTS, message)
-            assert event is not None
-            ledger.apply(changes, event, message)
+            ledger.apply(changes, read_logged(TICKETS_EVENTS, message), message)
         ledger.tickets.store.write(changes)
     seconds = time.perf_counter() - started
     ledger.tickets.store.close()

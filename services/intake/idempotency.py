@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from ticketstream_shared.contract import TicketEvent
 from ticketstream_shared.contract.events import KeyedRequest
@@ -139,21 +140,31 @@ class RequestKeys:
         self._store = store
         self._decided: dict[bytes, FirstUse] = {}
 
-    def note(self, event: TicketEvent, changes: Changes | None = None) -> bytes | None:
-        """Remember the key of an event's request, if it is the key's first use within the TTL: into `changes` (an
-        event read from the log), or until it is (one this replica decided). Returns the store key written."""
-        if event.request is None or event.request_id is None or event.occurred_at <= self._clock() - self._ttl:
+    def decided(self, event: TicketEvent) -> None:
+        """Hold the key of the request of an event this replica decided, until the log is read back to it."""
+        if event.request is not None and event.request_id is not None and self._within_ttl(event.occurred_at):
+            self._decided.setdefault(
+                _key(event.request.caller, event.request_id), FirstUse(event.request, event.occurred_at)
+            )
+
+    def logged(self, event: dict[str, Any], changes: Changes) -> bytes | None:
+        """Write the key of the request of an event read from the log (its JSON as written) into `changes`, if it is
+        the key's first use within the TTL. Returns the store key written."""
+        request, request_id = event.get("request"), event.get("request_id")
+        if request is None or request_id is None:
             return None
-        key = _key(event.request.caller, event.request_id)
-        if changes is None:
-            self._decided.setdefault(key, FirstUse(event.request, event.occurred_at))
+        at = datetime.fromisoformat(event["occurred_at"])
+        if not self._within_ttl(at):
             return None
+        key = _key(request["caller"], request_id)
         self._decided.pop(key, None)
         if self._first(key, changes) is not None:
             return None
-        record = {"request": event.request.model_dump(mode="json"), "at": event.occurred_at.isoformat()}
-        changes.put(key, json.dumps(record, separators=(",", ":")).encode())
+        changes.put(key, json.dumps({"request": request, "at": at.isoformat()}, separators=(",", ":")).encode())
         return key
+
+    def _within_ttl(self, at: datetime) -> bool:
+        return at > self._clock() - self._ttl
 
     def check(self, context: CommandContext) -> None:
         """Refuse a keyed command whose key was first used, by the same caller, for another request."""

@@ -13,9 +13,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
-from ticketstream_shared.contract import TicketEvent
+from ticketstream_shared.contract import TicketEvent, decode_event
+from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.privacy import KeyNotYetRead
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.store import Changes
@@ -105,28 +106,35 @@ class TicketLedger:
         if not self.caught_up.is_set():
             raise NotReady("intake is still reading the ticket log; retry shortly")
 
-    def apply(self, changes: Changes, event: TicketEvent, raw: bytes) -> set[bytes]:
-        """Fold an event read back from the log into `changes` (written by the caller with the log's position) and
-        into the tickets in memory. Events the store already holds are skipped by version, so the log may be read
-        again from any earlier point. Returns the store keys whose changelog records changed."""
-        changed = self.tickets.apply(changes, event, raw)
+    def apply(self, changes: Changes, event: dict[str, Any], raw: bytes) -> set[bytes]:
+        """Fold an event read back from the log (`raw`, and its JSON as written: read_logged) into `changes` (written
+        by the caller with the log's position) and into the tickets in memory. Events the store already holds are
+        skipped by version, so the log may be read again from any earlier point. Returns the store keys whose
+        changelog records changed. InvalidEvent for a message whose fields the contract would refuse."""
+        try:
+            changed = self.tickets.apply(changes, event, raw)
+            if changed and (request_key := self._keys.logged(event, changes)) is not None:
+                changed.add(request_key)
+        except (KeyError, TypeError, ValueError):
+            decode_event(TICKETS_EVENTS, raw)  # raises InvalidEvent, saying which field is wrong
+            raise  # a message the contract accepts: a fault of this reader
         if not changed:
             return changed
-        if (request_key := self._keys.note(event, changes)) is not None:
-            changed.add(request_key)
-        if (ahead := self._ahead.get(event.ticket_id)) is not None and ahead.version <= event.aggregate_version:
-            del self._ahead[event.ticket_id]
-        if (cached := self._recent.get(event.ticket_id)) is not None:
-            if cached.version + 1 == event.aggregate_version and (folded := self._folded(event, cached)) is not None:
-                self._recent[event.ticket_id] = folded
-            elif cached.version < event.aggregate_version:
-                del self._recent[event.ticket_id]  # the store has it; loaded again when asked for
+        ticket_id, version = event["ticket_id"], event["aggregate_version"]
+        if (ahead := self._ahead.get(ticket_id)) is not None and ahead.version <= version:
+            del self._ahead[ticket_id]
+        if (cached := self._recent.get(ticket_id)) is not None:
+            if cached.version + 1 == version and (folded := self._folded(raw, cached)) is not None:
+                self._recent[ticket_id] = folded
+            elif cached.version < version:
+                del self._recent[ticket_id]  # the store has it; loaded again when asked for
         if self._waiting:  # a new Event per event cost more than the rest of the bookkeeping of a replay
             applied, self._applied = self._applied, asyncio.Event()
             applied.set()
         return changed
 
-    def _folded(self, event: TicketEvent, ticket: Ticket) -> Ticket | None:
+    def _folded(self, raw: bytes, ticket: Ticket) -> Ticket | None:
+        event: TicketEvent = decode_event(TICKETS_EVENTS, raw)  # type: ignore[assignment]
         try:
             return evolve(self._personal.open_fields(event), ticket)
         except KeyNotYetRead:
@@ -167,7 +175,7 @@ class TicketLedger:
                     if ticket.version > self.tickets.version(command.ticket_id):  # not read back during the append
                         self._ahead[command.ticket_id] = ticket
                         for event in events:
-                            self._keys.note(event)
+                            self._keys.decided(event)
                     self._remember(ticket)
                     return ticket, False
                 assert ticket is not None

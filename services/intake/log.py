@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter
 
-from ticketstream_shared.contract import Envelope, InvalidEvent, TicketEvent, UnknownEventType, decode_event, encode
+from ticketstream_shared.contract import InvalidEvent, TicketEvent, UnknownEventType, decode_event, encode, read_logged
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import correlation_headers, partitions_of, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
@@ -67,8 +67,9 @@ class LogPositions:
             await self._moved.wait()
 
 
-#: Folds one event read from a topic (an event of that topic's type) into a write of the store; returns the changelog
-#: keys whose records it changed.
+#: Folds one event read from a topic into a write of the store; returns the changelog keys whose records it changed.
+#: Intake's own log comes as its JSON as written (`read_logged`: intake validated each event when it wrote it), any
+#: other topic as the contract's model.
 Apply = Callable[[Changes, Any, bytes], set[bytes]]
 
 
@@ -84,7 +85,8 @@ async def follow(
     """Read every partition of `topic` from where `store` has applied it through `apply`, writing each fetched batch
     to the store atomically with how far it reaches; set `caught_up` once the end the topic had when we started is
     reached, and keep following what its writers append (recording how far in `positions`, and telling `changed`
-    which changelog keys each batch changed)."""
+    which changelog keys each batch changed). A message that is not an event this version folds is skipped (the
+    consumer groups dead-letter it)."""
     await wait_for_topics(consumer, [topic])
     partitions = await partitions_of(consumer, topic)
     consumer.assign(partitions)
@@ -95,6 +97,7 @@ async def follow(
             positions.advance(partition.partition, applied.get(partition.partition, 0))  # held in the store already
     end_at_start = await consumer.end_offsets(partitions)
     log.info("reading from the store's position", extra={"topic": topic, "from": applied})
+    read = read_logged if topic == TICKETS_EVENTS else decode_event
     while True:
         if not caught_up.is_set() and all([await consumer.position(tp) >= end for tp, end in end_at_start.items()]):
             log.info("read to its end", extra={"topic": topic})
@@ -105,9 +108,15 @@ async def follow(
         for partition, records in batches.items():
             changes, keys = Changes(), set()
             for record in records:
-                if (event := _decoded(topic, record.value)) is not None:
-                    keys |= apply(changes, event, record.value)
+                raw = record.value or b""
+                try:
+                    keys |= apply(changes, read(topic, raw), raw)
                     folded += 1
+                except UnknownEventType:
+                    pass
+                except InvalidEvent as error:
+                    EVENTS_UNREADABLE.labels(topic).inc()
+                    log.warning("skipped an unreadable event", extra={"topic": topic, "reason": error.reason})
             changes.applied(topic, partition.partition, records[-1].offset + 1)
             store.write(changes)
             if changed is not None:
@@ -115,15 +124,3 @@ async def follow(
             if positions is not None:
                 positions.advance(partition.partition, records[-1].offset + 1)
         EVENTS_READ.labels(topic).inc(folded)  # per batch: 2 µs an event when per event
-
-
-def _decoded(topic: str, raw: bytes | None) -> Envelope | None:
-    """The event, or None for what is not one this version folds (skipped: the consumer groups dead-letter it)."""
-    try:
-        return decode_event(topic, raw or b"")
-    except UnknownEventType:
-        return None
-    except InvalidEvent as error:
-        EVENTS_UNREADABLE.labels(topic).inc()
-        log.warning("skipped an unreadable event", extra={"topic": topic, "reason": error.reason})
-        return None

@@ -25,17 +25,16 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from ticketstream_shared.contract import (
     Priority,
     TicketCreated,
-    TicketEvent,
     TicketStatus,
     TicketStatusChanged,
     TicketUpdated,
     decode_event,
-    encode,
 )
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
 from ticketstream_shared.privacy import KeyNotYetRead
@@ -66,6 +65,9 @@ _DIGITS = 10
 INDEX_VALUES_REMEMBERED = 16_384
 #: The fields of a summary the indexes are made of: most events (a worklog, a comment) change none of them.
 _INDEXED = ("client", "requester", "status", "priority", "created")
+_CREATED, _STATUS_CHANGED, _UPDATED = (
+    event.model_fields["event_type"].default for event in (TicketCreated, TicketStatusChanged, TicketUpdated)
+)
 #: One encoder for every summary (`json.dumps` with separators builds a new one per call: a third of its cost).
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
@@ -157,23 +159,25 @@ def _sortable(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%M%S.%f%z")
 
 
-def _summary_after(event: TicketEvent, summary: dict[str, str] | None) -> dict[str, str] | None:
-    if isinstance(event, TicketCreated):
+def _summary_after(event: dict[str, Any], summary: dict[str, str] | None) -> dict[str, str] | None:
+    """The summary after `event` (its JSON as written)."""
+    kind, data = event["event_type"], event["data"]
+    if kind == _CREATED:
         return {
-            "client": event.client_id,
-            "requester": event.data.requester_id,
-            "status": event.data.status.value,
-            "priority": event.data.priority.value,
-            "created": _sortable(event.occurred_at),
-            "version": event.aggregate_version,  # type: ignore[dict-item]
+            "client": event["client_id"],
+            "requester": data["requester_id"],
+            "status": data["status"],
+            "priority": data["priority"],
+            "created": _sortable(datetime.fromisoformat(event["occurred_at"]).astimezone(UTC)),
+            "version": event["aggregate_version"],
         }
     if summary is None:
         return None
-    summary = {**summary, "version": event.aggregate_version}  # type: ignore[dict-item]
-    if isinstance(event, TicketStatusChanged):
-        summary["status"] = event.data.to_status.value
-    elif isinstance(event, TicketUpdated) and event.data.changes.priority is not None:
-        summary["priority"] = event.data.changes.priority.value
+    summary = {**summary, "version": event["aggregate_version"]}
+    if kind == _STATUS_CHANGED:
+        summary["status"] = data["to_status"]
+    elif kind == _UPDATED and (priority := data["changes"].get("priority")) is not None:
+        summary["priority"] = priority
     return summary
 
 
@@ -278,35 +282,33 @@ class TicketStore:
 
     # --- writing --------------------------------------------------------------------------------------------------
 
-    def apply(self, changes: Changes, event: TicketEvent, raw: bytes) -> set[bytes]:
-        """Add an event read from the log to `changes`. Returns the keys whose changelog records it changed: none if
-        the store holds the event already."""
-        key = event.ticket_id.encode()
-        event_key = _event_key(key, event.aggregate_version)
-        line = raw if b"\n" not in raw else encode(event)  # one line per event; our encoder writes no newlines
-        summary = self._summary(event.ticket_id, changes)
+    def apply(self, changes: Changes, event: dict[str, Any], raw: bytes) -> set[bytes]:
+        """Add an event read from the log (`raw`, and its JSON as written: read_logged) to `changes`. Returns the keys
+        whose changelog records it changed: none if the store holds the event already."""
+        ticket_id, version = event["ticket_id"], event["aggregate_version"]
+        key = ticket_id.encode()
+        event_key = _event_key(key, version)
+        line = raw.replace(b"\n", b" ")  # one line per event: in JSON a newline can only be space between values
+        summary = self._summary(ticket_id, changes)
         known = int(summary["version"]) if summary else 0
-        if event.aggregate_version <= known:
+        if version <= known:
             if self.store.get(event_key, changes) is not None:
                 return set()
             # The summary came back from a changelog whose writer stopped before this event's record: the log
             # fills the gap, and the summary, already past it, stays.
             changes.put(event_key, line)
             return {key}  # which run it is in takes reading the ticket's events: the writer writes them all
-        if event.aggregate_version != known + 1:
-            log.error(
-                "version gap in the ticket log",
-                extra={"ticket_id": event.ticket_id, "known": known, "got": event.aggregate_version},
-            )
+        if version != known + 1:
+            log.error("version gap in the ticket log", extra={"ticket_id": ticket_id, "known": known, "got": version})
         after = _summary_after(event, summary)
         if after is None:
             return set()  # an event of a ticket whose creation is not in the log: nothing to fold it into
         first, size = int(after.get("run", 0)), int(after.get("run_bytes", 0))
-        if not first or _ends_run(first, size, event.aggregate_version, line):
-            first, size = event.aggregate_version, 0
+        if not first or _ends_run(first, size, version, line):
+            first, size = version, 0
         after |= {"run": first, "run_bytes": size + len(line)}  # type: ignore[dict-item]
         changes.put(event_key, line)
-        self._put_summary(changes, event.ticket_id, summary, after)
+        self._put_summary(changes, ticket_id, summary, after)
         return {_run_key(key, _digits(first))}
 
     def assign(self, changes: Changes, ticket_id: str, technician_id: str) -> None:

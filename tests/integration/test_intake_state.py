@@ -14,7 +14,7 @@ from tests.integration.conftest import NEW_TICKET, running_intake
 from tests.keys import ADMIN, INTEGRATION, bearer
 from tests.polling import eventually
 from tests.unit.test_intake_domain import context, create
-from ticketstream_shared.contract import encode
+from ticketstream_shared.contract import encode, read_logged
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.changelog import APPLIED_HEADER
 from ticketstream_shared.runtime.store import Changes, LocalStore
@@ -155,7 +155,7 @@ def test_a_store_ahead_of_the_log_is_started_over_rather_than_served(kafka_boots
     foreign = TicketStore(stale)
     changes = Changes()
     event = decide(None, create(ticket_id="from-another-cluster"), context())[0]
-    foreign.apply(changes, event, encode(event))
+    foreign.apply(changes, read_logged(TICKETS_EVENTS, encode(event)), encode(event))
     changes.applied(TICKETS_EVENTS, 0, 10**9)
     changes.restored()
     stale.write(changes)

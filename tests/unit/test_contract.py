@@ -18,6 +18,7 @@ from ticketstream_shared.contract import (
     decode_sla_event,
     decode_ticket_event,
     encode,
+    read_logged,
 )
 from ticketstream_shared.contract.codec import (
     MAX_EVENT_BYTES,
@@ -32,6 +33,7 @@ from ticketstream_shared.contract.legacy import LEGACY_EVENT_TYPES
 from ticketstream_shared.contract.notify import DeliveryChannel, PersonChanged, PersonEntry, RedeliveryRequested
 from ticketstream_shared.contract.schema import generate_schemas
 from ticketstream_shared.contract.sla import CalendarChanged, CalendarData
+from ticketstream_shared.contract.topics import TICKETS_EVENTS
 
 SCHEMAS = Path(__file__).parents[2] / "shared" / "schemas"
 
@@ -257,3 +259,61 @@ def test_an_event_or_change_from_before_actors_is_read_with_no_actor(written, de
     read = decode(json.dumps(old).encode())
     assert type(read) is type(written) and read.actor is None
     assert read.model_dump(exclude={"actor"}) == written.model_dump(exclude={"actor"})
+
+
+@pytest.mark.parametrize("current", TICKET_EVENT_TYPES, ids=lambda model: model.model_fields["event_type"].default)
+def test_an_event_read_back_by_its_writer_is_its_json_at_the_current_version(current):
+    """`read_logged` (intake's replay of its own log) gives what decode_event's model writes, without the model: for
+    an event as written today, and for one written before actors were recorded."""
+    event_type = current.model_fields["event_type"].default
+    envelope = {"event_id": uuid.uuid4(), "occurred_at": T0, "ticket_id": "t-1", "client_id": "acme",
+                "aggregate_version": 2, "producer": "intake", "correlation_id": "c",
+                "data": DATA[event_type]}  # fmt: skip
+    before = max(
+        (model for model in LEGACY_EVENT_TYPES if model.model_fields["event_type"].default == event_type),
+        key=lambda model: model.model_fields["schema_version"].default,
+    )
+    for written in (encode(current(**envelope)), encode(before(**envelope))):
+        read = read_logged(TICKETS_EVENTS, written)
+        assert read == json.loads(encode(decode_ticket_event(written)))
+        assert read["schema_version"] == current.model_fields["schema_version"].default
+
+
+def test_a_comment_of_schema_version_1_is_read_back_upcast():
+    from ticketstream_shared.contract.legacy import CommentAddedV1
+
+    old = CommentAddedV1(
+        event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t-1", client_id="acme", aggregate_version=2,
+        producer="intake", correlation_id="c",
+        data={"comment_id": uuid.uuid4(), "author_id": "ann", "author_role": "technician", "body": "hi",
+              "public": False},
+    )  # fmt: skip
+    read = read_logged(TICKETS_EVENTS, encode(old))
+    assert (read["schema_version"], read["actor"], read["data"]["visibility"]) == (4, None, "internal")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff\xfe",
+        b"[1, 2]",
+        b"x" * (MAX_EVENT_BYTES + 1),
+        b'{"event_type": "ticket.created"}',
+        encode(a_ticket_created()).replace(b'"ticket.created"', b'"ticket.merged"'),
+        encode(a_ticket_created()).replace(b'"schema_version":3', b'"schema_version":99'),
+        encode(a_ticket_created()).replace(b'"schema_version":3', b'"schema_version":"3"'),
+    ],
+    ids=["not JSON", "not an object", "oversized", "no envelope", "unknown type", "newer version", "version as text"],
+)
+def test_what_the_reading_back_refuses_it_refuses_as_decode_event_does(raw):
+    with pytest.raises(InvalidEvent) as refused:
+        decode_ticket_event(raw)
+    with pytest.raises(type(refused.value)) as also:
+        read_logged(TICKETS_EVENTS, raw)
+    assert also.value.reason == refused.value.reason
+
+
+def test_what_decode_event_reads_leniently_is_read_back_as_it_reads_it():
+    """A schema_version of `true` is upcast from 1 (True == 1) by decode_event: read back the same, not refused."""
+    lenient = encode(a_ticket_created()).replace(b'"schema_version":3', b'"schema_version":true')
+    assert read_logged(TICKETS_EVENTS, lenient) == json.loads(encode(decode_ticket_event(lenient)))

@@ -1,18 +1,23 @@
 """The ledger serialises commands per ticket and replays its own log harmlessly (with an in-memory log)."""
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 
 import pytest
 
-from intake.domain import ChangeStatus, CommandContext, IdempotencyKeyReused, NotReady, child_id_for
+from intake.domain import ChangeStatus, CommandContext, IdempotencyKeyReused, NotReady, child_id_for, decide, fold
 from intake.idempotency import RequestKeys
 from intake.ledger import TicketLedger
+from intake.log import EVENTS_UNREADABLE, follow
 from intake.ticket_store import TicketStore
 from tests.builders import T0
+from tests.fakes_kafka import FakeBroker, FakeConsumer
+from tests.polling import until
 from tests.unit.test_intake_domain import create, keyed, worklog
-from ticketstream_shared.contract import encode
+from ticketstream_shared.contract import InvalidEvent, encode, read_logged
+from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
 
@@ -46,7 +51,8 @@ def read_back(ledger, *events):
     """What following the log does with `events`: one write of the store."""
     changes = Changes()
     for event in events:
-        ledger.apply(changes, event, encode(event))
+        raw = encode(event)
+        ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
     ledger.tickets.store.write(changes)
 
 
@@ -164,3 +170,39 @@ def test_a_version_decided_elsewhere_is_waited_for_until_the_log_brings_it():
         assert reader.get("t-1").version == 3 and reader._waiting == 0
 
     asyncio.run(story())
+
+
+def test_an_event_of_the_log_missing_a_field_is_refused_naming_it_and_nothing_of_it_is_kept(ledger):
+    """The log is read back without the contract's models (read_logged): a field the ledger needs and does not find
+    is named as decode_event names it, before anything of the event is written."""
+    [created] = decide(None, create(), context())
+    payload = json.loads(encode(created))
+    del payload["data"]["requester_id"]
+    raw = json.dumps(payload).encode()
+    changes = Changes()
+    with pytest.raises(InvalidEvent) as refused:
+        ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
+    assert "data.requester_id" in refused.value.reason and len(changes) == 0
+
+
+def test_a_log_read_past_an_unreadable_event_holds_the_rest():
+    """Following the log skips what it cannot read, counts it, and goes on with the next event."""
+    broker, ledger = FakeBroker(), a_ledger(SlowLog())
+    [created] = decide(None, create(), context())
+    broken = json.loads(encode(created))
+    broken["aggregate_version"] = "one"
+    skipped = EVENTS_UNREADABLE.labels(TICKETS_EVENTS)._value.get()
+    for value in (json.dumps(broken).encode(), encode(created)):
+        broker.append(TICKETS_EVENTS, value, key=created.ticket_id.encode())
+    store = ledger.tickets.store
+
+    async def read() -> None:
+        following = asyncio.create_task(
+            follow(FakeConsumer(broker), TICKETS_EVENTS, store, ledger.apply, ledger.caught_up)
+        )
+        await until(lambda: ledger.caught_up.is_set())
+        following.cancel()
+
+    asyncio.run(read())
+    assert ledger.get(created.ticket_id) == fold(None, [created])
+    assert EVENTS_UNREADABLE.labels(TICKETS_EVENTS)._value.get() == skipped + 1

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from intake.domain import AddComment, ChangeStatus, DomainError, UpdateTicket, decide, fold
 from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, RECORD_BYTES, Filters, TicketStore, _index_entries
 from tests.unit.test_intake_domain import context, create, worklog
-from ticketstream_shared.contract import Priority, TicketStatus, encode
+from ticketstream_shared.contract import Priority, TicketStatus, encode, read_logged
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
@@ -23,6 +23,12 @@ def tickets():
     store = LocalStore(None)
     yield TicketStore(store)
     store.close()
+
+
+def fed(tickets, changes, event):
+    """What following the log does with `event`: its JSON as written, and its bytes."""
+    raw = encode(event)
+    return tickets.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
 
 
 def events_of(*commands):
@@ -36,7 +42,7 @@ def events_of(*commands):
 
 def keep(tickets, events, **offsets):
     changes = Changes()
-    applied = [tickets.apply(changes, event, encode(event)) for event in events]
+    applied = [fed(tickets, changes, event) for event in events]
     for partition, offset in offsets.items():
         changes.applied(TICKETS_EVENTS, int(partition.removeprefix("p")), offset)
     tickets.store.write(changes)
@@ -56,7 +62,7 @@ def test_a_ticket_is_folded_from_its_stored_events_and_each_event_is_kept_once(t
 def test_offsets_are_written_with_the_state_they_describe(tickets):
     events = events_of(create(), worklog())
     changes = Changes()
-    tickets.apply(changes, events[0], encode(events[0]))
+    fed(tickets, changes, events[0])
     changes.applied(TICKETS_EVENTS, 3, 41)
     assert tickets.store.applied(TICKETS_EVENTS) == {} and tickets.load("t-1") is None, "nothing before the write"
     tickets.store.write(changes)
@@ -70,9 +76,9 @@ def listing(tickets, filters=None, after=None, limit=50):
 def test_a_write_prepared_and_dropped_leaves_nothing_the_next_write_reads(tickets):
     created, logged = events_of(create(), worklog())
     dropped = Changes()
-    assert tickets.apply(dropped, created, encode(created)), "the creation goes into the write being prepared"
+    assert fed(tickets, dropped, created), "the creation goes into the write being prepared"
     assert tickets.version("t-1") == 0, "not written"
-    assert tickets.apply(Changes(), logged, encode(logged)) == set(), "no creation held: nothing to fold it into"
+    assert fed(tickets, Changes(), logged) == set(), "no creation held: nothing to fold it into"
     assert keep(tickets, [created, logged]) and tickets.version("t-1") == 2
 
 
@@ -144,8 +150,8 @@ def test_each_index_value_counts_its_entries_however_the_events_are_grouped_into
 def test_writes_prepared_side_by_side_each_hold_their_own_tickets(tickets):
     (first,), (second,) = events_of(create(ticket_id="t-1")), events_of(create(ticket_id="t-2", client_id="globex"))
     one, two = Changes(), Changes()
-    tickets.apply(one, first, encode(first))
-    tickets.apply(two, second, encode(second))
+    fed(tickets, one, first)
+    fed(tickets, two, second)
     tickets.store.write(one)
     assert (tickets.version("t-1"), tickets.version("t-2"), tickets.requested_by("alice")) == (1, 0, 1)
     tickets.store.write(two)
@@ -221,7 +227,7 @@ def act(tickets, changes, action):
     if action[0] == "assign":
         tickets.assign(changes, action[1], action[2])
     else:
-        tickets.apply(changes, action[1], encode(action[1]))
+        fed(tickets, changes, action[1])
 
 
 def index_entries(tickets: TicketStore) -> set[bytes]:
@@ -330,7 +336,7 @@ def test_a_changelog_record_supersedes_a_summary_an_event_gave_earlier_in_the_sa
     elsewhere = TicketStore(LocalStore(None))
     try:
         changes = Changes()
-        elsewhere.apply(changes, events[0], encode(events[0]))
+        fed(elsewhere, changes, events[0])
         elsewhere.restore(changes, 0, *record)
         elsewhere.store.write(changes)
         assert elsewhere.version("t-1") == 3 and held(elsewhere) == held(tickets)

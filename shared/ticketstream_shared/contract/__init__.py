@@ -9,6 +9,7 @@ from .codec import (
     decode_sla_event,
     decode_ticket_event,
     encode,
+    read_logged,
 )
 from .events import (
     Actor,
@@ -51,6 +52,7 @@ __all__ = [
     "dead_letter_topic",
     "decode_assignment_event",
     "decode_as_written",
+    "read_logged",
     "decode_event",
     "decode_sla_event",
     "decode_ticket_event",
