@@ -147,16 +147,14 @@ class RequestKeys:
                 _key(event.request.caller, event.request_id), FirstUse(event.request, event.occurred_at)
             )
 
-    def logged(self, event: dict[str, Any], changes: Changes) -> bytes | None:
-        """Write the key of the request of an event read from the log (its JSON as written) into `changes`, if it is
-        the key's first use within the TTL. Returns the store key written."""
-        request, request_id = event.get("request"), event.get("request_id")
-        if request is None or request_id is None:
-            return None
-        at = datetime.fromisoformat(event["occurred_at"])
+    def logged(
+        self, caller: str, request_key: str, request: dict[str, Any], at: datetime, changes: Changes
+    ) -> bytes | None:
+        """Write the use of a key by an event read from the log (`request` as the event holds it) into `changes`, if
+        it is the key's first use within the TTL. Returns the store key written."""
         if not self._within_ttl(at):
             return None
-        key = _key(request["caller"], request_id)
+        key = _key(caller, request_key)
         self._decided.pop(key, None)
         if self._first(key, changes) is not None:
             return None

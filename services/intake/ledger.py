@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from ticketstream_shared.contract import TicketEvent, decode_event
+from ticketstream_shared.contract import TicketEvent, decode_event, read_checked
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.privacy import KeyNotYetRead
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
@@ -35,7 +35,7 @@ from .domain import (
     whose_words,
 )
 from .idempotency import RequestKeys
-from .ticket_store import TicketStore
+from .ticket_store import Logged, TicketStore
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +110,19 @@ class TicketLedger:
         """Fold an event read back from the log (`raw`, and its JSON as written: read_logged) into `changes` (written
         by the caller with the log's position) and into the tickets in memory. Events the store already holds are
         skipped by version, so the log may be read again from any earlier point. Returns the store keys whose
-        changelog records changed. InvalidEvent for a message whose fields the contract would refuse."""
+        changelog records changed. InvalidEvent for a message the contract refuses."""
         try:
-            changed = self.tickets.apply(changes, event, raw)
-            if changed and (request_key := self._keys.logged(event, changes)) is not None:
-                changed.add(request_key)
-        except (KeyError, TypeError, ValueError):
-            decode_event(TICKETS_EVENTS, raw)  # raises InvalidEvent, saying which field is wrong
-            raise  # a message the contract accepts: a fault of this reader
+            logged = Logged.of(event)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # A field left out for its default, or written otherwise than intake writes it: the event as the
+            # contract reads it, every field filled in (InvalidEvent, saying why, if the contract refuses it).
+            logged = Logged.of(read_checked(TICKETS_EVENTS, raw))
+        changed = self.tickets.apply(changes, logged, raw)
+        if changed and logged.request is not None and (used := self._keys.logged(*logged.request, changes)):
+            changed.add(used)
         if not changed:
             return changed
-        ticket_id, version = event["ticket_id"], event["aggregate_version"]
+        ticket_id, version = logged.ticket_id, logged.version
         if (ahead := self._ahead.get(ticket_id)) is not None and ahead.version <= version:
             del self._ahead[ticket_id]
         if (cached := self._recent.get(ticket_id)) is not None:

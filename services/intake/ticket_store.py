@@ -26,7 +26,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ticketstream_shared.contract import (
     Priority,
@@ -159,26 +159,61 @@ def _sortable(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%M%S.%f%z")
 
 
-def _summary_after(event: dict[str, Any], summary: dict[str, str] | None) -> dict[str, str] | None:
-    """The summary after `event` (its JSON as written)."""
-    kind, data = event["event_type"], event["data"]
-    if kind == _CREATED:
-        return {
-            "client": event["client_id"],
-            "requester": data["requester_id"],
-            "status": data["status"],
-            "priority": data["priority"],
-            "created": _sortable(datetime.fromisoformat(event["occurred_at"]).astimezone(UTC)),
-            "version": event["aggregate_version"],
-        }
+class Logged(NamedTuple):
+    """What the ledger files an event of the log by, read once from its JSON as written (read_logged): nothing of
+    the event is read after, so a field missing or mistyped is found before anything is written."""
+
+    ticket_id: str
+    version: int
+    #: The fields of the ticket's summary the event sets: a creation all of them (and only a creation), most events
+    #: none.
+    sets: dict[str, str] | None
+    creates: bool
+    #: The request it was made under, if under a key: (caller, key, what it asked for, when).
+    request: tuple[str, str, dict[str, Any], datetime] | None
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Logged:
+        """KeyError, TypeError, ValueError or AttributeError for a field missing or not as intake writes it."""
+        kind, data, version = event["event_type"], event["data"], event["aggregate_version"]
+        if type(version) is not int:
+            raise TypeError(f"aggregate_version {version!r} is not an integer")
+        sets: dict[str, str] | None = None
+        if kind == _CREATED:
+            sets = {
+                "client": _text(event["client_id"]),
+                "requester": _text(data["requester_id"]),
+                "status": _text(data["status"]),
+                "priority": _text(data["priority"]),
+                "created": _sortable(_moment(event["occurred_at"])),
+            }
+        elif kind == _STATUS_CHANGED:
+            sets = {"status": _text(data["to_status"])}
+        elif kind == _UPDATED and (priority := data["changes"].get("priority")) is not None:
+            sets = {"priority": _text(priority)}
+        request, key = event.get("request"), event.get("request_id")
+        made_under = None
+        if request is not None and key is not None:
+            made_under = (_text(request["caller"]), _text(key), request, _moment(event["occurred_at"]))
+        return cls(_text(event["ticket_id"]), version, sets, kind == _CREATED, made_under)
+
+
+def _text(value: object) -> str:
+    if type(value) is not str:
+        raise TypeError(f"{value!r} is not a string")
+    return value
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _summary_after(event: Logged, summary: dict[str, str] | None) -> dict[str, str] | None:
+    if event.creates:
+        return {**event.sets, "version": event.version}  # type: ignore[dict-item]
     if summary is None:
         return None
-    summary = {**summary, "version": event["aggregate_version"]}
-    if kind == _STATUS_CHANGED:
-        summary["status"] = data["to_status"]
-    elif kind == _UPDATED and (priority := data["changes"].get("priority")) is not None:
-        summary["priority"] = priority
-    return summary
+    return {**summary, **(event.sets or {}), "version": event.version}  # type: ignore[dict-item]
 
 
 class TicketStore:
@@ -282,10 +317,10 @@ class TicketStore:
 
     # --- writing --------------------------------------------------------------------------------------------------
 
-    def apply(self, changes: Changes, event: dict[str, Any], raw: bytes) -> set[bytes]:
-        """Add an event read from the log (`raw`, and its JSON as written: read_logged) to `changes`. Returns the keys
-        whose changelog records it changed: none if the store holds the event already."""
-        ticket_id, version = event["ticket_id"], event["aggregate_version"]
+    def apply(self, changes: Changes, event: Logged, raw: bytes) -> set[bytes]:
+        """Add an event read from the log (`raw`, and what the ledger read of it) to `changes`. Returns the keys whose
+        changelog records it changed: none if the store holds the event already."""
+        ticket_id, version = event.ticket_id, event.version
         key = ticket_id.encode()
         event_key = _event_key(key, version)
         line = raw.replace(b"\n", b" ")  # one line per event: in JSON a newline can only be space between values

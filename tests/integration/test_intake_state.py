@@ -9,7 +9,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from intake.domain import decide
-from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, TicketStore
+from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, Logged, TicketStore
 from tests.integration.conftest import NEW_TICKET, running_intake
 from tests.keys import ADMIN, INTEGRATION, bearer
 from tests.polling import eventually
@@ -155,7 +155,7 @@ def test_a_store_ahead_of_the_log_is_started_over_rather_than_served(kafka_boots
     foreign = TicketStore(stale)
     changes = Changes()
     event = decide(None, create(ticket_id="from-another-cluster"), context())[0]
-    foreign.apply(changes, read_logged(TICKETS_EVENTS, encode(event)), encode(event))
+    foreign.apply(changes, Logged.of(read_logged(TICKETS_EVENTS, encode(event))), encode(event))
     changes.applied(TICKETS_EVENTS, 0, 10**9)
     changes.restored()
     stale.write(changes)

@@ -11,12 +11,12 @@ from intake.domain import ChangeStatus, CommandContext, IdempotencyKeyReused, No
 from intake.idempotency import RequestKeys
 from intake.ledger import TicketLedger
 from intake.log import EVENTS_UNREADABLE, follow
-from intake.ticket_store import TicketStore
+from intake.ticket_store import Filters, TicketStore
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer
 from tests.polling import until
 from tests.unit.test_intake_domain import create, keyed, worklog
-from ticketstream_shared.contract import InvalidEvent, encode, read_logged
+from ticketstream_shared.contract import InvalidEvent, TicketStatus, encode, read_logged
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
@@ -183,6 +183,34 @@ def test_an_event_of_the_log_missing_a_field_is_refused_naming_it_and_nothing_of
     with pytest.raises(InvalidEvent) as refused:
         ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
     assert "data.requester_id" in refused.value.reason and len(changes) == 0
+
+
+@pytest.mark.parametrize(
+    "written_otherwise",
+    [
+        lambda payload: payload["data"].pop("status") and payload["data"].pop("channel"),
+        lambda payload: payload.update(aggregate_version=1.0),
+        lambda payload: payload.update(occurred_at=int(T0.timestamp())),
+    ],
+    ids=["defaults left out", "version as 1.0", "time in seconds"],
+)
+def test_an_event_the_contract_reads_otherwise_than_intake_writes_it_is_filed_as_the_contract_reads_it(
+    ledger, written_otherwise
+):
+    """Another writer may leave out what has a default, or write a value the contract reads leniently: the ledger
+    files the event as decode_event reads it, not under a key or a summary of its own making."""
+    [created] = decide(None, create(), context())
+    payload = json.loads(encode(created))
+    written_otherwise(payload)
+    raw = json.dumps(payload).encode()
+    changes = Changes()
+    ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
+    ledger.tickets.store.write(changes)
+    assert ledger.tickets.version(created.ticket_id) == 1
+    as_intake_writes_it = encode(created)
+    assert ledger.apply(Changes(), read_logged(TICKETS_EVENTS, as_intake_writes_it), as_intake_writes_it) == set()
+    assert ledger.get(created.ticket_id) == fold(None, [created])
+    assert ledger.tickets.find(Filters(status=TicketStatus.NEW), None, 10) == [created.ticket_id]
 
 
 def test_a_log_read_past_an_unreadable_event_holds_the_rest():

@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intake.domain import AddComment, ChangeStatus, DomainError, UpdateTicket, decide, fold
-from intake.ticket_store import EVENTS_PER_RECORD, LAYOUT, RECORD_BYTES, Filters, TicketStore, _index_entries
+from intake.ticket_store import (
+    EVENTS_PER_RECORD,
+    LAYOUT,
+    RECORD_BYTES,
+    Filters,
+    Logged,
+    TicketStore,
+    _index_entries,
+)
 from tests.unit.test_intake_domain import context, create, worklog
 from ticketstream_shared.contract import Priority, TicketStatus, encode, read_logged
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
@@ -28,7 +36,7 @@ def tickets():
 def fed(tickets, changes, event):
     """What following the log does with `event`: its JSON as written, and its bytes."""
     raw = encode(event)
-    return tickets.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
+    return tickets.apply(changes, Logged.of(read_logged(TICKETS_EVENTS, raw)), raw)
 
 
 def events_of(*commands):

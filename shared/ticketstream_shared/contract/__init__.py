@@ -9,6 +9,7 @@ from .codec import (
     decode_sla_event,
     decode_ticket_event,
     encode,
+    read_checked,
     read_logged,
 )
 from .events import (
@@ -52,6 +53,7 @@ __all__ = [
     "dead_letter_topic",
     "decode_assignment_event",
     "decode_as_written",
+    "read_checked",
     "read_logged",
     "decode_event",
     "decode_sla_event",

@@ -178,6 +178,12 @@ def read_logged(topic: str, raw: bytes) -> dict[str, Any]:
         payload = upcast(payload)
         if payload.get("schema_version") == _CURRENT_VERSIONS[topic].get(payload.get("event_type")):
             return payload
+    return read_checked(topic, raw)
+
+
+def read_checked(topic: str, raw: bytes) -> dict[str, Any]:
+    """The event as decode_event reads it, as the JSON its model writes: validated, every field there (a default
+    filled in where the message left a field out). InvalidEvent (or UnknownEventType) saying why otherwise."""
     read: dict[str, Any] = from_json(encode(decode_event(topic, raw)))
     return read
 
