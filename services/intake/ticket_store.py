@@ -183,14 +183,14 @@ class Logged(NamedTuple):
             sets = {
                 "client": _text(event["client_id"]),
                 "requester": _text(data["requester_id"]),
-                "status": _text(data["status"]),
-                "priority": _text(data["priority"]),
+                "status": _one_of(_STATUSES, data["status"]),
+                "priority": _one_of(_PRIORITIES, data["priority"]),
                 "created": _sortable(_moment(event["occurred_at"])),
             }
         elif kind == _STATUS_CHANGED:
-            sets = {"status": _text(data["to_status"])}
+            sets = {"status": _one_of(_STATUSES, data["to_status"])}
         elif kind == _UPDATED and (priority := data["changes"].get("priority")) is not None:
-            sets = {"priority": _text(priority)}
+            sets = {"priority": _one_of(_PRIORITIES, priority)}
         request, key = event.get("request"), event.get("request_id")
         made_under = None
         if request is not None and key is not None:
@@ -201,6 +201,16 @@ class Logged(NamedTuple):
 def _text(value: object) -> str:
     if type(value) is not str:
         raise TypeError(f"{value!r} is not a string")
+    return value
+
+
+#: What a listing's indexes may hold: a value outside them is not as intake writes it.
+_STATUSES, _PRIORITIES = frozenset(TicketStatus), frozenset(Priority)
+
+
+def _one_of(values: frozenset[str], value: object) -> str:
+    if value not in values:
+        raise ValueError(f"{value!r} is none of {sorted(values)}")
     return value
 
 

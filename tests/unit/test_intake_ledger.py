@@ -172,17 +172,21 @@ def test_a_version_decided_elsewhere_is_waited_for_until_the_log_brings_it():
     asyncio.run(story())
 
 
-def test_an_event_of_the_log_missing_a_field_is_refused_naming_it_and_nothing_of_it_is_kept(ledger):
-    """The log is read back without the contract's models (read_logged): a field the ledger needs and does not find
-    is named as decode_event names it, before anything of the event is written."""
+def test_a_logged_event_missing_a_field_or_outside_the_contract_is_refused_naming_it_and_nothing_is_kept(ledger):
+    """The log is read back without the contract's models (read_logged): a field the ledger needs and does not find,
+    or finds outside what the contract allows, is named as decode_event names it, before anything is written."""
     [created] = decide(None, create(), context())
-    payload = json.loads(encode(created))
-    del payload["data"]["requester_id"]
-    raw = json.dumps(payload).encode()
-    changes = Changes()
-    with pytest.raises(InvalidEvent) as refused:
-        ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
-    assert "data.requester_id" in refused.value.reason and len(changes) == 0
+    for field, written in (("requester_id", None), ("priority", "P9")):
+        payload = json.loads(encode(created))
+        if written is None:
+            del payload["data"][field]
+        else:
+            payload["data"][field] = written
+        raw = json.dumps(payload).encode()
+        changes = Changes()
+        with pytest.raises(InvalidEvent) as refused:
+            ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
+        assert f"data.{field}" in refused.value.reason and len(changes) == 0
 
 
 @pytest.mark.parametrize(
