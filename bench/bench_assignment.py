@@ -10,10 +10,10 @@ capacity is freed and taken again all the time; every 1,000 tickets a technician
 
 Two measurements, each over the same stream:
   (a) domain: `Desk.apply` as the team's owner runs it (fold, settle, strategy), records built beforehand;
-  (b) worker: what one process spends per ticket besides Kafka's network: decode the ticket event, route it,
-      encode the team-log record and read it back (as the one worker that wrote it: `OwnRecords`), decide,
-      encode the published decision and the outcome record. Both with the service's desk: tickets resolved wait
-      in a local store (a temporary one), out of memory.
+  (b) worker: what one process spends per ticket besides Kafka's network: decode the ticket event (with the
+      router's decoder), route it, encode the team-log record and read it back (as the one worker that wrote it:
+      `OwnRecords`), decide, encode the published decision and the outcome record. Both with the service's desk:
+      tickets resolved wait in a local store (a temporary one), out of memory.
 Reports decisions per CPU second, p50/p99 CPU time from the ticket's record to its decision (per call; CPU, not
 wall time, so that a shared machine's load does not count), the max-min
 weighted load among each team's tier-1 technicians at the end, and capacity violations (checked after every
@@ -28,6 +28,8 @@ decision; must be 0).
       time per ticket (from /proc: what it would need of a quiet core). Then the worker's
       view over HTTP: load spread and capacity (open tickets above capacity: must be 0), and no ticket assigned
       twice.
+  (d) the router's reading of tickets.events on a desk's mix of events (most of which route nothing): per event,
+      with the service's decoder and with decode_event.
 Prints a table and writes bench/results/assignment.json.
 """
 
@@ -61,16 +63,19 @@ from assignment.archive import DeskArchive  # noqa: E402
 from assignment.desk import CategoryRule, Desk, published, recorded  # noqa: E402
 from assignment.domain import Assigned, Load  # noqa: E402
 from assignment.records import OwnRecords, TicketRouted, TicketSnapshot, team_key  # noqa: E402
-from assignment.routing import route  # noqa: E402
+from assignment.routing import ROUTED_TICKET_EVENTS, route  # noqa: E402
 from assignment.teamlog import CHECKPOINT_DONE_WITH, CHECKPOINT_EVERY_S  # noqa: E402
 from bench import procfs  # noqa: E402
+from bench.bench_reporting import a_ticket_day  # noqa: E402
 from bench.percentiles import percentile  # noqa: E402
 from deploy.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from ticketstream_shared.contract import (  # noqa: E402
+    NotReadHere,
     TicketCreated,
     TicketStatusChanged,
     decode_assignment_event,
     decode_ticket_event,
+    decoder_reading,
     encode,
 )
 from ticketstream_shared.contract.assignment import (  # noqa: E402
@@ -220,6 +225,7 @@ def _timed_pass(
             known[event.ticket_id] = routing.where
             prepared.append(routing.records)
     raw_events = [encode(event) for event in events] if through_codec else []
+    read_ticket_event = decoder_reading(TICKETS_EVENTS, ROUTED_TICKET_EVENTS)  # as the service's router reads
     own = OwnRecords()  # the team log's records this worker wrote, read back
     now = datetime.now(UTC)
     latencies: list[float] = []
@@ -232,7 +238,7 @@ def _timed_pass(
         if checked:
             started = time.process_time()
         if through_codec:
-            event = decode_ticket_event(raw_events[index])
+            event = read_ticket_event(raw_events[index])
             routing = route(event, known.get(event.ticket_id), rules)
             known[event.ticket_id] = routing.where
             records = [own.decode(own.encode(record)) for record in routing.records]
@@ -438,6 +444,34 @@ def run_through_kafka(setup: list[TeamLogEvent], events: list, rate: float, tech
         return {**result, **load_spread(views)}
 
 
+def router_reading(tickets: int) -> dict[str, Any]:
+    """(d): what the router's reading of tickets.events costs per event on a desk's mix (created, in progress, six
+    worklogs, a comment, resolved: the reporting benchmark's day), with the decoder the service uses (it passes over
+    what it routes nothing of) and with decode_event for every event (best of five passes each, wall time)."""
+    messages = [encode(event) for number in range(tickets) for event in a_ticket_day(number)]
+    service = decoder_reading(TICKETS_EVENTS, ROUTED_TICKET_EVENTS)
+
+    def read_as_the_service(raw: bytes) -> None:
+        with contextlib.suppress(NotReadHere):
+            service(raw)
+
+    def best_us(read: Any) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            for raw in messages:
+                read(raw)
+            best = min(best, time.perf_counter() - started)
+        return round(best / len(messages) * 1e6, 2)
+
+    return {
+        "events": len(messages),
+        "events_per_ticket": len(messages) // tickets,
+        "service_decoder_us_per_event": best_us(read_as_the_service),
+        "decode_event_us_per_event": best_us(decode_ticket_event),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=100_000)
@@ -459,6 +493,7 @@ def main() -> None:
         "domain": None if args.kafka_only else run(events, setup, args.teams, through_codec=False),
         "worker_without_kafka": None if args.kafka_only else run(events, setup, args.teams, through_codec=True),
         "through_kafka": None if args.skip_kafka else run_through_kafka(setup, events, args.rate, args.technicians),
+        "router_reading": None if args.kafka_only else router_reading(20_000),
         "bar": {"decisions_per_s": BAR_DECISIONS_PER_S, "p99_ms": BAR_P99_MS, "capacity_violations": 0},
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -470,6 +505,10 @@ def main() -> None:
               f"{row['p99_decision_ms']:>8}{row['capacity_violations']:>11}  "
               f"{row['weighted_load_spread_max_by_strategy']}")  # fmt: skip
         print(f"{'':<22}decisions/s of the {TIMED_PASSES} timed passes, best first: {row['decisions_per_s_passes']}")
+    if (reading := results["router_reading"]) is not None:
+        print(f"router reading a desk's mix ({reading['events_per_ticket']} events a ticket): "
+              f"{reading['service_decoder_us_per_event']} us an event, decode_event "
+              f"{reading['decode_event_us_per_event']} us")  # fmt: skip
     if (kafka := results["through_kafka"]) is not None:
         print(f"through Kafka at {kafka['offered_tickets_per_s']:,.0f} tickets/s: created-to-assigned p50 "
               f"{kafka['p50_created_to_assigned_ms']} ms, p99 {kafka['p99_created_to_assigned_ms']} ms (bar "

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from ticketstream_shared.catalogue import ServiceCatalogue
-from ticketstream_shared.contract import decode_sla_event, decode_ticket_event
+from ticketstream_shared.contract import decoder_reading
 from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.topics import SLA_CONFIG, SLA_EVENTS, TICKETS_EVENTS
 from ticketstream_shared.runtime.auth import ApiKeys
@@ -45,6 +45,7 @@ from .archive import LAYOUT, DeskArchive
 from .desk import Desk
 from .dispatcher import Dispatcher
 from .router import TicketRouter
+from .routing import ESCALATING_SLA_EVENTS, ROUTED_TICKET_EVENTS
 from .settings import AssignmentSettings
 from .teamlog import TeamLog
 
@@ -75,7 +76,10 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
         settings,
         service="assignment",
         group_id=settings.consumer_group,
-        decoders={TICKETS_EVENTS: decode_ticket_event, SLA_EVENTS: decode_sla_event},
+        decoders={
+            TICKETS_EVENTS: decoder_reading(TICKETS_EVENTS, ROUTED_TICKET_EVENTS),
+            SLA_EVENTS: decoder_reading(SLA_EVENTS, ESCALATING_SLA_EVENTS),
+        },
         handle=TicketRouter(team_log, catalogue, catalogue_log, clock).handle,
         membership=Membership.of(presence, settings),
     )

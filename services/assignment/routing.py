@@ -36,6 +36,9 @@ from .records import (
 
 #: An SLA warning at this share of the target (the last threshold) escalates, as a breach does.
 ESCALATION_THRESHOLD = 0.9
+#: What `route` routes; a worklog, a comment or a clock's start routes nothing, and is not decoded for it.
+ROUTED_TICKET_EVENTS = (TicketCreated, TicketUpdated, TicketStatusChanged)
+ESCALATING_SLA_EVENTS = (SlaWarning, SlaBreached)
 ROUTING_IDS = IdSpace(uuid.UUID("0e7d9a42-6c1b-4f3e-8a5d-2b9c4e6f8a06"))
 
 

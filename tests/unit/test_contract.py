@@ -12,11 +12,15 @@ from tests.builders import T0, a_ticket_created, a_worklog_recorded
 from tests.reporting_events import an_assignment, an_escalation, an_sla_event
 from ticketstream_shared.contract import (
     Actor,
+    CommentAdded,
     InvalidEvent,
+    NotReadHere,
+    TicketCreated,
     UnknownEventType,
     decode_assignment_event,
     decode_sla_event,
     decode_ticket_event,
+    decoder_reading,
     encode,
     read_logged,
 )
@@ -26,6 +30,7 @@ from ticketstream_shared.contract.codec import (
     decode_delivery_record,
     decode_notify_config_change,
     decode_sla_config_change,
+    event_type_as_encoded,
 )
 from ticketstream_shared.contract.events import TICKET_EVENT_TYPES
 from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
@@ -317,3 +322,42 @@ def test_what_decode_event_reads_leniently_is_read_back_as_it_reads_it():
     """A schema_version of `true` is upcast from 1 (True == 1) by decode_event: read back the same, not refused."""
     lenient = encode(a_ticket_created()).replace(b'"schema_version":3', b'"schema_version":true')
     assert read_logged(TICKETS_EVENTS, lenient) == json.loads(encode(decode_ticket_event(lenient)))
+
+
+@pytest.mark.parametrize("current", TICKET_EVENT_TYPES, ids=lambda model: model.model_fields["event_type"].default)
+def test_the_type_of_an_event_as_encoded_is_read_from_its_first_bytes(current):
+    event_type = current.model_fields["event_type"].default
+    event = current(event_id=uuid.uuid4(), occurred_at=T0, ticket_id="t-1", client_id="acme", aggregate_version=2,
+                    producer="intake", correlation_id="c", data=DATA[event_type])  # fmt: skip
+    assert event_type_as_encoded(encode(event)) == event_type.encode()
+    payload = json.loads(encode(event))
+    assert event_type_as_encoded(json.dumps(payload).encode()) is None, "another layout (spaces): decoded whole"
+    reordered = {"event_type": payload.pop("event_type"), **payload}
+    assert event_type_as_encoded(json.dumps(reordered, separators=(",", ":")).encode()) is None
+
+
+def test_a_type_is_not_read_from_inside_a_string():
+    """An event id that carries quotes, escaped, cannot make its own text pass for the event type."""
+    forged = encode(a_ticket_created()).replace(
+        b'"event_id":"', b'"event_id":"x\\",\\"event_type\\":\\"ticket.csat_recorded', 1
+    )
+    assert event_type_as_encoded(forged) is None
+    with pytest.raises(InvalidEvent):
+        decoder_reading(TICKETS_EVENTS, [CommentAdded])(forged)
+
+
+def test_a_reader_of_some_types_decodes_those_and_passes_over_the_rest_in_any_layout():
+    read = decoder_reading(TICKETS_EVENTS, [TicketCreated])
+    created = a_ticket_created()
+    assert read(encode(created)) == created
+    worked = a_worklog_recorded(created.ticket_id, 2)
+    invalid = encode(worked).replace(b'"minutes":30', b'"minutes":-30')
+    for passed_over in (encode(worked), invalid, json.dumps(json.loads(encode(worked))).encode()):
+        with pytest.raises(NotReadHere):
+            read(passed_over)
+    with pytest.raises(InvalidEvent) as refused:
+        read(json.dumps(json.loads(invalid)).encode())  # another layout: decoded whole, so judged
+    assert "minutes" in refused.value.reason and not isinstance(refused.value, NotReadHere)
+    with pytest.raises(InvalidEvent) as refused:
+        read(encode(created).replace(b'"P2"', b'"P9"'))
+    assert "data.priority" in refused.value.reason

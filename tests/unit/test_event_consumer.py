@@ -14,9 +14,9 @@ from aiokafka import TopicPartition
 from tests.builders import a_ticket_created, a_worklog_recorded
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition
 from tests.polling import until
-from ticketstream_shared.contract import TicketEvent, decode_ticket_event, encode
+from ticketstream_shared.contract import TicketCreated, TicketEvent, decode_ticket_event, decoder_reading, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS, dead_letter_topic
-from ticketstream_shared.runtime.consumer import Delivery, EventConsumer, Rejections
+from ticketstream_shared.runtime.consumer import EVENTS_PASSED_OVER, Delivery, EventConsumer, Rejections
 from ticketstream_shared.runtime.settings import ServiceSettings
 
 GROUP = "reporting-tickets"
@@ -218,6 +218,26 @@ def test_an_event_of_a_type_a_newer_version_writes_is_skipped_not_dead_lettered(
         async with Running(broker, an_event_consumer(projector)) as running:
             await until(lambda: running.committed() == {tp: 2})
         assert projector.batches == [[created]] and broker.records(DLQ) == []
+
+    asyncio.run(story())
+
+
+def test_events_of_types_the_service_reads_nothing_of_are_passed_over_counted_and_committed():
+    """A reader of creations only (assignment's router reads no worklog) is handed none, does not judge them (an
+    invalid worklog is its readers' to dead-letter), and commits past them."""
+
+    async def story() -> None:
+        broker, projector = FakeBroker(), Projector()
+        tp, [created, worked] = one_tickets_story(broker, worklogs=1)
+        invalid = encode(a_worklog_recorded(created.ticket_id, 3)).replace(b'"minutes":30', b'"minutes":-30')
+        raw_on(broker, tp, invalid)
+        reader = an_event_consumer(projector)
+        reader._decoders = {TICKETS_EVENTS: decoder_reading(TICKETS_EVENTS, [TicketCreated])}
+        passed_over = EVENTS_PASSED_OVER.labels(TICKETS_EVENTS)._value.get()
+        async with Running(broker, reader) as running:
+            await until(lambda: running.committed() == {tp: 3})
+        assert projector.batches == [[created]] and broker.records(DLQ) == []
+        assert EVENTS_PASSED_OVER.labels(TICKETS_EVENTS)._value.get() == passed_over + 2
 
     asyncio.run(story())
 

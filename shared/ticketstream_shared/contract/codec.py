@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -186,6 +187,42 @@ def read_checked(topic: str, raw: bytes) -> dict[str, Any]:
     filled in where the message left a field out). InvalidEvent (or UnknownEventType) saying why otherwise."""
     read: dict[str, Any] = from_json(encode(decode_event(topic, raw)))
     return read
+
+
+class NotReadHere(UnknownEventType):
+    """An event of a type its reader has nothing to do with: passed over, its body not parsed (nor judged)."""
+
+
+#: The start of a message as `encode` writes every event: the event id, then the event type. A string with no quote
+#: or backslash in it ends at the next quote, so the type this finds is the object's own, whatever follows.
+_AS_ENCODED = re.compile(rb'\{"event_id":"[^"\\]{1,64}","event_type":"([^"\\]{1,128})"')
+
+
+def event_type_as_encoded(raw: bytes) -> bytes | None:
+    """The event_type of a message laid out as `encode` lays out events, read from its first bytes; None for any
+    other layout (a reader decodes those whole)."""
+    found = _AS_ENCODED.match(raw)
+    return None if found is None else found.group(1)
+
+
+def decoder_reading(topic: str, models: Iterable[type[Envelope]]) -> Callable[[bytes], Envelope]:
+    """decode_event for a reader of `topic` that has something to do only with events of `models`: any other type
+    raises NotReadHere, told from the message's first bytes where `encode` wrote it, so its body is neither parsed
+    nor judged (its own readers dead-letter what is wrong with it)."""
+    read = {model.model_fields["event_type"].default for model in models}
+    passed_over = _KNOWN_TYPES[topic] - read
+    passed_over_as_encoded = {kind.encode() for kind in passed_over}
+
+    def decode(raw: bytes) -> Envelope:
+        kind = event_type_as_encoded(raw)
+        if kind in passed_over_as_encoded:
+            raise NotReadHere(f"{kind.decode()} is not read here")  # type: ignore[union-attr]
+        event = decode_event(topic, raw)
+        if kind is None and event.event_type in passed_over:
+            raise NotReadHere(f"{event.event_type} is not read here")
+        return event
+
+    return decode
 
 
 def decode_ticket_event(raw: bytes) -> TicketEvent:

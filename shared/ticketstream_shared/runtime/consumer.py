@@ -19,7 +19,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge
 
-from ticketstream_shared.contract import InvalidEvent, UnknownEventType
+from ticketstream_shared.contract import InvalidEvent, NotReadHere, UnknownEventType
 
 from .kafka import (
     commit_unless_rebalanced,
@@ -47,6 +47,11 @@ CONSUMER_LAG = Gauge(
 )
 EVENTS_SKIPPED = Counter(
     "ticketstream_events_skipped_total", "Well-formed events of types this version does not know", ["topic"]
+)
+EVENTS_PASSED_OVER = Counter(
+    "ticketstream_events_passed_over_total",
+    "Events of types the service has nothing to do with, passed over without decoding",
+    ["topic"],
 )
 
 
@@ -318,6 +323,9 @@ class EventConsumer:
         topic = record.topic
         try:
             event = self._decoders[topic](record.value or b"")
+        except NotReadHere:
+            EVENTS_PASSED_OVER.labels(topic).inc()
+            return None
         except UnknownEventType:
             EVENTS_SKIPPED.labels(topic).inc()
             return None
