@@ -8,18 +8,28 @@ import uuid
 from datetime import datetime, timedelta
 
 from assignment.desk import Desk, recorded
-from assignment.records import TicketParked, TicketRouted, TicketStatusMoved, TicketWithdrawn, decode_team_record
+from assignment.records import (
+    TicketParked,
+    TicketRouted,
+    TicketSnapshot,
+    TicketStatusMoved,
+    TicketWithdrawn,
+    decode_team_record,
+)
 from assignment.router import TicketRouter
-from assignment.routing import Routed
+from assignment.routing import ESCALATING_SLA_EVENTS, ROUTED_TICKET_EVENTS, Routed, Routing, route
 from assignment.teamlog import TeamLog
 from tests.builders import T0, a_ticket_created
 from tests.fakes_kafka import FakeBroker, FakeProducer, still_waiting
 from tests.polling import until
+from tests.reporting_events import SLA_EVENT_TYPES, an_sla_event
 from tests.unit.test_assignment_desk import a_change, roster_event, routed
+from tests.unit.test_contract import DATA
 from tests.unit.test_sla_clocks import config
 from ticketstream_shared.catalogue import ServiceCatalogue
 from ticketstream_shared.contract import TicketStatusChanged, decode_assignment_event
 from ticketstream_shared.contract.assignment import CategoryRouted, TeamLogEvent, TicketUnassignable
+from ticketstream_shared.contract.events import TICKET_EVENT_TYPES
 from ticketstream_shared.contract.sla import ServiceChanged
 from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_EVENTS, TEAM_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.consumer import Delivery
@@ -339,3 +349,22 @@ def test_tickets_done_with_are_forgotten_once_the_desk_has_them_and_found_throug
         )
 
     asyncio.run(story())
+
+
+def test_what_the_router_passes_over_unread_it_would_have_routed_nothing_of():
+    """The router's decoder passes over every type but ROUTED_TICKET_EVENTS and ESCALATING_SLA_EVENTS: each other
+    type routes nothing and leaves the ticket where it was, for a ticket with a team (at tier 1, where an SLA event
+    may escalate) and for one waiting for a rule."""
+    snapshot = TicketSnapshot(ticket_id="t-1", client_id="acme", priority="P2", status="open", category="network",
+                              skill="network", version=1)  # fmt: skip
+    envelope = {"event_id": uuid.uuid4(), "occurred_at": T0, "ticket_id": "t-1", "client_id": "acme",
+                "aggregate_version": 2, "producer": "intake", "correlation_id": "c"}  # fmt: skip
+    passed_over = [
+        *(model(**envelope, data=DATA[model.model_fields["event_type"].default])
+          for model in TICKET_EVENT_TYPES if model not in ROUTED_TICKET_EVENTS),
+        *(an_sla_event(kind, "t-1") for kind, model in SLA_EVENT_TYPES.items() if model not in ESCALATING_SLA_EVENTS),
+    ]  # fmt: skip
+    assert len(passed_over) == len(TICKET_EVENT_TYPES) - 3 + len(SLA_EVENT_TYPES) - 2
+    for known in (Routed("team-a", snapshot), Routed(None, snapshot)):
+        for event in passed_over:
+            assert route(event, known, lambda _: None) == Routing([], where=known), event.event_type
