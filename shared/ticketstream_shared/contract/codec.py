@@ -166,11 +166,11 @@ def decode_as_written(topic: str, raw: bytes) -> Envelope | None:
 
 
 def read_logged(topic: str, raw: bytes) -> dict[str, Any]:
-    """An event read back by the service whose log `topic` is, which validated it when it wrote it: its JSON object,
-    brought to the current schema_version, without building its model (a third of decode_event's cost, the most of a
-    replay's). Its fields are not checked: a reader that finds one missing or mistyped asks decode_event why. What is
-    not a JSON object of a type and schema_version this version knows goes through decode_event: refused as it
-    refuses it, or, where its lax reading accepts it after all, read as decode_event makes it."""
+    """An event read back by the service whose log `topic` is (it validated the event when it wrote it): its JSON
+    object, brought to the current schema_version, without building its model (about 2 us against decode_event's 5-6).
+    Its fields are not checked: a reader that finds one missing or not as it reads it takes `read_checked` instead.
+    What is not a JSON object of a type and schema_version this version knows goes through decode_event: refused as
+    it refuses it, or, where its lax reading accepts it after all, read as decode_event makes it."""
     try:
         payload = from_json(raw) if len(raw) <= MAX_EVENT_BYTES else None
     except ValueError:
