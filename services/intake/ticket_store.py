@@ -179,13 +179,15 @@ class Logged(NamedTuple):
         if type(version) is not int:
             raise TypeError(f"aggregate_version {version!r} is not an integer")
         sets: dict[str, str] | None = None
+        created: datetime | None = None
         if kind == _CREATED:
+            created = _moment(event["occurred_at"])
             sets = {
                 "client": _text(event["client_id"]),
                 "requester": _text(data["requester_id"]),
                 "status": _one_of(_STATUSES, data["status"]),
                 "priority": _one_of(_PRIORITIES, data["priority"]),
-                "created": _sortable(_moment(event["occurred_at"])),
+                "created": _sortable(created),
             }
         elif kind == _STATUS_CHANGED:
             sets = {"status": _one_of(_STATUSES, data["to_status"])}
@@ -194,7 +196,7 @@ class Logged(NamedTuple):
         request, key = event.get("request"), event.get("request_id")
         made_under = None
         if request is not None and key is not None:
-            made_under = (_text(request["caller"]), _text(key), request, _moment(event["occurred_at"]))
+            made_under = (_text(request["caller"]), _text(key), request, created or _moment(event["occurred_at"]))
         return cls(_text(event["ticket_id"]), version, sets, kind == _CREATED, made_under)
 
 

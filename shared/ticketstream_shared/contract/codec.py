@@ -122,15 +122,12 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 _SLA_CONFIG_CHANGES: TypeAdapter[SlaConfigEvent] = TypeAdapter(SlaConfigEventUnion)
 _NOTIFY_CONFIG_CHANGES: TypeAdapter[NotifyConfigEvent] = TypeAdapter(NotifyConfigEventUnion)
 _DELIVERY_RECORDS: TypeAdapter[DeliveryRecord] = TypeAdapter(DeliveryRecordUnion)
-_KNOWN_TYPES = {
-    topic: {model.model_fields["event_type"].default for model in models}
-    for topic, models in EVENT_TYPES_BY_TOPIC.items()
-}
 #: The schema_version each event type is written in today, by topic.
 _CURRENT_VERSIONS = {
     topic: {model.model_fields["event_type"].default: model.model_fields["schema_version"].default for model in models}
     for topic, models in EVENT_TYPES_BY_TOPIC.items()
 }
+_KNOWN_TYPES = {topic: set(versions) for topic, versions in _CURRENT_VERSIONS.items()}
 
 
 def decode_event(topic: str, raw: bytes) -> Envelope:
