@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ticketstream_shared.contract import Priority, TicketStatus
 from ticketstream_shared.contract.assignment import Strategy
@@ -74,6 +74,18 @@ class Ticket(NamedTuple):
     @property
     def weight(self) -> int:
         return PRIORITY_WEIGHT[self.priority]
+
+    def changed(self, **changes: Any) -> Ticket:
+        """The ticket with `changes` (field names as keywords; KeyError for any other): `_replace` in 60 % of its
+        time (which pops every field from the keywords), where a ticket is changed several times a decision."""
+        fields = list(self)
+        for name, value in changes.items():
+            fields[_TICKET_FIELDS[name]] = value
+        return _ticket(fields)
+
+
+_TICKET_FIELDS = {name: index for index, name in enumerate(Ticket._fields)}
+_ticket = Ticket._make
 
 
 class Load(NamedTuple):
@@ -332,7 +344,7 @@ class Team:
         """The technician's open tickets that `keep` does not hold back return to the team."""
         for ticket in [t for t in self._in_arrival_order() if t.assignee == technician_id and t.is_open]:
             if not keep(ticket):
-                self._put(ticket._replace(assignee=None, previous_assignee=technician_id))
+                self._put(ticket.changed(assignee=None, previous_assignee=technician_id))
                 self._await(ticket.ticket_id)
 
     # roster
@@ -387,11 +399,11 @@ class Team:
         known = self.tickets.get(ticket.ticket_id)
         if known is not None:  # a redelivery, or a newer snapshot
             if ticket.version > known.version:
-                self._put(known._replace(priority=ticket.priority))
+                self._put(known.changed(priority=ticket.priority))
                 self.change_status(ticket.ticket_id, ticket.status, ticket.version)
             return
         self.arrivals += 1
-        self._put(ticket._replace(arrived=self.arrivals))
+        self._put(ticket.changed(arrived=self.arrivals))
         if ticket.is_open:
             self._await(ticket.ticket_id)
 
@@ -403,7 +415,7 @@ class Team:
         """The ticket left the team (its category now routes elsewhere)."""
         ticket = self.tickets.get(ticket_id)
         if ticket is not None:
-            self._put(ticket._replace(status=TicketStatus.CLOSED))
+            self._put(ticket.changed(status=TicketStatus.CLOSED))
             del self.tickets[ticket_id]
             self.awaiting.pop(ticket_id, None)
             self.backlog.pop(ticket_id, None)
@@ -414,9 +426,9 @@ class Team:
         ticket = self.tickets.get(ticket_id)
         if ticket is None or version <= ticket.version:
             return
-        changed = ticket._replace(status=status, version=version)
+        changed = ticket.changed(status=status, version=version)
         if changed.is_open and not ticket.is_open:
-            changed = changed._replace(assignee=None, previous_assignee=ticket.assignee or ticket.previous_assignee)
+            changed = changed.changed(assignee=None, previous_assignee=ticket.assignee or ticket.previous_assignee)
             self._put(changed)
             self._await(ticket_id)
             return
@@ -430,14 +442,14 @@ class Team:
     def change_priority(self, ticket_id: str, priority: Priority, version: int) -> None:
         ticket = self.tickets.get(ticket_id)
         if ticket is not None and version > ticket.version:
-            self._put(ticket._replace(priority=priority, version=version))
+            self._put(ticket.changed(priority=priority, version=version))
 
     def escalate(self, ticket_id: str, reason: str, trigger: uuid.UUID | None) -> Escalated | None:
         """An open tier-1 ticket at risk moves to tier 2 and is decided again among tier-2 technicians."""
         ticket = self.tickets.get(ticket_id)
         if ticket is None or not ticket.is_open or ticket.tier >= TOP_TIER:
             return None
-        self._put(ticket._replace(tier=TOP_TIER))
+        self._put(ticket.changed(tier=TOP_TIER))
         holder = self.technicians.get(ticket.assignee or "")
         if holder is None or holder.tier < TOP_TIER:
             self._await(ticket_id)
@@ -471,11 +483,11 @@ class Team:
         self.awaiting.pop(outcome.ticket_id, None)
         if isinstance(outcome, Assigned):
             self.backlog.pop(outcome.ticket_id, None)
-            self._put(ticket._replace(assignee=outcome.technician_id, previous_assignee=None, unassignable_reason=None))
+            self._put(ticket.changed(assignee=outcome.technician_id, previous_assignee=None, unassignable_reason=None))
             if outcome.strategy is Strategy.ROUND_ROBIN:
                 self.last_served = outcome.technician_id
         else:
-            self._put(ticket._replace(assignee=outcome.holder, unassignable_reason=outcome.reason))
+            self._put(ticket.changed(assignee=outcome.holder, unassignable_reason=outcome.reason))
             if ticket.is_open:  # an outcome read back after the ticket was resolved leaves nothing to retry
                 self.backlog[outcome.ticket_id] = None
 

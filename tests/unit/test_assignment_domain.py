@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +42,19 @@ def arrive(team: Team, *tickets: Ticket) -> list:
     for ticket in tickets:
         team.route(ticket)
     return team.settle()
+
+
+@given(st.sets(st.sampled_from(Ticket._fields), min_size=1), st.integers(0, 9))
+def test_a_ticket_changed_is_the_ticket_with_those_fields_replaced(names: set[str], value: int):
+    ticket = a_ticket("t1")
+    changes = {name: f"{name}-{value}" for name in names}
+    assert ticket.changed(**changes) == ticket._replace(**changes)
+    assert type(ticket.changed(**changes)) is Ticket and ticket == a_ticket("t1")
+
+
+def test_a_ticket_changed_in_a_field_it_has_not_is_refused():
+    with pytest.raises(KeyError, match="owner"):
+        a_ticket("t1").changed(owner="ann")
 
 
 def test_least_loaded_says_why_in_plain_words():

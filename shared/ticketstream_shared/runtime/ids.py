@@ -12,13 +12,15 @@ from pydantic import BaseModel
 #: The bits of a uuid5: version 5, RFC 4122 variant (what `uuid.UUID(bytes=..., version=5)` sets).
 _KEPT_BITS = ~((0xC000 << 48) | (0xF000 << 64))
 _VERSION_5 = (0x8000 << 48) | (5 << 76)
+# Bound once: looked up on every id, the attribute chains (an enum member's above all) cost a third of one.
+_new, _set, _UUID, _UNKNOWN = object.__new__, object.__setattr__, uuid.UUID, uuid.SafeUUID.unknown
 
 
 class IdSpace:
     """`uuid.uuid5(namespace, name)`, with the namespace hashed once: several ids are made for every decision, and
     the standard function (which re-hashes the namespace and re-checks its arguments) cost ~10% of a worker's CPU.
     The UUID is filled in directly, as `uuid.UUID` does for itself, skipping its constructor's checks of arguments
-    that are right by construction: 1.7 -> 1.1 us an id."""
+    that are right by construction: 0.9-1.0 us an id, against 3.2 for uuid5 (2026-12-07)."""
 
     def __init__(self, namespace: uuid.UUID) -> None:
         self.namespace = namespace
@@ -27,9 +29,9 @@ class IdSpace:
     def __call__(self, name: str) -> uuid.UUID:
         digest = self._hashed.copy()
         digest.update(name.encode())
-        made = object.__new__(uuid.UUID)
-        object.__setattr__(made, "int", int.from_bytes(digest.digest()[:16]) & _KEPT_BITS | _VERSION_5)
-        object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+        made = _new(_UUID)
+        _set(made, "int", int.from_bytes(digest.digest()[:16]) & _KEPT_BITS | _VERSION_5)
+        _set(made, "is_safe", _UNKNOWN)
         return made
 
 
