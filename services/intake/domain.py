@@ -46,8 +46,10 @@ from ticketstream_shared.contract.events import (
     WorklogRecordedData,
     WorklogVoidedData,
 )
+from ticketstream_shared.contract.topics import TICKETS_EVENTS, WRITER_OF
 
-PRODUCER = "intake"
+#: As the log's one writer: what intake reads back as its own (read_logged) is what it wrote under this name.
+PRODUCER = WRITER_OF[TICKETS_EVENTS]
 
 #: uuid5 namespaces: ids derived from a request key are the same on every retry, so a retry finds its first outcome.
 CHILD_IDS = uuid.UUID("8a6b1c0e-2f4d-4e8a-9c3b-5d7e9f1a2b02")

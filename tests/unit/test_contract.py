@@ -318,6 +318,23 @@ def test_what_the_reading_back_refuses_it_refuses_as_decode_event_does(raw):
     assert also.value.reason == refused.value.reason
 
 
+def test_an_event_another_writer_put_on_the_log_is_read_back_only_as_decode_event_reads_it():
+    """Only what the log's own writer wrote (and validated as it wrote) is read back without the model: a title over
+    the contract's limit is refused from another writer, as decode_event refuses it."""
+    written = json.loads(encode(a_ticket_created()))
+    written["data"]["title"] = "x" * 201
+    for producer, refused in (("intake", False), ("mailer", True)):
+        raw = json.dumps({**written, "producer": producer}).encode()
+        if refused:
+            with pytest.raises(InvalidEvent) as refusal:
+                read_logged(TICKETS_EVENTS, raw)
+            assert refusal.value.reason == "ticket.created.data.title: should have at most 200 characters"
+        else:
+            assert read_logged(TICKETS_EVENTS, raw)["data"]["title"] == "x" * 201  # trusted as its writer's
+    valid = encode(a_ticket_created()).replace(b'"producer":"intake"', b'"producer":"mailer"')
+    assert b'"mailer"' in valid and read_logged(TICKETS_EVENTS, valid) == json.loads(encode(decode_ticket_event(valid)))
+
+
 def test_what_decode_event_reads_leniently_is_read_back_as_it_reads_it():
     """A schema_version of `true` is upcast from 1 (True == 1) by decode_event: read back the same, not refused."""
     lenient = encode(a_ticket_created()).replace(b'"schema_version":3', b'"schema_version":true')

@@ -189,6 +189,21 @@ def test_a_logged_event_missing_a_field_or_outside_the_contract_is_refused_namin
         assert f"data.{field}" in refused.value.reason and len(changes) == 0
 
 
+def test_an_event_another_writer_put_on_the_log_is_judged_whole_and_one_refused_is_not_kept(ledger):
+    """Intake is the log's one writer: an event of another writer's is read through the contract's models, so one
+    the contract refuses in a field the ledger does not file it by (a title too long) is refused, not kept to fail
+    every later load of its ticket."""
+    [created] = decide(None, create(), context())
+    payload = json.loads(encode(created))
+    payload.update(producer="mailer", data={**payload["data"], "title": "x" * 201})
+    raw = json.dumps(payload).encode()
+    changes = Changes()
+    with pytest.raises(InvalidEvent) as refused:
+        ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
+    assert "data.title" in refused.value.reason and len(changes) == 0
+    assert ledger.tickets.load(created.ticket_id) is None
+
+
 @pytest.mark.parametrize(
     "written_otherwise",
     [

@@ -16,7 +16,7 @@ from .knowledge import ArticleChanged
 from .legacy import ACTED_EVENT_TYPES, SEALABLE_EVENT_TYPES
 from .notify import DeliveryRecord, DeliveryRecordUnion, NotifyConfigEvent, NotifyConfigEventUnion
 from .sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaConfigEventUnion, SlaEvent, SlaEventUnion
-from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS
+from .topics import ASSIGNMENT_EVENTS, SLA_EVENTS, TICKETS_EVENTS, WRITER_OF
 
 #: Larger messages are refused rather than parsed: nothing legitimate in this contract comes near it.
 MAX_EVENT_BYTES = 256 * 1024
@@ -163,16 +163,17 @@ def decode_as_written(topic: str, raw: bytes) -> Envelope | None:
 
 
 def read_logged(topic: str, raw: bytes) -> dict[str, Any]:
-    """An event read back by the service whose log `topic` is (it validated the event when it wrote it): its JSON
-    object, brought to the current schema_version, without building its model (about 2 us against decode_event's 5-6).
-    Its fields are not checked: a reader that finds one missing or not as it reads it takes `read_checked` instead.
-    What is not a JSON object of a type and schema_version this version knows goes through decode_event: refused as
-    it refuses it, or, where its lax reading accepts it after all, read as decode_event makes it."""
+    """An event read back by the service whose log `topic` is, written by that service (`WRITER_OF`: it validated
+    the event when it wrote it): its JSON object, brought to the current schema_version, without building its model
+    (about 2 us against decode_event's 5-6). Its fields are not checked: a reader that finds one missing or not as it
+    reads it takes `read_checked` instead. Anything else goes through decode_event: an event another writer put on
+    the topic, or what is not a JSON object of a type and schema_version this version knows; refused as decode_event
+    refuses it, or, where its lax reading accepts it after all, read as decode_event makes it."""
     try:
         payload = from_json(raw) if len(raw) <= MAX_EVENT_BYTES else None
     except ValueError:
         payload = None
-    if isinstance(payload, dict):
+    if isinstance(payload, dict) and payload.get("producer") == WRITER_OF[topic]:
         payload = upcast(payload)
         if payload.get("schema_version") == _CURRENT_VERSIONS[topic].get(payload.get("event_type")):
             return payload

@@ -8,6 +8,8 @@ TICKETS_EVENTS = "tickets.events"
 TICKETS_INBOUND = "tickets.inbound"
 SLA_EVENTS = "sla.events"
 ASSIGNMENT_EVENTS = "assignment.events"
+#: The one service that writes each event topic (product.md), as its events name it in `producer`.
+WRITER_OF = {TICKETS_EVENTS: "intake", SLA_EVENTS: "sla", ASSIGNMENT_EVENTS: "assignment"}
 #: Intake's own plumbing, not a contract for other systems: commands carried to the replica that owns the
 #: ticket's partition, and the outcomes carried back.
 INTAKE_COMMANDS = "intake.commands"
