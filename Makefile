@@ -30,7 +30,7 @@ run demo: export PRIVACY_MASTER_KEY_FILE ?= $(CURDIR)/.local/privacy-master.key
 run demo: export NOTIFY_ALLOWED_HOSTS ?= 127.0.0.1,localhost,::1
 run demo: export MAIL_GATEWAY_PORT ?= 2526
 
-.PHONY: install run demo test test-cluster bench schemas lock kafka mail clean
+.PHONY: install run demo test test-cluster fuzz bench schemas lock kafka mail clean
 
 install: $(INSTALLED) $(KAFKA_JARS) $(CHROMIUM)
 
@@ -83,6 +83,13 @@ test: install
 # (about 5 minutes on two cores; .ci/run runs it after `make test`).
 test-cluster: install
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+# The fuzz tests alone, with FUZZ_EXAMPLES requests (or workflows) per API operation instead of `make test`'s 30 and
+# no time limit per test (about 20 minutes on two cores at 1,000). What fails is kept in tests/hypothesis-examples.
+FUZZ_EXAMPLES ?= 1000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest --timeout=0 tests/integration/test_intake_fuzz.py \
+		tests/integration/test_service_fuzz.py $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m bench

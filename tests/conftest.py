@@ -50,6 +50,8 @@ class KeptExamples(DirectoryBasedExampleDatabase):
 #: replayed first on every later run: commit what a red run adds, and the failure follows the fix to every clone.
 #: Generation stays random, in CI too (hypothesis's own "ci" profile would derandomize it and drop the database).
 EXAMPLES = KeptExamples(Path(__file__).parent / "hypothesis-examples")
+#: Requests (or workflows) the fuzz tests generate per API operation: 30 in `make test`, more in `make fuzz`.
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 settings.register_profile("ticketstream", database=EXAMPLES, derandomize=False, print_blob=True)
 settings.load_profile("ticketstream")
 

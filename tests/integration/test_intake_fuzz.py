@@ -10,7 +10,7 @@ from schemathesis.checks import not_a_server_error
 
 from intake.app import build_app
 from intake.settings import IntakeSettings
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
 from tests.keys import ADMIN, TEST_KEYS, bearer
 from tests.serving import served
 
@@ -33,6 +33,6 @@ def intake_url(kafka_bootstrap: str) -> Iterator[str]:
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
 def test_no_request_makes_intake_fail(case, intake_url):
     case.call_and_validate(base_url=intake_url, headers=bearer(ADMIN), checks=[not_a_server_error])

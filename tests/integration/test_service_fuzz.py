@@ -42,7 +42,7 @@ from reporting.settings import ReportingSettings
 from sla.app import build_app as build_sla
 from sla.settings import SlaSettings
 from tests.builders import T0, a_ticket_created
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
 from tests.keys import ACME_MANAGER, ADMIN, REQUESTER, TEST_KEYS, bearer
 from tests.polling import eventually
 from tests.serving import served
@@ -57,7 +57,7 @@ pytestmark = pytest.mark.integration
 UNUSED = Path("the API keys come from tests.keys")
 #: Explicit links only (see the module docstring).
 CONFIG = SchemathesisConfig.from_dict({"phases": {"stateful": {"inference": {"algorithms": []}}}})
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
 #: A workflow of a few requests per example.
 WORKFLOWS = settings(FUZZ, stateful_step_count=6)
 
