@@ -147,8 +147,22 @@ class ResponseTimesQuery(ByService):
     priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
 
 
+#: A backlog lists every day of its range for every client, with nothing changed or not: a range of decades was
+#: millions of rows, answered after minutes if at all (found by the fuzz). A year and a day at most.
+BACKLOG_MOST_DAYS = 366
+
+
 class BacklogQuery(ByService):
-    """Tickets neither resolved nor closed at the end of each day from..to, per client."""
+    """Tickets neither resolved nor closed at the end of each day from..to (at most 366 days), per client."""
+
+    @field_validator("to")
+    @classmethod
+    def _within_most_days(cls, to: date, info: ValidationInfo) -> date:
+        start = info.data.get("from_")
+        if start is not None and (to - start).days >= BACKLOG_MOST_DAYS:
+            latest = start + timedelta(days=BACKLOG_MOST_DAYS - 1)
+            raise ValueError(f"a backlog lists every day: at most {BACKLOG_MOST_DAYS} days, to {latest.isoformat()}")
+        return to
 
 
 class WorkloadQuery(ReportQuery):
