@@ -85,6 +85,11 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
                 page.click(f"#show-{view}")
                 page.wait_for_selector(f"body[data-shown={view}]")
             assert page.inner_text("#status") == ""
+            page.fill("#from", "2026-01-01")
+            page.fill("#to", "2027-12-31")  # more days than a backlog lists: the manager is told which field, and why
+            page.click("#show-backlog")
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('422')")
+            assert "to: Value error, a backlog lists every day: at most 366 days" in page.inner_text("#status")
             browser.close()
 
         assert shown == api_rows()
