@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -54,12 +54,21 @@ class ReportQuery(BaseModel):
     to: Day = Field(description="Last UTC day, included (YYYY-MM-DD).")
     client_id: Identifier | None = Field(default=None, description="Only this client.")
 
+    #: The longest range a report answers, in days, and why; None: any range.
+    most_days: ClassVar[int | None] = None
+    most_days_because: ClassVar[str] = ""
+
     @field_validator("to")
     @classmethod
-    def _not_before_from(cls, to: date, info: ValidationInfo) -> date:
+    def _a_range_answered(cls, to: date, info: ValidationInfo) -> date:
         start = info.data.get("from_")
-        if start is not None and to < start:
+        if start is None:
+            return to
+        if to < start:
             raise ValueError(f"must not be before from ({start.isoformat()})")
+        if cls.most_days is not None and (to - start).days >= cls.most_days:
+            latest = start + timedelta(days=cls.most_days - 1)
+            raise ValueError(f"{cls.most_days_because}: at most {cls.most_days} days, to {latest.isoformat()}")
         return to
 
     def utc_interval(self) -> tuple[datetime, datetime]:
@@ -147,22 +156,13 @@ class ResponseTimesQuery(ByService):
     priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
 
 
-#: A backlog lists every day of its range for every client, with nothing changed or not: a range of decades (every
-#: day of 2000-2028, found by the fuzz) did not answer within 10 s. A year and a day at most.
-BACKLOG_MOST_DAYS = 366
-
-
 class BacklogQuery(ByService):
     """Tickets neither resolved nor closed at the end of each day from..to (at most 366 days), per client."""
 
-    @field_validator("to")
-    @classmethod
-    def _within_most_days(cls, to: date, info: ValidationInfo) -> date:
-        start = info.data.get("from_")
-        if start is not None and (to - start).days >= BACKLOG_MOST_DAYS:
-            latest = start + timedelta(days=BACKLOG_MOST_DAYS - 1)
-            raise ValueError(f"a backlog lists every day: at most {BACKLOG_MOST_DAYS} days, to {latest.isoformat()}")
-        return to
+    # A backlog lists every day of its range for every client, with nothing changed or not: a range of decades
+    # (every day of 2000-2028, found by the fuzz) did not answer within 10 s. A year and a day at most.
+    most_days = 366
+    most_days_because = "a backlog lists every day"
 
 
 class WorkloadQuery(ReportQuery):
