@@ -37,7 +37,7 @@ def app_with(desk: Desk, max_in_flight: int) -> ASGIApp:
     app = create_service_app(service="intake", keys=TEST_KEYS, readiness=lambda: {})
     app.add_api_route("/v1/hold", desk.hold, methods=["POST"])
     app.add_api_route("/v1/fail", desk.fail, methods=["POST"])
-    return admitting(app, service="intake", limit=max_in_flight)
+    return admitting(app, service="intake", limit=max_in_flight, keys=TEST_KEYS)
 
 
 def refused_for_load() -> float:
@@ -141,6 +141,31 @@ def test_a_flood_fills_the_process_and_other_callers_find_the_reserve() -> None:
         assert reserve_used_up.status_code == 503
         desk.let_go.set()
         assert [answer.status_code for answer in await asyncio.gather(*flooding, *others)] == [200] * 10
+
+    run(8, scenario)
+
+
+def test_requests_without_a_known_key_count_as_one_caller_and_leave_the_reserve_to_the_others() -> None:
+    def made_up(n: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer made-up-{n}"}
+
+    async def scenario(client: httpx.AsyncClient, desk: Desk) -> None:
+        flooding = [asyncio.create_task(client.post("/v1/hold")) for _ in range(8)]
+        await entered(desk, 8)
+        first_made_up = asyncio.create_task(client.post("/v1/hold", headers=made_up(0)))
+        await entered(desk, 9)  # into the reserve, as any light caller
+
+        async with asyncio.timeout(5):  # each key alone would look like another light caller
+            more_made_up = [await client.post("/v1/hold", headers=made_up(n)) for n in (1, 2)]
+            without_a_key = await client.post("/v1/hold", headers={"Authorization": ""})
+        known = asyncio.create_task(client.post("/v1/hold", headers=bearer(MANAGER)))
+        await entered(desk, 10)  # the reserve's other place is still there for a known caller
+
+        assert [answer.status_code for answer in more_made_up] == [503, 503]
+        assert without_a_key.status_code == 503
+        desk.let_go.set()
+        answers = await asyncio.gather(*flooding, first_made_up, known)
+        assert [answer.status_code for answer in answers] == [200] * 10
 
     run(8, scenario)
 

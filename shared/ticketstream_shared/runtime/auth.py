@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from starlette.requests import HTTPConnection
 
 from ticketstream_shared.contract import Actor, Role
 from ticketstream_shared.runtime.refusals import Forbidden
@@ -142,16 +143,22 @@ def _unauthorized(message: str) -> HTTPException:
 KEY_COOKIE = "ticketstream_key"
 
 
-def identify(keys: ApiKeys, request: Request) -> Principal:
-    """The caller's Principal, or 401. The key comes as `Authorization: Bearer <key>`, or, from a signed-in
-    browser, in the KEY_COOKIE cookie."""
+def key_sent(request: HTTPConnection) -> str:
+    """The key a request carries: `Authorization: Bearer <key>`, or, from a signed-in browser, the KEY_COOKIE
+    cookie; "" for none."""
     header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
     if not header:
-        scheme, key = "bearer", request.cookies.get(KEY_COOKIE, "")
-    if scheme.lower() != "bearer" or not key:
+        return request.cookies.get(KEY_COOKIE, "").strip()
+    scheme, _, key = header.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def identify(keys: ApiKeys, request: Request) -> Principal:
+    """The caller's Principal, or 401."""
+    key = key_sent(request)
+    if not key:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    found = keys.identify(key.strip())
+    found = keys.identify(key)
     if found is None:
         raise _unauthorized("unknown API key")
     return found

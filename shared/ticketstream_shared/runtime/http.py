@@ -16,11 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketstream_shared.contract import Role
 
-from .auth import ApiKeys, Principal, authenticated, require_role
+from .auth import ApiKeys, Principal, authenticated, key_sent, require_role
 from .consumer import EventConsumer
 from .logging import configure_logging, correlation_id
 from .presence import Presence
@@ -53,22 +54,12 @@ IN_FLIGHT = Gauge("ticketstream_http_requests_in_flight", "Requests being carrie
 #: Always admitted: an overloaded process must still answer its probes and be observed.
 OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _RETRY_AFTER_LOAD_S = 1
-_CALLER_HEADERS = (b"authorization", b"cookie")
 
 
-def _caller_of(scope: Scope) -> bytes:
-    """Who is asking, as far as sharing the process goes: the key as sent (header, or a signed-in browser's cookie),
-    unchecked; authentication comes later, and an unknown key is refused there."""
-    for name, value in scope["headers"]:
-        if name in _CALLER_HEADERS:
-            return bytes(value)
-    return b""
-
-
-def admitting(app: ASGIApp, *, service: str, limit: int) -> ASGIApp:
+def admitting(app: ASGIApp, *, service: str, limit: int, keys: ApiKeys) -> ASGIApp:
     """`app` behind a bound of `limit` requests in flight (`_Admission`), outside everything else in it, so that a
     refusal costs the least; `app` itself for 0 (no bound)."""
-    return _Admission(app, service=service, limit=limit) if limit else app
+    return _Admission(app, service=service, limit=limit, keys=keys) if limit else app
 
 
 class _Admission:
@@ -81,15 +72,17 @@ class _Admission:
 
     A caller with few requests in progress (an eighth of the bound) is admitted past a full process, into a reserve
     of a quarter of the bound: one integration's flood fills the process, not the others' way in. A single caller
-    still has the whole bound to itself."""
+    still has the whole bound to itself. Requests without a known key count as one caller: keys made up by the
+    thousand cannot take the reserve."""
 
-    def __init__(self, app: ASGIApp, *, service: str, limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, service: str, limit: int, keys: ApiKeys) -> None:
         self.app = app
+        self.keys = keys
         self.limit = limit
         self.light = max(1, limit // 8)
         self.with_reserve = limit + max(1, limit // 4)
         self.in_flight = 0
-        self._by_caller: dict[bytes, int] = {}
+        self._by_caller: dict[Principal | None, int] = {}
         detail = (
             f"{service} is carrying out as many requests as it admits ({limit}); nothing was recorded, retry after "
             f"{_RETRY_AFTER_LOAD_S} s"
@@ -101,7 +94,7 @@ class _Admission:
         if scope["type"] != "http" or scope["path"] in OPERATIONS_PATHS:
             await self.app(scope, receive, send)
             return
-        caller = _caller_of(scope)
+        caller = self.keys.identify(key_sent(HTTPConnection(scope)))
         held = self._by_caller.get(caller, 0)
         if self.in_flight >= self.limit and (held >= self.light or self.in_flight >= self.with_reserve):
             REFUSED_FOR_LOAD.inc()
@@ -265,5 +258,7 @@ def run_service(service: str, settings_class: type[S], build_app: Callable[[S, A
     the API keys, then serve until SIGTERM, with the process's bound on requests in flight (HTTP_MAX_IN_FLIGHT)."""
     settings = settings_class()
     configure_logging(service, settings.log_level)
-    app = build_app(settings, ApiKeys.load(settings.api_keys_file))
-    serve(admitting(app, service=service, limit=settings.http_max_in_flight), settings.http_host, settings.http_port)
+    keys = ApiKeys.load(settings.api_keys_file)
+    app = build_app(settings, keys)
+    admitted = admitting(app, service=service, limit=settings.http_max_in_flight, keys=keys)
+    serve(admitted, settings.http_host, settings.http_port)
