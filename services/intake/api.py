@@ -53,6 +53,7 @@ from .domain import (
     SolveMyself,
     Ticket,
     TicketNotFound,
+    TicketUnreadable,
     UpdateTicket,
     VersionConflict,
     VoidWorklog,
@@ -79,6 +80,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     NotPermitted: status.HTTP_403_FORBIDDEN,
     InvalidCommand: status.HTTP_422_UNPROCESSABLE_CONTENT,
     NotReady: status.HTTP_503_SERVICE_UNAVAILABLE,
+    TicketUnreadable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 #: How long a caller told "not ready" should wait: intake catches up or takes over partitions within seconds.
 RETRY_AFTER_S = 1

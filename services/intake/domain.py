@@ -118,6 +118,11 @@ class NotReady(DomainError):
     """Intake cannot answer yet (it is reading the log, or its partitions are changing hands): retry shortly."""
 
 
+class TicketUnreadable(DomainError):
+    """The ticket's stored history holds an event this version of intake cannot read (one a newer version wrote, or
+    one another writer put on the log before intake judged those): not the caller's fault, and not decided on."""
+
+
 #: Every refusal intake gives. Each has its HTTP status (api.STATUS_OF) and travels between replicas by its
 #: name (owners.py); a test keeps the three in step.
 REFUSALS: tuple[type[DomainError], ...] = (
@@ -128,6 +133,7 @@ REFUSALS: tuple[type[DomainError], ...] = (
     NotPermitted,
     InvalidCommand,
     NotReady,
+    TicketUnreadable,
 )
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from ticketstream_shared.contract import (
+    InvalidEvent,
     Priority,
     TicketCreated,
     TicketStatus,
@@ -42,7 +43,7 @@ from ticketstream_shared.runtime.changelog import Changelog
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
-from .domain import NotReady, Ticket, fold
+from .domain import NotReady, Ticket, TicketUnreadable, fold
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,11 @@ class TicketStore:
             ]
         except KeyNotYetRead:
             raise NotReady("intake is still reading a data key of this ticket's people; retry shortly") from None
+        except InvalidEvent as error:
+            log.error("ticket %s: a stored event is unreadable: %s", ticket_id, error.reason)
+            raise TicketUnreadable(
+                f"ticket {ticket_id}: its history holds an event this version of intake cannot read ({error.reason})"
+            ) from None
         return fold(None, events) if events else None  # type: ignore[arg-type]
 
     def written_by(self, person: str) -> Iterator[list[str]]:

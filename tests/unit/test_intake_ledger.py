@@ -7,11 +7,20 @@ from datetime import timedelta
 
 import pytest
 
-from intake.domain import ChangeStatus, CommandContext, IdempotencyKeyReused, NotReady, child_id_for, decide, fold
+from intake.domain import (
+    ChangeStatus,
+    CommandContext,
+    IdempotencyKeyReused,
+    NotReady,
+    TicketUnreadable,
+    child_id_for,
+    decide,
+    fold,
+)
 from intake.idempotency import RequestKeys
 from intake.ledger import TicketLedger
 from intake.log import EVENTS_UNREADABLE, follow
-from intake.ticket_store import Filters, TicketStore
+from intake.ticket_store import Filters, Logged, TicketStore
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer
 from tests.polling import until
@@ -202,6 +211,26 @@ def test_an_event_another_writer_put_on_the_log_is_judged_whole_and_one_refused_
         ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
     assert "data.title" in refused.value.reason and len(changes) == 0
     assert ledger.tickets.load(created.ticket_id) is None
+
+
+def test_a_ticket_whose_stored_history_this_intake_cannot_read_is_refused_saying_why():
+    """A store a newer intake wrote (an event of a schema_version this one does not know): the ticket is neither
+    answered nor decided on, and the refusal names the ticket and the event's fault, not a server error."""
+    log = SlowLog()
+    ledger = _ledger(log)
+    [created] = decide(None, create(), context())
+    raw = encode(created)
+    newer = json.dumps({**json.loads(raw), "schema_version": 99}).encode()
+    changes = Changes()
+    ledger.tickets.apply(changes, Logged.of(read_logged(TICKETS_EVENTS, raw)), newer)
+    ledger.tickets.store.write(changes)
+    with pytest.raises(TicketUnreadable) as refused:
+        ledger.get(created.ticket_id)
+    assert f"ticket {created.ticket_id}: its history holds an event" in str(refused.value)
+    assert "schema_version" in str(refused.value)
+    with pytest.raises(TicketUnreadable):
+        asyncio.run(ledger.execute(worklog(), context()))
+    assert log.events == []
 
 
 @pytest.mark.parametrize(

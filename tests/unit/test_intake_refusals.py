@@ -18,6 +18,7 @@ from intake.domain import (
     NotPermitted,
     NotReady,
     TicketNotFound,
+    TicketUnreadable,
     VersionConflict,
 )
 from intake.inbound import InboundRequests, decode_request
@@ -33,6 +34,7 @@ EXPECTED = {
     NotPermitted: 403,
     InvalidCommand: 422,
     NotReady: 503,
+    TicketUnreadable: 503,
 }
 
 SAMPLES = [
@@ -43,6 +45,7 @@ SAMPLES = [
     NotPermitted("requesters write public comments only"),
     InvalidCommand("performed_at", "is in the future"),
     NotReady("intake is reading its log"),
+    TicketUnreadable("ticket t-9: its history holds an event this version of intake cannot read (schema_version)"),
 ]
 
 
