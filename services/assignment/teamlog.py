@@ -42,7 +42,7 @@ from ticketstream_shared.contract.topics import ASSIGNMENT_BY_TEAM, ASSIGNMENT_E
 from ticketstream_shared.runtime.kafka import correlation_headers, header, partitions_of, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.outbox import Headers, Outbox
-from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
+from ticketstream_shared.runtime.ownership import ActingPartitions, Parking, PartitionOwnership
 from ticketstream_shared.runtime.store import store_belongs_to
 
 from .archive import DeskArchive
@@ -74,10 +74,8 @@ class TeamLog:
         self.producer: AIOKafkaProducer | None = None
         #: Set once the team log has been read to the end it had at start-up.
         self.caught_up = asyncio.Event()
-        self.owned: set[int] = set()
-        #: Partitions just assigned to us: the offset to read up to before deciding for them.
-        self._takeovers: dict[int, int] = {}
-        self._positions: dict[int, int] = {}
+        #: How far the team log is read, which partitions the group gave us, and which we decide for.
+        self.partitions = ActingPartitions()
         self._teams_in: dict[int, set[str]] = defaultdict(set)
         self._waiters: dict[uuid.UUID, asyncio.Future[None]] = {}
         #: Held while a batch is folded and its decisions sent, so giving up a partition waits for it.
@@ -96,7 +94,7 @@ class TeamLog:
         self._broken = False
 
     def decides(self, partition: int) -> bool:
-        return partition in self.owned and partition not in self._takeovers
+        return self.partitions.acts_on(partition)
 
     # writing
 
@@ -141,11 +139,11 @@ class TeamLog:
         self._follower = consumer
         await self._resume(consumer)
         for tp in partitions:
-            if tp.partition in self._positions:
-                consumer.seek(tp, self._positions[tp.partition])
+            if tp.partition in self.partitions.positions:
+                consumer.seek(tp, self.partitions.positions[tp.partition])
             else:
                 await consumer.seek_to_beginning(tp)
-                self._positions[tp.partition] = await consumer.position(tp)
+                self.partitions.positions[tp.partition] = await consumer.position(tp)
         end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()}
         try:
             await self._fold_for_ever(consumer, end_at_start)
@@ -163,9 +161,8 @@ class TeamLog:
                         await self._fold(record, outbox)
                         if len(outbox) >= SENT_TOGETHER:
                             pending += await outbox.send()
-                for partition in [p for p, end in self._takeovers.items() if self._positions.get(p, 0) >= end]:
-                    del self._takeovers[partition]
-                    cause = str(DECISION_IDS(f"takeover:{partition}:{self._positions.get(partition, 0)}"))
+                for partition in self.partitions.now_acted_on():
+                    cause = str(DECISION_IDS(f"takeover:{partition}:{self.partitions.positions.get(partition, 0)}"))
                     for team in sorted(self._teams_in[partition]):
                         self._publish(self.desk.settle(team, cause), outbox)
                     log.info("took a team partition over", extra={"partition": partition})
@@ -174,17 +171,14 @@ class TeamLog:
                     await self._checkpoint()
             if self._owner is not None:
                 await self.parking.commit(self._owner)  # outside the batch lock: a commit may wait for a rebalance
-            if self._read_to(end_at_start) and not self.caught_up.is_set():
+            if self.partitions.read_to(end_at_start) and not self.caught_up.is_set():
                 log.info("team log read to its end", extra={"teams": len(self.desk.teams)})
                 tune_garbage_collection()  # the desk just read: out of the collector's walks from now on
                 self.caught_up.set()
 
-    def _read_to(self, ends: dict[int, int]) -> bool:
-        return all(self._positions[p] >= end for p, end in ends.items())
-
     async def _fold(self, message: ConsumerRecord, outbox: Outbox) -> None:
         partition = message.partition
-        self._positions[partition] = message.offset + 1
+        self.partitions.read(message)
         decided_by = header(message, DECIDED_BY)
         if decided_by is not None and (
             decided_by == self.instance or message.offset < self._decided_below.get((decided_by, partition), 0)
@@ -221,14 +215,16 @@ class TeamLog:
         outcomes, which the desk has, a second time when it reads them."""
         assert self.archive is not None and self._follower is not None
         # Our decisions sent so far are all below each partition's end now (nothing is sent while this runs).
-        ends = await self._follower.end_offsets([TopicPartition(ASSIGNMENT_BY_TEAM, p) for p in self._positions])
+        ends = await self._follower.end_offsets(
+            [TopicPartition(ASSIGNMENT_BY_TEAM, p) for p in self.partitions.positions]
+        )
         decided_below = {(self.instance, tp.partition): end for tp, end in ends.items()}
         decided_below.update(self._decided_below)
         # Only where they are still ahead of what is folded.
-        ahead = {(by, p): below for (by, p), below in decided_below.items() if below > self._positions[p]}
+        ahead = {(by, p): below for (by, p), below in decided_below.items() if below > self.partitions.positions[p]}
         self.desk.put_aside()
         memory = (self.desk.memory(), dict(self._teams_in), self.parking.unparked(), ahead)
-        self.archive.checkpoint(pickle.dumps(memory, pickle.HIGHEST_PROTOCOL), dict(self._positions))
+        self.archive.checkpoint(pickle.dumps(memory, pickle.HIGHEST_PROTOCOL), dict(self.partitions.positions))
         self._checkpointed_at = time.monotonic()
 
     async def checkpoint(self) -> None:
@@ -257,7 +253,7 @@ class TeamLog:
         self._teams_in.update(teams_in)
         await self.parking.resume(unparked)
         self._decided_below.update(decided_below)
-        self._positions.update(positions)
+        self.partitions.positions.update(positions)
         self.resumed_from = dict(positions)
         log.info("resumed the desk from its checkpoint", extra={"positions": positions})
 
@@ -286,18 +282,13 @@ class TeamLog:
 
     async def _taken(self, assigned: set[TopicPartition]) -> None:
         assert self._owner is not None
-        ends = await self._owner.end_offsets(list(assigned)) if assigned else {}
-        async with self._batch:  # the follower sees the partition owned and its DLQ mark together
-            for tp in assigned:
-                self._takeovers[tp.partition] = ends[tp]
-                self.owned.add(tp.partition)
+        async with self._batch:  # the follower sees the partition given and its DLQ mark together
+            await self.partitions.take(self._owner, assigned)
             await self.parking.taken(self._owner, assigned)
 
     async def _given_up(self, revoked: set[TopicPartition]) -> None:
         self.parking.given_up(revoked)
-        for tp in revoked:
-            self.owned.discard(tp.partition)
-            self._takeovers.pop(tp.partition, None)
+        self.partitions.give_up(revoked)
         async with self._batch:  # the batch in hand finishes deciding and sending
             if self.producer is not None:
                 await self.producer.flush()

@@ -49,7 +49,7 @@ from ticketstream_shared.runtime.consumer import EVENTS_DEAD_LETTERED
 from ticketstream_shared.runtime.kafka import correlation_headers, dead_letter, wait_for_topics
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 from ticketstream_shared.runtime.outbox import Outbox
-from ticketstream_shared.runtime.ownership import Parking, PartitionOwnership
+from ticketstream_shared.runtime.ownership import ActingPartitions, Parking, PartitionOwnership
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from .book import Book, Delivery, Status
@@ -96,11 +96,8 @@ class DeliveryLog:
         self.producer: AIOKafkaProducer | None = None
         #: Set once every partition has been read to the end it had at start-up.
         self.caught_up = asyncio.Event()
-        self._positions: dict[int, int] = {}
-        #: Partitions just given to us, and the offset to read up to before sending for them.
-        self._takeovers: dict[int, int] = {}
-        #: Partitions whose deliveries this replica sends.
-        self.sending: set[int] = set()
+        #: How far the deliveries are read, which partitions the group gave us, and which we send for.
+        self.partitions = ActingPartitions()
         self._lanes: dict[tuple[DeliveryChannel, str, int], _Lane] = {}
         self._wait = wait_exponential_jitter(
             multiplier=settings.webhook_first_retry_s,
@@ -151,23 +148,18 @@ class DeliveryLog:
                 assigned = list(consumer.assignment())
                 end_at_start = {tp.partition: end for tp, end in (await consumer.end_offsets(assigned)).items()}
                 for tp in assigned:
-                    self._positions.setdefault(tp.partition, await consumer.position(tp))
-            for partition in [p for p, end in self._takeovers.items() if self._positions.get(p, 0) >= end]:
-                del self._takeovers[partition]
-                self.sending.add(partition)
+                    self.partitions.positions.setdefault(tp.partition, await consumer.position(tp))
+            for partition in self.partitions.now_acted_on():
                 for delivery in self.book.waiting_in({partition}):
                     self._dispatch(delivery)
                 log.info("sending for a deliveries partition", extra={"partition": partition})
-            if self._read_to(end_at_start) and not self.caught_up.is_set():
+            if self.partitions.read_to(end_at_start) and not self.caught_up.is_set():
                 log.info("deliveries read to their end", extra={"targets": len(self.book.targets)})
                 tune_garbage_collection()  # the book just read: out of the collector's walks from now on
                 self.caught_up.set()
 
-    def _read_to(self, ends: dict[int, int] | None) -> bool:
-        return ends is not None and all(self._positions.get(p, 0) >= end for p, end in ends.items())
-
     async def _fold(self, message: ConsumerRecord[bytes, bytes]) -> None:
-        self._positions[message.partition] = message.offset + 1
+        self.partitions.read(message)
         try:
             record = decode_delivery_record(message.value or b"")
         except InvalidEvent as error:
@@ -175,7 +167,7 @@ class DeliveryLog:
             await self._parking.unreadable(message, error.reason)
             return
         due = self.book.fold(record, message.partition, message.offset, message.value or b"")
-        if due is not None and message.partition in self.sending:
+        if due is not None and self.partitions.acts_on(message.partition):
             self._dispatch(due)
 
     # sending
@@ -193,7 +185,7 @@ class DeliveryLog:
     async def _work(self, lane: _Lane) -> None:
         while lane.queue:
             delivery = lane.queue[0]
-            if delivery.status is not Status.WAITING or delivery.partition not in self.sending:
+            if delivery.status is not Status.WAITING or not self.partitions.acts_on(delivery.partition):
                 lane.queue.popleft()
                 continue
             due = delivery.next_attempt_at
@@ -266,17 +258,12 @@ class DeliveryLog:
 
     async def _taken(self, assigned: set[TopicPartition]) -> None:
         assert self._owner is not None
-        ends = await self._owner.end_offsets(list(assigned)) if assigned else {}
-        for tp in assigned:
-            self._takeovers[tp.partition] = ends[tp]
+        await self.partitions.take(self._owner, assigned)
         await self._parking.taken(self._owner, assigned)
 
     async def _given_up(self, revoked: set[TopicPartition]) -> None:
-        partitions = {tp.partition for tp in revoked}
         self._parking.given_up(revoked)
-        self.sending -= partitions
-        for partition in partitions:
-            self._takeovers.pop(partition, None)
+        partitions = self.partitions.give_up(revoked)
         stopping = []
         for lane in self._lanes.values():
             if lane.queue and lane.queue[0].partition in partitions:

@@ -172,7 +172,7 @@ TEAMS = {"network": "least_loaded", "printers": "round_robin", "database": "skil
 def test_two_processes_assign_every_ticket_once_within_capacity(two_processes, kafka_bootstrap):
     first, second = two_processes
     prefix = set_up_teams(first, TEAMS, technicians_per_team=3, capacity=4)
-    shares = first.app.state.team_log.owned, second.app.state.team_log.owned
+    shares = first.app.state.team_log.partitions.given, second.app.state.team_log.partitions.given
     eventually(
         lambda: all(shares) and not shares[0] & shares[1] and len(shares[0] | shares[1]) == TEAM_PARTITIONS,
         what="the team partitions shared between the two processes",
@@ -664,7 +664,7 @@ def test_a_restart_resumes_from_its_last_checkpoint_on_disk_as_a_process_reading
         with an_assignment_process(kafka_bootstrap, f"{group}-reader") as whole_log:  # its own store, read whole
             assert ready(whole_log).app.state.team_log.resumed_from is None
             assert desk_views(whole_log, ids, technicians) == before
-        stopped_at = dict(restarted.app.state.team_log._positions)
+        stopped_at = dict(restarted.app.state.team_log.partitions.positions)
     events = decisions_about(kafka_bootstrap, set(ids))
     assert len({e.event_id for e in events if e.event_type == "assignment.assigned"}) == 6, "each decided once"
 
@@ -685,7 +685,7 @@ def freeze_checkpoints_once_ahead_of_the_fold(monkeypatch) -> list[dict[int, int
             return
         await checkpoint(self)
         if pickle.loads(self.archive.last_checkpoint()[0])[3]:  # decisions ahead of the positions
-            taken.append(dict(self._positions))
+            taken.append(dict(self.partitions.positions))
 
     monkeypatch.setattr(TeamLog, "_checkpoint", once)
     monkeypatch.setattr(TeamLog, "checkpoint", no_checkpoint)

@@ -48,7 +48,7 @@ def a_replica(kafka_bootstrap: str, group: str, key_file: Path) -> TestClient:
 
 
 def sending(replica: TestClient) -> set[int]:
-    return set(replica.app.state.deliveries.sending)
+    return set(replica.app.state.deliveries.partitions.acting)
 
 
 def test_two_replicas_share_the_deliveries_and_one_carries_on_alone(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -142,7 +142,9 @@ def test_taking_a_partition_over_reads_it_to_its_end_before_deciding_what_still_
         on_the_team_log(broker, *roster, printer, *decided_elsewhere(*roster, printer), vpn)
         async with Process(broker) as taking_over:
             await taking_over.join(owns={NET})
-            assert taking_over.team_log.owned == {NET.partition} and not taking_over.team_log.decides(NET.partition)
+            assert taking_over.team_log.partitions.given == {NET.partition} and not taking_over.team_log.decides(
+                NET.partition
+            )
             assert NET in taking_over.member.paused, "the group member only holds the partition, it reads nothing"
             taking_over.follow()
             await until(lambda: taking_over.team_log.caught_up.is_set() and taking_over.team_log.decides(NET.partition))
@@ -294,7 +296,7 @@ def test_a_partition_given_up_is_flushed_first_and_no_longer_decided_for():
             on_the_team_log(broker, a_profile("ann"), a_shift("ann", True))
             await until(process.has_read_all)
             await process.member.rebalance(revoked={NET})
-            assert process.team_log.owned == set() and process.producer.flushes == 1
+            assert process.team_log.partitions.given == set() and process.producer.flushes == 1
             on_the_team_log(broker, routed("t1"))
             await until(lambda: process.desk.ticket("t1") is not None)
             assert published(broker) == [] and process.desk.ticket("t1").assignee is None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -46,6 +46,56 @@ class PartitionOwnership(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._given_up(set(revoked))
+
+
+class ActingPartitions:
+    """Of a log every replica reads whole: how far this replica has read each partition, which partitions the group
+    gave it, and which of those it acts on. A partition given is acted on only once the log has been read up to
+    where it ended when given, so that what its previous owner did is folded first."""
+
+    def __init__(self) -> None:
+        #: The offset of the next record to read, per partition.
+        self.positions: dict[int, int] = {}
+        #: The partitions the group gave this replica, acted on or not yet.
+        self.given: set[int] = set()
+        #: Partitions given and not acted on yet: the offset to read up to first.
+        self._read_first: dict[int, int] = {}
+
+    def acts_on(self, partition: int) -> bool:
+        return partition in self.given and partition not in self._read_first
+
+    @property
+    def acting(self) -> set[int]:
+        return self.given - self._read_first.keys()
+
+    def read(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.positions[record.partition] = record.offset + 1
+
+    def read_to(self, ends: Mapping[int, int] | None) -> bool:
+        """Whether every partition of `ends` has been read up to its end there (False for None: no ends yet)."""
+        return ends is not None and all(self.positions.get(p, 0) >= end for p, end in ends.items())
+
+    async def take(self, owner: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """The group gave `assigned` to `owner`, this replica's member: acted on once read to where they end now."""
+        ends = await owner.end_offsets(list(assigned)) if assigned else {}
+        for tp in assigned:
+            self._read_first[tp.partition] = ends[tp]
+            self.given.add(tp.partition)
+
+    def give_up(self, revoked: set[TopicPartition]) -> set[int]:
+        """The group took `revoked` away: no longer acted on. Returns their numbers."""
+        partitions = {tp.partition for tp in revoked}
+        self.given -= partitions
+        for partition in partitions:
+            self._read_first.pop(partition, None)
+        return partitions
+
+    def now_acted_on(self) -> list[int]:
+        """The partitions given that the log is now read far enough in to act on, from now (each told once)."""
+        ready = sorted(p for p, end in self._read_first.items() if self.positions.get(p, 0) >= end)
+        for partition in ready:
+            del self._read_first[partition]
+        return ready
 
 
 class Parking:
