@@ -293,10 +293,11 @@ def response_times_sql(query: ResponseTimesQuery, services: Services = NO_SERVIC
 def backlog_sql(query: BacklogQuery, services: Services = NO_SERVICES) -> Statement:
     """The backlog is a running sum: +1 when a ticket is created, and for each status change whether it moves the
     ticket into or out of resolved/closed. A sum over a set of changes does not depend on their order; every day
-    of the range is listed, with 0 changes where nothing happened. Split or narrowed by service, a status change
-    counts for its ticket's service (the tickets are joined only then)."""
+    told (each day of the range, or the last of each week or month) is listed, with 0 changes where nothing
+    happened. Split or narrowed by service, a status change counts for its ticket's service (the tickets are
+    joined only then)."""
     parameters, conditions = _base(query, services)
-    parameters.update(first_day=query.from_, days=(query.to - query.from_).days + 1)
+    parameters.update(told=query.days_told())
     client = _where(conditions)
     keys, of_service = ["client_id"], list[str]()
     service = _per_service(query, parameters, of_service, keys)
@@ -326,14 +327,13 @@ def backlog_sql(query: BacklogQuery, services: Services = NO_SERVICES) -> Statem
                            toInt64(to_status NOT IN {_DONE}) - toInt64(from_status NOT IN {_DONE}) AS delta
                     FROM {changes}
                     UNION ALL
-                    SELECT {group}, toDate32({{first_day:Date32}}) + number AS day, toInt64(0) AS delta
+                    SELECT {group}, arrayJoin({{told:Array(Date32)}}) AS day, toInt64(0) AS delta
                     FROM ({known}) AS clients
-                    CROSS JOIN numbers({{days:UInt32}}) AS days
                 )
                 GROUP BY {group}, day
             )
         )
-        WHERE day >= {{first_day:Date32}} AND day < {{first_day:Date32}} + {{days:UInt32}}
+        WHERE has({{told:Array(Date32)}}, day)
         ORDER BY {group}, day
         SETTINGS join_use_nulls = 1
     """

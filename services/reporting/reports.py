@@ -5,12 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ticketstream_shared.contract.events import Identifier, Priority, ServiceId
 from ticketstream_shared.contract.sla import SlaMetric
@@ -44,6 +56,21 @@ class Granularity(StrEnum):
     WEEK = "week"
     MONTH = "month"
 
+    def last_day(self, day: date) -> date:
+        """The last day of the period `day` is in."""
+        if self is Granularity.DAY:
+            return day
+        if self is Granularity.WEEK:
+            return day + timedelta(days=6 - day.weekday())
+        following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        return following - timedelta(days=1)
+
+
+def _invalid(field_name: str, value: Any, message: str) -> ValidationError:
+    """A refusal of `field_name` found by a check of the whole query (one that reads fields declared after it)."""
+    error = PydanticCustomError("value_error", "Value error, {reason}", {"reason": message})
+    return ValidationError.from_exception_data("query", [InitErrorDetails(type=error, loc=(field_name,), input=value)])
+
 
 class ReportQuery(BaseModel):
     """What every report asks: the UTC days from..to (both included), optionally one client only."""
@@ -54,21 +81,12 @@ class ReportQuery(BaseModel):
     to: Day = Field(description="Last UTC day, included (YYYY-MM-DD).")
     client_id: Identifier | None = Field(default=None, description="Only this client.")
 
-    #: The longest range a report answers, in days, and why; None: any range.
-    most_days: ClassVar[int | None] = None
-    most_days_because: ClassVar[str] = ""
-
     @field_validator("to")
     @classmethod
-    def _a_range_answered(cls, to: date, info: ValidationInfo) -> date:
+    def _not_before_from(cls, to: date, info: ValidationInfo) -> date:
         start = info.data.get("from_")
-        if start is None:
-            return to
-        if to < start:
+        if start is not None and to < start:
             raise ValueError(f"must not be before from ({start.isoformat()})")
-        if cls.most_days is not None and (to - start).days >= cls.most_days:
-            latest = start + timedelta(days=cls.most_days - 1)
-            raise ValueError(f"{cls.most_days_because}: at most {cls.most_days} days, to {latest.isoformat()}")
         return to
 
     def utc_interval(self) -> tuple[datetime, datetime]:
@@ -156,13 +174,44 @@ class ResponseTimesQuery(ByService):
     priority: Priority | None = Field(default=None, description="Only tickets of this priority.")
 
 
-class BacklogQuery(ByService):
-    """Tickets neither resolved nor closed at the end of each day from..to (at most 366 days), per client."""
+#: A backlog lists every day (week, month) of its range for every client, with nothing changed or not: a range of
+#: decades (every day of 2000-2028, found by the fuzz) did not answer within 10 s. By day, a year and a day at most.
+BACKLOG_MOST_PERIODS = 366
 
-    # A backlog lists every day of its range for every client, with nothing changed or not: a range of decades
-    # (every day of 2000-2028, found by the fuzz) did not answer within 10 s. A year and a day at most.
-    most_days = 366
-    most_days_because = "a backlog lists every day"
+
+class BacklogQuery(ByService):
+    """Tickets neither resolved nor closed at the end of each day from..to, per client (at most 366 days); by week
+    or month, at the end of each week (Sunday) or month, and at `to` (at most 366 weeks or months)."""
+
+    granularity: Granularity | None = Field(
+        default=None, description="day (default), week or month: the backlog at the end of each, and at `to`."
+    )
+
+    def days_told(self) -> list[date]:
+        """The days at whose end the backlog is told: the last of each period from..to, the last one cut at `to`."""
+        told = []
+        for last in self._period_ends():
+            told.append(min(last, self.to))
+            if last >= self.to:
+                break
+        return told
+
+    def _period_ends(self) -> Iterator[date]:
+        period, day = self.granularity or Granularity.DAY, self.from_
+        while True:
+            yield (last := period.last_day(day))
+            day = last + timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _within_most_periods(self) -> Self:
+        for count, last in enumerate(self._period_ends(), start=1):
+            if last >= self.to:
+                break
+            if count == BACKLOG_MOST_PERIODS:
+                unit = (self.granularity or Granularity.DAY).value
+                reason = f"a backlog lists every {unit}: at most {BACKLOG_MOST_PERIODS} {unit}s, to {last}"
+                raise _invalid("to", self.to, reason)
+        return self
 
 
 class WorkloadQuery(ReportQuery):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,12 @@ def chromium() -> Path:
             pytrace=False,
         )
     return found
+
+
+def weeks_ends(first: date, last: date) -> list[date]:
+    """Every Sunday from `first` to `last`, and `last`."""
+    days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return [*(day for day in days if day.isoweekday() == 7), last]
 
 
 def of_this_run(event: Envelope) -> Envelope:
@@ -86,10 +93,16 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
                 page.wait_for_selector(f"body[data-shown={view}]")
             assert page.inner_text("#status") == ""
             page.fill("#from", "2026-01-01")
-            page.fill("#to", "2027-12-31")  # more days than a backlog lists: the manager is told which field, and why
+            page.fill("#to", "2027-12-31")  # more days than a backlog lists: it is told at the end of each week
             page.click("#show-backlog")
+            page.wait_for_function("document.querySelector('#status').textContent === ''")
+            told = {cell.inner_text() for cell in page.query_selector_all("#figures td[data-column=day]")}
+            assert told and told == {str(day) for day in weeks_ends(date(2026, 1, 1), date(2027, 12, 31))}
+            page.fill("#from", "2027-12-31")
+            page.fill("#to", "2026-01-01")  # a range the wrong way round: the manager is told which field, and why
+            page.click("#show-sla")
             page.wait_for_function("document.querySelector('#status').textContent.startsWith('422')")
-            assert "to: Value error, a backlog lists every day: at most 366 days" in page.inner_text("#status")
+            assert "to: Value error, must not be before from (2027-12-31)" in page.inner_text("#status")
             browser.close()
 
         assert shown == api_rows()

@@ -217,6 +217,29 @@ def test_backlog_at_the_end_of_each_day(warehouse: Warehouse) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("period", "told"),
+    [
+        ("week", ["2026-02-22", "2026-03-01", "2026-03-08", "2026-03-10"]),
+        ("month", ["2026-02-28", "2026-03-31", "2026-04-10"]),
+    ],
+)
+def test_the_backlog_by_week_or_month_is_the_days_backlog_at_each_ones_end(
+    warehouse: Warehouse, period: str, told: list[str]
+) -> None:
+    """The last day of each period, the last one cut at `to`: the backlog there is the day's."""
+    span = {"from": "2026-02-20", "to": told[-1]}
+    daily = {(row["client_id"], row["day"]): row["backlog"] for row in rows(warehouse, BacklogQuery(**span))}
+
+    found = rows(warehouse, BacklogQuery.model_validate({**span, "granularity": period}))
+
+    assert [(row["client_id"], row["day"].isoformat()) for row in found] == [
+        (client, day) for client in ("acme", "globex") for day in told
+    ]
+    assert [row["backlog"] for row in found] == [daily[row["client_id"], row["day"]] for row in found]
+    assert any(row["backlog"] for row in found)
+
+
 def test_technician_workload(warehouse: Warehouse) -> None:
     assert rows(warehouse, WorkloadQuery(**MARCH)) == [
         {"technician_id": "tech-1", "hours": 2.0, "billable_hours": 2.0, "worklogs": 2, "tickets_worked": 2,

@@ -95,6 +95,38 @@ def test_a_backlog_lists_at_most_366_days() -> None:
     assert "at most 366 days, to 2028-12-31" in error["msg"]
 
 
+@pytest.mark.parametrize(
+    ("period", "last_allowed"),
+    [("week", date(2035, 1, 7)), ("month", date(2058, 6, 30))],  # 366 weeks from Monday 2028-01-03's; months
+)
+def test_a_backlog_by_week_or_month_lists_at_most_366_of_them(period: str, last_allowed: date) -> None:
+    start = "2028-01-03" if period == "week" else "2028-01-01"
+    query = BacklogQuery.model_validate({"from": start, "to": last_allowed.isoformat(), "granularity": period})
+    assert len(query.days_told()) == 366 and query.days_told()[-1] == last_allowed
+    with pytest.raises(ValidationError) as raised:
+        BacklogQuery.model_validate({"from": start, "to": str(last_allowed + timedelta(days=1)), "granularity": period})
+    (error,) = raised.value.errors()
+    assert error["loc"] == ("to",)
+    assert f"a backlog lists every {period}: at most 366 {period}s, to {last_allowed}" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("period", "span", "told"),
+    [
+        (None, ("2026-02-27", "2026-03-02"), ["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"]),
+        ("week", ("2026-03-01", "2026-03-01"), ["2026-03-01"]),  # a Sunday: its week ends that day
+        ("week", ("2026-03-02", "2026-03-16"), ["2026-03-08", "2026-03-15", "2026-03-16"]),
+        ("month", ("2024-01-31", "2024-03-01"), ["2024-01-31", "2024-02-29", "2024-03-01"]),
+        ("month", ("2026-11-15", "2027-01-31"), ["2026-11-30", "2026-12-31", "2027-01-31"]),
+    ],
+)
+def test_a_backlog_is_told_at_the_end_of_each_period_and_at_to(
+    period: str | None, span: tuple[str, str], told: list[str]
+) -> None:
+    query = BacklogQuery.model_validate({"from": span[0], "to": span[1], "granularity": period})
+    assert [day.isoformat() for day in query.days_told()] == told
+
+
 def test_a_backlog_of_decades_is_a_422_naming_to(http: TestClient) -> None:
     """Found by the fuzz: every day of 2000-2028 for every client did not come within 10 s."""
     response = http.get(
