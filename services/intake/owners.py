@@ -21,7 +21,9 @@ topic's DLQ with the reason, and the replica goes on; a caller whose answer was 
 
 What this does not guard against is a zombie: an owner paused past its session timeout that wakes and appends
 before noticing the rebalance. Kafka transactions with one transactional id per partition would fence it; the
-window is the session timeout (10 s) and needs a stalled process, not just a slow one.
+window is the session timeout (10 s) and needs a stalled process, not just a slow one. Should it append at a
+version the new owner wrote first (or the other way round), intake keeps the log's first and says so
+(`ticketstream_intake_versions_contested_total`, and an error naming the ticket and both events).
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from prometheus_client import Counter
+
 from ticketstream_shared.contract import (
     InvalidEvent,
     Priority,
@@ -46,6 +48,12 @@ from ticketstream_shared.runtime.store import Changes, LocalStore
 from .domain import NotReady, Ticket, TicketUnreadable, fold
 
 log = logging.getLogger(__name__)
+
+VERSIONS_CONTESTED = Counter(
+    "ticketstream_intake_versions_contested_total",
+    "Events read at a version of a ticket that an earlier event in the log holds: intake keeps the earlier and "
+    "ignores this one (a replica that decided on after the group took its partition away)",
+)
 
 _EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT, _RUN = b"t|", b"s|", b"w|", b"i|", b"n|", b"c|"
 #: Request keys' records are kept as idempotency.RequestKeys writes them, under this prefix, and changelogged as such.
@@ -221,6 +229,19 @@ def _moment(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
+def _contested(ticket_id: str, version: int, held: bytes, line: bytes) -> None:
+    """Another event than the one held at `version`: intake keeps the log's first, so the later one's change is lost
+    to the ticket (readers of the log by event id, as reporting, may count both); said, as its caller may have been
+    told it was made."""
+    kept, ignored = json.loads(held)["event_id"], json.loads(line)["event_id"]
+    if kept != ignored:
+        VERSIONS_CONTESTED.inc()
+        log.error(
+            "two events at one version of a ticket: the first in the log stands, the other is ignored",
+            extra={"ticket_id": ticket_id, "version": version, "kept": kept, "ignored": ignored},
+        )
+
+
 def _summary_after(event: Logged, summary: dict[str, str] | None) -> dict[str, str] | None:
     if event.creates:
         return {**event.sets, "version": event.version}  # type: ignore[dict-item]
@@ -345,7 +366,9 @@ class TicketStore:
         summary = self._summary(ticket_id, changes)
         known = int(summary["version"]) if summary else 0
         if version <= known:
-            if self.store.get(event_key, changes) is not None:
+            if (held := self.store.get(event_key, changes)) is not None:
+                if held != line:
+                    _contested(ticket_id, version, held, line)
                 return set()
             # The summary came back from a changelog whose writer stopped before this event's record: the log
             # fills the gap, and the summary, already past it, stays.

@@ -20,7 +20,7 @@ from intake.domain import (
 from intake.idempotency import RequestKeys
 from intake.ledger import TicketLedger
 from intake.log import EVENTS_UNREADABLE, follow
-from intake.ticket_store import Filters, Logged, TicketStore
+from intake.ticket_store import VERSIONS_CONTESTED, Filters, Logged, TicketStore
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer
 from tests.polling import until
@@ -211,6 +211,25 @@ def test_an_event_another_writer_put_on_the_log_is_judged_whole_and_one_refused_
         ledger.apply(changes, read_logged(TICKETS_EVENTS, raw), raw)
     assert "data.title" in refused.value.reason and len(changes) == 0
     assert ledger.tickets.load(created.ticket_id) is None
+
+
+def test_a_second_event_at_a_version_is_ignored_and_counted_and_a_redelivery_is_not(ledger):
+    """Two replicas deciding for one ticket (one the group no longer counts as its owner, which has not noticed yet)
+    may both append at the same version: the first in the log stands, and the other is said, not silently lost."""
+    [created] = decide(None, create(), context())
+    [first] = decide(fold(None, [created]), worklog(minutes=30), context())
+    [second] = decide(fold(None, [created]), worklog(minutes=45), context())
+    assert first.aggregate_version == second.aggregate_version == 2 and first.event_id != second.event_id
+    contested = VERSIONS_CONTESTED._value.get()
+
+    read_back(ledger, created, first, first)  # a redelivery: the same event again
+    assert VERSIONS_CONTESTED._value.get() == contested
+    read_back(ledger, second)
+
+    assert VERSIONS_CONTESTED._value.get() == contested + 1
+    ledger.forget_opened()
+    [logged] = ledger.get(created.ticket_id).worklogs.values()
+    assert logged.minutes == 30
 
 
 def test_a_ticket_whose_stored_history_this_intake_cannot_read_is_refused_saying_why():
