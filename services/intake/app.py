@@ -36,6 +36,7 @@ from ticketstream_shared.runtime.kafka import (
     stop_within,
     wait_for_topics,
 )
+from ticketstream_shared.runtime.memory import collect_young_for_ever
 from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -193,6 +194,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(consuming("catalogue", follow_catalogue, group_id=None)),
             asyncio.create_task(consuming("knowledge", follow_knowledge, group_id=None)),
             asyncio.create_task(changelog.run()),
+            asyncio.create_task(collect_young_for_ever()),
             asyncio.create_task(consuming("replies", bus.listen, group_id=None, auto_offset_reset="latest")),
             asyncio.create_task(consuming("offsets", ends.serve, group_id=None)),
             asyncio.create_task(

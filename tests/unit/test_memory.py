@@ -1,14 +1,16 @@
 """Garbage collection as the services tune it (runtime/memory.py): what lives at start-up leaves the collector's
-walks, and collections are rare, the youngest generation's by a service's own measure if it has one."""
+walks, and collections are rare, the youngest generation's by a service's own measure if it has one, or by time."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from ticketstream_shared.runtime.memory import GC_THRESHOLDS, tune_garbage_collection
+from ticketstream_shared.runtime.memory import GC_THRESHOLDS, collect_young_for_ever, tune_garbage_collection
 
 
 @pytest.fixture
@@ -40,3 +42,24 @@ def test_a_service_may_let_more_objects_live_before_the_youngest_generation_is_c
     tune_garbage_collection(young=1_000_000)
 
     assert gc.get_threshold() == (1_000_000, *GC_THRESHOLDS[1:])
+
+
+def test_a_cycle_made_young_is_freed_by_the_collection_on_time_alone() -> None:
+    async def scenario() -> None:
+        freed = asyncio.Event()
+        node = Node()
+        weakref.finalize(node, freed.set)
+        del node
+        await asyncio.sleep(0.05)
+        assert not freed.is_set(), "no collection runs by count while the collector is off"
+        collecting = asyncio.create_task(collect_young_for_ever(0.01))
+        try:
+            await asyncio.wait_for(freed.wait(), timeout=5)
+        finally:
+            collecting.cancel()
+
+    gc.disable()  # automatic collections off: only collect_young_for_ever can free the cycle
+    try:
+        asyncio.run(scenario())
+    finally:
+        gc.enable()
