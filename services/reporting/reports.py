@@ -196,10 +196,15 @@ class BacklogQuery(ByService):
                 break
         return told
 
+    @property
+    def period(self) -> Granularity:
+        """What the backlog is told by: every day unless asked otherwise."""
+        return self.granularity or Granularity.DAY
+
     def _period_ends(self) -> Iterator[date]:
-        period, day = self.granularity or Granularity.DAY, self.from_
+        day = self.from_
         while True:
-            yield (last := period.last_day(day))
+            yield (last := self.period.last_day(day))
             day = last + timedelta(days=1)
 
     @model_validator(mode="after")
@@ -208,7 +213,7 @@ class BacklogQuery(ByService):
             if last >= self.to:
                 break
             if count == BACKLOG_MOST_PERIODS:
-                unit = (self.granularity or Granularity.DAY).value
+                unit = self.period.value
                 reason = f"a backlog lists every {unit}: at most {BACKLOG_MOST_PERIODS} {unit}s, to {last}"
                 raise _invalid("to", self.to, reason)
         return self
