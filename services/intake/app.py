@@ -88,13 +88,13 @@ class EndLookups:
 
 
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    event_log = KafkaTicketLog()
+    positions = LogPositions()
+    event_log = KafkaTicketLog(positions)
     store = LocalStore(settings.state_dir, LAYOUT)
     data_keys = data_keys_for(settings, "intake", clock, on_shredded=lambda _: ledger.forget_opened())
     tickets = TicketStore(store, data_keys or PLAIN)
     request_keys = RequestKeys(timedelta(hours=settings.idempotency_key_ttl_hours), clock, store)
     ledger: TicketLedger = TicketLedger(event_log, request_keys, tickets, settings.ticket_cache, data_keys or PLAIN)
-    positions = LogPositions()
     ends = EndLookups()
 
     async def a_reader() -> AIOKafkaConsumer:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from prometheus_client import Counter
+
 from ticketstream_shared.contract import TicketEvent, decode_event, read_checked
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.privacy import KeyNotYetRead
@@ -35,14 +37,30 @@ from .domain import (
     whose_words,
 )
 from .idempotency import RequestKeys
+from .log import Landed
 from .ticket_store import Logged, TicketStore
 
 log = logging.getLogger(__name__)
 
+#: How long a decision whose events another writer's may have preceded waits to read them back before a 503.
+READ_BACK_WITHIN_S = 10.0
+READ_BACK = Counter(
+    "ticketstream_intake_decisions_read_back_total",
+    "Decisions whose events another writer's may have preceded in the log (a partition changing hands), read back "
+    "before their callers were answered",
+    ["outcome"],
+)
+
 
 class EventLog(Protocol):
-    async def append(self, events: list[TicketEvent]) -> None:
-        """Return once the log has durably stored every event, in order."""
+    def read_so_far(self) -> dict[int, int]:
+        """How far this replica has read the log, per partition."""
+
+    async def append(self, events: list[TicketEvent], read: dict[int, int]) -> Landed:
+        """Return once the log has durably stored every event, in order (`read`: read_so_far when deciding them)."""
+
+    async def read_back(self, landed: Landed) -> None:
+        """Return once this replica has read the log past `landed`."""
 
 
 class TicketLedger:
@@ -168,10 +186,14 @@ class TicketLedger:
         with self._exclusive(command.ticket_id) as lock:
             async with lock:
                 self._keys.check(context)
+                read = self._event_log.read_so_far()  # what the ticket below reflects of the log
                 ticket = self._ticket(command.ticket_id)
                 events = decide(ticket, command, context)
                 if events:
-                    await self._event_log.append(await self._sealed(events, ticket))
+                    sealed = await self._sealed(events, ticket)
+                    landed = await self._event_log.append(sealed, read)
+                    if not landed.alone:
+                        await self._taken_in(command.ticket_id, sealed, landed)
                     ticket = fold(ticket, events)
                     assert ticket is not None
                     if ticket.version > self.tickets.version(command.ticket_id):  # not read back during the append
@@ -183,6 +205,29 @@ class TicketLedger:
                 assert ticket is not None
                 first = replayed_version(ticket, context)
                 return (ticket, False) if first is None else (as_of(ticket, first), True)
+
+    async def _taken_in(self, ticket_id: str, events: list[TicketEvent], landed: Landed) -> None:
+        """Return once the log is read back past `events` and each is the one its version of the ticket holds; else
+        the caller is told to retry, as another writer's event took the version first (owners.py: a zombie)."""
+        try:
+            await asyncio.wait_for(self._event_log.read_back(landed), READ_BACK_WITHIN_S)
+        except TimeoutError:
+            READ_BACK.labels("not read back in time").inc()
+            raise NotReady("the change was made, but this replica has not read it back yet; retry shortly") from None
+        for event in events:
+            held = self.tickets.event_id_at(ticket_id, event.aggregate_version)
+            if held != str(event.event_id):
+                log.warning(
+                    "a decision lost its version to another writer's event; its caller is told to retry",
+                    extra={"ticket_id": ticket_id, "version": event.aggregate_version, "lost": event.event_id},
+                )
+                self._recent.pop(ticket_id, None)
+                READ_BACK.labels("lost its version").inc()
+                raise NotReady(
+                    f"ticket {ticket_id} changed on another intake replica while this request was decided (its "
+                    "partition changed hands): the change was not taken into the ticket; retry"
+                )
+        READ_BACK.labels("stands").inc()
 
     async def _sealed(self, events: list[TicketEvent], ticket: Ticket | None) -> list[TicketEvent]:
         requester = ticket.requester_id if ticket else events[0].data.requester_id  # type: ignore[attr-defined]

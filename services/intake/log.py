@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter
@@ -29,24 +29,70 @@ EVENTS_UNREADABLE = Counter(
 )
 
 
+class Landed(NamedTuple):
+    """Where an append's last event landed, and whether each of its events is known to be the first at its version
+    without reading it back."""
+
+    partition: int
+    offset: int
+    alone: bool
+
+
 class KafkaTicketLog:
     """Appends to tickets.events, keyed by ticket so each ticket's events keep their order in one partition.
+
+    An event is the first at its version when no other writer's event landed between what this replica had read
+    when it decided and the event itself. Only a partition's owner appends to it, so that holds but across a
+    hand-over (a zombie owner, owners.py); the offsets this replica's events land at tell it without reading the
+    log back: per partition, the latest run of consecutive offsets that were all this replica's.
 
     The producer is attached once the broker answers; the ledger appends only after it has read the log, which
     needs the broker too, so an append never finds it missing."""
 
-    def __init__(self) -> None:
+    def __init__(self, positions: LogPositions | None = None) -> None:
         self.producer: AIOKafkaProducer | None = None
+        self._positions = positions or LogPositions()
+        #: Per partition, [first, end): offsets this replica's events landed at, one after the other.
+        self._runs: dict[int, list[int]] = {}
 
-    async def append(self, events: list[TicketEvent]) -> None:
+    def read_so_far(self) -> dict[int, int]:
+        """How far this replica has read each partition: what a decision taken now is based on."""
+        return self._positions.snapshot()
+
+    async def append(self, events: list[TicketEvent], read: dict[int, int]) -> Landed:
+        """Return once the log has durably stored every event, in order (`read`: read_so_far when deciding them)."""
         assert self.producer is not None, "appended before the broker answered"
         headers = correlation_headers()
-        pending = [
-            await self.producer.send(TICKETS_EVENTS, encode(event), key=event.ticket_id.encode(), headers=headers)
-            for event in events
-        ]
+        landed: list[Landed] = []
+
+        def note(sent: asyncio.Future[Any]) -> None:
+            # A callback, not the awaiting task: callbacks run in the order the broker acknowledged, so the run of
+            # consecutive offsets is seen as it grew whichever task resumes first.
+            if not sent.cancelled() and sent.exception() is None:
+                landed.append(self._landed(sent.result().partition, sent.result().offset, read))
+
+        pending = []
+        for event in events:
+            sent = await self.producer.send(
+                TICKETS_EVENTS, encode(event), key=event.ticket_id.encode(), headers=headers
+            )
+            sent.add_done_callback(note)
+            pending.append(sent)
         await asyncio.gather(*pending)
         EVENTS_APPENDED.inc(len(events))
+        return landed[-1]._replace(alone=all(event.alone for event in landed))
+
+    def _landed(self, partition: int, offset: int, read: dict[int, int]) -> Landed:
+        run = self._runs.get(partition)
+        if run is not None and run[1] == offset:
+            run[1] = offset + 1
+        else:  # another writer's events came between, or this is the first here
+            run = self._runs[partition] = [offset, offset + 1]
+        return Landed(partition, offset, read.get(partition, 0) >= run[0])
+
+    async def read_back(self, landed: Landed) -> None:
+        """Return once this replica has read the log past `landed`."""
+        await self._positions.reached(landed.partition, landed.offset + 1)
 
 
 class LogPositions:
@@ -55,6 +101,9 @@ class LogPositions:
     def __init__(self) -> None:
         self._next: dict[int, int] = {}
         self._moved = asyncio.Event()
+
+    def snapshot(self) -> dict[int, int]:
+        return dict(self._next)
 
     def advance(self, partition: int, next_offset: int) -> None:
         self._next[partition] = next_offset

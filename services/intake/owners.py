@@ -19,11 +19,12 @@ its events will be (privacy.py); the owner opens it.
 Whatever cannot be read on intake.commands or intake.replies (not JSON, the wrong shape, oversized) goes to the
 topic's DLQ with the reason, and the replica goes on; a caller whose answer was unreadable gets a 503 and retries.
 
-What this does not guard against is a zombie: an owner paused past its session timeout that wakes and appends
-before noticing the rebalance. Kafka transactions with one transactional id per partition would fence it; the
-window is the session timeout (10 s) and needs a stalled process, not just a slow one. Should it append at a
+A zombie, an owner paused past its session timeout that wakes and appends before noticing the rebalance, is not
+fenced off the log (Kafka transactions with one transactional id per partition would be). Should it append at a
 version the new owner wrote first (or the other way round), intake keeps the log's first and says so
-(`ticketstream_intake_versions_contested_total`, and an error naming the ticket and both events).
+(`ticketstream_intake_versions_contested_total`, and an error naming the ticket and both events), and the caller
+of the other is not told it was made: a replica acknowledges at once only what no other writer's event can have
+preceded (log.KafkaTicketLog), and reads anything else back first, answering NotReady (retry) if it lost.
 """
 
 from __future__ import annotations

@@ -231,8 +231,8 @@ def _moment(value: str) -> datetime:
 
 def _contested(ticket_id: str, version: int, held: bytes, line: bytes) -> None:
     """Another event than the one held at `version`: intake keeps the log's first, so the later one's change is lost
-    to the ticket (readers of the log by event id, as reporting, may count both); said, as its caller may have been
-    told it was made."""
+    to the ticket (its decider tells its caller to retry: ledger._taken_in; readers of the log by event id, as
+    reporting, may count both). Said: two replicas decided for one ticket at once."""
     kept, ignored = json.loads(held)["event_id"], json.loads(line)["event_id"]
     if kept != ignored:
         VERSIONS_CONTESTED.inc()
@@ -279,6 +279,11 @@ class TicketStore:
                 f"ticket {ticket_id}: its history holds an event this version of intake cannot read ({error.reason})"
             ) from None
         return fold(None, events) if events else None  # type: ignore[arg-type]
+
+    def event_id_at(self, ticket_id: str, version: int) -> str | None:
+        """The id of the event the ticket holds at `version`: the log's first there."""
+        line = self.store.get(_event_key(ticket_id.encode(), version))
+        return None if line is None else json.loads(line)["event_id"]
 
     def written_by(self, person: str) -> Iterator[list[str]]:
         """The tickets with a comment or worklog of `person`'s, each once, by a scan of every event held (no index:

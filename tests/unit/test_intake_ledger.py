@@ -19,7 +19,7 @@ from intake.domain import (
 )
 from intake.idempotency import RequestKeys
 from intake.ledger import TicketLedger
-from intake.log import EVENTS_UNREADABLE, follow
+from intake.log import EVENTS_UNREADABLE, Landed, follow
 from intake.ticket_store import VERSIONS_CONTESTED, Filters, Logged, TicketStore
 from tests.builders import T0
 from tests.fakes_kafka import FakeBroker, FakeConsumer
@@ -31,14 +31,22 @@ from ticketstream_shared.runtime.store import Changes, LocalStore
 
 
 class SlowLog:
-    """Records appends; yields to the event loop mid-append so concurrent commands really interleave."""
+    """Records appends, as the log's one writer; yields to the event loop mid-append so concurrent commands really
+    interleave."""
 
     def __init__(self):
         self.events = []
 
-    async def append(self, events):
+    def read_so_far(self):
+        return {}
+
+    async def append(self, events, read):
         await asyncio.sleep(0)
         self.events.extend(events)
+        return Landed(0, len(self.events) - 1, alone=True)
+
+    async def read_back(self, landed):
+        raise AssertionError("the log's one writer never reads back")
 
 
 def context():

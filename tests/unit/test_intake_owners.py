@@ -18,7 +18,7 @@ from intake.owners import FORWARD_TIMEOUT_S, CommandBus, Ownership, tickets_log_
 from tests.fakes_kafka import FakeBroker, FakeConsumer, FakeProducer, every_partition, still_waiting
 from tests.polling import until
 from tests.unit.test_intake_domain import context, create, worklog
-from tests.unit.test_intake_ledger import a_ledger
+from tests.unit.test_intake_ledger import SlowLog, a_ledger
 from ticketstream_shared.contract import dead_letter_topic
 from ticketstream_shared.contract.topics import INTAKE_COMMANDS, INTAKE_REPLIES, TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import header, partition_of
@@ -53,10 +53,10 @@ class Replica:
     def __init__(self, broker: FakeBroker, answer_within_s: float = FORWARD_TIMEOUT_S) -> None:
         self.broker = broker
         producer = FakeProducer(broker)
-        event_log = KafkaTicketLog()
+        self.positions = LogPositions()
+        event_log = KafkaTicketLog(self.positions)
         event_log.producer = producer  # type: ignore[assignment]
         self.ledger = a_ledger(event_log)
-        self.positions = LogPositions()
         lookups = FakeConsumer(broker)
         self.ownership = Ownership(self.positions, lambda partitions: tickets_log_end(lookups, partitions))  # type: ignore[arg-type]
         self.bus = CommandBus(self.ledger, self.ownership, answer_within_s)
@@ -87,21 +87,15 @@ class Replica:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class Appended(list[object]):
-    """A ticket log that keeps what is appended to it."""
-
-    async def append(self, events: list[object]) -> None:
-        self.extend(events)
-
-
-async def a_bus_alone(owns: Iterable[int] = ()) -> tuple[CommandBus, Appended]:
-    """A bus owning `owns`, whose ledger has read its (empty) log; the partitions of the log not yet known."""
-    appended = Appended()
-    ledger = a_ledger(appended)
+async def a_bus_alone(owns: Iterable[int] = ()) -> tuple[CommandBus, list[object]]:
+    """A bus owning `owns`, whose ledger has read its (empty) log; the partitions of the log not yet known. Returns
+    the events appended to the log too."""
+    event_log = SlowLog()
+    ledger = a_ledger(event_log)
     ledger.caught_up.set()
     ownership, _ = an_ownership()
     await ownership.on_partitions_assigned(commands(*owns))
-    return CommandBus(ledger, ownership), appended
+    return CommandBus(ledger, ownership), event_log.events
 
 
 # --- ownership --------------------------------------------------------------------------------------------------
