@@ -36,6 +36,7 @@ from ticketstream_shared.runtime.data_keys import PLAIN, data_keys_for
 from ticketstream_shared.runtime.http import create_service_app
 from ticketstream_shared.runtime.kafka import make_consumer, make_producer, start_when_reachable, stop_within
 from ticketstream_shared.runtime.logging import correlation_id
+from ticketstream_shared.runtime.memory import collect_young_for_ever
 from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.store import LocalStore
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
@@ -125,7 +126,8 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
         stopping = asyncio.Event()
         team_task = asyncio.create_task(follow_and_own(), name="assignment-team-log")
         catalogue_task = asyncio.create_task(follow_catalogue(), name="assignment-catalogue")
-        for task in (team_task, catalogue_task):
+        collecting = asyncio.create_task(collect_young_for_ever(), name="assignment-collector")
+        for task in (team_task, catalogue_task, collecting):
             stop_the_service_if_it_fails(task, stopping.is_set)
         try:
             async with router.running():
@@ -136,7 +138,7 @@ def build_app(settings: AssignmentSettings, keys: ApiKeys, clock: Callable[[], d
                 await asyncio.wait_for(team_log.checkpoint(), CHECKPOINT_ON_STOP_S)
             except Exception:
                 log.warning("no checkpoint of the desk on stopping", exc_info=True)
-            for task in (team_task, catalogue_task):
+            for task in (team_task, catalogue_task, collecting):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
