@@ -213,7 +213,10 @@ class TicketLedger:
             await asyncio.wait_for(self._event_log.read_back(landed), READ_BACK_WITHIN_S)
         except TimeoutError:
             READ_BACK.labels("not read back in time").inc()
-            raise NotReady("the change was made, but this replica has not read it back yet; retry shortly") from None
+            raise NotReady(
+                "the change was appended, but this replica has not read it back to know it stands; retry shortly (a "
+                "retry under the same Idempotency-Key is answered with it if it does)"
+            ) from None
         for event in events:
             held = self.tickets.event_id_at(ticket_id, event.aggregate_version)
             if held != str(event.event_id):

@@ -309,3 +309,22 @@ def test_a_log_read_past_an_unreadable_event_holds_the_rest():
     asyncio.run(read())
     assert ledger.get(created.ticket_id) == fold(None, [created])
     assert EVENTS_UNREADABLE.labels(TICKETS_EVENTS)._value.get() == skipped + 1
+
+
+class SharedLog(SlowLog):
+    """A log another writer appends to as well, which this replica's reader never gets to."""
+
+    async def append(self, events, read):
+        landed = await super().append(events, read)
+        return landed._replace(alone=False)
+
+    async def read_back(self, landed):
+        await asyncio.Event().wait()
+
+
+def test_a_decision_not_read_back_in_time_is_a_retry_not_an_acknowledgement(monkeypatch):
+    monkeypatch.setattr("intake.ledger.READ_BACK_WITHIN_S", 0.05)
+    ledger = _ledger(SharedLog())
+    with pytest.raises(NotReady, match="not read it back to know it stands"):
+        asyncio.run(ledger.execute(create(), context()))
+    assert ledger.get("t-1") is None, "what is not known to stand is not taken as the ticket"
