@@ -49,9 +49,10 @@ class KafkaTicketLog:
     The producer is attached once the broker answers; the ledger appends only after it has read the log, which
     needs the broker too, so an append never finds it missing."""
 
-    def __init__(self, positions: LogPositions | None = None) -> None:
+    def __init__(self, positions: LogPositions) -> None:
+        """`positions`: how far this replica's reader has read the log (follow), which decisions are taken on."""
         self.producer: AIOKafkaProducer | None = None
-        self._positions = positions or LogPositions()
+        self._positions = positions
         #: Per partition, [first, end): offsets this replica's events landed at, one after the other.
         self._runs: dict[int, list[int]] = {}
 

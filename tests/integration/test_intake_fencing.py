@@ -11,6 +11,7 @@ from intake.domain import NotReady, decide
 from intake.log import KafkaTicketLog, LogPositions, follow
 from tests.unit.test_intake_domain import context, create, worklog
 from tests.unit.test_intake_ledger import a_ledger
+from tests.unit.test_intake_log import same_partition_as
 from ticketstream_shared.contract import encode
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import keyed_partition, partition_of
@@ -55,9 +56,7 @@ async def _zombie(kafka_bootstrap: str) -> None:
 
         # Another writer appends to another ticket of the partition: read back, this replica's change stands.
         partition = TopicPartition(TICKETS_EVENTS, partition_of(ticket_id, TICKET_PARTITIONS))
-        neighbour = next(
-            f"t-{n}" for n in range(10**6) if partition_of(f"t-{n}", TICKET_PARTITIONS) == partition.partition
-        )
+        (neighbour,) = same_partition_as(ticket_id, 1)
         sent = await other_writer.send_and_wait(
             TICKETS_EVENTS, encode(decide(None, create(neighbour), context())[0]), key=neighbour.encode()
         )

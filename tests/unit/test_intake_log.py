@@ -5,7 +5,7 @@ import asyncio
 from types import SimpleNamespace
 
 from intake.domain import decide
-from intake.log import KafkaTicketLog
+from intake.log import KafkaTicketLog, LogPositions
 from tests.fakes_kafka import FakeBroker, FakeProducer
 from tests.unit.test_intake_domain import context, create
 from ticketstream_shared.contract import encode
@@ -24,7 +24,7 @@ def same_partition_as(ticket_id, count):
 
 
 def a_log(broker):
-    event_log = KafkaTicketLog()
+    event_log = KafkaTicketLog(LogPositions())
     event_log.producer = FakeProducer(broker)
     return event_log
 
@@ -66,7 +66,7 @@ class _AcknowledgingInAnyOrder:
 
 def test_acknowledgements_out_of_order_are_never_taken_for_a_run_of_this_replicas_own():
     async def scenario():
-        event_log = KafkaTicketLog()
+        event_log = KafkaTicketLog(LogPositions())
         producer = event_log.producer = _AcknowledgingInAnyOrder()
         earlier = asyncio.create_task(event_log.append(opening("t-1"), read={0: 5}))
         later = asyncio.create_task(event_log.append(opening("t-2"), read={0: 5}))
