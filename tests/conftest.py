@@ -15,6 +15,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from importlib.util import find_spec
@@ -56,6 +57,13 @@ settings.register_profile("ticketstream", database=EXAMPLES, derandomize=False, 
 settings.load_profile("ticketstream")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The unit tests first: the tiers after them keep services running in threads of this process, some for the
+    whole session (integration/conftest.py's intake), and their Kafka clients and collectors would otherwise run
+    beside pure tests (a foreign thread's `gc.collect`, the global `random` shuffled between hypothesis's draws)."""
+    items.sort(key=lambda item: item.path.parent.name != "unit")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     """A database key of its own for each API operation of a schemathesis test. Its tests (one per operation) share
@@ -65,6 +73,18 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
     if operation is not None and handle is not None:
         handle.inner_test._hypothesis_internal_add_digest = f"{item.nodeid}[{operation}]".encode()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_kept_with_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Temporary files go under the run's own directory, in this process and in those its tests start (TMPDIR):
+    the stores of services run without a state directory are removed when they close, but not by a process a test
+    kills, and they piled up in /tmp run after run. pytest keeps the directories of the last three runs."""
+    directory = str(tmp_path_factory.mktemp("tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", directory)
+        patch.setattr(tempfile, "tempdir", directory)
+        yield
 
 
 #: The same release as deploy/kafka/pom.xml, so both paths test against one broker version.

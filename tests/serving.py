@@ -9,11 +9,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
 from deploy.kafka.launcher import free_ports
 from tests.polling import eventually
+
+#: For tests that fuzz a service served here with hypothesis: its Kafka client shuffles partitions and nodes with the
+#: global `random` (aiokafka's fetcher, metadata and connections) in the server's thread while hypothesis draws in
+#: the test's, and hypothesis takes any change of that state during a draw for a strategy using `random`. The draws
+#: do not depend on it: examples replay the same.
+SERVICE_THREAD_USES_RANDOM = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+)
 
 
 @contextmanager

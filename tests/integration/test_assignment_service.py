@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
@@ -526,16 +527,16 @@ def roster_records(kafka_bootstrap: str, event_type: str, **about: str) -> list[
     return found
 
 
-def replayed(answer: httpx.Response) -> bool:
+def replayed(answer: httpx2.Response) -> bool:
     return answer.headers.get("Idempotent-Replayed") == "true"
 
 
-def concurrently(process: TestClient, method: str, path: str, body: dict[str, Any]) -> list[httpx.Response]:
+def concurrently(process: TestClient, method: str, path: str, body: dict[str, Any]) -> list[httpx2.Response]:
     """The same request twice at once into the process's own event loop: a retry racing with itself."""
 
-    async def send_both() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=process.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://assignment") as client:
+    async def send_both() -> list[httpx2.Response]:
+        transport = httpx2.ASGITransport(app=process.app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://assignment") as client:
             sent = [client.request(method, path, json=body, headers=bearer(MANAGER)) for _ in range(2)]
             return list(await asyncio.gather(*sent))
 

@@ -12,9 +12,9 @@ from intake.app import build_app
 from intake.settings import IntakeSettings
 from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
 from tests.keys import ADMIN, TEST_KEYS, bearer
-from tests.serving import served
+from tests.serving import SERVICE_THREAD_USES_RANDOM, served
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, SERVICE_THREAD_USES_RANDOM]
 
 UNUSED = "the API keys come from tests.keys"
 SCHEMA = schemathesis.openapi.from_dict(build_app(IntakeSettings(api_keys_file=UNUSED), TEST_KEYS).openapi()).include(

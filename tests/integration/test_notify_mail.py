@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -161,7 +161,7 @@ def address(person_id: str) -> str:
     return f"{person_id}@mail.example"
 
 
-def put_person(notify: Notify, person_id: str, body: dict[str, Any], key: str = ADMIN) -> httpx.Response:
+def put_person(notify: Notify, person_id: str, body: dict[str, Any], key: str = ADMIN) -> httpx2.Response:
     return notify.client.put(f"/v1/notify/people/{person_id}", json=body, headers=bearer(key))
 
 

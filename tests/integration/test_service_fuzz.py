@@ -45,14 +45,14 @@ from tests.builders import T0, a_ticket_created
 from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
 from tests.keys import ACME_MANAGER, ADMIN, REQUESTER, TEST_KEYS, bearer
 from tests.polling import eventually
-from tests.serving import served
+from tests.serving import SERVICE_THREAD_USES_RANDOM, served
 from ticketstream_shared.business_time import HORIZON
 from ticketstream_shared.contract import TicketCreated, encode
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.kafka import make_producer
 from ticketstream_shared.sealing import write_key
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, SERVICE_THREAD_USES_RANDOM]
 
 UNUSED = Path("the API keys come from tests.keys")
 #: Explicit links only (see the module docstring).
@@ -202,8 +202,9 @@ ASSIGNMENT = load(
 )
 
 REPORTING = load(build_reporting(ReportingSettings(api_keys_file=UNUSED), TEST_KEYS).openapi())
-#: notify seals webhook secrets with a key it reads when built.
-NOTIFY_KEY = write_key(Path(tempfile.mkdtemp(prefix="notify-fuzz-")) / "secrets.key")
+#: notify seals webhook secrets with a key it reads when built (here, on import); removed when the run ends.
+NOTIFY_KEYS = tempfile.TemporaryDirectory(prefix="notify-fuzz-")
+NOTIFY_KEY = write_key(Path(NOTIFY_KEYS.name) / "secrets.key")
 WEBHOOK, PERSON = "/v1/notify/webhooks/{webhook_id}", "/v1/notify/people/{person_id}"
 SERVICE = "/v1/catalog/services/{service_id}"
 SAME_WEBHOOK = {"path.webhook_id": "$request.path.webhook_id"}

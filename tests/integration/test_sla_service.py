@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -182,12 +183,12 @@ def config_changes(bootstrap: str, key: str) -> list[dict[str, Any]]:
     return asyncio.run(_config_changes(bootstrap, key))
 
 
-def concurrently(http: TestClient, path: str, body: dict[str, Any], times: int = 2) -> list[httpx.Response]:
+def concurrently(http: TestClient, path: str, body: dict[str, Any], times: int = 2) -> list[httpx2.Response]:
     """The same PUT sent `times` times at once into the app's own event loop: a retry racing with itself."""
 
-    async def send_all() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=http.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sla") as client:
+    async def send_all() -> list[httpx2.Response]:
+        transport = httpx2.ASGITransport(app=http.app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://sla") as client:
             puts = [client.put(path, json=body, headers=bearer(ADMIN)) for _ in range(times)]
             return list(await asyncio.gather(*puts))
 
@@ -195,7 +196,7 @@ def concurrently(http: TestClient, path: str, body: dict[str, Any], times: int =
     return http.portal.call(send_all)
 
 
-def replayed(answer: httpx.Response) -> bool:
+def replayed(answer: httpx2.Response) -> bool:
     return answer.headers.get("Idempotent-Replayed") == "true"
 
 
