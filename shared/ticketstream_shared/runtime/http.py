@@ -1,4 +1,4 @@
-"""The HTTP edge every service shares: health, readiness, metrics, API keys and error shapes.
+"""The HTTP edge every service shares: health, readiness, metrics, the API's documentation, API keys and error shapes.
 
 (No postponed annotations in this module: FastAPI must see the per-app `principal` dependency of /metrics.)
 """
@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -27,6 +28,7 @@ from .logging import configure_logging, correlation_id
 from .presence import Presence
 from .refusals import install_refusals
 from .settings import ServiceSettings
+from .sign_in import SignedInPage
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -168,6 +170,12 @@ async def _invalid_request(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": _field_errors(error)})
 
 
+#: The API's documentation (Swagger UI over /openapi.json), for any key the service knows.
+DOCS = SignedInPage(
+    "/docs", tuple(Role), asked="Sign in with your API key to read this API.", refused="That key is not one we know."
+)
+
+
 def create_service_app(
     *,
     service: str,
@@ -180,7 +188,15 @@ def create_service_app(
     # What a service tells operators is /metrics (Prometheus) and JSON logs with correlation ids. FastAPI's own
     # OpenTelemetry asked for three global providers on every request, to find none configured.
     no_telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title=f"ticketstream {service}", lifespan=lifespan, telemetry=no_telemetry)
+    # The API's description is served below, behind a key like every endpoint (FastAPI's own routes for it are open).
+    app = FastAPI(
+        title=f"ticketstream {service}",
+        lifespan=lifespan,
+        telemetry=no_telemetry,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.add_middleware(_RequestMetrics)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise
@@ -208,6 +224,18 @@ def create_service_app(
     async def metrics(caller: Annotated[Principal, Depends(principal)]) -> Response:
         require_role(caller, Role.ADMIN, Role.MANAGER, Role.INTEGRATION)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(caller: Annotated[Principal, Depends(principal)]) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        return await DOCS.refusal(request) or get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    @app.post("/docs/session", include_in_schema=False)
+    async def open_docs_session(request: Request) -> Response:
+        return await DOCS.open_session(request)
 
     app.state.principal = principal
     return app

@@ -1,0 +1,71 @@
+"""Pages a browser opens on a service (its API's documentation, reporting's dashboard) need a key, like every
+endpoint. A browser cannot send a bearer header when it navigates, so without a key such a page answers 401 with a
+sign-in form, and 403 with the form saying why for a key whose role may not see it; signing in (a POST to the page's
+`/session`) checks the key and puts it in an HttpOnly, SameSite=Strict cookie, which the shared authentication
+accepts in place of the header, for the page and for the requests it makes.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import parse_qs
+
+from fastapi import HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ticketstream_shared.contract import Role
+
+from .auth import KEY_COOKIE, require_role
+from .refusals import Forbidden
+
+SESSION_SECONDS = 8 * 3600
+
+_FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Service desk: sign in</title>
+<style>body{{font-family:system-ui,sans-serif;margin:3rem}}input,button{{font-size:1rem;padding:.3rem}}</style></head>
+<body><h1>Service desk</h1><p>{message}</p>
+<form method="post" action="{action}"><label>API key <input id="key" name="key" type="password"
+autocomplete="off" required></label> <button id="sign-in">Sign in</button></form></body></html>"""
+
+
+class SignedInPage:
+    """A page at `path` for the keys of `roles`, signed in to at `path`/session."""
+
+    def __init__(self, path: str, roles: tuple[Role, ...], asked: str, refused: str) -> None:
+        self.path = path
+        self.session_path = f"{path}/session"
+        self._roles = roles
+        #: What the form says to a caller with no key or an unknown one, and to a key signing in whose role may not.
+        self._asked = asked
+        self._refused = refused
+
+    def _form(self, message: str, status_code: int) -> HTMLResponse:
+        form = _FORM.format(message=escape(message), action=escape(self.session_path))
+        return HTMLResponse(form, status_code, {"WWW-Authenticate": "Bearer"})
+
+    async def refusal(self, request: Request, *, signing_in: bool = False) -> HTMLResponse | None:
+        """None if the caller of `request` may see the page; else the sign-in form saying why: for no key or an
+        unknown one, the page's request for one; for a key whose role may not, the refusal's own words. A key given
+        to the form and refused is told the page's words for it either way."""
+        try:
+            require_role(await request.app.state.principal(request), *self._roles)
+        except HTTPException as not_known:
+            return self._form(self._refused if signing_in else self._asked, not_known.status_code)
+        except Forbidden as not_allowed:
+            return self._form(self._refused if signing_in else str(not_allowed), status.HTTP_403_FORBIDDEN)
+        return None
+
+    async def open_session(self, request: Request) -> Response:
+        """The form's POST: the key checked, then kept in the cookie and the browser sent to the page."""
+        key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
+        if page := await self.refusal(_with_bearer(request, key), signing_in=True):
+            return page
+        signed_in = RedirectResponse(self.path, status_code=status.HTTP_303_SEE_OTHER)
+        signed_in.set_cookie(KEY_COOKIE, key, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
+        return signed_in
+
+
+def _with_bearer(request: Request, key: str) -> Request:
+    """The same request as if the key had come in the Authorization header."""
+    scope = dict(request.scope)
+    scope["headers"] = [*request.scope["headers"], (b"authorization", f"Bearer {key}".encode())]
+    return Request(scope)
