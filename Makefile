@@ -66,7 +66,7 @@ run: install .local/dev-keys.json .local/notify-secrets.key .local/privacy-maste
 	@case "$(KAFKA_BROKERS)" in 1|3) ;; *) echo "KAFKA_BROKERS must be 1 or 3, not '$(KAFKA_BROKERS)'" >&2; exit 2 ;; esac
 	@if [ "$(SCALE)" = 2 ]; then echo "  replica 2   intake :8101, sla :8102, assignment :8103, notify :8105 (reporting: one process)"; fi
 	@echo "  kafka       $$KAFKA_BOOTSTRAP_SERVERS"
-	@echo "  API keys    .local/dev-keys.json  (send 'Authorization: Bearer <key>')"
+	@echo "  API keys    .local/dev-keys.json  (send 'Authorization: Bearer <key>'; /docs and /dashboard sign you in with one)"
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start -c intake=$(SCALE),sla=$(SCALE),assignment=$(SCALE),notify=$(SCALE) \
 		kafka intake sla assignment reporting notify mail
 
