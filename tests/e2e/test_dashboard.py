@@ -1,5 +1,6 @@
 """The manager dashboard in a real browser: headless Chromium (Debian's package, driven by Playwright) opens it,
-clicks to the hours per client, and finds the figures the API gives; a screenshot is kept in pytest's tmp dir.
+clicks to the hours per client, and finds the figures the API gives; a screenshot is kept in pytest's tmp dir. The
+same browser then reads the service's API page, offline.
 
 The reporting service runs as its own process against the session's broker, with a help desk's week published.
 """
@@ -103,6 +104,12 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
             page.click("#show-sla")
             page.wait_for_function("document.querySelector('#status').textContent.startsWith('422')")
             assert "to: Value error, must not be before from (2027-12-31)" in page.inner_text("#status")
+            # The service's API page, open to the same signed-in browser, drawn by Swagger UI from the service's own
+            # files: every request elsewhere is refused, as on a network without internet access.
+            here = service.url + "/"
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(here) else route.abort())
+            assert page.goto(f"{service.url}/docs").status == 200
+            page.wait_for_selector(".opblock")  # the operations, from /openapi.json
             browser.close()
 
         assert shown == api_rows()

@@ -29,12 +29,14 @@ from ticketstream_shared.sealing import write_key
 UNUSED = "the API keys come from tests.keys"
 OPEN = {"/healthz", "/readyz"}
 #: Served to browsers and scrapers, outside the API documents.
+DOCS_ASSETS = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/docs/assets/favicon.png"]
+EVERY_SERVICES = ["/docs", *DOCS_ASSETS, "/openapi.json", "/metrics"]
 PAGES = {
-    "intake": ["/docs", "/openapi.json", "/metrics"],
-    "sla": ["/docs", "/openapi.json", "/metrics"],
-    "assignment": ["/docs", "/openapi.json", "/metrics"],
-    "reporting": ["/docs", "/openapi.json", "/metrics", "/dashboard", "/dashboard/assets/plotly.min.js"],
-    "notify": ["/docs", "/openapi.json", "/metrics"],
+    "intake": EVERY_SERVICES,
+    "sla": EVERY_SERVICES,
+    "assignment": EVERY_SERVICES,
+    "reporting": [*EVERY_SERVICES, "/dashboard", "/dashboard/assets/plotly.min.js"],
+    "notify": EVERY_SERVICES,
 }
 
 
@@ -78,6 +80,13 @@ def test_the_api_document_and_its_page_are_for_any_key_the_service_knows(apps: d
     assert document.status_code == 200 and document.json() == apps["intake"].openapi()
     page = client.get("/docs", headers=bearer(REQUESTER))
     assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+    # Everything the page loads is served by the service itself: it works without internet access.
+    assert "//" not in "".join(re.findall(r'(?:src|href|url)\s*[=:]\s*["\']([^"\']*)', page.text))
+    for asset in DOCS_ASSETS:
+        assert asset in page.text
+        served = client.get(asset, headers=bearer(REQUESTER))
+        assert served.status_code == 200 and len(served.content) > 1000, asset
+    assert client.get("/docs/assets/redoc.standalone.js", headers=bearer(REQUESTER)).status_code == 404  # only these
 
 
 def test_a_browser_signs_in_to_the_api_document_with_a_key(apps: dict[str, FastAPI], tmp_path: Path) -> None:
