@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -122,6 +122,44 @@ class _Admission:
         ]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": self._refusal})
+
+
+def limiting_bodies(app: ASGIApp, limit: int) -> ASGIApp:
+    """`app` refusing request bodies larger than `limit` bytes (`_BodyLimit`)."""
+    return _BodyLimit(app, limit)
+
+
+class _BodyLimit:
+    """Pure ASGI middleware: a request body larger than `limit` is refused with 413, before more of it is read than
+    the limit (a body is otherwise read whole into memory before anything, even the key, is checked). One that
+    declares its length is refused at once; one sent in chunks, once its chunks pass the limit: the refusal is
+    raised where the route reads the body, and answered as every refusal is."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._detail = f"the request body is larger than this service takes ({limit} bytes); nothing was recorded"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse({"detail": self._detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, self._detail)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
 
 
 class _RequestMetrics:
@@ -304,10 +342,12 @@ def consumer_service_app(*, service: str, keys: ApiKeys, consumer: EventConsumer
 
 def run_service(service: str, settings_class: type[S], build_app: Callable[[S, ApiKeys], FastAPI]) -> None:
     """A service's `__main__`: settings from the environment (failing fast, naming the variable), JSON logs,
-    the API keys, then serve until SIGTERM, with the process's bound on requests in flight (HTTP_MAX_IN_FLIGHT)."""
+    the API keys, then serve until SIGTERM, with the process's bounds: on requests in flight (HTTP_MAX_IN_FLIGHT) and
+    on a request's body (HTTP_MAX_BODY_BYTES)."""
     settings = settings_class()
     configure_logging(service, settings.log_level)
     keys = ApiKeys.load(settings.api_keys_file)
     app = build_app(settings, keys)
-    admitted = admitting(app, service=service, limit=settings.http_max_in_flight, keys=keys)
+    within_bounds = limiting_bodies(app, settings.http_max_body_bytes)
+    admitted = admitting(within_bounds, service=service, limit=settings.http_max_in_flight, keys=keys)
     serve(admitted, settings.http_host, settings.http_port)

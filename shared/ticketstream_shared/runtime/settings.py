@@ -67,6 +67,13 @@ class ServiceSettings(KafkaSettings):
         "bound) is admitted past it, into a reserve of a quarter, so one caller's flood does not shut out the others. "
         "0: no bound. Health, readiness and metrics are always answered.",
     )
+    http_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="The largest request body a service takes; a larger one is refused with 413 before more of it "
+        "is read (nothing recorded). The largest a request of the API can be is a knowledge article (50,000 "
+        "characters), well below the default.",
+    )
     state_dir: Path | None = Field(
         default=None,
         description="Where the service keeps its local state store (RocksDB), one directory per process. Unset: a "
