@@ -100,6 +100,11 @@ def test_a_browser_signs_in_to_the_api_document_with_a_key(apps: dict[str, FastA
         return client.post("/docs/session", content=f"key={key}", headers=form, follow_redirects=False)
 
     unknown = signing_in("not-a-key")
+    assert unknown.status_code == 401 and KEY_COOKIE not in client.cookies
+    # The key checked is the one given to the form, whatever header the request came with.
+    client.headers.update(bearer(ADMIN))
+    unknown = signing_in("not-a-key")
+    del client.headers["Authorization"]
     assert unknown.status_code == 401 and "That key is not one we know." in unknown.text
     assert KEY_COOKIE not in client.cookies
     signed = signing_in(ADMIN)

@@ -65,7 +65,9 @@ class SignedInPage:
 
 
 def _with_bearer(request: Request, key: str) -> Request:
-    """The same request as if the key had come in the Authorization header."""
+    """The same request as if the key had come in the Authorization header (in place of any it came with: the key
+    checked is the key kept)."""
     scope = dict(request.scope)
-    scope["headers"] = [*request.scope["headers"], (b"authorization", f"Bearer {key}".encode())]
+    others = [(name, value) for name, value in request.scope["headers"] if name != b"authorization"]
+    scope["headers"] = [*others, (b"authorization", f"Bearer {key}".encode())]
     return Request(scope)
