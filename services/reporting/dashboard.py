@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.auth import require_role
-from ticketstream_shared.runtime.http import Caller
+from ticketstream_shared.runtime.http import CACHED_A_DAY, Caller
 from ticketstream_shared.runtime.sign_in import SignedInPage
 
 PAGE = files(__package__) / "dashboard.html"
@@ -43,4 +43,4 @@ async def open_session(request: Request) -> Response:
 @router.get("/dashboard/assets/plotly.min.js")
 async def plotly_js(caller: Caller) -> FileResponse:
     require_role(caller, *READERS)
-    return FileResponse(str(PLOTLY_JS), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+    return FileResponse(str(PLOTLY_JS), media_type="text/javascript", headers=CACHED_A_DAY)

@@ -215,7 +215,8 @@ DOCS = SignedInPage(
 )
 #: Swagger UI's files, served from the installed package rather than FastAPI's default CDN: /docs works offline.
 DOCS_ASSETS = files("fastapi_offline") / "static"
-_CACHED_A_DAY = {"Cache-Control": "max-age=86400"}
+#: The headers of a file a page loads that changes only with the installed release (Swagger UI's, plotly's).
+CACHED_A_DAY = {"Cache-Control": "max-age=86400"}
 _DOCS_MEDIA_TYPES = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
@@ -290,7 +291,7 @@ def create_service_app(
     async def docs_asset(name: str, caller: Annotated[Principal, Depends(principal)]) -> Response:
         if name not in _DOCS_MEDIA_TYPES:
             return Response(status_code=404)
-        return FileResponse(str(DOCS_ASSETS / name), media_type=_DOCS_MEDIA_TYPES[name], headers=_CACHED_A_DAY)
+        return FileResponse(str(DOCS_ASSETS / name), media_type=_DOCS_MEDIA_TYPES[name], headers=CACHED_A_DAY)
 
     @app.post("/docs/session", include_in_schema=False)
     async def open_docs_session(request: Request) -> Response:
