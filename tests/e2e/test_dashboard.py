@@ -104,6 +104,17 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
             page.click("#show-sla")
             page.wait_for_function("document.querySelector('#status').textContent.startsWith('422')")
             assert "to: Value error, must not be before from (2027-12-31)" in page.inner_text("#status")
+            # A page of another origin on the same site (another port of this host, whose requests carry the
+            # SameSite=Strict cookie) cannot sign the browser in with a key of its choosing: Chromium tells the
+            # service where the form came from.
+            elsewhere = "http://127.0.0.1:9/forge"
+            forging = (f'<form method="post" action="{service.url}/dashboard/session"><input name="key" '
+                       f'value="{service.manager_key}"></form><script>document.forms[0].submit()</script>')  # fmt: skip
+            page.route(elsewhere, lambda route: route.fulfill(content_type="text/html", body=forging))
+            with page.expect_response(f"{service.url}/dashboard/session") as forged:
+                page.goto(elsewhere)
+            assert forged.value.status == 403
+            assert "from the page of another site is not taken" in page.inner_text("body")
             # The service's API page, open to the same signed-in browser, drawn by Swagger UI from the service's own
             # files: every request elsewhere is refused, as on a network without internet access.
             here = service.url + "/"

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -153,14 +154,42 @@ def key_sent(request: HTTPConnection) -> str:
     return key.strip() if scheme.lower() == "bearer" else ""
 
 
+#: Methods that change nothing: a signed-in browser's key is taken for them whichever page sent them, since a page
+#: of another origin cannot read the answer.
+_METHODS_THAT_CHANGE_NOTHING = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def from_another_page(request: HTTPConnection) -> bool:
+    """Whether a browser sent `request` from a page that is not this service's own: another site's, or a sibling
+    host's (SameSite=Strict lets the cookie go with those). Told by the browser's Fetch Metadata (Sec-Fetch-Site);
+    from a browser without it, by the Origin it sends with every POST against the Host asked. A request with
+    neither came from no browser's page."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+
+
 def identify(keys: ApiKeys, request: Request) -> Principal:
-    """The caller's Principal, or 401."""
+    """The caller's Principal; 401 without a known key, and 403 for a signed-in browser's key on a request that
+    would change something, sent from another site's page (cross-site request forgery)."""
     key = key_sent(request)
     if not key:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     found = keys.identify(key)
     if found is None:
         raise _unauthorized("unknown API key")
+    if (
+        request.method not in _METHODS_THAT_CHANGE_NOTHING
+        and not request.headers.get("authorization")
+        and from_another_page(request)
+    ):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "a signed-in browser's key acts only from this service's own pages, and this request came from another "
+            "site's; nothing was recorded (integrations send 'Authorization: Bearer <key>')",
+        )
     return found
 
 

@@ -2,7 +2,8 @@
 endpoint. A browser cannot send a bearer header when it navigates, so without a key such a page answers 401 with a
 sign-in form, and 403 with the form saying why for a key whose role may not see it; signing in (a POST to the page's
 `/session`) checks the key and puts it in an HttpOnly, SameSite=Strict cookie, which the shared authentication
-accepts in place of the header, for the page and for the requests it makes.
+accepts in place of the header, for the page and for the requests it makes. Neither the sign-in nor a request that
+would change something is taken with the cookie from another site's page (runtime/auth.py `from_another_page`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ticketstream_shared.contract import Role
 
-from .auth import KEY_COOKIE, require_role
+from .auth import KEY_COOKIE, from_another_page, require_role
 from .refusals import Forbidden
 
 SESSION_SECONDS = 8 * 3600
@@ -55,7 +56,12 @@ class SignedInPage:
         return None
 
     async def open_session(self, request: Request) -> Response:
-        """The form's POST: the key checked, then kept in the cookie and the browser sent to the page."""
+        """The form's POST: the key checked, then kept in the cookie and the browser sent to the page. Only from this
+        service's own form: another site's page could otherwise sign a browser in with a key of its choosing."""
+        if from_another_page(request):
+            return self._form(
+                "Sign in here: a sign-in sent from the page of another site is not taken.", status.HTTP_403_FORBIDDEN
+            )
         key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
         if page := await self.refusal(_with_bearer(request, key), signing_in=True):
             return page
