@@ -26,7 +26,7 @@ from aiokafka.structs import TopicPartition
 
 from ticketstream_shared.contract import TOPICS, InvalidEvent
 from ticketstream_shared.runtime.consumer import Decoder, Delivery, Rejections
-from ticketstream_shared.runtime.kafka import make_consumer, start_when_reachable
+from ticketstream_shared.runtime.kafka import batches_to_end, make_consumer, start_when_reachable
 from ticketstream_shared.runtime.memory import tune_garbage_collection
 
 from .business_hours import ClientCalendars
@@ -60,29 +60,17 @@ async def replay(
 ) -> AsyncIterator[tuple[list[Delivery], int]]:
     """Batches of the events between `start` (a partition missing there: its beginning) and `until`, with how
     many messages were not events (they were dead-lettered when the service first read them)."""
-    wanted = [partition for partition, end in until.items() if end > start.get(partition, 0)]
-    if not wanted:
-        return
-    consumer.assign(wanted)
-    for partition in wanted:
-        consumer.seek(partition, start.get(partition, 0))
-    remaining = set(wanted)
-    while remaining:
-        fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
+    since = {partition: start.get(partition) for partition in until}
+    async for records in batches_to_end(consumer, since, until, max_records=batch_size):
         batch: list[Delivery] = []
         skipped = 0
-        for partition, records in fetched.items():
-            for record in records:
-                if record.offset >= until[partition]:
-                    break
-                try:
-                    event = decode[record.topic](record.value or b"")
-                except InvalidEvent:
-                    skipped += 1
-                    continue
-                batch.append(Delivery(event, record.topic, record.partition, record.offset, record))
-            if await consumer.position(partition) >= until[partition]:
-                remaining.discard(partition)
+        for record in records:
+            try:
+                event = decode[record.topic](record.value or b"")
+            except InvalidEvent:
+                skipped += 1
+                continue
+            batch.append(Delivery(event, record.topic, record.partition, record.offset, record))
         yield batch, skipped
 
 

@@ -22,6 +22,7 @@ from ticketstream_shared.contract.codec import decode_sla_config_change
 from ticketstream_shared.contract.sla import SlaConfigEvent
 from ticketstream_shared.contract.topics import SLA_CONFIG
 from ticketstream_shared.runtime.config_log import ConfigLog
+from ticketstream_shared.runtime.kafka import batches_to_end
 
 from .business_hours import ClientCalendars
 
@@ -42,14 +43,11 @@ def apply_record(calendars: ClientCalendars, record: ConsumerRecord[bytes, bytes
 async def read_changes(consumer: AIOKafkaConsumer, calendars: ClientCalendars, start: int) -> int:
     """Apply the changes of sla.config from offset `start` to its end now (a rebuild, before it replays ticket
     events); returns that end, where the next reading starts."""
-    end = (await consumer.end_offsets([PARTITION]))[PARTITION]
-    consumer.assign([PARTITION])
-    consumer.seek(PARTITION, start)
-    while await consumer.position(PARTITION) < end:
-        for record in (await consumer.getmany(PARTITION, timeout_ms=500)).get(PARTITION, []):
-            if record.offset < end:
-                apply_record(calendars, record)
-    return end
+    ends = await consumer.end_offsets([PARTITION])
+    async for batch in batches_to_end(consumer, {PARTITION: start}, ends):
+        for record in batch:
+            apply_record(calendars, record)
+    return ends[PARTITION]
 
 
 def sla_config_log(calendars: ClientCalendars) -> ConfigLog[SlaConfigEvent]:

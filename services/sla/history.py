@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from ticketstream_shared.contract import InvalidEvent, TicketEvent, UnknownEventType, decode_ticket_event
 from ticketstream_shared.contract.topics import TICKET_PARTITIONS, TICKETS_EVENTS
-from ticketstream_shared.runtime.kafka import wait_for_topics
+from ticketstream_shared.runtime.kafka import batches_to_end, wait_for_topics
 
 from .whatif import Replay
 
@@ -48,20 +48,10 @@ class TicketHistory:
         reader.assign(partitions)
         since_ms = int((replay.opened_from - LOG_SKEW).timestamp() * 1000)
         starts = await reader.offsets_for_times({tp: since_ms for tp in partitions})
-        ends = await reader.end_offsets(partitions)
-        pending = set()
-        for tp in partitions:
-            start = starts[tp]
-            if start is not None and start.offset < ends[tp]:
-                reader.seek(tp, start.offset)
-                pending.add(tp)
-        while pending:
-            batches = await reader.getmany(*pending, timeout_ms=500, max_records=10_000)
-            records = [record for tp, batch in batches.items() for record in batch if record.offset < ends[tp]]
-            await asyncio.to_thread(_fold, replay, records, admits)
-            for tp in list(pending):
-                if await reader.position(tp) >= ends[tp]:
-                    pending.discard(tp)
+        since = {tp: start.offset for tp, start in starts.items() if start is not None}  # None: nothing since
+        if since:
+            async for records in batches_to_end(reader, since):
+                await asyncio.to_thread(_fold, replay, records, admits)
 
 
 def _fold(replay: Replay, records: Sequence[ConsumerRecord], admits: Callable[[TicketEvent], bool]) -> None:

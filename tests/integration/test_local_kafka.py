@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from deploy.kafka.launcher import LocalKafka
 from ticketstream_shared.contract.topics import TICKETS_EVENTS, TOPICS, TopicSpec
+from ticketstream_shared.runtime.kafka import batches_to_end, records_to_end
 from ticketstream_shared.runtime.kafka_admin import TopicSetupError, ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -148,6 +149,42 @@ def test_idempotent_producer_and_consumer_group_round_trip_with_committed_offset
         finally:
             await admin.close()
         assert {tp: stored[tp].offset if tp in stored else 0 for tp in partitions} == ends
+
+    asyncio.run(check())
+
+
+def test_reading_to_the_end_stops_where_the_partitions_ended_and_starts_where_asked(kafka_bootstrap: str) -> None:
+    """`batches_to_end`, the read-to-a-known-end of restores, rebuilds and what-ifs: from a given offset or the
+    beginning, up to the ends given or those the partitions have when it starts, never a record past them."""
+    topic = unique("test.to-end")
+    first, second = TopicPartition(topic, 0), TopicPartition(topic, 1)
+
+    async def check() -> None:
+        await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 2)])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            for n in range(25):
+                await producer.send_and_wait(topic, f"{n}".encode(), partition=n % 2)
+            read: list[ConsumerRecord] = []
+            async for batch in batches_to_end(consumer, {first: None, second: 5}, max_records=4):
+                assert 0 < len(batch) <= 4
+                read.extend(batch)
+                if len(read) == 4:  # records appended meanwhile are past the ends it started with
+                    for n in range(25, 31):
+                        await producer.send_and_wait(topic, f"{n}".encode(), partition=n % 2)
+            # partition 0 holds 0, 2, ..., 24 (13), partition 1 holds 1, 3, ..., 23 (12), of which offsets 5 on
+            assert sorted(int(record.value or b"") for record in read) == sorted([*range(0, 25, 2), *range(11, 25, 2)])
+            told = [record.offset async for record in records_to_end(consumer, {first: 13})]
+            assert told == [13, 14, 15]  # the three appended meanwhile, and only them
+            bounded = [batch async for batch in batches_to_end(consumer, {second: 0}, {second: 3})]
+            assert [record.offset for batch in bounded for record in batch] == [0, 1, 2]
+            assert [batch async for batch in batches_to_end(consumer, {second: 15})] == []  # nothing to read
+        finally:
+            await consumer.stop()
+            await producer.stop()
 
     asyncio.run(check())
 

@@ -88,13 +88,19 @@ def correlation_headers() -> list[tuple[str, bytes]]:
     return [(CORRELATION_HEADER, current.encode())] if current else []
 
 
-async def records_to_end(
-    consumer: AIOKafkaConsumer, since: Mapping[TopicPartition, int | None]
-) -> AsyncIterator[ConsumerRecord]:
-    """Every record of the given partitions, from the given offsets (None: the beginning) to the end they have now,
-    read by `consumer` (started, in no group; it is assigned these partitions)."""
+async def batches_to_end(
+    consumer: AIOKafkaConsumer,
+    since: Mapping[TopicPartition, int | None],
+    ends: Mapping[TopicPartition, int] | None = None,
+    *,
+    max_records: int = 10_000,
+) -> AsyncIterator[list[ConsumerRecord]]:
+    """The records of the given partitions from the given offsets (None: the beginning) up to `ends` (by default the
+    ends they have now), as read, in batches of up to `max_records`, read by `consumer` (started, in no group; it
+    is assigned these partitions). The one read-to-a-known-end of every service: restores, rebuilds, replays."""
     consumer.assign(list(since))
-    ends = await consumer.end_offsets(list(since))
+    if ends is None:
+        ends = await consumer.end_offsets(list(since))
     starts = {
         **await consumer.beginning_offsets([tp for tp, offset in since.items() if offset is None]),
         **{tp: offset for tp, offset in since.items() if offset is not None},
@@ -103,12 +109,22 @@ async def records_to_end(
         consumer.seek(tp, offset)
     pending = {tp for tp in since if ends[tp] > starts[tp]}
     while pending:
-        for records in (await consumer.getmany(*pending, timeout_ms=500, max_records=10_000)).values():
-            for record in records:
-                yield record
+        fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=max_records)
+        batch = [record for tp, records in fetched.items() for record in records if record.offset < ends[tp]]
+        if batch:
+            yield batch
         for tp in list(pending):
             if await consumer.position(tp) >= ends[tp]:
                 pending.discard(tp)
+
+
+async def records_to_end(
+    consumer: AIOKafkaConsumer, since: Mapping[TopicPartition, int | None]
+) -> AsyncIterator[ConsumerRecord]:
+    """`batches_to_end`'s records one by one, to the ends the partitions have now."""
+    async for batch in batches_to_end(consumer, since):
+        for record in batch:
+            yield record
 
 
 def partition_of(key: str, partitions: int) -> int:
