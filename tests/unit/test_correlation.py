@@ -2,37 +2,17 @@
 written under, and what the handler writes to Kafka passes it on (one flow) or passes none (a batch of several)."""
 
 import asyncio
-import io
-import json
 import logging
-from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
-import pytest
 from aiokafka.structs import ConsumerRecord
 
 from tests.builders import a_ticket_created
 from ticketstream_shared.runtime.consumer import Delivery
 from ticketstream_shared.runtime.kafka import CORRELATION_HEADER, correlation_headers, dead_letter
-from ticketstream_shared.runtime.logging import BATCH_IDS_LOGGED, configure_logging, correlated, correlation_id
+from ticketstream_shared.runtime.logging import BATCH_IDS_LOGGED, correlated, correlation_id
 
 log = logging.getLogger("tests.correlation")
-
-
-@pytest.fixture
-def log_lines() -> Iterator[Callable[[], list[dict]]]:
-    """The JSON lines of the services' logging (written here to a buffer, not stdout); the root logger is given
-    back as it was."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    configure_logging("test-service")
-    [service_handler] = root.handlers
-    service_handler.setStream(buffer := io.StringIO())
-    try:
-        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def a_record(value: bytes, correlation: str | None) -> ConsumerRecord:

@@ -12,21 +12,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from assignment.app import build_app as build_assignment
-from assignment.settings import AssignmentSettings
-from intake.app import build_app as build_intake
-from intake.settings import IntakeSettings
-from notify.app import build_app as build_notify
-from notify.settings import NotifySettings
-from reporting.app import build_app as build_reporting
-from reporting.settings import ReportingSettings
-from sla.app import build_app as build_sla
-from sla.settings import SlaSettings
-from tests.keys import ADMIN, REQUESTER, TEST_KEYS, bearer
+from tests.keys import ADMIN, REQUESTER, bearer
 from ticketstream_shared.runtime.auth import KEY_COOKIE
-from ticketstream_shared.sealing import write_key
 
-UNUSED = "the API keys come from tests.keys"
 OPEN = {"/healthz", "/readyz"}
 #: Served to browsers and scrapers, outside the API documents.
 DOCS_ASSETS = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/docs/assets/favicon.png"]
@@ -38,18 +26,6 @@ PAGES = {
     "reporting": [*EVERY_SERVICES, "/dashboard", "/dashboard/assets/plotly.min.js"],
     "notify": EVERY_SERVICES,
 }
-
-
-@pytest.fixture(scope="module")
-def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, FastAPI]]:
-    secrets_key = write_key(tmp_path_factory.mktemp("notify") / "secrets.key")
-    yield {
-        "intake": build_intake(IntakeSettings(api_keys_file=UNUSED), TEST_KEYS),
-        "sla": build_sla(SlaSettings(api_keys_file=UNUSED), TEST_KEYS),
-        "assignment": build_assignment(AssignmentSettings(api_keys_file=UNUSED), TEST_KEYS),
-        "reporting": build_reporting(ReportingSettings(api_keys_file=UNUSED), TEST_KEYS),
-        "notify": build_notify(NotifySettings(api_keys_file=UNUSED, notify_secrets_key_file=secrets_key), TEST_KEYS),
-    }
 
 
 def operations(app: FastAPI) -> Iterator[tuple[str, str]]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
-from intake.app import build_app as build_intake
-from intake.settings import IntakeSettings
 from tests.keys import ADMIN, TECHNICIAN, TEST_KEYS, bearer
 from ticketstream_shared.runtime.auth import KEY_COOKIE
 from ticketstream_shared.runtime.http import Caller, create_service_app
@@ -86,8 +84,7 @@ def test_a_sign_in_from_another_sites_page_is_refused_and_keeps_no_key() -> None
     signed_in(client, ADMIN)
 
 
-def test_a_forged_creation_is_refused_before_intake_looks_at_it() -> None:
-    app: FastAPI = build_intake(IntakeSettings(api_keys_file="the API keys come from tests.keys"), TEST_KEYS)
-    client = signed_in(TestClient(app, raise_server_exceptions=False), TECHNICIAN)
+def test_a_forged_creation_is_refused_before_intake_looks_at_it(apps: dict[str, FastAPI]) -> None:
+    client = signed_in(TestClient(apps["intake"], raise_server_exceptions=False), TECHNICIAN)
     forged = client.post("/v1/tickets", json={"title": "forged"}, headers=ANOTHER_SITE)
     assert forged.status_code == 403 and "nothing was recorded" in forged.json()["detail"]

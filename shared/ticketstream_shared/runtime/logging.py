@@ -53,8 +53,39 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class _RetriedKafkaErrors(logging.Filter):
+    """aiokafka logs as errors what it retries by itself: a broker not reachable yet, a topic not created yet, a
+    partition's leader or a group's coordinator not elected yet (about 280 such errors in the first minute of `make
+    run` beside a new broker). The service tells when such a wait lasts (its own warnings while it waits, /readyz),
+    so they are warnings here, and an operator's alert on errors stays for what needs a person. Any other error of
+    aiokafka's, and one of these carrying an error Kafka does not call retriable, stays an error."""
+
+    _RETRIED = ("Unable connect to", "Unable to update metadata", "Topic %s not found in cluster metadata")
+    _RETRIED_IF_RETRIABLE = (
+        "Failed fetch offsets from",
+        "Failed fetch messages from",
+        "Heartbeat send request failed",
+        "Group Coordinator Request failed",
+        "FindCoordinator Request failed",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith("aiokafka") and self._retried(record):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+    def _retried(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith(self._RETRIED):
+            return True
+        if message.startswith(self._RETRIED_IF_RETRIABLE) and isinstance(record.args, tuple):
+            return any(getattr(arg, "retriable", False) for arg in record.args)
+        return False
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_RetriedKafkaErrors())
     handler.addFilter(_ContextFilter(service))
     handler.setFormatter(
         JsonFormatter(
