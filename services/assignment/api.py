@@ -15,7 +15,7 @@ from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.assignment import Strategy
 from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.personal import PLAIN_ONLY
-from ticketstream_shared.runtime.auth import require_role
+from ticketstream_shared.runtime.auth import require_role, require_unscoped
 from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 
 from .dispatcher import Answer, Dispatcher, TechnicianRequest, Written
@@ -77,6 +77,7 @@ async def put_technician(
     technician_id: PathId, body: TechnicianBody, caller: Caller, dispatch: Dispatch
 ) -> JSONResponse:
     require_role(caller, *ROSTER_WRITERS)
+    require_unscoped(caller, "the roster")
     request = TechnicianRequest(body.name, body.team, body.tier, body.skills, body.capacity)
     return _response(await dispatch.put_technician(technician_id, request, caller))
 
@@ -84,6 +85,7 @@ async def put_technician(
 @router.post("/technicians/{technician_id}/shift")
 async def change_shift(technician_id: PathId, body: ShiftBody, caller: Caller, dispatch: Dispatch) -> JSONResponse:
     require_role(caller, *ROSTER_WRITERS)
+    require_unscoped(caller, "the roster")
     return _response(await dispatch.change_shift(technician_id, body.on_shift, caller))
 
 
@@ -116,6 +118,7 @@ async def list_technicians(caller: Caller, dispatch: Dispatch, team: Identifier 
 @router.put("/routing/categories/{category}")
 async def route_category(category: PathId, body: CategoryBody, caller: Caller, dispatch: Dispatch) -> JSONResponse:
     require_role(caller, *ROSTER_WRITERS)
+    require_unscoped(caller, "routing")
     return _response(await dispatch.route_category(category, body.team, body.skill, caller))
 
 
@@ -128,6 +131,7 @@ async def get_category(category: PathId, caller: Caller, dispatch: Dispatch) -> 
 @router.put("/routing/teams/{team}")
 async def choose_strategy(team: PathId, body: TeamBody, caller: Caller, dispatch: Dispatch) -> JSONResponse:
     require_role(caller, *ROSTER_WRITERS)
+    require_unscoped(caller, "routing")
     return _response(await dispatch.choose_strategy(team, body.strategy, caller))
 
 
@@ -140,7 +144,7 @@ async def get_team(team: PathId, caller: Caller, dispatch: Dispatch) -> JSONResp
 @router.get("/assignments/{ticket_id}")
 async def get_assignment(ticket_id: PathId, caller: Caller, dispatch: Dispatch) -> JSONResponse:
     require_role(caller, *READERS)
-    return _response(await dispatch.assignment(ticket_id))
+    return _response(await dispatch.assignment(ticket_id, caller))
 
 
 @router.post("/assignments/{ticket_id}")

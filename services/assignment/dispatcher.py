@@ -35,7 +35,7 @@ from ticketstream_shared.contract.assignment import (
     TechnicianTransferredData,
 )
 from ticketstream_shared.privacy import KeyNotYetRead
-from ticketstream_shared.runtime.auth import Principal
+from ticketstream_shared.runtime.auth import Principal, require_client
 from ticketstream_shared.runtime.data_keys import PLAIN, PersonalData, opened_json
 from ticketstream_shared.runtime.ids import IdSpace, change_id
 from ticketstream_shared.runtime.refusals import Conflict, InvalidField, NotFound, Unavailable
@@ -216,13 +216,15 @@ class Dispatcher:
 
     # assignments
 
-    async def assignment(self, ticket_id: str) -> Answer:
-        return await self._answer(self._assignment_view(ticket_id))
+    async def assignment(self, ticket_id: str, caller: Principal) -> Answer:
+        return await self._answer(self._assignment_view(ticket_id, caller))
 
     async def assign_by_hand(self, ticket_id: str, technician_id: str, caller: Principal) -> Answer:
         """A manager or technician assigns a ticket of a team to a technician of the same team."""
-        ticket_view = self._assignment_view(ticket_id)
+        ticket_view = self._assignment_view(ticket_id, caller)
         technician = self._known_technician(technician_id)
+        if ticket_view["team"] is None:
+            raise Conflict(f"ticket {ticket_id} is in no team: {ticket_view['unassignable_reason']}")
         if technician.team != ticket_view["team"]:
             raise Conflict(
                 f"technician {technician.technician_id} is in team {technician.team}; the ticket is routed to "
@@ -238,7 +240,7 @@ class Dispatcher:
             actor=caller.actor,
         )
         requested = ManualAssignmentRequested(**self._envelope(), data=request)
-        return await self._write([requested], lambda: self._assignment_view(ticket_id))
+        return await self._write([requested], lambda: self._assignment_view(ticket_id, caller))
 
     # views
 
@@ -252,11 +254,25 @@ class Dispatcher:
             raise NotFound(f"no routing rule for category {category}")
         return {"category": category, "team": rule.team, "skill": rule.skill}
 
-    def _assignment_view(self, ticket_id: str) -> dict[str, Any]:
-        found = self._ready().located(ticket_id)
+    def _assignment_view(self, ticket_id: str, caller: Principal) -> dict[str, Any]:
+        """Where the ticket is, for a caller who may see its client's tickets; one whose category no rule routes is
+        waiting for one (the desk's `parked`), and says so."""
+        desk = self._ready()
+        found = desk.located(ticket_id)
         if found is None:
-            raise NotFound(f"assignment knows no ticket {ticket_id}")
+            if (waiting := desk.parked.get(ticket_id)) is None:
+                raise NotFound(f"assignment knows no ticket {ticket_id}")
+            require_client(caller, waiting.client_id)
+            return {
+                "ticket_id": ticket_id,
+                "team": None,
+                "technician_id": None,
+                "tier": waiting.tier,
+                "status": waiting.status,
+                "unassignable_reason": f"no routing rule for category {waiting.category}: it waits for one",
+            }
         team, ticket = found
+        require_client(caller, ticket.client_id)
         return {
             "ticket_id": ticket_id,
             "team": team,

@@ -14,7 +14,7 @@ from ticketstream_shared.audit import by
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier, ServiceId
 from ticketstream_shared.contract.knowledge import ArticleChanged, ArticleData
-from ticketstream_shared.runtime.auth import Principal, require_role
+from ticketstream_shared.runtime.auth import Principal, require_role, require_unscoped
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 from ticketstream_shared.runtime.ids import IdSpace, change_id
@@ -68,6 +68,7 @@ def _sees_drafts(caller: Principal) -> bool:
 async def put_article(article_id: Identifier, body: ArticleData, caller: Caller, knowledge: Shelf) -> JSONResponse:
     """A new version of the article (its whole content); the same content again records nothing."""
     require_role(caller, *AUTHORS)
+    require_unscoped(caller, "the knowledge base")
     _ready(knowledge)
     current = knowledge.library.current(article_id)
     if current is None or current.data != body:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ticketstream_shared.contract import Role
 from ticketstream_shared.contract.events import Identifier, UtcDatetime
 from ticketstream_shared.contract.sla import SERVICE_PREFIX, CalendarData, ClientAgreementData, PolicyData
-from ticketstream_shared.runtime.auth import require_client, require_role
+from ticketstream_shared.runtime.auth import require_client, require_role, require_unscoped
 from ticketstream_shared.runtime.http import REPLAYED, Caller, from_app_state
 from ticketstream_shared.runtime.refusals import InvalidField
 
@@ -129,6 +129,7 @@ def changed_response(changed: Changed) -> JSONResponse:
 @router.put("/calendars/{calendar_id}")
 async def put_calendar(calendar_id: Identifier, body: CalendarBody, principal: Caller, desk: Desk) -> JSONResponse:
     require_role(principal, *CALENDARS.writers)
+    require_unscoped(principal, "a calendar")
     return changed_response(await desk.change(CALENDARS, calendar_id, body, principal))
 
 
@@ -143,6 +144,7 @@ async def put_policy(policy_id: Identifier, body: PolicyBody, principal: Caller,
     if policy_id.startswith(SERVICE_PREFIX):
         raise InvalidField("policy_id", f"ids beginning with {SERVICE_PREFIX!r} name the catalogue's services")
     require_role(principal, *POLICIES.writers)
+    require_unscoped(principal, "a policy")
     return changed_response(await desk.change(POLICIES, policy_id, body, principal))
 
 
@@ -155,6 +157,7 @@ async def get_policy(policy_id: Identifier, principal: Caller, desk: Desk) -> di
 @router.put("/clients/{client_id}")
 async def put_client(client_id: Identifier, body: ClientAgreementBody, principal: Caller, desk: Desk) -> JSONResponse:
     require_role(principal, *CLIENTS.writers)
+    require_client(principal, client_id)
     return changed_response(await desk.change(CLIENTS, client_id, body, principal))
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from ticketstream_shared.contract.sla import ServiceData, ServiceId
-from ticketstream_shared.runtime.auth import require_role
+from ticketstream_shared.runtime.auth import require_role, require_unscoped
 from ticketstream_shared.runtime.http import Caller
 
 from .api import Desk, changed_response
@@ -45,6 +45,7 @@ def _current(configuration: Configuration, service_id: str) -> dict[str, Any] | 
 async def put_service(service_id: ServiceId, body: ServiceBody, caller: Caller, desk: Desk) -> JSONResponse:
     """A new version of the service, effective from `effective_at` (now if not given)."""
     require_role(caller, *SERVICES.writers)
+    require_unscoped(caller, "the service catalogue")
     return changed_response(await desk.change(SERVICES, service_id, body, caller))
 
 

@@ -30,7 +30,7 @@ from assignment.settings import AssignmentSettings
 from assignment.teamlog import TeamLog
 from sla.config_log import config_key
 from tests.builders import a_ticket_created
-from tests.keys import ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.keys import ACME_MANAGER, ADMIN, INTEGRATION, MANAGER, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.metrics import EVICTED, metric
 from tests.polling import eventually
 from tests.replicas import replicas
@@ -333,6 +333,32 @@ def test_the_http_edge_checks_roles_and_bodies_and_records_manual_assignments(ka
                             headers=bearer(REQUESTER)).status_code == 403  # fmt: skip
         assert process.post("/v1/assignments/unknown-ticket", json={"technician_id": other},
                             headers=bearer(MANAGER)).status_code == 404  # fmt: skip
+        # A key scoped to a client sees and assigns that client's tickets only, and changes no roster or routing.
+        assert process.get(f"/v1/assignments/{ticket.ticket_id}", headers=bearer(ACME_MANAGER)).status_code == 200
+        theirs = a_ticket_created(f"{prefix}-globex", client_id="globex", category=f"{prefix}-network")
+        publish(kafka_bootstrap, [theirs])
+        eventually(lambda: process.get(f"/v1/assignments/{theirs.ticket_id}", headers=bearer(ADMIN)).status_code == 200,
+                   what="globex's ticket at the desk")  # fmt: skip
+        seen = process.get(f"/v1/assignments/{theirs.ticket_id}", headers=bearer(ACME_MANAGER))
+        assert seen.status_code == 403 and seen.json()["detail"] == "this key is scoped to client acme"
+        assert process.post(f"/v1/assignments/{theirs.ticket_id}", json={"technician_id": other},
+                            headers=bearer(ACME_MANAGER)).status_code == 403  # fmt: skip
+        assert process.post(f"/v1/technicians/{technician}/shift", json={"on_shift": False},
+                            headers=bearer(ACME_MANAGER)).status_code == 403  # fmt: skip
+        assert process.get(f"/v1/technicians/{technician}", headers=bearer(ADMIN)).json()["on_shift"] is True
+        # A ticket whose category no rule routes waits for one, and its assignment says so.
+        waiting = a_ticket_created(f"{prefix}-unrouted", category=f"{prefix}-nobody-routes-this")
+        publish(kafka_bootstrap, [waiting])
+        parked = eventually(lambda: (answer := process.get(f"/v1/assignments/{waiting.ticket_id}",
+                                                           headers=bearer(ADMIN))).status_code == 200 and answer,
+                            what="the waiting ticket")  # fmt: skip
+        assert parked.json() == {
+            "ticket_id": waiting.ticket_id, "team": None, "technician_id": None, "tier": 1, "status": "new",
+            "unassignable_reason": f"no routing rule for category {prefix}-nobody-routes-this: it waits for one",
+        }  # fmt: skip
+        by_hand = process.post(f"/v1/assignments/{waiting.ticket_id}", json={"technician_id": other},
+                               headers=bearer(MANAGER))  # fmt: skip
+        assert by_hand.status_code == 409 and "is in no team: no routing rule" in by_hand.json()["detail"]
 
 
 def poison_for(team: str, marker: str) -> dict[str, bytes]:

@@ -84,7 +84,7 @@ def test_what_the_desk_does_not_know_is_not_found() -> None:
         dispatcher.change_shift("bob", True, MANAGER),
         dispatcher.team("no-team"),
         dispatcher.category("printing"),
-        dispatcher.assignment("t-404"),
+        dispatcher.assignment("t-404", MANAGER),
     ):
         with pytest.raises(NotFound):
             run(unknown)
@@ -104,4 +104,4 @@ def test_a_ticket_is_assigned_by_hand_only_within_its_team() -> None:
         run(dispatcher.assign_by_hand("t-1", "eve", MANAGER))
     with pytest.raises(NotFound):
         run(dispatcher.assign_by_hand("t-1", "nobody", MANAGER))
-    assert run(dispatcher.assignment("t-1")).view["technician_id"] == "ann"  # type: ignore[attr-defined]
+    assert run(dispatcher.assignment("t-1", MANAGER)).view["technician_id"] == "ann"  # type: ignore[attr-defined]

@@ -214,6 +214,16 @@ def require_client(principal: Principal, client_id: str) -> None:
         raise Forbidden(f"this key is scoped to client {principal.client_id}")
 
 
+def require_unscoped(principal: Principal, what: str) -> None:
+    """`what` is shared by every client (a calendar, the roster, the catalogue): a key scoped to one client may read
+    it, not change it, since a change would reach every other client's tickets."""
+    if principal.client_id is not None:
+        raise Forbidden(
+            f"this key is scoped to client {principal.client_id}; {what} is shared by every client, and only a key of "
+            "no client changes it"
+        )
+
+
 def require_visible(principal: Principal, client_id: str, requester_id: str | None) -> None:
     """A ticket of `client_id` raised by `requester_id` (a ticket's clocks, its history) is the caller's to see: a
     key scoped to a client sees that client's, and a requester only their own."""
