@@ -43,7 +43,7 @@ from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
 from . import api, knowledge_api, privacy_api
 from .desk import Desk
-from .domain import LifecycleRules, NotReady
+from .domain import LifecycleRules
 from .idempotency import RequestKeys
 from .inbound import InboundRequests, decode_request
 from .knowledge import Library
@@ -82,9 +82,9 @@ class EndLookups:
         return self._consumer
 
     async def tickets_log_end(self, partitions: list[int]) -> dict[int, int]:
-        if self._consumer is None:
-            raise NotReady("intake is still connecting to Kafka; retry shortly")
-        return await tickets_log_end(self._consumer, partitions)
+        """Waits for the consumer to connect: a takeover may come first (it was refused, and the replica then owned
+        nothing until the next rebalance), and a request's wait is bounded by its caller."""
+        return await tickets_log_end(await self.consumer(), partitions)
 
 
 def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datetime] = utc_now) -> FastAPI:

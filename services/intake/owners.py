@@ -173,9 +173,10 @@ class Ownership(ConsumerRebalanceListener):
     async def read_to_end(self, partition: int, timeout_s: float) -> None:
         """Return once this replica has read `partition` of tickets.events as far as it reaches now: what another
         replica has acknowledged is then known here too (read-your-writes across replicas)."""
-        ends = await self._log_end([partition])
         try:
-            await asyncio.wait_for(self._positions.reached(partition, ends[partition]), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                ends = await self._log_end([partition])
+                await self._positions.reached(partition, ends[partition])
         except TimeoutError:
             raise NotReady("intake is still reading the ticket log; retry shortly") from None
 

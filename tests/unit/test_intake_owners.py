@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import pytest
 from aiokafka import TopicPartition
 
+from intake.app import EndLookups
 from intake.domain import NotReady, TicketNotFound
 from intake.log import KafkaTicketLog, LogPositions, follow
 from intake.owners import FORWARD_TIMEOUT_S, CommandBus, Ownership, tickets_log_end
@@ -187,6 +188,33 @@ def test_a_lookup_reading_the_log_to_its_end_gives_up_with_not_ready():
             await ownership.read_to_end(1, timeout_s=0.05)
         positions.advance(1, 4)
         await asyncio.wait_for(ownership.read_to_end(1, timeout_s=5), 1)
+
+    asyncio.run(story())
+
+
+def test_a_partition_given_before_intake_can_ask_where_the_log_ends_is_taken_once_it_can():
+    """The group may hand a starting replica its partitions before the consumer that asks where tickets.events ends
+    has connected: the takeover waits for it (it was refused, and the replica owned nothing until the next
+    rebalance), and a read to the log's end meanwhile still gives up with NotReady within its time."""
+
+    async def story() -> None:
+        broker = FakeBroker()
+        for _ in range(3):
+            broker.append(TICKETS_EVENTS, b"{}", partition=2)
+        lookups, positions = EndLookups(), LogPositions()
+        ownership = Ownership(positions, lookups.tickets_log_end)
+        taking = asyncio.create_task(ownership.on_partitions_assigned(commands(2)))
+        assert await still_waiting(taking) and not ownership.owns(2)
+        with pytest.raises(NotReady):
+            await ownership.read_to_end(2, timeout_s=0.05)
+        serving = asyncio.create_task(lookups.serve(FakeConsumer(broker)))  # type: ignore[arg-type]
+        await asyncio.wait_for(taking, 5)
+        assert ownership.joined and ownership.owns(2)
+        deciding = asyncio.create_task(may_decide(ownership, 2))
+        assert await still_waiting(deciding), "not before the log is read as far as it reached"
+        positions.advance(2, 3)
+        assert await asyncio.wait_for(deciding, 5) is True
+        serving.cancel()
 
     asyncio.run(story())
 
