@@ -41,7 +41,7 @@ from ticketstream_shared.runtime.presence import Membership, Presence
 from ticketstream_shared.runtime.store import LocalStore, store_belongs_to
 from ticketstream_shared.runtime.supervision import stop_the_service_if_it_fails
 
-from . import api, knowledge_api, privacy_api
+from . import api, knowledge_api, portal, privacy_api
 from .desk import Desk
 from .domain import LifecycleRules
 from .idempotency import RequestKeys
@@ -242,4 +242,5 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     app.include_router(knowledge_api.router)
     app.state.privacy = privacy
     app.include_router(privacy_api.router)
+    app.include_router(portal.router)
     return app

@@ -23,6 +23,7 @@ from ticketstream_shared.contract import (
 URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
 
 STATUS_LINES = {
+    TicketStatus.NEW: "We have received your request and will look into it.",
     TicketStatus.OPEN: "Your request is waiting for the next free member of our team.",
     TicketStatus.IN_PROGRESS: "A technician is working on it.",
     TicketStatus.WAITING_ON_CUSTOMER: "We are waiting for your answer.",

@@ -88,6 +88,37 @@ def test_a_ticket_lives_through_its_lifecycle_over_http(intake):
     assert not any("driver" in line or "minutes" in line for line in lines), "nothing internal in the timeline"
 
 
+def test_a_requester_follows_the_request_on_its_page(intake):
+    """Where the links in notify's mails point: the request, what happened in plain words, the answers it was given
+    (nothing internal), behind a sign-in that comes back to it; another person's request is not shown."""
+    ticket = open_ticket(intake, title="Printer <b>jams</b> on floor 3")
+    path = f"/v1/tickets/{ticket}"
+    internal = {"author_id": "tech-1", "body": "Looks like the fuser", "public": False}
+    assert intake.post(f"{path}/comments", json=internal, headers=bearer(TECHNICIAN)).status_code == 201
+    reply = {"author_id": "tech-1", "body": "Please open tray 2 & take out the torn sheet.", "public": True}
+    assert intake.post(f"{path}/comments", json=reply, headers=bearer(TECHNICIAN)).status_code == 201
+    try:  # the session's intake, signed in like a browser: its cookie is cleared after, for the other tests
+        asked = intake.get(f"/tickets/{ticket}")
+        assert asked.status_code == 401 and f'name="next" value="/tickets/{ticket}"' in asked.text
+        form = {"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
+        signing_in = f"key={REQUESTER}&next=/tickets/{ticket}"
+        signed = intake.post("/tickets/session", content=signing_in, headers=form, follow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["location"] == f"/tickets/{ticket}"
+        page = intake.get(f"/tickets/{ticket}")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<h1>Printer &lt;b&gt;jams&lt;/b&gt; on floor 3</h1>" in page.text
+        assert "We have received your request and will look into it." in page.text
+        assert "A technician replied." in page.text and "Please open tray 2 &amp; take out the torn sheet." in page.text
+        assert "fuser" not in page.text, "nothing internal on the requester's page"
+
+        someone_elses = open_ticket(intake, requester_id="bob")
+        refused = intake.get(f"/tickets/{someone_elses}")
+        assert refused.status_code == 403 and "This request is not one your key may see." in refused.text
+        assert intake.get("/tickets/no-such-request").status_code == 404
+    finally:
+        intake.cookies.clear()
+
+
 def test_listing_filters_and_pages_with_a_cursor(intake):
     client = f"list-{uuid.uuid4().hex[:8]}"
     created = [open_ticket(intake, client_id=client, priority=p) for p in ("P1", "P2", "P1", "P1", "P3")]

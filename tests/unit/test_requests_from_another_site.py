@@ -1,7 +1,8 @@
 """A browser signed in to a service's pages carries its key in a cookie, which it sends with any request to the service,
 including one another site's page makes it send (cross-site request forgery; SameSite=Strict keeps the cookie from
 other sites' requests, but not from a sibling host's). Neither the sign-in nor a request that would change something
-is taken with it from a page that is not the service's own; reading is, and a bearer key is taken from anywhere."""
+is taken with it from a page that is not the service's own; reading is, and a bearer key is taken from anywhere. Nor
+does a sign-in send the browser anywhere but back to the page it was asked on (no open redirect)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,21 @@ def test_a_forged_creation_is_refused_before_intake_looks_at_it(apps: dict[str, 
     client = signed_in(TestClient(apps["intake"], raise_server_exceptions=False), TECHNICIAN)
     forged = client.post("/v1/tickets", json={"title": "forged"}, headers=ANOTHER_SITE)
     assert forged.status_code == 403 and "nothing was recorded" in forged.json()["detail"]
+
+
+def test_a_sign_in_goes_back_to_the_page_asked_for_and_nowhere_else(apps: dict[str, FastAPI]) -> None:
+    client = TestClient(apps["intake"], raise_server_exceptions=False)
+    asked = client.get("/tickets/t-42")  # a requester's page (intake/portal.py), as a mail's link opens it
+    assert asked.status_code == 401 and 'action="/tickets/session"' in asked.text
+    assert 'name="next" value="/tickets/t-42"' in asked.text
+
+    def signing_in(back_to: str) -> str:
+        signed = client.post("/tickets/session", content=f"key={TECHNICIAN}&next={back_to}",
+                             headers={**FORM, **OWN_PAGE}, follow_redirects=False)  # fmt: skip
+        assert signed.status_code == 303
+        return str(signed.headers["location"])
+
+    assert signing_in("/tickets/t-42") == "/tickets/t-42"
+    for elsewhere in ("https://elsewhere.example/", "//elsewhere.example", "/tickets/../v1/tickets", "/ticketsx",
+                      "/tickets/t-42/../../x", "/docs", ""):  # fmt: skip
+        assert signing_in(elsewhere) == "/tickets", elsewhere

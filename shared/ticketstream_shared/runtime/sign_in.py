@@ -8,6 +8,7 @@ would change something is taken with the cookie from another site's page (runtim
 
 from __future__ import annotations
 
+import re
 from html import escape
 from urllib.parse import parse_qs
 
@@ -24,12 +25,16 @@ SESSION_SECONDS = 8 * 3600
 _FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Service desk: sign in</title>
 <style>body{{font-family:system-ui,sans-serif;margin:3rem}}input,button{{font-size:1rem;padding:.3rem}}</style></head>
 <body><h1>Service desk</h1><p>{message}</p>
-<form method="post" action="{action}"><label>API key <input id="key" name="key" type="password"
-autocomplete="off" required></label> <button id="sign-in">Sign in</button></form></body></html>"""
+<form method="post" action="{action}"><input type="hidden" name="next" value="{back_to}"><label>API key
+<input id="key" name="key" type="password" autocomplete="off" required></label> <button id="sign-in">Sign in</button>
+</form></body></html>"""
+#: What a page below a SignedInPage's path may be called (a ticket's page): where a sign-in may send the browser back.
+_PAGE_BELOW = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._:@-]*")
 
 
 class SignedInPage:
-    """A page at `path` for the keys of `roles`, signed in to at `path`/session."""
+    """A page at `path` (or pages below it, one per thing shown: `path`/<id>) for the keys of `roles`, signed in to
+    at `path`/session, which sends the browser back to the page it was asked on."""
 
     def __init__(self, path: str, roles: tuple[Role, ...], asked: str, refused: str) -> None:
         self.path = path
@@ -39,33 +44,46 @@ class SignedInPage:
         self._asked = asked
         self._refused = refused
 
-    def _form(self, message: str, status_code: int) -> HTMLResponse:
-        form = _FORM.format(message=escape(message), action=escape(self.session_path))
+    def _form(self, message: str, status_code: int, back_to: str) -> HTMLResponse:
+        form = _FORM.format(message=escape(message), action=escape(self.session_path), back_to=escape(back_to))
         return HTMLResponse(form, status_code, {"WWW-Authenticate": "Bearer"})
 
-    async def refusal(self, request: Request, *, signing_in: bool = False) -> HTMLResponse | None:
+    def _back_to(self, asked: str) -> str:
+        """The page to go back to after signing in: the one asked for, if it is this page or one below it (never
+        another site: the form's field is the browser's to change), else this page."""
+        below = asked.removeprefix(self.path)
+        return asked if below != asked and (not below or _PAGE_BELOW.fullmatch(below)) else self.path
+
+    async def refusal(
+        self, request: Request, *, signing_in: bool = False, back_to: str | None = None
+    ) -> HTMLResponse | None:
         """None if the caller of `request` may see the page; else the sign-in form saying why: for no key or an
         unknown one, the page's request for one; for a key whose role may not, the refusal's own words. A key given
         to the form and refused is told the page's words for it either way."""
+        back_to = self._back_to(back_to or request.url.path)
         try:
             require_role(await request.app.state.principal(request), *self._roles)
         except HTTPException as not_known:
-            return self._form(self._refused if signing_in else self._asked, not_known.status_code)
+            return self._form(self._refused if signing_in else self._asked, not_known.status_code, back_to)
         except Forbidden as not_allowed:
-            return self._form(self._refused if signing_in else str(not_allowed), status.HTTP_403_FORBIDDEN)
+            return self._form(self._refused if signing_in else str(not_allowed), status.HTTP_403_FORBIDDEN, back_to)
         return None
 
     async def open_session(self, request: Request) -> Response:
         """The form's POST: the key checked, then kept in the cookie and the browser sent to the page. Only from this
         service's own form: another site's page could otherwise sign a browser in with a key of its choosing."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        back_to = self._back_to(form.get("next", [""])[0])
         if from_another_page(request):
             return self._form(
-                "Sign in here: a sign-in sent from the page of another site is not taken.", status.HTTP_403_FORBIDDEN
+                "Sign in here: a sign-in sent from the page of another site is not taken.",
+                status.HTTP_403_FORBIDDEN,
+                back_to,
             )
-        key = parse_qs((await request.body()).decode("utf-8", "replace")).get("key", [""])[0].strip()
-        if page := await self.refusal(_with_bearer(request, key), signing_in=True):
+        key = form.get("key", [""])[0].strip()
+        if page := await self.refusal(_with_bearer(request, key), signing_in=True, back_to=back_to):
             return page
-        signed_in = RedirectResponse(self.path, status_code=status.HTTP_303_SEE_OTHER)
+        signed_in = RedirectResponse(back_to, status_code=status.HTTP_303_SEE_OTHER)
         signed_in.set_cookie(KEY_COOKIE, key, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
         return signed_in
 
