@@ -19,8 +19,8 @@ from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.requests import (
     CommentBody,
     CorrectionBody,
-    CreateTicketBody,
     CsatBody,
+    NewTicketBody,
     SelfSolvedBody,
     StatusBody,
     UpdateTicketBody,
@@ -239,12 +239,19 @@ router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_ticket(
-    body: CreateTicketBody, principal: Caller, front: Front, request_key: RequestKey = None
+    body: NewTicketBody, principal: Caller, front: Front, request_key: RequestKey = None
 ) -> JSONResponse:
-    require_client(principal, body.client_id)
-    if principal.role is Role.REQUESTER and principal.requester_id not in (None, body.requester_id):
+    client_id = body.client_id or principal.client_id
+    if client_id is None:
+        raise InvalidCommand("client_id", "Field required (this key is scoped to no client)")
+    require_client(principal, client_id)
+    requester_id = body.requester_id or (principal.requester_id if principal.role is Role.REQUESTER else None)
+    if requester_id is None:
+        raise InvalidCommand("requester_id", "Field required (this key names no requester)")
+    if principal.role is Role.REQUESTER and principal.requester_id not in (None, requester_id):
         raise Forbidden("requesters open tickets only in their own name")
-    command = CreateTicket(ticket_id=front.desk.new_ticket_id(principal.name, request_key), **body.model_dump())
+    fields = {**body.model_dump(), "client_id": client_id, "requester_id": requester_id}
+    command = CreateTicket(ticket_id=front.desk.new_ticket_id(principal.name, request_key), **fields)
     ticket, replayed = await front.execute(command, principal, request_key)
     first = evolve(ticket.creation, None)
     assert first is not None

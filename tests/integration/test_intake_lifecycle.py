@@ -119,6 +119,29 @@ def test_a_requester_follows_the_request_on_its_page(intake):
         intake.cookies.clear()
 
 
+def test_a_key_that_names_its_client_and_requester_need_not_repeat_them(intake):
+    """A requester's key names its client and person, a scoped key its client: a new ticket takes them from the key
+    when the body leaves them out, and asks for what the key does not name."""
+    what = {"title": "Mouse is gone", "category": "hardware", "priority": "P4"}
+    keyed = {**bearer(REQUESTER), "Idempotency-Key": uuid.uuid4().hex}
+    mine = intake.post("/v1/tickets", json=what, headers=keyed)
+    assert mine.status_code == 201, mine.text
+    assert (mine.json()["client_id"], mine.json()["requester_id"]) == ("acme", "alice")
+    # The same request spelled out is the same request: replayed under its key, not a 409.
+    spelled_out = {**what, "client_id": "acme", "requester_id": "alice"}
+    again = intake.post("/v1/tickets", json=spelled_out, headers=keyed)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json()["id"] == mine.json()["id"]
+
+    for_bob = intake.post("/v1/tickets", json={**what, "requester_id": "bob"}, headers=bearer(ACME_MANAGER))
+    assert for_bob.status_code == 201 and for_bob.json()["client_id"] == "acme"
+    no_one = intake.post("/v1/tickets", json=what, headers=bearer(ACME_MANAGER))
+    assert no_one.status_code == 422 and [e["field"] for e in no_one.json()["errors"]] == ["requester_id"]
+    no_client = intake.post("/v1/tickets", json={**what, "requester_id": "bob"}, headers=bearer(ADMIN))
+    assert no_client.status_code == 422 and [e["field"] for e in no_client.json()["errors"]] == ["client_id"]
+    someone_else = intake.post("/v1/tickets", json={**what, "requester_id": "bob"}, headers=bearer(REQUESTER))
+    assert someone_else.status_code == 403
+
+
 def test_listing_filters_and_pages_with_a_cursor(intake):
     client = f"list-{uuid.uuid4().hex[:8]}"
     created = [open_ticket(intake, client_id=client, priority=p) for p in ("P1", "P2", "P1", "P1", "P3")]

@@ -15,9 +15,7 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CreateTicketBody(Body):
-    client_id: Identifier
-    requester_id: Identifier
+class _NewTicket(Body):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
     category: Identifier
@@ -26,6 +24,21 @@ class CreateTicketBody(Body):
     service_id: ServiceId | None = Field(
         default=None, description="A service of the catalogue (GET /v1/catalog/services); none: its category's."
     )
+
+
+class CreateTicketBody(_NewTicket):
+    """A new ticket on tickets.inbound."""
+
+    client_id: Identifier
+    requester_id: Identifier
+
+
+class NewTicketBody(_NewTicket):
+    """`POST /v1/tickets`: as on tickets.inbound, but the client and the requester may be left to the key that
+    sends it, when it names them (a requester's key names both; a key scoped to a client, its client)."""
+
+    client_id: Identifier | None = Field(default=None, description="Required unless the key is scoped to a client.")
+    requester_id: Identifier | None = Field(default=None, description="Required unless the key is a requester's.")
 
 
 class SelfSolvedBody(Body):
