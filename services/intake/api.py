@@ -237,10 +237,9 @@ Front = Annotated[TicketFront, Depends(from_app_state("ticket_front"))]
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_ticket(
-    body: NewTicketBody, principal: Caller, front: Front, request_key: RequestKey = None
-) -> JSONResponse:
+def whose_new_ticket(body: NewTicketBody, principal: Principal) -> dict[str, str]:
+    """The client and requester of a new ticket: as the body names them, else as the key does (a requester's key
+    names both, a key scoped to a client its client); the key must be allowed them."""
     client_id = body.client_id or principal.client_id
     if client_id is None:
         raise InvalidCommand("client_id", "Field required (this key is scoped to no client)")
@@ -250,7 +249,14 @@ async def create_ticket(
         raise InvalidCommand("requester_id", "Field required (this key names no requester)")
     if principal.role is Role.REQUESTER and principal.requester_id not in (None, requester_id):
         raise Forbidden("requesters open tickets only in their own name")
-    fields = {**body.model_dump(), "client_id": client_id, "requester_id": requester_id}
+    return {"client_id": client_id, "requester_id": requester_id}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_ticket(
+    body: NewTicketBody, principal: Caller, front: Front, request_key: RequestKey = None
+) -> JSONResponse:
+    fields = {**body.model_dump(), **whose_new_ticket(body, principal)}
     command = CreateTicket(ticket_id=front.desk.new_ticket_id(principal.name, request_key), **fields)
     ticket, replayed = await front.execute(command, principal, request_key)
     first = evolve(ticket.creation, None)
