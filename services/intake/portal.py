@@ -11,13 +11,13 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ticketstream_shared.contract import CommentAdded, Role
+from ticketstream_shared.contract import Role
 from ticketstream_shared.runtime.refusals import Forbidden
 from ticketstream_shared.runtime.sign_in import SignedInPage
 
 from .api import Front
 from .domain import Ticket, TicketNotFound
-from .timeline import STATUS_LINES, describe
+from .timeline import STATUS_LINES, timeline
 
 PAGE = SignedInPage(
     "/tickets",
@@ -56,12 +56,12 @@ async def open_session(request: Request) -> Response:
 
 
 def render(ticket: Ticket) -> str:
-    entries = []
-    for event in ticket.history:
-        if not (text := describe(event)):
-            continue
-        said = f"<blockquote>{escape(event.data.body)}</blockquote>" if isinstance(event, CommentAdded) else ""
-        entries.append(f"<li><time>{event.occurred_at:%-d %b %Y, %H:%M} UTC</time>{escape(text)}{said}</li>")
+    entries = [
+        f"<li><time>{entry.at:%-d %b %Y, %H:%M} UTC</time>{escape(entry.text)}"
+        + (f"<blockquote>{escape(entry.words)}</blockquote>" if entry.words is not None else "")
+        + "</li>"
+        for entry in timeline(ticket.history)
+    ]
     return _HTML.format(
         title=escape(ticket.title),
         status=escape(STATUS_LINES[ticket.status]),

@@ -38,10 +38,16 @@ SELF_SOLVED = "You solved it with one of our help articles. If the problem comes
 class TimelineEntry:
     at: datetime
     text: str
+    #: The words of a public answer, which the requester reads as they were written.
+    words: str | None = None
 
 
 def timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
-    return [TimelineEntry(event.occurred_at, text) for event in history if (text := describe(event))]
+    return [TimelineEntry(event.occurred_at, text, _words(event)) for event in history if (text := describe(event))]
+
+
+def _words(event: TicketEvent) -> str | None:
+    return event.data.body if isinstance(event, CommentAdded) and event.data.public else None
 
 
 @singledispatch

@@ -16,6 +16,7 @@ from fastapi import HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ticketstream_shared.contract import Role
+from ticketstream_shared.contract.events import IDENTIFIER_PATTERN
 
 from .auth import KEY_COOKIE, from_another_page, require_role
 from .refusals import Forbidden
@@ -29,7 +30,7 @@ _FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ser
 <input id="key" name="key" type="password" autocomplete="off" required></label> <button id="sign-in">Sign in</button>
 </form></body></html>"""
 #: What a page below a SignedInPage's path may be called (a ticket's page): where a sign-in may send the browser back.
-_PAGE_BELOW = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._:@-]*")
+_PAGE_BELOW = re.compile("/" + IDENTIFIER_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 class SignedInPage:
