@@ -88,3 +88,13 @@ def test_a_larger_body_in_chunks_is_refused_once_its_chunks_pass_the_limit() -> 
     assert answer.status_code == 413 and "nothing was recorded" in answer.json()["detail"]
     assert desk.recorded == []
     assert sum(pulled) <= LIMIT + 1000, "read no further than the chunk that passed the limit"
+
+
+def test_a_body_that_is_not_json_is_refused_saying_where_it_broke() -> None:
+    """FastAPI names the character where the JSON broke as if it were a field ("0"); the answer names the body."""
+    desk = Desk()
+    answer = post(desk, b'{"text": "a", oops}', **bearer(ADMIN))
+    assert answer.status_code == 422, answer.text
+    why = "the body is not JSON: Expecting property name enclosed in double quotes (at character 14)"
+    assert answer.json()["errors"] == [{"field": "(body)", "message": why}]
+    assert desk.recorded == []

@@ -197,6 +197,11 @@ class _RequestMetrics:
 def _field_errors(error: RequestValidationError) -> list[dict[str, str]]:
     fields = []
     for item in error.errors():
+        if item.get("type") == "json_invalid":  # its location is the character where the JSON broke, no field
+            where = item["loc"][-1]
+            why = item.get("ctx", {}).get("error", "not JSON")
+            fields.append({"field": "(body)", "message": f"the body is not JSON: {why} (at character {where})"})
+            continue
         location = [str(part) for part in item.get("loc", ())]
         if location and location[0] in ("body", "query", "path", "header"):
             location = location[1:]
