@@ -13,7 +13,11 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: What a webhook's URL is kept as (WebhookData.url): one it refuses is refused when the webhook is saved.
+_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
 class AddressRefused(Exception):
@@ -42,13 +46,21 @@ class AllowedHosts:
 
     def check_url(self, url: str) -> str:
         """The URL's host, if the URL may be saved (an address literal is checked at once)."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (a port that is no number, or out of range, raises)
+        except ValueError as error:
+            raise AddressRefused(f"not a URL: {error}") from None
         if parts.scheme not in ("http", "https"):
             raise AddressRefused("only http and https URLs are called")
         if not parts.hostname:
             raise AddressRefused("the URL names no host")
         if parts.username or parts.password:
             raise AddressRefused("credentials in the URL are not accepted: the signature authenticates deliveries")
+        try:
+            _URL.validate_python(url)
+        except ValidationError as error:
+            raise AddressRefused(error.errors()[0]["msg"]) from None
         try:
             literal = ipaddress.ip_address(parts.hostname)
         except ValueError:

@@ -26,7 +26,13 @@ PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9
 class WebhookBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000, description="http or https; private addresses need allowing.")
+    #: The pattern is described, not enforced here: the desk refuses another scheme in plainer words.
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="http or https; private addresses need allowing.",
+        json_schema_extra={"pattern": r"^https?://[^\s/?#@]+(/\S*)?$"},
+    )
     event_types: list[EventTypePattern] = Field(
         min_length=1, max_length=100, description='Event types, families ("ticket.*") or "*".'
     )

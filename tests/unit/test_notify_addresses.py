@@ -5,6 +5,7 @@ a name under .invalid never resolves (RFC 6761), so no test waits on the network
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -52,6 +53,21 @@ def test_only_http_and_https_are_called(url: str):
 @pytest.mark.parametrize("url", ["http://", "https:///path", "http://:8080/hook"])
 def test_a_url_without_host_is_refused(url: str):
     with pytest.raises(AddressRefused, match="no host"):
+        NOTHING_ALLOWED.check_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://[::1/hook", "not a URL: Invalid IPv6 URL"),
+        ("https://example.com:abc/", "not a URL: Port could not be cast"),
+        ("https://example.com:99999/", "not a URL: Port out of range"),
+        ("https://exa mple.com/", "invalid international domain name"),
+    ],
+)
+def test_what_is_no_url_is_refused_saying_why(url: str, why: str):
+    """Each was a 500 when a webhook was put (and a port would have failed each delivery)."""
+    with pytest.raises(AddressRefused, match=re.escape(why)):
         NOTHING_ALLOWED.check_url(url)
 
 
