@@ -2,21 +2,32 @@
 unless an organisation puts a portal of its own there): the request, what happened in plain words (timeline.py),
 and the answers it was given. Like every page, it needs a key: a browser signs in (runtime/sign_in.py) and is sent
 back to the request it asked for. A key sees the requests it may see through the API, no others.
+
+The request's requester also acts on it there, as through the API: answers, confirms a resolution or reopens, and
+rates the help. Each form carries a request key drawn when the page was shown, so a form sent twice (a double
+click, a reload after sending) is one request, replayed; each comes back to the page (POST, redirect, GET). A
+refusal is the page again, saying why, with what was written kept.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from html import escape
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
-from ticketstream_shared.contract import Role
+from ticketstream_shared.contract import Role, TicketStatus
+from ticketstream_shared.contract.requests import CommentBody, CsatBody, StatusBody
+from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.refusals import Forbidden
 from ticketstream_shared.runtime.sign_in import SignedInPage
 
-from .api import Front
-from .domain import Ticket, TicketNotFound
+from .api import STATUS_OF, Front, TicketFront
+from .domain import AddComment, ChangeStatus, Command, DomainError, RecordCsat, Ticket, TicketNotFound, child_id_for
 from .timeline import STATUS_LINES, timeline
 
 PAGE = SignedInPage(
@@ -31,23 +42,26 @@ _HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <style>body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:40rem;padding:0 1rem;color:#1f2328}}
 ol{{list-style:none;padding:0}}li{{margin:0 0 1rem}}time{{display:block;color:#59636e;font-size:.9rem}}
 blockquote{{margin:.4rem 0 0;padding:.5rem .8rem;background:#f4f5f7;border-left:3px solid #8c959f;white-space:pre-wrap}}
+form{{margin:0 0 1rem}}textarea{{width:100%;box-sizing:border-box;min-height:5rem;font:inherit}}
+button{{font:inherit;padding:.3rem .8rem}}
+fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
+#notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
 .reference{{color:#59636e;font-size:.9rem}}</style></head>
-<body><h1>{title}</h1><p id="status">{status}</p><ol id="timeline">{entries}</ol>{reference}</body></html>"""
+<body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="timeline">{entries}</ol>{reference}</body>
+</html>"""
+#: What the requester's choices on a resolved (or closed) request change its status to, and the reason recorded.
+_CHOICES = {
+    TicketStatus.CLOSED: "the requester confirmed it is solved",
+    TicketStatus.OPEN: "the requester reopened it",
+}
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/tickets/{ticket_id}")
 async def ticket_page(ticket_id: str, request: Request, front: Front) -> Response:
-    if refused := await PAGE.refusal(request):
-        return refused
-    try:
-        ticket = await front.visible_ticket(ticket_id, await request.app.state.principal(request))
-    except TicketNotFound:
-        return _page("Request not found", f"We know no request {ticket_id}.", 404)
-    except Forbidden:
-        return _page("Not your request", "This request is not one your key may see.", 403)
-    return HTMLResponse(render(ticket))
+    shown = await _shown(request, front, ticket_id)
+    return shown if isinstance(shown, Response) else HTMLResponse(render(*shown))
 
 
 @router.post("/tickets/session")
@@ -55,7 +69,87 @@ async def open_session(request: Request) -> Response:
     return await PAGE.open_session(request)
 
 
-def render(ticket: Ticket) -> str:
+@router.post("/tickets/{ticket_id}/reply")
+async def reply(ticket_id: str, request: Request, front: Front) -> Response:
+    return await _act(request, front, ticket_id, _reply)
+
+
+@router.post("/tickets/{ticket_id}/status")
+async def change_status(ticket_id: str, request: Request, front: Front) -> Response:
+    return await _act(request, front, ticket_id, _status_change)
+
+
+@router.post("/tickets/{ticket_id}/rating")
+async def rate(ticket_id: str, request: Request, front: Front) -> Response:
+    return await _act(request, front, ticket_id, _rating)
+
+
+def _reply(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
+    words = form.get("words", "").strip()
+    body = CommentBody.model_validate({"author_id": principal.requester_id, "body": words, "public": True})
+    return AddComment(ticket.ticket_id, child_id_for(principal.name, ticket.ticket_id, key), **body.model_dump())
+
+
+def _status_change(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
+    body = StatusBody.model_validate({"status": form.get("status", "")})
+    return ChangeStatus(ticket.ticket_id, body.status, _CHOICES.get(body.status, ""))
+
+
+def _rating(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
+    body = CsatBody.model_validate({"rating": form.get("rating", ""), "comment": form.get("comment", "").strip()})
+    return RecordCsat(ticket.ticket_id, body.rating, body.comment)
+
+
+async def _shown(request: Request, front: TicketFront, ticket_id: str) -> tuple[Ticket, Principal] | Response:
+    """The ticket and the signed-in key it is shown to; or the sign-in form (coming back to the ticket's page), or
+    the page saying the request is not there or not theirs."""
+    if refused := await PAGE.refusal(request, back_to=f"/tickets/{ticket_id}"):
+        return refused
+    principal = await request.app.state.principal(request)
+    try:
+        return await front.visible_ticket(ticket_id, principal), principal
+    except TicketNotFound:
+        return _page("Request not found", f"We know no request {ticket_id}.", 404)
+    except Forbidden:
+        return _page("Not your request", "This request is not one your key may see.", 403)
+
+
+async def _act(request: Request, front: TicketFront, ticket_id: str, command_of: _CommandOf) -> Response:
+    """The form's command carried out for the signed-in requester, then back to the page; or the page saying why
+    not. Another site's page cannot send it: the cookie's key is refused for it (runtime/auth.identify)."""
+    shown = await _shown(request, front, ticket_id)
+    if isinstance(shown, Response):
+        return shown
+    ticket, principal = shown
+    if not _is_requester(ticket, principal):
+        return HTMLResponse(render(ticket, principal, notice="Only the person who asked acts on a request here."), 403)
+    form = {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    key = form.get("request_key", "")[:200] or None
+    try:
+        await front.execute(command_of(ticket, principal, form, key), principal, key)
+    except ValidationError as invalid:
+        problem = invalid.errors()[0]
+        notice = f"{_FIELD_NAMES.get(str(problem['loc'][-1]), 'That')}: {problem['msg']}."
+        return HTMLResponse(render(ticket, principal, notice=notice, words=form.get("words", "")), 422)
+    except DomainError as refusal:
+        page = render(ticket, principal, notice=f"{refusal}.", words=form.get("words", ""))
+        return HTMLResponse(page, STATUS_OF[type(refusal)])
+    return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
+
+
+_CommandOf = Callable[[Ticket, Principal, dict[str, str], str | None], Command]
+#: The form's fields in the requester's words, for a refusal of what was written in one.
+_FIELD_NAMES = {"body": "Your answer", "rating": "Your rating", "comment": "Your comment", "status": "Your choice"}
+
+
+def _is_requester(ticket: Ticket, principal: Principal) -> bool:
+    """The forms are the requester's: staff act through their own tools, which see what the page leaves out."""
+    return principal.role is Role.REQUESTER and principal.requester_id == ticket.requester_id
+
+
+def render(ticket: Ticket, principal: Principal, *, notice: str | None = None, words: str = "") -> str:
+    """The page of `ticket` for `principal`: with the requester's forms if it is theirs, `notice` saying why what
+    they sent was refused, and `words` they had written kept in the answer's box."""
     entries = [
         f"<li><time>{entry.at:%-d %b %Y, %H:%M} UTC</time>{escape(entry.text)}"
         + (f"<blockquote>{escape(entry.words)}</blockquote>" if entry.words is not None else "")
@@ -64,12 +158,44 @@ def render(ticket: Ticket) -> str:
     ]
     return _HTML.format(
         title=escape(ticket.title),
+        notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
         status=escape(STATUS_LINES[ticket.status]),
+        actions=_forms(ticket, words) if _is_requester(ticket, principal) else "",
         entries="".join(entries),
         reference=f'<p class="reference">Request {escape(ticket.ticket_id)}</p>',
     )
 
 
+def _forms(ticket: Ticket, words: str) -> str:
+    """What the requester may do now: answer while it is not closed, say whether a resolution solved it, reopen
+    it once closed, and rate the help once, when it is resolved or closed."""
+    forms = []
+    done = ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+    if ticket.status is TicketStatus.RESOLVED:
+        forms.append(_form(ticket, "status", '<p>Is it solved?</p><button name="status" value="closed">Yes, it is '
+                           'solved</button> <button name="status" value="open">No, reopen it</button>'))  # fmt: skip
+    elif ticket.status is TicketStatus.CLOSED:
+        forms.append(_form(ticket, "status", '<button name="status" value="open">Reopen it</button>'))
+    if done and ticket.csat is None:
+        stars = " ".join(
+            f'<label><input type="radio" name="rating" value="{n}" required> {n}</label>' for n in range(1, 6)
+        )
+        forms.append(_form(ticket, "rating", f'<fieldset><legend>How was our help? (5 is best)</legend>{stars}'
+                           '</fieldset><label for="comment">Anything to add? (optional)</label>'
+                           '<textarea id="comment" name="comment" maxlength="2000"></textarea>'
+                           "<button>Rate our help</button>"))  # fmt: skip
+    if ticket.status is not TicketStatus.CLOSED:
+        forms.append(_form(ticket, "reply", '<label for="words">Your answer</label><textarea id="words" name="words" '
+                           f'required maxlength="20000">{escape(words)}</textarea><button>Send</button>'))  # fmt: skip
+    return "".join(forms)
+
+
+def _form(ticket: Ticket, action: str, fields: str) -> str:
+    key = f'<input type="hidden" name="request_key" value="page-{uuid.uuid4().hex}">'
+    target = f"/tickets/{quote(ticket.ticket_id)}/{action}"
+    return f'<form id="{action}-form" method="post" action="{escape(target)}">{key}{fields}</form>'
+
+
 def _page(title: str, message: str, status_code: int) -> HTMLResponse:
-    page = _HTML.format(title=escape(title), status=escape(message), entries="", reference="")
+    page = _HTML.format(title=escape(title), notice="", status=escape(message), actions="", entries="", reference="")
     return HTMLResponse(page, status_code)

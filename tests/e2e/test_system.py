@@ -1,10 +1,12 @@
 """The whole system as `make run` starts it: the five service processes under honcho from deploy/Procfile, against a
 real broker and a real SMTP server, driven over HTTP only: the hours report, the guards, the service catalogue with
-self-help and the next-reply promise from end to end, and a person erased everywhere."""
+self-help and the next-reply promise from end to end, a requester answering from the link of a mail in a browser,
+and a person erased everywhere."""
 
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,8 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from playwright.sync_api import sync_playwright
 
 from deploy.kafka.launcher import free_ports
+from tests.e2e.test_dashboard import chromium
 from tests.polling import eventually
 from tests.receivers import smtp_server
 from ticketstream_shared.contract.topics import TOPICS
@@ -68,6 +72,7 @@ def system(kafka_bootstrap, tmp_path_factory, mailbox):
         "PRIVACY_MASTER_KEY_FILE": str(write_key(local / "privacy-master.key")),
         "NOTIFY_SECRETS_KEY_FILE": str(write_key(local / "notify-secrets.key")),
         "SMTP_PORT": str(mailbox.port),
+        "PORTAL_URL": f"http://127.0.0.1:{ports['intake']}",  # where the links in mails point: intake's pages
         **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
     }
     log = (local / "honcho.log").open("w")
@@ -402,3 +407,53 @@ def test_a_person_erased_has_no_word_readable_anywhere_and_every_report_stays(sy
     assert reports() == before
     found = [value[:200] for value in every_value_of_every_topic(kafka_bootstrap) if marker.encode() in value]
     assert not found, "the person's words in plain text on a topic"
+
+
+def test_a_requester_follows_the_link_of_a_mail_and_answers_in_a_browser(system, mailbox, tmp_path):
+    """The mail's link opens the request's page (intake's /tickets/{id}) in Chromium: the requester signs in with
+    their key, is brought back to the request, reads the technician's question and answers it there; the desk sees
+    the answer, and the request is back in the queue."""
+    urls, keys = system
+    roles = ("requester", "technician", "admin")
+    requester, technician, admin = ({"Authorization": f"Bearer {keys[role]}"} for role in roles)
+    marker = uuid.uuid4().hex
+    address = f"acme.requester.{marker}@example.org"
+    person = {"name": "Ada Requester", "email": address, "role": "requester", "client_id": "acme"}
+    assert httpx.put(f"{urls['notify']}/v1/notify/people/acme-requester", json=person, headers=admin).is_success
+    request = {"category": "network", "priority": "P3", "title": f"VPN drops every hour {marker}", "description": "."}
+    opened = httpx.post(f"{urls['intake']}/v1/tickets", json=request, headers=requester)
+    assert opened.status_code == 201, opened.text
+    ticket = f"{urls['intake']}/v1/tickets/{opened.json()['id']}"
+    question = {"author_id": "tech-7", "body": "Which VPN client do you use?", "public": True}
+    assert httpx.post(f"{ticket}/comments", json=question, headers=technician).is_success
+    asked = httpx.post(f"{ticket}/status", json={"status": "waiting_on_customer"}, headers=technician)
+    assert asked.is_success, asked.text
+
+    def waiting_mail():
+        return [mail for mail in mailbox.to(address) if mail["Subject"].startswith("We need your answer")]
+
+    (mail, *_) = eventually(waiting_mail, timeout_s=30, what="the requester asked by mail")
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    (link,) = re.findall(r"http\S+/tickets/\S+", text)
+    assert link == f"{urls['intake']}/tickets/{opened.json()['id']}", text
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium()), headless=True)
+        page = browser.new_page()
+        assert page.goto(link).status == 401, "no key, no request"
+        page.fill("#key", keys["requester"])
+        page.click("#sign-in")
+        page.wait_for_selector("#reply-form")
+        assert page.url == link and page.inner_text("#status") == "We are waiting for your answer."
+        assert "Which VPN client do you use?" in page.inner_text("#timeline")
+        page.fill("#words", "Cisco AnyConnect 5.1")
+        page.click("#reply-form button")
+        page.wait_for_selector("text=You replied.")
+        assert page.url == link
+        assert page.inner_text("#status") == "Your request is waiting for the next free member of our team."
+        page.screenshot(path=str(tmp_path / "requester-page.png"), full_page=True)
+        browser.close()
+
+    comments = httpx.get(f"{ticket}/comments", headers=admin).json()["comments"]
+    assert [(c["author_id"], c["body"]) for c in comments][-1] == ("acme-requester", "Cisco AnyConnect 5.1")
+    assert httpx.get(ticket, headers=admin).json()["status"] == "open"

@@ -1,7 +1,9 @@
 """Intake's whole HTTP surface against the real broker: lifecycle, listing, timeline, and every role on every
 endpoint."""
 
+import re
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 
@@ -15,6 +17,27 @@ def open_ticket(intake, key=ADMIN, **fields):
     answer = intake.post("/v1/tickets", json={**NEW_TICKET, **fields}, headers=bearer(key))
     assert answer.status_code == 201, answer.text
     return answer.json()["id"]
+
+
+#: A form sent by the browser from the service's own page.
+FORM = {"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
+
+
+def sign_in(intake, key, page):
+    """The session's intake signed in like a browser (the caller clears its cookie after, for the other tests)."""
+    signed = intake.post("/tickets/session", content=f"key={key}&next={page}", headers=FORM, follow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["location"] == page, signed.text
+
+
+def sent(intake, page, form, **fields):
+    """`form` of `page` sent as the browser sends it, with the request key the page drew for it."""
+    shown = intake.get(page)
+    assert shown.status_code == 200, shown.text
+    found = re.search(rf'<form id="{form}-form" method="post" action="([^"]+)"><input type="hidden" name="request_key" '
+                      r'value="([^"]+)">', shown.text)  # fmt: skip
+    assert found, f"no {form} form on the page"
+    body = urlencode({"request_key": found[2], **fields})
+    return intake.post(found[1], content=body, headers=FORM, follow_redirects=False), body
 
 
 def test_a_ticket_lives_through_its_lifecycle_over_http(intake):
@@ -97,13 +120,10 @@ def test_a_requester_follows_the_request_on_its_page(intake):
     assert intake.post(f"{path}/comments", json=internal, headers=bearer(TECHNICIAN)).status_code == 201
     reply = {"author_id": "tech-1", "body": "Please open tray 2 & take out the torn sheet.", "public": True}
     assert intake.post(f"{path}/comments", json=reply, headers=bearer(TECHNICIAN)).status_code == 201
-    try:  # the session's intake, signed in like a browser: its cookie is cleared after, for the other tests
+    try:
         asked = intake.get(f"/tickets/{ticket}")
         assert asked.status_code == 401 and f'name="next" value="/tickets/{ticket}"' in asked.text
-        form = {"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
-        signing_in = f"key={REQUESTER}&next=/tickets/{ticket}"
-        signed = intake.post("/tickets/session", content=signing_in, headers=form, follow_redirects=False)
-        assert signed.status_code == 303 and signed.headers["location"] == f"/tickets/{ticket}"
+        sign_in(intake, REQUESTER, f"/tickets/{ticket}")
         page = intake.get(f"/tickets/{ticket}")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "<h1>Printer &lt;b&gt;jams&lt;/b&gt; on floor 3</h1>" in page.text
@@ -140,6 +160,80 @@ def test_a_key_that_names_its_client_and_requester_need_not_repeat_them(intake):
     assert no_client.status_code == 422 and [e["field"] for e in no_client.json()["errors"]] == ["client_id"]
     someone_else = intake.post("/v1/tickets", json={**what, "requester_id": "bob"}, headers=bearer(REQUESTER))
     assert someone_else.status_code == 403
+
+
+def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
+    """The page's forms act as the API does, for the request's requester only: an answer to a waiting request puts
+    it back in the queue, and sent twice is one answer; a resolution confirmed closes it; the help is rated once. A
+    refusal is the page saying why, with what was written kept; another site's page cannot send a form."""
+    ticket = open_ticket(intake, title="VPN drops every hour")
+    path, page = f"/v1/tickets/{ticket}", f"/tickets/{ticket}"
+    for status in ("in_progress", "waiting_on_customer"):
+        assert intake.post(f"{path}/status", json={"status": status}, headers=bearer(TECHNICIAN)).status_code == 200
+
+    def comments():
+        return [
+            (c["author_id"], c["body"])
+            for c in intake.get(f"{path}/comments", headers=bearer(ADMIN)).json()["comments"]
+        ]
+
+    def status():
+        return intake.get(path, headers=bearer(ADMIN)).json()["status"]
+
+    try:
+        sign_in(intake, REQUESTER, page)
+        words = "It drops at <b>:05</b> past & stays down"
+        answered, body = sent(intake, page, "reply", words=words)
+        assert answered.status_code == 303 and answered.headers["location"] == page, answered.text
+        assert intake.post(f"{page}/reply", content=body, headers=FORM, follow_redirects=False).status_code == 303
+        assert comments() == [("alice", words)], "sent twice, answered once"
+        assert status() == "open", "the answer puts it back in the queue"
+        shown = intake.get(page).text
+        assert "You replied." in shown and "It drops at &lt;b&gt;:05&lt;/b&gt; past &amp; stays down" in shown
+
+        empty, _ = sent(intake, page, "reply", words="   ")
+        assert empty.status_code == 422 and "Your answer: String should have at least 1 character." in empty.text
+        too_long, _ = sent(intake, page, "reply", words="a long story " * 2000)
+        assert (
+            too_long.status_code == 422 and "Your answer: String should have at most 20000 characters" in too_long.text
+        )
+        assert "a long story " * 2000 in too_long.text, "what was written is kept"
+        forged = {**FORM, "Sec-Fetch-Site": "cross-site"}
+        elsewhere = intake.post(f"{page}/reply", content=urlencode({"words": "forged"}), headers=forged)
+        assert elsewhere.status_code == 403
+        not_mine = open_ticket(intake, requester_id="bob")
+        theirs = intake.post(f"/tickets/{not_mine}/reply", content=urlencode({"words": "hi"}), headers=FORM)
+        assert theirs.status_code == 403 and "not one your key may see" in theirs.text
+        assert comments() == [("alice", words)], "nothing refused was recorded"
+
+        assert 'id="status-form"' not in shown and 'id="rating-form"' not in shown, "nothing to choose before"
+        hand_made = urlencode({"status": "in_progress", "request_key": "by-hand"})
+        moved = intake.post(f"{page}/status", content=hand_made, headers=FORM)
+        assert moved.status_code == 403 and "requesters may reopen their ticket or confirm its resolution" in moved.text
+        assert status() == "open"
+
+        assert intake.post(f"{path}/status", json={"status": "resolved"}, headers=bearer(TECHNICIAN)).status_code == 200
+        shown = intake.get(page).text
+        assert "Is it solved?" in shown and 'id="rating-form"' in shown
+        confirmed, _ = sent(intake, page, "status", status="closed")
+        assert confirmed.status_code == 303 and status() == "closed"
+        rated, _ = sent(intake, page, "rating", rating="4", comment="Quick, thanks")
+        assert rated.status_code == 303
+        assert intake.get(path, headers=bearer(ADMIN)).json()["csat"] == 4
+        shown = intake.get(page).text
+        assert 'id="rating-form"' not in shown and 'id="reply-form"' not in shown and "Reopen it" in shown
+        again = intake.post(f"{page}/rating", content=urlencode({"rating": "1", "request_key": "again"}), headers=FORM)
+        assert again.status_code == 409 and 'id="notice"' in again.text
+        assert intake.get(path, headers=bearer(ADMIN)).json()["csat"] == 4
+
+        intake.cookies.clear()
+        staff = intake.get(page, headers=bearer(TECHNICIAN))
+        assert staff.status_code == 200 and "<form" not in staff.text, "the forms are the requester's"
+        by_staff = intake.post(f"{page}/status", content="status=open", headers={**FORM, **bearer(TECHNICIAN)})
+        assert by_staff.status_code == 403 and "Only the person who asked acts on a request here." in by_staff.text
+        assert status() == "closed"
+    finally:
+        intake.cookies.clear()
 
 
 def test_listing_filters_and_pages_with_a_cursor(intake):

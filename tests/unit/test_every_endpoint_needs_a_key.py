@@ -1,6 +1,6 @@
 """Every endpoint of every service but the health checks needs an API key: each operation of each service's own API
-document, the document itself and its pages, /metrics and the dashboard. The apps are built as the services build
-them, not started: a key is checked before anything a request asks for is looked at."""
+document, the document itself and its pages and their forms, /metrics and the dashboard. The apps are built as the
+services build them, not started: a key is checked before anything a request asks for is looked at."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ PAGES = {
     "reporting": [*EVERY_SERVICES, "/dashboard", "/dashboard/assets/plotly.min.js"],
     "notify": EVERY_SERVICES,
 }
+#: What the pages send (a requester's answer, choice and rating on the page of their request).
+FORMS = {"intake": ["/tickets/t-1/reply", "/tickets/t-1/status", "/tickets/t-1/rating"]}
 
 
 def operations(app: FastAPI) -> Iterator[tuple[str, str]]:
@@ -39,7 +41,7 @@ def operations(app: FastAPI) -> Iterator[tuple[str, str]]:
 def test_nothing_but_the_health_checks_answers_without_a_key(apps: dict[str, FastAPI], service: str) -> None:
     client = TestClient(apps[service], raise_server_exceptions=False)
     asked = [(method, path) for method, path in operations(apps[service]) if path not in OPEN]
-    asked += [("GET", page) for page in PAGES[service]]
+    asked += [("GET", page) for page in PAGES[service]] + [("POST", form) for form in FORMS.get(service, [])]
     assert len(asked) >= 6, "too few endpoints found to prove anything"
     answered = {f"{method} {path}": client.request(method, path).status_code for method, path in asked}
     assert {endpoint: code for endpoint, code in answered.items() if code != 401} == {}
