@@ -520,6 +520,14 @@ def _decide_update(ticket: Ticket, command: UpdateTicket, context: CommandContex
         )
 
 
+#: The requester's answer puts these back in the queue: the answer we were waiting for, and an answer to a
+#: resolution, which notify's "solved" mail invites ("if the problem is not solved for you, simply reply").
+_ANSWER_REOPENS = {
+    S.WAITING_ON_CUSTOMER: "the requester replied",
+    S.RESOLVED: "the requester replied to the resolution",
+}
+
+
 def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext, decision: _Decision) -> None:
     _check_version(ticket, command.expected_version)
     if command.comment_id in ticket.comment_ids:  # the same request again would have been recognised by its ids
@@ -542,12 +550,12 @@ def _decide_comment(ticket: Ticket, command: AddComment, context: CommandContext
         author,
     )
     by_the_requester = role is Role.REQUESTER or (command.public and command.author_id == ticket.requester_id)
-    if by_the_requester and ticket.status is S.WAITING_ON_CUSTOMER:
-        # The answer we were waiting for, from the requester's key or through an integration that speaks for them
-        # (a reply by mail): back to the queue, which also resumes the SLA clock.
+    if by_the_requester and ticket.status in _ANSWER_REOPENS:
+        # From the requester's key or through an integration that speaks for them (a reply by mail): back to the
+        # queue, which also resumes the SLA clock.
         decision.add(
             TicketStatusChanged,
-            StatusChangedData(from_status=ticket.status, to_status=S.OPEN, reason="the requester replied"),
+            StatusChangedData(from_status=ticket.status, to_status=S.OPEN, reason=_ANSWER_REOPENS[ticket.status]),
             author,
         )
 

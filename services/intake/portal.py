@@ -64,6 +64,13 @@ async def ticket_page(ticket_id: str, request: Request, front: Front) -> Respons
     return shown if isinstance(shown, Response) else HTMLResponse(render(*shown))
 
 
+@router.get("/tickets/{ticket_id}/rate")
+async def rating_page(ticket_id: str, request: Request, front: Front) -> Response:
+    """Where the rating link of notify's "solved" mail points: the request's page, at its rating form."""
+    shown = await _shown(request, front, ticket_id)
+    return shown if isinstance(shown, Response) else RedirectResponse(f"/tickets/{ticket_id}#rating-form", 303)
+
+
 @router.post("/tickets/session")
 async def open_session(request: Request) -> Response:
     return await PAGE.open_session(request)

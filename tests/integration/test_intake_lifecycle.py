@@ -215,6 +215,8 @@ def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
         assert intake.post(f"{path}/status", json={"status": "resolved"}, headers=bearer(TECHNICIAN)).status_code == 200
         shown = intake.get(page).text
         assert "Is it solved?" in shown and 'id="rating-form"' in shown
+        rate_link = intake.get(f"{page}/rate", follow_redirects=False)  # the link of notify's "solved" mail
+        assert rate_link.status_code == 303 and rate_link.headers["location"] == f"{page}#rating-form"
         confirmed, _ = sent(intake, page, "status", status="closed")
         assert confirmed.status_code == 303 and status() == "closed"
         rated, _ = sent(intake, page, "rating", rating="4", comment="Quick, thanks")

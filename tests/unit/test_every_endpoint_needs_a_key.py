@@ -20,7 +20,7 @@ OPEN = {"/healthz", "/readyz"}
 DOCS_ASSETS = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/docs/assets/favicon.png"]
 EVERY_SERVICES = ["/docs", *DOCS_ASSETS, "/openapi.json", "/metrics"]
 PAGES = {
-    "intake": [*EVERY_SERVICES, "/tickets/t-1"],  # a requester's page of a request (intake/portal.py)
+    "intake": [*EVERY_SERVICES, "/tickets/t-1", "/tickets/t-1/rate"],  # a requester's page of a request (portal.py)
     "sla": EVERY_SERVICES,
     "assignment": EVERY_SERVICES,
     "reporting": [*EVERY_SERVICES, "/dashboard", "/dashboard/assets/plotly.min.js"],

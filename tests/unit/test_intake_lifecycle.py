@@ -94,6 +94,19 @@ def test_the_requesters_answer_puts_a_waiting_ticket_back_in_the_queue():
     assert [e.aggregate_version for e in answered.history] == [1, 2, 3, 4, 5]
 
 
+def test_the_requesters_answer_to_a_resolution_reopens_it_and_no_one_elses_does():
+    """notify's "solved" mail says: if the problem is not solved for you, simply reply and we will carry on."""
+    resolved = moved(new_ticket(), S.OPEN, S.RESOLVED)
+    answered = run(resolved, AddComment("t-1", uuid.uuid4(), "alice", "Still broken", public=True), REQUESTER)
+    assert answered.status is S.OPEN and answered.history[-1].data.reason == "the requester replied to the resolution"
+    mail_gateway = key_of(Role.INTEGRATION)  # writes a reply by mail in its sender's name
+    by_mail = run(resolved, AddComment("t-1", uuid.uuid4(), "alice", "Still broken", public=True), mail_gateway)
+    assert by_mail.status is S.OPEN
+    by_staff = run(resolved, AddComment("t-1", uuid.uuid4(), "tech-1", "Glad it works", public=True), TECHNICIAN)
+    assert by_staff.status is S.RESOLVED
+    assert timeline(answered.history)[-1].text == "Your request was reopened."
+
+
 def test_requesters_write_only_public_comments_and_rate_once_after_resolution():
     ticket = new_ticket()
     with pytest.raises(NotPermitted):
