@@ -225,6 +225,13 @@ class TicketFront:
     def view(self, ticket: Ticket) -> dict[str, Any]:
         return ticket_view(ticket, self.desk.assignee_of(ticket.ticket_id))
 
+    def solved_with(self, ticket_id: str, article_id: str) -> SolveMyself:
+        """The requester's word that an article solved their problem: a published article's only."""
+        article = self.library.current(article_id)
+        if article is None or not article.data.published:
+            raise InvalidCommand("article_id", f"no published article {article_id}")
+        return SolveMyself(ticket_id, article_id)
+
     def articles_for(self, ticket: Ticket) -> list[Hit]:
         """The articles a new ticket is answered with: for what its requester wrote, its service's first (the one
         it names, or its category's in the catalogue now)."""
@@ -273,11 +280,9 @@ async def self_solved(
 ) -> JSONResponse:
     """The requester confirms a published knowledge article solved their problem: the ticket is resolved as
     self-service (its SLA clocks met) and the article counts as a deflection."""
-    article = front.library.current(body.article_id)
-    if article is None or not article.data.published:
-        raise InvalidCommand("article_id", f"no published article {body.article_id}")
+    command = front.solved_with(ticket_id, body.article_id)
     await front.visible_ticket(ticket_id, principal)
-    ticket, replayed = await front.execute(SolveMyself(ticket_id, body.article_id), principal, request_key)
+    ticket, replayed = await front.execute(command, principal, request_key)
     return _answer(front.view(ticket), ticket.version, replayed)
 
 

@@ -12,7 +12,7 @@ refusal is the page again, saying why, with what was written kept.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from html import escape
 from urllib.parse import parse_qs, quote
 
@@ -28,6 +28,7 @@ from ticketstream_shared.runtime.sign_in import SignedInPage
 
 from .api import STATUS_OF, Front, TicketFront
 from .domain import AddComment, ChangeStatus, Command, DomainError, RecordCsat, Ticket, TicketNotFound, child_id_for
+from .knowledge import Hit
 from .timeline import STATUS_LINES, timeline
 
 PAGE = SignedInPage(
@@ -46,9 +47,12 @@ form{{margin:0 0 1rem}}textarea{{width:100%;box-sizing:border-box;min-height:5re
 button{{font:inherit;padding:.3rem .8rem}}
 fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
 #notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
+.article{{white-space:pre-wrap;margin:.5rem 0}}details{{margin:0 0 .5rem}}h2{{font-size:1.1rem}}
 .reference{{color:#59636e;font-size:.9rem}}</style></head>
 <body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="timeline">{entries}</ol>{reference}</body>
 </html>"""
+#: Where a request is done with: no help articles offered.
+_DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 #: What the requester's choices on a resolved (or closed) request change its status to, and the reason recorded.
 _CHOICES = {
     TicketStatus.CLOSED: "the requester confirmed it is solved",
@@ -61,7 +65,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/tickets/{ticket_id}")
 async def ticket_page(ticket_id: str, request: Request, front: Front) -> Response:
     shown = await _shown(request, front, ticket_id)
-    return shown if isinstance(shown, Response) else HTMLResponse(render(*shown))
+    return shown if isinstance(shown, Response) else HTMLResponse(_page_of(front, *shown))
 
 
 @router.get("/tickets/{ticket_id}/rate")
@@ -89,6 +93,14 @@ async def change_status(ticket_id: str, request: Request, front: Front) -> Respo
 @router.post("/tickets/{ticket_id}/rating")
 async def rate(ticket_id: str, request: Request, front: Front) -> Response:
     return await _act(request, front, ticket_id, _rating)
+
+
+@router.post("/tickets/{ticket_id}/self-solved")
+async def self_solved(ticket_id: str, request: Request, front: Front) -> Response:
+    def solved(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
+        return front.solved_with(ticket.ticket_id, form.get("article_id", ""))
+
+    return await _act(request, front, ticket_id, solved)
 
 
 def _reply(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
@@ -129,7 +141,7 @@ async def _act(request: Request, front: TicketFront, ticket_id: str, command_of:
         return shown
     ticket, principal = shown
     if not _is_requester(ticket, principal):
-        return HTMLResponse(render(ticket, principal, notice="Only the person who asked acts on a request here."), 403)
+        return HTMLResponse(_page_of(front, ticket, principal, notice="Only the person who asked acts here."), 403)
     form = {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     key = form.get("request_key", "")[:200] or None
     try:
@@ -137,9 +149,9 @@ async def _act(request: Request, front: TicketFront, ticket_id: str, command_of:
     except ValidationError as invalid:
         problem = invalid.errors()[0]
         notice = f"{_FIELD_NAMES.get(str(problem['loc'][-1]), 'That')}: {problem['msg']}."
-        return HTMLResponse(render(ticket, principal, notice=notice, words=form.get("words", "")), 422)
+        return HTMLResponse(_page_of(front, ticket, principal, notice=notice, words=form.get("words", "")), 422)
     except DomainError as refusal:
-        page = render(ticket, principal, notice=f"{refusal}.", words=form.get("words", ""))
+        page = _page_of(front, ticket, principal, notice=f"{refusal}.", words=form.get("words", ""))
         return HTMLResponse(page, STATUS_OF[type(refusal)])
     return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
 
@@ -154,9 +166,28 @@ def _is_requester(ticket: Ticket, principal: Principal) -> bool:
     return principal.role is Role.REQUESTER and principal.requester_id == ticket.requester_id
 
 
-def render(ticket: Ticket, principal: Principal, *, notice: str | None = None, words: str = "") -> str:
-    """The page of `ticket` for `principal`: with the requester's forms if it is theirs, `notice` saying why what
-    they sent was refused, and `words` they had written kept in the answer's box."""
+def _page_of(
+    front: TicketFront, ticket: Ticket, principal: Principal, *, notice: str | None = None, words: str = ""
+) -> str:
+    """The page, with the articles that may solve the problem while it is open, for its requester."""
+    helpful = _is_requester(ticket, principal) and ticket.status not in _DONE
+    articles = (
+        [(hit, front.library.current_body(hit.article_id)) for hit in front.articles_for(ticket)] if helpful else []
+    )
+    return render(ticket, principal, articles=articles, notice=notice, words=words)
+
+
+def render(
+    ticket: Ticket,
+    principal: Principal,
+    *,
+    articles: Sequence[tuple[Hit, str]] = (),
+    notice: str | None = None,
+    words: str = "",
+) -> str:
+    """The page of `ticket` for `principal`: with the requester's forms if it is theirs, each of `articles` (a
+    search hit and its body) with a button to say it solved the problem, `notice` saying why what they sent was
+    refused, and `words` they had written kept in the answer's box."""
     entries = [
         f"<li><time>{entry.at:%-d %b %Y, %H:%M} UTC</time>{escape(entry.text)}"
         + (f"<blockquote>{escape(entry.words)}</blockquote>" if entry.words is not None else "")
@@ -167,7 +198,7 @@ def render(ticket: Ticket, principal: Principal, *, notice: str | None = None, w
         title=escape(ticket.title),
         notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
         status=escape(STATUS_LINES[ticket.status]),
-        actions=_forms(ticket, words) if _is_requester(ticket, principal) else "",
+        actions=_forms(ticket, words) + _self_help(ticket, articles) if _is_requester(ticket, principal) else "",
         entries="".join(entries),
         reference=f'<p class="reference">Request {escape(ticket.ticket_id)}</p>',
     )
@@ -177,7 +208,7 @@ def _forms(ticket: Ticket, words: str) -> str:
     """What the requester may do now: answer while it is not closed, say whether a resolution solved it, reopen
     it once closed, and rate the help once, when it is resolved or closed."""
     forms = []
-    done = ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+    done = ticket.status in _DONE
     if ticket.status is TicketStatus.RESOLVED:
         forms.append(_form(ticket, "status", '<p>Is it solved?</p><button name="status" value="closed">Yes, it is '
                            'solved</button> <button name="status" value="open">No, reopen it</button>'))  # fmt: skip
@@ -197,10 +228,30 @@ def _forms(ticket: Ticket, words: str) -> str:
     return "".join(forms)
 
 
-def _form(ticket: Ticket, action: str, fields: str) -> str:
+def _self_help(ticket: Ticket, articles: Sequence[tuple[Hit, str]]) -> str:
+    """The help articles that may solve the problem, each to read and, if it did, to say so: the request is then
+    resolved as self-service."""
+    if not articles:
+        return ""
+    shown = [
+        f'<details><summary>{escape(hit.title)}</summary><div class="article">{escape(body)}</div>'
+        + _form(
+            ticket,
+            "self-solved",
+            f'<input type="hidden" name="article_id" value="{escape(hit.article_id)}">'
+            "<button>This solved my problem</button>",
+            name=f"solved-by-{hit.article_id}",
+        )  # fmt: skip
+        + "</details>"
+        for hit, body in articles
+    ]
+    return f'<section id="self-help"><h2>These articles may help</h2>{"".join(shown)}</section>'
+
+
+def _form(ticket: Ticket, action: str, fields: str, name: str | None = None) -> str:
     key = f'<input type="hidden" name="request_key" value="page-{uuid.uuid4().hex}">'
     target = f"/tickets/{quote(ticket.ticket_id)}/{action}"
-    return f'<form id="{action}-form" method="post" action="{escape(target)}">{key}{fields}</form>'
+    return f'<form id="{escape(name or action)}-form" method="post" action="{escape(target)}">{key}{fields}</form>'
 
 
 def _page(title: str, message: str, status_code: int) -> HTMLResponse:

@@ -5,12 +5,14 @@ requester who solved it with one resolves their ticket as self-service."""
 import asyncio
 import json
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.integration.conftest import NEW_TICKET
 from tests.integration.test_intake import read_events_of
+from tests.integration.test_intake_lifecycle import FORM, sent, sign_in
 from tests.keys import ADMIN, MANAGER, REQUESTER, TECHNICIAN, bearer
 from ticketstream_shared.contract.topics import KNOWLEDGE_ARTICLES
 from ticketstream_shared.runtime.kafka import records_to_end
@@ -126,3 +128,34 @@ def test_a_requester_is_offered_articles_and_solves_the_ticket_with_one(intake, 
     assert "You solved it with one of our help articles" in json.dumps(timeline)
     events = read_events_of(kafka_bootstrap, ticket_id, 2)
     assert events[-1][1].data.article_id == article_id and events[-1][1].data.to_status == "resolved"
+
+
+def test_the_requesters_page_offers_the_articles_and_one_solves_it(intake, kafka_bootstrap):
+    """Where the mail "we have received your request" leads: while the request is open, its page shows the articles
+    that may solve it, to read there, each with a button saying it did: the request is then resolved as
+    self-service, as through the API; an article not published is refused, saying so."""
+    article_id = f"kb-{WORD}-on-the-page"
+    body = f"Open the {WORD} settings & choose <Reconnect>."
+    assert put(intake, article_id, an_article(title=f"{WORD} printer offline", body=body)).status_code == 201
+    assert put(intake, f"{article_id}-draft", an_article(published=False)).status_code == 201
+    ticket = {**NEW_TICKET, "title": f"The {WORD} printer is offline", "description": "Since this morning."}
+    created = intake.post("/v1/tickets", json=ticket, headers=bearer(REQUESTER))
+    assert created.status_code == 201, created.text
+    page = f"/tickets/{created.json()['id']}"
+    try:
+        sign_in(intake, REQUESTER, page)
+        shown = intake.get(page).text
+        assert "These articles may help" in shown and f"<summary>{WORD} printer offline</summary>" in shown
+        assert f"Open the {WORD} settings &amp; choose &lt;Reconnect&gt;." in shown
+        draft = urlencode({"article_id": f"{article_id}-draft", "request_key": "draft"})
+        refused = intake.post(f"{page}/self-solved", content=draft, headers=FORM)
+        assert refused.status_code == 422 and f"no published article {article_id}-draft" in refused.text
+        solved, _ = sent(intake, page, f"solved-by-{article_id}")
+        assert solved.status_code == 303 and solved.headers["location"] == page
+        shown = intake.get(page).text
+        assert "You solved it with one of our help articles." in shown and "These articles may help" not in shown
+        events = read_events_of(kafka_bootstrap, created.json()["id"], 2)
+        assert events[-1][1].data.article_id == article_id and events[-1][1].data.to_status == "resolved"
+        assert intake.get(page, headers=bearer(TECHNICIAN)).text.count("These articles may help") == 0, "theirs only"
+    finally:
+        intake.cookies.clear()

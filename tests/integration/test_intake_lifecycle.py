@@ -1,6 +1,7 @@
 """Intake's whole HTTP surface against the real broker: lifecycle, listing, timeline, and every role on every
 endpoint."""
 
+import html
 import re
 import uuid
 from urllib.parse import urlencode
@@ -30,14 +31,16 @@ def sign_in(intake, key, page):
 
 
 def sent(intake, page, form, **fields):
-    """`form` of `page` sent as the browser sends it, with the request key the page drew for it."""
+    """`form` of `page` sent as the browser sends it: its hidden fields (the request key the page drew for it, an
+    article's id) and `fields`."""
     shown = intake.get(page)
     assert shown.status_code == 200, shown.text
-    found = re.search(rf'<form id="{form}-form" method="post" action="([^"]+)"><input type="hidden" name="request_key" '
-                      r'value="([^"]+)">', shown.text)  # fmt: skip
+    found = re.search(rf'<form id="{form}-form" method="post" action="([^"]+)">(.*?)</form>', shown.text)
     assert found, f"no {form} form on the page"
-    body = urlencode({"request_key": found[2], **fields})
-    return intake.post(found[1], content=body, headers=FORM, follow_redirects=False), body
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', found[2]))
+    assert hidden["request_key"].startswith("page-")
+    body = urlencode({**{name: html.unescape(value) for name, value in hidden.items()}, **fields})
+    return intake.post(html.unescape(found[1]), content=body, headers=FORM, follow_redirects=False), body
 
 
 def test_a_ticket_lives_through_its_lifecycle_over_http(intake):
@@ -232,7 +235,7 @@ def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
         staff = intake.get(page, headers=bearer(TECHNICIAN))
         assert staff.status_code == 200 and "<form" not in staff.text, "the forms are the requester's"
         by_staff = intake.post(f"{page}/status", content="status=open", headers={**FORM, **bearer(TECHNICIAN)})
-        assert by_staff.status_code == 403 and "Only the person who asked acts on a request here." in by_staff.text
+        assert by_staff.status_code == 403 and "Only the person who asked acts here." in by_staff.text
         assert status() == "closed"
     finally:
         intake.cookies.clear()
