@@ -29,6 +29,7 @@ from ticketstream_shared.runtime.sign_in import SignedInPage
 from .api import STATUS_OF, Front, TicketFront
 from .domain import AddComment, ChangeStatus, Command, DomainError, RecordCsat, Ticket, TicketNotFound, child_id_for
 from .knowledge import Hit
+from .ticket_store import Filters
 from .timeline import STATUS_LINES, timeline
 
 PAGE = SignedInPage(
@@ -49,8 +50,19 @@ fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
 #notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
 .article{{white-space:pre-wrap;margin:.5rem 0}}details{{margin:0 0 .5rem}}h2{{font-size:1.1rem}}
 .reference{{color:#59636e;font-size:.9rem}}</style></head>
-<body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="timeline">{entries}</ol>{reference}</body>
+<body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="{listed}">{entries}</ol>{reference}</body>
 </html>"""
+#: The most requests the list of a requester's own shows.
+LISTED = 1000
+#: A request's status in a word or two, for the list.
+STATUS_WORDS = {
+    TicketStatus.NEW: "received",
+    TicketStatus.OPEN: "in the queue",
+    TicketStatus.IN_PROGRESS: "being worked on",
+    TicketStatus.WAITING_ON_CUSTOMER: "waiting for your answer",
+    TicketStatus.RESOLVED: "solved",
+    TicketStatus.CLOSED: "closed",
+}
 #: Where a request is done with: no help articles offered.
 _DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 #: What the requester's choices on a resolved (or closed) request change its status to, and the reason recorded.
@@ -60,6 +72,36 @@ _CHOICES = {
 }
 
 router = APIRouter(include_in_schema=False)
+
+
+@router.get("/tickets")
+async def requests_page(request: Request, front: Front) -> Response:
+    """A requester's own requests, newest first, each linking to its page: where the sign-in lands when it was asked
+    for no request in particular."""
+    if refused := await PAGE.refusal(request):
+        return refused
+    principal = await request.app.state.principal(request)
+    if principal.role is not Role.REQUESTER or principal.requester_id is None:
+        return _page("Requests", "This page lists a requester's own requests; this key names no requester.", 200)
+    mine = Filters(client_id=principal.client_id, requester_id=principal.requester_id)
+    found = front.desk.find(mine, None, LISTED + 1)
+    rows = [
+        f'<li><a href="/tickets/{quote(ticket.ticket_id)}">{escape(ticket.title)}</a>'
+        f"<time>{ticket.created_at:%-d %b %Y}: {escape(STATUS_WORDS[ticket.status])}</time></li>"
+        for ticket in reversed(found[:LISTED])
+    ]
+    more = f"<p>Your first {LISTED} requests are listed here.</p>" if len(found) > LISTED else ""
+    status = "These are your requests." if rows else "You have no requests yet."
+    page = _HTML.format(
+        title="Your requests",
+        notice="",
+        status=status,
+        actions=more,
+        listed="requests",
+        entries="".join(rows),
+        reference="",
+    )
+    return HTMLResponse(page)
 
 
 @router.get("/tickets/{ticket_id}")
@@ -199,6 +241,7 @@ def render(
         notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
         status=escape(STATUS_LINES[ticket.status]),
         actions=_forms(ticket, words) + _self_help(ticket, articles) if _is_requester(ticket, principal) else "",
+        listed="timeline",
         entries="".join(entries),
         reference=f'<p class="reference">Request {escape(ticket.ticket_id)}</p>',
     )
@@ -255,5 +298,7 @@ def _form(ticket: Ticket, action: str, fields: str, name: str | None = None) -> 
 
 
 def _page(title: str, message: str, status_code: int) -> HTMLResponse:
-    page = _HTML.format(title=escape(title), notice="", status=escape(message), actions="", entries="", reference="")
+    page = _HTML.format(
+        title=escape(title), notice="", status=escape(message), actions="", listed="timeline", entries="", reference=""
+    )
     return HTMLResponse(page, status_code)

@@ -138,6 +138,17 @@ def test_a_requester_follows_the_request_on_its_page(intake):
         refused = intake.get(f"/tickets/{someone_elses}")
         assert refused.status_code == 403 and "This request is not one your key may see." in refused.text
         assert intake.get("/tickets/no-such-request").status_code == 404
+
+        mine = intake.get("/tickets")  # where a sign-in asked for no request in particular lands
+        assert mine.status_code == 200 and "<h1>Your requests</h1>" in mine.text
+        listed = re.findall(r'<li><a href="/tickets/([^"]+)">', mine.text)
+        assert ticket in listed and someone_elses not in listed
+        assert f'<a href="/tickets/{ticket}">Printer &lt;b&gt;jams&lt;/b&gt; on floor 3</a>' in mine.text
+        newest = intake.post("/v1/tickets", json={**NEW_TICKET, "title": "Newest"}, headers=bearer(REQUESTER))
+        assert re.findall(r'<li><a href="/tickets/([^"]+)">', intake.get("/tickets").text)[0] == newest.json()["id"]
+        sign_in(intake, REQUESTER, "/tickets")
+        staff = intake.get("/tickets", headers=bearer(TECHNICIAN))
+        assert staff.status_code == 200 and "this key names no requester" in staff.text
     finally:
         intake.cookies.clear()
 

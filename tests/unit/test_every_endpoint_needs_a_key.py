@@ -20,14 +20,14 @@ OPEN = {"/healthz", "/readyz"}
 DOCS_ASSETS = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/docs/assets/favicon.png"]
 EVERY_SERVICES = ["/docs", *DOCS_ASSETS, "/openapi.json", "/metrics"]
 PAGES = {
-    "intake": [*EVERY_SERVICES, "/tickets/t-1", "/tickets/t-1/rate"],  # a requester's page of a request (portal.py)
+    "intake": [*EVERY_SERVICES, "/tickets", "/tickets/t-1", "/tickets/t-1/rate"],  # a requester's pages (portal.py)
     "sla": EVERY_SERVICES,
     "assignment": EVERY_SERVICES,
     "reporting": [*EVERY_SERVICES, "/dashboard", "/dashboard/assets/plotly.min.js"],
     "notify": EVERY_SERVICES,
 }
 #: What the pages send (a requester's answer, choice and rating on the page of their request).
-FORMS = {"intake": ["/tickets/t-1/reply", "/tickets/t-1/status", "/tickets/t-1/rating"]}
+FORMS = {"intake": [f"/tickets/t-1/{form}" for form in ("reply", "status", "rating", "self-solved")]}
 
 
 def operations(app: FastAPI) -> Iterator[tuple[str, str]]:
