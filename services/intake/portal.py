@@ -3,10 +3,11 @@ unless an organisation puts a portal of its own there): the request, what happen
 and the answers it was given. Like every page, it needs a key: a browser signs in (runtime/sign_in.py) and is sent
 back to the request it asked for. A key sees the requests it may see through the API, no others.
 
-The request's requester also acts on it there, as through the API: answers, confirms a resolution or reopens, and
-rates the help. Each form carries a request key drawn when the page was shown, so a form sent twice (a double
-click, a reload after sending) is one request, replayed; each comes back to the page (POST, redirect, GET). A
-refusal is the page again, saying why, with what was written kept.
+The request's requester also acts on it there, as through the API: reads the help articles that may solve it and
+says one did (self-service), answers, confirms a resolution or reopens, and rates the help. Each form carries a
+request key drawn when the page was shown, so a form sent twice (a double click, a reload after sending) is one
+request, replayed; each comes back to the page (POST, redirect, GET). A refusal is the page again, saying why, with
+what was written kept. `/tickets` lists the requester's own requests.
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ def _self_help(ticket: Ticket, articles: Sequence[tuple[Hit, str]]) -> str:
             f'<input type="hidden" name="article_id" value="{escape(hit.article_id)}">'
             "<button>This solved my problem</button>",
             name=f"solved-by-{hit.article_id}",
-        )  # fmt: skip
+        )
         + "</details>"
         for hit, body in articles
     ]
