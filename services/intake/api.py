@@ -67,8 +67,9 @@ from .knowledge_api import hit_view
 from .ticket_store import Filters
 from .timeline import timeline
 
-#: Who reads a ticket's audit trail: the people of the desk (not requesters, not integrations).
-AUDITORS = (Role.ADMIN, Role.MANAGER, Role.TECHNICIAN)
+#: The people of the desk (not requesters, not integrations): who reads a ticket's audit trail, and works a ticket
+#: on its page.
+DESK_PEOPLE = (Role.ADMIN, Role.MANAGER, Role.TECHNICIAN)
 
 #: The status of every refusal intake gives (domain.REFUSALS), each named: a refusal without one is a defect of
 #: ours and answers 500, never a guessed 409.
@@ -470,7 +471,7 @@ async def get_timeline(ticket_id: str, principal: Caller, front: Front) -> JSONR
 @router.get("/{ticket_id}/audit")
 async def get_audit(ticket_id: str, principal: Caller, front: Front) -> JSONResponse:
     """Every change of the ticket, who made it (from their key) and what it was before and after."""
-    require_role(principal, *AUDITORS)
+    require_role(principal, *DESK_PEOPLE)
     ticket = await front.visible_ticket(ticket_id, principal)
     changes = [change.view() for change in audit(ticket.history)]
     return _answer({"ticket_id": ticket_id, "changes": changes}, ticket.version)

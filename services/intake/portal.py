@@ -27,11 +27,21 @@ from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.refusals import Forbidden
 from ticketstream_shared.runtime.sign_in import SignedInPage
 
-from .api import STATUS_OF, Front, TicketFront
-from .domain import AddComment, ChangeStatus, Command, DomainError, RecordCsat, Ticket, TicketNotFound, child_id_for
+from .api import DESK_PEOPLE, STATUS_OF, Front, TicketFront
+from .domain import (
+    TRANSITIONS,
+    AddComment,
+    ChangeStatus,
+    Command,
+    DomainError,
+    RecordCsat,
+    Ticket,
+    TicketNotFound,
+    child_id_for,
+)
 from .knowledge import Hit
 from .ticket_store import Filters
-from .timeline import STATUS_LINES, timeline
+from .timeline import STATUS_LINES, desk_timeline, timeline
 
 PAGE = SignedInPage(
     "/tickets",
@@ -50,9 +60,12 @@ button{{font:inherit;padding:.3rem .8rem}}
 fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
 #notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
 .article{{white-space:pre-wrap;margin:.5rem 0}}details{{margin:0 0 .5rem}}h2{{font-size:1.1rem}}
+.internal blockquote{{background:#fff8c5;border-left-color:#9a6700}}#details{{color:#59636e}}
 .reference{{color:#59636e;font-size:.9rem}}</style></head>
 <body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="{listed}">{entries}</ol>{reference}</body>
 </html>"""
+#: How an entry of the timeline begins, an internal note's marked.
+_INTERNAL = {False: "<li>", True: '<li class="internal">'}
 #: The most requests the list of a requester's own shows.
 LISTED = 1000
 #: A request's status in a word or two, for the list.
@@ -147,14 +160,20 @@ async def self_solved(ticket_id: str, request: Request, front: Front) -> Respons
 
 
 def _reply(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
+    """The requester's answer; or, from the desk, a reply in the name of the key's person (or the key), or an
+    internal note."""
+    desk = _is_desk(principal)
+    author = (principal.subject or principal.name) if desk else principal.requester_id
+    public = not (desk and form.get("internal") == "yes")
     words = form.get("words", "").strip()
-    body = CommentBody.model_validate({"author_id": principal.requester_id, "body": words, "public": True})
+    body = CommentBody.model_validate({"author_id": author, "body": words, "public": public})
     return AddComment(ticket.ticket_id, child_id_for(principal.name, ticket.ticket_id, key), **body.model_dump())
 
 
 def _status_change(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
     body = StatusBody.model_validate({"status": form.get("status", "")})
-    return ChangeStatus(ticket.ticket_id, body.status, _CHOICES.get(body.status, ""))
+    reason = "" if _is_desk(principal) else _CHOICES.get(body.status, "")
+    return ChangeStatus(ticket.ticket_id, body.status, reason)
 
 
 def _rating(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
@@ -183,8 +202,9 @@ async def _act(request: Request, front: TicketFront, ticket_id: str, command_of:
     if isinstance(shown, Response):
         return shown
     ticket, principal = shown
-    if not _is_requester(ticket, principal):
-        return HTMLResponse(_page_of(front, ticket, principal, notice="Only the person who asked acts here."), 403)
+    if not (_is_requester(ticket, principal) or _is_desk(principal)):
+        notice = "Only the person who asked, and the people of the desk, act here."
+        return HTMLResponse(_page_of(front, ticket, principal, notice=notice), 403)
     form = {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     key = form.get("request_key", "")[:200] or None
     try:
@@ -209,6 +229,12 @@ def _is_requester(ticket: Ticket, principal: Principal) -> bool:
     return principal.role is Role.REQUESTER and principal.requester_id == ticket.requester_id
 
 
+def _is_desk(principal: Principal) -> bool:
+    """The people of the desk work the ticket on its page (where the links in their mails point): they read the
+    internal notes too, reply or write a note, and move its status."""
+    return principal.role in DESK_PEOPLE
+
+
 def _page_of(
     front: TicketFront, ticket: Ticket, principal: Principal, *, notice: str | None = None, words: str = ""
 ) -> str:
@@ -217,7 +243,8 @@ def _page_of(
     articles = (
         [(hit, front.library.current_body(hit.article_id)) for hit in front.articles_for(ticket)] if helpful else []
     )
-    return render(ticket, principal, articles=articles, notice=notice, words=words)
+    assignee = front.desk.assignee_of(ticket.ticket_id)
+    return render(ticket, principal, articles=articles, assignee=assignee, notice=notice, words=words)
 
 
 def render(
@@ -225,27 +252,64 @@ def render(
     principal: Principal,
     *,
     articles: Sequence[tuple[Hit, str]] = (),
+    assignee: str | None = None,
     notice: str | None = None,
     words: str = "",
 ) -> str:
     """The page of `ticket` for `principal`: with the requester's forms if it is theirs, each of `articles` (a
-    search hit and its body) with a button to say it solved the problem, `notice` saying why what they sent was
-    refused, and `words` they had written kept in the answer's box."""
+    search hit and its body) with a button to say it solved the problem; for the desk, who wrote what, the internal
+    notes, the ticket's details and the desk's forms. `notice` says why what was sent was refused, and `words`
+    written are kept in the answer's box."""
+    desk = _is_desk(principal)
     entries = [
-        f"<li><time>{entry.at:%-d %b %Y, %H:%M} UTC</time>{escape(entry.text)}"
+        _INTERNAL[entry.internal]
+        + f"<time>{entry.at:%-d %b %Y, %H:%M} UTC</time>{escape(entry.text)}"
         + (f"<blockquote>{escape(entry.words)}</blockquote>" if entry.words is not None else "")
         + "</li>"
-        for entry in timeline(ticket.history)
+        for entry in (desk_timeline if desk else timeline)(ticket.history)
     ]
+    if desk:
+        actions = _details(ticket, assignee) + _desk_forms(ticket, words)
+    elif _is_requester(ticket, principal):
+        actions = _forms(ticket, words) + _self_help(ticket, articles)
+    else:
+        actions = ""
     return _HTML.format(
         title=escape(ticket.title),
         notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
         status=escape(STATUS_LINES[ticket.status]),
-        actions=_forms(ticket, words) + _self_help(ticket, articles) if _is_requester(ticket, principal) else "",
+        actions=actions,
         listed="timeline",
         entries="".join(entries),
         reference=f'<p class="reference">Request {escape(ticket.ticket_id)}</p>',
     )
+
+
+def _details(ticket: Ticket, assignee: str | None) -> str:
+    details = (
+        f"{ticket.status.value.replace('_', ' ')}, priority {ticket.priority.value}, category {ticket.category}; "
+        f"requested by {ticket.requester_id} of {ticket.client_id}; "
+        + (f"assigned to {assignee}" if assignee else "assigned to no one yet")
+    )
+    return f'<p id="details">{escape(details)}</p>'
+
+
+def _desk_forms(ticket: Ticket, words: str) -> str:
+    """Reply to the requester or write an internal note, and move the ticket to a status it may take."""
+    order = list(TicketStatus)
+    moves = "".join(
+        f'<option value="{status.value}">{status.value.replace("_", " ")}</option>'
+        for status in sorted(TRANSITIONS[ticket.status], key=order.index)
+    )
+    status = _form(ticket, "status", '<label for="to">Move it to</label> '
+                   f'<select id="to" name="status">{moves}</select> <button>Change the status</button>')  # fmt: skip
+    if ticket.status is TicketStatus.CLOSED:
+        return status
+    note = _form(ticket, "reply", '<label for="words">Reply to the requester, or write an internal note</label>'
+                 f'<textarea id="words" name="words" required maxlength="20000">{escape(words)}</textarea>'
+                 '<label><input type="checkbox" id="internal" name="internal" value="yes"> An internal note (the '
+                 "requester does not see it)</label> <button>Send</button>")  # fmt: skip
+    return note + status
 
 
 def _forms(ticket: Ticket, words: str) -> str:

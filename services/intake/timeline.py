@@ -38,12 +38,28 @@ SELF_SOLVED = "You solved it with one of our help articles. If the problem comes
 class TimelineEntry:
     at: datetime
     text: str
-    #: The words of a public answer, which the requester reads as they were written.
+    #: The words of a comment, which the reader reads as they were written.
     words: str | None = None
+    #: Whether it is an internal note (only the desk's timeline has them).
+    internal: bool = False
 
 
 def timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
     return [TimelineEntry(event.occurred_at, text, _words(event)) for event in history if (text := describe(event))]
+
+
+def desk_timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
+    """The timeline for the people of the desk: the requester's, with who wrote each comment, and the internal
+    notes among it (`internal`)."""
+    entries = []
+    for event in history:
+        if isinstance(event, CommentAdded):
+            public, author = event.data.public, event.data.author_id
+            said = f"{author} replied." if public else f"Internal note by {author}."
+            entries.append(TimelineEntry(event.occurred_at, said, event.data.body, internal=not public))
+        elif text := describe(event):
+            entries.append(TimelineEntry(event.occurred_at, text))
+    return entries
 
 
 def _words(event: TicketEvent) -> str | None:

@@ -243,11 +243,45 @@ def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
         assert intake.get(path, headers=bearer(ADMIN)).json()["csat"] == 4
 
         intake.cookies.clear()
-        staff = intake.get(page, headers=bearer(TECHNICIAN))
-        assert staff.status_code == 200 and "<form" not in staff.text, "the forms are the requester's"
-        by_staff = intake.post(f"{page}/status", content="status=open", headers={**FORM, **bearer(TECHNICIAN)})
-        assert by_staff.status_code == 403 and "Only the person who asked acts here." in by_staff.text
+        system = intake.post(f"{page}/status", content="status=open", headers={**FORM, **bearer(INTEGRATION)})
+        assert system.status_code == 403 and "Only the person who asked, and the people of the desk" in system.text
         assert status() == "closed"
+    finally:
+        intake.cookies.clear()
+
+
+def test_the_desk_works_a_ticket_on_its_page(intake):
+    """Where the links in a technician's mails point ("assigned to you", an SLA warning): the same page shows the
+    desk who wrote what and the internal notes, the ticket's details, and lets them reply, write a note and move its
+    status; the requester's page still shows no note."""
+    ticket = open_ticket(intake, title="Mail quota full")
+    path, page = f"/v1/tickets/{ticket}", f"/tickets/{ticket}"
+    hint = {"author_id": "tech-1", "body": "Quota is 2 GB <old plan>", "public": False}
+    assert intake.post(f"{path}/comments", json=hint, headers=bearer(TECHNICIAN)).status_code == 201
+    try:
+        sign_in(intake, TECHNICIAN, page)
+        shown = intake.get(page).text
+        assert '<li class="internal">' in shown and "Internal note by tech-1." in shown
+        assert "Quota is 2 GB &lt;old plan&gt;" in shown
+        assert "new, priority P2, category hardware; requested by alice of acme; assigned to no one yet" in shown
+        assert 'id="self-help"' not in shown and 'id="rating-form"' not in shown, "the requester's forms are theirs"
+
+        noted, _ = sent(intake, page, "reply", words="Asked the mail team", internal="yes")
+        answered, _ = sent(intake, page, "reply", words="We doubled your quota.")
+        moved, _ = sent(intake, page, "status", status="resolved")
+        assert (noted.status_code, answered.status_code, moved.status_code) == (303, 303, 303)
+        comments = intake.get(f"{path}/comments", headers=bearer(ADMIN)).json()["comments"]
+        assert [(c["author_id"], c["body"], c["public"]) for c in comments][1:] == [
+            ("technician", "Asked the mail team", False),
+            ("technician", "We doubled your quota.", True),
+        ]
+        assert intake.get(path, headers=bearer(ADMIN)).json()["status"] == "resolved"
+        options = re.findall(r'<option value="([a-z_]+)">', intake.get(page).text)
+        assert options == ["open", "in_progress", "closed"], "the moves a resolved ticket may make"
+
+        intake.cookies.clear()
+        seen = intake.get(page, headers=bearer(REQUESTER)).text
+        assert "Asked the mail team" not in seen and "We doubled your quota." in seen and "Internal note" not in seen
     finally:
         intake.cookies.clear()
 
