@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from ticketstream_shared.contract import Role, TicketStatus
-from ticketstream_shared.contract.requests import CommentBody, CsatBody, StatusBody
+from ticketstream_shared.contract.requests import CommentBody, CsatBody, StatusBody, WorklogBody
 from ticketstream_shared.runtime.auth import Principal
 from ticketstream_shared.runtime.refusals import Forbidden
 from ticketstream_shared.runtime.sign_in import SignedInPage
@@ -34,7 +34,9 @@ from .domain import (
     ChangeStatus,
     Command,
     DomainError,
+    NotPermitted,
     RecordCsat,
+    RecordWorklog,
     Ticket,
     TicketNotFound,
     child_id_for,
@@ -151,6 +153,11 @@ async def rate(ticket_id: str, request: Request, front: Front) -> Response:
     return await _act(request, front, ticket_id, _rating)
 
 
+@router.post("/tickets/{ticket_id}/worklog")
+async def log_time(ticket_id: str, request: Request, front: Front) -> Response:
+    return await _act(request, front, ticket_id, _worklog)
+
+
 @router.post("/tickets/{ticket_id}/self-solved")
 async def self_solved(ticket_id: str, request: Request, front: Front) -> Response:
     def solved(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
@@ -174,6 +181,20 @@ def _status_change(ticket: Ticket, principal: Principal, form: dict[str, str], k
     body = StatusBody.model_validate({"status": form.get("status", "")})
     reason = "" if _is_desk(principal) else _CHOICES.get(body.status, "")
     return ChangeStatus(ticket.ticket_id, body.status, reason)
+
+
+def _worklog(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
+    """Time spent by the key's person (or the key), billable unless said otherwise."""
+    if not _is_desk(principal):
+        raise NotPermitted("only the people of the desk log time")
+    fields = {
+        "technician_id": principal.subject or principal.name,
+        "minutes": form.get("minutes", ""),
+        "billable": form.get("billable") == "yes",
+        "note": form.get("note", "").strip(),
+    }
+    body = WorklogBody.model_validate(fields)
+    return RecordWorklog(ticket.ticket_id, child_id_for(principal.name, ticket.ticket_id, key), **body.model_dump())
 
 
 def _rating(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
@@ -221,7 +242,14 @@ async def _act(request: Request, front: TicketFront, ticket_id: str, command_of:
 
 _CommandOf = Callable[[Ticket, Principal, dict[str, str], str | None], Command]
 #: The form's fields in the requester's words, for a refusal of what was written in one.
-_FIELD_NAMES = {"body": "Your answer", "rating": "Your rating", "comment": "Your comment", "status": "Your choice"}
+_FIELD_NAMES = {
+    "body": "Your answer",
+    "rating": "Your rating",
+    "comment": "Your comment",
+    "status": "Your choice",
+    "minutes": "Minutes",
+    "note": "The note",
+}
 
 
 def _is_requester(ticket: Ticket, principal: Principal) -> bool:
@@ -290,6 +318,7 @@ def _details(ticket: Ticket, assignee: str | None) -> str:
         f"{ticket.status.value.replace('_', ' ')}, priority {ticket.priority.value}, category {ticket.category}; "
         f"requested by {ticket.requester_id} of {ticket.client_id}; "
         + (f"assigned to {assignee}" if assignee else "assigned to no one yet")
+        + f"; {ticket.worklog_minutes} minutes logged"
     )
     return f'<p id="details">{escape(details)}</p>'
 
@@ -305,11 +334,15 @@ def _desk_forms(ticket: Ticket, words: str) -> str:
                    f'<select id="to" name="status">{moves}</select> <button>Change the status</button>')  # fmt: skip
     if ticket.status is TicketStatus.CLOSED:
         return status
+    time = _form(ticket, "worklog", '<label for="minutes">Log time: minutes</label> <input id="minutes" '
+                 'name="minutes" type="number" min="1" max="1440" required> <label><input type="checkbox" '
+                 'name="billable" value="yes" checked> billable</label> <label for="worklog-note">note</label> '
+                 '<input id="worklog-note" name="note" maxlength="2000"> <button>Log it</button>')  # fmt: skip
     note = _form(ticket, "reply", '<label for="words">Reply to the requester, or write an internal note</label>'
                  f'<textarea id="words" name="words" required maxlength="20000">{escape(words)}</textarea>'
                  '<label><input type="checkbox" id="internal" name="internal" value="yes"> An internal note (the '
                  "requester does not see it)</label> <button>Send</button>")  # fmt: skip
-    return note + status
+    return note + status + time
 
 
 def _forms(ticket: Ticket, words: str) -> str:

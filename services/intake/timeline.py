@@ -18,6 +18,7 @@ from ticketstream_shared.contract import (
     TicketStatus,
     TicketStatusChanged,
     TicketUpdated,
+    WorklogRecorded,
 )
 
 URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
@@ -50,13 +51,18 @@ def timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
 
 def desk_timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
     """The timeline for the people of the desk: the requester's, with who wrote each comment, and the internal
-    notes among it (`internal`)."""
+    notes (`internal`) and the time logged among it."""
     entries = []
     for event in history:
         if isinstance(event, CommentAdded):
             public, author = event.data.public, event.data.author_id
             said = f"{author} replied." if public else f"Internal note by {author}."
             entries.append(TimelineEntry(event.occurred_at, said, event.data.body, internal=not public))
+        elif isinstance(event, WorklogRecorded):
+            worked = event.data
+            kind = "billable" if worked.billable else "not billable"
+            logged = f"{worked.technician_id} logged {worked.minutes} minutes ({kind})."
+            entries.append(TimelineEntry(event.occurred_at, logged, worked.note or None))
         elif text := describe(event):
             entries.append(TimelineEntry(event.occurred_at, text))
     return entries

@@ -252,8 +252,8 @@ def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
 
 def test_the_desk_works_a_ticket_on_its_page(intake):
     """Where the links in a technician's mails point ("assigned to you", an SLA warning): the same page shows the
-    desk who wrote what and the internal notes, the ticket's details, and lets them reply, write a note and move its
-    status; the requester's page still shows no note."""
+    desk who wrote what, the internal notes and the time logged, the ticket's details, and lets them log time, reply,
+    write a note and move its status; the requester's page still shows no note and no time."""
     ticket = open_ticket(intake, title="Mail quota full")
     path, page = f"/v1/tickets/{ticket}", f"/tickets/{ticket}"
     hint = {"author_id": "tech-1", "body": "Quota is 2 GB <old plan>", "public": False}
@@ -266,6 +266,15 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         assert "new, priority P2, category hardware; requested by alice of acme; assigned to no one yet" in shown
         assert 'id="self-help"' not in shown and 'id="rating-form"' not in shown, "the requester's forms are theirs"
 
+        assert 'name="billable" value="yes" checked>' in shown, "time is billable unless said otherwise"
+        logged, _ = sent(intake, page, "worklog", minutes="30", billable="yes", note="Raised the quota")
+        nothing, _ = sent(intake, page, "worklog", minutes="0")
+        assert logged.status_code == 303 and nothing.status_code == 422
+        assert "Minutes: Input should be greater than 0." in nothing.text
+        shown = intake.get(page).text
+        assert "technician logged 30 minutes (billable)." in shown and "Raised the quota" in shown
+        assert "; 30 minutes logged" in shown
+        assert intake.get(path, headers=bearer(ADMIN)).json()["worklog_minutes"] == 30
         noted, _ = sent(intake, page, "reply", words="Asked the mail team", internal="yes")
         answered, _ = sent(intake, page, "reply", words="We doubled your quota.")
         moved, _ = sent(intake, page, "status", status="resolved")
@@ -282,6 +291,11 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         intake.cookies.clear()
         seen = intake.get(page, headers=bearer(REQUESTER)).text
         assert "Asked the mail team" not in seen and "We doubled your quota." in seen and "Internal note" not in seen
+        assert "Raised the quota" not in seen and "minutes" not in seen
+        own_time = intake.post(
+            f"{page}/worklog", content="minutes=5&billable=yes", headers={**FORM, **bearer(REQUESTER)}
+        )
+        assert own_time.status_code == 403 and "only the people of the desk log time" in own_time.text
     finally:
         intake.cookies.clear()
 
