@@ -194,6 +194,35 @@ class _RequestMetrics:
             correlation_id.reset(token)
 
 
+#: On every answer: no page of ours is shown inside another's frame (a page of a sibling host, whose requests carry
+#: the sign-in cookie, could otherwise lay its own page over the request page's buttons: clickjacking), and no
+#: answer is read as another type than it says.
+_NOT_FRAMED = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class _NotFramed:
+    """Pure ASGI middleware adding `_NOT_FRAMED` to every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_not_framed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *_NOT_FRAMED]
+            await send(message)
+
+        await self.app(scope, receive, send_not_framed)
+
+
 def _field_errors(error: RequestValidationError) -> list[dict[str, str]]:
     fields = []
     for item in error.errors():
@@ -251,6 +280,7 @@ def create_service_app(
         redoc_url=None,
     )
     app.add_middleware(_RequestMetrics)
+    app.add_middleware(_NotFramed)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise
     principal = authenticated(keys)
