@@ -162,9 +162,20 @@ class _BodyLimit:
         await self.app(scope, receive_within_limit, send)
 
 
-class _RequestMetrics:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): latency and counts by route template, plus the
-    correlation id of the request (X-Correlation-Id, or a new one) for logs and events."""
+#: On every answer: no page of ours is shown inside another's frame (a page of a sibling host, whose requests carry
+#: the sign-in cookie, could otherwise lay its own page over the request page's buttons: clickjacking), and no
+#: answer is read as another type than it says.
+_NOT_FRAMED = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class _EveryRequest:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): latency and counts by route template, the
+    correlation id of the request (X-Correlation-Id, or a new one) for logs and events, and `_NOT_FRAMED` on the
+    answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -178,49 +189,21 @@ class _RequestMetrics:
         incoming = dict(scope["headers"]).get(b"x-correlation-id")
         token = correlation_id.set(incoming.decode("latin-1")[:128] if incoming else str(uuid.uuid4()))
 
-        async def send_recording_status(message: Message) -> None:
+        async def send_answer(message: Message) -> None:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
+                message["headers"] = [*message.get("headers", ()), *_NOT_FRAMED]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_recording_status)
+            await self.app(scope, receive, send_answer)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
             REQUESTS.labels(scope["method"], template, str(status_code)).inc()
             correlation_id.reset(token)
-
-
-#: On every answer: no page of ours is shown inside another's frame (a page of a sibling host, whose requests carry
-#: the sign-in cookie, could otherwise lay its own page over the request page's buttons: clickjacking), and no
-#: answer is read as another type than it says.
-_NOT_FRAMED = [
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"frame-ancestors 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-]
-
-
-class _NotFramed:
-    """Pure ASGI middleware adding `_NOT_FRAMED` to every answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_not_framed(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *_NOT_FRAMED]
-            await send(message)
-
-        await self.app(scope, receive, send_not_framed)
 
 
 def _field_errors(error: RequestValidationError) -> list[dict[str, str]]:
@@ -279,8 +262,7 @@ def create_service_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(_RequestMetrics)
-    app.add_middleware(_NotFramed)
+    app.add_middleware(_EveryRequest)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     install_refusals(app)  # what every service's use cases (and the checks of runtime/auth.py) raise
     principal = authenticated(keys)
