@@ -216,6 +216,12 @@ class TicketFront:
         )
         return await self.desk.execute(command, context)
 
+    async def open(self, body: NewTicketBody, principal: Principal, request_key: str | None) -> tuple[Ticket, bool]:
+        """A new ticket, for the client and requester the body or the key names (`whose_new_ticket`)."""
+        fields = {**body.model_dump(), **whose_new_ticket(body, principal)}
+        command = CreateTicket(ticket_id=self.desk.new_ticket_id(principal.name, request_key), **fields)
+        return await self.execute(command, principal, request_key)
+
     async def visible_ticket(self, ticket_id: str, principal: Principal) -> Ticket:
         ticket = await self.desk.get(ticket_id)
         if ticket is None:
@@ -264,9 +270,7 @@ def whose_new_ticket(body: NewTicketBody, principal: Principal) -> dict[str, str
 async def create_ticket(
     body: NewTicketBody, principal: Caller, front: Front, request_key: RequestKey = None
 ) -> JSONResponse:
-    fields = {**body.model_dump(), **whose_new_ticket(body, principal)}
-    command = CreateTicket(ticket_id=front.desk.new_ticket_id(principal.name, request_key), **fields)
-    ticket, replayed = await front.execute(command, principal, request_key)
+    ticket, replayed = await front.open(body, principal, request_key)
     first = evolve(ticket.creation, None)
     assert first is not None
     suggested = [hit_view(hit) for hit in front.articles_for(first)]

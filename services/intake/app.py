@@ -242,5 +242,5 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     app.include_router(knowledge_api.router)
     app.state.privacy = privacy
     app.include_router(privacy_api.router)
-    app.include_router(portal.router)
+    portal.install(app, settings.portal_category)
     return app

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from html import escape
+from typing import Annotated
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from ticketstream_shared.contract import Role, TicketStatus
-from ticketstream_shared.contract.requests import CommentBody, CsatBody, StatusBody, WorklogBody
+from ticketstream_shared.contract import Channel, Priority, Role, TicketStatus
+from ticketstream_shared.contract.requests import CommentBody, CsatBody, NewTicketBody, StatusBody, WorklogBody
 from ticketstream_shared.runtime.auth import Principal
+from ticketstream_shared.runtime.http import from_app_state
 from ticketstream_shared.runtime.refusals import Forbidden
 from ticketstream_shared.runtime.sign_in import SignedInPage
 
@@ -43,7 +46,7 @@ from .domain import (
 )
 from .knowledge import Hit
 from .ticket_store import Filters
-from .timeline import STATUS_LINES, desk_timeline, timeline
+from .timeline import STATUS_LINES, URGENCY, desk_timeline, timeline
 
 PAGE = SignedInPage(
     "/tickets",
@@ -88,17 +91,65 @@ _CHOICES = {
 }
 
 router = APIRouter(include_in_schema=False)
+PortalConfig = Annotated["Portal", Depends(from_app_state("portal"))]
+
+
+@dataclass(frozen=True)
+class Portal:
+    #: The category of a request opened on the page under none of the catalogue's services.
+    other_category: str
+
+
+def install(app: FastAPI, other_category: str) -> None:
+    app.state.portal = Portal(other_category)
+    app.include_router(router)
 
 
 @router.get("/tickets")
 async def requests_page(request: Request, front: Front) -> Response:
-    """A requester's own requests, newest first, each linking to its page: where the sign-in lands when it was asked
-    for no request in particular."""
-    if refused := await PAGE.refusal(request):
+    """A requester's own requests, newest first, each linking to its page, and the form to open a new one: where the
+    sign-in lands when it was asked for no request in particular."""
+    if refused := await PAGE.refusal(request, back_to="/tickets"):
         return refused
     principal = await request.app.state.principal(request)
     if principal.role is not Role.REQUESTER or principal.requester_id is None:
         return _page("Requests", "This page lists a requester's own requests; this key names no requester.", 200)
+    return HTMLResponse(_requests(front, principal))
+
+
+@router.post("/tickets")
+async def new_request(request: Request, front: Front, portal: PortalConfig) -> Response:
+    """A new request from the form, under the service chosen (its first category) or none (`other_category`), and
+    to its page, where the articles that may solve it are offered first; or the list again saying why not."""
+    if refused := await PAGE.refusal(request, back_to="/tickets"):
+        return refused
+    principal = await request.app.state.principal(request)
+    if principal.role is not Role.REQUESTER or principal.requester_id is None:
+        return _page("Requests", "Only a requester's key opens a request here.", 403)
+    form = await _form_fields(request)
+    key = form.get("request_key", "")[:200] or None
+    service_id = form.get("service_id") or None
+    service = front.desk.catalogue.in_force(front.clock()).services.get(service_id or "")
+    fields = {
+        "title": form.get("title", "").strip(),
+        "description": form.get("description", "").strip(),
+        "category": service.categories[0] if service is not None and service.categories else portal.other_category,
+        "priority": form.get("priority", ""),
+        "channel": Channel.PORTAL,
+        "service_id": service_id,
+    }
+    try:
+        ticket, _ = await front.open(NewTicketBody.model_validate(fields), principal, key)
+    except ValidationError as invalid:
+        return HTMLResponse(_requests(front, principal, notice=_notice(invalid), kept=form), 422)
+    except DomainError as refusal:
+        return HTMLResponse(_requests(front, principal, notice=f"{refusal}.", kept=form), STATUS_OF[type(refusal)])
+    return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
+
+
+def _requests(
+    front: TicketFront, principal: Principal, *, notice: str | None = None, kept: dict[str, str] | None = None
+) -> str:
     mine = Filters(client_id=principal.client_id, requester_id=principal.requester_id)
     found = front.desk.find(mine, None, LISTED + 1)
     rows = [
@@ -107,17 +158,47 @@ async def requests_page(request: Request, front: Front) -> Response:
         for ticket in reversed(found[:LISTED])
     ]
     more = f"<p>Your first {LISTED} requests are listed here.</p>" if len(found) > LISTED else ""
-    status = "These are your requests." if rows else "You have no requests yet."
-    page = _HTML.format(
+    services = front.desk.catalogue.in_force(front.clock()).services
+    offered = sorted(
+        ((service.name, service_id) for service_id, service in services.items() if service.published),
+        key=lambda named: named[0].lower(),
+    )
+    return _HTML.format(
         title="Your requests",
-        notice="",
-        status=status,
-        actions=more,
+        notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
+        status="These are your requests." if rows else "You have no requests yet.",
+        actions=_new_request_form(offered, kept or {}) + more,
         listed="requests",
         entries="".join(rows),
         reference="",
     )
-    return HTMLResponse(page)
+
+
+def _new_request_form(offered: list[tuple[str, str]], kept: dict[str, str]) -> str:
+    """What it is about (a published service of the catalogue, or something else), how urgent, in a few words and
+    more; what was written kept after a refusal."""
+    chosen = kept.get("service_id", "")
+    services = "".join(
+        f'<option value="{escape(service_id)}"{" selected" if service_id == chosen else ""}>{escape(name)}</option>'
+        for name, service_id in offered
+    )
+    urgency = kept.get("priority", Priority.P3.value)
+    levels = " ".join(
+        f'<label><input type="radio" name="priority" value="{priority.value}"'
+        f"{' checked' if priority.value == urgency else ''}> {URGENCY[priority]}</label>"
+        for priority in reversed(Priority)
+    )
+    key = f'<input type="hidden" name="request_key" value="page-{uuid.uuid4().hex}">'
+    return (
+        f'<form id="new-request-form" method="post" action="/tickets">{key}<h2>Ask for help</h2>'
+        f'<label for="service">What is it about?</label> <select id="service" name="service_id">{services}'
+        f'<option value=""{" selected" if not chosen else ""}>Something else</option></select>'
+        f"<fieldset><legend>How urgent is it?</legend>{levels}</fieldset>"
+        '<label for="title">In a few words</label> <input id="title" name="title" required maxlength="200" '
+        f'value="{escape(kept.get("title", ""))}"><label for="description">Tell us more (optional)</label>'
+        f'<textarea id="description" name="description" maxlength="20000">{escape(kept.get("description", ""))}'
+        "</textarea><button>Send your request</button></form>"
+    )
 
 
 @router.get("/tickets/{ticket_id}")
@@ -226,18 +307,27 @@ async def _act(request: Request, front: TicketFront, ticket_id: str, command_of:
     if not (_is_requester(ticket, principal) or _is_desk(principal)):
         notice = "Only the person who asked, and the people of the desk, act here."
         return HTMLResponse(_page_of(front, ticket, principal, notice=notice), 403)
-    form = {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    form = await _form_fields(request)
     key = form.get("request_key", "")[:200] or None
     try:
         await front.execute(command_of(ticket, principal, form, key), principal, key)
     except ValidationError as invalid:
-        problem = invalid.errors()[0]
-        notice = f"{_FIELD_NAMES.get(str(problem['loc'][-1]), 'That')}: {problem['msg']}."
-        return HTMLResponse(_page_of(front, ticket, principal, notice=notice, words=form.get("words", "")), 422)
+        page = _page_of(front, ticket, principal, notice=_notice(invalid), words=form.get("words", ""))
+        return HTMLResponse(page, 422)
     except DomainError as refusal:
         page = _page_of(front, ticket, principal, notice=f"{refusal}.", words=form.get("words", ""))
         return HTMLResponse(page, STATUS_OF[type(refusal)])
     return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+
+
+def _notice(invalid: ValidationError) -> str:
+    """The first field refused, in the form's words."""
+    problem = invalid.errors()[0]
+    return f"{_FIELD_NAMES.get(str(problem['loc'][-1]), 'That')}: {problem['msg']}."
 
 
 _CommandOf = Callable[[Ticket, Principal, dict[str, str], str | None], Command]
@@ -249,6 +339,10 @@ _FIELD_NAMES = {
     "status": "Your choice",
     "minutes": "Minutes",
     "note": "The note",
+    "title": "In a few words",
+    "description": "Tell us more",
+    "priority": "How urgent it is",
+    "service_id": "What it is about",
 }
 
 

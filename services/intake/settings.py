@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.runtime.settings import GroupMemberSettings, PrivacySettings
 
 
@@ -15,6 +16,11 @@ class IntakeSettings(GroupMemberSettings, PrivacySettings):
         ge=1,
         description="How long a request key (Idempotency-Key, an inbound request_id) stays bound to its first request: "
         "a retry within it is answered with the first outcome, another request under the key is a 409.",
+    )
+    portal_category: Identifier = Field(
+        default="general",
+        description="The category of a request a requester opens on intake's page under none of the catalogue's "
+        "services (route it in assignment).",
     )
     ticket_cache: int = Field(
         default=10_000,

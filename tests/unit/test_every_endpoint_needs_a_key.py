@@ -27,7 +27,12 @@ PAGES = {
     "notify": EVERY_SERVICES,
 }
 #: What the pages send (a requester's answer, choice and rating on the page of their request).
-FORMS = {"intake": [f"/tickets/t-1/{form}" for form in ("reply", "status", "rating", "self-solved", "worklog")]}
+FORMS = {
+    "intake": [
+        "/tickets",
+        *(f"/tickets/t-1/{form}" for form in ("reply", "status", "rating", "self-solved", "worklog")),
+    ]
+}
 
 
 def operations(app: FastAPI) -> Iterator[tuple[str, str]]:
