@@ -412,7 +412,8 @@ def test_a_person_erased_has_no_word_readable_anywhere_and_every_report_stays(sy
 def test_a_requester_follows_the_link_of_a_mail_and_answers_in_a_browser(system, mailbox, tmp_path):
     """The mail's link opens the request's page (intake's /tickets/{id}) in Chromium: the requester signs in with
     their key, is brought back to the request, reads the technician's question and answers it there; the desk sees
-    the answer, and the request is back in the queue."""
+    the answer, and the request is back in the queue. Then they open a new request on their list, and an article
+    offered on its page solves it."""
     urls, keys = system
     roles = ("requester", "technician", "admin")
     requester, technician, admin = ({"Authorization": f"Bearer {keys[role]}"} for role in roles)
@@ -437,6 +438,11 @@ def test_a_requester_follows_the_link_of_a_mail_and_answers_in_a_browser(system,
     (link,) = re.findall(r"http\S+/tickets/\S+", text)
     assert link == f"{urls['intake']}/tickets/{opened.json()['id']}", text
 
+    article = {"title": f"Printer {marker} offline", "body": "Choose Reconnect in the printer's menu.",
+               "categories": [], "keywords": ["printer"], "published": True, "language": "en"}  # fmt: skip
+    put = httpx.put(f"{urls['intake']}/v1/knowledge/articles/kb-{marker}", json=article, headers=technician)
+    assert put.status_code == 201, put.text
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium()), headless=True)
         page = browser.new_page()
@@ -452,7 +458,21 @@ def test_a_requester_follows_the_link_of_a_mail_and_answers_in_a_browser(system,
         assert page.url == link
         assert page.inner_text("#status") == "Your request is waiting for the next free member of our team."
         page.screenshot(path=str(tmp_path / "requester-page.png"), full_page=True)
+
+        # A new request, on the list of theirs; the article that may solve it is offered on its page, and does.
+        page.goto(f"{urls['intake']}/tickets")
+        page.select_option("#service", "")  # something else: PORTAL_CATEGORY
+        page.fill("#title", f"Printer {marker} shows offline")
+        page.click("#new-request-form button")
+        page.wait_for_selector("#self-help")
+        page.click(f"#self-help summary >> text=Printer {marker} offline")
+        page.click(f"#solved-by-kb-{marker}-form button")
+        page.wait_for_selector("text=You solved it with one of our help articles.")
+        new_request = page.url.rsplit("/", 1)[1]
         browser.close()
+
+    solved = httpx.get(f"{urls['intake']}/v1/tickets/{new_request}", headers=admin).json()
+    assert (solved["status"], solved["channel"], solved["category"]) == ("resolved", "portal", "general")
 
     comments = httpx.get(f"{ticket}/comments", headers=admin).json()["comments"]
     assert [(c["author_id"], c["body"]) for c in comments][-1] == ("acme-requester", "Cisco AnyConnect 5.1")
