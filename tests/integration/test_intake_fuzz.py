@@ -1,17 +1,22 @@
 """Schemathesis generates requests from intake's own OpenAPI document, valid and not, and sends them over real
-HTTP to an intake on the real broker: whatever comes in, the answer is never a server error."""
+HTTP to an intake on the real broker: whatever comes in, the answer is never a server error. The same for the
+forms of the request pages, which the document does not describe, from bodies hypothesis generates."""
 
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from intake.app import build_app
 from intake.settings import IntakeSettings
 from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
-from tests.keys import ADMIN, TEST_KEYS, bearer
+from tests.integration.conftest import NEW_TICKET
+from tests.keys import ADMIN, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.serving import SERVICE_THREAD_USES_RANDOM, served
 
 pytestmark = [pytest.mark.integration, SERVICE_THREAD_USES_RANDOM]
@@ -36,3 +41,33 @@ def intake_url(kafka_bootstrap: str) -> Iterator[str]:
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
 def test_no_request_makes_intake_fail(case, intake_url):
     case.call_and_validate(base_url=intake_url, headers=bearer(ADMIN), checks=[not_a_server_error])
+
+
+#: What the request pages' forms send (intake/portal.py): outside the API document, so generated here.
+PAGE_FORMS = ("reply", "status", "rating", "self-solved", "worklog")
+FORM_FIELDS = ("words", "internal", "status", "rating", "comment", "article_id", "minutes", "billable", "note",
+               "request_key", "title", "description", "priority", "service_id")  # fmt: skip
+form_bodies = st.one_of(
+    st.dictionaries(st.sampled_from(FORM_FIELDS), st.text(max_size=40), max_size=6).map(urlencode).map(str.encode),
+    st.binary(max_size=200),
+)
+
+
+@pytest.fixture(scope="module")
+def request_page(intake_url: str) -> str:
+    """The page of a request of alice's (REQUESTER), which the fuzz's forms are sent to."""
+    created = httpx.post(f"{intake_url}/v1/tickets", json=NEW_TICKET, headers=bearer(REQUESTER))
+    assert created.status_code == 201, created.text
+    return f"{intake_url}/tickets/{created.json()['id']}"
+
+
+@given(
+    form=st.sampled_from(("new request", *PAGE_FORMS)), key=st.sampled_from((REQUESTER, TECHNICIAN)), body=form_bodies
+)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+def test_no_form_sent_to_a_page_makes_intake_fail(form, key, body, request_page, intake_url):
+    """Any body, to any of the pages' forms, from the requester or the desk: a refusal in words, never a 500."""
+    target = f"{intake_url}/tickets" if form == "new request" else f"{request_page}/{form}"
+    headers = {**bearer(key), "Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
+    answer = httpx.post(target, content=body, headers=headers)
+    assert answer.status_code < 500, (form, body, answer.text[:500])
