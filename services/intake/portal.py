@@ -55,7 +55,8 @@ PAGE = SignedInPage(
     refused="That key is not one we know.",
 )
 
-_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+_HTML = (
+    """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:40rem;padding:0 1rem;color:#1f2328}}
 ol{{list-style:none;padding:0}}li{{margin:0 0 1rem}}time{{display:block;color:#59636e;font-size:.9rem}}
@@ -66,9 +67,12 @@ fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
 #notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
 .article{{white-space:pre-wrap;margin:.5rem 0}}details{{margin:0 0 .5rem}}h2{{font-size:1.1rem}}
 .internal blockquote{{background:#fff8c5;border-left-color:#9a6700}}#details{{color:#59636e}}
-.reference{{color:#59636e;font-size:.9rem}}</style></head>
-<body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="{listed}">{entries}</ol>{reference}</body>
-</html>"""
+.reference{{color:#59636e;font-size:.9rem}}footer{{margin-top:2rem}}</style></head>
+<body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="{listed}">{entries}</ol>{reference}
+<footer>"""
+    + PAGE.sign_out_form
+    + """</footer></body></html>"""
+)
 #: How an entry of the timeline begins, an internal note's marked.
 _INTERNAL = {False: "<li>", True: '<li class="internal">'}
 #: The most requests the list of a requester's own shows.
@@ -217,6 +221,11 @@ async def rating_page(ticket_id: str, request: Request, front: Front) -> Respons
 @router.post("/tickets/session")
 async def open_session(request: Request) -> Response:
     return await PAGE.open_session(request)
+
+
+@router.post("/tickets/session/end")
+async def close_session(request: Request) -> Response:
+    return await PAGE.close_session(request)
 
 
 @router.post("/tickets/{ticket_id}/reply")

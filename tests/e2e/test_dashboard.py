@@ -68,7 +68,10 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
         assert expected[0] == (f"acme-{RUN}", 4.0, 2.0, 2.5, 1.5, 2, 3)
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(browser_path), headless=True)
+            # The pages "of another origin" below are served by the test (page.route), which Chromium takes for the
+            # public internet and would keep from a local address whatever the service answers.
+            browser = playwright.chromium.launch(executable_path=str(browser_path), headless=True,
+                                                 args=["--disable-features=LocalNetworkAccessChecks"])  # fmt: skip
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             assert page.goto(f"{service.url}/dashboard").status == 401, "no key, no dashboard"
             page.fill("#key", "not-a-key")
@@ -115,6 +118,22 @@ def test_hours_per_client_are_one_click_away_and_match_the_api(kafka_bootstrap: 
                 page.goto(elsewhere)
             assert forged.value.status == 403
             assert "from the page of another site is not taken" in page.inner_text("body")
+            # Nor can it show the dashboard in a frame of its own, to lay itself over the dashboard's buttons.
+            framing, frame = "http://127.0.0.1:9/frame", f'<iframe src="{service.url}/dashboard"></iframe>'
+            page.route(framing, lambda route: route.fulfill(content_type="text/html", body=frame))
+            page.goto(framing)
+            eventually(lambda: len(page.frames) == 2, timeout_s=10, what="the frame loaded or refused")
+            framed = page.frames[1]
+            framed.wait_for_load_state()
+            assert framed.url.startswith("chrome-error://"), framed.url  # refused: X-Frame-Options, frame-ancestors
+            # Signing out: the browser forgets the key, and the dashboard asks for one again.
+            assert page.goto(f"{service.url}/dashboard").status == 200
+            page.click("#sign-out-form button")
+            page.wait_for_selector("#key")
+            assert page.goto(f"{service.url}/dashboard").status == 401, "signed out"
+            page.fill("#key", service.manager_key)
+            page.click("#sign-in")
+            page.wait_for_selector("#show-hours")
             # The service's API page, open to the same signed-in browser, drawn by Swagger UI from the service's own
             # files: every request elsewhere is refused, as on a network without internet access.
             here = service.url + "/"

@@ -85,6 +85,21 @@ def test_a_sign_in_from_another_sites_page_is_refused_and_keeps_no_key() -> None
     signed_in(client, ADMIN)
 
 
+def test_a_browser_signs_out_from_the_services_own_pages_only() -> None:
+    """A shared computer: signing out makes the browser forget the key; another site's page cannot sign it out."""
+    client, notes = service_recording_notes()
+    signed_in(client, TECHNICIAN)
+    for elsewhere in (ANOTHER_SITE, A_SIBLING_HOST):
+        refused = client.post("/docs/session/end", headers={**FORM, **elsewhere}, follow_redirects=False)
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers, elsewhere
+    assert client.post("/v1/notes", params={"note": "still signed in"}, headers=OWN_PAGE).status_code == 201
+    out = client.post("/docs/session/end", headers={**FORM, **OWN_PAGE}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/docs"
+    assert KEY_COOKIE not in client.cookies
+    assert client.post("/v1/notes", params={"note": "signed out"}, headers=OWN_PAGE).status_code == 401
+    assert notes == ["still signed in"]
+
+
 def test_a_forged_creation_is_refused_before_intake_looks_at_it(apps: dict[str, FastAPI]) -> None:
     client = signed_in(TestClient(apps["intake"], raise_server_exceptions=False), TECHNICIAN)
     forged = client.post("/v1/tickets", json={"title": "forged"}, headers=ANOTHER_SITE)

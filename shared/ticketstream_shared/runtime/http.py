@@ -314,6 +314,10 @@ def create_service_app(
     async def open_docs_session(request: Request) -> Response:
         return await DOCS.open_session(request)
 
+    @app.post("/docs/session/end", include_in_schema=False)
+    async def close_docs_session(request: Request) -> Response:
+        return await DOCS.close_session(request)
+
     app.state.principal = principal
     return app
 

@@ -88,6 +88,24 @@ class SignedInPage:
         signed_in.set_cookie(KEY_COOKIE, key, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
         return signed_in
 
+    async def close_session(self, request: Request) -> Response:
+        """Signing out (a shared computer): the browser forgets the key and is sent to the sign-in form. Only from
+        this service's own pages, as signing in."""
+        if from_another_page(request):
+            refused = "Sign out here: a sign-out sent from the page of another site is not taken."
+            return self._form(refused, status.HTTP_403_FORBIDDEN, self.path)
+        signed_out = RedirectResponse(self.path, status_code=status.HTTP_303_SEE_OTHER)
+        signed_out.delete_cookie(KEY_COOKIE, httponly=True, samesite="strict")
+        return signed_out
+
+    @property
+    def sign_out_form(self) -> str:
+        """The button that signs out, for the page to show."""
+        return (
+            f'<form id="sign-out-form" method="post" action="{escape(self.session_path)}/end">'
+            "<button>Sign out</button></form>"
+        )
+
 
 def _with_bearer(request: Request, key: str) -> Request:
     """The same request as if the key had come in the Authorization header (in place of any it came with: the key
