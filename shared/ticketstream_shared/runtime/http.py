@@ -165,7 +165,7 @@ class _BodyLimit:
 #: On every answer: no page of ours is shown inside another's frame (a page of a sibling host, whose requests carry
 #: the sign-in cookie, could otherwise lay its own page over the request page's buttons: clickjacking), and no
 #: answer is read as another type than it says.
-_NOT_FRAMED = [
+_ANSWER_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy", b"frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
@@ -174,7 +174,7 @@ _NOT_FRAMED = [
 
 class _EveryRequest:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): latency and counts by route template, the
-    correlation id of the request (X-Correlation-Id, or a new one) for logs and events, and `_NOT_FRAMED` on the
+    correlation id of the request (X-Correlation-Id, or a new one) for logs and events, and `_ANSWER_HEADERS` on the
     answer."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -193,7 +193,7 @@ class _EveryRequest:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                message["headers"] = [*message.get("headers", ()), *_NOT_FRAMED]
+                message["headers"] = [*message.get("headers", ()), *_ANSWER_HEADERS]
             await send(message)
 
         try:
