@@ -241,8 +241,8 @@ class TicketsMachine(RuleBasedStateMachine):
         assert call.status == 201, call.answer
         ticket.version += 1
         ticket.comments += 1
-        if requester and ticket.status == "waiting_on_customer":  # the answer awaited: back in the queue
-            ticket.version, ticket.status = ticket.version + 1, "open"
+        if requester and ticket.status in ("waiting_on_customer", "resolved"):  # the answer awaited, or "not solved"
+            ticket.version, ticket.status = ticket.version + 1, "open"  # back in the queue
         return call
 
     @rule(ticket_id=tickets, replica=st.integers(0, 1), behind=st.integers(1, 3))
