@@ -65,8 +65,9 @@ form{{margin:0 0 1rem}}textarea{{width:100%;box-sizing:border-box;min-height:5re
 button{{font:inherit;padding:.3rem .8rem}}
 fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
 #notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
+#title{{display:block;width:100%;box-sizing:border-box;margin:0 0 .5rem}}
 .article{{white-space:pre-wrap;margin:.5rem 0}}details{{margin:0 0 .5rem}}h2{{font-size:1.1rem}}
-.internal blockquote{{background:#fff8c5;border-left-color:#9a6700}}#details{{color:#59636e}}
+.internal blockquote{{background:#fff8c5;border-left-color:#9a6700}}
 .reference{{color:#59636e;font-size:.9rem}}footer{{margin-top:2rem}}</style></head>
 <body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="{listed}">{entries}</ol>{reference}
 <footer>"""
@@ -400,7 +401,7 @@ def render(
         for entry in (desk_timeline if desk else timeline)(ticket.history)
     ]
     if desk:
-        actions = _details(ticket, assignee) + _desk_forms(ticket, words)
+        actions = _desk_forms(ticket, words)
     elif _is_requester(ticket, principal):
         actions = _forms(ticket, words) + _self_help(ticket, articles)
     else:
@@ -408,7 +409,7 @@ def render(
     return _HTML.format(
         title=escape(ticket.title),
         notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
-        status=escape(STATUS_LINES[ticket.status]),
+        status=escape(_details(ticket, assignee) if desk else STATUS_LINES[ticket.status]),
         actions=actions,
         listed="timeline",
         entries="".join(entries),
@@ -417,13 +418,13 @@ def render(
 
 
 def _details(ticket: Ticket, assignee: str | None) -> str:
-    details = (
+    """Where the ticket stands, for the desk (the requester reads a sentence addressed to them)."""
+    return (
         f"{ticket.status.value.replace('_', ' ')}, priority {ticket.priority.value}, category {ticket.category}; "
         f"requested by {ticket.requester_id} of {ticket.client_id}; "
         + (f"assigned to {assignee}" if assignee else "assigned to no one yet")
         + f"; {ticket.worklog_minutes} minutes logged"
     )
-    return f'<p id="details">{escape(details)}</p>'
 
 
 def _desk_forms(ticket: Ticket, words: str) -> str:
