@@ -13,14 +13,16 @@ what was written kept. `/tickets` lists the requester's own requests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from html import escape
-from typing import Annotated
-from urllib.parse import parse_qs, quote
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from pydantic import ValidationError
 
 from ticketstream_shared.contract import Channel, Priority, Role, TicketStatus
@@ -37,14 +39,12 @@ from .domain import (
     ChangeStatus,
     Command,
     DomainError,
-    NotPermitted,
     RecordCsat,
     RecordWorklog,
     Ticket,
     TicketNotFound,
     child_id_for,
 )
-from .knowledge import Hit
 from .ticket_store import Filters
 from .timeline import STATUS_LINES, URGENCY, desk_timeline, timeline
 
@@ -54,28 +54,19 @@ PAGE = SignedInPage(
     asked="Sign in with your API key to follow your request.",
     refused="That key is not one we know.",
 )
-
-_HTML = (
-    """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:40rem;padding:0 1rem;color:#1f2328}}
-ol{{list-style:none;padding:0}}li{{margin:0 0 1rem}}time{{display:block;color:#59636e;font-size:.9rem}}
-blockquote{{margin:.4rem 0 0;padding:.5rem .8rem;background:#f4f5f7;border-left:3px solid #8c959f;white-space:pre-wrap}}
-form{{margin:0 0 1rem}}textarea{{width:100%;box-sizing:border-box;min-height:5rem;font:inherit}}
-button{{font:inherit;padding:.3rem .8rem}}
-fieldset{{border:1px solid #d0d7de;margin:0 0 .5rem}}
-#notice{{padding:.5rem .8rem;background:#fff1e5;border-left:3px solid #bc4c00}}
-#title{{display:block;width:100%;box-sizing:border-box;margin:0 0 .5rem}}
-.article{{white-space:pre-wrap;margin:.5rem 0}}details{{margin:0 0 .5rem}}h2{{font-size:1.1rem}}
-.internal blockquote{{background:#fff8c5;border-left-color:#9a6700}}
-.reference{{color:#59636e;font-size:.9rem}}footer{{margin-top:2rem}}</style></head>
-<body><h1>{title}</h1>{notice}<p id="status">{status}</p>{actions}<ol id="{listed}">{entries}</ol>{reference}
-<footer>"""
-    + PAGE.sign_out_form
-    + """</footer></body></html>"""
+#: The pages' markup (templates/), every value escaped.
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,  # a template naming what it is not given fails its test, not a requester's page
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
-#: How an entry of the timeline begins, an internal note's marked.
-_INTERNAL = {False: "<li>", True: '<li class="internal">'}
+_TEMPLATES.globals.update(
+    sign_out_form=Markup(PAGE.sign_out_form),
+    request_key=lambda: f"page-{uuid.uuid4().hex}",  # drawn as the page is shown: a form sent twice is one request
+    TicketStatus=TicketStatus,
+)
 #: The most requests the list of a requester's own shows.
 LISTED = 1000
 #: A request's status in a word or two, for the list.
@@ -87,6 +78,10 @@ STATUS_WORDS = {
     TicketStatus.RESOLVED: "solved",
     TicketStatus.CLOSED: "closed",
 }
+#: How urgent a new request may be, most urgent first, in the requester's words.
+_URGENCIES = [(priority.value, URGENCY[priority]) for priority in reversed(Priority)]
+#: What a new request's form holds before anything is written.
+_NEW_REQUEST = {"service_id": "", "priority": Priority.P3.value, "title": "", "description": ""}
 #: Where a request is done with: no help articles offered.
 _DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 #: What the requester's choices on a resolved (or closed) request change its status to, and the reason recorded.
@@ -96,6 +91,7 @@ _CHOICES = {
 }
 
 router = APIRouter(include_in_schema=False)
+router.include_router(PAGE.router)
 PortalConfig = Annotated["Portal", Depends(from_app_state("portal"))]
 
 
@@ -110,29 +106,92 @@ def install(app: FastAPI, other_category: str) -> None:
     app.include_router(router)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A form sent from a request's page: by whom, about which ticket, its fields and its request key."""
+
+    front: TicketFront
+    ticket: Ticket
+    principal: Principal
+    fields: dict[str, str]
+
+    @property
+    def key(self) -> str | None:
+        return self.fields.get("request_key", "")[:200] or None
+
+    def text(self, name: str) -> str:
+        return self.fields.get(name, "").strip()
+
+    @property
+    def author(self) -> str | None:
+        """Whose words or time it is: the requester's, or the desk key's person (or the key)."""
+        if _is_desk(self.principal):
+            return self.principal.subject or self.principal.name
+        return self.principal.requester_id
+
+
+def _reply(sent: Sent) -> Command:
+    """The requester's answer; or, from the desk, a reply or an internal note."""
+    public = not (_is_desk(sent.principal) and sent.fields.get("internal") == "yes")
+    body = CommentBody.model_validate({"author_id": sent.author, "body": sent.text("words"), "public": public})
+    comment_id = child_id_for(sent.principal.name, sent.ticket.ticket_id, sent.key)
+    return AddComment(sent.ticket.ticket_id, comment_id, **body.model_dump())
+
+
+def _status_change(sent: Sent) -> Command:
+    body = StatusBody.model_validate({"status": sent.fields.get("status", "")})
+    reason = "" if _is_desk(sent.principal) else _CHOICES.get(body.status, "")
+    return ChangeStatus(sent.ticket.ticket_id, body.status, reason)
+
+
+def _worklog(sent: Sent) -> Command:
+    """Time spent, billable unless said otherwise (who may log it is the domain's to say)."""
+    fields = {
+        "technician_id": sent.author,
+        "minutes": sent.fields.get("minutes", ""),
+        "billable": sent.fields.get("billable") == "yes",
+        "note": sent.text("note"),
+    }
+    body = WorklogBody.model_validate(fields)
+    worklog_id = child_id_for(sent.principal.name, sent.ticket.ticket_id, sent.key)
+    return RecordWorklog(sent.ticket.ticket_id, worklog_id, **body.model_dump())
+
+
+def _rating(sent: Sent) -> Command:
+    body = CsatBody.model_validate({"rating": sent.fields.get("rating", ""), "comment": sent.text("comment")})
+    return RecordCsat(sent.ticket.ticket_id, body.rating, body.comment)
+
+
+def _solved(sent: Sent) -> Command:
+    return sent.front.solved_with(sent.ticket.ticket_id, sent.fields.get("article_id", ""))
+
+
+#: The forms of a request's page, each at <page>/<action>, and the command each makes of what it sends.
+ACTIONS: dict[str, Callable[[Sent], Command]] = {
+    "reply": _reply,
+    "status": _status_change,
+    "rating": _rating,
+    "worklog": _worklog,
+    "self-solved": _solved,
+}
+
+
 @router.get("/tickets")
 async def requests_page(request: Request, front: Front) -> Response:
     """A requester's own requests, newest first, each linking to its page, and the form to open a new one: where the
     sign-in lands when it was asked for no request in particular."""
-    if refused := await PAGE.refusal(request, back_to="/tickets"):
-        return refused
-    principal = await request.app.state.principal(request)
-    if principal.role is not Role.REQUESTER or principal.requester_id is None:
-        return _page("Requests", "This page lists a requester's own requests; this key names no requester.", 200)
-    return HTMLResponse(_requests(front, principal))
+    requester = await _requester(request, "This page lists a requester's own requests; this key names no requester.")
+    return requester if isinstance(requester, Response) else _requests(front, requester)
 
 
 @router.post("/tickets")
 async def new_request(request: Request, front: Front, portal: PortalConfig) -> Response:
     """A new request from the form, under the service chosen (its first category) or none (`other_category`), and
     to its page, where the articles that may solve it are offered first; or the list again saying why not."""
-    if refused := await PAGE.refusal(request, back_to="/tickets"):
-        return refused
-    principal = await request.app.state.principal(request)
-    if principal.role is not Role.REQUESTER or principal.requester_id is None:
-        return _page("Requests", "Only a requester's key opens a request here.", 403)
+    requester = await _requester(request, "Only a requester's key opens a request here.", refused=403)
+    if isinstance(requester, Response):
+        return requester
     form = await _form_fields(request)
-    key = form.get("request_key", "")[:200] or None
     service_id = form.get("service_id") or None
     service = front.desk.catalogue.in_force(front.clock()).services.get(service_id or "")
     fields = {
@@ -144,72 +203,55 @@ async def new_request(request: Request, front: Front, portal: PortalConfig) -> R
         "service_id": service_id,
     }
     try:
-        ticket, _ = await front.open(NewTicketBody.model_validate(fields), principal, key)
-    except ValidationError as invalid:
-        return HTMLResponse(_requests(front, principal, notice=_notice(invalid), kept=form), 422)
-    except DomainError as refusal:
-        return HTMLResponse(_requests(front, principal, notice=f"{refusal}.", kept=form), STATUS_OF[type(refusal)])
+        ticket, _ = await front.open(NewTicketBody.model_validate(fields), requester, form.get("request_key") or None)
+    except (ValidationError, DomainError) as refused:
+        return _requests(front, requester, refused, kept=form)
     return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
 
 
+async def _requester(request: Request, otherwise: str, refused: int = 200) -> Principal | Response:
+    """The signed-in requester; or the sign-in form (back to the list), or a page saying `otherwise` for a key that
+    names no requester."""
+    if page := await PAGE.refusal(request, back_to="/tickets"):
+        return page
+    principal: Principal = await request.app.state.principal(request)
+    if principal.role is not Role.REQUESTER or principal.requester_id is None:
+        return _message("Requests", otherwise, refused)
+    return principal
+
+
 def _requests(
-    front: TicketFront, principal: Principal, *, notice: str | None = None, kept: dict[str, str] | None = None
-) -> str:
+    front: TicketFront,
+    principal: Principal,
+    refused: ValidationError | DomainError | None = None,
+    kept: dict[str, str] | None = None,
+) -> HTMLResponse:
     mine = Filters(client_id=principal.client_id, requester_id=principal.requester_id)
     found = front.desk.find(mine, None, LISTED + 1)
-    rows = [
-        f'<li><a href="/tickets/{quote(ticket.ticket_id)}">{escape(ticket.title)}</a>'
-        f"<time>{ticket.created_at:%-d %b %Y}: {escape(STATUS_WORDS[ticket.status])}</time></li>"
-        for ticket in reversed(found[:LISTED])
-    ]
-    more = f"<p>Your first {LISTED} requests are listed here.</p>" if len(found) > LISTED else ""
     services = front.desk.catalogue.in_force(front.clock()).services
     offered = sorted(
-        ((service.name, service_id) for service_id, service in services.items() if service.published),
-        key=lambda named: named[0].lower(),
+        ({"id": service_id, "name": service.name} for service_id, service in services.items() if service.published),
+        key=lambda service: service["name"].lower(),
     )
-    return _HTML.format(
+    return _shown_as(
+        "requests.html.j2",
+        refused,
         title="Your requests",
-        notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
-        status="These are your requests." if rows else "You have no requests yet.",
-        actions=_new_request_form(offered, kept or {}) + more,
-        listed="requests",
-        entries="".join(rows),
-        reference="",
-    )
-
-
-def _new_request_form(offered: list[tuple[str, str]], kept: dict[str, str]) -> str:
-    """What it is about (a published service of the catalogue, or something else), how urgent, in a few words and
-    more; what was written kept after a refusal."""
-    chosen = kept.get("service_id", "")
-    services = "".join(
-        f'<option value="{escape(service_id)}"{" selected" if service_id == chosen else ""}>{escape(name)}</option>'
-        for name, service_id in offered
-    )
-    urgency = kept.get("priority", Priority.P3.value)
-    levels = " ".join(
-        f'<label><input type="radio" name="priority" value="{priority.value}"'
-        f"{' checked' if priority.value == urgency else ''}> {URGENCY[priority]}</label>"
-        for priority in reversed(Priority)
-    )
-    key = f'<input type="hidden" name="request_key" value="page-{uuid.uuid4().hex}">'
-    return (
-        f'<form id="new-request-form" method="post" action="/tickets">{key}<h2>Ask for help</h2>'
-        f'<label for="service">What is it about?</label> <select id="service" name="service_id">{services}'
-        f'<option value=""{" selected" if not chosen else ""}>Something else</option></select>'
-        f"<fieldset><legend>How urgent is it?</legend>{levels}</fieldset>"
-        '<label for="title">In a few words</label> <input id="title" name="title" required maxlength="200" '
-        f'value="{escape(kept.get("title", ""))}"><label for="description">Tell us more (optional)</label>'
-        f'<textarea id="description" name="description" maxlength="20000">{escape(kept.get("description", ""))}'
-        "</textarea><button>Send your request</button></form>"
+        status="These are your requests." if found else "You have no requests yet.",
+        requests=list(reversed(found[:LISTED])),
+        more=len(found) > LISTED,
+        listed=LISTED,
+        status_words=STATUS_WORDS,
+        services=offered,
+        urgencies=_URGENCIES,
+        kept={**_NEW_REQUEST, **(kept or {})},
     )
 
 
 @router.get("/tickets/{ticket_id}")
 async def ticket_page(ticket_id: str, request: Request, front: Front) -> Response:
     shown = await _shown(request, front, ticket_id)
-    return shown if isinstance(shown, Response) else HTMLResponse(_page_of(front, *shown))
+    return shown if isinstance(shown, Response) else _page_of(front, *shown)
 
 
 @router.get("/tickets/{ticket_id}/rate")
@@ -219,78 +261,26 @@ async def rating_page(ticket_id: str, request: Request, front: Front) -> Respons
     return shown if isinstance(shown, Response) else RedirectResponse(f"/tickets/{ticket_id}#rating-form", 303)
 
 
-@router.post("/tickets/session")
-async def open_session(request: Request) -> Response:
-    return await PAGE.open_session(request)
-
-
-@router.post("/tickets/session/end")
-async def close_session(request: Request) -> Response:
-    return await PAGE.close_session(request)
-
-
-@router.post("/tickets/{ticket_id}/reply")
-async def reply(ticket_id: str, request: Request, front: Front) -> Response:
-    return await _act(request, front, ticket_id, _reply)
-
-
-@router.post("/tickets/{ticket_id}/status")
-async def change_status(ticket_id: str, request: Request, front: Front) -> Response:
-    return await _act(request, front, ticket_id, _status_change)
-
-
-@router.post("/tickets/{ticket_id}/rating")
-async def rate(ticket_id: str, request: Request, front: Front) -> Response:
-    return await _act(request, front, ticket_id, _rating)
-
-
-@router.post("/tickets/{ticket_id}/worklog")
-async def log_time(ticket_id: str, request: Request, front: Front) -> Response:
-    return await _act(request, front, ticket_id, _worklog)
-
-
-@router.post("/tickets/{ticket_id}/self-solved")
-async def self_solved(ticket_id: str, request: Request, front: Front) -> Response:
-    def solved(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
-        return front.solved_with(ticket.ticket_id, form.get("article_id", ""))
-
-    return await _act(request, front, ticket_id, solved)
-
-
-def _reply(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
-    """The requester's answer; or, from the desk, a reply in the name of the key's person (or the key), or an
-    internal note."""
-    desk = _is_desk(principal)
-    author = (principal.subject or principal.name) if desk else principal.requester_id
-    public = not (desk and form.get("internal") == "yes")
-    words = form.get("words", "").strip()
-    body = CommentBody.model_validate({"author_id": author, "body": words, "public": public})
-    return AddComment(ticket.ticket_id, child_id_for(principal.name, ticket.ticket_id, key), **body.model_dump())
-
-
-def _status_change(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
-    body = StatusBody.model_validate({"status": form.get("status", "")})
-    reason = "" if _is_desk(principal) else _CHOICES.get(body.status, "")
-    return ChangeStatus(ticket.ticket_id, body.status, reason)
-
-
-def _worklog(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
-    """Time spent by the key's person (or the key), billable unless said otherwise."""
-    if not _is_desk(principal):
-        raise NotPermitted("only the people of the desk log time")
-    fields = {
-        "technician_id": principal.subject or principal.name,
-        "minutes": form.get("minutes", ""),
-        "billable": form.get("billable") == "yes",
-        "note": form.get("note", "").strip(),
-    }
-    body = WorklogBody.model_validate(fields)
-    return RecordWorklog(ticket.ticket_id, child_id_for(principal.name, ticket.ticket_id, key), **body.model_dump())
-
-
-def _rating(ticket: Ticket, principal: Principal, form: dict[str, str], key: str | None) -> Command:
-    body = CsatBody.model_validate({"rating": form.get("rating", ""), "comment": form.get("comment", "").strip()})
-    return RecordCsat(ticket.ticket_id, body.rating, body.comment)
+@router.post("/tickets/{ticket_id}/{action}")
+async def act(ticket_id: str, action: str, request: Request, front: Front) -> Response:
+    """The form's command carried out for the signed-in requester or the desk, then back to the page; or the page
+    saying why not. Another site's page cannot send it: the cookie's key is refused for it (runtime/auth.identify)."""
+    shown = await _shown(request, front, ticket_id)
+    if isinstance(shown, Response):
+        return shown
+    ticket, principal = shown
+    command_of = ACTIONS.get(action)
+    if command_of is None:
+        return _message("Not found", f"There is nothing called {action} to do on a request.", 404)
+    if not (_is_requester(ticket, principal) or _is_desk(principal)):
+        refusal = Forbidden("Only the person who asked, and the people of the desk, act here")
+        return _page_of(front, ticket, principal, refusal)
+    sent = Sent(front, ticket, principal, await _form_fields(request))
+    try:
+        await front.execute(command_of(sent), principal, sent.key)
+    except (ValidationError, DomainError) as refused:
+        return _page_of(front, ticket, principal, refused, words=sent.fields.get("words", ""))
+    return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
 
 
 async def _shown(request: Request, front: TicketFront, ticket_id: str) -> tuple[Ticket, Principal] | Response:
@@ -302,45 +292,15 @@ async def _shown(request: Request, front: TicketFront, ticket_id: str) -> tuple[
     try:
         return await front.visible_ticket(ticket_id, principal), principal
     except TicketNotFound:
-        return _page("Request not found", f"We know no request {ticket_id}.", 404)
+        return _message("Request not found", f"We know no request {ticket_id}.", 404)
     except Forbidden:
-        return _page("Not your request", "This request is not one your key may see.", 403)
-
-
-async def _act(request: Request, front: TicketFront, ticket_id: str, command_of: _CommandOf) -> Response:
-    """The form's command carried out for the signed-in requester, then back to the page; or the page saying why
-    not. Another site's page cannot send it: the cookie's key is refused for it (runtime/auth.identify)."""
-    shown = await _shown(request, front, ticket_id)
-    if isinstance(shown, Response):
-        return shown
-    ticket, principal = shown
-    if not (_is_requester(ticket, principal) or _is_desk(principal)):
-        notice = "Only the person who asked, and the people of the desk, act here."
-        return HTMLResponse(_page_of(front, ticket, principal, notice=notice), 403)
-    form = await _form_fields(request)
-    key = form.get("request_key", "")[:200] or None
-    try:
-        await front.execute(command_of(ticket, principal, form, key), principal, key)
-    except ValidationError as invalid:
-        page = _page_of(front, ticket, principal, notice=_notice(invalid), words=form.get("words", ""))
-        return HTMLResponse(page, 422)
-    except DomainError as refusal:
-        page = _page_of(front, ticket, principal, notice=f"{refusal}.", words=form.get("words", ""))
-        return HTMLResponse(page, STATUS_OF[type(refusal)])
-    return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
+        return _message("Not your request", "This request is not one your key may see.", 403)
 
 
 async def _form_fields(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
 
 
-def _notice(invalid: ValidationError) -> str:
-    """The first field refused, in the form's words."""
-    problem = invalid.errors()[0]
-    return f"{_FIELD_NAMES.get(str(problem['loc'][-1]), 'That')}: {problem['msg']}."
-
-
-_CommandOf = Callable[[Ticket, Principal, dict[str, str], str | None], Command]
 #: The form's fields in the requester's words, for a refusal of what was written in one.
 _FIELD_NAMES = {
     "body": "Your answer",
@@ -356,6 +316,16 @@ _FIELD_NAMES = {
 }
 
 
+def _refusal(refused: ValidationError | DomainError | Forbidden) -> tuple[str, int]:
+    """Why what was sent was refused, in the form's words (the first field refused), and the page's status."""
+    if isinstance(refused, ValidationError):
+        problem = refused.errors()[0]
+        return f"{_FIELD_NAMES.get(str(problem['loc'][-1]), 'That')}: {problem['msg']}.", 422
+    if isinstance(refused, Forbidden):
+        return f"{refused}.", 403
+    return f"{refused}.", STATUS_OF[type(refused)]
+
+
 def _is_requester(ticket: Ticket, principal: Principal) -> bool:
     """The forms are the requester's: staff act through their own tools, which see what the page leaves out."""
     return principal.role is Role.REQUESTER and principal.requester_id == ticket.requester_id
@@ -368,52 +338,35 @@ def _is_desk(principal: Principal) -> bool:
 
 
 def _page_of(
-    front: TicketFront, ticket: Ticket, principal: Principal, *, notice: str | None = None, words: str = ""
-) -> str:
-    """The page, with the articles that may solve the problem while it is open, for its requester."""
-    helpful = _is_requester(ticket, principal) and ticket.status not in _DONE
+    front: TicketFront,
+    ticket: Ticket,
+    principal: Principal,
+    refused: ValidationError | DomainError | Forbidden | None = None,
+    words: str = "",
+) -> HTMLResponse:
+    """The page of `ticket` for `principal`: for its requester, their forms and, while it is open, the articles that
+    may solve the problem, each with a button to say it did; for the desk, who wrote what, the internal notes, the
+    ticket's details and the desk's forms. `refused` is why what was sent was not done, and `words` written are
+    kept in the answer's box."""
+    desk = _is_desk(principal)
+    requester = _is_requester(ticket, principal)
+    helpful = requester and ticket.status not in _DONE
     articles = (
         [(hit, front.library.current_body(hit.article_id)) for hit in front.articles_for(ticket)] if helpful else []
     )
-    assignee = front.desk.assignee_of(ticket.ticket_id)
-    return render(ticket, principal, articles=articles, assignee=assignee, notice=notice, words=words)
-
-
-def render(
-    ticket: Ticket,
-    principal: Principal,
-    *,
-    articles: Sequence[tuple[Hit, str]] = (),
-    assignee: str | None = None,
-    notice: str | None = None,
-    words: str = "",
-) -> str:
-    """The page of `ticket` for `principal`: with the requester's forms if it is theirs, each of `articles` (a
-    search hit and its body) with a button to say it solved the problem; for the desk, who wrote what, the internal
-    notes, the ticket's details and the desk's forms. `notice` says why what was sent was refused, and `words`
-    written are kept in the answer's box."""
-    desk = _is_desk(principal)
-    entries = [
-        _INTERNAL[entry.internal]
-        + f"<time>{entry.at:%-d %b %Y, %H:%M} UTC</time>{escape(entry.text)}"
-        + (f"<blockquote>{escape(entry.words)}</blockquote>" if entry.words is not None else "")
-        + "</li>"
-        for entry in (desk_timeline if desk else timeline)(ticket.history)
-    ]
-    if desk:
-        actions = _desk_forms(ticket, words)
-    elif _is_requester(ticket, principal):
-        actions = _forms(ticket, words) + _self_help(ticket, articles)
-    else:
-        actions = ""
-    return _HTML.format(
-        title=escape(ticket.title),
-        notice=f'<p id="notice" role="alert">{escape(notice)}</p>' if notice else "",
-        status=escape(_details(ticket, assignee) if desk else STATUS_LINES[ticket.status]),
-        actions=actions,
-        listed="timeline",
-        entries="".join(entries),
-        reference=f'<p class="reference">Request {escape(ticket.ticket_id)}</p>',
+    order = list(TicketStatus)
+    return _shown_as(
+        "request.html.j2",
+        refused,
+        title=ticket.title,
+        status=_details(ticket, front.desk.assignee_of(ticket.ticket_id)) if desk else STATUS_LINES[ticket.status],
+        ticket=ticket,
+        desk=desk,
+        requester=requester,
+        entries=(desk_timeline if desk else timeline)(ticket.history),
+        moves=sorted(TRANSITIONS[ticket.status], key=order.index),
+        articles=articles,
+        words=words,
     )
 
 
@@ -427,80 +380,12 @@ def _details(ticket: Ticket, assignee: str | None) -> str:
     )
 
 
-def _desk_forms(ticket: Ticket, words: str) -> str:
-    """Reply to the requester or write an internal note, and move the ticket to a status it may take."""
-    order = list(TicketStatus)
-    moves = "".join(
-        f'<option value="{status.value}">{status.value.replace("_", " ")}</option>'
-        for status in sorted(TRANSITIONS[ticket.status], key=order.index)
-    )
-    status = _form(ticket, "status", '<label for="to">Move it to</label> '
-                   f'<select id="to" name="status">{moves}</select> <button>Change the status</button>')  # fmt: skip
-    if ticket.status is TicketStatus.CLOSED:
-        return status
-    time = _form(ticket, "worklog", '<label for="minutes">Log time: minutes</label> <input id="minutes" '
-                 'name="minutes" type="number" min="1" max="1440" required> <label><input type="checkbox" '
-                 'name="billable" value="yes" checked> billable</label> <label for="worklog-note">note</label> '
-                 '<input id="worklog-note" name="note" maxlength="2000"> <button>Log it</button>')  # fmt: skip
-    note = _form(ticket, "reply", '<label for="words">Reply to the requester, or write an internal note</label>'
-                 f'<textarea id="words" name="words" required maxlength="20000">{escape(words)}</textarea>'
-                 '<label><input type="checkbox" id="internal" name="internal" value="yes"> An internal note (the '
-                 "requester does not see it)</label> <button>Send</button>")  # fmt: skip
-    return note + status + time
+def _shown_as(template: str, refused: ValidationError | DomainError | Forbidden | None, **context: Any) -> HTMLResponse:
+    """A page from its template; with the refusal of what was sent said at the top, and its status."""
+    notice, status_code = _refusal(refused) if refused is not None else (None, 200)
+    return HTMLResponse(_TEMPLATES.get_template(template).render(notice=notice, **context), status_code)
 
 
-def _forms(ticket: Ticket, words: str) -> str:
-    """What the requester may do now: answer while it is not closed, say whether a resolution solved it, reopen
-    it once closed, and rate the help once, when it is resolved or closed."""
-    forms = []
-    done = ticket.status in _DONE
-    if ticket.status is TicketStatus.RESOLVED:
-        forms.append(_form(ticket, "status", '<p>Is it solved?</p><button name="status" value="closed">Yes, it is '
-                           'solved</button> <button name="status" value="open">No, reopen it</button>'))  # fmt: skip
-    elif ticket.status is TicketStatus.CLOSED:
-        forms.append(_form(ticket, "status", '<button name="status" value="open">Reopen it</button>'))
-    if done and ticket.csat is None:
-        stars = " ".join(
-            f'<label><input type="radio" name="rating" value="{n}" required> {n}</label>' for n in range(1, 6)
-        )
-        forms.append(_form(ticket, "rating", f'<fieldset><legend>How was our help? (5 is best)</legend>{stars}'
-                           '</fieldset><label for="comment">Anything to add? (optional)</label>'
-                           '<textarea id="comment" name="comment" maxlength="2000"></textarea>'
-                           "<button>Rate our help</button>"))  # fmt: skip
-    if ticket.status is not TicketStatus.CLOSED:
-        forms.append(_form(ticket, "reply", '<label for="words">Your answer</label><textarea id="words" name="words" '
-                           f'required maxlength="20000">{escape(words)}</textarea><button>Send</button>'))  # fmt: skip
-    return "".join(forms)
-
-
-def _self_help(ticket: Ticket, articles: Sequence[tuple[Hit, str]]) -> str:
-    """The help articles that may solve the problem, each to read and, if it did, to say so: the request is then
-    resolved as self-service."""
-    if not articles:
-        return ""
-    shown = [
-        f'<details><summary>{escape(hit.title)}</summary><div class="article">{escape(body)}</div>'
-        + _form(
-            ticket,
-            "self-solved",
-            f'<input type="hidden" name="article_id" value="{escape(hit.article_id)}">'
-            "<button>This solved my problem</button>",
-            name=f"solved-by-{hit.article_id}",
-        )
-        + "</details>"
-        for hit, body in articles
-    ]
-    return f'<section id="self-help"><h2>These articles may help</h2>{"".join(shown)}</section>'
-
-
-def _form(ticket: Ticket, action: str, fields: str, name: str | None = None) -> str:
-    key = f'<input type="hidden" name="request_key" value="page-{uuid.uuid4().hex}">'
-    target = f"/tickets/{quote(ticket.ticket_id)}/{action}"
-    return f'<form id="{escape(name or action)}-form" method="post" action="{escape(target)}">{key}{fields}</form>'
-
-
-def _page(title: str, message: str, status_code: int) -> HTMLResponse:
-    page = _HTML.format(
-        title=escape(title), notice="", status=escape(message), actions="", listed="timeline", entries="", reference=""
-    )
+def _message(title: str, message: str, status_code: int) -> HTMLResponse:
+    page = _TEMPLATES.get_template("message.html.j2").render(title=title, status=message, notice=None)
     return HTMLResponse(page, status_code)

@@ -27,22 +27,13 @@ SIGNED_IN = SignedInPage(
 )
 
 router = APIRouter(include_in_schema=False)
+router.include_router(SIGNED_IN.router)
 _PAGE = PAGE.read_text(encoding="utf-8").replace("<!-- sign out -->", SIGNED_IN.sign_out_form)
 
 
 @router.get("/dashboard")
 async def dashboard(request: Request) -> Response:
     return await SIGNED_IN.refusal(request) or HTMLResponse(_PAGE)
-
-
-@router.post("/dashboard/session")
-async def open_session(request: Request) -> Response:
-    return await SIGNED_IN.open_session(request)
-
-
-@router.post("/dashboard/session/end")
-async def close_session(request: Request) -> Response:
-    return await SIGNED_IN.close_session(request)
 
 
 @router.get("/dashboard/assets/plotly.min.js")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from intake.app import build_app
+from intake.portal import ACTIONS
 from intake.settings import IntakeSettings
 from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
 from tests.integration.conftest import NEW_TICKET
@@ -44,7 +45,7 @@ def test_no_request_makes_intake_fail(case, intake_url):
 
 
 #: What the request pages' forms send (intake/portal.py): outside the API document, so generated here.
-PAGE_FORMS = ("reply", "status", "rating", "self-solved", "worklog")
+PAGE_FORMS = tuple(ACTIONS)
 FORM_FIELDS = ("words", "internal", "status", "rating", "comment", "article_id", "minutes", "billable", "note",
                "request_key", "title", "description", "priority", "service_id")  # fmt: skip
 form_bodies = st.one_of(

@@ -36,7 +36,7 @@ def sent(intake, page, form, **fields):
     article's id) and `fields`."""
     shown = intake.get(page)
     assert shown.status_code == 200, shown.text
-    found = re.search(rf'<form id="{form}-form" method="post" action="([^"]+)">(.*?)</form>', shown.text)
+    found = re.search(rf'<form id="{form}-form" method="post" action="([^"]+)">(.*?)</form>', shown.text, re.S)
     assert found, f"no {form} form on the page"
     hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', found[2]))
     assert hidden["request_key"].startswith("page-")
@@ -228,6 +228,8 @@ def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
         not_mine = open_ticket(intake, requester_id="bob")
         theirs = intake.post(f"/tickets/{not_mine}/reply", content=urlencode({"words": "hi"}), headers=FORM)
         assert theirs.status_code == 403 and "not one your key may see" in theirs.text
+        unknown = intake.post(f"{page}/erase", content=urlencode({"words": "hi"}), headers=FORM)
+        assert unknown.status_code == 404 and "nothing called erase to do" in unknown.text
         assert comments() == [("alice", words)], "nothing refused was recorded"
 
         assert 'id="status-form"' not in shown and 'id="rating-form"' not in shown, "nothing to choose before"
@@ -305,7 +307,7 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         own_time = intake.post(
             f"{page}/worklog", content="minutes=5&billable=yes", headers={**FORM, **bearer(REQUESTER)}
         )
-        assert own_time.status_code == 403 and "only the people of the desk log time" in own_time.text
+        assert own_time.status_code == 403 and "only staff may log time" in own_time.text
     finally:
         intake.cookies.clear()
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from intake.portal import ACTIONS
 from tests.keys import ADMIN, REQUESTER, bearer
 from ticketstream_shared.runtime.auth import KEY_COOKIE
 
@@ -30,7 +31,7 @@ PAGES = {
 FORMS = {
     "intake": [
         "/tickets",
-        *(f"/tickets/t-1/{form}" for form in ("reply", "status", "rating", "self-solved", "worklog")),
+        *(f"/tickets/t-1/{form}" for form in (*ACTIONS, "no-such-form")),
     ]
 }
 

@@ -310,14 +310,7 @@ def create_service_app(
             return Response(status_code=404)
         return FileResponse(str(DOCS_ASSETS / name), media_type=_DOCS_MEDIA_TYPES[name], headers=CACHED_A_DAY)
 
-    @app.post("/docs/session", include_in_schema=False)
-    async def open_docs_session(request: Request) -> Response:
-        return await DOCS.open_session(request)
-
-    @app.post("/docs/session/end", include_in_schema=False)
-    async def close_docs_session(request: Request) -> Response:
-        return await DOCS.close_session(request)
-
+    app.include_router(DOCS.router)
     app.state.principal = principal
     return app
 

@@ -12,7 +12,7 @@ import re
 from html import escape
 from urllib.parse import parse_qs
 
-from fastapi import HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ticketstream_shared.contract import Role
@@ -44,6 +44,10 @@ class SignedInPage:
         #: What the form says to a caller with no key or an unknown one, and to a key signing in whose role may not.
         self._asked = asked
         self._refused = refused
+        #: Signing in and out, for the service to include beside the page.
+        self.router = APIRouter(include_in_schema=False)
+        self.router.add_api_route(self.session_path, self.open_session, methods=["POST"])
+        self.router.add_api_route(f"{self.session_path}/end", self.close_session, methods=["POST"])
 
     def _form(self, message: str, status_code: int, back_to: str) -> HTMLResponse:
         form = _FORM.format(message=escape(message), action=escape(self.session_path), back_to=escape(back_to))
