@@ -1,14 +1,16 @@
 """A ticket's history told to its requester: one plain sentence per thing that happened, no jargon, nothing internal
-(internal comments, time entries and their corrections stay out)."""
+(internal comments, time entries and their corrections stay out), with the words they and the desk wrote. The desk
+reads it as its audit trail tells it, with everything written."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatch
 
 from ticketstream_shared.contract import (
+    Actor,
     CommentAdded,
     CsatRecorded,
     Priority,
@@ -20,6 +22,8 @@ from ticketstream_shared.contract import (
     TicketUpdated,
     WorklogRecorded,
 )
+
+from .audit import audit
 
 URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
 
@@ -49,27 +53,56 @@ def timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
     return [TimelineEntry(event.occurred_at, text, _words(event)) for event in history if (text := describe(event))]
 
 
-def desk_timeline(history: Iterable[TicketEvent]) -> list[TimelineEntry]:
-    """The timeline for the people of the desk: the requester's, with who wrote each comment, and the internal
-    notes (`internal`) and the time logged among it."""
+def desk_timeline(history: Sequence[TicketEvent]) -> list[TimelineEntry]:
+    """The timeline for the people of the desk: who did what (the audit trail's words), with what was written (the
+    request's description, every comment, a time entry's note, a rating's comment), the internal notes marked."""
     entries = []
-    for event in history:
+    for event, change in zip(history, audit(history), strict=True):
         if isinstance(event, CommentAdded):
             public, author = event.data.public, event.data.author_id
             said = f"{author} replied." if public else f"Internal note by {author}."
             entries.append(TimelineEntry(event.occurred_at, said, event.data.body, internal=not public))
+            continue
+        if isinstance(event, TicketCreated):
+            data = event.data
+            said = f"{data.requester_id} asked for help ({data.channel.value}): \u201c{data.title}\u201d."
         elif isinstance(event, WorklogRecorded):
             worked = event.data
             kind = "billable" if worked.billable else "not billable"
-            logged = f"{worked.technician_id} logged {worked.minutes} minutes ({kind})."
-            entries.append(TimelineEntry(event.occurred_at, logged, worked.note or None))
-        elif text := describe(event):
-            entries.append(TimelineEntry(event.occurred_at, text))
+            said = f"{worked.technician_id} logged {worked.minutes} minutes ({kind})."
+        else:
+            said = f"{_who(event.actor)} {change.what}."
+        entries.append(TimelineEntry(event.occurred_at, said, _written(event)))
     return entries
 
 
+def _who(actor: Actor | None) -> str:
+    """Who made a change, as the desk calls them: the key's person (or the key, or the service deciding)."""
+    if actor is None:
+        return "Someone"
+    if actor.role == "system":
+        return f"The {actor.key_name.removeprefix('system:')} service"
+    who = actor.subject or f"key {actor.key_name}"
+    return f"{who} for {actor.on_behalf_of}" if actor.on_behalf_of else who
+
+
 def _words(event: TicketEvent) -> str | None:
-    return event.data.body if isinstance(event, CommentAdded) and event.data.public else None
+    """What the requester reads as it was written: their request, the public comments, their rating's comment."""
+    if isinstance(event, CommentAdded) and not event.data.public:
+        return None
+    return _written(event)
+
+
+def _written(event: TicketEvent) -> str | None:
+    if isinstance(event, CommentAdded):
+        return event.data.body
+    if isinstance(event, TicketCreated):
+        return event.data.description or None
+    if isinstance(event, WorklogRecorded):
+        return event.data.note or None
+    if isinstance(event, CsatRecorded):
+        return event.data.comment or None
+    return None
 
 
 @singledispatch

@@ -266,7 +266,7 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
     """Where the links in a technician's mails point ("assigned to you", an SLA warning): the same page shows the
     desk who wrote what, the internal notes and the time logged, the ticket's details, and lets them log time, reply,
     write a note and move its status; the requester's page still shows no note and no time."""
-    ticket = open_ticket(intake, title="Mail quota full")
+    ticket = open_ticket(intake, title="Mail quota full", description="Outlook says <full> since Monday")
     path, page = f"/v1/tickets/{ticket}", f"/tickets/{ticket}"
     hint = {"author_id": "tech-1", "body": "Quota is 2 GB <old plan>", "public": False}
     assert intake.post(f"{path}/comments", json=hint, headers=bearer(TECHNICIAN)).status_code == 201
@@ -275,6 +275,8 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         shown = intake.get(page).text
         assert '<li class="internal">' in shown and "Internal note by tech-1." in shown
         assert "Quota is 2 GB &lt;old plan&gt;" in shown
+        asked = "alice asked for help (api): \u201cMail quota full\u201d.<blockquote>Outlook says &lt;full&gt; since"
+        assert asked in shown, "what the requester wrote, in their words"
         assert "new, priority P2, category hardware; requested by alice of acme; assigned to no one yet" in shown
         assert 'id="self-help"' not in shown and 'id="rating-form"' not in shown, "the requester's forms are theirs"
 
@@ -297,12 +299,16 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
             ("technician", "We doubled your quota.", True),
         ]
         assert intake.get(path, headers=bearer(ADMIN)).json()["status"] == "resolved"
-        options = re.findall(r'<option value="([a-z_]+)">', intake.get(page).text)
+        shown = intake.get(page).text
+        assert "key technician moved it from new to resolved." in shown, "who did what, from the audit trail"
+        options = re.findall(r'<option value="([a-z_]+)">', shown)
         assert options == ["open", "in_progress", "closed"], "the moves a resolved ticket may make"
 
         intake.cookies.clear()
         seen = intake.get(page, headers=bearer(REQUESTER)).text
         assert "Asked the mail team" not in seen and "We doubled your quota." in seen and "Internal note" not in seen
+        assert "<blockquote>Outlook says &lt;full&gt; since Monday</blockquote>" in seen, "their request, as written"
+        assert '<a href="/tickets">Your requests</a>' in seen
         assert "Raised the quota" not in seen and "minutes" not in seen
         own_time = intake.post(
             f"{page}/worklog", content="minutes=5&billable=yes", headers={**FORM, **bearer(REQUESTER)}
