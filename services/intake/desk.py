@@ -69,8 +69,12 @@ class Desk:
             self.ledger.tickets.assign(changes, event.ticket_id, event.data.technician_id)
         return set()  # not changelogged: a new machine reads assignment.events again
 
-    def find(self, filters: Filters, after: tuple[datetime, str] | None, limit: int) -> list[Ticket]:
-        """Tickets matching every given filter, oldest first, starting after the cursor (created_at, id)."""
+    def find(
+        self, filters: Filters, after: tuple[datetime, str] | None, limit: int, *, newest_first: bool = False
+    ) -> list[Ticket]:
+        """Tickets matching every given filter, oldest first starting after the cursor (created_at, id), or the
+        newest first."""
         self.ledger.require_caught_up()
-        found = (self.ledger.get(ticket_id) for ticket_id in self.ledger.tickets.find(filters, after, limit))
+        ids = self.ledger.tickets.find(filters, after, limit, newest_first=newest_first)
+        found = (self.ledger.get(ticket_id) for ticket_id in ids)
         return [ticket for ticket in found if ticket is not None]

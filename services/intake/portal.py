@@ -227,7 +227,7 @@ def _requests(
     kept: dict[str, str] | None = None,
 ) -> HTMLResponse:
     mine = Filters(client_id=principal.client_id, requester_id=principal.requester_id)
-    found = front.desk.find(mine, None, LISTED + 1)
+    found = front.desk.find(mine, None, LISTED + 1, newest_first=True)
     services = front.desk.catalogue.in_force(front.clock()).services
     offered = sorted(
         ({"id": service_id, "name": service.name} for service_id, service in services.items() if service.published),
@@ -238,7 +238,7 @@ def _requests(
         refused,
         title="Your requests",
         status="These are your requests." if found else "You have no requests yet.",
-        requests=list(reversed(found[:LISTED])),
+        requests=found[:LISTED],
         more=len(found) > LISTED,
         listed=LISTED,
         status_words=STATUS_WORDS,

@@ -315,13 +315,17 @@ class TicketStore:
         raw = self.store.get(_ASSIGNEE + ticket_id.encode())
         return raw.decode() if raw is not None else None
 
-    def find(self, filters: Filters, after: tuple[datetime, str] | None, limit: int) -> list[str]:
-        """Ids of up to `limit` tickets matching `filters`, oldest first, after the cursor (created_at, id). Reads
-        the narrowest index the filters allow and checks the rest on each candidate's summary."""
+    def find(
+        self, filters: Filters, after: tuple[datetime, str] | None, limit: int, *, newest_first: bool = False
+    ) -> list[str]:
+        """Ids of up to `limit` tickets matching `filters`, oldest first after the cursor (created_at, id), or the
+        newest first. Reads the narrowest index the filters allow and checks the rest on each candidate's summary."""
         prefix = min(self._indexes_for(filters), key=self._entries)
         start = prefix if after is None else prefix + _sortable(after[0]).encode() + _SEP + after[1].encode() + b"\x01"
         found: list[str] = []
-        for key, _ in self.store.scan(start, prefix):
+        if newest_first:  # from after the last key of the index value: no key of ours holds a 0xff byte (UTF-8)
+            start = prefix + b"\xff"
+        for key, _ in self.store.scan(start, prefix, backwards=newest_first):
             ticket_id = key.rsplit(_SEP, 1)[1].decode()
             summary = self._summary(ticket_id)
             if summary is not None and filters.match(summary, self.assignee(ticket_id)):

@@ -90,7 +90,7 @@ def test_a_write_prepared_and_dropped_leaves_nothing_the_next_write_reads(ticket
     assert keep(tickets, [created, logged]) and tickets.version("t-1") == 2
 
 
-def test_listing_filters_by_every_field_oldest_first_with_a_cursor(tickets):
+def test_listing_filters_by_every_field_oldest_first_with_a_cursor_or_newest_first(tickets):
     for number, (client, priority) in enumerate([("acme", "P1"), ("globex", "P2"), ("acme", "P3"), ("acme", "P1")]):
         keep(tickets, events_of(create(ticket_id=f"t-{number}", client_id=client, priority=Priority(priority))))
     assert listing(tickets) == ["t-0", "t-1", "t-2", "t-3"]
@@ -100,6 +100,8 @@ def test_listing_filters_by_every_field_oldest_first_with_a_cursor(tickets):
     first = tickets.load("t-0")
     assert listing(tickets, Filters(client_id="acme"), after=(first.created_at, first.ticket_id)) == ["t-2", "t-3"]
     assert listing(tickets, limit=2) == ["t-0", "t-1"]
+    assert tickets.find(Filters(client_id="acme"), None, 2, newest_first=True) == ["t-3", "t-2"]
+    assert tickets.find(Filters(client_id="globex"), None, 5, newest_first=True) == ["t-1"], "its index value only"
 
 
 def test_a_status_or_priority_change_moves_the_ticket_between_index_entries(tickets):

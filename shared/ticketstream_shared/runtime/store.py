@@ -141,16 +141,21 @@ class LocalStore:
             return pending  # type: ignore[return-value]
         return self._db.get(key)
 
-    def scan(self, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Keys from `start` on, in order, for as long as they begin with `prefix`."""
+    def scan(self, start: bytes, prefix: bytes, *, backwards: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Keys from `start` on, in order (or, `backwards`, from the last at or before `start`, last first), for as
+        long as they begin with `prefix`."""
         cursor = self._db.iter()
-        cursor.seek(start)
+        if backwards:
+            cursor.seek_for_prev(start)
+        else:
+            cursor.seek(start)
+        step = cursor.prev if backwards else cursor.next
         while cursor.valid():
             key = cursor.key()
             if not key.startswith(prefix):
                 return
             yield key, cursor.value()
-            cursor.next()
+            step()
 
     def applied(self, topic: str) -> dict[int, int]:
         """Per partition of `topic`, the offset of the first message not yet applied (partitions never applied are
