@@ -57,7 +57,7 @@ $(CHROMIUM):
 
 run: install .local/dev-keys.json .local/notify-secrets.key .local/privacy-master.key
 	@echo "ticketstream is starting; Ctrl-C stops everything. Data is kept under .local/."
-	@echo "  intake      http://127.0.0.1:8001/docs   (requesters ask for help and follow their requests at http://127.0.0.1:8001/tickets)"
+	@echo "  intake      http://127.0.0.1:8001/docs   (requesters ask for help, and the desk sees its open work, at http://127.0.0.1:8001/tickets)"
 	@echo "  sla         http://127.0.0.1:8002/docs"
 	@echo "  assignment  http://127.0.0.1:8003/docs"
 	@echo "  reporting   http://127.0.0.1:8004/docs   (dashboard: http://127.0.0.1:8004/dashboard)"

@@ -1,5 +1,6 @@
-"""API keys for tests: one per role, a requester, a manager and an admin scoped to client acme, and two keys of a person
-(ann, a technician; maria, a manager)."""
+"""API keys for tests: one per role, a requester, a manager and an admin scoped to client acme, a manager scoped to
+client umbrella (which only the test of the desk's queue uses), and two keys of a person (ann, a technician; maria, a
+manager)."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ ADMIN, MANAGER, TECHNICIAN, INTEGRATION = "key-admin", "key-manager", "key-techn
 REQUESTER = "key-requester-acme"  # alice of acme
 ACME_MANAGER = "key-manager-acme"
 ACME_ADMIN = "key-admin-acme"
+UMBRELLA_MANAGER = "key-manager-umbrella"
 ANN, MARIA = "key-technician-ann", "key-manager-maria"
 
 _ENTRIES = [
@@ -20,6 +22,7 @@ _ENTRIES = [
     ApiKeyEntry(name="alice", sha256=hash_key(REQUESTER), role=Role.REQUESTER, client_id="acme", requester_id="alice"),
     ApiKeyEntry(name="acme-manager", sha256=hash_key(ACME_MANAGER), role=Role.MANAGER, client_id="acme"),
     ApiKeyEntry(name="acme-admin", sha256=hash_key(ACME_ADMIN), role=Role.ADMIN, client_id="acme"),
+    ApiKeyEntry(name="umbrella-manager", sha256=hash_key(UMBRELLA_MANAGER), role=Role.MANAGER, client_id="umbrella"),
     ApiKeyEntry(name="ann-laptop", sha256=hash_key(ANN), role=Role.TECHNICIAN, subject="ann"),
     ApiKeyEntry(name="maria", sha256=hash_key(MARIA), role=Role.MANAGER, subject="maria"),
 ]

@@ -69,6 +69,8 @@ _TEMPLATES.globals.update(
 )
 #: The most requests the list of a requester's own shows.
 LISTED = 1000
+#: The most requests the desk's queue shows.
+QUEUED = 250
 #: A request's status in a word or two, for the list.
 STATUS_WORDS = {
     TicketStatus.NEW: "received",
@@ -178,19 +180,27 @@ ACTIONS: dict[str, Callable[[Sent], Command]] = {
 
 @router.get("/tickets")
 async def requests_page(request: Request, front: Front) -> Response:
-    """A requester's own requests, newest first, each linking to its page, and the form to open a new one: where the
-    sign-in lands when it was asked for no request in particular."""
-    requester = await _requester(request, "This page lists a requester's own requests; this key names no requester.")
-    return requester if isinstance(requester, Response) else _requests(front, requester)
+    """Where the sign-in lands when it was asked for no request in particular: for a requester, their own requests,
+    newest first, and the form to open a new one; for the desk, its open work."""
+    principal = await _signed_in(request, "/tickets")
+    if isinstance(principal, Response):
+        return principal
+    if _is_desk(principal):
+        return _queue(front, principal)
+    if _names_a_requester(principal):
+        return _requests(front, principal)
+    return _message("Requests", "This page lists a requester's requests, or the desk's work; this key is neither's.")
 
 
 @router.post("/tickets")
 async def new_request(request: Request, front: Front, portal: PortalConfig) -> Response:
     """A new request from the form, under the service chosen (its first category) or none (`other_category`), and
     to its page, where the articles that may solve it are offered first; or the list again saying why not."""
-    requester = await _requester(request, "Only a requester's key opens a request here.", refused=403)
+    requester = await _signed_in(request, "/tickets")
     if isinstance(requester, Response):
         return requester
+    if not _names_a_requester(requester):
+        return _message("Requests", "Only a requester's key opens a request here.", 403)
     form = await _form_fields(request)
     service_id = form.get("service_id") or None
     service = front.desk.catalogue.in_force(front.clock()).services.get(service_id or "")
@@ -209,15 +219,16 @@ async def new_request(request: Request, front: Front, portal: PortalConfig) -> R
     return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
 
 
-async def _requester(request: Request, otherwise: str, refused: int = 200) -> Principal | Response:
-    """The signed-in requester; or the sign-in form (back to the list), or a page saying `otherwise` for a key that
-    names no requester."""
-    if page := await PAGE.refusal(request, back_to="/tickets"):
+async def _signed_in(request: Request, back_to: str) -> Principal | Response:
+    """The signed-in key; or the sign-in form, coming back to `back_to`."""
+    if page := await PAGE.refusal(request, back_to=back_to):
         return page
     principal: Principal = await request.app.state.principal(request)
-    if principal.role is not Role.REQUESTER or principal.requester_id is None:
-        return _message("Requests", otherwise, refused)
     return principal
+
+
+def _names_a_requester(principal: Principal) -> bool:
+    return principal.role is Role.REQUESTER and principal.requester_id is not None
 
 
 def _requests(
@@ -246,6 +257,40 @@ def _requests(
         urgencies=_URGENCIES,
         kept={**_NEW_REQUEST, **(kept or {})},
     )
+
+
+def _queue(front: TicketFront, principal: Principal) -> HTMLResponse:
+    """The desk's open work (of the key's client, for a scoped key), each request's page a click away; and, for a
+    technician's own key, what is assigned to them."""
+    mine, more_of_mine = _open_work(front, principal, principal.subject) if principal.subject else ([], False)
+    queued, more = _open_work(front, principal)
+    return _shown_as(
+        "queue.html.j2",
+        None,
+        title="Open requests",
+        status="The most urgent first, then the oldest." if queued else "There is no open request.",
+        mine=mine,
+        queued=queued,
+        more=more or more_of_mine,
+        listed=QUEUED,
+        assignee_of=front.desk.assignee_of,
+    )
+
+
+def _open_work(front: TicketFront, principal: Principal, assignee: str | None = None) -> tuple[list[Ticket], bool]:
+    """The first `QUEUED` open tickets the key may see (assigned to `assignee`, if given), the most urgent first and
+    then the oldest, and whether there are more. Read by priority, most urgent first, until that many are found: a
+    new critical ticket is on the page however long the queue of others."""
+    found: list[Ticket] = []
+    for priority in Priority:
+        for status in TicketStatus:
+            if status not in _DONE:
+                filters = Filters(client_id=principal.client_id, status=status, priority=priority, assignee_id=assignee)
+                found += front.desk.find(filters, None, QUEUED + 1)
+        if len(found) > QUEUED:
+            break
+    found.sort(key=lambda ticket: (ticket.priority, ticket.created_at))
+    return found[:QUEUED], len(found) > QUEUED
 
 
 @router.get("/tickets/{ticket_id}")
@@ -286,9 +331,9 @@ async def act(ticket_id: str, action: str, request: Request, front: Front) -> Re
 async def _shown(request: Request, front: TicketFront, ticket_id: str) -> tuple[Ticket, Principal] | Response:
     """The ticket and the signed-in key it is shown to; or the sign-in form (coming back to the ticket's page), or
     the page saying the request is not there or not theirs."""
-    if refused := await PAGE.refusal(request, back_to=f"/tickets/{ticket_id}"):
-        return refused
-    principal = await request.app.state.principal(request)
+    principal = await _signed_in(request, f"/tickets/{ticket_id}")
+    if isinstance(principal, Response):
+        return principal
     try:
         return await front.visible_ticket(ticket_id, principal), principal
     except TicketNotFound:
@@ -386,6 +431,6 @@ def _shown_as(template: str, refused: ValidationError | DomainError | Forbidden 
     return HTMLResponse(_TEMPLATES.get_template(template).render(notice=notice, **context), status_code)
 
 
-def _message(title: str, message: str, status_code: int) -> HTMLResponse:
+def _message(title: str, message: str, status_code: int = 200) -> HTMLResponse:
     page = _TEMPLATES.get_template("message.html.j2").render(title=title, status=message, notice=None)
     return HTMLResponse(page, status_code)

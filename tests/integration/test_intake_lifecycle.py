@@ -4,13 +4,27 @@ endpoint."""
 import html
 import re
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
 
 from tests.integration.conftest import NEW_TICKET
-from tests.keys import ACME_MANAGER, ADMIN, ANN, INTEGRATION, MANAGER, MARIA, REQUESTER, TECHNICIAN, bearer
+from tests.keys import (
+    ACME_MANAGER,
+    ADMIN,
+    ANN,
+    INTEGRATION,
+    MANAGER,
+    MARIA,
+    REQUESTER,
+    TECHNICIAN,
+    UMBRELLA_MANAGER,
+    bearer,
+)
 from tests.polling import eventually
+from tests.publishing import publish
+from ticketstream_shared.contract.assignment import TicketAssigned
 
 pytestmark = pytest.mark.integration
 
@@ -152,8 +166,8 @@ def test_a_requester_follows_the_request_on_its_page(intake):
 
         eventually(first_listed, timeout_s=10, what="the newest request listed first")
         sign_in(intake, REQUESTER, "/tickets")
-        staff = intake.get("/tickets", headers=bearer(TECHNICIAN))
-        assert staff.status_code == 200 and "this key names no requester" in staff.text
+        system = intake.get("/tickets", headers=bearer(INTEGRATION))
+        assert system.status_code == 200 and "the desk&#39;s work; this key is neither" in system.text
 
         assert '<form id="sign-out-form" method="post" action="/tickets/session/end">' in mine.text
         out = intake.post("/tickets/session/end", headers=FORM, follow_redirects=False)
@@ -262,6 +276,53 @@ def test_a_requester_answers_confirms_and_rates_on_the_page(intake):
         intake.cookies.clear()
 
 
+def test_the_desk_sees_its_open_work_the_most_urgent_first_and_a_technician_their_own(intake, kafka_bootstrap):
+    """Where the sign-in of the desk lands: the open requests its key may see, the most urgent first, then the
+    oldest; nothing done with; a technician's own above them. Client umbrella's tickets are this test's only."""
+
+    def opened(priority, title):
+        return open_ticket(intake, client_id="umbrella", requester_id="uma", priority=priority, title=title)
+
+    normal, critical, high = opened("P3", "Normal"), opened("P1", "Critical"), opened("P2", "High <b>")
+    older_critical = critical
+    newer_critical = opened("P1", "Critical too")
+    done = opened("P1", "Done with")
+    assert intake.post(f"/v1/tickets/{done}/status", json={"status": "resolved"}, headers=bearer(TECHNICIAN)).is_success
+    elsewhere = open_ticket(intake, title="Another client's")
+    publish(kafka_bootstrap, [assigned(high, "umbrella", "ann")])
+
+    def queue(key):
+        page = intake.get("/tickets", headers=bearer(key))
+        assert page.status_code == 200, page.text
+        return page.text
+
+    def listed(page, list_id):
+        found = re.search(rf'<ol id="{list_id}">(.*?)</ol>', page, re.S)
+        return re.findall(r'<li><a href="/tickets/([^"]+)">', found[1]) if found else []
+
+    def ann_has_hers() -> bool:
+        return listed(queue(ANN), "mine") == [high]
+
+    eventually(ann_has_hers, timeout_s=10, what="the assignment read from assignment.events")
+    page = queue(UMBRELLA_MANAGER)
+    assert listed(page, "queue") == [older_critical, newer_critical, high, normal]
+    assert done not in page and elsewhere not in page and 'id="mine"' not in page, "open work, of its client only"
+    assert "High &lt;b&gt;</a><time>P2, new; umbrella, uma; since" in page and "assigned to ann</time>" in page
+    everyone = queue(ANN)
+    assert [high, normal] == [t for t in listed(everyone, "queue") if t in (high, normal)], "all open work below"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("intake.portal.QUEUED", 2)
+        first = queue(UMBRELLA_MANAGER)
+        assert listed(first, "queue") == [older_critical, newer_critical] and "The first 2 are listed here." in first
+
+
+def assigned(ticket_id, client_id, technician_id):
+    data = {"technician_id": technician_id, "team": "desk", "tier": 1, "strategy": "round_robin", "reason": "test"}
+    envelope = {"event_id": uuid.uuid4(), "occurred_at": datetime.now(UTC), "ticket_id": ticket_id,
+                "client_id": client_id, "producer": "assignment", "correlation_id": "test"}  # fmt: skip
+    return TicketAssigned(**envelope, data=data)
+
+
 def test_the_desk_works_a_ticket_on_its_page(intake):
     """Where the links in a technician's mails point ("assigned to you", an SLA warning): the same page shows the
     desk who wrote what, the internal notes and the time logged, the ticket's details, and lets them log time, reply,
@@ -275,6 +336,7 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         shown = intake.get(page).text
         assert '<li class="internal">' in shown and "Internal note by tech-1." in shown
         assert "Quota is 2 GB &lt;old plan&gt;" in shown
+        assert '<nav><a href="/tickets">Open requests</a></nav>' in shown
         asked = "alice asked for help (api): \u201cMail quota full\u201d.<blockquote>Outlook says &lt;full&gt; since"
         assert asked in shown, "what the requester wrote, in their words"
         assert "new, priority P2, category hardware; requested by alice of acme; assigned to no one yet" in shown
