@@ -6,8 +6,10 @@ store."""
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import islice
 
 from ticketstream_shared.catalogue import UNREAD_SERVICE_WAIT_S, ServiceCatalogue
+from ticketstream_shared.contract import Priority
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 from ticketstream_shared.contract.requests import ticket_id_for
 from ticketstream_shared.contract.sla import SlaConfigEvent
@@ -15,7 +17,7 @@ from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.store import Changes
 
 from .catalogue import require_service
-from .domain import Command, CommandContext, CreateTicket, InvalidCommand, NotReady, Ticket
+from .domain import OPEN, Command, CommandContext, CreateTicket, InvalidCommand, NotReady, Ticket
 from .ledger import TicketLedger
 from .owners import CommandBus
 from .ticket_store import Filters
@@ -55,6 +57,24 @@ class Desk:
         """The same id for every retry of one keyed request within one caller's scope; otherwise a fresh one that
         this replica can decide for itself."""
         return self.bus.fresh_ticket_id() if request_key is None else ticket_id_for(scope, request_key)
+
+    def open_work(self, client_id: str | None, assignee_id: str | None, limit: int) -> tuple[list[Ticket], bool]:
+        """The first `limit` open tickets (of the client, assigned to the technician, if given), the most urgent
+        first and then the oldest, and whether there are more. Read from the indexes priority by priority, most
+        urgent first, until more than that many are found (a new critical ticket is there however long the queue
+        of others); only those shown are loaded."""
+        self.ledger.require_caught_up()
+        found: list[tuple[Priority, str, str]] = []
+        for priority in Priority:
+            for status in OPEN:
+                filters = Filters(client_id, status, priority, assignee_id=assignee_id)
+                dated = islice(self.ledger.tickets.matching(filters), limit + 1)
+                found += ((priority, created, ticket_id) for created, ticket_id in dated)
+            if len(found) > limit:
+                break
+        found.sort()
+        shown = (self.ledger.get(ticket_id) for _, _, ticket_id in found[:limit])
+        return [ticket for ticket in shown if ticket is not None], len(found) > limit
 
     async def get(self, ticket_id: str) -> Ticket | None:
         self.ledger.require_caught_up()

@@ -69,6 +69,9 @@ TRANSITIONS: Mapping[TicketStatus, frozenset[TicketStatus]] = MappingProxyType(
     }
 )
 #: What a requester may do with their own ticket: reopen it, or confirm a resolution by closing it.
+#: Where a ticket is done with (it may be reopened); the others are the desk's open work.
+DONE = frozenset({S.RESOLVED, S.CLOSED})
+OPEN = tuple(status for status in S if status not in DONE)
 REQUESTER_TRANSITIONS = frozenset({(S.RESOLVED, S.OPEN), (S.CLOSED, S.OPEN), (S.RESOLVED, S.CLOSED)})
 STAFF = frozenset({Role.ADMIN, Role.MANAGER, Role.TECHNICIAN, Role.INTEGRATION})
 
@@ -483,7 +486,7 @@ def _decide_status(ticket: Ticket, command: ChangeStatus, context: CommandContex
 def _decide_self_solved(ticket: Ticket, command: SolveMyself, context: CommandContext, decision: _Decision) -> None:
     if context.actor.role not in (Role.REQUESTER, Role.INTEGRATION):
         raise NotPermitted("only the requester (or a portal for them) says an article solved their problem")
-    if ticket.status in (S.RESOLVED, S.CLOSED):
+    if ticket.status in DONE:
         raise IllegalTransition(f"a ticket that is {ticket.status.value} needs no solving")
     data = StatusChangedData(
         from_status=ticket.status,
@@ -624,7 +627,7 @@ def _decide_void(ticket: Ticket, command: VoidWorklog, context: CommandContext, 
 def _decide_csat(ticket: Ticket, command: RecordCsat, context: CommandContext, decision: _Decision) -> None:
     if context.actor.role is not Role.REQUESTER:
         raise NotPermitted("only the requester rates the help they got")
-    if ticket.status not in (S.RESOLVED, S.CLOSED):
+    if ticket.status not in DONE:
         raise IllegalTransition("a ticket is rated once it is resolved")
     if ticket.csat is not None:
         raise IllegalTransition("this ticket was rated already")

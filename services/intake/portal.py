@@ -34,6 +34,7 @@ from ticketstream_shared.runtime.sign_in import SignedInPage
 
 from .api import DESK_PEOPLE, STATUS_OF, Front, TicketFront
 from .domain import (
+    DONE,
     TRANSITIONS,
     AddComment,
     ChangeStatus,
@@ -84,8 +85,6 @@ STATUS_WORDS = {
 _URGENCIES = [(priority.value, URGENCY[priority]) for priority in reversed(Priority)]
 #: What a new request's form holds before anything is written.
 _NEW_REQUEST = {"service_id": "", "priority": Priority.P3.value, "title": "", "description": ""}
-#: Where a request is done with: no help articles offered.
-_DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 #: What the requester's choices on a resolved (or closed) request change its status to, and the reason recorded.
 _CHOICES = {
     TicketStatus.CLOSED: "the requester confirmed it is solved",
@@ -262,8 +261,11 @@ def _requests(
 def _queue(front: TicketFront, principal: Principal) -> HTMLResponse:
     """The desk's open work (of the key's client, for a scoped key), each request's page a click away; and, for a
     technician's own key, what is assigned to them."""
-    mine, more_of_mine = _open_work(front, principal, principal.subject) if principal.subject else ([], False)
-    queued, more = _open_work(front, principal)
+    mine: list[Ticket] = []
+    more_of_mine = False
+    if principal.subject is not None:
+        mine, more_of_mine = front.desk.open_work(principal.client_id, principal.subject, QUEUED)
+    queued, more = front.desk.open_work(principal.client_id, None, QUEUED)
     return _shown_as(
         "queue.html.j2",
         None,
@@ -275,22 +277,6 @@ def _queue(front: TicketFront, principal: Principal) -> HTMLResponse:
         listed=QUEUED,
         assignee_of=front.desk.assignee_of,
     )
-
-
-def _open_work(front: TicketFront, principal: Principal, assignee: str | None = None) -> tuple[list[Ticket], bool]:
-    """The first `QUEUED` open tickets the key may see (assigned to `assignee`, if given), the most urgent first and
-    then the oldest, and whether there are more. Read by priority, most urgent first, until that many are found: a
-    new critical ticket is on the page however long the queue of others."""
-    found: list[Ticket] = []
-    for priority in Priority:
-        for status in TicketStatus:
-            if status not in _DONE:
-                filters = Filters(client_id=principal.client_id, status=status, priority=priority, assignee_id=assignee)
-                found += front.desk.find(filters, None, QUEUED + 1)
-        if len(found) > QUEUED:
-            break
-    found.sort(key=lambda ticket: (ticket.priority, ticket.created_at))
-    return found[:QUEUED], len(found) > QUEUED
 
 
 @router.get("/tickets/{ticket_id}")
@@ -395,7 +381,7 @@ def _page_of(
     kept in the answer's box."""
     desk = _is_desk(principal)
     requester = _is_requester(ticket, principal)
-    helpful = requester and ticket.status not in _DONE
+    helpful = requester and ticket.status not in DONE
     articles = (
         [(hit, front.library.current_body(hit.article_id)) for hit in front.articles_for(ticket)] if helpful else []
     )

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, NamedTuple
 
 from prometheus_client import Counter
@@ -319,20 +320,24 @@ class TicketStore:
         self, filters: Filters, after: tuple[datetime, str] | None, limit: int, *, newest_first: bool = False
     ) -> list[str]:
         """Ids of up to `limit` tickets matching `filters`, oldest first after the cursor (created_at, id), or the
-        newest first. Reads the narrowest index the filters allow and checks the rest on each candidate's summary."""
+        newest first."""
+        return [ticket_id for _, ticket_id in islice(self.matching(filters, after, newest_first=newest_first), limit)]
+
+    def matching(
+        self, filters: Filters, after: tuple[datetime, str] | None = None, *, newest_first: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """(creation time, as text that sorts as the time does; id) of each ticket matching `filters`, oldest first
+        after the cursor, or the newest first. Reads the narrowest index the filters allow and checks the rest on
+        each candidate's summary."""
         prefix = min(self._indexes_for(filters), key=self._entries)
         start = prefix if after is None else prefix + _sortable(after[0]).encode() + _SEP + after[1].encode() + b"\x01"
-        found: list[str] = []
         if newest_first:  # from after the last key of the index value: no key of ours holds a 0xff byte (UTF-8)
             start = prefix + b"\xff"
         for key, _ in self.store.scan(start, prefix, backwards=newest_first):
-            ticket_id = key.rsplit(_SEP, 1)[1].decode()
+            created, ticket_id = key[len(prefix) :].decode().split(_SEP.decode())
             summary = self._summary(ticket_id)
             if summary is not None and filters.match(summary, self.assignee(ticket_id)):
-                found.append(ticket_id)
-                if len(found) == limit:
-                    break
-        return found
+                yield created, ticket_id
 
     @staticmethod
     def _indexes_for(filters: Filters) -> list[bytes]:

@@ -24,6 +24,7 @@ from ticketstream_shared.contract import (
 )
 
 from .audit import audit
+from .domain import DONE
 
 URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
 
@@ -118,7 +119,7 @@ def _(event: TicketCreated) -> str:
 
 @describe.register
 def _(event: TicketStatusChanged) -> str:
-    reopened = event.data.from_status in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+    reopened = event.data.from_status in DONE
     if reopened and event.data.to_status is TicketStatus.OPEN:
         return REOPENED
     if event.data.article_id is not None:
