@@ -118,7 +118,7 @@ class Sent:
 
     @property
     def key(self) -> str | None:
-        return self.fields.get("request_key", "")[:200] or None
+        return _request_key(self.fields)
 
     def text(self, name: str) -> str:
         return self.fields.get(name, "").strip()
@@ -212,7 +212,7 @@ async def new_request(request: Request, front: Front, portal: PortalConfig) -> R
         "service_id": service_id,
     }
     try:
-        ticket, _ = await front.open(NewTicketBody.model_validate(fields), requester, form.get("request_key") or None)
+        ticket, _ = await front.open(NewTicketBody.model_validate(fields), requester, _request_key(form))
     except (ValidationError, DomainError) as refused:
         return _requests(front, requester, refused, kept=form)
     return RedirectResponse(f"/tickets/{ticket.ticket_id}", status_code=303)
@@ -326,6 +326,11 @@ async def _shown(request: Request, front: TicketFront, ticket_id: str) -> tuple[
         return _message("Request not found", f"We know no request {ticket_id}.", 404)
     except Forbidden:
         return _message("Not your request", "This request is not one your key may see.", 403)
+
+
+def _request_key(fields: dict[str, str]) -> str | None:
+    """The request key the page drew for the form (as long as the API's Idempotency-Key may be)."""
+    return fields.get("request_key", "")[:200] or None
 
 
 async def _form_fields(request: Request) -> dict[str, str]:

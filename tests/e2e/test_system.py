@@ -413,7 +413,8 @@ def test_a_requester_follows_the_link_of_a_mail_and_answers_in_a_browser(system,
     """The mail's link opens the request's page (intake's /tickets/{id}) in Chromium: the requester signs in with
     their key, is brought back to the request, reads the technician's question and answers it there; the desk sees
     the answer, and the request is back in the queue. Then they open a new request on their list, and an article
-    offered on its page solves it."""
+    offered on its page solves it. A technician signs in on the same browser, finds the request in the desk's open
+    work and replies on its page."""
     urls, keys = system
     roles = ("requester", "technician", "admin")
     requester, technician, admin = ({"Authorization": f"Bearer {keys[role]}"} for role in roles)
@@ -469,11 +470,28 @@ def test_a_requester_follows_the_link_of_a_mail_and_answers_in_a_browser(system,
         page.click(f"#solved-by-kb-{marker}-form button")
         page.wait_for_selector("text=You solved it with one of our help articles.")
         new_request = page.url.rsplit("/", 1)[1]
+
+        # The desk, signed in on the same browser: its open work lists the answered request, and it replies there.
+        page.click("#sign-out-form button")
+        page.fill("#key", keys["technician"])
+        page.click("#sign-in")
+        page.wait_for_selector("#queue")
+        assert new_request not in page.inner_html("#queue"), "solved: not open work"
+        page.click(f"#queue a >> text={request['title']}")
+        page.wait_for_selector("#reply-form")
+        assert page.url == link and "acme-requester replied." in page.inner_text("#timeline")
+        page.fill("#words", "Please reinstall it from the software centre.")
+        page.click("#reply-form button")
+        page.wait_for_selector("text=Please reinstall it from the software centre.")
         browser.close()
 
     solved = httpx.get(f"{urls['intake']}/v1/tickets/{new_request}", headers=admin).json()
     assert (solved["status"], solved["channel"], solved["category"]) == ("resolved", "portal", "general")
 
     comments = httpx.get(f"{ticket}/comments", headers=admin).json()["comments"]
-    assert [(c["author_id"], c["body"]) for c in comments][-1] == ("acme-requester", "Cisco AnyConnect 5.1")
+    assert [(c["body"], c["public"]) for c in comments][-2:] == [
+        ("Cisco AnyConnect 5.1", True),
+        ("Please reinstall it from the software centre.", True),
+    ]
+    assert comments[-2]["author_id"] == "acme-requester"
     assert httpx.get(ticket, headers=admin).json()["status"] == "open"
