@@ -104,7 +104,8 @@ def _(event: TicketCreated, ticket: Ticket | None) -> tuple[str, None, dict[str,
 def _(event: TicketUpdated, ticket: Ticket | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
     after = event.data.changes.model_dump(mode="json", exclude_none=True)
     before = event.data.previous.model_dump(mode="json", exclude_none=True)
-    return f"changed the {' and '.join(sorted(after))}", before, after
+    changed = (f"the {name} from {before.get(name)} to {after[name]}" for name in sorted(after))
+    return f"changed {' and '.join(changed)}", before, after
 
 
 @describe.register

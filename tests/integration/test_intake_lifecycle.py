@@ -354,6 +354,7 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         assert intake.get(path, headers=bearer(ADMIN)).json()["worklog_minutes"] == 30
         noted, _ = sent(intake, page, "reply", words="Asked the mail team", internal="yes")
         answered, _ = sent(intake, page, "reply", words="We doubled your quota.")
+        assert intake.patch(path, json={"priority": "P1"}, headers=bearer(MANAGER)).status_code == 200
         moved, _ = sent(intake, page, "status", status="resolved")
         assert (noted.status_code, answered.status_code, moved.status_code) == (303, 303, 303)
         comments = intake.get(f"{path}/comments", headers=bearer(ADMIN)).json()["comments"]
@@ -364,6 +365,7 @@ def test_the_desk_works_a_ticket_on_its_page(intake):
         assert intake.get(path, headers=bearer(ADMIN)).json()["status"] == "resolved"
         shown = intake.get(page).text
         assert "key technician moved it from new to resolved." in shown, "who did what, from the audit trail"
+        assert "key manager changed the priority from P2 to P1." in shown
         options = re.findall(r'<option value="([a-z_]+)">', shown)
         assert options == ["open", "in_progress", "closed"], "the moves a resolved ticket may make"
 
