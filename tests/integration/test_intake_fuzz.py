@@ -3,7 +3,7 @@ HTTP to an intake on the real broker: whatever comes in, the answer is never a s
 forms of the request pages, which the document does not describe, from bodies hypothesis generates."""
 
 from collections.abc import Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -72,3 +72,20 @@ def test_no_form_sent_to_a_page_makes_intake_fail(form, key, body, request_page,
     headers = {**bearer(key), "Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
     answer = httpx.post(target, content=body, headers=headers)
     assert answer.status_code < 500, (form, body, answer.text[:500])
+
+
+@given(
+    below=st.text(min_size=1, max_size=40),
+    key=st.sampled_from((REQUESTER, TECHNICIAN, None)),
+    method=st.sampled_from(("GET", "POST")),
+)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+def test_no_page_asked_for_makes_intake_fail(below, key, method, request_page, intake_url):
+    """Any path below /tickets (a request's id, a form's name, anything, below a request or not), asked by the
+    requester, the desk or a browser with no key: a page or a refusal, never a 500."""
+    target = f"{intake_url}/tickets/{quote(below, safe='/')}"
+    headers = {**(bearer(key) if key else {}), "Sec-Fetch-Site": "same-origin"}
+    answer = httpx.request(method, target, headers=headers)
+    also_below_a_request = httpx.request(method, f"{request_page}/{quote(below, safe='/')}", headers=headers)
+    assert answer.status_code < 500, (method, target, answer.text[:500])
+    assert also_below_a_request.status_code < 500, (method, below, also_below_a_request.text[:500])
