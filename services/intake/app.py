@@ -20,6 +20,7 @@ from ticketstream_shared.contract.topics import (
     INTAKE_TICKETS,
     KNOWLEDGE_ARTICLES,
     SLA_CONFIG,
+    SLA_EVENTS,
     TICKETS_EVENTS,
     TICKETS_INBOUND,
 )
@@ -114,6 +115,8 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
     knowledge_log = ConfigLog(KNOWLEDGE_ARTICLES, decode_article_change, library.apply, "intake")
     rules = LifecycleRules(reopen_window=timedelta(days=settings.reopen_window_days))
     assignments_read = asyncio.Event()
+    #: Not a condition of readiness: until sla.events is read, a request's page says nothing of its promised times.
+    clocks_read = asyncio.Event()
     connected = asyncio.Event()
     #: Set once the local store is known to hold this log's state (restored, if it was new).
     store_opened = asyncio.Event()
@@ -176,6 +179,10 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
         await store_opened.wait()
         await follow(consumer, ASSIGNMENT_EVENTS, store, desk.note_assignment, assignments_read)
 
+    async def read_clocks(consumer: AIOKafkaConsumer) -> None:
+        await store_opened.wait()
+        await follow(consumer, SLA_EVENTS, store, desk.note_clock, clocks_read)
+
     async def own(consumer: AIOKafkaConsumer) -> None:
         await wait_for_topics(consumer, [INTAKE_COMMANDS, TICKETS_EVENTS])
         watch = await owners.before_joining(settings.owners_group, "intake-peer-watch")
@@ -191,6 +198,7 @@ def build_app(settings: IntakeSettings, keys: ApiKeys, clock: Callable[[], datet
             asyncio.create_task(connect()),
             asyncio.create_task(consuming("ledger", read_ticket_log, group_id=None)),
             asyncio.create_task(consuming("assignments", read_assignments, group_id=None)),
+            asyncio.create_task(consuming("clocks", read_clocks, group_id=None)),
             asyncio.create_task(consuming("catalogue", follow_catalogue, group_id=None)),
             asyncio.create_task(consuming("knowledge", follow_knowledge, group_id=None)),
             asyncio.create_task(changelog.run()),

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import islice
+from typing import cast
 
 from ticketstream_shared.catalogue import UNREAD_SERVICE_WAIT_S, ServiceCatalogue
-from ticketstream_shared.contract import Priority
+from ticketstream_shared.contract import Envelope, Priority
 from ticketstream_shared.contract.assignment import AssignmentEvent, TicketAssigned
 from ticketstream_shared.contract.requests import ticket_id_for
-from ticketstream_shared.contract.sla import SlaConfigEvent
+from ticketstream_shared.contract.sla import SLA_EVENT_TYPES, SlaConfigEvent, SlaEventUnion
 from ticketstream_shared.runtime.config_log import ConfigLog
 from ticketstream_shared.runtime.store import Changes
 
@@ -20,7 +21,7 @@ from .catalogue import require_service
 from .domain import OPEN, Command, CommandContext, CreateTicket, InvalidCommand, NotReady, Ticket
 from .ledger import TicketLedger
 from .owners import CommandBus
-from .ticket_store import Filters
+from .ticket_store import ClockNote, Filters
 
 
 class Desk:
@@ -82,6 +83,15 @@ class Desk:
 
     def assignee_of(self, ticket_id: str) -> str | None:
         return self.ledger.tickets.assignee(ticket_id)
+
+    def note_clock(self, changes: Changes, event: Envelope, raw: bytes) -> set[bytes]:
+        """Follow sla.events: where each SLA clock of a ticket stands, for its page to say what was promised."""
+        if isinstance(event, SLA_EVENT_TYPES):
+            self.ledger.tickets.note_clock(changes, ClockNote.of(cast(SlaEventUnion, event)))
+        return set()  # not changelogged: a new machine reads sla.events again
+
+    def clocks_of(self, ticket_id: str) -> list[ClockNote]:
+        return self.ledger.tickets.clocks(ticket_id)
 
     def note_assignment(self, changes: Changes, event: AssignmentEvent, raw: bytes) -> set[bytes]:
         """Follow assignment.events; a ticket's assignee is whoever it was last assigned to."""

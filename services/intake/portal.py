@@ -47,7 +47,7 @@ from .domain import (
     child_id_for,
 )
 from .ticket_store import Filters
-from .timeline import STATUS_LINES, URGENCY, desk_timeline, timeline
+from .timeline import STATUS_LINES, URGENCY, desk_timeline, promises, timeline
 
 PAGE = SignedInPage(
     "/tickets",
@@ -401,6 +401,7 @@ def _page_of(
         requester=requester,
         entries=(desk_timeline if desk else timeline)(ticket.history),
         moves=sorted(TRANSITIONS[ticket.status], key=order.index),
+        promised=promises(front.desk.clocks_of(ticket.ticket_id)),
         articles=articles,
         words=words,
     )

@@ -40,6 +40,7 @@ from ticketstream_shared.contract import (
     TicketUpdated,
     decode_event,
 )
+from ticketstream_shared.contract.sla import SlaEventUnion, SlaMetric
 from ticketstream_shared.contract.topics import INTAKE_TICKETS, TICKETS_EVENTS
 from ticketstream_shared.privacy import KeyNotYetRead
 from ticketstream_shared.runtime.changelog import Changelog
@@ -57,6 +58,8 @@ VERSIONS_CONTESTED = Counter(
 )
 
 _EVENTS, _SUMMARY, _ASSIGNEE, _INDEX, _COUNT, _RUN = b"t|", b"s|", b"w|", b"i|", b"n|", b"c|"
+#: Where each of a ticket's SLA clocks stands, by metric (from sla.events, which only sla writes).
+_CLOCK = b"p|"
 #: Request keys' records are kept as idempotency.RequestKeys writes them, under this prefix, and changelogged as such.
 REQUEST_KEYS = b"k|"
 #: The store's changelog: records of runs of a ticket's events, and of request keys, partitioned as tickets.events.
@@ -167,6 +170,45 @@ def _count_key(prefix: bytes) -> bytes:
 def _sortable(moment: datetime) -> str:
     """A creation time whose text sorts as the time does (isoformat drops zero microseconds)."""
     return moment.strftime("%Y%m%dT%H%M%S.%f%z")
+
+
+class ClockNote(NamedTuple):
+    """Where one SLA clock of a ticket stands, as its last event on sla.events left it."""
+
+    ticket_id: str
+    metric: SlaMetric
+    #: Running (or warned), breached, paused, met or stopped: the last event's type, without its prefix.
+    state: str
+    deadline: datetime
+    #: Whether it ran past its target (a breach, or a clock met late, or re-timed to a target already passed).
+    late: bool
+
+    @classmethod
+    def of(cls, event: SlaEventUnion) -> ClockNote:
+        state = _CLOCK_STATES[event.event_type]
+        late = event.data.remaining_business_seconds < 0
+        return cls(event.ticket_id, event.data.metric, state, event.data.deadline, late)
+
+    def to_json(self) -> bytes:
+        return json.dumps({**self._asdict(), "deadline": self.deadline.isoformat()}).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes) -> ClockNote:
+        note = json.loads(value)
+        return cls(note["ticket_id"], SlaMetric(note["metric"]), note["state"], _moment(note["deadline"]), note["late"])
+
+
+#: What each event of a clock leaves it as.
+_CLOCK_STATES = {
+    "sla.clock_started": "running",
+    "sla.resumed": "running",
+    "sla.warning": "running",
+    "sla.retargeted": "running",
+    "sla.breached": "breached",
+    "sla.paused": "paused",
+    "sla.met": "met",
+    "sla.clock_stopped": "stopped",
+}
 
 
 class Logged(NamedTuple):
@@ -400,6 +442,15 @@ class TicketStore:
         changes.put(event_key, line)
         self._put_summary(changes, ticket_id, summary, after)
         return {_run_key(key, _digits(first))}
+
+    def note_clock(self, changes: Changes, clock: ClockNote) -> None:
+        key = _CLOCK + clock.ticket_id.encode() + _SEP + clock.metric.encode()
+        changes.put(key, clock.to_json())
+
+    def clocks(self, ticket_id: str) -> list[ClockNote]:
+        """Where the ticket's SLA clocks stand, as far as sla.events has been read."""
+        prefix = _CLOCK + ticket_id.encode() + _SEP
+        return [ClockNote.from_json(value) for _, value in self.store.scan(prefix, prefix)]
 
     def assign(self, changes: Changes, ticket_id: str, technician_id: str) -> None:
         summary = self._summary(ticket_id, changes)

@@ -22,9 +22,11 @@ from ticketstream_shared.contract import (
     TicketUpdated,
     WorklogRecorded,
 )
+from ticketstream_shared.contract.sla import PROMISED, SlaMetric
 
 from .audit import audit
 from .domain import DONE
+from .ticket_store import ClockNote
 
 URGENCY = {Priority.P1: "critical", Priority.P2: "high", Priority.P3: "normal", Priority.P4: "low"}
 
@@ -38,6 +40,23 @@ STATUS_LINES = {
 }
 REOPENED = "Your request was reopened."
 SELF_SOLVED = "You solved it with one of our help articles. If the problem comes back, you can reopen it."
+
+
+def promises(clocks: Iterable[ClockNote]) -> list[str]:
+    """What the desk promised the requester and has not done yet, as sla last timed it: a first answer, a reply,
+    a solution, by when (nothing for what was done, or is no longer timed)."""
+    lines = []
+    for clock in sorted(clocks, key=lambda clock: _METRICS.index(clock.metric)):
+        what, by = PROMISED[clock.metric], f"{clock.deadline:%-d %b %Y, %H:%M} UTC"
+        if clock.state == "paused":
+            lines.append(f"Until you answer, the time we promised for {what} stands still.")
+        elif clock.state in ("running", "breached"):
+            late = "; we are late and on it" if clock.late or clock.state == "breached" else ""
+            lines.append(f"We promised {what} by {by}{late}.")
+    return lines
+
+
+_METRICS = [SlaMetric.FIRST_RESPONSE, SlaMetric.NEXT_REPLY, SlaMetric.RESOLUTION]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ticketstream_shared.contract.sla import (
+    PROMISED,
     SERVICE_PREFIX,
     CalendarData,
     ServiceData,
@@ -24,11 +25,6 @@ from .whatif import ChangedOutcome, Comparison, Compliance, Outcome, Verdict, Ve
 
 #: The changed clocks listed in one answer (all are counted): a period of a busy desk may change thousands.
 MAX_CHANGED = 1000
-PROMISE = {
-    SlaMetric.FIRST_RESPONSE: "a first answer",
-    SlaMetric.NEXT_REPLY: "a reply to your message",
-    SlaMetric.RESOLUTION: "a solution",
-}
 DONE = {
     SlaMetric.FIRST_RESPONSE: "We answered first",
     SlaMetric.NEXT_REPLY: "We replied to your message",
@@ -62,8 +58,8 @@ def plain_line(clock: Clock, now: datetime) -> str:
     if clock.status is ClockStatus.PAUSED:
         return f"Waiting for your reply; the clock is paused with {_duration(remaining)} of working time left."
     if BREACH in clock.raised:
-        return f"We promised {PROMISE[clock.metric]} by {_when(deadline, clock, now)}; we are late and on it."
-    return f"We promised {PROMISE[clock.metric]} by {_when(deadline, clock, now)}."
+        return f"We promised {PROMISED[clock.metric]} by {_when(deadline, clock, now)}; we are late and on it."
+    return f"We promised {PROMISED[clock.metric]} by {_when(deadline, clock, now)}."
 
 
 _DAY_NAMES = {day: day.value[:3].capitalize() for day in Weekday}

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.builders import a_clock_event
 from tests.integration.conftest import NEW_TICKET
 from tests.keys import (
     ACME_MANAGER,
@@ -25,6 +26,7 @@ from tests.keys import (
 from tests.polling import eventually
 from tests.publishing import publish
 from ticketstream_shared.contract.assignment import TicketAssigned
+from ticketstream_shared.contract.sla import SlaMetric
 
 pytestmark = pytest.mark.integration
 
@@ -315,6 +317,29 @@ def test_the_desk_sees_its_open_work_the_most_urgent_first_and_a_technician_thei
         patch.setattr("intake.portal.QUEUED", 2)
         first = queue(UMBRELLA_MANAGER)
         assert listed(first, "queue") == [older_critical, newer_critical] and "The first 2 are listed here." in first
+
+
+def test_the_requests_page_says_what_was_promised_as_sla_last_timed_it(intake, kafka_bootstrap):
+    """sla times the request on sla.events; its page (the requester's and the desk's) says what is promised and by
+    when, and stops saying it once done."""
+    ticket = open_ticket(intake, key=REQUESTER)
+    page = f"/tickets/{ticket}"
+    due = datetime(2026, 12, 9, 16, 30, tzinfo=UTC)
+    publish(kafka_bootstrap, [a_clock_event("sla.clock_started", ticket, metric, due) for metric in SlaMetric])
+
+    def promised(key=REQUESTER):
+        found = re.search(r'<ul id="promises">(.*?)</ul>', intake.get(page, headers=bearer(key)).text, re.S)
+        return re.findall(r"<li>([^<]*)</li>", found[1]) if found else []
+
+    promises = ("a first answer", "a reply to your message", "a solution")
+    every = [f"We promised {words} by 9 Dec 2026, 16:30 UTC." for words in promises]
+    eventually(lambda: promised() == every, timeout_s=10, what="the clocks read from sla.events")
+    assert promised(TECHNICIAN) == every, "the desk reads the same"
+    publish(kafka_bootstrap, [a_clock_event("sla.met", ticket, SlaMetric.FIRST_RESPONSE, due),
+                              a_clock_event("sla.met", ticket, SlaMetric.NEXT_REPLY, due),
+                              a_clock_event("sla.breached", ticket, SlaMetric.RESOLUTION, due, -60)])  # fmt: skip
+    late = ["We promised a solution by 9 Dec 2026, 16:30 UTC; we are late and on it."]
+    eventually(lambda: promised() == late, timeout_s=10, what="the clocks met and breached")
 
 
 def assigned(ticket_id, client_id, technician_id):

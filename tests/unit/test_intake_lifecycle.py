@@ -1,7 +1,7 @@
 """The ticket lifecycle: the transition table, who may do what, and invariants under any sequence of commands."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -25,9 +25,11 @@ from intake.domain import (
     decide,
     fold,
 )
-from intake.timeline import timeline
-from tests.builders import T0
+from intake.ticket_store import ClockNote
+from intake.timeline import promises, timeline
+from tests.builders import T0, a_clock_event
 from ticketstream_shared.contract import Actor, Priority, Role, TicketStatus, TicketStatusChanged
+from ticketstream_shared.contract.sla import SlaMetric
 
 S = TicketStatus
 
@@ -253,3 +255,32 @@ def test_only_the_requester_or_their_portal_says_an_article_solved_it(actor):
         decide(new_ticket(), SolveMyself("t-1", "kb-vpn"), context(actor))
     [solved] = decide(new_ticket(), SolveMyself("t-1", "kb-vpn"), context(key_of(Role.INTEGRATION)))
     assert solved.actor == key_of(Role.INTEGRATION).acting_for("alice")  # a portal, on behalf of the requester
+
+
+def test_the_requester_reads_what_was_promised_and_is_not_done_yet():
+    """From where sla last left each clock: what is running, by when, first answer before solution; late when late;
+    standing still while paused; nothing for what was done or is no longer timed."""
+    due = datetime(2026, 12, 8, 14, 0, tzinfo=UTC)
+
+    def noted(kind, metric, remaining=600):
+        return ClockNote.of(a_clock_event(kind, "t-1", metric, due, remaining))
+
+    running = [
+        noted("sla.resumed", SlaMetric.RESOLUTION),
+        noted("sla.clock_started", SlaMetric.FIRST_RESPONSE),
+        noted("sla.met", SlaMetric.NEXT_REPLY),
+    ]
+    assert promises(running) == [
+        "We promised a first answer by 8 Dec 2026, 14:00 UTC.",
+        "We promised a solution by 8 Dec 2026, 14:00 UTC.",
+    ]
+    late = [noted("sla.breached", SlaMetric.FIRST_RESPONSE, -60), noted("sla.paused", SlaMetric.RESOLUTION)]
+    assert promises(late) == [
+        "We promised a first answer by 8 Dec 2026, 14:00 UTC; we are late and on it.",
+        "Until you answer, the time we promised for a solution stands still.",
+    ]
+    assert promises([noted("sla.retargeted", SlaMetric.NEXT_REPLY, -1)]) == [
+        "We promised a reply to your message by 8 Dec 2026, 14:00 UTC; we are late and on it."
+    ]
+    done = [noted("sla.clock_stopped", SlaMetric.RESOLUTION), noted("sla.met", SlaMetric.FIRST_RESPONSE)]
+    assert promises(done) == []

@@ -5,6 +5,7 @@ offsets written with the state they describe."""
 import json
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -15,13 +16,16 @@ from intake.ticket_store import (
     EVENTS_PER_RECORD,
     LAYOUT,
     RECORD_BYTES,
+    ClockNote,
     Filters,
     Logged,
     TicketStore,
     _index_entries,
 )
+from tests.builders import T0, a_clock_event
 from tests.unit.test_intake_domain import context, create, worklog
 from ticketstream_shared.contract import Priority, TicketStatus, encode, read_logged
+from ticketstream_shared.contract.sla import SlaMetric
 from ticketstream_shared.contract.topics import TICKETS_EVENTS
 from ticketstream_shared.runtime.store import Changes, LocalStore
 
@@ -102,6 +106,22 @@ def test_listing_filters_by_every_field_oldest_first_with_a_cursor_or_newest_fir
     assert listing(tickets, limit=2) == ["t-0", "t-1"]
     assert tickets.find(Filters(client_id="acme"), None, 2, newest_first=True) == ["t-3", "t-2"]
     assert tickets.find(Filters(client_id="globex"), None, 5, newest_first=True) == ["t-1"], "its index value only"
+
+
+def test_each_clock_of_a_ticket_is_kept_as_its_last_event_left_it(tickets):
+    due = T0 + timedelta(hours=4)
+    changes = Changes()
+    for kind, metric in [("sla.clock_started", SlaMetric.FIRST_RESPONSE), ("sla.clock_started", SlaMetric.RESOLUTION),
+                         ("sla.met", SlaMetric.FIRST_RESPONSE), ("sla.paused", SlaMetric.RESOLUTION)]:  # fmt: skip
+        tickets.note_clock(changes, ClockNote.of(a_clock_event(kind, "t-1", metric, due)))
+    tickets.note_clock(changes, ClockNote.of(a_clock_event("sla.breached", "t-10", SlaMetric.RESOLUTION, due, -60)))
+    tickets.store.write(changes)
+    assert {clock.metric: (clock.state, clock.deadline, clock.late) for clock in tickets.clocks("t-1")} == {
+        SlaMetric.FIRST_RESPONSE: ("met", due, False),
+        SlaMetric.RESOLUTION: ("paused", due, False),
+    }, "t-10's are its own"
+    assert [(clock.state, clock.late) for clock in tickets.clocks("t-10")] == [("breached", True)]
+    assert tickets.clocks("t-2") == []
 
 
 def test_a_status_or_priority_change_moves_the_ticket_between_index_entries(tickets):

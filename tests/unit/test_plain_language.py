@@ -10,15 +10,16 @@ from datetime import timedelta
 
 import pytest
 
-from intake.timeline import REOPENED, SELF_SOLVED, STATUS_LINES, describe
+from intake.ticket_store import ClockNote
+from intake.timeline import REOPENED, SELF_SOLVED, STATUS_LINES, describe, promises
 from sla.clocks import ClockStatus
 from sla.views import opening_hours, plain_line, promise
-from tests.builders import T0, a_ticket_created
+from tests.builders import T0, a_clock_event, a_ticket_created
 from tests.unit.test_notify_templates import JARGON
 from tests.unit.test_sla_clocks import HOUR, Story
 from tests.unit.test_sla_next_reply import replying
 from ticketstream_shared.contract import CommentAdded, CsatRecorded, TicketStatusChanged, TicketUpdated
-from ticketstream_shared.contract.sla import CalendarData, ServiceTargets
+from ticketstream_shared.contract.sla import CalendarData, ServiceTargets, SlaMetric
 
 
 def jargon_in(text: str) -> list[str]:
@@ -70,7 +71,18 @@ def promised_times_texts() -> list[str]:
     story.status(T0 + 10 * HOUR, "waiting_on_customer", "resolved")
     texts += [plain_line(clock, T0 + 10 * HOUR) for clock in story.state.clocks]
     stopped = replace(story.state.clocks[0], status=ClockStatus.STOPPED)
-    return [*texts, plain_line(stopped, T0 + 10 * HOUR)]
+    return [*texts, plain_line(stopped, T0 + 10 * HOUR), *promises_on_the_page()]
+
+
+def promises_on_the_page() -> list[str]:
+    """What a request's page says was promised (intake's own words, from sla.events): every metric, running, late,
+    breached and paused."""
+    states = [("sla.clock_started", 600), ("sla.retargeted", -60), ("sla.breached", -60), ("sla.paused", 600)]
+    return [
+        line
+        for kind, remaining in states
+        for line in promises(ClockNote.of(a_clock_event(kind, "t-1", metric, T0, remaining)) for metric in SlaMetric)
+    ]
 
 
 def catalogue_texts() -> list[str]:

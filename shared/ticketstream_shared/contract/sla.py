@@ -34,6 +34,14 @@ class SlaMetric(StrEnum):
     NEXT_REPLY = "next_reply"
 
 
+#: What a clock of each metric promises, in a requester's words.
+PROMISED = {
+    SlaMetric.FIRST_RESPONSE: "a first answer",
+    SlaMetric.NEXT_REPLY: "a reply to your message",
+    SlaMetric.RESOLUTION: "a solution",
+}
+
+
 class ClockData(Frozen):
     metric: SlaMetric
     policy_id: Identifier
