@@ -59,18 +59,20 @@ class Desk:
         this replica can decide for itself."""
         return self.bus.fresh_ticket_id() if request_key is None else ticket_id_for(scope, request_key)
 
-    def open_work(self, client_id: str | None, assignee_id: str | None, limit: int) -> tuple[list[Ticket], bool]:
-        """The first `limit` open tickets (of the client, assigned to the technician, if given), the most urgent
-        first and then the oldest, and whether there are more. Read from the indexes priority by priority, most
-        urgent first, until more than that many are found (a new critical ticket is there however long the queue
-        of others); only those shown are loaded."""
+    def open_work(
+        self, client_id: str | None, assignee_id: str | None, limit: int, priority: Priority | None = None
+    ) -> tuple[list[Ticket], bool]:
+        """The first `limit` open tickets (of the client, assigned to the technician, of the priority, if given),
+        the most urgent first and then the oldest, and whether there are more. Read from the indexes priority by
+        priority, most urgent first, until more than that many are found (a new critical ticket is there however
+        long the queue of others); only those shown are loaded."""
         self.ledger.require_caught_up()
         found: list[tuple[Priority, str, str]] = []
-        for priority in Priority:
+        for urgency in Priority if priority is None else [priority]:
             for status in OPEN:
-                filters = Filters(client_id, status, priority, assignee_id=assignee_id)
+                filters = Filters(client_id, status, urgency, assignee_id=assignee_id)
                 dated = islice(self.ledger.tickets.matching(filters), limit + 1)
-                found += ((priority, created, ticket_id) for created, ticket_id in dated)
+                found += ((urgency, created, ticket_id) for created, ticket_id in dated)
             if len(found) > limit:
                 break
         found.sort()

@@ -13,7 +13,7 @@ what was written kept. `/tickets` lists the requester's own requests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,11 +23,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ticketstream_shared.contract import Channel, Priority, Role, TicketStatus
+from ticketstream_shared.contract.events import Identifier
 from ticketstream_shared.contract.requests import CommentBody, CsatBody, NewTicketBody, StatusBody, WorklogBody
-from ticketstream_shared.runtime.auth import Principal
+from ticketstream_shared.runtime.auth import Principal, require_client
 from ticketstream_shared.runtime.http import from_app_state
 from ticketstream_shared.runtime.refusals import Forbidden
 from ticketstream_shared.runtime.sign_in import SignedInPage
@@ -185,7 +186,7 @@ async def requests_page(request: Request, front: Front) -> Response:
     if isinstance(principal, Response):
         return principal
     if _is_desk(principal):
-        return _queue(front, principal)
+        return _queue(front, principal, request.query_params)
     if _names_a_requester(principal):
         return _requests(front, principal)
     return _message("Requests", "This page lists a requester's requests, or the desk's work; this key is neither's.")
@@ -258,17 +259,33 @@ def _requests(
     )
 
 
-def _queue(front: TicketFront, principal: Principal) -> HTMLResponse:
-    """The desk's open work (of the key's client, for a scoped key), each request's page a click away; and, for a
-    technician's own key, what is assigned to them."""
+class QueueFilter(BaseModel):
+    """What the desk's open work is narrowed to: a client (for a key of no client), an urgency."""
+
+    client_id: Identifier | None = None
+    priority: Priority | None = None
+
+
+def _queue(front: TicketFront, principal: Principal, asked: Mapping[str, str]) -> HTMLResponse:
+    """The desk's open work (of the key's client, for a scoped key; else of the client asked for, if one is), of the
+    urgency asked for, if one is; each request's page a click away; and, for a technician's own key, what is
+    assigned to them. A filter refused is said, and the work shown unfiltered."""
+    refused: ValidationError | Forbidden | None = None
+    try:
+        shown = QueueFilter.model_validate({name: value for name, value in asked.items() if value})
+        if shown.client_id is not None:
+            require_client(principal, shown.client_id)
+    except (ValidationError, Forbidden) as refusal:
+        refused, shown = refusal, QueueFilter()
+    client_id = principal.client_id or shown.client_id
     mine: list[Ticket] = []
     more_of_mine = False
     if principal.subject is not None:
-        mine, more_of_mine = front.desk.open_work(principal.client_id, principal.subject, QUEUED)
-    queued, more = front.desk.open_work(principal.client_id, None, QUEUED)
+        mine, more_of_mine = front.desk.open_work(client_id, principal.subject, QUEUED, shown.priority)
+    queued, more = front.desk.open_work(client_id, None, QUEUED, shown.priority)
     return _shown_as(
         "queue.html.j2",
-        None,
+        refused,
         title="Open requests",
         status="The most urgent first, then the oldest." if queued else "There is no open request.",
         mine=mine,
@@ -276,6 +293,9 @@ def _queue(front: TicketFront, principal: Principal) -> HTMLResponse:
         more=more or more_of_mine,
         listed=QUEUED,
         assignee_of=front.desk.assignee_of,
+        scoped=principal.client_id is not None,
+        shown=shown,
+        urgencies=_URGENCIES,
     )
 
 
@@ -349,6 +369,7 @@ _FIELD_NAMES = {
     "description": "Tell us more",
     "priority": "How urgent it is",
     "service_id": "What it is about",
+    "client_id": "Client",
 }
 
 

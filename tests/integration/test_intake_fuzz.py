@@ -17,7 +17,7 @@ from intake.portal import ACTIONS
 from intake.settings import IntakeSettings
 from tests.conftest import EXAMPLES, FUZZ_EXAMPLES
 from tests.integration.conftest import NEW_TICKET
-from tests.keys import ADMIN, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
+from tests.keys import ACME_MANAGER, ADMIN, REQUESTER, TECHNICIAN, TEST_KEYS, bearer
 from tests.serving import SERVICE_THREAD_USES_RANDOM, served
 
 pytestmark = [pytest.mark.integration, SERVICE_THREAD_USES_RANDOM]
@@ -89,3 +89,14 @@ def test_no_page_asked_for_makes_intake_fail(below, key, method, request_page, i
     also_below_a_request = httpx.request(method, f"{request_page}/{quote(below, safe='/')}", headers=headers)
     assert answer.status_code < 500, (method, target, answer.text[:500])
     assert also_below_a_request.status_code < 500, (method, below, also_below_a_request.text[:500])
+
+
+@given(
+    asked=st.dictionaries(st.sampled_from(("client_id", "priority", "other")), st.text(max_size=40), max_size=3),
+    key=st.sampled_from((ADMIN, TECHNICIAN, ACME_MANAGER)),
+)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+def test_no_filter_of_the_desks_open_work_makes_intake_fail(asked, key, intake_url):
+    """The desk's open work narrowed to anything, by a key of no client or of one: the work, or a refusal in words."""
+    answer = httpx.get(f"{intake_url}/tickets", params=asked, headers=bearer(key))
+    assert answer.status_code in (200, 403, 422), (asked, answer.text[:500])

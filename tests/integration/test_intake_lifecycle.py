@@ -293,8 +293,8 @@ def test_the_desk_sees_its_open_work_the_most_urgent_first_and_a_technician_thei
     elsewhere = open_ticket(intake, title="Another client's")
     publish(kafka_bootstrap, [assigned(normal, "umbrella", "ann"), assigned(high, "umbrella", "ann")])
 
-    def queue(key):
-        page = intake.get("/tickets", headers=bearer(key))
+    def queue(key, asked=""):
+        page = intake.get(f"/tickets{asked}", headers=bearer(key))
         assert page.status_code == 200, page.text
         return page.text
 
@@ -313,6 +313,15 @@ def test_the_desk_sees_its_open_work_the_most_urgent_first_and_a_technician_thei
     page = queue(UMBRELLA_MANAGER)
     assert done not in page and elsewhere not in page and 'id="mine"' not in page, "open work, of its client only"
     assert "High &lt;b&gt;</a><time>P2, new; umbrella, uma; since" in page and "assigned to ann</time>" in page
+    urgent = queue(UMBRELLA_MANAGER, "?priority=P1&client_id=")
+    assert listed(urgent, "queue") == [older_critical, newer_critical] and '<option value="P1" selected>' in urgent
+    assert listed(queue(ADMIN, "?client_id=umbrella"), "queue") == in_order, "a key of no client picks one"
+    assert 'id="client"' not in page, "a scoped key's work is its client's"
+    refusals = [("?client_id=acme", 403, "this key is scoped to client umbrella"), ("?priority=P9", 422, "How urgent")]
+    for asked, status, why in refusals:
+        refused = intake.get(f"/tickets{asked}", headers=bearer(UMBRELLA_MANAGER))
+        assert refused.status_code == status and why in refused.text, refused.text
+        assert listed(refused.text, "queue") == in_order, "the refusal said, the work shown whole"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("intake.portal.QUEUED", 2)
         first = queue(UMBRELLA_MANAGER)
