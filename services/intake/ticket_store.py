@@ -186,7 +186,7 @@ class ClockNote(NamedTuple):
     @classmethod
     def of(cls, event: SlaEventUnion) -> ClockNote:
         state = _CLOCK_STATES[event.event_type]
-        late = event.data.remaining_business_seconds < 0
+        late = event.data.remaining_business_seconds < 0 or state == "breached"
         return cls(event.ticket_id, event.data.metric, state, event.data.deadline, late)
 
     def to_json(self) -> bytes:

@@ -51,7 +51,7 @@ def promises(clocks: Iterable[ClockNote]) -> list[str]:
         if clock.state == "paused":
             lines.append(f"Until you answer, the time we promised for {what} stands still.")
         elif clock.state in ("running", "breached"):
-            late = "; we are late and on it" if clock.late or clock.state == "breached" else ""
+            late = "; we are late and on it" if clock.late else ""
             lines.append(f"We promised {what} by {by}{late}.")
     return lines
 

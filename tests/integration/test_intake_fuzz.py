@@ -23,6 +23,8 @@ from tests.serving import SERVICE_THREAD_USES_RANDOM, served
 pytestmark = [pytest.mark.integration, SERVICE_THREAD_USES_RANDOM]
 
 UNUSED = "the API keys come from tests.keys"
+#: Every fuzz of this module: as many examples as the run asks for, its failures kept for replay.
+FUZZED = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
 SCHEMA = schemathesis.openapi.from_dict(build_app(IntakeSettings(api_keys_file=UNUSED), TEST_KEYS).openapi()).include(
     path_regex="^/v1/"
 )
@@ -39,7 +41,7 @@ def intake_url(kafka_bootstrap: str) -> Iterator[str]:
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+@FUZZED
 def test_no_request_makes_intake_fail(case, intake_url):
     case.call_and_validate(base_url=intake_url, headers=bearer(ADMIN), checks=[not_a_server_error])
 
@@ -65,7 +67,7 @@ def request_page(intake_url: str) -> str:
 @given(
     form=st.sampled_from(("new request", *PAGE_FORMS)), key=st.sampled_from((REQUESTER, TECHNICIAN)), body=form_bodies
 )
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+@FUZZED
 def test_no_form_sent_to_a_page_makes_intake_fail(form, key, body, request_page, intake_url):
     """Any body, to any of the pages' forms, from the requester or the desk: a refusal in words, never a 500."""
     target = f"{intake_url}/tickets" if form == "new request" else f"{request_page}/{form}"
@@ -79,7 +81,7 @@ def test_no_form_sent_to_a_page_makes_intake_fail(form, key, body, request_page,
     key=st.sampled_from((REQUESTER, TECHNICIAN, None)),
     method=st.sampled_from(("GET", "POST")),
 )
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+@FUZZED
 def test_no_page_asked_for_makes_intake_fail(below, key, method, request_page, intake_url):
     """Any path below /tickets (a request's id, a form's name, anything, below a request or not), asked by the
     requester, the desk or a browser with no key: a page or a refusal, never a 500."""
@@ -95,7 +97,7 @@ def test_no_page_asked_for_makes_intake_fail(below, key, method, request_page, i
     asked=st.dictionaries(st.sampled_from(("client_id", "priority", "other")), st.text(max_size=40), max_size=3),
     key=st.sampled_from((ADMIN, TECHNICIAN, ACME_MANAGER)),
 )
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=EXAMPLES)
+@FUZZED
 def test_no_filter_of_the_desks_open_work_makes_intake_fail(asked, key, intake_url):
     """The desk's open work narrowed to anything, by a key of no client or of one: the work, or a refusal in words."""
     answer = httpx.get(f"{intake_url}/tickets", params=asked, headers=bearer(key))
